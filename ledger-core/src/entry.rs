@@ -1,0 +1,181 @@
+//! Entries: what the ledger stores and hashes.
+//!
+//! An entry is the RFC 8785 canonical JSON of
+//! `{"event":{…},"prev":HEX,"recorded_at":TIME,"seq":N,"v":1}`. Because JCS sorts keys
+//! and the envelope's strings need no escaping, the canonical bytes are the
+//! concatenation built by [`entry_bytes`]; [`parse_entry`] checks stored bytes are
+//! exactly that form.
+
+use serde::Deserialize;
+use serde_json::value::RawValue;
+use time::OffsetDateTime;
+use time::macros::format_description;
+
+use crate::event::{Event, EventError};
+use crate::hash::{Hash, from_hex, to_hex};
+
+/// The entry format version this code writes and reads.
+pub const ENTRY_VERSION: u64 = 1;
+
+/// Formats the ledger's clock for `recorded_at`: UTC, always six fractional digits,
+/// so the field has a fixed width of 27 characters.
+pub fn format_recorded_at(t: OffsetDateTime) -> String {
+    let f = format_description!(
+        "[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:6]Z"
+    );
+    t.to_offset(time::UtcOffset::UTC)
+        .format(&f)
+        .expect("a UTC time between years 0 and 9999 always formats")
+}
+
+/// Whether `s` has the exact `recorded_at` shape (`YYYY-MM-DDTHH:MM:SS.ffffffZ`).
+pub fn is_recorded_at(s: &str) -> bool {
+    let f = format_description!(
+        "[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:6]Z"
+    );
+    s.len() == 27 && time::PrimitiveDateTime::parse(s, &f).is_ok()
+}
+
+/// The canonical bytes of an entry.
+pub fn entry_bytes(seq: u64, prev: &Hash, recorded_at: &str, event_canonical: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(event_canonical.len() + 160);
+    write_entry(&mut out, seq, prev, recorded_at, event_canonical);
+    out
+}
+
+/// Appends the canonical bytes of an entry to `out`.
+pub fn write_entry(out: &mut Vec<u8>, seq: u64, prev: &Hash, recorded_at: &str, event: &[u8]) {
+    debug_assert!(is_recorded_at(recorded_at));
+    out.extend_from_slice(b"{\"event\":");
+    out.extend_from_slice(event);
+    out.extend_from_slice(b",\"prev\":\"");
+    out.extend_from_slice(to_hex(prev).as_bytes());
+    out.extend_from_slice(b"\",\"recorded_at\":\"");
+    out.extend_from_slice(recorded_at.as_bytes());
+    out.extend_from_slice(b"\",\"seq\":");
+    out.extend_from_slice(seq.to_string().as_bytes());
+    out.extend_from_slice(b",\"v\":1}");
+}
+
+/// The fields of a stored entry.
+#[derive(Debug, Clone)]
+pub struct ParsedEntry<'a> {
+    /// Position in the log, from 0.
+    pub seq: u64,
+    /// Hash of the previous entry (or the genesis value).
+    pub prev: Hash,
+    /// The ledger's clock when it recorded the entry.
+    pub recorded_at: &'a str,
+    /// The event's canonical bytes as stored.
+    pub event: &'a str,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Envelope<'a> {
+    v: u64,
+    seq: u64,
+    prev: &'a str,
+    recorded_at: &'a str,
+    #[serde(borrow)]
+    event: &'a RawValue,
+}
+
+/// Why stored bytes are not a well-formed entry.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum EntryError {
+    /// Not JSON, or not an entry object.
+    #[error("not an entry: {0}")]
+    Malformed(String),
+    /// A format version this code does not know.
+    #[error("entry format version {0} is not supported (this code reads version 1)")]
+    Version(u64),
+    /// `prev` is not 64 hex digits.
+    #[error("`prev` is not 64 lowercase hex digits")]
+    BadPrev,
+    /// `recorded_at` is not in the fixed format.
+    #[error("`recorded_at` {0:?} is not of the form YYYY-MM-DDTHH:MM:SS.ffffffZ")]
+    BadRecordedAt(String),
+    /// The event inside fails validation.
+    #[error("event is invalid: {0}")]
+    Event(EventError),
+    /// The bytes are not the canonical (JCS) form of their own content.
+    #[error("bytes are not in canonical (RFC 8785) form")]
+    NotCanonical,
+}
+
+/// Parses stored entry bytes, cheaply: envelope only, the event is not validated.
+pub fn parse_entry(bytes: &[u8]) -> Result<ParsedEntry<'_>, EntryError> {
+    let env: Envelope<'_> =
+        serde_json::from_slice(bytes).map_err(|e| EntryError::Malformed(e.to_string()))?;
+    if env.v != ENTRY_VERSION {
+        return Err(EntryError::Version(env.v));
+    }
+    let prev = match from_hex(env.prev) {
+        Some(p) if env.prev.bytes().all(|c| !c.is_ascii_uppercase()) => p,
+        _ => return Err(EntryError::BadPrev),
+    };
+    if !is_recorded_at(env.recorded_at) {
+        return Err(EntryError::BadRecordedAt(env.recorded_at.to_string()));
+    }
+    Ok(ParsedEntry {
+        seq: env.seq,
+        prev,
+        recorded_at: env.recorded_at,
+        event: env.event.get(),
+    })
+}
+
+/// Parses stored entry bytes and checks everything the format promises: the event is
+/// valid and both it and the envelope are in canonical form.
+pub fn check_entry(bytes: &[u8]) -> Result<ParsedEntry<'_>, EntryError> {
+    let p = parse_entry(bytes)?;
+    let event = Event::from_json(p.event.as_bytes()).map_err(EntryError::Event)?;
+    if event.canonical_bytes() != p.event.as_bytes() {
+        return Err(EntryError::NotCanonical);
+    }
+    let rebuilt = entry_bytes(p.seq, &p.prev, p.recorded_at, event.canonical_bytes());
+    if rebuilt != bytes {
+        return Err(EntryError::NotCanonical);
+    }
+    Ok(p)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::hash::HashAlg;
+
+    #[test]
+    fn built_entries_are_jcs_canonical_and_parse_back() {
+        let ev = serde_json::json!({
+            "id": "e1", "type": "delivered", "message": "M\u{e6}-\"1\"", "at": "2023-01-01T00:00:00+01:00",
+            "reporter": {"org": "974760673", "system": "alt\u{f8}nn", "seq": 7}
+        });
+        let event = Event::from_value(ev).unwrap();
+        let prev = HashAlg::Blake3.genesis("test");
+        let at = format_recorded_at(OffsetDateTime::UNIX_EPOCH);
+        assert_eq!(at, "1970-01-01T00:00:00.000000Z");
+        let bytes = entry_bytes(42, &prev, &at, event.canonical_bytes());
+        let value: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
+        assert_eq!(serde_json_canonicalizer::to_vec(&value).unwrap(), bytes);
+        let p = check_entry(&bytes).unwrap();
+        assert_eq!((p.seq, p.prev, p.recorded_at), (42, prev, at.as_str()));
+    }
+
+    #[test]
+    fn non_canonical_bytes_are_refused() {
+        let ev = serde_json::json!({
+            "id": "e1", "type": "expired", "message": "M1", "at": "2023-01-01T00:00:00Z",
+            "reporter": {"org": "974760673", "system": "altinn"}
+        });
+        let event = Event::from_value(ev).unwrap();
+        let at = format_recorded_at(OffsetDateTime::UNIX_EPOCH);
+        let good = entry_bytes(0, &[0; 32], &at, event.canonical_bytes());
+        let spaced = String::from_utf8(good.clone()).unwrap().replacen(":", ": ", 1);
+        assert_eq!(check_entry(spaced.as_bytes()).unwrap_err(), EntryError::NotCanonical);
+        let v2 = String::from_utf8(good).unwrap().replace("\"v\":1}", "\"v\":2}");
+        assert_eq!(check_entry(v2.as_bytes()).unwrap_err(), EntryError::Version(2));
+    }
+}

@@ -1,0 +1,664 @@
+//! Events: what a reporter submits, validated against the rules of `schemas/`.
+//!
+//! An [`Event`] can only be built by [`Event::from_json`], so holding one means the
+//! JSON was well-formed, strict (no duplicate keys, no floats, integers below 2^53),
+//! matched its type's schema and carried no national identity number. It keeps the
+//! event's RFC 8785 canonical bytes, which are what the entry embeds.
+
+use std::fmt;
+
+use serde::de::{self, Deserialize, Deserializer, MapAccess, SeqAccess, Visitor};
+use serde_json::{Map, Value};
+use time::OffsetDateTime;
+use time::format_description::well_known::Rfc3339;
+
+use crate::ids::{check_orgnr, contains_national_id};
+use crate::limits;
+
+/// The kinds of event, one per JSON Schema in `schemas/events/`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[non_exhaustive]
+pub enum EventType {
+    /// The sender sent the message over a channel.
+    Sent,
+    /// The channel made it available to the recipient (a transport fact only).
+    Delivered,
+    /// The message moved between two systems on the same side.
+    HandedOff,
+    /// The receiving system imported and stored it: the end-to-end receipt.
+    Received,
+    /// Someone at the recipient opened it.
+    Opened,
+    /// The recipient acknowledged it.
+    Acknowledged,
+    /// The channel deleted it at the end of its lifetime.
+    Expired,
+    /// Someone deleted it.
+    Deleted,
+    /// Sending or delivery failed.
+    Failed,
+    /// It was sent again, as a new message.
+    Resent,
+    /// A person closed the case of this message with an outcome.
+    Resolved,
+}
+
+impl EventType {
+    /// Every type, in schema order.
+    pub const ALL: [EventType; 11] = [
+        EventType::Sent,
+        EventType::Delivered,
+        EventType::HandedOff,
+        EventType::Received,
+        EventType::Opened,
+        EventType::Acknowledged,
+        EventType::Expired,
+        EventType::Deleted,
+        EventType::Failed,
+        EventType::Resent,
+        EventType::Resolved,
+    ];
+
+    /// The `type` value in JSON.
+    pub fn name(self) -> &'static str {
+        match self {
+            EventType::Sent => "sent",
+            EventType::Delivered => "delivered",
+            EventType::HandedOff => "handed_off",
+            EventType::Received => "received",
+            EventType::Opened => "opened",
+            EventType::Acknowledged => "acknowledged",
+            EventType::Expired => "expired",
+            EventType::Deleted => "deleted",
+            EventType::Failed => "failed",
+            EventType::Resent => "resent",
+            EventType::Resolved => "resolved",
+        }
+    }
+
+    /// Parses the `type` value.
+    pub fn from_name(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|t| t.name() == s)
+    }
+}
+
+impl fmt::Display for EventType {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// Channels a message travels over.
+pub const CHANNELS: [&str; 8] = [
+    "altinn",
+    "eformidling",
+    "fiks_io",
+    "portal",
+    "letter",
+    "email",
+    "api",
+    "other",
+];
+
+/// Categories of message.
+pub const CATEGORIES: [&str; 4] = ["bekymringsmelding", "underretning", "document", "other"];
+
+/// Outcomes of a `resolved` event.
+pub const OUTCOMES: [&str; 4] = [
+    "known_via_other_channel",
+    "resent_and_confirmed",
+    "unrecoverable",
+    "false_alarm",
+];
+
+/// Why an event was rejected: which field, and what is wrong with it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EventError {
+    /// Dotted path of the offending field (`reporter.org`), empty for the whole event.
+    pub field: String,
+    /// What is wrong, in words.
+    pub reason: String,
+}
+
+impl fmt::Display for EventError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.field.is_empty() {
+            f.write_str(&self.reason)
+        } else {
+            write!(f, "field `{}`: {}", self.field, self.reason)
+        }
+    }
+}
+
+impl std::error::Error for EventError {}
+
+fn err(field: impl Into<String>, reason: impl Into<String>) -> EventError {
+    EventError {
+        field: field.into(),
+        reason: reason.into(),
+    }
+}
+
+/// A validated event with its canonical bytes.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Event {
+    id: String,
+    kind: EventType,
+    message: String,
+    canonical: Vec<u8>,
+}
+
+impl Event {
+    /// Parses and validates one event from JSON text.
+    pub fn from_json(bytes: &[u8]) -> Result<Event, EventError> {
+        // Whitespace may make the input larger than its canonical form, but not by
+        // more than this; anything larger is refused before parsing.
+        if bytes.len() > 4 * limits::EVENT_BYTES_MAX {
+            return Err(err(
+                "",
+                format!(
+                    "event is {} bytes; the limit is {} bytes (canonical)",
+                    bytes.len(),
+                    limits::EVENT_BYTES_MAX
+                ),
+            ));
+        }
+        let strict: StrictValue = serde_json::from_slice(bytes)
+            .map_err(|e| err("", format!("malformed JSON: {e}")))?;
+        Self::from_value(strict.0)
+    }
+
+    /// Validates an already parsed value. Floats and large integers are rejected
+    /// here as well, so values built in code obey the same rules as parsed text.
+    pub fn from_value(value: Value) -> Result<Event, EventError> {
+        check_numbers_and_depth(&value, "", 0)?;
+        let obj = value
+            .as_object()
+            .ok_or_else(|| err("", "an event must be a JSON object"))?;
+        let (id, kind, message) = validate(obj)?;
+        let canonical = serde_json_canonicalizer::to_vec(&value)
+            .map_err(|e| err("", format!("cannot canonicalize: {e}")))?;
+        if canonical.len() > limits::EVENT_BYTES_MAX {
+            return Err(err(
+                "",
+                format!(
+                    "event is {} bytes in canonical form; the limit is {} bytes",
+                    canonical.len(),
+                    limits::EVENT_BYTES_MAX
+                ),
+            ));
+        }
+        Ok(Event {
+            id,
+            kind,
+            message,
+            canonical,
+        })
+    }
+
+    /// The reporter's idempotency key.
+    pub fn id(&self) -> &str {
+        &self.id
+    }
+
+    /// The event's type.
+    pub fn kind(&self) -> EventType {
+        self.kind
+    }
+
+    /// The message this event is about.
+    pub fn message(&self) -> &str {
+        &self.message
+    }
+
+    /// RFC 8785 canonical JSON of the event: the bytes embedded in its entry.
+    pub fn canonical_bytes(&self) -> &[u8] {
+        &self.canonical
+    }
+}
+
+/// Parses an RFC 3339 timestamp.
+pub fn parse_time(s: &str) -> Option<OffsetDateTime> {
+    OffsetDateTime::parse(s, &Rfc3339).ok()
+}
+
+fn check_numbers_and_depth(v: &Value, path: &str, depth: usize) -> Result<(), EventError> {
+    if depth > limits::JSON_DEPTH_MAX {
+        return Err(err(path, "nested too deeply"));
+    }
+    match v {
+        Value::Number(n) => {
+            let ok = n.as_u64().map(|u| u < limits::JSON_INT_MAX).unwrap_or(false)
+                || n.as_i64().map(|i| i.unsigned_abs() < limits::JSON_INT_MAX).unwrap_or(false);
+            if !ok {
+                return Err(err(
+                    path,
+                    format!("{n} is not allowed: numbers must be integers of magnitude below 2^53"),
+                ));
+            }
+        }
+        Value::Array(a) => {
+            for (i, x) in a.iter().enumerate() {
+                check_numbers_and_depth(x, &format!("{path}[{i}]"), depth + 1)?;
+            }
+        }
+        Value::Object(m) => {
+            for (k, x) in m {
+                let p = if path.is_empty() { k.clone() } else { format!("{path}.{k}") };
+                check_numbers_and_depth(x, &p, depth + 1)?;
+            }
+        }
+        _ => {}
+    }
+    Ok(())
+}
+
+/// Reads the fields of one JSON object, remembering which were read so that the
+/// rest can be reported as unknown.
+struct Fields<'a> {
+    map: &'a Map<String, Value>,
+    prefix: &'a str,
+    known: Vec<&'static str>,
+}
+
+impl<'a> Fields<'a> {
+    fn new(map: &'a Map<String, Value>, prefix: &'a str) -> Self {
+        Fields {
+            map,
+            prefix,
+            known: Vec::new(),
+        }
+    }
+
+    fn path(&self, key: &str) -> String {
+        if self.prefix.is_empty() {
+            key.to_string()
+        } else {
+            format!("{}.{key}", self.prefix)
+        }
+    }
+
+    fn get(&mut self, key: &'static str) -> Option<&'a Value> {
+        self.known.push(key);
+        self.map.get(key)
+    }
+
+    fn opt_str(&mut self, key: &'static str) -> Result<Option<&'a str>, EventError> {
+        match self.get(key) {
+            None => Ok(None),
+            Some(Value::String(s)) => Ok(Some(s)),
+            Some(other) => Err(err(
+                self.path(key),
+                format!("expected a string, found {}", kind_of(other)),
+            )),
+        }
+    }
+
+    fn req_str(&mut self, key: &'static str) -> Result<&'a str, EventError> {
+        self.opt_str(key)?
+            .ok_or_else(|| err(self.path(key), "is required"))
+    }
+
+    fn finish(self) -> Result<(), EventError> {
+        let mut unknown: Vec<&String> = self
+            .map
+            .keys()
+            .filter(|k| !self.known.contains(&k.as_str()))
+            .collect();
+        unknown.sort();
+        if let Some(k) = unknown.first() {
+            let mut allowed = self.known.clone();
+            allowed.sort();
+            return Err(err(
+                self.path(k),
+                format!("unknown field (allowed here: {})", allowed.join(", ")),
+            ));
+        }
+        Ok(())
+    }
+}
+
+fn kind_of(v: &Value) -> &'static str {
+    match v {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "an array",
+        Value::Object(_) => "an object",
+    }
+}
+
+/// Shape rules of a string field.
+#[derive(Clone, Copy)]
+enum Text {
+    /// Ids: 1..=128 characters, no control characters, no surrounding whitespace.
+    Id,
+    /// Names of systems and roles: 1..=128 characters, no control characters.
+    Name,
+    /// Free text: 1..=2048 characters; tabs and newlines allowed.
+    Free,
+    /// A pseudonym: 1..=128 characters, no whitespace.
+    Token,
+}
+
+fn check_text(path: &str, s: &str, rule: Text) -> Result<(), EventError> {
+    let max = match rule {
+        Text::Id | Text::Name | Text::Token => limits::ID_CHARS_MAX.max(limits::NAME_CHARS_MAX),
+        Text::Free => limits::TEXT_CHARS_MAX,
+    };
+    let n = s.chars().count();
+    if n == 0 {
+        return Err(err(path, "must not be empty"));
+    }
+    if n > max {
+        return Err(err(path, format!("is {n} characters; the limit is {max}")));
+    }
+    let bad_control = |c: char| c.is_control() && !(matches!(rule, Text::Free) && (c == '\n' || c == '\t'));
+    if s.chars().any(bad_control) {
+        return Err(err(path, "must not contain control characters"));
+    }
+    if matches!(rule, Text::Id) && s.trim() != s {
+        return Err(err(path, "must not start or end with whitespace"));
+    }
+    if matches!(rule, Text::Token) && s.chars().any(char::is_whitespace) {
+        return Err(err(path, "must not contain whitespace"));
+    }
+    if contains_national_id(s) {
+        return Err(err(
+            path,
+            "contains what looks like a national identity number; personal data must never \
+             enter the log (use a keyed pseudonym)",
+        ));
+    }
+    Ok(())
+}
+
+fn check_time(path: &str, s: &str) -> Result<(), EventError> {
+    if parse_time(s).is_none() {
+        return Err(err(
+            path,
+            format!("{s:?} is not an RFC 3339 timestamp (e.g. 2023-05-08T09:30:00Z)"),
+        ));
+    }
+    Ok(())
+}
+
+fn check_orgnr_field(path: &str, s: &str) -> Result<(), EventError> {
+    check_orgnr(s).map_err(|e| err(path, format!("{s:?} is not an organisation number: {e}")))
+}
+
+fn check_enum(path: &str, s: &str, allowed: &[&str]) -> Result<(), EventError> {
+    if !allowed.contains(&s) {
+        return Err(err(
+            path,
+            format!("{s:?} is not one of: {}", allowed.join(", ")),
+        ));
+    }
+    Ok(())
+}
+
+fn check_digest(path: &str, s: &str) -> Result<(), EventError> {
+    let hex = s.strip_prefix("blake3:").or_else(|| s.strip_prefix("sha256:"));
+    match hex {
+        Some(h) if h.len() == 64 && h.bytes().all(|c| matches!(c, b'0'..=b'9' | b'a'..=b'f')) => Ok(()),
+        _ => Err(err(
+            path,
+            "must be \"blake3:\" or \"sha256:\" followed by 64 lowercase hex digits (a digest of \
+             the content, never the content)",
+        )),
+    }
+}
+
+fn validate(obj: &Map<String, Value>) -> Result<(String, EventType, String), EventError> {
+    let mut f = Fields::new(obj, "");
+    let type_name = f.req_str("type")?;
+    let kind = EventType::from_name(type_name).ok_or_else(|| {
+        let names: Vec<&str> = EventType::ALL.iter().map(|t| t.name()).collect();
+        err("type", format!("{type_name:?} is not one of: {}", names.join(", ")))
+    })?;
+    let id = f.req_str("id")?;
+    check_text("id", id, Text::Id)?;
+    let message = f.req_str("message")?;
+    check_text("message", message, Text::Id)?;
+    check_time("at", f.req_str("at")?)?;
+    match f.get("reporter") {
+        None => return Err(err("reporter", "is required")),
+        Some(Value::Object(r)) => {
+            let mut rf = Fields::new(r, "reporter");
+            check_orgnr_field("reporter.org", rf.req_str("org")?)?;
+            check_text("reporter.system", rf.req_str("system")?, Text::Name)?;
+            match rf.get("seq") {
+                None => {}
+                Some(Value::Number(n)) if n.as_u64().is_some_and(|s| s >= 1) => {}
+                Some(_) => return Err(err("reporter.seq", "must be an integer ≥ 1")),
+            }
+            rf.finish()?;
+        }
+        Some(other) => {
+            return Err(err(
+                "reporter",
+                format!("expected an object, found {}", kind_of(other)),
+            ));
+        }
+    }
+    match kind {
+        EventType::Sent => {
+            check_orgnr_field("from", f.req_str("from")?)?;
+            check_orgnr_field("to", f.req_str("to")?)?;
+            check_enum("channel", f.req_str("channel")?, &CHANNELS)?;
+            check_enum("category", f.req_str("category")?, &CATEGORIES)?;
+            check_digest("content_digest", f.req_str("content_digest")?)?;
+            if let Some(t) = f.opt_str("expires_at")? {
+                check_time("expires_at", t)?;
+            }
+            match f.get("refs") {
+                None => {}
+                Some(Value::Object(refs)) => {
+                    if refs.is_empty() || refs.len() > limits::REFS_COUNT_MAX {
+                        return Err(err(
+                            "refs",
+                            format!("must hold 1 to {} entries", limits::REFS_COUNT_MAX),
+                        ));
+                    }
+                    for (k, v) in refs {
+                        let path = format!("refs.{k}");
+                        let key_ok = k.len() <= 32
+                            && k.bytes().next().is_some_and(|c| c.is_ascii_lowercase())
+                            && k.bytes().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == b'_');
+                        if !key_ok {
+                            return Err(err(
+                                path,
+                                "a system name must be 1–32 characters of a–z, 0–9 and _, starting with a letter",
+                            ));
+                        }
+                        let Value::String(s) = v else {
+                            return Err(err(path, format!("expected a string, found {}", kind_of(v))));
+                        };
+                        if s.chars().count() > limits::REF_CHARS_MAX {
+                            return Err(err(path, format!("longer than {} characters", limits::REF_CHARS_MAX)));
+                        }
+                        check_text(&path, s, Text::Id)?;
+                    }
+                }
+                Some(other) => {
+                    return Err(err("refs", format!("expected an object, found {}", kind_of(other))));
+                }
+            }
+        }
+        EventType::HandedOff => {
+            check_text("from_system", f.req_str("from_system")?, Text::Name)?;
+            check_text("to_system", f.req_str("to_system")?, Text::Name)?;
+        }
+        EventType::Received => {
+            check_text("system", f.req_str("system")?, Text::Name)?;
+            if let Some(j) = f.opt_str("journal_ref")? {
+                check_text("journal_ref", j, Text::Free)?;
+            }
+        }
+        EventType::Opened => {
+            check_text("by_role", f.req_str("by_role")?, Text::Name)?;
+            if let Some(b) = f.opt_str("by")? {
+                check_text("by", b, Text::Token)?;
+            }
+        }
+        EventType::Deleted => check_text("reason", f.req_str("reason")?, Text::Free)?,
+        EventType::Failed => check_text("error", f.req_str("error")?, Text::Free)?,
+        EventType::Resent => {
+            let new = f.req_str("new_message")?;
+            check_text("new_message", new, Text::Id)?;
+            if new == message {
+                return Err(err("new_message", "must differ from `message`"));
+            }
+            check_enum("channel", f.req_str("channel")?, &CHANNELS)?;
+        }
+        EventType::Resolved => {
+            check_enum("outcome", f.req_str("outcome")?, &OUTCOMES)?;
+            if let Some(n) = f.opt_str("note")? {
+                check_text("note", n, Text::Free)?;
+            }
+        }
+        EventType::Delivered | EventType::Acknowledged | EventType::Expired => {}
+    }
+    f.finish()?;
+    Ok((id.to_string(), kind, message.to_string()))
+}
+
+/// A JSON value parsed under the ledger's strict rules: duplicate object keys,
+/// floats and integers of magnitude 2^53 or more are errors, with their position.
+struct StrictValue(Value);
+
+impl<'de> Deserialize<'de> for StrictValue {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_any(StrictVisitor)
+    }
+}
+
+struct StrictVisitor;
+
+impl<'de> Visitor<'de> for StrictVisitor {
+    type Value = StrictValue;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a JSON value")
+    }
+    fn visit_bool<E>(self, v: bool) -> Result<StrictValue, E> {
+        Ok(StrictValue(Value::Bool(v)))
+    }
+    fn visit_i64<E: de::Error>(self, v: i64) -> Result<StrictValue, E> {
+        if v.unsigned_abs() >= limits::JSON_INT_MAX {
+            return Err(E::custom(format!("integer {v} is not below 2^53")));
+        }
+        Ok(StrictValue(Value::from(v)))
+    }
+    fn visit_u64<E: de::Error>(self, v: u64) -> Result<StrictValue, E> {
+        if v >= limits::JSON_INT_MAX {
+            return Err(E::custom(format!("integer {v} is not below 2^53")));
+        }
+        Ok(StrictValue(Value::from(v)))
+    }
+    fn visit_f64<E: de::Error>(self, v: f64) -> Result<StrictValue, E> {
+        Err(E::custom(format!(
+            "number {v} is not allowed: only integers below 2^53 (no fractions, exponents or larger values)"
+        )))
+    }
+    fn visit_str<E>(self, v: &str) -> Result<StrictValue, E> {
+        Ok(StrictValue(Value::String(v.to_string())))
+    }
+    fn visit_string<E>(self, v: String) -> Result<StrictValue, E> {
+        Ok(StrictValue(Value::String(v)))
+    }
+    fn visit_unit<E>(self) -> Result<StrictValue, E> {
+        Ok(StrictValue(Value::Null))
+    }
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<StrictValue, A::Error> {
+        let mut out = Vec::new();
+        while let Some(StrictValue(v)) = seq.next_element()? {
+            out.push(v);
+        }
+        Ok(StrictValue(Value::Array(out)))
+    }
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<StrictValue, A::Error> {
+        let mut out = Map::new();
+        while let Some(k) = map.next_key::<String>()? {
+            if out.contains_key(&k) {
+                return Err(de::Error::custom(format!("duplicate field {k:?}")));
+            }
+            let StrictValue(v) = map.next_value()?;
+            out.insert(k, v);
+        }
+        Ok(StrictValue(Value::Object(out)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    pub(crate) fn sent() -> Value {
+        serde_json::json!({
+            "id": "ev-1", "type": "sent", "message": "MSG-1", "at": "2023-05-08T09:30:00Z",
+            "reporter": {"org": "974760673", "system": "websak", "seq": 1},
+            "from": "974760673", "to": "964338531", "channel": "altinn",
+            "category": "bekymringsmelding",
+            "content_digest": format!("sha256:{}", "ab".repeat(32)),
+            "refs": {"altinn": "c0ffee"}
+        })
+    }
+
+    fn reject(v: Value) -> EventError {
+        Event::from_value(v).expect_err("should be rejected")
+    }
+
+    #[test]
+    fn a_valid_event_keeps_canonical_bytes() {
+        let e = Event::from_json(sent().to_string().as_bytes()).unwrap();
+        assert_eq!(e.kind(), EventType::Sent);
+        assert_eq!(e.id(), "ev-1");
+        let text = std::str::from_utf8(e.canonical_bytes()).unwrap();
+        assert!(text.starts_with(r#"{"at":"2023-05-08T09:30:00Z","category":"#), "{text}");
+    }
+
+    #[test]
+    fn errors_name_the_field() {
+        let mut v = sent();
+        v["reporter"]["org"] = "974760674".into();
+        let e = reject(v);
+        assert_eq!(e.field, "reporter.org");
+        assert!(e.reason.contains("check digit"), "{e}");
+
+        let mut v = sent();
+        v["colour"] = "blue".into();
+        assert_eq!(reject(v).field, "colour");
+
+        let mut v = sent();
+        v["channel"] = "pigeon".into();
+        assert_eq!(reject(v).field, "channel");
+
+        let mut v = sent();
+        v.as_object_mut().unwrap().remove("content_digest");
+        assert_eq!(reject(v).to_string(), "field `content_digest`: is required");
+    }
+
+    #[test]
+    fn strict_json_rules() {
+        let text = sent().to_string();
+        let dup = text.replacen("{", r#"{"id":"x","#, 1);
+        assert!(Event::from_json(dup.as_bytes()).unwrap_err().reason.contains("duplicate"));
+        let float = text.replace(r#""seq":1"#, r#""seq":1.0"#);
+        assert!(Event::from_json(float.as_bytes()).unwrap_err().reason.contains("not allowed"));
+        let big = text.replace(r#""seq":1"#, r#""seq":9007199254740992"#);
+        assert!(Event::from_json(big.as_bytes()).unwrap_err().reason.contains("2^53"));
+        assert!(Event::from_json(b"{\"id\": ").unwrap_err().reason.contains("malformed"));
+    }
+
+    #[test]
+    fn national_identity_numbers_are_refused() {
+        let v = serde_json::json!({
+            "id": "ev-2", "type": "opened", "message": "MSG-1", "at": "2023-05-08T09:30:00Z",
+            "reporter": {"org": "974760673", "system": "familia"},
+            "by_role": "saksbehandler", "by": "01010012356"
+        });
+        assert_eq!(reject(v).field, "by");
+    }
+}

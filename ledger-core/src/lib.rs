@@ -25,3 +25,13 @@ pub mod ids;
 pub mod limits;
 pub mod merkle;
 pub mod segment;
+pub mod store;
+pub mod verify;
+
+pub use checkpoint::{Checkpoint, SigningKey, VerifierKey};
+pub use event::{Event, EventError, EventType};
+pub use hash::{Hash, HashAlg};
+pub use store::{
+    ConsistencyProof, FileStore, InclusionProof, InitOptions, LedgerInfo, OpenReport, Receipt,
+    SignedCheckpoint, Store, StoreError,
+};

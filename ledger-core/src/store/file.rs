@@ -1,0 +1,816 @@
+//! The embedded store: a directory with segment files (the log of record), the
+//! signed checkpoints, the signing key and a redb index derived from them.
+//!
+//! ```text
+//! ledger.json        origin, hash function, format
+//! signing.key        Ed25519 key (mode 0600)      verifier.key   its public half
+//! log/*.seg          segments, named by first seq
+//! checkpoints.log    every signed checkpoint, framed like entries
+//! index.redb         derived: ids, messages, offsets, Merkle subtrees, checkpoints
+//! recovery.log       what each recovery found and did, one line each
+//! ```
+
+use std::fs::{self, File, OpenOptions};
+use std::io::Write;
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, RwLock, mpsc};
+use std::thread::JoinHandle;
+
+use redb::{Database, ReadableDatabase, ReadableTable};
+
+use super::index::{self, NODE_LEVEL_MIN, OFFSET_STRIDE, Tables};
+use super::writer::{self, Request, WriterState};
+use super::{LedgerInfo, Receipt, SignedCheckpoint, Store, StoreError};
+use crate::checkpoint::{Checkpoint, SigningKey, VerifierKey, check_origin};
+use crate::entry::{self, ENTRY_VERSION};
+use crate::event::Event;
+use crate::hash::{Hash, HashAlg};
+use crate::merkle::{self, Frontier, SubtreeSource};
+use crate::segment::{self, FrameError, FrameReader, HEADER_BYTES};
+use crate::{limits, limits::ENTRY_BYTES_MAX};
+
+/// Options for a new ledger.
+#[derive(Clone, Debug)]
+pub struct InitOptions {
+    /// The log's name (e.g. `ledger.example/bergen-bv`), also its key's name.
+    pub origin: String,
+    /// Hash function for the ledger's whole life.
+    pub hash: HashAlg,
+}
+
+/// What opening a store found and did. Nothing is repaired silently: every cut or
+/// catch-up is listed here and appended to `recovery.log`.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct OpenReport {
+    /// A torn last record was cut: (segment file, offset, bytes cut, what was wrong).
+    pub torn_tail: Option<(PathBuf, u64, u64, String)>,
+    /// A torn record at the end of `checkpoints.log` was cut: bytes cut.
+    pub torn_checkpoint_bytes: Option<u64>,
+    /// Entries the index had to catch up on from the log.
+    pub index_caught_up: u64,
+    /// A checkpoint was signed at open because the newest one was older than the log.
+    pub signed_checkpoint_at_open: Option<u64>,
+}
+
+impl OpenReport {
+    /// Whether recovery had anything to say.
+    pub fn is_clean(&self) -> bool {
+        self.torn_tail.is_none() && self.torn_checkpoint_bytes.is_none()
+    }
+
+    /// One line per finding, for people.
+    pub fn lines(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        if let Some((p, off, n, why)) = &self.torn_tail {
+            out.push(format!(
+                "recovery: cut a torn last record from {} at offset {off} ({n} bytes: {why}); it was never acknowledged",
+                p.display()
+            ));
+        }
+        if let Some(n) = self.torn_checkpoint_bytes {
+            out.push(format!("recovery: cut a torn last record of {n} bytes from checkpoints.log"));
+        }
+        if self.index_caught_up > 0 {
+            out.push(format!("recovery: the index caught up on {} entries from the log", self.index_caught_up));
+        }
+        if let Some(s) = self.signed_checkpoint_at_open {
+            out.push(format!("recovery: signed a checkpoint for size {s}, newer than the last one stored"));
+        }
+        out
+    }
+}
+
+/// One segment file, open for positional reads.
+pub(crate) struct Segment {
+    pub first_seq: u64,
+    pub path: PathBuf,
+    pub file: Arc<File>,
+}
+
+/// State shared by readers and the writer thread.
+pub(crate) struct Shared {
+    pub dir: PathBuf,
+    pub info: LedgerInfo,
+    pub db: Database,
+    pub segments: RwLock<Vec<Segment>>,
+    /// Entries committed and indexed: what readers may see.
+    pub size: AtomicU64,
+    pub poisoned: AtomicBool,
+    /// Requests sent to the writer and not yet taken.
+    pub pending: AtomicUsize,
+}
+
+/// The embedded store. See the module docs for its files.
+pub struct FileStore {
+    shared: Arc<Shared>,
+    verifier: VerifierKey,
+    tx: Mutex<Option<mpsc::Sender<Request>>>,
+    writer: Mutex<Option<JoinHandle<()>>>,
+}
+
+fn write_file_synced(path: &Path, bytes: &[u8], mode: u32) -> Result<(), StoreError> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut f = OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(mode)
+        .open(path)
+        .map_err(StoreError::io(format!("create {}", path.display())))?;
+    f.write_all(bytes)
+        .and_then(|_| f.sync_all())
+        .map_err(StoreError::io(format!("write {}", path.display())))
+}
+
+pub(crate) fn sync_dir(dir: &Path) -> Result<(), StoreError> {
+    File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(StoreError::io(format!("fsync directory {}", dir.display())))
+}
+
+pub(crate) fn log_dir(dir: &Path) -> PathBuf {
+    dir.join("log")
+}
+
+/// Reads `ledger.json`.
+pub fn read_info(dir: &Path) -> Result<LedgerInfo, StoreError> {
+    let p = dir.join("ledger.json");
+    let text = match fs::read_to_string(&p) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Err(StoreError::NotALedger(dir.to_path_buf())),
+        Err(e) => return Err(StoreError::io(format!("read {}", p.display()))(e)),
+    };
+    let info: LedgerInfo = serde_json::from_str(&text)
+        .map_err(|e| StoreError::Corrupt(format!("{}: {e}", p.display())))?;
+    if info.format != ENTRY_VERSION {
+        return Err(StoreError::Corrupt(format!(
+            "{}: format {} is not supported (this build reads format {ENTRY_VERSION})",
+            p.display(),
+            info.format
+        )));
+    }
+    Ok(info)
+}
+
+impl FileStore {
+    /// Creates a new ledger in `dir` (which must not exist or be empty): its files, a
+    /// new signing key, and the signed checkpoint of the empty log.
+    pub fn init(dir: &Path, opts: &InitOptions) -> Result<VerifierKey, StoreError> {
+        check_origin(&opts.origin)?;
+        if dir.exists() {
+            let mut entries = fs::read_dir(dir).map_err(StoreError::io(format!("read {}", dir.display())))?;
+            if entries.next().is_some() {
+                return Err(StoreError::AlreadyExists(dir.to_path_buf()));
+            }
+        }
+        fs::create_dir_all(log_dir(dir)).map_err(StoreError::io(format!("create {}", dir.display())))?;
+        let key = SigningKey::generate(&opts.origin)?;
+        let verifier = key.verifier();
+        let info = LedgerInfo { format: ENTRY_VERSION, origin: opts.origin.clone(), hash: opts.hash };
+        let mut json = serde_json::to_string_pretty(&info).expect("serializable");
+        json.push('\n');
+        write_file_synced(&dir.join("signing.key"), format!("{}\n", key.to_secret_string()).as_bytes(), 0o600)?;
+        write_file_synced(&dir.join("verifier.key"), format!("{verifier}\n").as_bytes(), 0o644)?;
+        write_file_synced(
+            &log_dir(dir).join(segment::segment_name(0)),
+            &segment::header(segment::SEGMENT_MAGIC, 0),
+            0o644,
+        )?;
+        let empty = Checkpoint { origin: opts.origin.clone(), size: 0, root: opts.hash.empty() };
+        let mut ck = segment::header(segment::CHECKPOINTS_MAGIC, 0).to_vec();
+        segment::encode_frame(&mut ck, key.sign(&empty).as_bytes());
+        write_file_synced(&dir.join("checkpoints.log"), &ck, 0o644)?;
+        sync_dir(&log_dir(dir))?;
+        // ledger.json last: a directory without it is not a ledger, so a crash
+        // during init leaves nothing that looks like one.
+        write_file_synced(&dir.join("ledger.json"), json.as_bytes(), 0o644)?;
+        sync_dir(dir)?;
+        Ok(verifier)
+    }
+
+    /// Opens the ledger in `dir`, recovers it (cutting a torn last record, catching
+    /// the index up), and starts the writer.
+    pub fn open(dir: &Path) -> Result<(FileStore, OpenReport), StoreError> {
+        let info = read_info(dir)?;
+        let key_text = fs::read_to_string(dir.join("signing.key"))
+            .map_err(StoreError::io(format!("read {}", dir.join("signing.key").display())))?;
+        let key = SigningKey::from_secret_string(&key_text)?;
+        if key.name() != info.origin {
+            return Err(StoreError::Corrupt(format!(
+                "signing.key is named {:?} but the ledger's origin is {:?}",
+                key.name(),
+                info.origin
+            )));
+        }
+        let verifier = key.verifier();
+        let mut report = OpenReport::default();
+
+        // The log: every segment but the last is trusted by its name; the last is
+        // scanned to find its true end.
+        let listed = segment::list_segments(&log_dir(dir)).map_err(StoreError::io("list segments"))?;
+        if listed.first().map(|s| s.0) != Some(0) {
+            return Err(StoreError::Corrupt("the first segment (seq 0) is missing".into()));
+        }
+        let (last_first, last_path) = listed.last().cloned().expect("non-empty");
+        let tail = scan_tail(&last_path, last_first, info.hash)?;
+        if let Some((offset, why)) = &tail.torn {
+            let len = fs::metadata(&last_path).map_err(StoreError::io("stat segment"))?.len();
+            let f = OpenOptions::new().write(true).open(&last_path).map_err(StoreError::io("open segment"))?;
+            f.set_len(*offset).and_then(|_| f.sync_all()).map_err(StoreError::io("cut torn tail"))?;
+            report.torn_tail = Some((last_path.clone(), *offset, len - offset, why.clone()));
+        }
+        let size = last_first + tail.count;
+        let mut segments = Vec::with_capacity(listed.len());
+        for (first, path) in listed {
+            let file = File::open(&path).map_err(StoreError::io(format!("open {}", path.display())))?;
+            segments.push(Segment { first_seq: first, path, file: Arc::new(file) });
+        }
+
+        let db = match Database::create(dir.join("index.redb")) {
+            Ok(db) => db,
+            Err(redb::DatabaseError::DatabaseAlreadyOpen) => return Err(StoreError::Locked(dir.to_path_buf())),
+            Err(e) => return Err(e.into()),
+        };
+        let shared = Arc::new(Shared {
+            dir: dir.to_path_buf(),
+            info: info.clone(),
+            db,
+            segments: RwLock::new(segments),
+            size: AtomicU64::new(0),
+            poisoned: AtomicBool::new(false),
+            pending: AtomicUsize::new(0),
+        });
+
+        // Last entry: the chain continues from its hash and its clock.
+        let (prev, last_recorded_at) = match tail.last {
+            Some((h, t)) => (h, t),
+            None if size == 0 => (info.hash.genesis(&info.origin), String::new()),
+            None => {
+                let bytes = read_entry_unchecked(&shared, size - 1)?;
+                let p = entry::parse_entry(&bytes).map_err(|e| StoreError::Corrupt(format!("entry {}: {e}", size - 1)))?;
+                (info.hash.leaf(&bytes), p.recorded_at.to_string())
+            }
+        };
+
+        let (frontier, ck_len, latest_ck) = catch_up(&shared, size, &key, &mut report)?;
+        shared.size.store(size, Ordering::Release);
+
+        let ck_path = dir.join("checkpoints.log");
+        let ck_file = OpenOptions::new()
+            .append(true)
+            .open(&ck_path)
+            .map_err(StoreError::io(format!("open {}", ck_path.display())))?;
+        let seg_path = shared.segments.read().expect("lock").last().expect("one").path.clone();
+        let seg_file = OpenOptions::new()
+            .append(true)
+            .open(&seg_path)
+            .map_err(StoreError::io(format!("open {}", seg_path.display())))?;
+        let seg_len = seg_file.metadata().map_err(StoreError::io("stat segment"))?.len();
+        let mut state = WriterState {
+            shared: shared.clone(),
+            key,
+            frontier,
+            prev,
+            last_recorded_at,
+            segment: seg_file,
+            segment_first: last_first,
+            segment_len: seg_len,
+            checkpoints: ck_file,
+            checkpoints_len: ck_len,
+            latest_checkpoint: latest_ck,
+            last_checkpoint_at: std::time::Instant::now(),
+            last_durable_at: std::time::Instant::now(),
+        };
+        if state.latest_checkpoint < size {
+            state.sign_at_open()?;
+            report.signed_checkpoint_at_open = Some(size);
+        }
+        if !report.lines().is_empty() {
+            append_recovery_log(dir, &report);
+        }
+        let (tx, handle) = writer::spawn(state);
+        Ok((
+            FileStore { shared, verifier, tx: Mutex::new(Some(tx)), writer: Mutex::new(Some(handle)) },
+            report,
+        ))
+    }
+
+    /// Stops the writer after it has committed what it holds, and signs a final
+    /// checkpoint. Dropping the store does the same.
+    pub fn close(&self) {
+        self.tx.lock().expect("lock").take();
+        if let Some(h) = self.writer.lock().expect("lock").take() {
+            let _ = h.join();
+        }
+    }
+
+    /// Digest of the index's contents (equal digests: equal indexes).
+    pub fn index_digest(&self) -> Result<Hash, StoreError> {
+        index::digest(&self.shared.db)
+    }
+
+    /// The directory of this store.
+    pub fn dir(&self) -> &Path {
+        &self.shared.dir
+    }
+}
+
+impl Drop for FileStore {
+    fn drop(&mut self) {
+        self.close();
+    }
+}
+
+fn append_recovery_log(dir: &Path, report: &OpenReport) {
+    let now = entry::format_recorded_at(time::OffsetDateTime::now_utc());
+    let mut text = String::new();
+    for l in report.lines() {
+        text.push_str(&format!("{now} {l}\n"));
+    }
+    // The report is also returned to the caller; failing to log it is not fatal.
+    if let Ok(mut f) = OpenOptions::new().create(true).append(true).open(dir.join("recovery.log")) {
+        let _ = f.write_all(text.as_bytes()).and_then(|_| f.sync_all());
+    }
+}
+
+/// What the last segment holds.
+struct Tail {
+    count: u64,
+    /// Hash and `recorded_at` of its last entry.
+    last: Option<(Hash, String)>,
+    /// Offset of the first bad frame and what is wrong with it.
+    torn: Option<(u64, String)>,
+}
+
+fn scan_tail(path: &Path, first_seq: u64, alg: HashAlg) -> Result<Tail, StoreError> {
+    let (mut r, first) = FrameReader::open(path, segment::SEGMENT_MAGIC).map_err(StoreError::io(format!("read {}", path.display())))?;
+    match first {
+        Ok(f) if f == first_seq => {}
+        Ok(f) => return Err(StoreError::Corrupt(format!("{} says it starts at seq {f}", path.display()))),
+        Err(e) => return Err(StoreError::Corrupt(format!("{}: {e}", path.display()))),
+    }
+    let mut tail = Tail { count: 0, last: None, torn: None };
+    loop {
+        match r.next_frame(ENTRY_BYTES_MAX).map_err(StoreError::io(format!("read {}", path.display())))? {
+            None => break,
+            Some(Ok(frame)) => {
+                let seq = first_seq + tail.count;
+                let p = entry::parse_entry(&frame.payload)
+                    .map_err(|e| StoreError::Corrupt(format!("{} offset {}: entry {seq}: {e}", path.display(), frame.offset)))?;
+                if p.seq != seq {
+                    return Err(StoreError::Corrupt(format!(
+                        "{} offset {}: expected seq {seq}, found {}",
+                        path.display(),
+                        frame.offset,
+                        p.seq
+                    )));
+                }
+                tail.last = Some((alg.leaf(&frame.payload), p.recorded_at.to_string()));
+                tail.count += 1;
+            }
+            Some(Err(e)) => {
+                // Anything from the first bad frame to the end of the last segment is
+                // a write that never completed, so it was never acknowledged.
+                tail.torn = Some((r.offset(), e.to_string()));
+                break;
+            }
+        }
+    }
+    Ok(tail)
+}
+
+/// Brings the index up to the log: indexes entries `[covered, size)` and checkpoints
+/// past the indexed offset. Returns the Merkle frontier at `size`, the length of
+/// `checkpoints.log`, and the newest checkpoint's size.
+fn catch_up(
+    shared: &Arc<Shared>,
+    size: u64,
+    key: &SigningKey,
+    report: &mut OpenReport,
+) -> Result<(Frontier, u64, u64), StoreError> {
+    let alg = shared.info.hash;
+    let txn = shared.db.begin_write()?;
+    index::create_tables(&txn)?;
+    let (frontier, ck_len, latest) = {
+        let mut t = Tables::open(&txn)?;
+        let covered = t.meta(index::COVERED)?;
+        if covered > size {
+            return Err(StoreError::Corrupt(format!(
+                "the index covers {covered} entries but the log holds only {size}: entries that were \
+                 acknowledged are missing from the log"
+            )));
+        }
+        // Readers of the index see `covered` entries while we catch up.
+        shared.size.store(covered, Ordering::Release);
+        let mut frontier = Frontier::from_source(alg, &IndexedSubtrees { shared, tables: &t }, covered)?;
+        if covered < size {
+            let segs = segment_bounds(shared);
+            let mut err = None;
+            scan_entries(shared, covered, size, &mut |seq, offset, bytes| {
+                let ev = entry::parse_entry(bytes).map_err(|e| StoreError::Corrupt(format!("entry {seq}: {e}")))?;
+                let (id, message) = event_keys(ev.event).map_err(|e| StoreError::Corrupt(format!("entry {seq}: {e}")))?;
+                let first = segs.iter().any(|&f| f == seq);
+                t.index_entry(seq, &id, &message, offset, first)?;
+                frontier.push(alg.leaf(bytes), |l, i, h| {
+                    if let Err(e) = t.node(l, i, h) {
+                        err.get_or_insert(e);
+                    }
+                });
+                Ok(())
+            })?;
+            if let Some(e) = err {
+                return Err(e);
+            }
+            report.index_caught_up = size - covered;
+            t.meta.insert(index::COVERED, size)?;
+        }
+        // Checkpoints past the indexed offset.
+        let ck_path = shared.dir.join("checkpoints.log");
+        let ck_from = t.meta(index::CHECKPOINTS_OFFSET)?.max(HEADER_BYTES);
+        let (ck_len, torn) = read_checkpoints(&ck_path, ck_from, &mut |note| {
+            let cp = key.verifier().verify(note).map_err(|e| StoreError::Corrupt(format!("checkpoints.log: {e}")))?;
+            if cp.size > size {
+                return Err(StoreError::Corrupt(format!(
+                    "checkpoints.log holds a checkpoint for size {} but the log has {size} entries",
+                    cp.size
+                )));
+            }
+            t.checkpoints.insert(cp.size, note)?;
+            Ok(())
+        })?;
+        if let Some(cut) = torn {
+            report.torn_checkpoint_bytes = Some(cut);
+        }
+        t.meta.insert(index::CHECKPOINTS_OFFSET, ck_len)?;
+        let latest = t.checkpoints.last()?.map(|(k, _)| k.value()).unwrap_or(0);
+        (frontier, ck_len, latest)
+    };
+    txn.commit()?;
+    Ok((frontier, ck_len, latest))
+}
+
+/// Reads `checkpoints.log` from `from`, calling `f` with each note; cuts a torn last
+/// record. Returns the file's (new) length and the bytes cut, if any.
+fn read_checkpoints(
+    path: &Path,
+    from: u64,
+    f: &mut dyn FnMut(&str) -> Result<(), StoreError>,
+) -> Result<(u64, Option<u64>), StoreError> {
+    let io = |what: &str| StoreError::io(format!("{what} {}", path.display()));
+    let file = File::open(path).map_err(io("open"))?;
+    let len = file.metadata().map_err(io("stat"))?.len();
+    let mut buf = vec![0u8; (len.saturating_sub(from)) as usize];
+    file.read_exact_at(&mut buf, from).map_err(io("read"))?;
+    let mut pos = 0usize;
+    let mut torn = None;
+    while pos < buf.len() {
+        let rest = &buf[pos..];
+        let bad = if rest.len() < 8 {
+            true
+        } else {
+            let n = u32::from_le_bytes(rest[..4].try_into().expect("4")) as usize;
+            let crc = u32::from_le_bytes(rest[4..8].try_into().expect("4"));
+            if n == 0 || rest.len() < 8 + n || crc32c::crc32c(&rest[8..8 + n]) != crc {
+                true
+            } else {
+                let note = std::str::from_utf8(&rest[8..8 + n])
+                    .map_err(|_| StoreError::Corrupt("checkpoints.log: a note is not UTF-8".into()))?;
+                f(note)?;
+                pos += 8 + n;
+                false
+            }
+        };
+        if bad {
+            let at = from + pos as u64;
+            let w = OpenOptions::new().write(true).open(path).map_err(io("open"))?;
+            w.set_len(at).and_then(|_| w.sync_all()).map_err(io("cut torn tail of"))?;
+            torn = Some(len - at);
+            return Ok((at, torn));
+        }
+    }
+    Ok((len, torn))
+}
+
+/// Extracts the event id and message id from an event's canonical JSON.
+pub(crate) fn event_keys(event: &str) -> Result<(String, String), String> {
+    #[derive(serde::Deserialize)]
+    struct Keys {
+        id: String,
+        message: String,
+    }
+    let k: Keys = serde_json::from_str(event).map_err(|e| format!("event has no id or message: {e}"))?;
+    Ok((k.id, k.message))
+}
+
+fn segment_bounds(shared: &Shared) -> Vec<u64> {
+    shared.segments.read().expect("lock").iter().map(|s| s.first_seq).collect()
+}
+
+/// Reads entries `[from, to)` from the segments, calling `f(seq, offset, bytes)`.
+/// Bytes are checked against their CRC; the caller decides what else to check.
+pub(crate) fn scan_entries(
+    shared: &Shared,
+    from: u64,
+    to: u64,
+    f: &mut dyn FnMut(u64, u64, &[u8]) -> Result<(), StoreError>,
+) -> Result<(), StoreError> {
+    if from >= to {
+        return Ok(());
+    }
+    let segs: Vec<(u64, PathBuf, Arc<File>)> = {
+        let s = shared.segments.read().expect("lock");
+        s.iter().map(|x| (x.first_seq, x.path.clone(), x.file.clone())).collect()
+    };
+    let mut i = segs.partition_point(|s| s.0 <= from) - 1;
+    let mut seq = from;
+    while seq < to {
+        let (first, path, file) = &segs[i];
+        let seg_end = segs.get(i + 1).map(|s| s.0).unwrap_or(u64::MAX);
+        // Start at the nearest indexed offset at or before `seq`.
+        let (mut cur, mut offset) = start_point(shared, *first, seq)?;
+        let mut reader = PositionalReader::new(file, offset);
+        while seq < to && cur < seg_end {
+            let payload = reader.next(path)?.ok_or_else(|| {
+                StoreError::Corrupt(format!("{}: ends before entry {cur}", path.display()))
+            })?;
+            if cur >= seq {
+                f(cur, offset, &payload)?;
+                seq += 1;
+            }
+            offset = reader.offset;
+            cur += 1;
+        }
+        i += 1;
+    }
+    Ok(())
+}
+
+/// The nearest (seq, offset) at or before `seq` that the index records, within the
+/// segment that starts at `first`.
+fn start_point(shared: &Shared, first: u64, seq: u64) -> Result<(u64, u64), StoreError> {
+    let stride = seq - seq % OFFSET_STRIDE;
+    if stride <= first {
+        return Ok((first, HEADER_BYTES));
+    }
+    let txn = shared.db.begin_read().map_err(redb::Error::from)?;
+    let offsets = txn.open_table(index::OFFSETS)?;
+    match offsets.get(stride)? {
+        Some(o) => Ok((stride, o.value())),
+        None => Ok((first, HEADER_BYTES)),
+    }
+}
+
+/// Reads frames from a file at increasing offsets through a buffer.
+struct PositionalReader<'a> {
+    file: &'a File,
+    offset: u64,
+    buf: Vec<u8>,
+    buf_start: u64,
+}
+
+impl<'a> PositionalReader<'a> {
+    fn new(file: &'a File, offset: u64) -> Self {
+        PositionalReader { file, offset, buf: Vec::new(), buf_start: offset }
+    }
+
+    fn fill(&mut self, need: usize, path: &Path) -> Result<bool, StoreError> {
+        let have_from = (self.offset - self.buf_start) as usize;
+        if self.buf.len() >= have_from + need {
+            return Ok(true);
+        }
+        let want = need.max(64 * 1024);
+        let mut buf = vec![0u8; want];
+        let mut got = 0;
+        while got < want {
+            let n = self
+                .file
+                .read_at(&mut buf[got..], self.offset + got as u64)
+                .map_err(StoreError::io(format!("read {}", path.display())))?;
+            if n == 0 {
+                break;
+            }
+            got += n;
+        }
+        buf.truncate(got);
+        self.buf = buf;
+        self.buf_start = self.offset;
+        Ok(got >= need)
+    }
+
+    fn next(&mut self, path: &Path) -> Result<Option<Vec<u8>>, StoreError> {
+        if !self.fill(8, path)? {
+            return Ok(None);
+        }
+        let at = (self.offset - self.buf_start) as usize;
+        let n = u32::from_le_bytes(self.buf[at..at + 4].try_into().expect("4")) as usize;
+        let crc = u32::from_le_bytes(self.buf[at + 4..at + 8].try_into().expect("4"));
+        if n == 0 || n > ENTRY_BYTES_MAX {
+            return Err(StoreError::Corrupt(format!(
+                "{} offset {}: {}",
+                path.display(),
+                self.offset,
+                FrameError::BadLength(n as u32)
+            )));
+        }
+        if !self.fill(8 + n, path)? {
+            return Ok(None);
+        }
+        let at = (self.offset - self.buf_start) as usize;
+        let payload = self.buf[at + 8..at + 8 + n].to_vec();
+        let actual = crc32c::crc32c(&payload);
+        if actual != crc {
+            return Err(StoreError::Corrupt(format!(
+                "{} offset {}: {}",
+                path.display(),
+                self.offset,
+                FrameError::Crc { expected: crc, actual }
+            )));
+        }
+        self.offset += 8 + n as u64;
+        Ok(Some(payload))
+    }
+}
+
+fn read_entry_unchecked(shared: &Shared, seq: u64) -> Result<Vec<u8>, StoreError> {
+    let mut out = None;
+    scan_entries(shared, seq, seq + 1, &mut |_, _, b| {
+        out = Some(b.to_vec());
+        Ok(())
+    })?;
+    out.ok_or_else(|| StoreError::Corrupt(format!("entry {seq} is missing")))
+}
+
+/// Perfect subtrees from the index (levels ≥ 6) or computed from the log.
+pub(crate) struct IndexedSubtrees<'a, 't> {
+    pub shared: &'a Shared,
+    pub tables: &'a Tables<'t>,
+}
+
+impl SubtreeSource for IndexedSubtrees<'_, '_> {
+    type Error = StoreError;
+    fn perfect(&self, level: u32, index: u64) -> Result<Hash, StoreError> {
+        if level >= NODE_LEVEL_MIN {
+            return self
+                .tables
+                .nodes
+                .get(index::node_key(level, index))?
+                .map(|g| g.value())
+                .ok_or_else(|| StoreError::Corrupt(format!("index lacks Merkle node {level}/{index}")));
+        }
+        subtree_from_log(self.shared, level, index)
+    }
+}
+
+pub(crate) fn subtree_from_log(shared: &Shared, level: u32, index: u64) -> Result<Hash, StoreError> {
+    let alg = shared.info.hash;
+    let start = index << level;
+    let mut leaves = Vec::with_capacity(1 << level);
+    scan_entries(shared, start, start + (1 << level), &mut |_, _, b| {
+        leaves.push(alg.leaf(b));
+        Ok(())
+    })?;
+    Ok(merkle::root_of(alg, &leaves))
+}
+
+impl Store for FileStore {
+    fn info(&self) -> &LedgerInfo {
+        &self.shared.info
+    }
+
+    fn verifier_key(&self) -> &VerifierKey {
+        &self.verifier
+    }
+
+    fn append(&self, events: Vec<Event>) -> Result<Vec<Receipt>, StoreError> {
+        if events.is_empty() {
+            return Ok(Vec::new());
+        }
+        if self.shared.poisoned.load(Ordering::Acquire) {
+            return Err(StoreError::Poisoned);
+        }
+        let (reply, rx) = mpsc::sync_channel(1);
+        {
+            let tx = self.tx.lock().expect("lock");
+            let tx = tx.as_ref().ok_or(StoreError::Poisoned)?;
+            self.shared.pending.fetch_add(1, Ordering::AcqRel);
+            if tx.send(Request { events, reply }).is_err() {
+                self.shared.pending.fetch_sub(1, Ordering::AcqRel);
+                return Err(StoreError::Poisoned);
+            }
+        }
+        rx.recv().map_err(|_| StoreError::Poisoned)?
+    }
+
+    fn size(&self) -> u64 {
+        self.shared.size.load(Ordering::Acquire)
+    }
+
+    fn scan(
+        &self,
+        from: u64,
+        to: u64,
+        f: &mut dyn FnMut(u64, &[u8]) -> Result<(), StoreError>,
+    ) -> Result<(), StoreError> {
+        self.check_size(to)?;
+        scan_entries(&self.shared, from, to, &mut |seq, _, b| f(seq, b))
+    }
+
+    fn message_seqs(&self, message: &str) -> Result<Vec<u64>, StoreError> {
+        let size = self.size();
+        let txn = self.shared.db.begin_read().map_err(redb::Error::from)?;
+        let t = txn.open_multimap_table(index::MESSAGES)?;
+        let mut out = Vec::new();
+        for v in t.get(message)? {
+            let s = v?.value();
+            if s < size {
+                out.push(s);
+            }
+        }
+        Ok(out)
+    }
+
+    fn event_seq(&self, id: &str) -> Result<Option<u64>, StoreError> {
+        let size = self.size();
+        let txn = self.shared.db.begin_read().map_err(redb::Error::from)?;
+        let t = txn.open_table(index::IDS)?;
+        Ok(t.get(id)?.map(|g| g.value()).filter(|&s| s < size))
+    }
+
+    fn subtree(&self, level: u32, index: u64) -> Result<Hash, StoreError> {
+        self.check_size((index + 1) << level)?;
+        if level >= NODE_LEVEL_MIN {
+            let txn = self.shared.db.begin_read().map_err(redb::Error::from)?;
+            let t = txn.open_table(index::NODES)?;
+            return t
+                .get(index::node_key(level, index))?
+                .map(|g| g.value())
+                .ok_or_else(|| StoreError::Corrupt(format!("index lacks Merkle node {level}/{index}")));
+        }
+        subtree_from_log(&self.shared, level, index)
+    }
+
+    fn latest_checkpoint(&self) -> Result<SignedCheckpoint, StoreError> {
+        let txn = self.shared.db.begin_read().map_err(redb::Error::from)?;
+        let t = txn.open_table(index::CHECKPOINTS)?;
+        let (k, v) = t.last()?.ok_or_else(|| StoreError::Corrupt("no checkpoint is stored".into()))?;
+        Ok(SignedCheckpoint { size: k.value(), note: v.value().to_string() })
+    }
+
+    fn checkpoints(&self, from_size: u64, limit: usize) -> Result<Vec<SignedCheckpoint>, StoreError> {
+        let txn = self.shared.db.begin_read().map_err(redb::Error::from)?;
+        let t = txn.open_table(index::CHECKPOINTS)?;
+        let mut out = Vec::new();
+        for r in t.range(from_size..)?.take(limit) {
+            let (k, v) = r?;
+            out.push(SignedCheckpoint { size: k.value(), note: v.value().to_string() });
+        }
+        Ok(out)
+    }
+}
+
+/// Rebuilds the index of the ledger in `dir` from its log and checkpoints. Returns the
+/// digests of the old index (if it could be read) and of the new one.
+pub fn reindex(dir: &Path) -> Result<(Option<Hash>, Hash), StoreError> {
+    read_info(dir)?;
+    let path = dir.join("index.redb");
+    let old = if path.exists() {
+        // Open through the store so that the old index is caught up to the same log
+        // the new one is built from: the digests then compare like with like.
+        match FileStore::open(dir) {
+            Ok((s, _)) => {
+                let d = s.index_digest().ok();
+                s.close();
+                d
+            }
+            Err(StoreError::Locked(p)) => return Err(StoreError::Locked(p)),
+            Err(_) => None,
+        }
+    } else {
+        None
+    };
+    let aside = dir.join("index.redb.old");
+    if path.exists() {
+        fs::rename(&path, &aside).map_err(StoreError::io("move the old index aside"))?;
+    }
+    let result = FileStore::open(dir).and_then(|(s, _)| {
+        let d = s.index_digest();
+        s.close();
+        d
+    });
+    match result {
+        Ok(new) => {
+            let _ = fs::remove_file(&aside);
+            Ok((old, new))
+        }
+        Err(e) => {
+            // Put the old index back so a failed rebuild loses nothing.
+            let _ = fs::remove_file(&path);
+            let _ = fs::rename(&aside, &path);
+            Err(e)
+        }
+    }
+}
+
+#[allow(dead_code)]
+const _: () = assert!(limits::SEGMENT_BYTES_MAX > limits::ENTRY_BYTES_MAX as u64);

@@ -1,0 +1,144 @@
+//! The derived index, in redb. Everything here can be rebuilt from the segment files
+//! and `checkpoints.log` (`ledger reindex`).
+//!
+//! To keep the index small and the append path short, two tables are sparse: entry
+//! offsets are kept for every [`OFFSET_STRIDE`]th seq, and Merkle subtrees from level
+//! [`NODE_LEVEL_MIN`] up; anything finer is read from the log (at most 64 entries).
+
+use redb::{MultimapTableDefinition, ReadableTable, TableDefinition, WriteTransaction};
+
+use crate::hash::Hash;
+
+use super::StoreError;
+
+/// `covered`: entries indexed; `checkpoints_offset`: bytes of `checkpoints.log` indexed.
+pub(crate) const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
+/// Event id → seq.
+pub(crate) const IDS: TableDefinition<&str, u64> = TableDefinition::new("event_ids");
+/// Message id → seqs.
+pub(crate) const MESSAGES: MultimapTableDefinition<&str, u64> = MultimapTableDefinition::new("message_seqs");
+/// Seq (a multiple of [`OFFSET_STRIDE`], or a segment's first) → byte offset in its segment.
+pub(crate) const OFFSETS: TableDefinition<u64, u64> = TableDefinition::new("entry_offsets");
+/// [`node_key`] → perfect subtree hash, for levels ≥ [`NODE_LEVEL_MIN`].
+pub(crate) const NODES: TableDefinition<u64, [u8; 32]> = TableDefinition::new("merkle_nodes");
+/// Tree size → signed checkpoint note.
+pub(crate) const CHECKPOINTS: TableDefinition<u64, &str> = TableDefinition::new("checkpoints");
+
+pub(crate) const COVERED: &str = "covered";
+pub(crate) const CHECKPOINTS_OFFSET: &str = "checkpoints_offset";
+
+/// Offsets are indexed for seqs that are multiples of this.
+pub(crate) const OFFSET_STRIDE: u64 = 64;
+/// Lowest Merkle level whose subtrees are indexed (2^6 = 64 entries).
+pub(crate) const NODE_LEVEL_MIN: u32 = 6;
+
+/// Key of subtree `index` at `level`: the level in the top 6 bits.
+pub(crate) fn node_key(level: u32, index: u64) -> u64 {
+    debug_assert!(level < 64 && index < (1 << 58));
+    (u64::from(level) << 58) | index
+}
+
+/// Creates every table, so that read transactions find them.
+pub(crate) fn create_tables(txn: &WriteTransaction) -> Result<(), StoreError> {
+    txn.open_table(META)?;
+    txn.open_table(IDS)?;
+    txn.open_multimap_table(MESSAGES)?;
+    txn.open_table(OFFSETS)?;
+    txn.open_table(NODES)?;
+    txn.open_table(CHECKPOINTS)?;
+    Ok(())
+}
+
+/// What indexing one entry writes.
+pub(crate) struct Tables<'t> {
+    pub ids: redb::Table<'t, &'static str, u64>,
+    pub messages: redb::MultimapTable<'t, &'static str, u64>,
+    pub offsets: redb::Table<'t, u64, u64>,
+    pub nodes: redb::Table<'t, u64, [u8; 32]>,
+    pub checkpoints: redb::Table<'t, u64, &'static str>,
+    pub meta: redb::Table<'t, &'static str, u64>,
+}
+
+impl<'t> Tables<'t> {
+    pub(crate) fn open(txn: &'t WriteTransaction) -> Result<Self, StoreError> {
+        Ok(Tables {
+            ids: txn.open_table(IDS)?,
+            messages: txn.open_multimap_table(MESSAGES)?,
+            offsets: txn.open_table(OFFSETS)?,
+            nodes: txn.open_table(NODES)?,
+            checkpoints: txn.open_table(CHECKPOINTS)?,
+            meta: txn.open_table(META)?,
+        })
+    }
+
+    pub(crate) fn meta(&self, key: &str) -> Result<u64, StoreError> {
+        Ok(self.meta.get(key)?.map(|g| g.value()).unwrap_or(0))
+    }
+
+    /// Indexes one entry's event id, message and, at stride points, its offset.
+    pub(crate) fn index_entry(
+        &mut self,
+        seq: u64,
+        id: &str,
+        message: &str,
+        offset: u64,
+        segment_first: bool,
+    ) -> Result<(), StoreError> {
+        self.ids.insert(id, seq)?;
+        self.messages.insert(message, seq)?;
+        if segment_first || seq % OFFSET_STRIDE == 0 {
+            self.offsets.insert(seq, offset)?;
+        }
+        Ok(())
+    }
+
+    /// Stores a completed subtree if its level is indexed.
+    pub(crate) fn node(&mut self, level: u32, index: u64, hash: &Hash) -> Result<(), StoreError> {
+        if level >= NODE_LEVEL_MIN {
+            self.nodes.insert(node_key(level, index), hash)?;
+        }
+        Ok(())
+    }
+}
+
+/// A digest over every table's contents, in a fixed order: equal digests mean equal
+/// indexes, whatever the files' bytes (`ledger reindex` compares them).
+pub(crate) fn digest(db: &redb::Database) -> Result<Hash, StoreError> {
+    use redb::{ReadableDatabase, ReadableMultimapTable};
+    let txn = db.begin_read().map_err(redb::Error::from)?;
+    let mut h = blake3::Hasher::new();
+    let mut feed = |name: &str, k: &[u8], v: &[u8]| {
+        h.update(name.as_bytes());
+        h.update(&(k.len() as u64).to_le_bytes());
+        h.update(k);
+        h.update(&(v.len() as u64).to_le_bytes());
+        h.update(v);
+    };
+    for r in txn.open_table(META)?.iter()? {
+        let (k, v) = r?;
+        feed("meta", k.value().as_bytes(), &v.value().to_le_bytes());
+    }
+    for r in txn.open_table(IDS)?.iter()? {
+        let (k, v) = r?;
+        feed("ids", k.value().as_bytes(), &v.value().to_le_bytes());
+    }
+    for r in txn.open_multimap_table(MESSAGES)?.iter()? {
+        let (k, vs) = r?;
+        for v in vs {
+            feed("messages", k.value().as_bytes(), &v?.value().to_le_bytes());
+        }
+    }
+    for r in txn.open_table(OFFSETS)?.iter()? {
+        let (k, v) = r?;
+        feed("offsets", &k.value().to_le_bytes(), &v.value().to_le_bytes());
+    }
+    for r in txn.open_table(NODES)?.iter()? {
+        let (k, v) = r?;
+        feed("nodes", &k.value().to_le_bytes(), &v.value());
+    }
+    for r in txn.open_table(CHECKPOINTS)?.iter()? {
+        let (k, v) = r?;
+        feed("checkpoints", &k.value().to_le_bytes(), v.value().as_bytes());
+    }
+    Ok(*h.finalize().as_bytes())
+}

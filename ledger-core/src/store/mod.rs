@@ -1,0 +1,301 @@
+//! Storage: the [`Store`] trait every engine implements, and the embedded engine
+//! ([`FileStore`]): segment files as the log of record, with derived indexes in redb.
+//!
+//! **Contract.** `append` returns receipts only after the entries are durable; seqs
+//! are gapless from 0 and never reused; stored bytes are the hashed bytes; entries
+//! are never rewritten. An error after which the on-disk state is unknown (a failed
+//! write or fsync) poisons the store until it is reopened and recovered.
+
+mod file;
+mod index;
+mod writer;
+
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+
+pub use file::{FileStore, InitOptions, OpenReport, read_info, reindex};
+
+use crate::checkpoint::{CheckpointError, VerifierKey};
+use crate::event::Event;
+use crate::hash::{Hash, HashAlg};
+use crate::merkle::{self, SubtreeSource};
+
+/// What identifies a ledger: its name, hash function and format (`ledger.json`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LedgerInfo {
+    /// Entry format version (1).
+    pub format: u64,
+    /// The log's origin: its name in checkpoints and the name of its key.
+    pub origin: String,
+    /// The hash function, fixed for the ledger's life.
+    #[serde(with = "alg_name")]
+    pub hash: HashAlg,
+}
+
+mod alg_name {
+    use crate::hash::HashAlg;
+    use serde::{Deserialize, Deserializer, Serializer};
+    pub fn serialize<S: Serializer>(a: &HashAlg, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(a.name())
+    }
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<HashAlg, D::Error> {
+        let s = String::deserialize(d)?;
+        s.parse().map_err(serde::de::Error::custom)
+    }
+}
+
+/// Proof that an event is recorded: its seq and entry hash.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Receipt {
+    /// Position of the entry in the log.
+    pub seq: u64,
+    /// Entry hash, H(0x00 ‖ entry bytes).
+    pub hash: Hash,
+    /// True when the event's id was already recorded with the same content, so
+    /// this is the original receipt and nothing new was appended.
+    pub duplicate: bool,
+}
+
+/// A signed checkpoint as stored.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SignedCheckpoint {
+    /// Tree size it commits to.
+    pub size: u64,
+    /// The C2SP signed note.
+    pub note: String,
+}
+
+/// An audit path for one entry in the tree of a given size.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct InclusionProof {
+    /// The entry's seq (its leaf index).
+    pub seq: u64,
+    /// Tree size the proof is for.
+    pub size: u64,
+    /// The entry hash.
+    pub leaf_hash: Hash,
+    /// Root of the tree of `size` entries.
+    pub root: Hash,
+    /// Sibling hashes, deepest first.
+    pub path: Vec<Hash>,
+}
+
+impl InclusionProof {
+    /// Checks the path against the proof's own root.
+    pub fn verify(&self, alg: HashAlg) -> Result<(), merkle::ProofError> {
+        merkle::verify_inclusion(alg, &self.leaf_hash, self.seq, self.size, &self.path, &self.root)
+    }
+}
+
+/// A proof that the tree of `from` entries is a prefix of the tree of `to` entries.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ConsistencyProof {
+    /// Older size.
+    pub from: u64,
+    /// Newer size.
+    pub to: u64,
+    /// Root at the older size.
+    pub from_root: Hash,
+    /// Root at the newer size.
+    pub to_root: Hash,
+    /// Proof hashes, deepest first.
+    pub path: Vec<Hash>,
+}
+
+impl ConsistencyProof {
+    /// Checks the proof against its own roots.
+    pub fn verify(&self, alg: HashAlg) -> Result<(), merkle::ProofError> {
+        merkle::verify_consistency(alg, self.from, self.to, &self.from_root, &self.to_root, &self.path)
+    }
+}
+
+/// Everything that can go wrong in a store.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StoreError {
+    /// A file operation failed.
+    #[error("{context}: {source}")]
+    Io {
+        /// What was being done, and to which file.
+        context: String,
+        /// The OS error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The derived index failed.
+    #[error("index database: {0}")]
+    Index(#[from] redb::Error),
+    /// Another process holds the store.
+    #[error("the store at {0} is in use by another process (is `ledger serve` running on it?)")]
+    Locked(PathBuf),
+    /// The directory holds no ledger.
+    #[error("no ledger at {0} (create one with `ledger init --origin NAME`)")]
+    NotALedger(PathBuf),
+    /// `init` on a directory that already holds something.
+    #[error("{0} already exists and is not empty; refusing to create a ledger over it")]
+    AlreadyExists(PathBuf),
+    /// Stored data contradicts itself; nothing was repaired.
+    #[error("corrupt store: {0} (run `ledger verify` for a full report)")]
+    Corrupt(String),
+    /// The event id is recorded with other content.
+    #[error("event id {id:?} is already recorded at seq {seq} with different content")]
+    Conflict {
+        /// The event id.
+        id: String,
+        /// Seq of the recorded event.
+        seq: u64,
+    },
+    /// The writer failed a write or fsync earlier and refuses further appends.
+    #[error("the store stopped accepting appends after a failed write or fsync; reopen it to recover")]
+    Poisoned,
+    /// A seq, size or range outside the log.
+    #[error("{0}")]
+    OutOfRange(String),
+    /// A key or checkpoint problem.
+    #[error(transparent)]
+    Checkpoint(#[from] CheckpointError),
+}
+
+impl StoreError {
+    pub(crate) fn io(context: impl Into<String>) -> impl FnOnce(std::io::Error) -> StoreError {
+        let context = context.into();
+        move |source| StoreError::Io { context, source }
+    }
+}
+
+macro_rules! from_redb {
+    ($($t:ty),*) => {$(
+        impl From<$t> for StoreError {
+            fn from(e: $t) -> Self { StoreError::Index(e.into()) }
+        }
+    )*};
+}
+from_redb!(
+    redb::DatabaseError,
+    redb::TransactionError,
+    redb::TableError,
+    redb::StorageError,
+    redb::CommitError,
+    redb::SetDurabilityError
+);
+
+/// A ledger's storage engine. Implementations: [`FileStore`] (embedded).
+///
+/// Proofs and roots are provided methods built on [`Store::subtree`], so every
+/// engine proves the same way.
+pub trait Store: Send + Sync {
+    /// The ledger's identity.
+    fn info(&self) -> &LedgerInfo;
+
+    /// The key that checks this ledger's checkpoints.
+    fn verifier_key(&self) -> &VerifierKey;
+
+    /// Appends events through the group-committing writer. Returns one receipt per
+    /// event, in order, after the entries are durable. A request is all or nothing:
+    /// if one event conflicts, none of the request is appended.
+    fn append(&self, events: Vec<Event>) -> Result<Vec<Receipt>, StoreError>;
+
+    /// Number of entries committed.
+    fn size(&self) -> u64;
+
+    /// Calls `f(seq, entry bytes)` for every entry in `[from, to)`, in order.
+    fn scan(
+        &self,
+        from: u64,
+        to: u64,
+        f: &mut dyn FnMut(u64, &[u8]) -> Result<(), StoreError>,
+    ) -> Result<(), StoreError>;
+
+    /// Seqs of every entry about `message`, ascending.
+    fn message_seqs(&self, message: &str) -> Result<Vec<u64>, StoreError>;
+
+    /// Seq of the entry that recorded event `id`.
+    fn event_seq(&self, id: &str) -> Result<Option<u64>, StoreError>;
+
+    /// Hash of the perfect subtree `index` at `level` (level 0: entry hashes).
+    fn subtree(&self, level: u32, index: u64) -> Result<Hash, StoreError>;
+
+    /// The newest signed checkpoint.
+    fn latest_checkpoint(&self) -> Result<SignedCheckpoint, StoreError>;
+
+    /// Signed checkpoints with size ≥ `from_size`, ascending, at most `limit`.
+    fn checkpoints(&self, from_size: u64, limit: usize) -> Result<Vec<SignedCheckpoint>, StoreError>;
+
+    /// The stored bytes of one entry.
+    fn entry(&self, seq: u64) -> Result<Vec<u8>, StoreError> {
+        let mut out = None;
+        self.check_size(seq + 1)?;
+        self.scan(seq, seq + 1, &mut |_, b| {
+            out = Some(b.to_vec());
+            Ok(())
+        })?;
+        out.ok_or_else(|| StoreError::OutOfRange(format!("no entry {seq}")))
+    }
+
+    /// Errors unless `size` entries are committed.
+    fn check_size(&self, size: u64) -> Result<(), StoreError> {
+        let have = self.size();
+        if size > have {
+            return Err(StoreError::OutOfRange(format!(
+                "the log has {have} entries; {size} were asked for"
+            )));
+        }
+        Ok(())
+    }
+
+    /// Merkle root of the first `size` entries.
+    fn root(&self, size: u64) -> Result<Hash, StoreError> {
+        self.check_size(size)?;
+        merkle::subtree_root(self.info().hash, &Subtrees(self), 0, size)
+    }
+
+    /// Inclusion proof of entry `seq` in the tree of `size` entries.
+    fn inclusion_proof(&self, seq: u64, size: u64) -> Result<InclusionProof, StoreError> {
+        self.check_size(size)?;
+        if seq >= size {
+            return Err(StoreError::OutOfRange(format!(
+                "seq {seq} is not in the tree of size {size}"
+            )));
+        }
+        let alg = self.info().hash;
+        let src = Subtrees(self);
+        Ok(InclusionProof {
+            seq,
+            size,
+            leaf_hash: self.subtree(0, seq)?,
+            root: merkle::subtree_root(alg, &src, 0, size)?,
+            path: merkle::inclusion_proof(alg, &src, seq, size)?,
+        })
+    }
+
+    /// Consistency proof between the trees of `from` and `to` entries.
+    fn consistency_proof(&self, from: u64, to: u64) -> Result<ConsistencyProof, StoreError> {
+        self.check_size(to)?;
+        if from > to {
+            return Err(StoreError::OutOfRange(format!(
+                "consistency from {from} to smaller size {to}"
+            )));
+        }
+        let alg = self.info().hash;
+        let src = Subtrees(self);
+        Ok(ConsistencyProof {
+            from,
+            to,
+            from_root: merkle::subtree_root(alg, &src, 0, from)?,
+            to_root: merkle::subtree_root(alg, &src, 0, to)?,
+            path: merkle::consistency_proof(alg, &src, from, to)?,
+        })
+    }
+}
+
+/// Adapts a store to the Merkle code's subtree source.
+struct Subtrees<'a, S: ?Sized>(&'a S);
+
+impl<S: Store + ?Sized> SubtreeSource for Subtrees<'_, S> {
+    type Error = StoreError;
+    fn perfect(&self, level: u32, index: u64) -> Result<Hash, StoreError> {
+        self.0.subtree(level, index)
+    }
+}

@@ -1,0 +1,348 @@
+//! The single writer: takes append requests from a channel, group-commits them (one
+//! write and one `fdatasync` per batch), indexes them, signs checkpoints, and only
+//! then answers each request with its receipts.
+
+use std::collections::HashMap;
+use std::fs::{File, OpenOptions};
+use std::io::Write;
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, mpsc};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use redb::{Durability, ReadableTable};
+
+use super::file::{Segment, Shared, log_dir, scan_entries, sync_dir};
+use super::index::{self, Tables};
+use super::{Receipt, StoreError};
+use crate::checkpoint::{Checkpoint, SigningKey};
+use crate::entry::{self, format_recorded_at};
+use crate::event::Event;
+use crate::hash::Hash;
+use crate::limits;
+use crate::merkle::Frontier;
+use crate::segment;
+
+/// One caller's events and where to send its answer.
+pub(crate) struct Request {
+    pub events: Vec<Event>,
+    pub reply: mpsc::SyncSender<Result<Vec<Receipt>, StoreError>>,
+}
+
+/// Everything the writer owns.
+pub(crate) struct WriterState {
+    pub shared: Arc<Shared>,
+    pub key: SigningKey,
+    pub frontier: Frontier,
+    pub prev: Hash,
+    pub last_recorded_at: String,
+    pub segment: File,
+    pub segment_first: u64,
+    pub segment_len: u64,
+    pub checkpoints: File,
+    pub checkpoints_len: u64,
+    pub latest_checkpoint: u64,
+    pub last_checkpoint_at: Instant,
+    pub last_durable_at: Instant,
+}
+
+pub(crate) fn spawn(state: WriterState) -> (mpsc::Sender<Request>, JoinHandle<()>) {
+    let (tx, rx) = mpsc::channel();
+    let handle = std::thread::Builder::new()
+        .name("ledger-writer".into())
+        .spawn(move || run(state, rx))
+        .expect("spawn the writer thread");
+    (tx, handle)
+}
+
+fn run(mut st: WriterState, rx: mpsc::Receiver<Request>) {
+    loop {
+        let first = match rx.recv_timeout(Duration::from_millis(limits::INDEX_DURABLE_INTERVAL_MS)) {
+            Ok(r) => r,
+            Err(mpsc::RecvTimeoutError::Timeout) => {
+                if !st.shared.poisoned.load(Ordering::Acquire) {
+                    let _ = st.idle();
+                }
+                continue;
+            }
+            Err(mpsc::RecvTimeoutError::Disconnected) => break,
+        };
+        let mut batch = vec![first];
+        let mut n = batch[0].events.len();
+        while n < limits::BATCH_EVENTS_MAX {
+            match rx.try_recv() {
+                Ok(r) => {
+                    n += r.events.len();
+                    batch.push(r);
+                }
+                Err(_) => break,
+            }
+        }
+        st.shared.pending.fetch_sub(batch.len(), Ordering::AcqRel);
+        if st.shared.poisoned.load(Ordering::Acquire) {
+            for r in batch {
+                let _ = r.reply.send(Err(StoreError::Poisoned));
+            }
+            continue;
+        }
+        match st.commit(&batch) {
+            Ok(results) => {
+                for (r, res) in batch.into_iter().zip(results) {
+                    let _ = r.reply.send(res);
+                }
+            }
+            Err(e) => {
+                // The on-disk state after a failed write or fsync is unknown: stop,
+                // and let recovery at the next open bring the log to a good state.
+                st.shared.poisoned.store(true, Ordering::Release);
+                let msg = e.to_string();
+                let mut first = Some(e);
+                for r in batch {
+                    let err = first.take().unwrap_or_else(|| StoreError::Io {
+                        context: "commit".into(),
+                        source: std::io::Error::other(msg.clone()),
+                    });
+                    let _ = r.reply.send(Err(err));
+                }
+            }
+        }
+    }
+    if !st.shared.poisoned.load(Ordering::Acquire) {
+        let _ = st.shutdown();
+    }
+}
+
+/// How one event of a request resolves.
+enum Plan {
+    New,
+    Duplicate(u64, Hash),
+}
+
+impl WriterState {
+    /// Appends one batch. The outer error is fatal (poisons the writer); the inner
+    /// per-request errors (conflicts) are answers.
+    fn commit(&mut self, batch: &[Request]) -> Result<Vec<Result<Vec<Receipt>, StoreError>>, StoreError> {
+        let alg = self.shared.info.hash;
+        if self.segment_len >= limits::SEGMENT_BYTES_MAX {
+            self.roll_segment()?;
+        }
+        let mut txn = self.shared.db.begin_write()?;
+        let durable = self.last_durable_at.elapsed() >= Duration::from_millis(limits::INDEX_DURABLE_INTERVAL_MS);
+        txn.set_durability(if durable { Durability::Immediate } else { Durability::None })?;
+        let base = self.frontier.size();
+        let mut results = Vec::with_capacity(batch.len());
+        let mut buf = Vec::with_capacity(batch.iter().map(|r| r.events.len()).sum::<usize>() * 512);
+        {
+            let mut t = Tables::open(&txn)?;
+            let now = format_recorded_at(time::OffsetDateTime::now_utc());
+            let recorded_at = if now < self.last_recorded_at { self.last_recorded_at.clone() } else { now };
+            // Events appended in this batch, by id: (seq, entry hash, event bytes).
+            let mut fresh: HashMap<&str, (u64, Hash, &[u8])> = HashMap::new();
+            let mut node_err = None;
+            for req in batch {
+                let plans = match self.plan(req, &t, &fresh, base) {
+                    Ok(p) => p,
+                    Err(e @ StoreError::Conflict { .. }) => {
+                        results.push(Err(e));
+                        continue;
+                    }
+                    Err(e) => return Err(e),
+                };
+                let mut receipts = Vec::with_capacity(req.events.len());
+                for (ev, plan) in req.events.iter().zip(plans) {
+                    if let Plan::Duplicate(seq, hash) = plan {
+                        receipts.push(Receipt { seq, hash, duplicate: true });
+                        continue;
+                    }
+                    if let Some(&(seq, hash, _)) = fresh.get(ev.id()) {
+                        receipts.push(Receipt { seq, hash, duplicate: true });
+                        continue;
+                    }
+                    let seq = self.frontier.size();
+                    let offset = self.segment_len + buf.len() as u64;
+                    let start = buf.len() + 8;
+                    buf.extend_from_slice(&[0; 8]);
+                    entry::write_entry(&mut buf, seq, &self.prev, &recorded_at, ev.canonical_bytes());
+                    let bytes = &buf[start..];
+                    debug_assert!(bytes.len() <= limits::ENTRY_BYTES_MAX);
+                    let len = (bytes.len() as u32).to_le_bytes();
+                    let crc = crc32c::crc32c(bytes).to_le_bytes();
+                    let hash = alg.leaf(bytes);
+                    buf[start - 8..start - 4].copy_from_slice(&len);
+                    buf[start - 4..start].copy_from_slice(&crc);
+                    t.index_entry(seq, ev.id(), ev.message(), offset, seq == self.segment_first)?;
+                    self.frontier.push(hash, |l, i, h| {
+                        if let Err(e) = t.node(l, i, h) {
+                            node_err.get_or_insert(e);
+                        }
+                    });
+                    if let Some(e) = node_err.take() {
+                        return Err(e);
+                    }
+                    self.prev = hash;
+                    fresh.insert(ev.id(), (seq, hash, ev.canonical_bytes()));
+                    receipts.push(Receipt { seq, hash, duplicate: false });
+                }
+                results.push(Ok(receipts));
+            }
+            self.last_recorded_at = recorded_at;
+            let size = self.frontier.size();
+            if size > base {
+                self.segment
+                    .write_all(&buf)
+                    .and_then(|_| self.segment.sync_data())
+                    .map_err(StoreError::io("append to the log"))?;
+                self.segment_len += buf.len() as u64;
+                t.meta.insert(index::COVERED, size)?;
+            }
+            // Sign when the writer is about to fall idle, or at least every interval.
+            let idle = self.shared.pending.load(Ordering::Acquire) == 0;
+            let due = self.last_checkpoint_at.elapsed() >= Duration::from_millis(limits::CHECKPOINT_INTERVAL_MS);
+            if size > self.latest_checkpoint && (idle || due) {
+                self.sign(&mut t, size)?;
+            }
+            if durable {
+                self.checkpoints.sync_data().map_err(StoreError::io("fsync checkpoints.log"))?;
+            }
+        }
+        txn.commit()?;
+        if durable {
+            self.last_durable_at = Instant::now();
+        }
+        self.shared.size.store(self.frontier.size(), Ordering::Release);
+        Ok(results)
+    }
+
+    /// Resolves each event of a request against the index and this batch, without
+    /// changing anything: a conflict anywhere refuses the whole request.
+    fn plan(
+        &self,
+        req: &Request,
+        t: &Tables<'_>,
+        fresh: &HashMap<&str, (u64, Hash, &[u8])>,
+        base: u64,
+    ) -> Result<Vec<Plan>, StoreError> {
+        let mut plans = Vec::with_capacity(req.events.len());
+        let mut mine: HashMap<&str, &[u8]> = HashMap::new();
+        for ev in &req.events {
+            if let Some(&(seq, _, bytes)) = fresh.get(ev.id()) {
+                if bytes != ev.canonical_bytes() {
+                    return Err(StoreError::Conflict { id: ev.id().to_string(), seq });
+                }
+                plans.push(Plan::New); // resolved to the fresh receipt when appending
+                continue;
+            }
+            if let Some(bytes) = mine.get(ev.id()) {
+                if *bytes != ev.canonical_bytes() {
+                    return Err(StoreError::Conflict { id: ev.id().to_string(), seq: base });
+                }
+                plans.push(Plan::New);
+                continue;
+            }
+            match t.ids.get(ev.id())?.map(|g| g.value()) {
+                Some(seq) => {
+                    let mut stored = None;
+                    scan_entries(&self.shared, seq, seq + 1, &mut |_, _, b| {
+                        stored = Some(b.to_vec());
+                        Ok(())
+                    })?;
+                    let stored = stored.ok_or_else(|| StoreError::Corrupt(format!("entry {seq} is missing")))?;
+                    let p = entry::parse_entry(&stored).map_err(|e| StoreError::Corrupt(format!("entry {seq}: {e}")))?;
+                    if p.event.as_bytes() != ev.canonical_bytes() {
+                        return Err(StoreError::Conflict { id: ev.id().to_string(), seq });
+                    }
+                    plans.push(Plan::Duplicate(seq, self.shared.info.hash.leaf(&stored)));
+                }
+                None => {
+                    mine.insert(ev.id(), ev.canonical_bytes());
+                    plans.push(Plan::New);
+                }
+            }
+        }
+        Ok(plans)
+    }
+
+    fn sign(&mut self, t: &mut Tables<'_>, size: u64) -> Result<(), StoreError> {
+        let cp = Checkpoint { origin: self.shared.info.origin.clone(), size, root: self.frontier.root() };
+        let note = self.key.sign(&cp);
+        let mut frame = Vec::with_capacity(note.len() + 8);
+        segment::encode_frame(&mut frame, note.as_bytes());
+        // Not fsynced here: a checkpoint lost in a crash is re-signed identically at
+        // the next open (Ed25519 signatures are deterministic).
+        self.checkpoints.write_all(&frame).map_err(StoreError::io("append to checkpoints.log"))?;
+        self.checkpoints_len += frame.len() as u64;
+        t.checkpoints.insert(size, note.as_str())?;
+        t.meta.insert(index::CHECKPOINTS_OFFSET, self.checkpoints_len)?;
+        self.latest_checkpoint = size;
+        self.last_checkpoint_at = Instant::now();
+        Ok(())
+    }
+
+    /// Signs the current size (used at open when the newest checkpoint is older).
+    pub(crate) fn sign_at_open(&mut self) -> Result<(), StoreError> {
+        let txn = self.shared.db.begin_write()?;
+        {
+            let mut t = Tables::open(&txn)?;
+            self.sign(&mut t, self.frontier.size())?;
+            self.checkpoints.sync_data().map_err(StoreError::io("fsync checkpoints.log"))?;
+        }
+        txn.commit()?;
+        Ok(())
+    }
+
+    /// No requests for a while: make the index durable.
+    fn idle(&mut self) -> Result<(), StoreError> {
+        if self.last_durable_at.elapsed() < Duration::from_millis(limits::INDEX_DURABLE_INTERVAL_MS) {
+            return Ok(());
+        }
+        self.checkpoints.sync_data().map_err(StoreError::io("fsync checkpoints.log"))?;
+        let txn = self.shared.db.begin_write()?;
+        txn.open_table(index::META)?.get(index::COVERED)?;
+        txn.commit()?;
+        self.last_durable_at = Instant::now();
+        Ok(())
+    }
+
+    fn shutdown(&mut self) -> Result<(), StoreError> {
+        let mut txn = self.shared.db.begin_write()?;
+        txn.set_durability(Durability::Immediate)?;
+        {
+            let mut t = Tables::open(&txn)?;
+            let size = self.frontier.size();
+            if size > self.latest_checkpoint {
+                self.sign(&mut t, size)?;
+            }
+            self.checkpoints.sync_data().map_err(StoreError::io("fsync checkpoints.log"))?;
+        }
+        txn.commit()?;
+        Ok(())
+    }
+
+    /// Seals the current segment and starts the next, named by the next seq. The new
+    /// file and its directory entry are durable before any entry goes into it.
+    fn roll_segment(&mut self) -> Result<(), StoreError> {
+        self.segment.sync_all().map_err(StoreError::io("seal segment"))?;
+        let first = self.frontier.size();
+        let dir = log_dir(&self.shared.dir);
+        let path = dir.join(segment::segment_name(first));
+        let mut f = OpenOptions::new()
+            .create_new(true)
+            .append(true)
+            .open(&path)
+            .map_err(StoreError::io(format!("create {}", path.display())))?;
+        f.write_all(&segment::header(segment::SEGMENT_MAGIC, first))
+            .and_then(|_| f.sync_all())
+            .map_err(StoreError::io(format!("write {}", path.display())))?;
+        sync_dir(&dir)?;
+        let reader = File::open(&path).map_err(StoreError::io(format!("open {}", path.display())))?;
+        self.shared
+            .segments
+            .write()
+            .expect("lock")
+            .push(Segment { first_seq: first, path, file: Arc::new(reader) });
+        self.segment = f;
+        self.segment_first = first;
+        self.segment_len = segment::HEADER_BYTES;
+        Ok(())
+    }
+}

@@ -1,0 +1,523 @@
+//! Verification: the whole chain, the Merkle root at every checkpoint, the
+//! signatures, and (given a trusted older checkpoint) consistency with it. Works on
+//! a store directory or an export bundle, reading only files (never the index), in
+//! one streaming pass with memory flat in the log's size.
+//!
+//! Every fault is reported with its seq and place; verification goes on after a
+//! fault so that one run shows all of them (up to [`FAULTS_MAX`]).
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::fs::File;
+use std::io::{BufRead, BufReader, Read};
+use std::path::{Path, PathBuf};
+
+use crate::checkpoint::{Checkpoint, VerifierKey, split_notes};
+use crate::entry::check_entry;
+use crate::hash::{Hash, HashAlg, to_hex};
+use crate::limits::ENTRY_BYTES_MAX;
+use crate::merkle::{self, Frontier, SubtreeSource};
+use crate::segment::{self, FrameError, FrameReader};
+use crate::store::{LedgerInfo, read_info};
+
+/// Faults kept in a report; further ones are only counted.
+pub const FAULTS_MAX: usize = 100;
+
+/// Progress of a long verification, in bytes read.
+pub trait Progress {
+    /// Total bytes to read.
+    fn total(&self, bytes: u64);
+    /// Bytes read since the last call.
+    fn advance(&self, bytes: u64);
+}
+
+impl Progress for () {
+    fn total(&self, _: u64) {}
+    fn advance(&self, _: u64) {}
+}
+
+/// What to trust.
+#[derive(Clone, Debug, Default)]
+pub struct VerifyOptions {
+    /// The verifier key to check signatures with. Without it, the key stored beside
+    /// the log is used, which proves integrity but not authorship (a warning says so).
+    pub key: Option<VerifierKey>,
+    /// An older checkpoint (signed note) the auditor holds: the log must extend it.
+    pub trusted: Option<String>,
+}
+
+/// One thing that is wrong.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Fault {
+    /// The entry's seq, where the fault belongs to one.
+    pub seq: Option<u64>,
+    /// File and offset or line.
+    pub place: String,
+    /// What is wrong, with expected and actual values where there are some.
+    pub what: String,
+}
+
+/// The outcome of a verification.
+#[derive(Clone, Debug, Default)]
+pub struct VerifyReport {
+    /// Origin of the ledger.
+    pub origin: String,
+    /// Hash function.
+    pub hash: Option<HashAlg>,
+    /// Entries read.
+    pub entries: u64,
+    /// Merkle root of the entries read.
+    pub root: Hash,
+    /// Signed checkpoints checked against the log.
+    pub checkpoints_checked: u64,
+    /// Size of the newest valid checkpoint.
+    pub latest_checkpoint: Option<u64>,
+    /// Size of the trusted checkpoint the log was found consistent with.
+    pub consistent_with_trusted: Option<u64>,
+    /// Faults found (at most [`FAULTS_MAX`]).
+    pub faults: Vec<Fault>,
+    /// Faults found beyond those kept.
+    pub faults_not_kept: u64,
+    /// Things worth knowing that are not faults.
+    pub warnings: Vec<String>,
+}
+
+impl VerifyReport {
+    /// True when no fault was found.
+    pub fn ok(&self) -> bool {
+        self.faults.is_empty()
+    }
+
+    /// The first fault, which is where things first went wrong.
+    pub fn first_fault(&self) -> Option<&Fault> {
+        self.faults.first()
+    }
+}
+
+/// An error that stops verification before it can say anything about the log.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum VerifyError {
+    /// A file could not be read.
+    #[error("{context}: {source}")]
+    Io {
+        /// What was being read.
+        context: String,
+        /// The OS error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The ledger's description or key is missing or unreadable.
+    #[error("{0}")]
+    Setup(String),
+}
+
+fn io_err(context: impl Into<String>) -> impl FnOnce(std::io::Error) -> VerifyError {
+    let context = context.into();
+    move |source| VerifyError::Io { context, source }
+}
+
+/// A perfect subtree source that only records what a proof would ask for.
+struct Wanted(std::cell::RefCell<HashSet<(u32, u64)>>);
+impl SubtreeSource for Wanted {
+    type Error = std::convert::Infallible;
+    fn perfect(&self, level: u32, index: u64) -> Result<Hash, Self::Error> {
+        self.0.borrow_mut().insert((level, index));
+        Ok([0; 32])
+    }
+}
+struct Captured(HashMap<(u32, u64), Hash>);
+impl SubtreeSource for Captured {
+    type Error = (u32, u64);
+    fn perfect(&self, level: u32, index: u64) -> Result<Hash, Self::Error> {
+        self.0.get(&(level, index)).copied().ok_or((level, index))
+    }
+}
+
+/// Checks entries one by one as they stream past.
+struct Chain {
+    alg: HashAlg,
+    next_seq: u64,
+    prev: Hash,
+    last_recorded_at: String,
+    frontier: Frontier,
+    /// Verified checkpoints by size: root and where the note came from.
+    checkpoints: BTreeMap<u64, (Hash, String)>,
+    /// Trusted checkpoint, and the subtrees its consistency proof needs.
+    trusted: Option<Checkpoint>,
+    wanted: HashSet<(u32, u64)>,
+    captured: HashMap<(u32, u64), Hash>,
+    report: VerifyReport,
+}
+
+impl Chain {
+    fn fault(&mut self, seq: Option<u64>, place: String, what: String) {
+        if self.report.faults.len() < FAULTS_MAX {
+            self.report.faults.push(Fault { seq, place, what });
+        } else {
+            self.report.faults_not_kept += 1;
+        }
+    }
+
+    fn entry(&mut self, place: impl Fn() -> String, bytes: &[u8]) {
+        let seq = self.next_seq;
+        let hash = self.alg.leaf(bytes);
+        match check_entry(bytes) {
+            Err(e) => self.fault(Some(seq), place(), format!("entry {seq}: {e}")),
+            Ok(p) => {
+                if p.seq != seq {
+                    self.fault(Some(seq), place(), format!("expected seq {seq}, found seq {}", p.seq));
+                }
+                if p.prev != self.prev {
+                    let of = if seq == 0 {
+                        "the genesis value H(0x02 ‖ origin)".to_string()
+                    } else {
+                        format!("the hash of entry {}", seq - 1)
+                    };
+                    let what = format!("chain broken: prev is {}, but {of} is {}", to_hex(&p.prev), to_hex(&self.prev));
+                    self.fault(Some(seq), place(), what);
+                }
+                if p.recorded_at < self.last_recorded_at.as_str() {
+                    self.fault(
+                        Some(seq),
+                        place(),
+                        format!(
+                            "recorded_at {} is earlier than the previous entry's {}",
+                            p.recorded_at, self.last_recorded_at
+                        ),
+                    );
+                }
+                self.last_recorded_at = p.recorded_at.to_string();
+            }
+        }
+        self.prev = hash;
+        self.next_seq += 1;
+        let (wanted, captured) = (&self.wanted, &mut self.captured);
+        self.frontier.push(hash, |l, i, h| {
+            if wanted.contains(&(l, i)) {
+                captured.insert((l, i), *h);
+            }
+        });
+        let size = self.frontier.size();
+        if let Some((root, from)) = self.checkpoints.get(&size).cloned() {
+            self.check_root(size, &root, &from);
+        }
+        if let Some(t) = self.trusted.clone()
+            && t.size == size
+        {
+            self.check_root(size, &t.root, "the trusted checkpoint");
+        }
+    }
+
+    fn check_root(&mut self, size: u64, expected: &Hash, from: &str) {
+        let actual = self.frontier.root();
+        if &actual != expected {
+            self.fault(
+                Some(size.saturating_sub(1)),
+                from.to_string(),
+                format!(
+                    "Merkle root of the first {size} entries is {}, but {from} signs {}",
+                    to_hex(&actual),
+                    to_hex(expected)
+                ),
+            );
+        }
+    }
+
+    /// Checks a signed note and, if it verifies, remembers its root.
+    fn note(&mut self, key: &VerifierKey, note: &str, from: String) {
+        match key.verify(note) {
+            Ok(cp) => {
+                if cp.size == 0 && cp.root != self.alg.empty() {
+                    self.fault(None, from.clone(), "checkpoint of size 0 has a root other than the empty tree's".into());
+                }
+                if let Some((root, _)) = self.checkpoints.get(&cp.size)
+                    && *root != cp.root
+                {
+                    self.fault(None, from.clone(), format!("two checkpoints for size {} sign different roots", cp.size));
+                }
+                self.checkpoints.insert(cp.size, (cp.root, from));
+            }
+            Err(e) => self.fault(None, from, format!("checkpoint rejected: {e}")),
+        }
+    }
+
+    fn start(&mut self, opts_trusted: Option<(Checkpoint, u64)>) {
+        if self.checkpoints.contains_key(&0) {
+            let root = self.frontier.root();
+            let (expected, from) = self.checkpoints[&0].clone();
+            if root != expected {
+                self.fault(None, from, "size-0 checkpoint does not sign the empty root".into());
+            }
+        }
+        if let Some((t, latest)) = opts_trusted {
+            let w = Wanted(Default::default());
+            let _ = merkle::consistency_proof(self.alg, &w, t.size, latest.max(t.size));
+            self.wanted = w.0.into_inner();
+            self.trusted = Some(t);
+        }
+    }
+
+    fn finish(mut self, info: &LedgerInfo) -> VerifyReport {
+        let size = self.frontier.size();
+        self.report.entries = size;
+        self.report.root = self.frontier.root();
+        self.report.origin = info.origin.clone();
+        self.report.hash = Some(info.hash);
+        self.report.checkpoints_checked = self.checkpoints.len() as u64;
+        self.report.latest_checkpoint = self.checkpoints.keys().next_back().copied();
+        let beyond: Vec<(u64, String)> = self
+            .checkpoints
+            .range(size + 1..)
+            .map(|(s, (_, from))| (*s, from.clone()))
+            .collect();
+        for (s, from) in beyond {
+            self.fault(
+                Some(size),
+                from,
+                format!("a signed checkpoint covers {s} entries but only {size} are present: entries are missing"),
+            );
+        }
+        match self.report.latest_checkpoint {
+            None => self.fault(None, "checkpoints".into(), "no signed checkpoint verifies".into()),
+            Some(l) if l < size => self.report.warnings.push(format!(
+                "{} entries after seq {} are not yet covered by a signed checkpoint",
+                size - l,
+                l.saturating_sub(1)
+            )),
+            _ => {}
+        }
+        if let Some(t) = self.trusted.take() {
+            let latest = self.report.latest_checkpoint.unwrap_or(0).min(size);
+            if t.size > size {
+                self.fault(
+                    None,
+                    "the trusted checkpoint".into(),
+                    format!("the trusted checkpoint covers {} entries but the log has only {size}", t.size),
+                );
+            } else if let Some((latest_root, _)) = self.checkpoints.get(&latest).cloned() {
+                let src = Captured(std::mem::take(&mut self.captured));
+                match merkle::consistency_proof(self.alg, &src, t.size, latest) {
+                    Ok(proof) => match merkle::verify_consistency(self.alg, t.size, latest, &t.root, &latest_root, &proof) {
+                        Ok(()) => self.report.consistent_with_trusted = Some(t.size),
+                        Err(e) => self.fault(
+                            Some(t.size.saturating_sub(1)),
+                            "the trusted checkpoint".into(),
+                            format!(
+                                "history was rewritten: the consistency proof from the trusted checkpoint (size {}) to the newest (size {latest}) fails: {e}",
+                                t.size
+                            ),
+                        ),
+                    },
+                    Err(_) => self.fault(None, "the trusted checkpoint".into(), "could not build the consistency proof".into()),
+                }
+            }
+        }
+        self.report
+    }
+}
+
+fn setup(info: &LedgerInfo, stored_key: &str, opts: &VerifyOptions, warnings: &mut Vec<String>) -> Result<(VerifierKey, Option<Checkpoint>), VerifyError> {
+    let key = match &opts.key {
+        Some(k) => k.clone(),
+        None => {
+            warnings.push(
+                "no --key given: signatures were checked with the key stored beside the log, which proves \
+                 integrity but not who signed; pass the verifier key you hold"
+                    .into(),
+            );
+            stored_key
+                .parse()
+                .map_err(|e| VerifyError::Setup(format!("verifier.key: {e}")))?
+        }
+    };
+    if key.name() != info.origin {
+        return Err(VerifyError::Setup(format!(
+            "the verifier key is for {:?} but the ledger's origin is {:?}",
+            key.name(),
+            info.origin
+        )));
+    }
+    let trusted = match &opts.trusted {
+        None => None,
+        Some(note) => Some(
+            key.verify(note)
+                .map_err(|e| VerifyError::Setup(format!("the trusted checkpoint does not verify with the key: {e}")))?,
+        ),
+    };
+    Ok((key, trusted))
+}
+
+fn new_chain(info: &LedgerInfo) -> Chain {
+    Chain {
+        alg: info.hash,
+        next_seq: 0,
+        prev: info.hash.genesis(&info.origin),
+        last_recorded_at: String::new(),
+        frontier: Frontier::new(info.hash),
+        checkpoints: BTreeMap::new(),
+        trusted: None,
+        wanted: HashSet::new(),
+        captured: HashMap::new(),
+        report: VerifyReport::default(),
+    }
+}
+
+/// Verifies a store directory from its files alone: `ledger.json`, `log/*.seg`,
+/// `checkpoints.log`, `verifier.key`.
+pub fn verify_store(dir: &Path, opts: &VerifyOptions, progress: &dyn Progress) -> Result<VerifyReport, VerifyError> {
+    let info = read_info(dir).map_err(|e| VerifyError::Setup(e.to_string()))?;
+    let stored_key = std::fs::read_to_string(dir.join("verifier.key")).unwrap_or_default();
+    let mut chain = new_chain(&info);
+    let (key, trusted) = setup(&info, &stored_key, opts, &mut chain.report.warnings)?;
+
+    // Checkpoints first, so roots are compared as the entries stream past.
+    let ck_path = dir.join("checkpoints.log");
+    let (mut r, first) = FrameReader::open(&ck_path, segment::CHECKPOINTS_MAGIC).map_err(io_err(format!("read {}", ck_path.display())))?;
+    if let Err(e) = first {
+        chain.fault(None, ck_path.display().to_string(), e.to_string());
+    }
+    while let Some(frame) = r.next_frame(64 * 1024).map_err(io_err("read checkpoints.log"))? {
+        match frame {
+            Ok(f) => {
+                let note = String::from_utf8_lossy(&f.payload).into_owned();
+                chain.note(&key, &note, format!("checkpoints.log offset {}", f.offset));
+            }
+            Err(FrameError::Truncated { .. }) => chain
+                .report
+                .warnings
+                .push("checkpoints.log ends in a torn record (the next open cuts it)".into()),
+            Err(e) => chain.fault(None, format!("checkpoints.log offset {}", r.offset()), e.to_string()),
+        }
+    }
+    let latest = chain.checkpoints.keys().next_back().copied().unwrap_or(0);
+    chain.start(trusted.map(|t| (t, latest)));
+
+    let segs = segment::list_segments(&dir.join("log")).map_err(io_err("list segments"))?;
+    let total: u64 = segs.iter().map(|(_, p)| std::fs::metadata(p).map(|m| m.len()).unwrap_or(0)).sum();
+    progress.total(total);
+    if segs.first().map(|s| s.0) != Some(0) {
+        chain.fault(Some(0), "log/".into(), "the first segment (starting at seq 0) is missing".into());
+    }
+    let n = segs.len();
+    for (i, (first, path)) in segs.into_iter().enumerate() {
+        let name = path.file_name().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
+        if first != chain.next_seq {
+            chain.fault(
+                Some(chain.next_seq),
+                name.clone(),
+                format!("segment starts at seq {first} but the previous one ended before seq {}", chain.next_seq),
+            );
+        }
+        let (mut r, hdr) = FrameReader::open(&path, segment::SEGMENT_MAGIC).map_err(io_err(format!("read {}", path.display())))?;
+        match hdr {
+            Ok(h) if h == first => {}
+            Ok(h) => chain.fault(Some(first), name.clone(), format!("header says first seq {h}, the name says {first}")),
+            Err(e) => chain.fault(Some(first), name.clone(), e.to_string()),
+        }
+        let mut last_off = segment::HEADER_BYTES;
+        while let Some(frame) = r.next_frame(ENTRY_BYTES_MAX).map_err(io_err(format!("read {}", path.display())))? {
+            match frame {
+                Ok(f) => {
+                    progress.advance(r.offset() - last_off);
+                    last_off = r.offset();
+                    let off = f.offset;
+                    chain.entry(|| format!("{name} offset {off}"), &f.payload);
+                }
+                Err(e) => {
+                    let seq = chain.next_seq;
+                    let place = format!("{name} offset {}", r.offset());
+                    if i + 1 == n && matches!(e, FrameError::Truncated { .. }) {
+                        chain.report.warnings.push(format!(
+                            "{place}: the log ends in a torn record ({e}); a write was interrupted and never \
+                             acknowledged; the next open cuts it"
+                        ));
+                    } else {
+                        chain.fault(Some(seq), place, format!("entry {seq}: {e}"));
+                    }
+                }
+            }
+        }
+    }
+    Ok(chain.finish(&info))
+}
+
+/// Verifies an export bundle (a directory, or a `.tar` of one) with nothing else.
+pub fn verify_bundle(path: &Path, opts: &VerifyOptions, progress: &dyn Progress) -> Result<VerifyReport, VerifyError> {
+    let _unpacked;
+    let dir: PathBuf = if path.is_file() {
+        let tmp = tempfile::tempdir().map_err(io_err("create a temporary directory"))?;
+        let f = File::open(path).map_err(io_err(format!("open {}", path.display())))?;
+        tar::Archive::new(f)
+            .unpack(tmp.path())
+            .map_err(io_err(format!("unpack {}", path.display())))?;
+        let inner = single_subdir(tmp.path()).unwrap_or_else(|| tmp.path().to_path_buf());
+        _unpacked = tmp;
+        inner
+    } else {
+        path.to_path_buf()
+    };
+    let read = |name: &str| -> Result<String, VerifyError> {
+        std::fs::read_to_string(dir.join(name)).map_err(io_err(format!("read {name} in {}", path.display())))
+    };
+    let info: LedgerInfo = serde_json::from_str(&read("ledger.json")?)
+        .map_err(|e| VerifyError::Setup(format!("ledger.json: {e}")))?;
+    let stored_key = read("verifier.key").unwrap_or_default();
+    let mut chain = new_chain(&info);
+    let (key, trusted) = setup(&info, &stored_key, opts, &mut chain.report.warnings)?;
+    let latest_note = read("checkpoint")?;
+    chain.note(&key, &latest_note, "checkpoint".into());
+    let latest = key.verify(&latest_note).map(|c| c.size).unwrap_or(0);
+    if let Ok(text) = read("checkpoints.txt") {
+        for (i, note) in split_notes(&text).into_iter().enumerate() {
+            chain.note(&key, &note, format!("checkpoints.txt note {}", i + 1));
+        }
+    }
+    chain.start(trusted.map(|t| (t, latest)));
+    let entries_path = dir.join("entries.jsonl");
+    let f = File::open(&entries_path).map_err(io_err(format!("open {}", entries_path.display())))?;
+    progress.total(f.metadata().map(|m| m.len()).unwrap_or(0));
+    let mut r = BufReader::with_capacity(1 << 20, f);
+    let mut line = Vec::with_capacity(1024);
+    let mut lineno = 0u64;
+    loop {
+        line.clear();
+        let n = r
+            .by_ref()
+            .take(ENTRY_BYTES_MAX as u64 + 2)
+            .read_until(b'\n', &mut line)
+            .map_err(io_err("read entries.jsonl"))?;
+        if n == 0 {
+            break;
+        }
+        lineno += 1;
+        progress.advance(n as u64);
+        if line.last() != Some(&b'\n') {
+            let seq = chain.next_seq;
+            chain.fault(Some(seq), format!("entries.jsonl line {lineno}"), "line does not end with a newline (truncated or over the size limit)".into());
+            break;
+        }
+        line.pop();
+        let l = lineno;
+        chain.entry(|| format!("entries.jsonl line {l}"), &line);
+    }
+    if chain.frontier.size() > latest {
+        chain.report.warnings.push(format!(
+            "entries.jsonl holds {} entries, more than the {latest} its checkpoint covers",
+            chain.frontier.size()
+        ));
+    }
+    Ok(chain.finish(&info))
+}
+
+fn single_subdir(dir: &Path) -> Option<PathBuf> {
+    if dir.join("ledger.json").exists() {
+        return None;
+    }
+    let mut it = std::fs::read_dir(dir).ok()?;
+    let first = it.next()?.ok()?;
+    if it.next().is_none() && first.path().is_dir() {
+        Some(first.path())
+    } else {
+        None
+    }
+}

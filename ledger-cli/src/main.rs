@@ -1,1 +1,349 @@
-fn main(){}
+//! `ledger`: the command-line face of the ledger. Glue over `ledger-core`: parse
+//! flags, call the library, print results, map failures to exit codes.
+//!
+//! Exit codes: 0 success; 1 verification found faults; 2 bad usage or rejected
+//! input (nothing of that input was appended); 3 store or I/O failure.
+
+mod append;
+mod output;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::{Context, Result};
+use clap::{Parser, Subcommand};
+use ledger_core::verify::{self, VerifyOptions};
+use ledger_core::{FileStore, HashAlg, InitOptions, Store, VerifierKey};
+
+/// Exit code: verification found faults.
+const EXIT_FAULTS: u8 = 1;
+/// Exit code: bad usage or rejected input.
+const EXIT_INPUT: u8 = 2;
+/// Exit code: store or I/O failure.
+const EXIT_STORE: u8 = 3;
+
+/// An error caused by the user's input, not by the store: exit code 2.
+#[derive(Debug)]
+pub(crate) struct InputError(pub String);
+impl std::fmt::Display for InputError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+impl std::error::Error for InputError {}
+
+#[derive(Parser)]
+#[command(
+    name = "ledger",
+    version,
+    about = "An append-only, hash-chained ledger of official messages: every send, delivery, \
+             hand-off, open, expiry and deletion, provable to anyone.",
+    after_help = "Exit codes: 0 ok, 1 verification found faults, 2 bad usage or rejected input, \
+                  3 store or I/O failure.\n\nStart with:  ledger init --origin ledger.example/bergen-bv"
+)]
+struct Cli {
+    /// Directory of the ledger.
+    #[arg(long, global = true, env = "LEDGER_DIR", default_value = "ledger-data")]
+    dir: PathBuf,
+    /// Print data as JSON (for scripts).
+    #[arg(long, global = true)]
+    json: bool,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Create a new ledger: its files, an Ed25519 signing key, and the first checkpoint.
+    Init {
+        /// The log's name, e.g. ledger.example/bergen-bv; it names the signing key too.
+        #[arg(long)]
+        origin: String,
+        /// Hash function, fixed for the ledger's life: blake3, or sha256 where NIST
+        /// algorithms are required or RFC 6962 tools must check proofs unmodified.
+        #[arg(long, default_value = "blake3")]
+        hash: HashAlg,
+    },
+    /// Append events from a JSON Lines file ('-' for stdin); prints one receipt per line.
+    ///
+    /// The whole input is checked first: if any line is bad, every bad line is reported
+    /// and nothing is appended. Events already recorded with the same content get
+    /// their original receipt (appending is idempotent by event id).
+    Append {
+        /// JSON Lines file of events, or '-' for standard input.
+        file: PathBuf,
+    },
+    /// Every event of one message, in the order recorded.
+    History {
+        /// The message id.
+        message: String,
+    },
+    /// The newest signed checkpoint (a C2SP signed note).
+    Checkpoint {
+        /// The checkpoint of exactly this size instead of the newest.
+        #[arg(long)]
+        size: Option<u64>,
+    },
+    /// Merkle proofs, as JSON.
+    #[command(subcommand)]
+    Prove(Prove),
+    /// Verify the whole store (or a bundle): chain, Merkle roots, signatures.
+    ///
+    /// Reads the log's files only, never the index. Exits 0 only when everything
+    /// holds; otherwise 1, naming the first bad seq and what is wrong with it.
+    Verify {
+        /// Verify an export bundle (directory or .tar) instead of the store.
+        #[arg(long)]
+        bundle: Option<PathBuf>,
+        /// The verifier key you trust: the key string, or @FILE.
+        #[arg(long)]
+        key: Option<String>,
+        /// A file with an older signed checkpoint you hold: the log must extend it.
+        #[arg(long)]
+        trusted: Option<PathBuf>,
+    },
+    /// Rebuild every derived index from the log, and say whether it differed.
+    Reindex,
+    /// Write a portable bundle for auditors (a directory, or a .tar file).
+    Export {
+        /// Where to write it; must not exist. Ends in .tar for a tar file.
+        #[arg(long)]
+        out: PathBuf,
+    },
+}
+
+#[derive(Subcommand)]
+enum Prove {
+    /// Audit path of one entry.
+    Inclusion {
+        /// The entry's seq.
+        #[arg(long)]
+        seq: u64,
+        /// Tree size (default: the newest checkpoint's).
+        #[arg(long)]
+        size: Option<u64>,
+    },
+    /// Proof that the log of --from entries is a prefix of the log of --to entries.
+    Consistency {
+        /// The older size.
+        #[arg(long)]
+        from: u64,
+        /// The newer size (default: the newest checkpoint's).
+        #[arg(long)]
+        to: Option<u64>,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(code) => ExitCode::from(code),
+        Err(e) => {
+            if is_broken_pipe(&e) {
+                return ExitCode::SUCCESS;
+            }
+            eprintln!("error: {e}");
+            for cause in e.chain().skip(1) {
+                eprintln!("  caused by: {cause}");
+            }
+            let input = e.chain().any(|c| c.is::<InputError>())
+                || e.chain().any(|c| {
+                    matches!(
+                        c.downcast_ref::<ledger_core::StoreError>(),
+                        Some(
+                            ledger_core::StoreError::Conflict { .. }
+                                | ledger_core::StoreError::OutOfRange(_)
+                        )
+                    )
+                });
+            ExitCode::from(if input { EXIT_INPUT } else { EXIT_STORE })
+        }
+    }
+}
+
+fn is_broken_pipe(e: &anyhow::Error) -> bool {
+    e.chain().any(|c| {
+        c.downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+    })
+}
+
+/// Opens the store and prints what recovery did.
+pub(crate) fn open(cli_dir: &std::path::Path) -> Result<FileStore> {
+    let (store, report) = FileStore::open(cli_dir)
+        .with_context(|| format!("cannot open the ledger at {}", cli_dir.display()))?;
+    for line in report.lines() {
+        eprintln!("warning: {line}");
+    }
+    Ok(store)
+}
+
+fn read_key(arg: &str) -> Result<VerifierKey> {
+    let text = match arg.strip_prefix('@') {
+        Some(path) => {
+            std::fs::read_to_string(path).with_context(|| format!("read key file {path}"))?
+        }
+        None => arg.to_string(),
+    };
+    text.trim()
+        .parse()
+        .map_err(|e| anyhow::Error::new(InputError(format!("--key: {e}"))))
+}
+
+fn run(cli: Cli) -> Result<u8> {
+    let dir = cli.dir.as_path();
+    match cli.command {
+        Command::Init { origin, hash } => {
+            let key = FileStore::init(
+                dir,
+                &InitOptions {
+                    origin: origin.clone(),
+                    hash,
+                },
+            )
+            .with_context(|| format!("cannot create a ledger at {}", dir.display()))?;
+            if cli.json {
+                output::json(&serde_json::json!({
+                    "dir": dir, "origin": origin, "hash": hash.name(), "verifier_key": key.to_string()
+                }))?;
+            } else {
+                println!("created ledger {origin:?} ({hash}) in {}", dir.display());
+                println!("verifier key (give it to auditors; also in verifier.key):\n{key}");
+            }
+            Ok(0)
+        }
+        Command::Append { file } => append::run(dir, &file, cli.json),
+        Command::History { message } => {
+            let store = open(dir)?;
+            output::history(&store, &message, cli.json)?;
+            Ok(0)
+        }
+        Command::Checkpoint { size } => {
+            let store = open(dir)?;
+            let cp = match size {
+                None => store.latest_checkpoint()?,
+                Some(s) => store
+                    .checkpoints(s, 1)?
+                    .into_iter()
+                    .find(|c| c.size == s)
+                    .ok_or_else(|| InputError(format!("no checkpoint was signed at size {s}")))?,
+            };
+            if cli.json {
+                let parsed = store.verifier_key().verify(&cp.note)?;
+                output::json(&serde_json::json!({
+                    "origin": parsed.origin, "size": cp.size, "root": hex::encode(parsed.root), "note": cp.note
+                }))?;
+            } else {
+                print!("{}", cp.note);
+            }
+            Ok(0)
+        }
+        Command::Prove(p) => {
+            let store = open(dir)?;
+            let latest = store.latest_checkpoint()?;
+            let alg = store.info().hash;
+            let value = match p {
+                Prove::Inclusion { seq, size } => {
+                    let size = size.unwrap_or(latest.size);
+                    let proof = store.inclusion_proof(seq, size)?;
+                    proof
+                        .verify(alg)
+                        .context("self-check of the generated proof failed")?;
+                    output::inclusion_json(&proof, alg, checkpoint_note(&store, size)?)
+                }
+                Prove::Consistency { from, to } => {
+                    let to = to.unwrap_or(latest.size);
+                    let proof = store.consistency_proof(from, to)?;
+                    proof
+                        .verify(alg)
+                        .context("self-check of the generated proof failed")?;
+                    output::consistency_json(
+                        &proof,
+                        alg,
+                        checkpoint_note(&store, from)?,
+                        checkpoint_note(&store, to)?,
+                    )
+                }
+            };
+            output::json(&value)?;
+            Ok(0)
+        }
+        Command::Verify {
+            bundle,
+            key,
+            trusted,
+        } => {
+            let opts = VerifyOptions {
+                key: key.as_deref().map(read_key).transpose()?,
+                trusted: trusted
+                    .map(|p| {
+                        std::fs::read_to_string(&p).with_context(|| format!("read {}", p.display()))
+                    })
+                    .transpose()?,
+            };
+            let bar = output::progress_bytes("verifying");
+            let report = match &bundle {
+                Some(b) => verify::verify_bundle(b, &opts, &bar),
+                None => verify::verify_store(dir, &opts, &bar),
+            }
+            .context("verification could not run")?;
+            bar.0.finish_and_clear();
+            output::verify_report(&report, cli.json)?;
+            Ok(if report.ok() { 0 } else { EXIT_FAULTS })
+        }
+        Command::Reindex => {
+            let (old, new) = ledger_core::store::reindex(dir).context("reindex failed")?;
+            let same = old == Some(new);
+            if cli.json {
+                output::json(&serde_json::json!({
+                    "old_digest": old.map(hex::encode), "new_digest": hex::encode(new), "identical": same
+                }))?;
+            } else {
+                match old {
+                    Some(o) if same => println!(
+                        "index rebuilt from the log; identical to the old one (digest {})",
+                        hex::encode(o)
+                    ),
+                    Some(o) => println!(
+                        "index rebuilt from the log; the old one DIFFERED (old digest {}, new {}) and was replaced",
+                        hex::encode(o),
+                        hex::encode(new)
+                    ),
+                    None => println!(
+                        "index rebuilt from the log (digest {}); there was no readable old index",
+                        hex::encode(new)
+                    ),
+                }
+            }
+            Ok(0)
+        }
+        Command::Export { out } => {
+            let store = open(dir)?;
+            let bar = output::progress_count("exporting");
+            let summary =
+                ledger_core::bundle::export(&store, &out, &bar).context("export failed")?;
+            bar.0.finish_and_clear();
+            if cli.json {
+                output::json(&serde_json::json!({
+                    "out": out, "entries": summary.entries, "checkpoints": summary.checkpoints
+                }))?;
+            } else {
+                println!(
+                    "wrote {} entries and {} checkpoints to {}",
+                    summary.entries,
+                    summary.checkpoints,
+                    out.display()
+                );
+            }
+            Ok(0)
+        }
+    }
+}
+
+fn checkpoint_note(store: &FileStore, size: u64) -> Result<Option<String>> {
+    Ok(store
+        .checkpoints(size, 1)?
+        .into_iter()
+        .find(|c| c.size == size)
+        .map(|c| c.note))
+}

@@ -35,13 +35,21 @@ pub struct Checkpoint {
 impl Checkpoint {
     /// The note body that is signed.
     pub fn body(&self) -> String {
-        format!("{}\n{}\n{}\n", self.origin, self.size, B64.encode(self.root))
+        format!(
+            "{}\n{}\n{}\n",
+            self.origin,
+            self.size,
+            B64.encode(self.root)
+        )
     }
 
     fn parse_body(text: &str) -> Result<Checkpoint, CheckpointError> {
         let mut lines = text.split('\n');
         let bad = |why: &str| CheckpointError::Malformed(why.to_string());
-        let origin = lines.next().filter(|o| !o.is_empty()).ok_or_else(|| bad("missing origin line"))?;
+        let origin = lines
+            .next()
+            .filter(|o| !o.is_empty())
+            .ok_or_else(|| bad("missing origin line"))?;
         let size_line = lines.next().ok_or_else(|| bad("missing size line"))?;
         let size = size_line
             .parse::<u64>()
@@ -54,7 +62,11 @@ impl Checkpoint {
             .ok()
             .and_then(|r| r.try_into().ok())
             .ok_or_else(|| bad("root line is not the base64 of 32 bytes"))?;
-        Ok(Checkpoint { origin: origin.to_string(), size, root })
+        Ok(Checkpoint {
+            origin: origin.to_string(),
+            size,
+            root,
+        })
     }
 }
 
@@ -120,8 +132,12 @@ impl SigningKey {
     pub fn generate(name: &str) -> Result<SigningKey, CheckpointError> {
         check_origin(name)?;
         let mut seed = [0u8; 32];
-        getrandom::fill(&mut seed).map_err(|e| CheckpointError::BadKey(format!("no randomness: {e}")))?;
-        Ok(SigningKey { name: name.to_string(), key: ed25519_dalek::SigningKey::from_bytes(&seed) })
+        getrandom::fill(&mut seed)
+            .map_err(|e| CheckpointError::BadKey(format!("no randomness: {e}")))?;
+        Ok(SigningKey {
+            name: name.to_string(),
+            key: ed25519_dalek::SigningKey::from_bytes(&seed),
+        })
     }
 
     /// The key's name (the origin).
@@ -144,15 +160,24 @@ impl SigningKey {
         let mut raw = vec![ALG_ED25519];
         raw.extend_from_slice(self.key.as_bytes());
         let v = self.verifier();
-        format!("PRIVATE+KEY+{}+{}+{}", self.name, hex::encode(v.id), B64.encode(raw))
+        format!(
+            "PRIVATE+KEY+{}+{}+{}",
+            self.name,
+            hex::encode(v.id),
+            B64.encode(raw)
+        )
     }
 
     /// Parses a private key string.
     pub fn from_secret_string(s: &str) -> Result<SigningKey, CheckpointError> {
         let bad = |why: &str| CheckpointError::BadKey(why.to_string());
-        let rest = s.trim_end().strip_prefix("PRIVATE+KEY+").ok_or_else(|| bad("missing PRIVATE+KEY+ prefix"))?;
-        let mut parts = rest.rsplitn(3, '+');
-        let (raw, id, name) = (parts.next(), parts.next(), parts.next());
+        let rest = s
+            .trim_end()
+            .strip_prefix("PRIVATE+KEY+")
+            .ok_or_else(|| bad("missing PRIVATE+KEY+ prefix"))?;
+        // Names never contain '+'; base64 may, so split from the left.
+        let mut parts = rest.splitn(3, '+');
+        let (name, id, raw) = (parts.next(), parts.next(), parts.next());
         let (Some(raw), Some(id), Some(name)) = (raw, id, name) else {
             return Err(bad("expected PRIVATE+KEY+name+id+key"));
         };
@@ -161,7 +186,10 @@ impl SigningKey {
             return Err(bad("not an Ed25519 key"));
         }
         let seed: [u8; 32] = raw[1..].try_into().expect("32 bytes");
-        let key = SigningKey { name: name.to_string(), key: ed25519_dalek::SigningKey::from_bytes(&seed) };
+        let key = SigningKey {
+            name: name.to_string(),
+            key: ed25519_dalek::SigningKey::from_bytes(&seed),
+        };
         if hex::encode(key.verifier().id) != id {
             return Err(bad("key id does not match the key"));
         }
@@ -200,23 +228,27 @@ impl VerifierKey {
 
     /// Checks a signed note and returns the checkpoint it carries.
     pub fn verify(&self, note: &str) -> Result<Checkpoint, CheckpointError> {
-        let split = note
-            .rfind("\n\n")
-            .ok_or_else(|| CheckpointError::Malformed("no empty line between body and signatures".into()))?;
+        let split = note.rfind("\n\n").ok_or_else(|| {
+            CheckpointError::Malformed("no empty line between body and signatures".into())
+        })?;
         let body = &note[..split + 1];
         let sigs = &note[split + 2..];
         if !sigs.ends_with('\n') {
-            return Err(CheckpointError::Malformed("signature block does not end with a newline".into()));
+            return Err(CheckpointError::Malformed(
+                "signature block does not end with a newline".into(),
+            ));
         }
         let cp = Checkpoint::parse_body(body)?;
         let mut found = false;
         for line in sigs.lines() {
-            let rest = line
-                .strip_prefix("\u{2014} ")
-                .ok_or_else(|| CheckpointError::Malformed(format!("signature line {line:?} does not start with '— '")))?;
-            let (name, b64) = rest
-                .split_once(' ')
-                .ok_or_else(|| CheckpointError::Malformed("signature line has no key name".into()))?;
+            let rest = line.strip_prefix("\u{2014} ").ok_or_else(|| {
+                CheckpointError::Malformed(format!(
+                    "signature line {line:?} does not start with '— '"
+                ))
+            })?;
+            let (name, b64) = rest.split_once(' ').ok_or_else(|| {
+                CheckpointError::Malformed("signature line has no key name".into())
+            })?;
             if name != self.name {
                 continue;
             }
@@ -238,7 +270,10 @@ impl VerifierKey {
             return Err(CheckpointError::NotSigned(self.name.clone()));
         }
         if cp.origin != self.name {
-            return Err(CheckpointError::WrongOrigin { expected: self.name.clone(), found: cp.origin });
+            return Err(CheckpointError::WrongOrigin {
+                expected: self.name.clone(),
+                found: cp.origin,
+            });
         }
         Ok(cp)
     }
@@ -248,7 +283,13 @@ impl fmt::Display for VerifierKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let mut raw = vec![ALG_ED25519];
         raw.extend_from_slice(self.key.as_bytes());
-        write!(f, "{}+{}+{}", self.name, hex::encode(self.id), B64.encode(raw))
+        write!(
+            f,
+            "{}+{}+{}",
+            self.name,
+            hex::encode(self.id),
+            B64.encode(raw)
+        )
     }
 }
 
@@ -263,23 +304,30 @@ impl FromStr for VerifierKey {
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         let bad = |why: &str| CheckpointError::BadKey(why.to_string());
         let s = s.trim();
-        let mut parts = s.rsplitn(3, '+');
-        let (raw, id, name) = (parts.next(), parts.next(), parts.next());
+        let mut parts = s.splitn(3, '+');
+        let (name, id, raw) = (parts.next(), parts.next(), parts.next());
         let (Some(raw), Some(id), Some(name)) = (raw, id, name) else {
             return Err(bad("expected name+keyid+base64key"));
         };
         check_origin(name)?;
         let raw = B64.decode(raw).map_err(|_| bad("key is not base64"))?;
         if raw.len() != 33 || raw[0] != ALG_ED25519 {
-            return Err(bad("not an Ed25519 verifier key (expected 0x01 followed by 32 bytes)"));
+            return Err(bad(
+                "not an Ed25519 verifier key (expected 0x01 followed by 32 bytes)",
+            ));
         }
         let public: [u8; 32] = raw[1..].try_into().expect("32 bytes");
-        let key = ed25519_dalek::VerifyingKey::from_bytes(&public).map_err(|_| bad("not a valid Ed25519 point"))?;
+        let key = ed25519_dalek::VerifyingKey::from_bytes(&public)
+            .map_err(|_| bad("not a valid Ed25519 point"))?;
         let expected_id = key_id(name, &public);
         if hex::encode(expected_id) != id {
             return Err(bad("key id does not match name and key"));
         }
-        Ok(VerifierKey { name: name.to_string(), id: expected_id, key })
+        Ok(VerifierKey {
+            name: name.to_string(),
+            id: expected_id,
+            key,
+        })
     }
 }
 
@@ -316,9 +364,23 @@ mod tests {
     use super::*;
 
     #[test]
+    fn key_strings_with_plus_in_base64_round_trip() {
+        for _ in 0..64 {
+            let k = SigningKey::generate("o").unwrap();
+            let v: VerifierKey = k.verifier().to_string().parse().unwrap();
+            assert_eq!(v, k.verifier());
+            SigningKey::from_secret_string(&k.to_secret_string()).unwrap();
+        }
+    }
+
+    #[test]
     fn sign_verify_and_key_strings_round_trip() {
         let k = SigningKey::generate("ledger.example/bergen-bv").unwrap();
-        let cp = Checkpoint { origin: k.name().to_string(), size: 42, root: [7; 32] };
+        let cp = Checkpoint {
+            origin: k.name().to_string(),
+            size: 42,
+            root: [7; 32],
+        };
         let note = k.sign(&cp);
         let v: VerifierKey = k.verifier().to_string().parse().unwrap();
         assert_eq!(v.verify(&note).unwrap(), cp);
@@ -326,17 +388,34 @@ mod tests {
         assert_eq!(k2.sign(&cp), note, "Ed25519 signatures are deterministic");
 
         let tampered = note.replacen("42", "43", 1);
-        assert_eq!(v.verify(&tampered), Err(CheckpointError::BadSignature(k.name().into())));
+        assert_eq!(
+            v.verify(&tampered),
+            Err(CheckpointError::BadSignature(k.name().into()))
+        );
         let other = SigningKey::generate("ledger.example/bergen-bv").unwrap();
-        assert!(matches!(other.verifier().verify(&note), Err(CheckpointError::NotSigned(_))));
+        assert!(matches!(
+            other.verifier().verify(&note),
+            Err(CheckpointError::NotSigned(_))
+        ));
     }
 
     #[test]
     fn note_files_split_back_into_notes() {
         let k = SigningKey::generate("o").unwrap();
-        let a = k.sign(&Checkpoint { origin: "o".into(), size: 1, root: [1; 32] });
-        let b = k.sign(&Checkpoint { origin: "o".into(), size: 2, root: [2; 32] });
-        assert_eq!(split_notes(&format!("{a}\n{b}")), vec![a.clone(), b.clone()]);
+        let a = k.sign(&Checkpoint {
+            origin: "o".into(),
+            size: 1,
+            root: [1; 32],
+        });
+        let b = k.sign(&Checkpoint {
+            origin: "o".into(),
+            size: 2,
+            root: [2; 32],
+        });
+        assert_eq!(
+            split_notes(&format!("{a}\n{b}")),
+            vec![a.clone(), b.clone()]
+        );
         assert_eq!(split_notes(&a), vec![a]);
     }
 

@@ -20,9 +20,8 @@ pub const ENTRY_VERSION: u64 = 1;
 /// Formats the ledger's clock for `recorded_at`: UTC, always six fractional digits,
 /// so the field has a fixed width of 27 characters.
 pub fn format_recorded_at(t: OffsetDateTime) -> String {
-    let f = format_description!(
-        "[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:6]Z"
-    );
+    let f =
+        format_description!("[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:6]Z");
     t.to_offset(time::UtcOffset::UTC)
         .format(&f)
         .expect("a UTC time between years 0 and 9999 always formats")
@@ -30,9 +29,8 @@ pub fn format_recorded_at(t: OffsetDateTime) -> String {
 
 /// Whether `s` has the exact `recorded_at` shape (`YYYY-MM-DDTHH:MM:SS.ffffffZ`).
 pub fn is_recorded_at(s: &str) -> bool {
-    let f = format_description!(
-        "[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:6]Z"
-    );
+    let f =
+        format_description!("[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:6]Z");
     s.len() == 27 && time::PrimitiveDateTime::parse(s, &f).is_ok()
 }
 
@@ -173,9 +171,19 @@ mod tests {
         let event = Event::from_value(ev).unwrap();
         let at = format_recorded_at(OffsetDateTime::UNIX_EPOCH);
         let good = entry_bytes(0, &[0; 32], &at, event.canonical_bytes());
-        let spaced = String::from_utf8(good.clone()).unwrap().replacen(":", ": ", 1);
-        assert_eq!(check_entry(spaced.as_bytes()).unwrap_err(), EntryError::NotCanonical);
-        let v2 = String::from_utf8(good).unwrap().replace("\"v\":1}", "\"v\":2}");
-        assert_eq!(check_entry(v2.as_bytes()).unwrap_err(), EntryError::Version(2));
+        let spaced = String::from_utf8(good.clone())
+            .unwrap()
+            .replacen(":", ": ", 1);
+        assert_eq!(
+            check_entry(spaced.as_bytes()).unwrap_err(),
+            EntryError::NotCanonical
+        );
+        let v2 = String::from_utf8(good)
+            .unwrap()
+            .replace("\"v\":1}", "\"v\":2}");
+        assert_eq!(
+            check_entry(v2.as_bytes()).unwrap_err(),
+            EntryError::Version(2)
+        );
     }
 }

@@ -163,8 +163,8 @@ impl Event {
                 ),
             ));
         }
-        let strict: StrictValue = serde_json::from_slice(bytes)
-            .map_err(|e| err("", format!("malformed JSON: {e}")))?;
+        let strict: StrictValue =
+            serde_json::from_slice(bytes).map_err(|e| err("", format!("malformed JSON: {e}")))?;
         Self::from_value(strict.0)
     }
 
@@ -228,8 +228,13 @@ fn check_numbers_and_depth(v: &Value, path: &str, depth: usize) -> Result<(), Ev
     }
     match v {
         Value::Number(n) => {
-            let ok = n.as_u64().map(|u| u < limits::JSON_INT_MAX).unwrap_or(false)
-                || n.as_i64().map(|i| i.unsigned_abs() < limits::JSON_INT_MAX).unwrap_or(false);
+            let ok = n
+                .as_u64()
+                .map(|u| u < limits::JSON_INT_MAX)
+                .unwrap_or(false)
+                || n.as_i64()
+                    .map(|i| i.unsigned_abs() < limits::JSON_INT_MAX)
+                    .unwrap_or(false);
             if !ok {
                 return Err(err(
                     path,
@@ -244,7 +249,11 @@ fn check_numbers_and_depth(v: &Value, path: &str, depth: usize) -> Result<(), Ev
         }
         Value::Object(m) => {
             for (k, x) in m {
-                let p = if path.is_empty() { k.clone() } else { format!("{path}.{k}") };
+                let p = if path.is_empty() {
+                    k.clone()
+                } else {
+                    format!("{path}.{k}")
+                };
                 check_numbers_and_depth(x, &p, depth + 1)?;
             }
         }
@@ -354,7 +363,8 @@ fn check_text(path: &str, s: &str, rule: Text) -> Result<(), EventError> {
     if n > max {
         return Err(err(path, format!("is {n} characters; the limit is {max}")));
     }
-    let bad_control = |c: char| c.is_control() && !(matches!(rule, Text::Free) && (c == '\n' || c == '\t'));
+    let bad_control =
+        |c: char| c.is_control() && !(matches!(rule, Text::Free) && (c == '\n' || c == '\t'));
     if s.chars().any(bad_control) {
         return Err(err(path, "must not contain control characters"));
     }
@@ -399,9 +409,13 @@ fn check_enum(path: &str, s: &str, allowed: &[&str]) -> Result<(), EventError> {
 }
 
 fn check_digest(path: &str, s: &str) -> Result<(), EventError> {
-    let hex = s.strip_prefix("blake3:").or_else(|| s.strip_prefix("sha256:"));
+    let hex = s
+        .strip_prefix("blake3:")
+        .or_else(|| s.strip_prefix("sha256:"));
     match hex {
-        Some(h) if h.len() == 64 && h.bytes().all(|c| matches!(c, b'0'..=b'9' | b'a'..=b'f')) => Ok(()),
+        Some(h) if h.len() == 64 && h.bytes().all(|c| matches!(c, b'0'..=b'9' | b'a'..=b'f')) => {
+            Ok(())
+        }
         _ => Err(err(
             path,
             "must be \"blake3:\" or \"sha256:\" followed by 64 lowercase hex digits (a digest of \
@@ -415,7 +429,10 @@ fn validate(obj: &Map<String, Value>) -> Result<(String, EventType, String), Eve
     let type_name = f.req_str("type")?;
     let kind = EventType::from_name(type_name).ok_or_else(|| {
         let names: Vec<&str> = EventType::ALL.iter().map(|t| t.name()).collect();
-        err("type", format!("{type_name:?} is not one of: {}", names.join(", ")))
+        err(
+            "type",
+            format!("{type_name:?} is not one of: {}", names.join(", ")),
+        )
     })?;
     let id = f.req_str("id")?;
     check_text("id", id, Text::Id)?;
@@ -465,7 +482,8 @@ fn validate(obj: &Map<String, Value>) -> Result<(String, EventType, String), Eve
                         let path = format!("refs.{k}");
                         let key_ok = k.len() <= 32
                             && k.bytes().next().is_some_and(|c| c.is_ascii_lowercase())
-                            && k.bytes().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == b'_');
+                            && k.bytes()
+                                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == b'_');
                         if !key_ok {
                             return Err(err(
                                 path,
@@ -473,16 +491,25 @@ fn validate(obj: &Map<String, Value>) -> Result<(String, EventType, String), Eve
                             ));
                         }
                         let Value::String(s) = v else {
-                            return Err(err(path, format!("expected a string, found {}", kind_of(v))));
+                            return Err(err(
+                                path,
+                                format!("expected a string, found {}", kind_of(v)),
+                            ));
                         };
                         if s.chars().count() > limits::REF_CHARS_MAX {
-                            return Err(err(path, format!("longer than {} characters", limits::REF_CHARS_MAX)));
+                            return Err(err(
+                                path,
+                                format!("longer than {} characters", limits::REF_CHARS_MAX),
+                            ));
                         }
                         check_text(&path, s, Text::Id)?;
                     }
                 }
                 Some(other) => {
-                    return Err(err("refs", format!("expected an object, found {}", kind_of(other))));
+                    return Err(err(
+                        "refs",
+                        format!("expected an object, found {}", kind_of(other)),
+                    ));
                 }
             }
         }
@@ -616,7 +643,10 @@ mod tests {
         assert_eq!(e.kind(), EventType::Sent);
         assert_eq!(e.id(), "ev-1");
         let text = std::str::from_utf8(e.canonical_bytes()).unwrap();
-        assert!(text.starts_with(r#"{"at":"2023-05-08T09:30:00Z","category":"#), "{text}");
+        assert!(
+            text.starts_with(r#"{"at":"2023-05-08T09:30:00Z","category":"#),
+            "{text}"
+        );
     }
 
     #[test]
@@ -644,12 +674,32 @@ mod tests {
     fn strict_json_rules() {
         let text = sent().to_string();
         let dup = text.replacen("{", r#"{"id":"x","#, 1);
-        assert!(Event::from_json(dup.as_bytes()).unwrap_err().reason.contains("duplicate"));
+        assert!(
+            Event::from_json(dup.as_bytes())
+                .unwrap_err()
+                .reason
+                .contains("duplicate")
+        );
         let float = text.replace(r#""seq":1"#, r#""seq":1.0"#);
-        assert!(Event::from_json(float.as_bytes()).unwrap_err().reason.contains("not allowed"));
+        assert!(
+            Event::from_json(float.as_bytes())
+                .unwrap_err()
+                .reason
+                .contains("not allowed")
+        );
         let big = text.replace(r#""seq":1"#, r#""seq":9007199254740992"#);
-        assert!(Event::from_json(big.as_bytes()).unwrap_err().reason.contains("2^53"));
-        assert!(Event::from_json(b"{\"id\": ").unwrap_err().reason.contains("malformed"));
+        assert!(
+            Event::from_json(big.as_bytes())
+                .unwrap_err()
+                .reason
+                .contains("2^53")
+        );
+        assert!(
+            Event::from_json(b"{\"id\": ")
+                .unwrap_err()
+                .reason
+                .contains("malformed")
+        );
     }
 
     #[test]

@@ -80,7 +80,10 @@ pub fn inclusion_proof<S: SubtreeSource>(
     index: u64,
     size: u64,
 ) -> Result<Vec<Hash>, S::Error> {
-    assert!(index < size, "inclusion proof of leaf {index} in tree of size {size}");
+    assert!(
+        index < size,
+        "inclusion proof of leaf {index} in tree of size {size}"
+    );
     let mut path = Vec::new();
     let (mut start, mut end, mut m) = (0u64, size, index);
     // Walk down from the root; siblings are collected top-down and reversed at the end.
@@ -307,7 +310,11 @@ impl Frontier {
     }
 
     /// Rebuilds the frontier of a tree of `size` leaves from its perfect subtrees.
-    pub fn from_source<S: SubtreeSource>(alg: HashAlg, src: &S, size: u64) -> Result<Self, S::Error> {
+    pub fn from_source<S: SubtreeSource>(
+        alg: HashAlg,
+        src: &S,
+        size: u64,
+    ) -> Result<Self, S::Error> {
         let mut nodes = Vec::new();
         let mut start = 0u64;
         for level in (0..64u32).rev() {
@@ -360,7 +367,9 @@ mod tests {
     use proptest::prelude::*;
 
     fn leaves(alg: HashAlg, n: usize) -> Vec<Hash> {
-        (0..n).map(|i| alg.leaf(format!("leaf {i}").as_bytes())).collect()
+        (0..n)
+            .map(|i| alg.leaf(format!("leaf {i}").as_bytes()))
+            .collect()
     }
 
     #[test]

@@ -115,8 +115,18 @@ impl FrameReader<BufReader<File>> {
         let mut r = BufReader::with_capacity(1 << 20, file);
         let mut h = [0u8; 16];
         if len < HEADER_BYTES {
-            let reader = FrameReader { inner: r, offset: 0, len, failed: true };
-            return Ok((reader, Err(FrameError::Header(format!("file is {len} bytes, shorter than the header")))));
+            let reader = FrameReader {
+                inner: r,
+                offset: 0,
+                len,
+                failed: true,
+            };
+            return Ok((
+                reader,
+                Err(FrameError::Header(format!(
+                    "file is {len} bytes, shorter than the header"
+                ))),
+            ));
         }
         r.read_exact(&mut h)?;
         let first = if h[..8] != magic {
@@ -129,7 +139,15 @@ impl FrameReader<BufReader<File>> {
             Ok(u64::from_le_bytes(h[8..].try_into().expect("8 bytes")))
         };
         let failed = first.is_err();
-        Ok((FrameReader { inner: r, offset: HEADER_BYTES, len, failed }, first))
+        Ok((
+            FrameReader {
+                inner: r,
+                offset: HEADER_BYTES,
+                len,
+                failed,
+            },
+            first,
+        ))
     }
 }
 
@@ -146,14 +164,20 @@ impl<R: Read> FrameReader<R> {
 
     /// The next frame, `None` at a clean end of file, or the fault at the current
     /// offset (after which the reader yields nothing).
-    pub fn next_frame(&mut self, max_payload: usize) -> io::Result<Option<Result<Frame, FrameError>>> {
+    pub fn next_frame(
+        &mut self,
+        max_payload: usize,
+    ) -> io::Result<Option<Result<Frame, FrameError>>> {
         if self.failed || self.offset == self.len {
             return Ok(None);
         }
         let remaining = self.len - self.offset;
         if remaining < FRAME_HEADER_BYTES {
             self.failed = true;
-            return Ok(Some(Err(FrameError::Truncated { needed: FRAME_HEADER_BYTES, available: remaining })));
+            return Ok(Some(Err(FrameError::Truncated {
+                needed: FRAME_HEADER_BYTES,
+                available: remaining,
+            })));
         }
         let mut fh = [0u8; 8];
         self.inner.read_exact(&mut fh)?;
@@ -166,16 +190,25 @@ impl<R: Read> FrameReader<R> {
         let needed = FRAME_HEADER_BYTES + u64::from(len);
         if remaining < needed {
             self.failed = true;
-            return Ok(Some(Err(FrameError::Truncated { needed, available: remaining })));
+            return Ok(Some(Err(FrameError::Truncated {
+                needed,
+                available: remaining,
+            })));
         }
         let mut payload = vec![0u8; len as usize];
         self.inner.read_exact(&mut payload)?;
         let actual = crc32c::crc32c(&payload);
         if actual != crc {
             self.failed = true;
-            return Ok(Some(Err(FrameError::Crc { expected: crc, actual })));
+            return Ok(Some(Err(FrameError::Crc {
+                expected: crc,
+                actual,
+            })));
         }
-        let frame = Frame { offset: self.offset, payload };
+        let frame = Frame {
+            offset: self.offset,
+            payload,
+        };
         self.offset += needed;
         Ok(Some(Ok(frame)))
     }
@@ -204,7 +237,10 @@ mod tests {
         assert_eq!(first, Ok(0));
         assert_eq!(r.next_frame(100).unwrap().unwrap().unwrap().payload, b"one");
         assert_eq!(r.next_frame(100).unwrap().unwrap().unwrap().payload, b"two");
-        assert!(matches!(r.next_frame(100).unwrap(), Some(Err(FrameError::Truncated { .. }))));
+        assert!(matches!(
+            r.next_frame(100).unwrap(),
+            Some(Err(FrameError::Truncated { .. }))
+        ));
         assert_eq!(r.offset(), good as u64);
         assert!(r.next_frame(100).unwrap().is_none());
         assert_eq!(list_segments(dir.path()).unwrap(), vec![(0, p)]);

@@ -165,7 +165,11 @@ impl Chain {
             Err(e) => self.fault(Some(seq), place(), format!("entry {seq}: {e}")),
             Ok(p) => {
                 if p.seq != seq {
-                    self.fault(Some(seq), place(), format!("expected seq {seq}, found seq {}", p.seq));
+                    self.fault(
+                        Some(seq),
+                        place(),
+                        format!("expected seq {seq}, found seq {}", p.seq),
+                    );
                 }
                 if p.prev != self.prev {
                     let of = if seq == 0 {
@@ -173,7 +177,11 @@ impl Chain {
                     } else {
                         format!("the hash of entry {}", seq - 1)
                     };
-                    let what = format!("chain broken: prev is {}, but {of} is {}", to_hex(&p.prev), to_hex(&self.prev));
+                    let what = format!(
+                        "chain broken: prev is {}, but {of} is {}",
+                        to_hex(&p.prev),
+                        to_hex(&self.prev)
+                    );
                     self.fault(Some(seq), place(), what);
                 }
                 if p.recorded_at < self.last_recorded_at.as_str() {
@@ -228,12 +236,20 @@ impl Chain {
         match key.verify(note) {
             Ok(cp) => {
                 if cp.size == 0 && cp.root != self.alg.empty() {
-                    self.fault(None, from.clone(), "checkpoint of size 0 has a root other than the empty tree's".into());
+                    self.fault(
+                        None,
+                        from.clone(),
+                        "checkpoint of size 0 has a root other than the empty tree's".into(),
+                    );
                 }
                 if let Some((root, _)) = self.checkpoints.get(&cp.size)
                     && *root != cp.root
                 {
-                    self.fault(None, from.clone(), format!("two checkpoints for size {} sign different roots", cp.size));
+                    self.fault(
+                        None,
+                        from.clone(),
+                        format!("two checkpoints for size {} sign different roots", cp.size),
+                    );
                 }
                 self.checkpoints.insert(cp.size, (cp.root, from));
             }
@@ -246,7 +262,11 @@ impl Chain {
             let root = self.frontier.root();
             let (expected, from) = self.checkpoints[&0].clone();
             if root != expected {
-                self.fault(None, from, "size-0 checkpoint does not sign the empty root".into());
+                self.fault(
+                    None,
+                    from,
+                    "size-0 checkpoint does not sign the empty root".into(),
+                );
             }
         }
         if let Some((t, latest)) = opts_trusted {
@@ -278,7 +298,11 @@ impl Chain {
             );
         }
         match self.report.latest_checkpoint {
-            None => self.fault(None, "checkpoints".into(), "no signed checkpoint verifies".into()),
+            None => self.fault(
+                None,
+                "checkpoints".into(),
+                "no signed checkpoint verifies".into(),
+            ),
             Some(l) if l < size => self.report.warnings.push(format!(
                 "{} entries after seq {} are not yet covered by a signed checkpoint",
                 size - l,
@@ -292,7 +316,10 @@ impl Chain {
                 self.fault(
                     None,
                     "the trusted checkpoint".into(),
-                    format!("the trusted checkpoint covers {} entries but the log has only {size}", t.size),
+                    format!(
+                        "the trusted checkpoint covers {} entries but the log has only {size}",
+                        t.size
+                    ),
                 );
             } else if let Some((latest_root, _)) = self.checkpoints.get(&latest).cloned() {
                 let src = Captured(std::mem::take(&mut self.captured));
@@ -316,7 +343,12 @@ impl Chain {
     }
 }
 
-fn setup(info: &LedgerInfo, stored_key: &str, opts: &VerifyOptions, warnings: &mut Vec<String>) -> Result<(VerifierKey, Option<Checkpoint>), VerifyError> {
+fn setup(
+    info: &LedgerInfo,
+    stored_key: &str,
+    opts: &VerifyOptions,
+    warnings: &mut Vec<String>,
+) -> Result<(VerifierKey, Option<Checkpoint>), VerifyError> {
     let key = match &opts.key {
         Some(k) => k.clone(),
         None => {
@@ -339,10 +371,11 @@ fn setup(info: &LedgerInfo, stored_key: &str, opts: &VerifyOptions, warnings: &m
     }
     let trusted = match &opts.trusted {
         None => None,
-        Some(note) => Some(
-            key.verify(note)
-                .map_err(|e| VerifyError::Setup(format!("the trusted checkpoint does not verify with the key: {e}")))?,
-        ),
+        Some(note) => Some(key.verify(note).map_err(|e| {
+            VerifyError::Setup(format!(
+                "the trusted checkpoint does not verify with the key: {e}"
+            ))
+        })?),
     };
     Ok((key, trusted))
 }
@@ -364,7 +397,11 @@ fn new_chain(info: &LedgerInfo) -> Chain {
 
 /// Verifies a store directory from its files alone: `ledger.json`, `log/*.seg`,
 /// `checkpoints.log`, `verifier.key`.
-pub fn verify_store(dir: &Path, opts: &VerifyOptions, progress: &dyn Progress) -> Result<VerifyReport, VerifyError> {
+pub fn verify_store(
+    dir: &Path,
+    opts: &VerifyOptions,
+    progress: &dyn Progress,
+) -> Result<VerifyReport, VerifyError> {
     let info = read_info(dir).map_err(|e| VerifyError::Setup(e.to_string()))?;
     let stored_key = std::fs::read_to_string(dir.join("verifier.key")).unwrap_or_default();
     let mut chain = new_chain(&info);
@@ -372,11 +409,15 @@ pub fn verify_store(dir: &Path, opts: &VerifyOptions, progress: &dyn Progress) -
 
     // Checkpoints first, so roots are compared as the entries stream past.
     let ck_path = dir.join("checkpoints.log");
-    let (mut r, first) = FrameReader::open(&ck_path, segment::CHECKPOINTS_MAGIC).map_err(io_err(format!("read {}", ck_path.display())))?;
+    let (mut r, first) = FrameReader::open(&ck_path, segment::CHECKPOINTS_MAGIC)
+        .map_err(io_err(format!("read {}", ck_path.display())))?;
     if let Err(e) = first {
         chain.fault(None, ck_path.display().to_string(), e.to_string());
     }
-    while let Some(frame) = r.next_frame(64 * 1024).map_err(io_err("read checkpoints.log"))? {
+    while let Some(frame) = r
+        .next_frame(64 * 1024)
+        .map_err(io_err("read checkpoints.log"))?
+    {
         match frame {
             Ok(f) => {
                 let note = String::from_utf8_lossy(&f.payload).into_owned();
@@ -386,36 +427,61 @@ pub fn verify_store(dir: &Path, opts: &VerifyOptions, progress: &dyn Progress) -
                 .report
                 .warnings
                 .push("checkpoints.log ends in a torn record (the next open cuts it)".into()),
-            Err(e) => chain.fault(None, format!("checkpoints.log offset {}", r.offset()), e.to_string()),
+            Err(e) => chain.fault(
+                None,
+                format!("checkpoints.log offset {}", r.offset()),
+                e.to_string(),
+            ),
         }
     }
     let latest = chain.checkpoints.keys().next_back().copied().unwrap_or(0);
     chain.start(trusted.map(|t| (t, latest)));
 
     let segs = segment::list_segments(&dir.join("log")).map_err(io_err("list segments"))?;
-    let total: u64 = segs.iter().map(|(_, p)| std::fs::metadata(p).map(|m| m.len()).unwrap_or(0)).sum();
+    let total: u64 = segs
+        .iter()
+        .map(|(_, p)| std::fs::metadata(p).map(|m| m.len()).unwrap_or(0))
+        .sum();
     progress.total(total);
     if segs.first().map(|s| s.0) != Some(0) {
-        chain.fault(Some(0), "log/".into(), "the first segment (starting at seq 0) is missing".into());
+        chain.fault(
+            Some(0),
+            "log/".into(),
+            "the first segment (starting at seq 0) is missing".into(),
+        );
     }
     let n = segs.len();
     for (i, (first, path)) in segs.into_iter().enumerate() {
-        let name = path.file_name().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
+        let name = path
+            .file_name()
+            .map(|s| s.to_string_lossy().into_owned())
+            .unwrap_or_default();
         if first != chain.next_seq {
             chain.fault(
                 Some(chain.next_seq),
                 name.clone(),
-                format!("segment starts at seq {first} but the previous one ended before seq {}", chain.next_seq),
+                format!(
+                    "segment starts at seq {first} but the previous one ended before seq {}",
+                    chain.next_seq
+                ),
             );
         }
-        let (mut r, hdr) = FrameReader::open(&path, segment::SEGMENT_MAGIC).map_err(io_err(format!("read {}", path.display())))?;
+        let (mut r, hdr) = FrameReader::open(&path, segment::SEGMENT_MAGIC)
+            .map_err(io_err(format!("read {}", path.display())))?;
         match hdr {
             Ok(h) if h == first => {}
-            Ok(h) => chain.fault(Some(first), name.clone(), format!("header says first seq {h}, the name says {first}")),
+            Ok(h) => chain.fault(
+                Some(first),
+                name.clone(),
+                format!("header says first seq {h}, the name says {first}"),
+            ),
             Err(e) => chain.fault(Some(first), name.clone(), e.to_string()),
         }
         let mut last_off = segment::HEADER_BYTES;
-        while let Some(frame) = r.next_frame(ENTRY_BYTES_MAX).map_err(io_err(format!("read {}", path.display())))? {
+        while let Some(frame) = r
+            .next_frame(ENTRY_BYTES_MAX)
+            .map_err(io_err(format!("read {}", path.display())))?
+        {
             match frame {
                 Ok(f) => {
                     progress.advance(r.offset() - last_off);
@@ -442,7 +508,11 @@ pub fn verify_store(dir: &Path, opts: &VerifyOptions, progress: &dyn Progress) -
 }
 
 /// Verifies an export bundle (a directory, or a `.tar` of one) with nothing else.
-pub fn verify_bundle(path: &Path, opts: &VerifyOptions, progress: &dyn Progress) -> Result<VerifyReport, VerifyError> {
+pub fn verify_bundle(
+    path: &Path,
+    opts: &VerifyOptions,
+    progress: &dyn Progress,
+) -> Result<VerifyReport, VerifyError> {
     let _unpacked;
     let dir: PathBuf = if path.is_file() {
         let tmp = tempfile::tempdir().map_err(io_err("create a temporary directory"))?;
@@ -457,7 +527,8 @@ pub fn verify_bundle(path: &Path, opts: &VerifyOptions, progress: &dyn Progress)
         path.to_path_buf()
     };
     let read = |name: &str| -> Result<String, VerifyError> {
-        std::fs::read_to_string(dir.join(name)).map_err(io_err(format!("read {name} in {}", path.display())))
+        std::fs::read_to_string(dir.join(name))
+            .map_err(io_err(format!("read {name} in {}", path.display())))
     };
     let info: LedgerInfo = serde_json::from_str(&read("ledger.json")?)
         .map_err(|e| VerifyError::Setup(format!("ledger.json: {e}")))?;
@@ -474,7 +545,8 @@ pub fn verify_bundle(path: &Path, opts: &VerifyOptions, progress: &dyn Progress)
     }
     chain.start(trusted.map(|t| (t, latest)));
     let entries_path = dir.join("entries.jsonl");
-    let f = File::open(&entries_path).map_err(io_err(format!("open {}", entries_path.display())))?;
+    let f =
+        File::open(&entries_path).map_err(io_err(format!("open {}", entries_path.display())))?;
     progress.total(f.metadata().map(|m| m.len()).unwrap_or(0));
     let mut r = BufReader::with_capacity(1 << 20, f);
     let mut line = Vec::with_capacity(1024);
@@ -493,7 +565,11 @@ pub fn verify_bundle(path: &Path, opts: &VerifyOptions, progress: &dyn Progress)
         progress.advance(n as u64);
         if line.last() != Some(&b'\n') {
             let seq = chain.next_seq;
-            chain.fault(Some(seq), format!("entries.jsonl line {lineno}"), "line does not end with a newline (truncated or over the size limit)".into());
+            chain.fault(
+                Some(seq),
+                format!("entries.jsonl line {lineno}"),
+                "line does not end with a newline (truncated or over the size limit)".into(),
+            );
             break;
         }
         line.pop();

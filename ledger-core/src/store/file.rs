@@ -70,13 +70,20 @@ impl OpenReport {
             ));
         }
         if let Some(n) = self.torn_checkpoint_bytes {
-            out.push(format!("recovery: cut a torn last record of {n} bytes from checkpoints.log"));
+            out.push(format!(
+                "recovery: cut a torn last record of {n} bytes from checkpoints.log"
+            ));
         }
         if self.index_caught_up > 0 {
-            out.push(format!("recovery: the index caught up on {} entries from the log", self.index_caught_up));
+            out.push(format!(
+                "recovery: the index caught up on {} entries from the log",
+                self.index_caught_up
+            ));
         }
         if let Some(s) = self.signed_checkpoint_at_open {
-            out.push(format!("recovery: signed a checkpoint for size {s}, newer than the last one stored"));
+            out.push(format!(
+                "recovery: signed a checkpoint for size {s}, newer than the last one stored"
+            ));
         }
         out
     }
@@ -138,7 +145,9 @@ pub fn read_info(dir: &Path) -> Result<LedgerInfo, StoreError> {
     let p = dir.join("ledger.json");
     let text = match fs::read_to_string(&p) {
         Ok(t) => t,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Err(StoreError::NotALedger(dir.to_path_buf())),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            return Err(StoreError::NotALedger(dir.to_path_buf()));
+        }
         Err(e) => return Err(StoreError::io(format!("read {}", p.display()))(e)),
     };
     let info: LedgerInfo = serde_json::from_str(&text)
@@ -159,25 +168,43 @@ impl FileStore {
     pub fn init(dir: &Path, opts: &InitOptions) -> Result<VerifierKey, StoreError> {
         check_origin(&opts.origin)?;
         if dir.exists() {
-            let mut entries = fs::read_dir(dir).map_err(StoreError::io(format!("read {}", dir.display())))?;
+            let mut entries =
+                fs::read_dir(dir).map_err(StoreError::io(format!("read {}", dir.display())))?;
             if entries.next().is_some() {
                 return Err(StoreError::AlreadyExists(dir.to_path_buf()));
             }
         }
-        fs::create_dir_all(log_dir(dir)).map_err(StoreError::io(format!("create {}", dir.display())))?;
+        fs::create_dir_all(log_dir(dir))
+            .map_err(StoreError::io(format!("create {}", dir.display())))?;
         let key = SigningKey::generate(&opts.origin)?;
         let verifier = key.verifier();
-        let info = LedgerInfo { format: ENTRY_VERSION, origin: opts.origin.clone(), hash: opts.hash };
+        let info = LedgerInfo {
+            format: ENTRY_VERSION,
+            origin: opts.origin.clone(),
+            hash: opts.hash,
+        };
         let mut json = serde_json::to_string_pretty(&info).expect("serializable");
         json.push('\n');
-        write_file_synced(&dir.join("signing.key"), format!("{}\n", key.to_secret_string()).as_bytes(), 0o600)?;
-        write_file_synced(&dir.join("verifier.key"), format!("{verifier}\n").as_bytes(), 0o644)?;
+        write_file_synced(
+            &dir.join("signing.key"),
+            format!("{}\n", key.to_secret_string()).as_bytes(),
+            0o600,
+        )?;
+        write_file_synced(
+            &dir.join("verifier.key"),
+            format!("{verifier}\n").as_bytes(),
+            0o644,
+        )?;
         write_file_synced(
             &log_dir(dir).join(segment::segment_name(0)),
             &segment::header(segment::SEGMENT_MAGIC, 0),
             0o644,
         )?;
-        let empty = Checkpoint { origin: opts.origin.clone(), size: 0, root: opts.hash.empty() };
+        let empty = Checkpoint {
+            origin: opts.origin.clone(),
+            size: 0,
+            root: opts.hash.empty(),
+        };
         let mut ck = segment::header(segment::CHECKPOINTS_MAGIC, 0).to_vec();
         segment::encode_frame(&mut ck, key.sign(&empty).as_bytes());
         write_file_synced(&dir.join("checkpoints.log"), &ck, 0o644)?;
@@ -193,8 +220,9 @@ impl FileStore {
     /// the index up), and starts the writer.
     pub fn open(dir: &Path) -> Result<(FileStore, OpenReport), StoreError> {
         let info = read_info(dir)?;
-        let key_text = fs::read_to_string(dir.join("signing.key"))
-            .map_err(StoreError::io(format!("read {}", dir.join("signing.key").display())))?;
+        let key_text = fs::read_to_string(dir.join("signing.key")).map_err(StoreError::io(
+            format!("read {}", dir.join("signing.key").display()),
+        ))?;
         let key = SigningKey::from_secret_string(&key_text)?;
         if key.name() != info.origin {
             return Err(StoreError::Corrupt(format!(
@@ -208,28 +236,45 @@ impl FileStore {
 
         // The log: every segment but the last is trusted by its name; the last is
         // scanned to find its true end.
-        let listed = segment::list_segments(&log_dir(dir)).map_err(StoreError::io("list segments"))?;
+        let listed =
+            segment::list_segments(&log_dir(dir)).map_err(StoreError::io("list segments"))?;
         if listed.first().map(|s| s.0) != Some(0) {
-            return Err(StoreError::Corrupt("the first segment (seq 0) is missing".into()));
+            return Err(StoreError::Corrupt(
+                "the first segment (seq 0) is missing".into(),
+            ));
         }
         let (last_first, last_path) = listed.last().cloned().expect("non-empty");
         let tail = scan_tail(&last_path, last_first, info.hash)?;
         if let Some((offset, why)) = &tail.torn {
-            let len = fs::metadata(&last_path).map_err(StoreError::io("stat segment"))?.len();
-            let f = OpenOptions::new().write(true).open(&last_path).map_err(StoreError::io("open segment"))?;
-            f.set_len(*offset).and_then(|_| f.sync_all()).map_err(StoreError::io("cut torn tail"))?;
+            let len = fs::metadata(&last_path)
+                .map_err(StoreError::io("stat segment"))?
+                .len();
+            let f = OpenOptions::new()
+                .write(true)
+                .open(&last_path)
+                .map_err(StoreError::io("open segment"))?;
+            f.set_len(*offset)
+                .and_then(|_| f.sync_all())
+                .map_err(StoreError::io("cut torn tail"))?;
             report.torn_tail = Some((last_path.clone(), *offset, len - offset, why.clone()));
         }
         let size = last_first + tail.count;
         let mut segments = Vec::with_capacity(listed.len());
         for (first, path) in listed {
-            let file = File::open(&path).map_err(StoreError::io(format!("open {}", path.display())))?;
-            segments.push(Segment { first_seq: first, path, file: Arc::new(file) });
+            let file =
+                File::open(&path).map_err(StoreError::io(format!("open {}", path.display())))?;
+            segments.push(Segment {
+                first_seq: first,
+                path,
+                file: Arc::new(file),
+            });
         }
 
         let db = match Database::create(dir.join("index.redb")) {
             Ok(db) => db,
-            Err(redb::DatabaseError::DatabaseAlreadyOpen) => return Err(StoreError::Locked(dir.to_path_buf())),
+            Err(redb::DatabaseError::DatabaseAlreadyOpen) => {
+                return Err(StoreError::Locked(dir.to_path_buf()));
+            }
             Err(e) => return Err(e.into()),
         };
         let shared = Arc::new(Shared {
@@ -248,7 +293,8 @@ impl FileStore {
             None if size == 0 => (info.hash.genesis(&info.origin), String::new()),
             None => {
                 let bytes = read_entry_unchecked(&shared, size - 1)?;
-                let p = entry::parse_entry(&bytes).map_err(|e| StoreError::Corrupt(format!("entry {}: {e}", size - 1)))?;
+                let p = entry::parse_entry(&bytes)
+                    .map_err(|e| StoreError::Corrupt(format!("entry {}: {e}", size - 1)))?;
                 (info.hash.leaf(&bytes), p.recorded_at.to_string())
             }
         };
@@ -261,12 +307,22 @@ impl FileStore {
             .append(true)
             .open(&ck_path)
             .map_err(StoreError::io(format!("open {}", ck_path.display())))?;
-        let seg_path = shared.segments.read().expect("lock").last().expect("one").path.clone();
+        let seg_path = shared
+            .segments
+            .read()
+            .expect("lock")
+            .last()
+            .expect("one")
+            .path
+            .clone();
         let seg_file = OpenOptions::new()
             .append(true)
             .open(&seg_path)
             .map_err(StoreError::io(format!("open {}", seg_path.display())))?;
-        let seg_len = seg_file.metadata().map_err(StoreError::io("stat segment"))?.len();
+        let seg_len = seg_file
+            .metadata()
+            .map_err(StoreError::io("stat segment"))?
+            .len();
         let mut state = WriterState {
             shared: shared.clone(),
             key,
@@ -291,7 +347,12 @@ impl FileStore {
         }
         let (tx, handle) = writer::spawn(state);
         Ok((
-            FileStore { shared, verifier, tx: Mutex::new(Some(tx)), writer: Mutex::new(Some(handle)) },
+            FileStore {
+                shared,
+                verifier,
+                tx: Mutex::new(Some(tx)),
+                writer: Mutex::new(Some(handle)),
+            },
             report,
         ))
     }
@@ -329,7 +390,11 @@ fn append_recovery_log(dir: &Path, report: &OpenReport) {
         text.push_str(&format!("{now} {l}\n"));
     }
     // The report is also returned to the caller; failing to log it is not fatal.
-    if let Ok(mut f) = OpenOptions::new().create(true).append(true).open(dir.join("recovery.log")) {
+    if let Ok(mut f) = OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(dir.join("recovery.log"))
+    {
         let _ = f.write_all(text.as_bytes()).and_then(|_| f.sync_all());
     }
 }
@@ -344,20 +409,38 @@ struct Tail {
 }
 
 fn scan_tail(path: &Path, first_seq: u64, alg: HashAlg) -> Result<Tail, StoreError> {
-    let (mut r, first) = FrameReader::open(path, segment::SEGMENT_MAGIC).map_err(StoreError::io(format!("read {}", path.display())))?;
+    let (mut r, first) = FrameReader::open(path, segment::SEGMENT_MAGIC)
+        .map_err(StoreError::io(format!("read {}", path.display())))?;
     match first {
         Ok(f) if f == first_seq => {}
-        Ok(f) => return Err(StoreError::Corrupt(format!("{} says it starts at seq {f}", path.display()))),
+        Ok(f) => {
+            return Err(StoreError::Corrupt(format!(
+                "{} says it starts at seq {f}",
+                path.display()
+            )));
+        }
         Err(e) => return Err(StoreError::Corrupt(format!("{}: {e}", path.display()))),
     }
-    let mut tail = Tail { count: 0, last: None, torn: None };
+    let mut tail = Tail {
+        count: 0,
+        last: None,
+        torn: None,
+    };
     loop {
-        match r.next_frame(ENTRY_BYTES_MAX).map_err(StoreError::io(format!("read {}", path.display())))? {
+        match r
+            .next_frame(ENTRY_BYTES_MAX)
+            .map_err(StoreError::io(format!("read {}", path.display())))?
+        {
             None => break,
             Some(Ok(frame)) => {
                 let seq = first_seq + tail.count;
-                let p = entry::parse_entry(&frame.payload)
-                    .map_err(|e| StoreError::Corrupt(format!("{} offset {}: entry {seq}: {e}", path.display(), frame.offset)))?;
+                let p = entry::parse_entry(&frame.payload).map_err(|e| {
+                    StoreError::Corrupt(format!(
+                        "{} offset {}: entry {seq}: {e}",
+                        path.display(),
+                        frame.offset
+                    ))
+                })?;
                 if p.seq != seq {
                     return Err(StoreError::Corrupt(format!(
                         "{} offset {}: expected seq {seq}, found {}",
@@ -403,13 +486,16 @@ fn catch_up(
         }
         // Readers of the index see `covered` entries while we catch up.
         shared.size.store(covered, Ordering::Release);
-        let mut frontier = Frontier::from_source(alg, &IndexedSubtrees { shared, tables: &t }, covered)?;
+        let mut frontier =
+            Frontier::from_source(alg, &IndexedSubtrees { shared, tables: &t }, covered)?;
         if covered < size {
             let segs = segment_bounds(shared);
             let mut err = None;
             scan_entries(shared, covered, size, &mut |seq, offset, bytes| {
-                let ev = entry::parse_entry(bytes).map_err(|e| StoreError::Corrupt(format!("entry {seq}: {e}")))?;
-                let (id, message) = event_keys(ev.event).map_err(|e| StoreError::Corrupt(format!("entry {seq}: {e}")))?;
+                let ev = entry::parse_entry(bytes)
+                    .map_err(|e| StoreError::Corrupt(format!("entry {seq}: {e}")))?;
+                let (id, message) = event_keys(ev.event)
+                    .map_err(|e| StoreError::Corrupt(format!("entry {seq}: {e}")))?;
                 let first = segs.iter().any(|&f| f == seq);
                 t.index_entry(seq, &id, &message, offset, first)?;
                 frontier.push(alg.leaf(bytes), |l, i, h| {
@@ -429,7 +515,10 @@ fn catch_up(
         let ck_path = shared.dir.join("checkpoints.log");
         let ck_from = t.meta(index::CHECKPOINTS_OFFSET)?.max(HEADER_BYTES);
         let (ck_len, torn) = read_checkpoints(&ck_path, ck_from, &mut |note| {
-            let cp = key.verifier().verify(note).map_err(|e| StoreError::Corrupt(format!("checkpoints.log: {e}")))?;
+            let cp = key
+                .verifier()
+                .verify(note)
+                .map_err(|e| StoreError::Corrupt(format!("checkpoints.log: {e}")))?;
             if cp.size > size {
                 return Err(StoreError::Corrupt(format!(
                     "checkpoints.log holds a checkpoint for size {} but the log has {size} entries",
@@ -474,8 +563,9 @@ fn read_checkpoints(
             if n == 0 || rest.len() < 8 + n || crc32c::crc32c(&rest[8..8 + n]) != crc {
                 true
             } else {
-                let note = std::str::from_utf8(&rest[8..8 + n])
-                    .map_err(|_| StoreError::Corrupt("checkpoints.log: a note is not UTF-8".into()))?;
+                let note = std::str::from_utf8(&rest[8..8 + n]).map_err(|_| {
+                    StoreError::Corrupt("checkpoints.log: a note is not UTF-8".into())
+                })?;
                 f(note)?;
                 pos += 8 + n;
                 false
@@ -483,8 +573,13 @@ fn read_checkpoints(
         };
         if bad {
             let at = from + pos as u64;
-            let w = OpenOptions::new().write(true).open(path).map_err(io("open"))?;
-            w.set_len(at).and_then(|_| w.sync_all()).map_err(io("cut torn tail of"))?;
+            let w = OpenOptions::new()
+                .write(true)
+                .open(path)
+                .map_err(io("open"))?;
+            w.set_len(at)
+                .and_then(|_| w.sync_all())
+                .map_err(io("cut torn tail of"))?;
             torn = Some(len - at);
             return Ok((at, torn));
         }
@@ -499,12 +594,19 @@ pub(crate) fn event_keys(event: &str) -> Result<(String, String), String> {
         id: String,
         message: String,
     }
-    let k: Keys = serde_json::from_str(event).map_err(|e| format!("event has no id or message: {e}"))?;
+    let k: Keys =
+        serde_json::from_str(event).map_err(|e| format!("event has no id or message: {e}"))?;
     Ok((k.id, k.message))
 }
 
 fn segment_bounds(shared: &Shared) -> Vec<u64> {
-    shared.segments.read().expect("lock").iter().map(|s| s.first_seq).collect()
+    shared
+        .segments
+        .read()
+        .expect("lock")
+        .iter()
+        .map(|s| s.first_seq)
+        .collect()
 }
 
 /// Reads entries `[from, to)` from the segments, calling `f(seq, offset, bytes)`.
@@ -520,7 +622,9 @@ pub(crate) fn scan_entries(
     }
     let segs: Vec<(u64, PathBuf, Arc<File>)> = {
         let s = shared.segments.read().expect("lock");
-        s.iter().map(|x| (x.first_seq, x.path.clone(), x.file.clone())).collect()
+        s.iter()
+            .map(|x| (x.first_seq, x.path.clone(), x.file.clone()))
+            .collect()
     };
     let mut i = segs.partition_point(|s| s.0 <= from) - 1;
     let mut seq = from;
@@ -571,7 +675,12 @@ struct PositionalReader<'a> {
 
 impl<'a> PositionalReader<'a> {
     fn new(file: &'a File, offset: u64) -> Self {
-        PositionalReader { file, offset, buf: Vec::new(), buf_start: offset }
+        PositionalReader {
+            file,
+            offset,
+            buf: Vec::new(),
+            buf_start: offset,
+        }
     }
 
     fn fill(&mut self, need: usize, path: &Path) -> Result<bool, StoreError> {
@@ -624,7 +733,10 @@ impl<'a> PositionalReader<'a> {
                 "{} offset {}: {}",
                 path.display(),
                 self.offset,
-                FrameError::Crc { expected: crc, actual }
+                FrameError::Crc {
+                    expected: crc,
+                    actual
+                }
             )));
         }
         self.offset += 8 + n as u64;
@@ -656,13 +768,19 @@ impl SubtreeSource for IndexedSubtrees<'_, '_> {
                 .nodes
                 .get(index::node_key(level, index))?
                 .map(|g| g.value())
-                .ok_or_else(|| StoreError::Corrupt(format!("index lacks Merkle node {level}/{index}")));
+                .ok_or_else(|| {
+                    StoreError::Corrupt(format!("index lacks Merkle node {level}/{index}"))
+                });
         }
         subtree_from_log(self.shared, level, index)
     }
 }
 
-pub(crate) fn subtree_from_log(shared: &Shared, level: u32, index: u64) -> Result<Hash, StoreError> {
+pub(crate) fn subtree_from_log(
+    shared: &Shared,
+    level: u32,
+    index: u64,
+) -> Result<Hash, StoreError> {
     let alg = shared.info.hash;
     let start = index << level;
     let mut leaves = Vec::with_capacity(1 << level);
@@ -745,7 +863,9 @@ impl Store for FileStore {
             return t
                 .get(index::node_key(level, index))?
                 .map(|g| g.value())
-                .ok_or_else(|| StoreError::Corrupt(format!("index lacks Merkle node {level}/{index}")));
+                .ok_or_else(|| {
+                    StoreError::Corrupt(format!("index lacks Merkle node {level}/{index}"))
+                });
         }
         subtree_from_log(&self.shared, level, index)
     }
@@ -753,17 +873,29 @@ impl Store for FileStore {
     fn latest_checkpoint(&self) -> Result<SignedCheckpoint, StoreError> {
         let txn = self.shared.db.begin_read().map_err(redb::Error::from)?;
         let t = txn.open_table(index::CHECKPOINTS)?;
-        let (k, v) = t.last()?.ok_or_else(|| StoreError::Corrupt("no checkpoint is stored".into()))?;
-        Ok(SignedCheckpoint { size: k.value(), note: v.value().to_string() })
+        let (k, v) = t
+            .last()?
+            .ok_or_else(|| StoreError::Corrupt("no checkpoint is stored".into()))?;
+        Ok(SignedCheckpoint {
+            size: k.value(),
+            note: v.value().to_string(),
+        })
     }
 
-    fn checkpoints(&self, from_size: u64, limit: usize) -> Result<Vec<SignedCheckpoint>, StoreError> {
+    fn checkpoints(
+        &self,
+        from_size: u64,
+        limit: usize,
+    ) -> Result<Vec<SignedCheckpoint>, StoreError> {
         let txn = self.shared.db.begin_read().map_err(redb::Error::from)?;
         let t = txn.open_table(index::CHECKPOINTS)?;
         let mut out = Vec::new();
         for r in t.range(from_size..)?.take(limit) {
             let (k, v) = r?;
-            out.push(SignedCheckpoint { size: k.value(), note: v.value().to_string() });
+            out.push(SignedCheckpoint {
+                size: k.value(),
+                note: v.value().to_string(),
+            });
         }
         Ok(out)
     }

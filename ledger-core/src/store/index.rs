@@ -16,7 +16,8 @@ pub(crate) const META: TableDefinition<&str, u64> = TableDefinition::new("meta")
 /// Event id → seq.
 pub(crate) const IDS: TableDefinition<&str, u64> = TableDefinition::new("event_ids");
 /// Message id → seqs.
-pub(crate) const MESSAGES: MultimapTableDefinition<&str, u64> = MultimapTableDefinition::new("message_seqs");
+pub(crate) const MESSAGES: MultimapTableDefinition<&str, u64> =
+    MultimapTableDefinition::new("message_seqs");
 /// Seq (a multiple of [`OFFSET_STRIDE`], or a segment's first) → byte offset in its segment.
 pub(crate) const OFFSETS: TableDefinition<u64, u64> = TableDefinition::new("entry_offsets");
 /// [`node_key`] → perfect subtree hash, for levels ≥ [`NODE_LEVEL_MIN`].
@@ -130,7 +131,11 @@ pub(crate) fn digest(db: &redb::Database) -> Result<Hash, StoreError> {
     }
     for r in txn.open_table(OFFSETS)?.iter()? {
         let (k, v) = r?;
-        feed("offsets", &k.value().to_le_bytes(), &v.value().to_le_bytes());
+        feed(
+            "offsets",
+            &k.value().to_le_bytes(),
+            &v.value().to_le_bytes(),
+        );
     }
     for r in txn.open_table(NODES)?.iter()? {
         let (k, v) = r?;
@@ -138,7 +143,11 @@ pub(crate) fn digest(db: &redb::Database) -> Result<Hash, StoreError> {
     }
     for r in txn.open_table(CHECKPOINTS)?.iter()? {
         let (k, v) = r?;
-        feed("checkpoints", &k.value().to_le_bytes(), v.value().as_bytes());
+        feed(
+            "checkpoints",
+            &k.value().to_le_bytes(),
+            v.value().as_bytes(),
+        );
     }
     Ok(*h.finalize().as_bytes())
 }

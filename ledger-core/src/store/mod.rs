@@ -85,7 +85,14 @@ pub struct InclusionProof {
 impl InclusionProof {
     /// Checks the path against the proof's own root.
     pub fn verify(&self, alg: HashAlg) -> Result<(), merkle::ProofError> {
-        merkle::verify_inclusion(alg, &self.leaf_hash, self.seq, self.size, &self.path, &self.root)
+        merkle::verify_inclusion(
+            alg,
+            &self.leaf_hash,
+            self.seq,
+            self.size,
+            &self.path,
+            &self.root,
+        )
     }
 }
 
@@ -107,7 +114,14 @@ pub struct ConsistencyProof {
 impl ConsistencyProof {
     /// Checks the proof against its own roots.
     pub fn verify(&self, alg: HashAlg) -> Result<(), merkle::ProofError> {
-        merkle::verify_consistency(alg, self.from, self.to, &self.from_root, &self.to_root, &self.path)
+        merkle::verify_consistency(
+            alg,
+            self.from,
+            self.to,
+            &self.from_root,
+            &self.to_root,
+            &self.path,
+        )
     }
 }
 
@@ -148,7 +162,9 @@ pub enum StoreError {
         seq: u64,
     },
     /// The writer failed a write or fsync earlier and refuses further appends.
-    #[error("the store stopped accepting appends after a failed write or fsync; reopen it to recover")]
+    #[error(
+        "the store stopped accepting appends after a failed write or fsync; reopen it to recover"
+    )]
     Poisoned,
     /// A seq, size or range outside the log.
     #[error("{0}")]
@@ -221,7 +237,11 @@ pub trait Store: Send + Sync {
     fn latest_checkpoint(&self) -> Result<SignedCheckpoint, StoreError>;
 
     /// Signed checkpoints with size ≥ `from_size`, ascending, at most `limit`.
-    fn checkpoints(&self, from_size: u64, limit: usize) -> Result<Vec<SignedCheckpoint>, StoreError>;
+    fn checkpoints(
+        &self,
+        from_size: u64,
+        limit: usize,
+    ) -> Result<Vec<SignedCheckpoint>, StoreError>;
 
     /// The stored bytes of one entry.
     fn entry(&self, seq: u64) -> Result<Vec<u8>, StoreError> {

@@ -57,7 +57,8 @@ pub(crate) fn spawn(state: WriterState) -> (mpsc::Sender<Request>, JoinHandle<()
 
 fn run(mut st: WriterState, rx: mpsc::Receiver<Request>) {
     loop {
-        let first = match rx.recv_timeout(Duration::from_millis(limits::INDEX_DURABLE_INTERVAL_MS)) {
+        let first = match rx.recv_timeout(Duration::from_millis(limits::INDEX_DURABLE_INTERVAL_MS))
+        {
             Ok(r) => r,
             Err(mpsc::RecvTimeoutError::Timeout) => {
                 if !st.shared.poisoned.load(Ordering::Acquire) {
@@ -121,21 +122,33 @@ enum Plan {
 impl WriterState {
     /// Appends one batch. The outer error is fatal (poisons the writer); the inner
     /// per-request errors (conflicts) are answers.
-    fn commit(&mut self, batch: &[Request]) -> Result<Vec<Result<Vec<Receipt>, StoreError>>, StoreError> {
+    fn commit(
+        &mut self,
+        batch: &[Request],
+    ) -> Result<Vec<Result<Vec<Receipt>, StoreError>>, StoreError> {
         let alg = self.shared.info.hash;
         if self.segment_len >= limits::SEGMENT_BYTES_MAX {
             self.roll_segment()?;
         }
         let mut txn = self.shared.db.begin_write()?;
-        let durable = self.last_durable_at.elapsed() >= Duration::from_millis(limits::INDEX_DURABLE_INTERVAL_MS);
-        txn.set_durability(if durable { Durability::Immediate } else { Durability::None })?;
+        let durable = self.last_durable_at.elapsed()
+            >= Duration::from_millis(limits::INDEX_DURABLE_INTERVAL_MS);
+        txn.set_durability(if durable {
+            Durability::Immediate
+        } else {
+            Durability::None
+        })?;
         let base = self.frontier.size();
         let mut results = Vec::with_capacity(batch.len());
         let mut buf = Vec::with_capacity(batch.iter().map(|r| r.events.len()).sum::<usize>() * 512);
         {
             let mut t = Tables::open(&txn)?;
             let now = format_recorded_at(time::OffsetDateTime::now_utc());
-            let recorded_at = if now < self.last_recorded_at { self.last_recorded_at.clone() } else { now };
+            let recorded_at = if now < self.last_recorded_at {
+                self.last_recorded_at.clone()
+            } else {
+                now
+            };
             // Events appended in this batch, by id: (seq, entry hash, event bytes).
             let mut fresh: HashMap<&str, (u64, Hash, &[u8])> = HashMap::new();
             let mut node_err = None;
@@ -151,18 +164,32 @@ impl WriterState {
                 let mut receipts = Vec::with_capacity(req.events.len());
                 for (ev, plan) in req.events.iter().zip(plans) {
                     if let Plan::Duplicate(seq, hash) = plan {
-                        receipts.push(Receipt { seq, hash, duplicate: true });
+                        receipts.push(Receipt {
+                            seq,
+                            hash,
+                            duplicate: true,
+                        });
                         continue;
                     }
                     if let Some(&(seq, hash, _)) = fresh.get(ev.id()) {
-                        receipts.push(Receipt { seq, hash, duplicate: true });
+                        receipts.push(Receipt {
+                            seq,
+                            hash,
+                            duplicate: true,
+                        });
                         continue;
                     }
                     let seq = self.frontier.size();
                     let offset = self.segment_len + buf.len() as u64;
                     let start = buf.len() + 8;
                     buf.extend_from_slice(&[0; 8]);
-                    entry::write_entry(&mut buf, seq, &self.prev, &recorded_at, ev.canonical_bytes());
+                    entry::write_entry(
+                        &mut buf,
+                        seq,
+                        &self.prev,
+                        &recorded_at,
+                        ev.canonical_bytes(),
+                    );
                     let bytes = &buf[start..];
                     debug_assert!(bytes.len() <= limits::ENTRY_BYTES_MAX);
                     let len = (bytes.len() as u32).to_le_bytes();
@@ -170,7 +197,13 @@ impl WriterState {
                     let hash = alg.leaf(bytes);
                     buf[start - 8..start - 4].copy_from_slice(&len);
                     buf[start - 4..start].copy_from_slice(&crc);
-                    t.index_entry(seq, ev.id(), ev.message(), offset, seq == self.segment_first)?;
+                    t.index_entry(
+                        seq,
+                        ev.id(),
+                        ev.message(),
+                        offset,
+                        seq == self.segment_first,
+                    )?;
                     self.frontier.push(hash, |l, i, h| {
                         if let Err(e) = t.node(l, i, h) {
                             node_err.get_or_insert(e);
@@ -181,7 +214,11 @@ impl WriterState {
                     }
                     self.prev = hash;
                     fresh.insert(ev.id(), (seq, hash, ev.canonical_bytes()));
-                    receipts.push(Receipt { seq, hash, duplicate: false });
+                    receipts.push(Receipt {
+                        seq,
+                        hash,
+                        duplicate: false,
+                    });
                 }
                 results.push(Ok(receipts));
             }
@@ -197,19 +234,24 @@ impl WriterState {
             }
             // Sign when the writer is about to fall idle, or at least every interval.
             let idle = self.shared.pending.load(Ordering::Acquire) == 0;
-            let due = self.last_checkpoint_at.elapsed() >= Duration::from_millis(limits::CHECKPOINT_INTERVAL_MS);
+            let due = self.last_checkpoint_at.elapsed()
+                >= Duration::from_millis(limits::CHECKPOINT_INTERVAL_MS);
             if size > self.latest_checkpoint && (idle || due) {
                 self.sign(&mut t, size)?;
             }
             if durable {
-                self.checkpoints.sync_data().map_err(StoreError::io("fsync checkpoints.log"))?;
+                self.checkpoints
+                    .sync_data()
+                    .map_err(StoreError::io("fsync checkpoints.log"))?;
             }
         }
         txn.commit()?;
         if durable {
             self.last_durable_at = Instant::now();
         }
-        self.shared.size.store(self.frontier.size(), Ordering::Release);
+        self.shared
+            .size
+            .store(self.frontier.size(), Ordering::Release);
         Ok(results)
     }
 
@@ -227,14 +269,20 @@ impl WriterState {
         for ev in &req.events {
             if let Some(&(seq, _, bytes)) = fresh.get(ev.id()) {
                 if bytes != ev.canonical_bytes() {
-                    return Err(StoreError::Conflict { id: ev.id().to_string(), seq });
+                    return Err(StoreError::Conflict {
+                        id: ev.id().to_string(),
+                        seq,
+                    });
                 }
                 plans.push(Plan::New); // resolved to the fresh receipt when appending
                 continue;
             }
             if let Some(bytes) = mine.get(ev.id()) {
                 if *bytes != ev.canonical_bytes() {
-                    return Err(StoreError::Conflict { id: ev.id().to_string(), seq: base });
+                    return Err(StoreError::Conflict {
+                        id: ev.id().to_string(),
+                        seq: base,
+                    });
                 }
                 plans.push(Plan::New);
                 continue;
@@ -246,10 +294,15 @@ impl WriterState {
                         stored = Some(b.to_vec());
                         Ok(())
                     })?;
-                    let stored = stored.ok_or_else(|| StoreError::Corrupt(format!("entry {seq} is missing")))?;
-                    let p = entry::parse_entry(&stored).map_err(|e| StoreError::Corrupt(format!("entry {seq}: {e}")))?;
+                    let stored = stored
+                        .ok_or_else(|| StoreError::Corrupt(format!("entry {seq} is missing")))?;
+                    let p = entry::parse_entry(&stored)
+                        .map_err(|e| StoreError::Corrupt(format!("entry {seq}: {e}")))?;
                     if p.event.as_bytes() != ev.canonical_bytes() {
-                        return Err(StoreError::Conflict { id: ev.id().to_string(), seq });
+                        return Err(StoreError::Conflict {
+                            id: ev.id().to_string(),
+                            seq,
+                        });
                     }
                     plans.push(Plan::Duplicate(seq, self.shared.info.hash.leaf(&stored)));
                 }
@@ -263,16 +316,23 @@ impl WriterState {
     }
 
     fn sign(&mut self, t: &mut Tables<'_>, size: u64) -> Result<(), StoreError> {
-        let cp = Checkpoint { origin: self.shared.info.origin.clone(), size, root: self.frontier.root() };
+        let cp = Checkpoint {
+            origin: self.shared.info.origin.clone(),
+            size,
+            root: self.frontier.root(),
+        };
         let note = self.key.sign(&cp);
         let mut frame = Vec::with_capacity(note.len() + 8);
         segment::encode_frame(&mut frame, note.as_bytes());
         // Not fsynced here: a checkpoint lost in a crash is re-signed identically at
         // the next open (Ed25519 signatures are deterministic).
-        self.checkpoints.write_all(&frame).map_err(StoreError::io("append to checkpoints.log"))?;
+        self.checkpoints
+            .write_all(&frame)
+            .map_err(StoreError::io("append to checkpoints.log"))?;
         self.checkpoints_len += frame.len() as u64;
         t.checkpoints.insert(size, note.as_str())?;
-        t.meta.insert(index::CHECKPOINTS_OFFSET, self.checkpoints_len)?;
+        t.meta
+            .insert(index::CHECKPOINTS_OFFSET, self.checkpoints_len)?;
         self.latest_checkpoint = size;
         self.last_checkpoint_at = Instant::now();
         Ok(())
@@ -284,7 +344,9 @@ impl WriterState {
         {
             let mut t = Tables::open(&txn)?;
             self.sign(&mut t, self.frontier.size())?;
-            self.checkpoints.sync_data().map_err(StoreError::io("fsync checkpoints.log"))?;
+            self.checkpoints
+                .sync_data()
+                .map_err(StoreError::io("fsync checkpoints.log"))?;
         }
         txn.commit()?;
         Ok(())
@@ -292,10 +354,13 @@ impl WriterState {
 
     /// No requests for a while: make the index durable.
     fn idle(&mut self) -> Result<(), StoreError> {
-        if self.last_durable_at.elapsed() < Duration::from_millis(limits::INDEX_DURABLE_INTERVAL_MS) {
+        if self.last_durable_at.elapsed() < Duration::from_millis(limits::INDEX_DURABLE_INTERVAL_MS)
+        {
             return Ok(());
         }
-        self.checkpoints.sync_data().map_err(StoreError::io("fsync checkpoints.log"))?;
+        self.checkpoints
+            .sync_data()
+            .map_err(StoreError::io("fsync checkpoints.log"))?;
         let txn = self.shared.db.begin_write()?;
         txn.open_table(index::META)?.get(index::COVERED)?;
         txn.commit()?;
@@ -312,7 +377,9 @@ impl WriterState {
             if size > self.latest_checkpoint {
                 self.sign(&mut t, size)?;
             }
-            self.checkpoints.sync_data().map_err(StoreError::io("fsync checkpoints.log"))?;
+            self.checkpoints
+                .sync_data()
+                .map_err(StoreError::io("fsync checkpoints.log"))?;
         }
         txn.commit()?;
         Ok(())
@@ -321,7 +388,9 @@ impl WriterState {
     /// Seals the current segment and starts the next, named by the next seq. The new
     /// file and its directory entry are durable before any entry goes into it.
     fn roll_segment(&mut self) -> Result<(), StoreError> {
-        self.segment.sync_all().map_err(StoreError::io("seal segment"))?;
+        self.segment
+            .sync_all()
+            .map_err(StoreError::io("seal segment"))?;
         let first = self.frontier.size();
         let dir = log_dir(&self.shared.dir);
         let path = dir.join(segment::segment_name(first));
@@ -334,12 +403,13 @@ impl WriterState {
             .and_then(|_| f.sync_all())
             .map_err(StoreError::io(format!("write {}", path.display())))?;
         sync_dir(&dir)?;
-        let reader = File::open(&path).map_err(StoreError::io(format!("open {}", path.display())))?;
-        self.shared
-            .segments
-            .write()
-            .expect("lock")
-            .push(Segment { first_seq: first, path, file: Arc::new(reader) });
+        let reader =
+            File::open(&path).map_err(StoreError::io(format!("open {}", path.display())))?;
+        self.shared.segments.write().expect("lock").push(Segment {
+            first_seq: first,
+            path,
+            file: Arc::new(reader),
+        });
         self.segment = f;
         self.segment_first = first;
         self.segment_len = segment::HEADER_BYTES;

@@ -1,0 +1,197 @@
+//! `ledger append`: check the whole input, then append it in batches.
+
+use std::collections::HashMap;
+use std::fs::File;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::path::Path;
+
+use anyhow::{Context, Result};
+use ledger_core::{Event, Store, entry};
+
+use crate::{InputError, output};
+
+/// Events per append call: large enough that the writer batches well.
+const CHUNK_EVENTS: usize = 4096;
+/// Bad lines reported before the rest are only counted.
+const BAD_LINES_SHOWN: usize = 20;
+
+/// The input, readable twice: a file is opened again, stdin is held in memory.
+enum Input {
+    File(std::path::PathBuf),
+    Memory(Vec<u8>),
+}
+
+impl Input {
+    fn reader(&self) -> Result<Box<dyn BufRead + '_>> {
+        Ok(match self {
+            Input::File(p) => Box::new(BufReader::with_capacity(
+                1 << 20,
+                File::open(p).with_context(|| format!("open {}", p.display()))?,
+            )),
+            Input::Memory(b) => Box::new(&b[..]),
+        })
+    }
+
+    fn len(&self) -> u64 {
+        match self {
+            Input::File(p) => std::fs::metadata(p).map(|m| m.len()).unwrap_or(0),
+            Input::Memory(b) => b.len() as u64,
+        }
+    }
+}
+
+/// Calls `f(line number, line)` for every non-blank line.
+fn for_each_line(input: &Input, mut f: impl FnMut(u64, &[u8], u64) -> Result<()>) -> Result<()> {
+    let mut r = input.reader()?;
+    let mut buf = Vec::with_capacity(4096);
+    let mut n = 0u64;
+    loop {
+        buf.clear();
+        let read = r.read_until(b'\n', &mut buf).context("read the input")?;
+        if read == 0 {
+            return Ok(());
+        }
+        n += 1;
+        let line = buf.trim_ascii();
+        if !line.is_empty() {
+            f(n, line, read as u64)?;
+        }
+    }
+}
+
+pub(crate) fn run(dir: &Path, file: &Path, _json: bool) -> Result<u8> {
+    let input = if file == Path::new("-") {
+        let mut b = Vec::new();
+        std::io::stdin()
+            .read_to_end(&mut b)
+            .context("read standard input")?;
+        Input::Memory(b)
+    } else {
+        if !file.exists() {
+            return Err(InputError(format!("{}: no such file", file.display())).into());
+        }
+        Input::File(file.to_path_buf())
+    };
+    let store = crate::open(dir)?;
+    let name = if file == Path::new("-") {
+        "stdin".to_string()
+    } else {
+        file.display().to_string()
+    };
+
+    // Pass 1: check every line, and every id against the store and the rest of the
+    // input, so that a bad line stops the whole input before anything is appended.
+    let bar = output::progress_bytes("checking");
+    bar.0.set_length(input.len());
+    let mut bad = Vec::new();
+    let mut bad_count = 0usize;
+    let mut seen: HashMap<String, (u64, [u8; 32])> = HashMap::new();
+    let mut events = 0u64;
+    for_each_line(&input, |n, line, raw| {
+        bar.0.inc(raw);
+        let problem = match Event::from_json(line) {
+            Err(e) => Some(e.to_string()),
+            Ok(ev) => {
+                events += 1;
+                let digest = *blake3::hash(ev.canonical_bytes()).as_bytes();
+                match seen.get(ev.id()) {
+                    Some((first, d)) if *d != digest => Some(format!(
+                        "event id {:?} appears on line {first} with different content",
+                        ev.id()
+                    )),
+                    Some(_) => None,
+                    None => {
+                        seen.insert(ev.id().to_string(), (n, digest));
+                        conflict_with_store(&store, &ev)?
+                    }
+                }
+            }
+        };
+        if let Some(p) = problem {
+            bad_count += 1;
+            if bad.len() < BAD_LINES_SHOWN {
+                bad.push(format!("{name} line {n}: {p}"));
+            }
+        }
+        Ok(())
+    })?;
+    bar.0.finish_and_clear();
+    drop(seen);
+    if bad_count > 0 {
+        for b in &bad {
+            eprintln!("{b}");
+        }
+        if bad_count > bad.len() {
+            eprintln!("… and {} more bad lines", bad_count - bad.len());
+        }
+        return Err(InputError(format!(
+            "{bad_count} of {} lines in {name} were rejected; nothing was appended",
+            events as usize + bad_count
+        ))
+        .into());
+    }
+
+    // Pass 2: append in chunks; print receipts as they come.
+    let bar = output::progress_bytes("appending");
+    bar.0.set_length(input.len());
+    let stdout = std::io::stdout();
+    let mut out = std::io::BufWriter::new(stdout.lock());
+    let mut chunk: Vec<(u64, Event)> = Vec::with_capacity(CHUNK_EVENTS);
+    let (mut appended, mut duplicates) = (0u64, 0u64);
+    let mut flush = |chunk: &mut Vec<(u64, Event)>, out: &mut dyn Write| -> Result<()> {
+        let lines: Vec<u64> = chunk.iter().map(|(n, _)| *n).collect();
+        let evs: Vec<Event> = chunk.drain(..).map(|(_, e)| e).collect();
+        let ids: Vec<String> = evs.iter().map(|e| e.id().to_string()).collect();
+        let receipts = store.append(evs)?;
+        for ((line, id), r) in lines.iter().zip(&ids).zip(&receipts) {
+            if r.duplicate {
+                duplicates += 1;
+            } else {
+                appended += 1;
+            }
+            let v = serde_json::json!({
+                "line": line, "id": id, "seq": r.seq, "hash": hex::encode(r.hash), "duplicate": r.duplicate
+            });
+            serde_json::to_writer(&mut *out, &v)?;
+            out.write_all(b"\n")?;
+        }
+        Ok(())
+    };
+    for_each_line(&input, |n, line, raw| {
+        bar.0.inc(raw);
+        let ev = Event::from_json(line)
+            .map_err(|e| InputError(format!("{name} line {n} changed while appending: {e}")))?;
+        chunk.push((n, ev));
+        if chunk.len() >= CHUNK_EVENTS {
+            flush(&mut chunk, &mut out)?;
+        }
+        Ok(())
+    })?;
+    if !chunk.is_empty() {
+        flush(&mut chunk, &mut out)?;
+    }
+    out.flush()?;
+    bar.0.finish_and_clear();
+    eprintln!(
+        "appended {appended} events ({duplicates} already recorded) from {name}; the log now holds {} entries",
+        store.size()
+    );
+    Ok(0)
+}
+
+/// Whether the event's id is recorded with other content.
+fn conflict_with_store(store: &ledger_core::FileStore, ev: &Event) -> Result<Option<String>> {
+    let Some(seq) = store.event_seq(ev.id())? else {
+        return Ok(None);
+    };
+    let bytes = store.entry(seq)?;
+    let p = entry::parse_entry(&bytes).with_context(|| format!("entry {seq} is unreadable"))?;
+    if p.event.as_bytes() == ev.canonical_bytes() {
+        Ok(None)
+    } else {
+        Ok(Some(format!(
+            "event id {:?} is already recorded at seq {seq} with different content",
+            ev.id()
+        )))
+    }
+}

@@ -1,0 +1,206 @@
+//! How results are printed: tables for people, JSON for scripts, progress bars only
+//! on a terminal.
+
+use std::io::Write;
+
+use anyhow::Result;
+use comfy_table::{Table, presets::UTF8_FULL_CONDENSED};
+use indicatif::{ProgressBar, ProgressStyle};
+use ledger_core::verify::{Progress, VerifyReport};
+use ledger_core::{ConsistencyProof, FileStore, HashAlg, InclusionProof, Store, entry};
+use serde_json::{Value, json};
+
+pub(crate) fn json(v: &Value) -> Result<()> {
+    let mut out = std::io::stdout().lock();
+    serde_json::to_writer_pretty(&mut out, v)?;
+    out.write_all(b"\n")?;
+    Ok(())
+}
+
+/// A progress bar on stderr; indicatif draws nothing when stderr is not a terminal.
+pub(crate) struct Bar(pub ProgressBar);
+
+impl Progress for Bar {
+    fn total(&self, n: u64) {
+        self.0.set_length(n);
+    }
+    fn advance(&self, n: u64) {
+        self.0.inc(n);
+    }
+}
+
+pub(crate) fn progress_bytes(what: &str) -> Bar {
+    let b = ProgressBar::new(0);
+    b.set_style(
+        ProgressStyle::with_template(
+            "{msg:10} {wide_bar} {bytes}/{total_bytes} {bytes_per_sec} eta {eta}",
+        )
+        .expect("valid template"),
+    );
+    b.set_message(what.to_string());
+    Bar(b)
+}
+
+pub(crate) fn progress_count(what: &str) -> Bar {
+    let b = ProgressBar::new(0);
+    b.set_style(
+        ProgressStyle::with_template(
+            "{msg:10} {wide_bar} {human_pos}/{human_len} {per_sec} eta {eta}",
+        )
+        .expect("valid template"),
+    );
+    b.set_message(what.to_string());
+    Bar(b)
+}
+
+/// One line of detail for an event, by type.
+fn detail(ev: &Value) -> String {
+    let s = |k: &str| ev.get(k).and_then(Value::as_str).unwrap_or("").to_string();
+    match ev.get("type").and_then(Value::as_str).unwrap_or("") {
+        "sent" => format!(
+            "{} → {} via {} ({})",
+            s("from"),
+            s("to"),
+            s("channel"),
+            s("category")
+        ),
+        "handed_off" => format!("{} → {}", s("from_system"), s("to_system")),
+        "received" => format!("by {}", s("system")),
+        "opened" => format!("by role {}", s("by_role")),
+        "deleted" => s("reason"),
+        "failed" => s("error"),
+        "resent" => format!("as {} via {}", s("new_message"), s("channel")),
+        "resolved" => s("outcome"),
+        _ => String::new(),
+    }
+}
+
+pub(crate) fn history(store: &FileStore, message: &str, as_json: bool) -> Result<()> {
+    let seqs = store.message_seqs(message)?;
+    let alg = store.info().hash;
+    let mut rows = Vec::with_capacity(seqs.len());
+    for seq in seqs {
+        let bytes = store.entry(seq)?;
+        let p = entry::parse_entry(&bytes)?;
+        let event: Value = serde_json::from_str(p.event)?;
+        rows.push((
+            seq,
+            p.recorded_at.to_string(),
+            hex::encode(alg.leaf(&bytes)),
+            event,
+        ));
+    }
+    if as_json {
+        let v: Vec<Value> = rows
+            .into_iter()
+            .map(|(seq, rec, hash, event)| json!({"seq": seq, "recorded_at": rec, "hash": hash, "event": event}))
+            .collect();
+        return json(&json!({"message": message, "entries": v}));
+    }
+    if rows.is_empty() {
+        eprintln!("no events are recorded for message {message:?}");
+        return Ok(());
+    }
+    let mut t = Table::new();
+    t.load_preset(UTF8_FULL_CONDENSED);
+    t.set_header([
+        "seq",
+        "recorded at",
+        "type",
+        "at (reported)",
+        "reporter",
+        "detail",
+    ]);
+    for (seq, rec, _, ev) in &rows {
+        let g = |k: &str| ev.get(k).and_then(Value::as_str).unwrap_or("").to_string();
+        let rep = &ev["reporter"];
+        let reporter = format!(
+            "{}/{}",
+            rep.get("org").and_then(Value::as_str).unwrap_or(""),
+            rep.get("system").and_then(Value::as_str).unwrap_or("")
+        );
+        t.add_row([
+            seq.to_string(),
+            rec.clone(),
+            g("type"),
+            g("at"),
+            reporter,
+            detail(ev),
+        ]);
+    }
+    println!("{t}");
+    Ok(())
+}
+
+fn hexes(hs: &[[u8; 32]]) -> Vec<String> {
+    hs.iter().map(hex::encode).collect()
+}
+
+pub(crate) fn inclusion_json(p: &InclusionProof, alg: HashAlg, note: Option<String>) -> Value {
+    json!({
+        "hash": alg.name(), "seq": p.seq, "size": p.size, "leaf_hash": hex::encode(p.leaf_hash),
+        "root": hex::encode(p.root), "path": hexes(&p.path), "checkpoint": note
+    })
+}
+
+pub(crate) fn consistency_json(
+    p: &ConsistencyProof,
+    alg: HashAlg,
+    from_note: Option<String>,
+    to_note: Option<String>,
+) -> Value {
+    json!({
+        "hash": alg.name(), "from": p.from, "to": p.to, "from_root": hex::encode(p.from_root),
+        "to_root": hex::encode(p.to_root), "path": hexes(&p.path),
+        "from_checkpoint": from_note, "to_checkpoint": to_note
+    })
+}
+
+pub(crate) fn verify_report(r: &VerifyReport, as_json: bool) -> Result<()> {
+    if as_json {
+        let faults: Vec<Value> = r
+            .faults
+            .iter()
+            .map(|f| json!({"seq": f.seq, "place": f.place, "what": f.what}))
+            .collect();
+        return json(&json!({
+            "ok": r.ok(), "origin": r.origin, "hash": r.hash.map(|h| h.name()), "entries": r.entries,
+            "root": hex::encode(r.root), "checkpoints_checked": r.checkpoints_checked,
+            "latest_checkpoint": r.latest_checkpoint, "consistent_with_trusted": r.consistent_with_trusted,
+            "faults": faults, "faults_not_shown": r.faults_not_kept, "warnings": r.warnings
+        }));
+    }
+    for w in &r.warnings {
+        eprintln!("warning: {w}");
+    }
+    if r.ok() {
+        println!(
+            "OK: {} entries, chain intact, root {}, {} signed checkpoints verified{}",
+            r.entries,
+            hex::encode(r.root),
+            r.checkpoints_checked,
+            r.consistent_with_trusted
+                .map(|s| format!(", consistent with the trusted checkpoint at size {s}"))
+                .unwrap_or_default()
+        );
+        return Ok(());
+    }
+    let first = r.first_fault().expect("not ok means a fault");
+    match first.seq {
+        Some(s) => println!("FAILED at seq {s} ({}): {}", first.place, first.what),
+        None => println!("FAILED ({}): {}", first.place, first.what),
+    }
+    for f in r.faults.iter().skip(1) {
+        let seq = f.seq.map(|s| format!("seq {s} ")).unwrap_or_default();
+        println!("  also: {seq}({}): {}", f.place, f.what);
+    }
+    if r.faults_not_kept > 0 {
+        println!("  … and {} more faults", r.faults_not_kept);
+    }
+    println!(
+        "{} faults in {} entries",
+        r.faults.len() as u64 + r.faults_not_kept,
+        r.entries
+    );
+    Ok(())
+}

@@ -1,0 +1,150 @@
+//! Export bundles: everything an auditor needs to verify the log with nothing of
+//! ours: `entries.jsonl` (the exact stored entry bytes, one per line, in seq order),
+//! `ledger.json`, `checkpoint` (the newest signed note), `checkpoints.txt` (every
+//! earlier note, separated by one empty line), `verifier.key`, and a `README`.
+
+use std::fs::{self, File};
+use std::io::{BufWriter, Write};
+use std::path::Path;
+
+use crate::store::{Store, StoreError};
+use crate::verify::Progress;
+
+/// What an export wrote.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ExportSummary {
+    /// Entries written (the newest checkpoint's size).
+    pub entries: u64,
+    /// Checkpoints written, the newest included.
+    pub checkpoints: u64,
+}
+
+const README: &str = "\
+This is an export bundle of a message-accountability ledger.
+
+Files
+  ledger.json      origin, hash function (blake3 or sha256), format version
+  entries.jsonl    every entry, exactly as stored and hashed, one per line, seq 0 first
+  checkpoint       the newest signed checkpoint (C2SP signed note, Ed25519)
+  checkpoints.txt  earlier signed checkpoints, separated by one empty line
+  verifier.key     the public key (compare it with the one you were given!)
+
+Verify by hand (H is the hash function named in ledger.json)
+  1. For each line i (from 0) of entries.jsonl, without its newline: check it is
+     RFC 8785 canonical JSON with \"seq\": i and \"v\": 1, and that its \"prev\" is
+     the lowercase hex of H(0x00 || previous line), or of H(0x02 || origin) for i = 0.
+  2. The entry hashes H(0x00 || line) are the leaves of an RFC 6962 Merkle tree
+     (node = H(0x01 || left || right)). Compute the root over the first N lines.
+  3. checkpoint reads: origin, N, base64(root), an empty line, then
+     \"— <origin> <base64(4-byte key id || 64-byte Ed25519 signature)>\". Check the
+     signature over the first three lines (with their newlines) with the key in
+     verifier.key (origin+hexid+base64(0x01 || 32-byte public key)) and that the
+     root matches step 2. Do the same for each note in checkpoints.txt.
+  4. If you kept a checkpoint from an earlier export, its root must equal the root
+     of the first N' lines here: otherwise history was rewritten.
+
+The full specification is schemas/FORMAT.md in the ledger's source.
+Or run: ledger verify --bundle <this directory> --key <the key you hold>
+";
+
+/// Writes a bundle of everything up to the newest checkpoint to `out`: a new
+/// directory, or a `.tar` file when `out` ends in `.tar`.
+pub fn export(
+    store: &dyn Store,
+    out: &Path,
+    progress: &dyn Progress,
+) -> Result<ExportSummary, StoreError> {
+    if out.exists() {
+        return Err(StoreError::AlreadyExists(out.to_path_buf()));
+    }
+    let as_tar = out.extension().is_some_and(|e| e == "tar");
+    let stage_parent;
+    let dir = if as_tar {
+        let parent = out
+            .parent()
+            .filter(|p| !p.as_os_str().is_empty())
+            .unwrap_or(Path::new("."));
+        stage_parent =
+            tempfile::tempdir_in(parent).map_err(StoreError::io("create a staging directory"))?;
+        stage_parent.path().join("bundle")
+    } else {
+        out.to_path_buf()
+    };
+    fs::create_dir_all(&dir).map_err(StoreError::io(format!("create {}", dir.display())))?;
+    let io = |what: &str| StoreError::io(format!("write {what} in {}", dir.display()));
+
+    let latest = store.latest_checkpoint()?;
+    let mut json = serde_json::to_string_pretty(store.info()).expect("serializable");
+    json.push('\n');
+    fs::write(dir.join("ledger.json"), json).map_err(io("ledger.json"))?;
+    fs::write(
+        dir.join("verifier.key"),
+        format!("{}\n", store.verifier_key()),
+    )
+    .map_err(io("verifier.key"))?;
+    fs::write(dir.join("checkpoint"), &latest.note).map_err(io("checkpoint"))?;
+    fs::write(dir.join("README"), README).map_err(io("README"))?;
+
+    let mut cks =
+        BufWriter::new(File::create(dir.join("checkpoints.txt")).map_err(io("checkpoints.txt"))?);
+    let mut count = 1u64;
+    let mut from = 0u64;
+    let mut first = true;
+    loop {
+        let page = store.checkpoints(from, 1000)?;
+        let Some(last) = page.last() else { break };
+        from = last.size + 1;
+        for cp in page.iter().filter(|c| c.size < latest.size) {
+            if !first {
+                cks.write_all(b"\n").map_err(io("checkpoints.txt"))?;
+            }
+            first = false;
+            cks.write_all(cp.note.as_bytes())
+                .map_err(io("checkpoints.txt"))?;
+            count += 1;
+        }
+        if from > latest.size {
+            break;
+        }
+    }
+    cks.flush().map_err(io("checkpoints.txt"))?;
+
+    let mut entries = BufWriter::with_capacity(
+        1 << 20,
+        File::create(dir.join("entries.jsonl")).map_err(io("entries.jsonl"))?,
+    );
+    progress.total(latest.size);
+    let mut done = 0u64;
+    store.scan(0, latest.size, &mut |_, bytes| {
+        entries
+            .write_all(bytes)
+            .and_then(|_| entries.write_all(b"\n"))
+            .map_err(io("entries.jsonl"))?;
+        done += 1;
+        if done % 4096 == 0 {
+            progress.advance(4096);
+        }
+        Ok(())
+    })?;
+    progress.advance(done % 4096);
+    entries
+        .into_inner()
+        .map_err(|e| e.into_error())
+        .and_then(|f| f.sync_all())
+        .map_err(io("entries.jsonl"))?;
+
+    if as_tar {
+        let tmp = out.with_extension("tar.partial");
+        let f = File::create(&tmp).map_err(StoreError::io(format!("create {}", tmp.display())))?;
+        let mut b = tar::Builder::new(f);
+        b.append_dir_all("bundle", &dir)
+            .and_then(|_| b.into_inner())
+            .and_then(|f| f.sync_all())
+            .map_err(StoreError::io(format!("write {}", tmp.display())))?;
+        fs::rename(&tmp, out).map_err(StoreError::io(format!("rename to {}", out.display())))?;
+    }
+    Ok(ExportSummary {
+        entries: latest.size,
+        checkpoints: count,
+    })
+}

@@ -1,0 +1,4 @@
+//! Integration tests of ledger-core: one binary, one module per feature.
+
+mod rfc6962;
+mod store;

@@ -1,1 +1,70 @@
+//! Helpers for the end-to-end tests: find (and build) the real `ledger` binary, run
+//! it in a scratch directory, and make events.
 
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::sync::OnceLock;
+
+/// Path of the `ledger` binary, built on first use (same profile as the tests).
+pub fn ledger_bin() -> &'static Path {
+    static BIN: OnceLock<PathBuf> = OnceLock::new();
+    BIN.get_or_init(|| {
+        let exe = std::env::current_exe().expect("test binary path");
+        let dir = exe
+            .parent()
+            .and_then(Path::parent)
+            .expect("target/<profile>");
+        let bin = dir.join("ledger");
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        let status = Command::new(cargo)
+            .args(["build", "--quiet", "-p", "ledger-cli", "--bin", "ledger"])
+            .status()
+            .expect("run cargo build");
+        assert!(status.success(), "building the ledger binary failed");
+        assert!(bin.exists(), "no ledger binary at {}", bin.display());
+        bin
+    })
+}
+
+/// Runs `ledger --dir DIR ARGS…` and returns its output.
+pub fn ledger(dir: &Path, args: &[&str]) -> Output {
+    Command::new(ledger_bin())
+        .arg("--dir")
+        .arg(dir)
+        .args(args)
+        .output()
+        .expect("run ledger")
+}
+
+/// Runs the binary, asserts the exit code, and returns stdout.
+pub fn ledger_ok(dir: &Path, args: &[&str]) -> String {
+    let out = ledger(dir, args);
+    assert!(
+        out.status.success(),
+        "ledger {args:?} failed ({:?}):\n{}",
+        out.status.code(),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).expect("utf-8")
+}
+
+/// A valid event as one JSON line.
+pub fn event_line(id: &str, message: &str) -> String {
+    format!(
+        r#"{{"id":"{id}","type":"sent","message":"{message}","at":"2023-05-08T09:30:00Z","reporter":{{"org":"974760673","system":"websak"}},"from":"974760673","to":"964338531","channel":"altinn","category":"bekymringsmelding","content_digest":"sha256:{}"}}"#,
+        "ab".repeat(32)
+    )
+}
+
+/// The repository root.
+pub fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("repo root")
+        .to_path_buf()
+}
+
+/// Whether this run is CI, where a missing tool is a failure rather than a skip.
+pub fn in_ci() -> bool {
+    std::env::var("CI").is_ok_and(|v| !v.is_empty() && v != "false" && v != "0")
+}

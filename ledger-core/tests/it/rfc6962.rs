@@ -33,7 +33,11 @@ fn published_roots() {
     let v = vectors();
     for r in v["roots"].as_array().unwrap() {
         let size = r["size"].as_u64().unwrap() as usize;
-        assert_eq!(root_of(HashAlg::Sha256, &ls[..size]), h(&r["root"]).unwrap(), "size {size}");
+        assert_eq!(
+            root_of(HashAlg::Sha256, &ls[..size]),
+            h(&r["root"]).unwrap(),
+            "size {size}"
+        );
     }
 }
 
@@ -48,7 +52,11 @@ fn published_inclusion_proofs_are_generated_and_verify() {
         let (i, n) = (c["index"].as_u64().unwrap(), c["size"].as_u64().unwrap());
         let want = hs(&c["path"]).unwrap();
         let src = (alg, &ls[..n as usize]);
-        assert_eq!(merkle::inclusion_proof(alg, &src, i, n).unwrap(), want, "index {i} size {n}");
+        assert_eq!(
+            merkle::inclusion_proof(alg, &src, i, n).unwrap(),
+            want,
+            "index {i} size {n}"
+        );
         let root = root_of(alg, &ls[..n as usize]);
         merkle::verify_inclusion(alg, &ls[i as usize], i, n, &want, &root).unwrap();
     }
@@ -63,8 +71,15 @@ fn published_consistency_proofs_are_generated_and_verify() {
         let (m, n) = (c["size1"].as_u64().unwrap(), c["size2"].as_u64().unwrap());
         let want = hs(&c["proof"]).unwrap();
         let src = (alg, &ls[..n as usize]);
-        assert_eq!(merkle::consistency_proof(alg, &src, m, n).unwrap(), want, "{m} → {n}");
-        let (r1, r2) = (root_of(alg, &ls[..m as usize]), root_of(alg, &ls[..n as usize]));
+        assert_eq!(
+            merkle::consistency_proof(alg, &src, m, n).unwrap(),
+            want,
+            "{m} → {n}"
+        );
+        let (r1, r2) = (
+            root_of(alg, &ls[..m as usize]),
+            root_of(alg, &ls[..n as usize]),
+        );
         merkle::verify_consistency(alg, m, n, &r1, &r2, &want).unwrap();
     }
 }
@@ -76,7 +91,8 @@ fn published_negative_inclusion_cases_are_rejected() {
     assert!(!cases.is_empty());
     for c in cases {
         let why = c["why"].as_str().unwrap();
-        let (Some(leaf), Some(root), Some(path)) = (h(&c["leaf"]), h(&c["root"]), hs(&c["path"])) else {
+        let (Some(leaf), Some(root), Some(path)) = (h(&c["leaf"]), h(&c["root"]), hs(&c["path"]))
+        else {
             continue; // a value that is not 32 bytes can never verify
         };
         let r = merkle::verify_inclusion(
@@ -98,7 +114,8 @@ fn published_negative_consistency_cases_are_rejected() {
     assert!(!cases.is_empty());
     for c in cases {
         let why = c["why"].as_str().unwrap();
-        let (Some(r1), Some(r2), Some(proof)) = (h(&c["root1"]), h(&c["root2"]), hs(&c["proof"])) else {
+        let (Some(r1), Some(r2), Some(proof)) = (h(&c["root1"]), h(&c["root2"]), hs(&c["proof"]))
+        else {
             continue;
         };
         let r = merkle::verify_consistency(

@@ -17,7 +17,14 @@ fn event(id: &str, msg: &str, kind: &str) -> Event {
 fn new_store(alg: HashAlg) -> (tempfile::TempDir, FileStore) {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("l");
-    FileStore::init(&path, &InitOptions { origin: "test.example/log".into(), hash: alg }).unwrap();
+    FileStore::init(
+        &path,
+        &InitOptions {
+            origin: "test.example/log".into(),
+            hash: alg,
+        },
+    )
+    .unwrap();
     let (s, report) = FileStore::open(&path).unwrap();
     assert!(report.is_clean());
     (dir, s)
@@ -26,18 +33,40 @@ fn new_store(alg: HashAlg) -> (tempfile::TempDir, FileStore) {
 #[test]
 fn appends_are_gapless_idempotent_and_conflicts_refuse_the_whole_request() {
     let (_d, s) = new_store(HashAlg::Blake3);
-    let r = s.append((0..10).map(|i| event(&format!("e{i}"), "M1", "expired")).collect()).unwrap();
-    assert_eq!(r.iter().map(|r| r.seq).collect::<Vec<_>>(), (0..10).collect::<Vec<_>>());
+    let r = s
+        .append(
+            (0..10)
+                .map(|i| event(&format!("e{i}"), "M1", "expired"))
+                .collect(),
+        )
+        .unwrap();
+    assert_eq!(
+        r.iter().map(|r| r.seq).collect::<Vec<_>>(),
+        (0..10).collect::<Vec<_>>()
+    );
     // A retry returns the original receipts.
     let again = s.append(vec![event("e3", "M1", "expired")]).unwrap();
-    assert_eq!((again[0].seq, again[0].hash, again[0].duplicate), (3, r[3].hash, true));
+    assert_eq!(
+        (again[0].seq, again[0].hash, again[0].duplicate),
+        (3, r[3].hash, true)
+    );
     // Same id, other content: the whole request is refused, nothing appended.
-    let err = s.append(vec![event("new", "M2", "expired"), event("e3", "M1", "delivered")]).unwrap_err();
+    let err = s
+        .append(vec![
+            event("new", "M2", "expired"),
+            event("e3", "M1", "delivered"),
+        ])
+        .unwrap_err();
     assert!(matches!(err, StoreError::Conflict { seq: 3, .. }), "{err}");
     assert_eq!(s.size(), 10);
     assert_eq!(s.event_seq("new").unwrap(), None);
     // Duplicates inside one request resolve to one entry.
-    let r = s.append(vec![event("d", "M3", "expired"), event("d", "M3", "expired")]).unwrap();
+    let r = s
+        .append(vec![
+            event("d", "M3", "expired"),
+            event("d", "M3", "expired"),
+        ])
+        .unwrap();
     assert_eq!((r[0].seq, r[1].seq, r[1].duplicate), (10, 10, true));
     assert_eq!(s.message_seqs("M1").unwrap(), (0..10).collect::<Vec<_>>());
 }
@@ -47,7 +76,12 @@ fn proofs_round_trip_with_both_hashes_across_sizes() {
     for alg in [HashAlg::Blake3, HashAlg::Sha256] {
         let (_d, s) = new_store(alg);
         for chunk in 0..5 {
-            s.append((0..61).map(|i| event(&format!("e{chunk}-{i}"), "M", "expired")).collect()).unwrap();
+            s.append(
+                (0..61)
+                    .map(|i| event(&format!("e{chunk}-{i}"), "M", "expired"))
+                    .collect(),
+            )
+            .unwrap();
         }
         let n = s.size();
         assert_eq!(n, 305);
@@ -56,7 +90,10 @@ fn proofs_round_trip_with_both_hashes_across_sizes() {
                 s.inclusion_proof(seq, size).unwrap().verify(alg).unwrap();
             }
             for from in [0, 1, size / 3, size] {
-                s.consistency_proof(from, size).unwrap().verify(alg).unwrap();
+                s.consistency_proof(from, size)
+                    .unwrap()
+                    .verify(alg)
+                    .unwrap();
             }
         }
         // The signed checkpoint commits to the same root the proofs use.
@@ -69,7 +106,12 @@ fn proofs_round_trip_with_both_hashes_across_sizes() {
 #[test]
 fn reopen_continues_the_chain_and_reindex_is_identical() {
     let (d, s) = new_store(HashAlg::Blake3);
-    s.append((0..100).map(|i| event(&format!("e{i}"), "M", "expired")).collect()).unwrap();
+    s.append(
+        (0..100)
+            .map(|i| event(&format!("e{i}"), "M", "expired"))
+            .collect(),
+    )
+    .unwrap();
     let before = s.index_digest().unwrap();
     drop(s);
     let path = d.path().join("l");
@@ -87,7 +129,12 @@ fn reopen_continues_the_chain_and_reindex_is_identical() {
 #[test]
 fn a_torn_last_record_is_cut_and_reported() {
     let (d, s) = new_store(HashAlg::Sha256);
-    s.append((0..5).map(|i| event(&format!("e{i}"), "M", "expired")).collect()).unwrap();
+    s.append(
+        (0..5)
+            .map(|i| event(&format!("e{i}"), "M", "expired"))
+            .collect(),
+    )
+    .unwrap();
     drop(s);
     let path = d.path().join("l");
     let seg = path.join("log").join("00000000000000000000.seg");
@@ -102,6 +149,14 @@ fn a_torn_last_record_is_cut_and_reported() {
     assert_eq!(s.size(), 5);
     s.append(vec![event("e5", "M", "expired")]).unwrap();
     drop(s);
-    assert!(std::fs::read_to_string(path.join("recovery.log")).unwrap().contains("torn"));
-    assert!(ledger_core::verify::verify_store(&path, &Default::default(), &()).unwrap().ok());
+    assert!(
+        std::fs::read_to_string(path.join("recovery.log"))
+            .unwrap()
+            .contains("torn")
+    );
+    assert!(
+        ledger_core::verify::verify_store(&path, &Default::default(), &())
+            .unwrap()
+            .ok()
+    );
 }

@@ -1,0 +1,176 @@
+//! The CLI of the verifiable core, command by command.
+
+use ledger_core::HashAlg;
+use ledger_tests::{ledger, ledger_ok, repo_root};
+use serde_json::Value;
+
+fn sample() -> String {
+    repo_root()
+        .join("samples/incident-2023.jsonl")
+        .display()
+        .to_string()
+}
+
+#[test]
+fn the_whole_cli_on_the_sample_data() {
+    for hash in ["blake3", "sha256"] {
+        let tmp = tempfile::tempdir().unwrap();
+        let d = tmp.path().join("data");
+        ledger_ok(
+            &d,
+            &[
+                "init",
+                "--origin",
+                "ledger.example/bergen-bv",
+                "--hash",
+                hash,
+            ],
+        );
+        let receipts = ledger_ok(&d, &["append", &sample()]);
+        let lines: Vec<Value> = receipts
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        assert_eq!(lines.len(), 200);
+        assert_eq!(lines[199]["seq"], 199);
+        assert!(lines.iter().all(|r| r["duplicate"] == false));
+
+        // Appending again is idempotent: the same receipts, nothing new.
+        let again = ledger_ok(&d, &["append", &sample()]);
+        let again: Vec<Value> = again
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        assert!(
+            again
+                .iter()
+                .zip(&lines)
+                .all(|(a, b)| a["seq"] == b["seq"] && a["hash"] == b["hash"])
+        );
+        assert!(again.iter().all(|r| r["duplicate"] == true));
+
+        // History: every event of one message, in order; --dir after the subcommand.
+        let msg = lines[0]["id"].as_str().unwrap().to_string();
+        let _ = msg;
+        let h: Value =
+            serde_json::from_str(&ledger_ok(&d, &["history", "POL-2022-00001", "--json"])).unwrap();
+        let entries = h["entries"].as_array().unwrap();
+        assert!(entries.len() >= 2);
+        assert_eq!(entries[0]["event"]["type"], "sent");
+        let seqs: Vec<u64> = entries.iter().map(|e| e["seq"].as_u64().unwrap()).collect();
+        assert!(seqs.windows(2).all(|w| w[0] < w[1]));
+        assert!(ledger_ok(&d, &["history", "POL-2022-00001"]).contains("sent"));
+
+        // Checkpoint: a C2SP note over all 200 entries.
+        let note = ledger_ok(&d, &["checkpoint"]);
+        assert!(
+            note.starts_with("ledger.example/bergen-bv\n200\n"),
+            "{note}"
+        );
+        let cp: Value = serde_json::from_str(&ledger_ok(&d, &["checkpoint", "--json"])).unwrap();
+        assert_eq!(cp["size"], 200);
+
+        // Proofs verify against the signed root.
+        let alg: HashAlg = hash.parse().unwrap();
+        let p: Value =
+            serde_json::from_str(&ledger_ok(&d, &["prove", "inclusion", "--seq", "41"])).unwrap();
+        assert_eq!(p["root"], cp["root"]);
+        assert_eq!(p["leaf_hash"], lines[41]["hash"]);
+        let path: Vec<[u8; 32]> = p["path"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|x| {
+                hex::decode(x.as_str().unwrap())
+                    .unwrap()
+                    .try_into()
+                    .unwrap()
+            })
+            .collect();
+        let hx = |v: &Value| -> [u8; 32] {
+            hex::decode(v.as_str().unwrap())
+                .unwrap()
+                .try_into()
+                .unwrap()
+        };
+        ledger_core::merkle::verify_inclusion(
+            alg,
+            &hx(&p["leaf_hash"]),
+            41,
+            200,
+            &path,
+            &hx(&p["root"]),
+        )
+        .unwrap();
+        let c: Value = serde_json::from_str(&ledger_ok(
+            &d,
+            &["prove", "consistency", "--from", "100", "--to", "150"],
+        ))
+        .unwrap();
+        let cpath: Vec<[u8; 32]> = c["path"].as_array().unwrap().iter().map(hx).collect();
+        ledger_core::merkle::verify_consistency(
+            alg,
+            100,
+            150,
+            &hx(&c["from_root"]),
+            &hx(&c["to_root"]),
+            &cpath,
+        )
+        .unwrap();
+        let out = ledger(&d, &["prove", "inclusion", "--seq", "500"]);
+        assert_eq!(out.status.code(), Some(2));
+
+        // Verify, reindex, export, verify the bundle offline with the key.
+        let key = std::fs::read_to_string(d.join("verifier.key")).unwrap();
+        let v = ledger_ok(&d, &["verify", "--key", key.trim()]);
+        assert!(v.starts_with("OK: 200 entries"), "{v}");
+        let r: Value = serde_json::from_str(&ledger_ok(&d, &["reindex", "--json"])).unwrap();
+        assert_eq!(r["identical"], true);
+        for out in ["bundle", "bundle.tar"] {
+            let b = tmp.path().join(out);
+            ledger_ok(&d, &["export", "--out", b.to_str().unwrap()]);
+            let keyarg = format!("@{}", d.join("verifier.key").display());
+            let v: Value = serde_json::from_str(&ledger_ok(
+                &d,
+                &[
+                    "verify",
+                    "--bundle",
+                    b.to_str().unwrap(),
+                    "--key",
+                    &keyarg,
+                    "--json",
+                ],
+            ))
+            .unwrap();
+            assert_eq!(
+                (v["ok"].as_bool(), v["entries"].as_u64()),
+                (Some(true), Some(200)),
+                "{v}"
+            );
+        }
+    }
+}
+
+#[test]
+fn init_refuses_an_existing_ledger_and_the_dir_comes_from_env_or_either_side() {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = tmp.path().join("data");
+    ledger_ok(&d, &["init", "--origin", "o.example/x"]);
+    let out = ledger(&d, &["init", "--origin", "o.example/x"]);
+    assert_ne!(out.status.code(), Some(0));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("already exists"));
+    let out = std::process::Command::new(ledger_tests::ledger_bin())
+        .args(["checkpoint", "--dir", d.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let out = std::process::Command::new(ledger_tests::ledger_bin())
+        .arg("checkpoint")
+        .env("LEDGER_DIR", &d)
+        .output()
+        .unwrap();
+    assert!(String::from_utf8_lossy(&out.stdout).starts_with("o.example/x\n0\n"));
+    let out = ledger(&tmp.path().join("nothing"), &["history", "M"]);
+    assert_eq!(out.status.code(), Some(3));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("ledger init"));
+}

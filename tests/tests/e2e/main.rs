@@ -1,0 +1,7 @@
+//! End-to-end tests: the real `ledger` binary on real directories.
+
+mod bad_input;
+mod cli;
+mod crash;
+mod spec;
+mod tamper;

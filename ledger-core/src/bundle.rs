@@ -121,7 +121,7 @@ pub fn export(
             .and_then(|_| entries.write_all(b"\n"))
             .map_err(io("entries.jsonl"))?;
         done += 1;
-        if done % 4096 == 0 {
+        if done.is_multiple_of(4096) {
             progress.advance(4096);
         }
         Ok(())

@@ -59,7 +59,7 @@ pub fn subtree_root<S: SubtreeSource>(
     if n == 0 {
         return Ok(alg.empty());
     }
-    if n.is_power_of_two() && start % n == 0 {
+    if n.is_power_of_two() && start.is_multiple_of(n) {
         let level = n.trailing_zeros();
         return src.perfect(level, start >> level);
     }

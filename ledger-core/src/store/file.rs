@@ -496,7 +496,7 @@ fn catch_up(
                     .map_err(|e| StoreError::Corrupt(format!("entry {seq}: {e}")))?;
                 let (id, message) = event_keys(ev.event)
                     .map_err(|e| StoreError::Corrupt(format!("entry {seq}: {e}")))?;
-                let first = segs.iter().any(|&f| f == seq);
+                let first = segs.contains(&seq);
                 t.index_entry(seq, &id, &message, offset, first)?;
                 frontier.push(alg.leaf(bytes), |l, i, h| {
                     if let Err(e) = t.node(l, i, h) {
@@ -609,13 +609,16 @@ fn segment_bounds(shared: &Shared) -> Vec<u64> {
         .collect()
 }
 
+/// What [`scan_entries`] calls with each entry's seq, offset and bytes.
+pub(crate) type RawVisitor<'a> = dyn FnMut(u64, u64, &[u8]) -> Result<(), StoreError> + 'a;
+
 /// Reads entries `[from, to)` from the segments, calling `f(seq, offset, bytes)`.
 /// Bytes are checked against their CRC; the caller decides what else to check.
 pub(crate) fn scan_entries(
     shared: &Shared,
     from: u64,
     to: u64,
-    f: &mut dyn FnMut(u64, u64, &[u8]) -> Result<(), StoreError>,
+    f: &mut RawVisitor<'_>,
 ) -> Result<(), StoreError> {
     if from >= to {
         return Ok(());
@@ -828,7 +831,7 @@ impl Store for FileStore {
         &self,
         from: u64,
         to: u64,
-        f: &mut dyn FnMut(u64, &[u8]) -> Result<(), StoreError>,
+        f: &mut super::EntryVisitor<'_>,
     ) -> Result<(), StoreError> {
         self.check_size(to)?;
         scan_entries(&self.shared, from, to, &mut |seq, _, b| f(seq, b))

@@ -87,7 +87,7 @@ impl<'t> Tables<'t> {
     ) -> Result<(), StoreError> {
         self.ids.insert(id, seq)?;
         self.messages.insert(message, seq)?;
-        if segment_first || seq % OFFSET_STRIDE == 0 {
+        if segment_first || seq.is_multiple_of(OFFSET_STRIDE) {
             self.offsets.insert(seq, offset)?;
         }
         Ok(())

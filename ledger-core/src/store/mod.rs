@@ -197,6 +197,9 @@ from_redb!(
     redb::SetDurabilityError
 );
 
+/// What [`Store::scan`] calls with each entry's seq and bytes.
+pub type EntryVisitor<'a> = dyn FnMut(u64, &[u8]) -> Result<(), StoreError> + 'a;
+
 /// A ledger's storage engine. Implementations: [`FileStore`] (embedded).
 ///
 /// Proofs and roots are provided methods built on [`Store::subtree`], so every
@@ -221,7 +224,7 @@ pub trait Store: Send + Sync {
         &self,
         from: u64,
         to: u64,
-        f: &mut dyn FnMut(u64, &[u8]) -> Result<(), StoreError>,
+        f: &mut EntryVisitor<'_>,
     ) -> Result<(), StoreError>;
 
     /// Seqs of every entry about `message`, ascending.

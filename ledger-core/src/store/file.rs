@@ -245,19 +245,6 @@ impl FileStore {
         }
         let (last_first, last_path) = listed.last().cloned().expect("non-empty");
         let tail = scan_tail(&last_path, last_first, info.hash)?;
-        if let Some((offset, why)) = &tail.torn {
-            let len = fs::metadata(&last_path)
-                .map_err(StoreError::io("stat segment"))?
-                .len();
-            let f = OpenOptions::new()
-                .write(true)
-                .open(&last_path)
-                .map_err(StoreError::io("open segment"))?;
-            f.set_len(*offset)
-                .and_then(|_| f.sync_all())
-                .map_err(StoreError::io("cut torn tail"))?;
-            report.torn_tail = Some((last_path.clone(), *offset, len - offset, why.clone()));
-        }
         let size = last_first + tail.count;
         let mut segments = Vec::with_capacity(listed.len());
         for (first, path) in listed {
@@ -277,6 +264,31 @@ impl FileStore {
             }
             Err(e) => return Err(e.into()),
         };
+        // Only with the lock held, and only when nothing acknowledged lies beyond the
+        // cut, is a bad last record cut: acknowledged entries are indexed within one
+        // durable-commit interval and covered by checkpoints, so either says so.
+        if let Some((offset, why)) = &tail.torn {
+            let (covered, signed) = acknowledged_bounds(&db)?;
+            if size < covered.max(signed) {
+                return Err(StoreError::Corrupt(format!(
+                    "{} is damaged at offset {offset} (entry {size}: {why}), but {} entries were acknowledged; \
+                     refusing to cut anything",
+                    last_path.display(),
+                    covered.max(signed)
+                )));
+            }
+            let len = fs::metadata(&last_path)
+                .map_err(StoreError::io("stat segment"))?
+                .len();
+            let f = OpenOptions::new()
+                .write(true)
+                .open(&last_path)
+                .map_err(StoreError::io("open segment"))?;
+            f.set_len(*offset)
+                .and_then(|_| f.sync_all())
+                .map_err(StoreError::io("cut torn tail"))?;
+            report.torn_tail = Some((last_path.clone(), *offset, len - offset, why.clone()));
+        }
         let shared = Arc::new(Shared {
             dir: dir.to_path_buf(),
             info: info.clone(),
@@ -397,6 +409,19 @@ fn append_recovery_log(dir: &Path, report: &OpenReport) {
     {
         let _ = f.write_all(text.as_bytes()).and_then(|_| f.sync_all());
     }
+}
+
+/// Entries the index covers and the size of the newest indexed checkpoint.
+fn acknowledged_bounds(db: &Database) -> Result<(u64, u64), StoreError> {
+    let txn = db.begin_write()?;
+    index::create_tables(&txn)?;
+    let bounds = {
+        let t = Tables::open(&txn)?;
+        let signed = t.checkpoints.last()?.map(|(k, _)| k.value()).unwrap_or(0);
+        (t.meta(index::COVERED)?, signed)
+    };
+    txn.commit()?;
+    Ok(bounds)
 }
 
 /// What the last segment holds.
@@ -827,12 +852,7 @@ impl Store for FileStore {
         self.shared.size.load(Ordering::Acquire)
     }
 
-    fn scan(
-        &self,
-        from: u64,
-        to: u64,
-        f: &mut super::EntryVisitor<'_>,
-    ) -> Result<(), StoreError> {
+    fn scan(&self, from: u64, to: u64, f: &mut super::EntryVisitor<'_>) -> Result<(), StoreError> {
         self.check_size(to)?;
         scan_entries(&self.shared, from, to, &mut |seq, _, b| f(seq, b))
     }

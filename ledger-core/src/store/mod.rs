@@ -220,12 +220,7 @@ pub trait Store: Send + Sync {
     fn size(&self) -> u64;
 
     /// Calls `f(seq, entry bytes)` for every entry in `[from, to)`, in order.
-    fn scan(
-        &self,
-        from: u64,
-        to: u64,
-        f: &mut EntryVisitor<'_>,
-    ) -> Result<(), StoreError>;
+    fn scan(&self, from: u64, to: u64, f: &mut EntryVisitor<'_>) -> Result<(), StoreError>;
 
     /// Seqs of every entry about `message`, ascending.
     fn message_seqs(&self, message: &str) -> Result<Vec<u64>, StoreError>;

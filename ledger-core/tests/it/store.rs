@@ -160,3 +160,25 @@ fn a_torn_last_record_is_cut_and_reported() {
             .ok()
     );
 }
+
+#[test]
+fn a_damaged_acknowledged_entry_is_reported_and_nothing_is_cut() {
+    let (d, s) = new_store(HashAlg::Blake3);
+    s.append(
+        (0..20)
+            .map(|i| event(&format!("e{i}"), "M", "expired"))
+            .collect(),
+    )
+    .unwrap();
+    drop(s);
+    let path = d.path().join("l");
+    let seg = path.join("log").join("00000000000000000000.seg");
+    let mut bytes = std::fs::read(&seg).unwrap();
+    let mid = bytes.len() / 2;
+    bytes[mid] ^= 0x01;
+    std::fs::write(&seg, &bytes).unwrap();
+    let err = FileStore::open(&path).err().expect("must refuse");
+    assert!(matches!(err, StoreError::Corrupt(_)), "{err}");
+    assert!(err.to_string().contains("refusing to cut"), "{err}");
+    assert_eq!(std::fs::read(&seg).unwrap(), bytes, "nothing was changed");
+}

@@ -351,7 +351,7 @@ impl FileStore {
             last_durable_at: std::time::Instant::now(),
         };
         if state.latest_checkpoint < size {
-            state.sign_at_open()?;
+            state.sign_if_behind()?;
             report.signed_checkpoint_at_open = Some(size);
         }
         if !report.lines().is_empty() {

@@ -109,7 +109,7 @@ fn run(mut st: WriterState, rx: mpsc::Receiver<Request>) {
         }
     }
     if !st.shared.poisoned.load(Ordering::Acquire) {
-        let _ = st.shutdown();
+        let _ = st.sign_if_behind();
     }
 }
 
@@ -338,17 +338,23 @@ impl WriterState {
         Ok(())
     }
 
-    /// Signs the current size (used at open when the newest checkpoint is older).
-    pub(crate) fn sign_at_open(&mut self) -> Result<(), StoreError> {
-        let txn = self.shared.db.begin_write()?;
+    /// Signs the current size if the newest checkpoint is older, and commits the
+    /// index durably: at open (after recovery) and at shutdown.
+    pub(crate) fn sign_if_behind(&mut self) -> Result<(), StoreError> {
+        let mut txn = self.shared.db.begin_write()?;
+        txn.set_durability(Durability::Immediate)?;
         {
             let mut t = Tables::open(&txn)?;
-            self.sign(&mut t, self.frontier.size())?;
+            let size = self.frontier.size();
+            if size > self.latest_checkpoint {
+                self.sign(&mut t, size)?;
+            }
             self.checkpoints
                 .sync_data()
                 .map_err(StoreError::io("fsync checkpoints.log"))?;
         }
         txn.commit()?;
+        self.last_durable_at = Instant::now();
         Ok(())
     }
 
@@ -365,23 +371,6 @@ impl WriterState {
         txn.open_table(index::META)?.get(index::COVERED)?;
         txn.commit()?;
         self.last_durable_at = Instant::now();
-        Ok(())
-    }
-
-    fn shutdown(&mut self) -> Result<(), StoreError> {
-        let mut txn = self.shared.db.begin_write()?;
-        txn.set_durability(Durability::Immediate)?;
-        {
-            let mut t = Tables::open(&txn)?;
-            let size = self.frontier.size();
-            if size > self.latest_checkpoint {
-                self.sign(&mut t, size)?;
-            }
-            self.checkpoints
-                .sync_data()
-                .map_err(StoreError::io("fsync checkpoints.log"))?;
-        }
-        txn.commit()?;
         Ok(())
     }
 

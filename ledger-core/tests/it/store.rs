@@ -126,11 +126,14 @@ fn reopen_continues_the_chain_and_reindex_is_identical() {
     assert_eq!(report.entries, 101);
 }
 
-#[test]
-fn a_torn_last_record_is_cut_and_reported() {
-    let (d, s) = new_store(HashAlg::Sha256);
+/// A closed store holding `n` events: its temp dir, its path, and its only segment.
+fn closed_store(
+    alg: HashAlg,
+    n: usize,
+) -> (tempfile::TempDir, std::path::PathBuf, std::path::PathBuf) {
+    let (d, s) = new_store(alg);
     s.append(
-        (0..5)
+        (0..n)
             .map(|i| event(&format!("e{i}"), "M", "expired"))
             .collect(),
     )
@@ -138,6 +141,12 @@ fn a_torn_last_record_is_cut_and_reported() {
     drop(s);
     let path = d.path().join("l");
     let seg = path.join("log").join("00000000000000000000.seg");
+    (d, path, seg)
+}
+
+#[test]
+fn a_torn_last_record_is_cut_and_reported() {
+    let (_d, path, seg) = closed_store(HashAlg::Sha256, 5);
     let len = std::fs::metadata(&seg).unwrap().len();
     // A write that got halfway: a frame header that promises more than is there.
     let mut f = std::fs::OpenOptions::new().append(true).open(&seg).unwrap();
@@ -163,16 +172,7 @@ fn a_torn_last_record_is_cut_and_reported() {
 
 #[test]
 fn a_damaged_acknowledged_entry_is_reported_and_nothing_is_cut() {
-    let (d, s) = new_store(HashAlg::Blake3);
-    s.append(
-        (0..20)
-            .map(|i| event(&format!("e{i}"), "M", "expired"))
-            .collect(),
-    )
-    .unwrap();
-    drop(s);
-    let path = d.path().join("l");
-    let seg = path.join("log").join("00000000000000000000.seg");
+    let (_d, path, seg) = closed_store(HashAlg::Blake3, 20);
     let mut bytes = std::fs::read(&seg).unwrap();
     let mid = bytes.len() / 2;
     bytes[mid] ^= 0x01;

@@ -126,8 +126,9 @@ pub fn parse_entry(bytes: &[u8]) -> Result<ParsedEntry<'_>, EntryError> {
 }
 
 /// Parses stored entry bytes and checks everything the format promises: the event is
-/// valid and both it and the envelope are in canonical form.
-pub fn check_entry(bytes: &[u8]) -> Result<ParsedEntry<'_>, EntryError> {
+/// valid and both it and the envelope are in canonical form. Returns the envelope and
+/// the event.
+pub fn check_entry(bytes: &[u8]) -> Result<(ParsedEntry<'_>, Event), EntryError> {
     let p = parse_entry(bytes)?;
     let event = Event::from_json(p.event.as_bytes()).map_err(EntryError::Event)?;
     if event.canonical_bytes() != p.event.as_bytes() {
@@ -137,7 +138,7 @@ pub fn check_entry(bytes: &[u8]) -> Result<ParsedEntry<'_>, EntryError> {
     if rebuilt != bytes {
         return Err(EntryError::NotCanonical);
     }
-    Ok(p)
+    Ok((p, event))
 }
 
 #[cfg(test)]
@@ -158,7 +159,8 @@ mod tests {
         let bytes = entry_bytes(42, &prev, &at, event.canonical_bytes());
         let value: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
         assert_eq!(serde_json_canonicalizer::to_vec(&value).unwrap(), bytes);
-        let p = check_entry(&bytes).unwrap();
+        let (p, e) = check_entry(&bytes).unwrap();
+        assert_eq!(e.canonical_bytes(), event.canonical_bytes());
         assert_eq!((p.seq, p.prev, p.recorded_at), (42, prev, at.as_str()));
     }
 

@@ -217,9 +217,60 @@ impl Event {
     }
 }
 
-/// Parses an RFC 3339 timestamp.
+/// Parses an RFC 3339 timestamp in the format's strict syntax (FORMAT.md 3.3):
+/// `YYYY-MM-DDTHH:MM:SS[.fraction](Z|±HH:MM)`, `T` and `Z` in either case.
 pub fn parse_time(s: &str) -> Option<OffsetDateTime> {
+    if !is_timestamp_syntax(s.as_bytes()) {
+        return None;
+    }
     OffsetDateTime::parse(s, &Rfc3339).ok()
+}
+
+/// The syntax half of the timestamp rule, byte for byte the schema's pattern; the
+/// calendar half (real dates, leap seconds) is left to the parser.
+fn is_timestamp_syntax(b: &[u8]) -> bool {
+    let digits =
+        |r: std::ops::Range<usize>| b.get(r).is_some_and(|d| d.iter().all(u8::is_ascii_digit));
+    let two = |at: usize| u32::from(b[at] - b'0') * 10 + u32::from(b[at + 1] - b'0');
+    let fixed = b.len() >= 20
+        && digits(0..4)
+        && b[4] == b'-'
+        && digits(5..7)
+        && b[7] == b'-'
+        && digits(8..10)
+        && matches!(b[10], b'T' | b't')
+        && digits(11..13)
+        && b[13] == b':'
+        && digits(14..16)
+        && b[16] == b':'
+        && digits(17..19);
+    if !fixed
+        || !(1..=12).contains(&two(5))
+        || !(1..=31).contains(&two(8))
+        || two(11) > 23
+        || two(14) > 59
+        || two(17) > 60
+    {
+        return false;
+    }
+    let mut i = 19;
+    if b[i] == b'.' {
+        let n = b[i + 1..].iter().take_while(|c| c.is_ascii_digit()).count();
+        if n == 0 {
+            return false;
+        }
+        i += 1 + n;
+    }
+    match &b[i..] {
+        [b'Z' | b'z'] => true,
+        [b'+' | b'-', h1, h2, b':', m1, m2] => {
+            let d = [*h1, *h2, *m1, *m2];
+            d.iter().all(u8::is_ascii_digit)
+                && (d[0] - b'0') * 10 + (d[1] - b'0') <= 23
+                && (d[2] - b'0') * 10 + (d[3] - b'0') <= 59
+        }
+        _ => false,
+    }
 }
 
 fn check_numbers_and_depth(v: &Value, path: &str, depth: usize) -> Result<(), EventError> {
@@ -353,7 +404,8 @@ enum Text {
 
 fn check_text(path: &str, s: &str, rule: Text) -> Result<(), EventError> {
     let max = match rule {
-        Text::Id | Text::Name | Text::Token => limits::ID_CHARS_MAX.max(limits::NAME_CHARS_MAX),
+        Text::Id => limits::ID_CHARS_MAX,
+        Text::Name | Text::Token => limits::NAME_CHARS_MAX,
         Text::Free => limits::TEXT_CHARS_MAX,
     };
     let n = s.chars().count();
@@ -496,10 +548,11 @@ fn validate(obj: &Map<String, Value>) -> Result<(String, EventType, String), Eve
                                 format!("expected a string, found {}", kind_of(v)),
                             ));
                         };
-                        if s.chars().count() > limits::REF_CHARS_MAX {
+                        if contains_national_id(k) {
                             return Err(err(
                                 path,
-                                format!("longer than {} characters", limits::REF_CHARS_MAX),
+                                "the key contains what looks like a national identity number; \
+                                 personal data must never enter the log",
                             ));
                         }
                         check_text(&path, s, Text::Id)?;
@@ -584,10 +637,13 @@ impl<'de> Visitor<'de> for StrictVisitor {
         }
         Ok(StrictValue(Value::from(v)))
     }
-    fn visit_f64<E: de::Error>(self, v: f64) -> Result<StrictValue, E> {
-        Err(E::custom(format!(
-            "number {v} is not allowed: only integers below 2^53 (no fractions, exponents or larger values)"
-        )))
+    fn visit_f64<E: de::Error>(self, _: f64) -> Result<StrictValue, E> {
+        // The value is not echoed: as an f64 it may no longer be what was written
+        // (7.0 would print as 7).
+        Err(E::custom(
+            "a number with a fraction, an exponent or 2^64 or more is not allowed: only \
+             integers below 2^53, written without '.' or 'e'",
+        ))
     }
     fn visit_str<E>(self, v: &str) -> Result<StrictValue, E> {
         Ok(StrictValue(Value::String(v.to_string())))
@@ -710,5 +766,52 @@ mod tests {
             "by_role": "saksbehandler", "by": "01010012356"
         });
         assert_eq!(reject(v).field, "by");
+    }
+
+    #[test]
+    fn refs_keys_are_checked_for_national_identity_numbers() {
+        let mut v = sent();
+        v["refs"] = serde_json::json!({"x01010012356": "1"});
+        assert_eq!(reject(v).field, "refs.x01010012356");
+    }
+
+    #[test]
+    fn timestamps_follow_the_strict_syntax() {
+        for ok in [
+            "2023-05-08T09:30:00Z",
+            "2023-05-08t09:30:00z",
+            "2023-05-08T09:30:00.123456789123+02:00",
+            "2016-12-31T23:59:60Z",
+            "2023-05-08T09:30:00-23:59",
+        ] {
+            assert!(parse_time(ok).is_some(), "{ok}");
+        }
+        for bad in [
+            "2023-05-08 09:30:00Z",
+            "2023-05-08_09:30:00Z",
+            "2023-05-08T09:30Z",
+            "2023-05-08T09:30:00",
+            "2023-05-08T09:30:00.Z",
+            "2023-05-08T09:30:00+0200",
+            "2023-05-08T09:30:00+24:00",
+            "2023-02-30T09:30:00Z",
+            "2023-13-08T09:30:00Z",
+            "+2023-05-08T09:30:00Z",
+            "2023-05-08T09:30:00Z ",
+            "２０２３-05-08T09:30:00Z",
+        ] {
+            assert!(parse_time(bad).is_none(), "{bad}");
+        }
+        let mut v = sent();
+        v["at"] = "2023-05-08 09:30:00Z".into();
+        assert_eq!(reject(v).field, "at");
+    }
+
+    #[test]
+    fn a_float_is_refused_without_misquoting_it() {
+        let text = sent().to_string().replace(r#""seq":1"#, r#""seq":7.0"#);
+        let e = Event::from_json(text.as_bytes()).unwrap_err();
+        assert!(!e.reason.contains("number 7 "), "{e}");
+        assert!(e.reason.contains("fraction"), "{e}");
     }
 }

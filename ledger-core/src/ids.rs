@@ -76,27 +76,64 @@ fn is_national_id(d: &[u8; 11]) -> bool {
     control(&W1, 9) == Some(d[9]) && control(&W2, 10) == Some(d[10])
 }
 
-/// Whether `s` contains a run of exactly eleven digits that is a valid national
-/// identity number. Such a string must not enter the log.
+/// Whether `s` holds something that is, or could be, a national identity number.
+/// Such a string must not enter the log.
+///
+/// Caught: a maximal run of exactly eleven ASCII digits with valid control digits;
+/// the same written as six digits, one separator (space, no-break space, `-` or `.`)
+/// and five digits, as people write them; and any run of eleven numeric characters
+/// that are not all ASCII digits (fullwidth `０１…`, Arabic-Indic and the like), whose
+/// control digits this check does not compute, so it refuses them all rather than let
+/// one through.
 pub fn contains_national_id(s: &str) -> bool {
-    let b = s.as_bytes();
+    // Fewer than eleven numeric characters cannot hold one (the common case).
+    if s.chars().filter(|c| c.is_numeric()).nth(10).is_none() {
+        return false;
+    }
+    // Runs of numeric characters: (start char index, length, all ASCII).
+    let chars: Vec<char> = s.chars().collect();
+    let mut runs: Vec<(usize, usize, bool)> = Vec::new();
     let mut i = 0;
-    while i < b.len() {
-        if !b[i].is_ascii_digit() {
+    while i < chars.len() {
+        if !chars[i].is_numeric() {
             i += 1;
             continue;
         }
         let start = i;
-        while i < b.len() && b[i].is_ascii_digit() {
+        let mut ascii = true;
+        while i < chars.len() && chars[i].is_numeric() {
+            ascii &= chars[i].is_ascii_digit();
             i += 1;
         }
-        if i - start == 11 {
-            let mut d = [0u8; 11];
-            for (k, c) in b[start..i].iter().enumerate() {
-                d[k] = c - b'0';
-            }
-            if is_national_id(&d) {
+        runs.push((start, i - start, ascii));
+    }
+    let digits = |from: usize, n: usize, out: &mut Vec<u8>| {
+        out.extend(chars[from..from + n].iter().map(|c| *c as u8 - b'0'));
+    };
+    for (k, &(start, len, ascii)) in runs.iter().enumerate() {
+        if len == 11 {
+            if !ascii {
                 return true;
+            }
+            let mut d = Vec::with_capacity(11);
+            digits(start, 11, &mut d);
+            if is_national_id(d.as_slice().try_into().expect("eleven digits")) {
+                return true;
+            }
+        }
+        if let Some(&(next, next_len, next_ascii)) = runs.get(k + 1) {
+            let separated =
+                next == start + len + 1 && matches!(chars[start + len], ' ' | '\u{a0}' | '-' | '.');
+            if separated && len == 6 && next_len == 5 {
+                if !(ascii && next_ascii) {
+                    return true;
+                }
+                let mut d = Vec::with_capacity(11);
+                digits(start, 6, &mut d);
+                digits(next, 5, &mut d);
+                if is_national_id(d.as_slice().try_into().expect("eleven digits")) {
+                    return true;
+                }
             }
         }
     }
@@ -138,5 +175,13 @@ mod tests {
         assert!(!contains_national_id("01010012357"));
         assert!(!contains_national_id(&format!("9{fnr}")));
         assert!(!contains_national_id("2023/12345-6"));
+        // As people write them, and in digits that are not ASCII.
+        assert!(contains_national_id("f.nr. 010100 12356"));
+        assert!(contains_national_id("010100-12356"));
+        assert!(!contains_national_id("010100 12357"));
+        assert!(!contains_national_id("2010100 12356"));
+        assert!(contains_national_id("０１０１００１２３５６"));
+        assert!(contains_national_id("٠١٠١٠٠١٢٣٥٦"));
+        assert!(!contains_national_id("０１０１００１２３５"));
     }
 }

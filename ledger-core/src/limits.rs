@@ -21,9 +21,6 @@ pub const TEXT_CHARS_MAX: usize = 2048;
 /// Most entries in the `refs` map of a `sent` event.
 pub const REFS_COUNT_MAX: usize = 16;
 
-/// Longest value in `refs`, in characters.
-pub const REF_CHARS_MAX: usize = 256;
-
 /// Deepest nesting of JSON objects and arrays in an event.
 pub const JSON_DEPTH_MAX: usize = 8;
 

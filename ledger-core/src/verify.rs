@@ -43,6 +43,10 @@ pub struct VerifyOptions {
     pub key: Option<VerifierKey>,
     /// An older checkpoint (signed note) the auditor holds: the log must extend it.
     pub trusted: Option<String>,
+    /// Also check that no event id is recorded twice (the idempotency promise). This
+    /// costs 24 bytes of memory per entry, so it is not on by default: the rest of
+    /// verification runs in memory flat in the log's size.
+    pub unique_ids: bool,
 }
 
 /// One thing that is wrong.
@@ -146,6 +150,9 @@ struct Chain {
     trusted: Option<Checkpoint>,
     wanted: HashSet<(u32, u64)>,
     captured: HashMap<(u32, u64), Hash>,
+    /// With [`VerifyOptions::unique_ids`]: a 128-bit hash of each event id, with its
+    /// seq. Sorted at the end, neighbours with equal hashes are repeats.
+    ids: Option<Vec<(u128, u64)>>,
     report: VerifyReport,
 }
 
@@ -163,7 +170,12 @@ impl Chain {
         let hash = self.alg.leaf(bytes);
         match check_entry(bytes) {
             Err(e) => self.fault(Some(seq), place(), format!("entry {seq}: {e}")),
-            Ok(p) => {
+            Ok((p, event)) => {
+                if let Some(ids) = &mut self.ids {
+                    let h = blake3::hash(event.id().as_bytes());
+                    let h = u128::from_le_bytes(h.as_bytes()[..16].try_into().expect("16 bytes"));
+                    ids.push((h, seq));
+                }
                 if p.seq != seq {
                     self.fault(
                         Some(seq),
@@ -279,6 +291,21 @@ impl Chain {
 
     fn finish(mut self, info: &LedgerInfo) -> VerifyReport {
         let size = self.frontier.size();
+        if let Some(mut ids) = self.ids.take() {
+            ids.sort_unstable();
+            for w in ids.windows(2) {
+                if w[0].0 == w[1].0 {
+                    self.fault(
+                        Some(w[1].1),
+                        format!("entry {}", w[1].1),
+                        format!(
+                            "event id already recorded at seq {}: an event id must be recorded once",
+                            w[0].1
+                        ),
+                    );
+                }
+            }
+        }
         self.report.entries = size;
         self.report.root = self.frontier.root();
         self.report.origin = info.origin.clone();
@@ -380,7 +407,7 @@ fn setup(
     Ok((key, trusted))
 }
 
-fn new_chain(info: &LedgerInfo) -> Chain {
+fn new_chain(info: &LedgerInfo, opts: &VerifyOptions) -> Chain {
     Chain {
         alg: info.hash,
         next_seq: 0,
@@ -391,6 +418,7 @@ fn new_chain(info: &LedgerInfo) -> Chain {
         trusted: None,
         wanted: HashSet::new(),
         captured: HashMap::new(),
+        ids: opts.unique_ids.then(Vec::new),
         report: VerifyReport::default(),
     }
 }
@@ -404,7 +432,7 @@ pub fn verify_store(
 ) -> Result<VerifyReport, VerifyError> {
     let info = read_info(dir).map_err(|e| VerifyError::Setup(e.to_string()))?;
     let stored_key = std::fs::read_to_string(dir.join("verifier.key")).unwrap_or_default();
-    let mut chain = new_chain(&info);
+    let mut chain = new_chain(&info, opts);
     let (key, trusted) = setup(&info, &stored_key, opts, &mut chain.report.warnings)?;
 
     // Checkpoints first, so roots are compared as the entries stream past.
@@ -533,7 +561,7 @@ pub fn verify_bundle(
     let info: LedgerInfo = serde_json::from_str(&read("ledger.json")?)
         .map_err(|e| VerifyError::Setup(format!("ledger.json: {e}")))?;
     let stored_key = read("verifier.key").unwrap_or_default();
-    let mut chain = new_chain(&info);
+    let mut chain = new_chain(&info, opts);
     let (key, trusted) = setup(&info, &stored_key, opts, &mut chain.report.warnings)?;
     let latest_note = read("checkpoint")?;
     chain.note(&key, &latest_note, "checkpoint".into());

@@ -126,6 +126,18 @@ fn a_dropped_or_reordered_entry_is_caught() {
 /// Rewrites entries from `k` on with other content, re-chains them consistently and
 /// signs a new checkpoint with `key`, as an operator covering tracks would.
 fn rewrite_from(d: &Path, k: usize, key: &SigningKey) {
+    rewrite_events_from(d, k, key, |_, ev| {
+        ev.replace(&"ab".repeat(32), &"cd".repeat(32))
+    });
+}
+
+/// Like [`rewrite_from`], with `change` giving each rewritten event's new text.
+fn rewrite_events_from(
+    d: &Path,
+    k: usize,
+    key: &SigningKey,
+    change: impl Fn(usize, &str) -> String,
+) {
     let info: LedgerInfo =
         serde_json::from_str(&std::fs::read_to_string(d.join("ledger.json")).unwrap()).unwrap();
     let alg: HashAlg = info.hash;
@@ -138,7 +150,7 @@ fn rewrite_from(d: &Path, k: usize, key: &SigningKey) {
             e.clone()
         } else {
             let p = parse_entry(e).unwrap();
-            let ev = p.event.replace(&"ab".repeat(32), &"cd".repeat(32));
+            let ev = change(i, p.event);
             entry_bytes(i as u64, &prev, p.recorded_at, ev.as_bytes())
         };
         prev = alg.leaf(&bytes);
@@ -206,4 +218,28 @@ fn a_history_rewritten_with_the_same_key_is_caught_by_an_older_trusted_checkpoin
     );
     assert!(out.contains("trusted checkpoint"), "{out}");
     assert!(out.contains("history was rewritten"), "{out}");
+}
+
+#[test]
+fn a_repeated_event_id_is_caught_when_asked_for() {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = make(tmp.path());
+    let key =
+        SigningKey::from_secret_string(&std::fs::read_to_string(d.join("signing.key")).unwrap())
+            .unwrap();
+    // Entry 33 now carries the event id of entry 7: a broken idempotency promise that
+    // is otherwise a valid, signed log.
+    rewrite_events_from(&d, 33, &key, |i, ev| {
+        if i == 33 {
+            ev.replace("\"id\":\"e33\"", "\"id\":\"e7\"")
+        } else {
+            ev.to_string()
+        }
+    });
+    assert!(ledger_ok(&d, &["verify"]).starts_with("OK"));
+    let out = verify_fails(&d, &["--unique-ids"]);
+    assert!(
+        out.contains("33") && out.contains("already recorded at seq 7"),
+        "{out}"
+    );
 }

@@ -40,6 +40,11 @@ pub const ORIGIN_BYTES_MAX: usize = 256;
 /// When the writer falls idle it signs at once.
 pub const CHECKPOINT_INTERVAL_MS: u64 = 1000;
 
-/// How often, at most, the derived index is committed durably, in ms. Between such
-/// commits it is committed without fsync; after a crash it catches up from the log.
-pub const INDEX_DURABLE_INTERVAL_MS: u64 = 2000;
+/// How often, at most, the newest appends' index entries are flushed from memory to
+/// the derived index on disk, in ms; and the idle time after which the writer
+/// flushes. Until then readers find them in memory; after a crash the index catches
+/// up from the log.
+pub const INDEX_FLUSH_INTERVAL_MS: u64 = 1000;
+
+/// Most appended entries held in memory before the index is flushed.
+pub const INDEX_FLUSH_ENTRIES: usize = 64 * 1024;

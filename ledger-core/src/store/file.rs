@@ -20,7 +20,7 @@ use std::thread::JoinHandle;
 
 use redb::{Database, ReadableDatabase, ReadableTable};
 
-use super::index::{self, NODE_LEVEL_MIN, OFFSET_STRIDE, Tables};
+use super::index::{self, NODE_LEVEL_MIN, OFFSET_STRIDE, Recent, Tables};
 use super::writer::{self, Request, WriterState};
 use super::{LedgerInfo, Receipt, SignedCheckpoint, Store, StoreError};
 use crate::checkpoint::{Checkpoint, SigningKey, VerifierKey, check_origin};
@@ -107,13 +107,38 @@ pub(crate) struct Shared {
     pub poisoned: AtomicBool,
     /// Requests sent to the writer and not yet taken.
     pub pending: AtomicUsize,
+    /// Durable log writes (one `fdatasync` each) since open.
+    pub log_syncs: AtomicU64,
+    /// Index entries of the newest appends, not yet flushed to `db`. A reader takes
+    /// this lock, then begins its read transaction, then looks here first.
+    pub recent: RwLock<Recent>,
+}
+
+impl Shared {
+    /// A consistent view of the index: the in-memory part and a redb snapshot. The
+    /// lock is taken before the transaction begins, so an entry the writer flushes
+    /// meanwhile is in one of the two (see `writer::flush`).
+    pub(crate) fn read_view(
+        &self,
+    ) -> Result<
+        (
+            std::sync::RwLockReadGuard<'_, Recent>,
+            redb::ReadTransaction,
+        ),
+        StoreError,
+    > {
+        let recent = self.recent.read().expect("lock");
+        let txn = self.db.begin_read().map_err(redb::Error::from)?;
+        Ok((recent, txn))
+    }
 }
 
 /// The embedded store. See the module docs for its files.
 pub struct FileStore {
     shared: Arc<Shared>,
     verifier: VerifierKey,
-    tx: Mutex<Option<mpsc::Sender<Request>>>,
+    // A read lock to send (senders do not contend); the write lock only to close.
+    tx: RwLock<Option<mpsc::Sender<Request>>>,
     writer: Mutex<Option<JoinHandle<()>>>,
 }
 
@@ -297,6 +322,8 @@ impl FileStore {
             size: AtomicU64::new(0),
             poisoned: AtomicBool::new(false),
             pending: AtomicUsize::new(0),
+            log_syncs: AtomicU64::new(0),
+            recent: RwLock::new(Recent::default()),
         });
 
         // Last entry: the chain continues from its hash and its clock.
@@ -348,7 +375,7 @@ impl FileStore {
             checkpoints_len: ck_len,
             latest_checkpoint: latest_ck,
             last_checkpoint_at: std::time::Instant::now(),
-            last_durable_at: std::time::Instant::now(),
+            last_flush_at: std::time::Instant::now(),
         };
         if state.latest_checkpoint < size {
             state.sign_if_behind()?;
@@ -362,7 +389,7 @@ impl FileStore {
             FileStore {
                 shared,
                 verifier,
-                tx: Mutex::new(Some(tx)),
+                tx: RwLock::new(Some(tx)),
                 writer: Mutex::new(Some(handle)),
             },
             report,
@@ -372,15 +399,42 @@ impl FileStore {
     /// Stops the writer after it has committed what it holds, and signs a final
     /// checkpoint. Dropping the store does the same.
     pub fn close(&self) {
-        self.tx.lock().expect("lock").take();
+        self.tx.write().expect("lock").take();
         if let Some(h) = self.writer.lock().expect("lock").take() {
             let _ = h.join();
         }
     }
 
-    /// Digest of the index's contents (equal digests: equal indexes).
+    /// Digest of the index's contents (equal digests: equal indexes). Flushes the
+    /// newest appends' index entries to disk first.
     pub fn index_digest(&self) -> Result<Hash, StoreError> {
+        self.request(Vec::new())?;
         index::digest(&self.shared.db)
+    }
+
+    /// Sends a request to the writer and waits for its answer. An empty request asks
+    /// for a flush of the index.
+    fn request(&self, events: Vec<Event>) -> Result<Vec<Receipt>, StoreError> {
+        if self.shared.poisoned.load(Ordering::Acquire) {
+            return Err(StoreError::Poisoned);
+        }
+        let (reply, rx) = mpsc::sync_channel(1);
+        {
+            let tx = self.tx.read().expect("lock");
+            let tx = tx.as_ref().ok_or(StoreError::Poisoned)?;
+            self.shared.pending.fetch_add(1, Ordering::AcqRel);
+            if tx.send(Request { events, reply }).is_err() {
+                self.shared.pending.fetch_sub(1, Ordering::AcqRel);
+                return Err(StoreError::Poisoned);
+            }
+        }
+        rx.recv().map_err(|_| StoreError::Poisoned)?
+    }
+
+    /// Durable writes of the log (one `fdatasync` each, one per commit batch) since
+    /// the store was opened: appended entries ÷ this is the mean batch size.
+    pub fn log_syncs(&self) -> u64 {
+        self.shared.log_syncs.load(Ordering::Relaxed)
     }
 
     /// The directory of this store.
@@ -685,7 +739,10 @@ fn start_point(shared: &Shared, first: u64, seq: u64) -> Result<(u64, u64), Stor
     if stride <= first {
         return Ok((first, HEADER_BYTES));
     }
-    let txn = shared.db.begin_read().map_err(redb::Error::from)?;
+    let (recent, txn) = shared.read_view()?;
+    if let Some(&o) = recent.offsets.get(&stride) {
+        return Ok((stride, o));
+    }
     let offsets = txn.open_table(index::OFFSETS)?;
     match offsets.get(stride)? {
         Some(o) => Ok((stride, o.value())),
@@ -832,20 +889,7 @@ impl Store for FileStore {
         if events.is_empty() {
             return Ok(Vec::new());
         }
-        if self.shared.poisoned.load(Ordering::Acquire) {
-            return Err(StoreError::Poisoned);
-        }
-        let (reply, rx) = mpsc::sync_channel(1);
-        {
-            let tx = self.tx.lock().expect("lock");
-            let tx = tx.as_ref().ok_or(StoreError::Poisoned)?;
-            self.shared.pending.fetch_add(1, Ordering::AcqRel);
-            if tx.send(Request { events, reply }).is_err() {
-                self.shared.pending.fetch_sub(1, Ordering::AcqRel);
-                return Err(StoreError::Poisoned);
-            }
-        }
-        rx.recv().map_err(|_| StoreError::Poisoned)?
+        self.request(events)
     }
 
     fn size(&self) -> u64 {
@@ -859,21 +903,26 @@ impl Store for FileStore {
 
     fn message_seqs(&self, message: &str) -> Result<Vec<u64>, StoreError> {
         let size = self.size();
-        let txn = self.shared.db.begin_read().map_err(redb::Error::from)?;
+        let (recent, txn) = self.shared.read_view()?;
         let t = txn.open_multimap_table(index::MESSAGES)?;
         let mut out = Vec::new();
         for v in t.get(message)? {
-            let s = v?.value();
-            if s < size {
-                out.push(s);
-            }
+            out.push(v?.value());
         }
+        // Flushed seqs all precede those still in memory.
+        if let Some(more) = recent.messages.get(message) {
+            out.extend_from_slice(more);
+        }
+        out.retain(|&s| s < size);
         Ok(out)
     }
 
     fn event_seq(&self, id: &str) -> Result<Option<u64>, StoreError> {
         let size = self.size();
-        let txn = self.shared.db.begin_read().map_err(redb::Error::from)?;
+        let (recent, txn) = self.shared.read_view()?;
+        if let Some(&s) = recent.ids.get(id) {
+            return Ok(Some(s).filter(|&s| s < size));
+        }
         let t = txn.open_table(index::IDS)?;
         Ok(t.get(id)?.map(|g| g.value()).filter(|&s| s < size))
     }
@@ -881,7 +930,10 @@ impl Store for FileStore {
     fn subtree(&self, level: u32, index: u64) -> Result<Hash, StoreError> {
         self.check_size((index + 1) << level)?;
         if level >= NODE_LEVEL_MIN {
-            let txn = self.shared.db.begin_read().map_err(redb::Error::from)?;
+            let (recent, txn) = self.shared.read_view()?;
+            if let Some(h) = recent.nodes.get(&index::node_key(level, index)) {
+                return Ok(*h);
+            }
             let t = txn.open_table(index::NODES)?;
             return t
                 .get(index::node_key(level, index))?
@@ -894,7 +946,13 @@ impl Store for FileStore {
     }
 
     fn latest_checkpoint(&self) -> Result<SignedCheckpoint, StoreError> {
-        let txn = self.shared.db.begin_read().map_err(redb::Error::from)?;
+        let (recent, txn) = self.shared.read_view()?;
+        if let Some((&size, note)) = recent.checkpoints.last_key_value() {
+            return Ok(SignedCheckpoint {
+                size,
+                note: note.clone(),
+            });
+        }
         let t = txn.open_table(index::CHECKPOINTS)?;
         let (k, v) = t
             .last()?
@@ -910,7 +968,7 @@ impl Store for FileStore {
         from_size: u64,
         limit: usize,
     ) -> Result<Vec<SignedCheckpoint>, StoreError> {
-        let txn = self.shared.db.begin_read().map_err(redb::Error::from)?;
+        let (recent, txn) = self.shared.read_view()?;
         let t = txn.open_table(index::CHECKPOINTS)?;
         let mut out = Vec::new();
         for r in t.range(from_size..)?.take(limit) {
@@ -918,6 +976,16 @@ impl Store for FileStore {
             out.push(SignedCheckpoint {
                 size: k.value(),
                 note: v.value().to_string(),
+            });
+        }
+        // Flushed checkpoints all precede those still in memory.
+        for (&size, note) in recent.checkpoints.range(from_size..) {
+            if out.len() >= limit {
+                break;
+            }
+            out.push(SignedCheckpoint {
+                size,
+                note: note.clone(),
             });
         }
         Ok(out)

@@ -5,6 +5,8 @@
 //! offsets are kept for every [`OFFSET_STRIDE`]th seq, and Merkle subtrees from level
 //! [`NODE_LEVEL_MIN`] up; anything finer is read from the log (at most 64 entries).
 
+use std::collections::{BTreeMap, HashMap};
+
 use redb::{MultimapTableDefinition, ReadableTable, TableDefinition, WriteTransaction};
 
 use crate::hash::Hash;
@@ -97,6 +99,94 @@ impl<'t> Tables<'t> {
     pub(crate) fn node(&mut self, level: u32, index: u64, hash: &Hash) -> Result<(), StoreError> {
         if level >= NODE_LEVEL_MIN {
             self.nodes.insert(node_key(level, index), hash)?;
+        }
+        Ok(())
+    }
+}
+
+/// Index entries of the newest appends, held in memory until the writer flushes them
+/// to redb in one sorted transaction. Random-key inserts one commit batch at a time
+/// would copy and checksum a B-tree page per key per batch; batched and sorted, they
+/// share pages. Readers look here as well as in redb (see `FileStore`). Nothing here
+/// needs saving: after a crash, the index catches up from the log at open.
+#[derive(Default)]
+pub(crate) struct Recent {
+    pub ids: HashMap<String, u64>,
+    pub messages: HashMap<String, Vec<u64>>,
+    pub offsets: BTreeMap<u64, u64>,
+    pub nodes: HashMap<u64, Hash>,
+    pub checkpoints: BTreeMap<u64, String>,
+    /// Entries covered once flushed, and bytes of `checkpoints.log` indexed.
+    pub covered: Option<u64>,
+    pub checkpoints_offset: Option<u64>,
+    /// Entries held.
+    pub entries: usize,
+}
+
+impl Recent {
+    /// As [`Tables::index_entry`].
+    pub(crate) fn index_entry(
+        &mut self,
+        seq: u64,
+        id: &str,
+        message: &str,
+        offset: u64,
+        segment_first: bool,
+    ) {
+        self.ids.insert(id.to_string(), seq);
+        match self.messages.get_mut(message) {
+            Some(v) => v.push(seq),
+            None => {
+                self.messages.insert(message.to_string(), vec![seq]);
+            }
+        }
+        if segment_first || seq.is_multiple_of(OFFSET_STRIDE) {
+            self.offsets.insert(seq, offset);
+        }
+        self.entries += 1;
+    }
+
+    /// As [`Tables::node`].
+    pub(crate) fn node(&mut self, level: u32, index: u64, hash: &Hash) {
+        if level >= NODE_LEVEL_MIN {
+            self.nodes.insert(node_key(level, index), *hash);
+        }
+    }
+
+    pub(crate) fn is_empty(&self) -> bool {
+        self.entries == 0 && self.checkpoints.is_empty() && self.covered.is_none()
+    }
+
+    /// Writes everything held into `t`, keys in order.
+    pub(crate) fn write_to(&self, t: &mut Tables<'_>) -> Result<(), StoreError> {
+        let mut ids: Vec<(&String, &u64)> = self.ids.iter().collect();
+        ids.sort_unstable();
+        for (k, v) in ids {
+            t.ids.insert(k.as_str(), v)?;
+        }
+        let mut messages: Vec<(&String, &Vec<u64>)> = self.messages.iter().collect();
+        messages.sort_unstable();
+        for (k, vs) in messages {
+            for v in vs {
+                t.messages.insert(k.as_str(), v)?;
+            }
+        }
+        for (k, v) in &self.offsets {
+            t.offsets.insert(k, v)?;
+        }
+        let mut nodes: Vec<(&u64, &Hash)> = self.nodes.iter().collect();
+        nodes.sort_unstable();
+        for (k, v) in nodes {
+            t.nodes.insert(k, v)?;
+        }
+        for (k, v) in &self.checkpoints {
+            t.checkpoints.insert(k, v.as_str())?;
+        }
+        if let Some(c) = self.covered {
+            t.meta.insert(COVERED, c)?;
+        }
+        if let Some(o) = self.checkpoints_offset {
+            t.meta.insert(CHECKPOINTS_OFFSET, o)?;
         }
         Ok(())
     }

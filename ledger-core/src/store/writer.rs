@@ -10,10 +10,10 @@ use std::sync::{Arc, mpsc};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use redb::{Durability, ReadableTable};
+use redb::{Durability, ReadableDatabase};
 
 use super::file::{Segment, Shared, log_dir, scan_entries, sync_dir};
-use super::index::{self, Tables};
+use super::index::{self, Recent, Tables};
 use super::{Receipt, StoreError};
 use crate::checkpoint::{Checkpoint, SigningKey};
 use crate::entry::{self, format_recorded_at};
@@ -43,7 +43,33 @@ pub(crate) struct WriterState {
     pub checkpoints_len: u64,
     pub latest_checkpoint: u64,
     pub last_checkpoint_at: Instant,
-    pub last_durable_at: Instant,
+    pub last_flush_at: Instant,
+}
+
+/// Looks event ids up in the in-memory index, then in redb (one read transaction
+/// for a whole batch, begun on first need).
+struct IdLookup<'a> {
+    shared: &'a Shared,
+    txn: Option<redb::ReadTransaction>,
+}
+
+impl<'a> IdLookup<'a> {
+    fn new(shared: &'a Shared) -> Self {
+        IdLookup { shared, txn: None }
+    }
+
+    fn seq(&mut self, id: &str) -> Result<Option<u64>, StoreError> {
+        if let Some(&s) = self.shared.recent.read().expect("lock").ids.get(id) {
+            return Ok(Some(s));
+        }
+        // The writer is the only one that flushes, so nothing can move from memory
+        // to redb between the two looks.
+        if self.txn.is_none() {
+            self.txn = Some(self.shared.db.begin_read().map_err(redb::Error::from)?);
+        }
+        let t = self.txn.as_ref().expect("begun").open_table(index::IDS)?;
+        Ok(t.get(id)?.map(|g| g.value()))
+    }
 }
 
 pub(crate) fn spawn(state: WriterState) -> (mpsc::Sender<Request>, JoinHandle<()>) {
@@ -57,8 +83,7 @@ pub(crate) fn spawn(state: WriterState) -> (mpsc::Sender<Request>, JoinHandle<()
 
 fn run(mut st: WriterState, rx: mpsc::Receiver<Request>) {
     loop {
-        let first = match rx.recv_timeout(Duration::from_millis(limits::INDEX_DURABLE_INTERVAL_MS))
-        {
+        let first = match rx.recv_timeout(Duration::from_millis(limits::INDEX_FLUSH_INTERVAL_MS)) {
             Ok(r) => r,
             Err(mpsc::RecvTimeoutError::Timeout) => {
                 if !st.shared.poisoned.load(Ordering::Acquire) {
@@ -86,7 +111,13 @@ fn run(mut st: WriterState, rx: mpsc::Receiver<Request>) {
             }
             continue;
         }
-        match st.commit(&batch) {
+        let flush_asked = batch.iter().any(|r| r.events.is_empty());
+        match st.commit(&batch).and_then(|results| {
+            if flush_asked {
+                st.flush()?;
+            }
+            Ok(results)
+        }) {
             Ok(results) => {
                 for (r, res) in batch.into_iter().zip(results) {
                     let _ = r.reply.send(res);
@@ -119,6 +150,14 @@ enum Plan {
     Duplicate(u64, Hash),
 }
 
+/// Index entries of one batch, applied to [`Recent`] once the batch is durable.
+#[derive(Default)]
+struct Staged<'a> {
+    /// (seq, event id, message id, offset, first of its segment).
+    entries: Vec<(u64, &'a str, &'a str, u64, bool)>,
+    nodes: Vec<(u32, u64, Hash)>,
+}
+
 impl WriterState {
     /// Appends one batch. The outer error is fatal (poisons the writer); the inner
     /// per-request errors (conflicts) are answers.
@@ -130,128 +169,119 @@ impl WriterState {
         if self.segment_len >= limits::SEGMENT_BYTES_MAX {
             self.roll_segment()?;
         }
-        let mut txn = self.shared.db.begin_write()?;
-        let durable = self.last_durable_at.elapsed()
-            >= Duration::from_millis(limits::INDEX_DURABLE_INTERVAL_MS);
-        txn.set_durability(if durable {
-            Durability::Immediate
-        } else {
-            Durability::None
-        })?;
         let base = self.frontier.size();
         let mut results = Vec::with_capacity(batch.len());
         let mut buf = Vec::with_capacity(batch.iter().map(|r| r.events.len()).sum::<usize>() * 512);
-        {
-            let mut t = Tables::open(&txn)?;
-            let now = format_recorded_at(time::OffsetDateTime::now_utc());
-            let recorded_at = if now < self.last_recorded_at {
-                self.last_recorded_at.clone()
-            } else {
-                now
+        let mut staged = Staged::default();
+        let now = format_recorded_at(time::OffsetDateTime::now_utc());
+        let recorded_at = if now < self.last_recorded_at {
+            self.last_recorded_at.clone()
+        } else {
+            now
+        };
+        // Events appended in this batch, by id: (seq, entry hash, event bytes).
+        let mut fresh: HashMap<&str, (u64, Hash, &[u8])> = HashMap::new();
+        let mut lookup = IdLookup::new(&self.shared);
+        for req in batch {
+            let plans = match self.plan(req, &mut lookup, &fresh, base) {
+                Ok(p) => p,
+                Err(e @ StoreError::Conflict { .. }) => {
+                    results.push(Err(e));
+                    continue;
+                }
+                Err(e) => return Err(e),
             };
-            // Events appended in this batch, by id: (seq, entry hash, event bytes).
-            let mut fresh: HashMap<&str, (u64, Hash, &[u8])> = HashMap::new();
-            let mut node_err = None;
-            for req in batch {
-                let plans = match self.plan(req, &t, &fresh, base) {
-                    Ok(p) => p,
-                    Err(e @ StoreError::Conflict { .. }) => {
-                        results.push(Err(e));
-                        continue;
-                    }
-                    Err(e) => return Err(e),
-                };
-                let mut receipts = Vec::with_capacity(req.events.len());
-                for (ev, plan) in req.events.iter().zip(plans) {
-                    if let Plan::Duplicate(seq, hash) = plan {
-                        receipts.push(Receipt {
-                            seq,
-                            hash,
-                            duplicate: true,
-                        });
-                        continue;
-                    }
-                    if let Some(&(seq, hash, _)) = fresh.get(ev.id()) {
-                        receipts.push(Receipt {
-                            seq,
-                            hash,
-                            duplicate: true,
-                        });
-                        continue;
-                    }
-                    let seq = self.frontier.size();
-                    let offset = self.segment_len + buf.len() as u64;
-                    let start = buf.len() + 8;
-                    buf.extend_from_slice(&[0; 8]);
-                    entry::write_entry(
-                        &mut buf,
-                        seq,
-                        &self.prev,
-                        &recorded_at,
-                        ev.canonical_bytes(),
-                    );
-                    let bytes = &buf[start..];
-                    debug_assert!(bytes.len() <= limits::ENTRY_BYTES_MAX);
-                    let len = (bytes.len() as u32).to_le_bytes();
-                    let crc = crc32c::crc32c(bytes).to_le_bytes();
-                    let hash = alg.leaf(bytes);
-                    buf[start - 8..start - 4].copy_from_slice(&len);
-                    buf[start - 4..start].copy_from_slice(&crc);
-                    t.index_entry(
-                        seq,
-                        ev.id(),
-                        ev.message(),
-                        offset,
-                        seq == self.segment_first,
-                    )?;
-                    self.frontier.push(hash, |l, i, h| {
-                        if let Err(e) = t.node(l, i, h) {
-                            node_err.get_or_insert(e);
-                        }
-                    });
-                    if let Some(e) = node_err.take() {
-                        return Err(e);
-                    }
-                    self.prev = hash;
-                    fresh.insert(ev.id(), (seq, hash, ev.canonical_bytes()));
+            let mut receipts = Vec::with_capacity(req.events.len());
+            for (ev, plan) in req.events.iter().zip(plans) {
+                if let Plan::Duplicate(seq, hash) = plan {
                     receipts.push(Receipt {
                         seq,
                         hash,
-                        duplicate: false,
+                        duplicate: true,
                     });
+                    continue;
                 }
-                results.push(Ok(receipts));
+                if let Some(&(seq, hash, _)) = fresh.get(ev.id()) {
+                    receipts.push(Receipt {
+                        seq,
+                        hash,
+                        duplicate: true,
+                    });
+                    continue;
+                }
+                let seq = self.frontier.size();
+                let offset = self.segment_len + buf.len() as u64;
+                let start = buf.len() + 8;
+                buf.extend_from_slice(&[0; 8]);
+                entry::write_entry(
+                    &mut buf,
+                    seq,
+                    &self.prev,
+                    &recorded_at,
+                    ev.canonical_bytes(),
+                );
+                let bytes = &buf[start..];
+                debug_assert!(bytes.len() <= limits::ENTRY_BYTES_MAX);
+                let len = (bytes.len() as u32).to_le_bytes();
+                let crc = crc32c::crc32c(bytes).to_le_bytes();
+                let hash = alg.leaf(bytes);
+                buf[start - 8..start - 4].copy_from_slice(&len);
+                buf[start - 4..start].copy_from_slice(&crc);
+                staged.entries.push((
+                    seq,
+                    ev.id(),
+                    ev.message(),
+                    offset,
+                    seq == self.segment_first,
+                ));
+                self.frontier
+                    .push(hash, |l, i, h| staged.nodes.push((l, i, *h)));
+                self.prev = hash;
+                fresh.insert(ev.id(), (seq, hash, ev.canonical_bytes()));
+                receipts.push(Receipt {
+                    seq,
+                    hash,
+                    duplicate: false,
+                });
             }
-            self.last_recorded_at = recorded_at;
-            let size = self.frontier.size();
-            if size > base {
-                self.segment
-                    .write_all(&buf)
-                    .and_then(|_| self.segment.sync_data())
-                    .map_err(StoreError::io("append to the log"))?;
-                self.segment_len += buf.len() as u64;
-                t.meta.insert(index::COVERED, size)?;
-            }
-            // Sign when the writer is about to fall idle, or at least every interval.
-            let idle = self.shared.pending.load(Ordering::Acquire) == 0;
-            let due = self.last_checkpoint_at.elapsed()
-                >= Duration::from_millis(limits::CHECKPOINT_INTERVAL_MS);
-            if size > self.latest_checkpoint && (idle || due) {
-                self.sign(&mut t, size)?;
-            }
-            if durable {
-                self.checkpoints
-                    .sync_data()
-                    .map_err(StoreError::io("fsync checkpoints.log"))?;
-            }
+            results.push(Ok(receipts));
         }
-        txn.commit()?;
-        if durable {
-            self.last_durable_at = Instant::now();
+        drop(lookup);
+        self.last_recorded_at = recorded_at;
+        let size = self.frontier.size();
+        if size > base {
+            self.segment
+                .write_all(&buf)
+                .and_then(|_| self.segment.sync_data())
+                .map_err(StoreError::io("append to the log"))?;
+            self.segment_len += buf.len() as u64;
+            self.shared.log_syncs.fetch_add(1, Ordering::Relaxed);
+            // Durable: now readers may see it, through the in-memory index first.
+            let mut recent = self.shared.recent.write().expect("lock");
+            for &(seq, id, message, offset, first) in &staged.entries {
+                recent.index_entry(seq, id, message, offset, first);
+            }
+            for (l, i, h) in &staged.nodes {
+                recent.node(*l, *i, h);
+            }
+            recent.covered = Some(size);
+            drop(recent);
+            self.shared.size.store(size, Ordering::Release);
         }
-        self.shared
-            .size
-            .store(self.frontier.size(), Ordering::Release);
+        // Sign when the writer is about to fall idle, or at least every interval.
+        let idle = self.shared.pending.load(Ordering::Acquire) == 0;
+        let due = self.last_checkpoint_at.elapsed()
+            >= Duration::from_millis(limits::CHECKPOINT_INTERVAL_MS);
+        if size > self.latest_checkpoint && (idle || due) {
+            self.sign(size)?;
+        }
+        let held = self.shared.recent.read().expect("lock").entries;
+        if held >= limits::INDEX_FLUSH_ENTRIES
+            || self.last_flush_at.elapsed()
+                >= Duration::from_millis(limits::INDEX_FLUSH_INTERVAL_MS)
+        {
+            self.flush()?;
+        }
         Ok(results)
     }
 
@@ -260,7 +290,7 @@ impl WriterState {
     fn plan(
         &self,
         req: &Request,
-        t: &Tables<'_>,
+        lookup: &mut IdLookup<'_>,
         fresh: &HashMap<&str, (u64, Hash, &[u8])>,
         base: u64,
     ) -> Result<Vec<Plan>, StoreError> {
@@ -287,7 +317,7 @@ impl WriterState {
                 plans.push(Plan::New);
                 continue;
             }
-            match t.ids.get(ev.id())?.map(|g| g.value()) {
+            match lookup.seq(ev.id())? {
                 Some(seq) => {
                     let mut stored = None;
                     scan_entries(&self.shared, seq, seq + 1, &mut |_, _, b| {
@@ -315,7 +345,7 @@ impl WriterState {
         Ok(plans)
     }
 
-    fn sign(&mut self, t: &mut Tables<'_>, size: u64) -> Result<(), StoreError> {
+    fn sign(&mut self, size: u64) -> Result<(), StoreError> {
         let cp = Checkpoint {
             origin: self.shared.info.origin.clone(),
             size,
@@ -325,53 +355,61 @@ impl WriterState {
         let mut frame = Vec::with_capacity(note.len() + 8);
         segment::encode_frame(&mut frame, note.as_bytes());
         // Not fsynced here: a checkpoint lost in a crash is re-signed identically at
-        // the next open (Ed25519 signatures are deterministic).
+        // the next open (Ed25519 signatures are deterministic). It is fsynced before
+        // the index on disk refers to it (`flush`).
         self.checkpoints
             .write_all(&frame)
             .map_err(StoreError::io("append to checkpoints.log"))?;
         self.checkpoints_len += frame.len() as u64;
-        t.checkpoints.insert(size, note.as_str())?;
-        t.meta
-            .insert(index::CHECKPOINTS_OFFSET, self.checkpoints_len)?;
+        let mut recent = self.shared.recent.write().expect("lock");
+        recent.checkpoints.insert(size, note);
+        recent.checkpoints_offset = Some(self.checkpoints_len);
+        drop(recent);
         self.latest_checkpoint = size;
         self.last_checkpoint_at = Instant::now();
         Ok(())
     }
 
-    /// Signs the current size if the newest checkpoint is older, and commits the
-    /// index durably: at open (after recovery) and at shutdown.
-    pub(crate) fn sign_if_behind(&mut self) -> Result<(), StoreError> {
-        let mut txn = self.shared.db.begin_write()?;
-        txn.set_durability(Durability::Immediate)?;
-        {
-            let mut t = Tables::open(&txn)?;
-            let size = self.frontier.size();
-            if size > self.latest_checkpoint {
-                self.sign(&mut t, size)?;
-            }
-            self.checkpoints
-                .sync_data()
-                .map_err(StoreError::io("fsync checkpoints.log"))?;
-        }
-        txn.commit()?;
-        self.last_durable_at = Instant::now();
-        Ok(())
-    }
-
-    /// No requests for a while: make the index durable.
-    fn idle(&mut self) -> Result<(), StoreError> {
-        if self.last_durable_at.elapsed() < Duration::from_millis(limits::INDEX_DURABLE_INTERVAL_MS)
-        {
+    /// Moves the in-memory index entries into redb, durably, in one transaction.
+    /// `checkpoints.log` is fsynced first, so the index never refers to a checkpoint
+    /// a crash could lose.
+    pub(crate) fn flush(&mut self) -> Result<(), StoreError> {
+        self.last_flush_at = Instant::now();
+        if self.shared.recent.read().expect("lock").is_empty() {
             return Ok(());
         }
         self.checkpoints
             .sync_data()
             .map_err(StoreError::io("fsync checkpoints.log"))?;
-        let txn = self.shared.db.begin_write()?;
-        txn.open_table(index::META)?.get(index::COVERED)?;
+        let mut txn = self.shared.db.begin_write()?;
+        txn.set_durability(Durability::Immediate)?;
+        {
+            let mut t = Tables::open(&txn)?;
+            // Only this thread changes `recent`, so what is read here is what is
+            // cleared below.
+            self.shared.recent.read().expect("lock").write_to(&mut t)?;
+        }
+        // Commit and clear under the write lock: a reader sees each entry either in
+        // memory or in a read transaction begun after the commit, never in neither.
+        let mut recent = self.shared.recent.write().expect("lock");
         txn.commit()?;
-        self.last_durable_at = Instant::now();
+        *recent = Recent::default();
         Ok(())
+    }
+
+    /// Signs the current size if the newest checkpoint is older, and flushes the
+    /// index: at open (after recovery) and at shutdown.
+    pub(crate) fn sign_if_behind(&mut self) -> Result<(), StoreError> {
+        let size = self.frontier.size();
+        if size > self.latest_checkpoint {
+            self.sign(size)?;
+        }
+        self.flush()
+    }
+
+    /// No requests for a while: flush the index.
+    fn idle(&mut self) -> Result<(), StoreError> {
+        self.flush()
     }
 
     /// Seals the current segment and starts the next, named by the next seq. The new

@@ -182,3 +182,60 @@ fn a_damaged_acknowledged_entry_is_reported_and_nothing_is_cut() {
     assert!(err.to_string().contains("refusing to cut"), "{err}");
     assert_eq!(std::fs::read(&seg).unwrap(), bytes, "nothing was changed");
 }
+
+#[test]
+fn readers_see_every_acknowledged_entry_across_index_flushes() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let (_d, s) = new_store(HashAlg::Sha256);
+    let alg = s.info().hash;
+    let done = AtomicBool::new(false);
+    std::thread::scope(|scope| {
+        // A reader that keeps proving the newest entry against the newest checkpoint
+        // while the index moves from memory to disk underneath it.
+        scope.spawn(|| {
+            while !done.load(Ordering::Acquire) {
+                let size = s.size();
+                if size > 0 {
+                    s.inclusion_proof(size - 1, size)
+                        .unwrap()
+                        .verify(alg)
+                        .unwrap();
+                    let cp = s.latest_checkpoint().unwrap();
+                    let parsed = s.verifier_key().verify(&cp.note).unwrap();
+                    assert_eq!(parsed.root, s.root(parsed.size).unwrap());
+                }
+            }
+        });
+        for round in 0..40 {
+            let batch: Vec<Event> = (0..50)
+                .map(|i| {
+                    event(
+                        &format!("r{round}-{i}"),
+                        &format!("M{}", i % 7),
+                        "delivered",
+                    )
+                })
+                .collect();
+            let receipts = s.append(batch).unwrap();
+            for (i, r) in receipts.iter().enumerate() {
+                assert_eq!(s.event_seq(&format!("r{round}-{i}")).unwrap(), Some(r.seq));
+                assert!(
+                    s.message_seqs(&format!("M{}", i % 7))
+                        .unwrap()
+                        .contains(&r.seq)
+                );
+            }
+            if round % 5 == 4 {
+                // Forces a flush of the in-memory index.
+                s.index_digest().unwrap();
+            }
+        }
+        done.store(true, Ordering::Release);
+    });
+    assert_eq!(s.size(), 2000);
+    assert_eq!(s.message_seqs("M3").unwrap().len(), 40 * 7);
+    assert_eq!(
+        s.checkpoints(0, usize::MAX).unwrap().last().unwrap().size,
+        2000
+    );
+}

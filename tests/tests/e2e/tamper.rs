@@ -243,3 +243,24 @@ fn a_repeated_event_id_is_caught_when_asked_for() {
         "{out}"
     );
 }
+
+#[test]
+fn an_invalid_event_in_a_valid_chain_is_caught_by_deep() {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = make(tmp.path());
+    let key =
+        SigningKey::from_secret_string(&std::fs::read_to_string(d.join("signing.key")).unwrap())
+            .unwrap();
+    // Chained and signed, but entry 20's reporter has a wrong check digit: a writer
+    // that skipped validation would leave this.
+    rewrite_events_from(&d, 20, &key, |i, ev| {
+        if i == 20 {
+            ev.replacen("974760673", "974760674", 1)
+        } else {
+            ev.to_string()
+        }
+    });
+    assert!(ledger_ok(&d, &["verify"]).starts_with("OK"));
+    let out = verify_fails(&d, &["--deep"]);
+    assert!(out.contains("20") && out.contains("check digit"), "{out}");
+}

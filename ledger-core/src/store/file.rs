@@ -20,7 +20,7 @@ use std::thread::JoinHandle;
 
 use redb::{Database, ReadableDatabase, ReadableTable};
 
-use super::index::{self, NODE_LEVEL_MIN, OFFSET_STRIDE, Recent, Tables};
+use super::index::{self, InMemory, NODE_LEVEL_MIN, OFFSET_STRIDE, Tables};
 use super::writer::{self, Request, WriterState};
 use super::{LedgerInfo, Receipt, SignedCheckpoint, Store, StoreError};
 use crate::checkpoint::{Checkpoint, SigningKey, VerifierKey, check_origin};
@@ -111,18 +111,18 @@ pub(crate) struct Shared {
     pub log_syncs: AtomicU64,
     /// Index entries of the newest appends, not yet flushed to `db`. A reader takes
     /// this lock, then begins its read transaction, then looks here first.
-    pub recent: RwLock<Recent>,
+    pub recent: RwLock<InMemory>,
 }
 
 impl Shared {
     /// A consistent view of the index: the in-memory part and a redb snapshot. The
     /// lock is taken before the transaction begins, so an entry the writer flushes
-    /// meanwhile is in one of the two (see `writer::flush`).
+    /// meanwhile is in one of the two (see `writer::write_generation`).
     pub(crate) fn read_view(
         &self,
     ) -> Result<
         (
-            std::sync::RwLockReadGuard<'_, Recent>,
+            std::sync::RwLockReadGuard<'_, InMemory>,
             redb::ReadTransaction,
         ),
         StoreError,
@@ -323,7 +323,7 @@ impl FileStore {
             poisoned: AtomicBool::new(false),
             pending: AtomicUsize::new(0),
             log_syncs: AtomicU64::new(0),
-            recent: RwLock::new(Recent::default()),
+            recent: RwLock::new(InMemory::default()),
         });
 
         // Last entry: the chain continues from its hash and its clock.
@@ -345,6 +345,9 @@ impl FileStore {
         let ck_file = OpenOptions::new()
             .append(true)
             .open(&ck_path)
+            .map_err(StoreError::io(format!("open {}", ck_path.display())))?;
+        let ck_file_for_flusher = ck_file
+            .try_clone()
             .map_err(StoreError::io(format!("open {}", ck_path.display())))?;
         let seg_path = shared
             .segments
@@ -376,6 +379,7 @@ impl FileStore {
             latest_checkpoint: latest_ck,
             last_checkpoint_at: std::time::Instant::now(),
             last_flush_at: std::time::Instant::now(),
+            flusher: writer::Flusher::spawn(shared.clone(), ck_file_for_flusher),
         };
         if state.latest_checkpoint < size {
             state.sign_if_behind()?;
@@ -740,7 +744,7 @@ fn start_point(shared: &Shared, first: u64, seq: u64) -> Result<(u64, u64), Stor
         return Ok((first, HEADER_BYTES));
     }
     let (recent, txn) = shared.read_view()?;
-    if let Some(&o) = recent.offsets.get(&stride) {
+    if let Some(o) = recent.offset(stride) {
         return Ok((stride, o));
     }
     let offsets = txn.open_table(index::OFFSETS)?;
@@ -910,9 +914,7 @@ impl Store for FileStore {
             out.push(v?.value());
         }
         // Flushed seqs all precede those still in memory.
-        if let Some(more) = recent.messages.get(message) {
-            out.extend_from_slice(more);
-        }
+        recent.message_seqs(message, &mut out);
         out.retain(|&s| s < size);
         Ok(out)
     }
@@ -920,7 +922,7 @@ impl Store for FileStore {
     fn event_seq(&self, id: &str) -> Result<Option<u64>, StoreError> {
         let size = self.size();
         let (recent, txn) = self.shared.read_view()?;
-        if let Some(&s) = recent.ids.get(id) {
+        if let Some(s) = recent.id(id) {
             return Ok(Some(s).filter(|&s| s < size));
         }
         let t = txn.open_table(index::IDS)?;
@@ -931,8 +933,8 @@ impl Store for FileStore {
         self.check_size((index + 1) << level)?;
         if level >= NODE_LEVEL_MIN {
             let (recent, txn) = self.shared.read_view()?;
-            if let Some(h) = recent.nodes.get(&index::node_key(level, index)) {
-                return Ok(*h);
+            if let Some(h) = recent.node(index::node_key(level, index)) {
+                return Ok(h);
             }
             let t = txn.open_table(index::NODES)?;
             return t
@@ -947,7 +949,7 @@ impl Store for FileStore {
 
     fn latest_checkpoint(&self) -> Result<SignedCheckpoint, StoreError> {
         let (recent, txn) = self.shared.read_view()?;
-        if let Some((&size, note)) = recent.checkpoints.last_key_value() {
+        if let Some((size, note)) = recent.checkpoints(0).pop() {
             return Ok(SignedCheckpoint {
                 size,
                 note: note.clone(),
@@ -979,7 +981,7 @@ impl Store for FileStore {
             });
         }
         // Flushed checkpoints all precede those still in memory.
-        for (&size, note) in recent.checkpoints.range(from_size..) {
+        for (size, note) in recent.checkpoints(from_size) {
             if out.len() >= limit {
                 break;
             }

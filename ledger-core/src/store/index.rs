@@ -192,6 +192,52 @@ impl Recent {
     }
 }
 
+/// The in-memory part of the index: what the writer adds to now, and what the
+/// flusher is writing to redb (older). Readers ask here before redb, under the lock
+/// that the flusher takes to commit and drop `flushing`, so an entry is always in
+/// one of the two places they look.
+#[derive(Default)]
+pub(crate) struct InMemory {
+    pub active: Recent,
+    pub flushing: Option<std::sync::Arc<Recent>>,
+}
+
+impl InMemory {
+    fn gens(&self) -> impl Iterator<Item = &Recent> {
+        std::iter::once(&self.active).chain(self.flushing.as_deref())
+    }
+
+    pub(crate) fn id(&self, id: &str) -> Option<u64> {
+        self.gens().find_map(|r| r.ids.get(id).copied())
+    }
+
+    /// Seqs of a message held in memory, in order (all after those in redb).
+    pub(crate) fn message_seqs(&self, message: &str, out: &mut Vec<u64>) {
+        for r in self.flushing.as_deref().into_iter().chain([&self.active]) {
+            if let Some(v) = r.messages.get(message) {
+                out.extend_from_slice(v);
+            }
+        }
+    }
+
+    pub(crate) fn offset(&self, seq: u64) -> Option<u64> {
+        self.gens().find_map(|r| r.offsets.get(&seq).copied())
+    }
+
+    pub(crate) fn node(&self, key: u64) -> Option<Hash> {
+        self.gens().find_map(|r| r.nodes.get(&key).copied())
+    }
+
+    /// Checkpoints held in memory from `from_size` on, in order (all after redb's).
+    pub(crate) fn checkpoints(&self, from_size: u64) -> Vec<(u64, &String)> {
+        let mut out: Vec<(u64, &String)> = Vec::new();
+        for r in self.flushing.as_deref().into_iter().chain([&self.active]) {
+            out.extend(r.checkpoints.range(from_size..).map(|(k, v)| (*k, v)));
+        }
+        out
+    }
+}
+
 /// A digest over every table's contents, in a fixed order: equal digests mean equal
 /// indexes, whatever the files' bytes (`ledger reindex` compares them).
 pub(crate) fn digest(db: &redb::Database) -> Result<Hash, StoreError> {

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use redb::{Durability, ReadableDatabase};
 
 use super::file::{Segment, Shared, log_dir, scan_entries, sync_dir};
-use super::index::{self, Recent, Tables};
+use super::index::{self, InMemory, Recent, Tables};
 use super::{Receipt, StoreError};
 use crate::checkpoint::{Checkpoint, SigningKey};
 use crate::entry::{self, format_recorded_at};
@@ -44,30 +44,129 @@ pub(crate) struct WriterState {
     pub latest_checkpoint: u64,
     pub last_checkpoint_at: Instant,
     pub last_flush_at: Instant,
+    /// The flusher thread: takes frozen generations of the in-memory index and
+    /// answers when each is in redb.
+    pub flusher: Flusher,
 }
 
-/// Looks event ids up in the in-memory index, then in redb (one read transaction
-/// for a whole batch, begun on first need).
+/// The writer's end of the flusher thread.
+pub(crate) struct Flusher {
+    tx: Option<mpsc::Sender<Arc<Recent>>>,
+    done: mpsc::Receiver<Result<(), StoreError>>,
+    in_flight: bool,
+    handle: Option<JoinHandle<()>>,
+}
+
+impl Flusher {
+    /// Starts the flusher. `checkpoints` is a handle to `checkpoints.log`, fsynced
+    /// before each generation is committed.
+    pub(crate) fn spawn(shared: Arc<Shared>, checkpoints: File) -> Flusher {
+        let (tx, rx) = mpsc::channel::<Arc<Recent>>();
+        let (done_tx, done) = mpsc::channel();
+        let handle = std::thread::Builder::new()
+            .name("ledger-index-flusher".into())
+            .spawn(move || {
+                for generation in rx {
+                    let r = write_generation(&shared, &checkpoints, &generation);
+                    if done_tx.send(r).is_err() {
+                        break;
+                    }
+                }
+            })
+            .expect("spawn the index flusher thread");
+        Flusher {
+            tx: Some(tx),
+            done,
+            in_flight: false,
+            handle: Some(handle),
+        }
+    }
+
+    /// Waits for the flush in flight, if any, and returns its outcome.
+    fn wait(&mut self) -> Result<(), StoreError> {
+        if !self.in_flight {
+            return Ok(());
+        }
+        self.in_flight = false;
+        self.done.recv().unwrap_or_else(|_| {
+            Err(StoreError::Io {
+                context: "flush the index".into(),
+                source: std::io::Error::other("the index flusher thread stopped"),
+            })
+        })
+    }
+
+    /// Whether the flush in flight has finished (collecting its outcome).
+    fn poll(&mut self) -> Result<bool, StoreError> {
+        if !self.in_flight {
+            return Ok(true);
+        }
+        match self.done.try_recv() {
+            Ok(r) => {
+                self.in_flight = false;
+                r.map(|_| true)
+            }
+            Err(mpsc::TryRecvError::Empty) => Ok(false),
+            Err(mpsc::TryRecvError::Disconnected) => self.wait().map(|_| true),
+        }
+    }
+}
+
+impl Drop for Flusher {
+    fn drop(&mut self) {
+        self.tx.take();
+        if let Some(h) = self.handle.take() {
+            let _ = h.join();
+        }
+    }
+}
+
+/// Writes one frozen generation of the in-memory index to redb, durably, and drops
+/// it from memory. `checkpoints.log` is fsynced first, so the index on disk never
+/// refers to a checkpoint that a crash could lose.
+fn write_generation(
+    shared: &Shared,
+    checkpoints: &File,
+    generation: &Recent,
+) -> Result<(), StoreError> {
+    checkpoints
+        .sync_data()
+        .map_err(StoreError::io("fsync checkpoints.log"))?;
+    let mut txn = shared.db.begin_write()?;
+    txn.set_durability(Durability::Immediate)?;
+    {
+        let mut t = Tables::open(&txn)?;
+        generation.write_to(&mut t)?;
+    }
+    // Commit and drop under the write lock: a reader sees each entry either in
+    // memory or in a read transaction begun after the commit, never in neither.
+    let mut memory = shared.recent.write().expect("lock");
+    txn.commit()?;
+    memory.flushing = None;
+    Ok(())
+}
+
+/// Looks event ids up in the in-memory index, then in redb. It holds the in-memory
+/// index's read lock, and begins its transaction under it, so that the flusher
+/// cannot move an entry from one to the other between the two looks. Drop it before
+/// anything else takes that lock.
 struct IdLookup<'a> {
-    shared: &'a Shared,
-    txn: Option<redb::ReadTransaction>,
+    memory: std::sync::RwLockReadGuard<'a, InMemory>,
+    txn: redb::ReadTransaction,
 }
 
 impl<'a> IdLookup<'a> {
-    fn new(shared: &'a Shared) -> Self {
-        IdLookup { shared, txn: None }
+    fn new(shared: &'a Shared) -> Result<Self, StoreError> {
+        let memory = shared.recent.read().expect("lock");
+        let txn = shared.db.begin_read().map_err(redb::Error::from)?;
+        Ok(IdLookup { memory, txn })
     }
 
-    fn seq(&mut self, id: &str) -> Result<Option<u64>, StoreError> {
-        if let Some(&s) = self.shared.recent.read().expect("lock").ids.get(id) {
+    fn seq(&self, id: &str) -> Result<Option<u64>, StoreError> {
+        if let Some(s) = self.memory.id(id) {
             return Ok(Some(s));
         }
-        // The writer is the only one that flushes, so nothing can move from memory
-        // to redb between the two looks.
-        if self.txn.is_none() {
-            self.txn = Some(self.shared.db.begin_read().map_err(redb::Error::from)?);
-        }
-        let t = self.txn.as_ref().expect("begun").open_table(index::IDS)?;
+        let t = self.txn.open_table(index::IDS)?;
         Ok(t.get(id)?.map(|g| g.value()))
     }
 }
@@ -181,9 +280,8 @@ impl WriterState {
         };
         // Events appended in this batch, by id: (seq, entry hash, event bytes).
         let mut fresh: HashMap<&str, (u64, Hash, &[u8])> = HashMap::new();
-        let mut lookup = IdLookup::new(&self.shared);
         for req in batch {
-            let plans = match self.plan(req, &mut lookup, &fresh, base) {
+            let plans = match self.plan(req, &fresh, base) {
                 Ok(p) => p,
                 Err(e @ StoreError::Conflict { .. }) => {
                     results.push(Err(e));
@@ -246,7 +344,6 @@ impl WriterState {
             }
             results.push(Ok(receipts));
         }
-        drop(lookup);
         self.last_recorded_at = recorded_at;
         let size = self.frontier.size();
         if size > base {
@@ -257,7 +354,8 @@ impl WriterState {
             self.segment_len += buf.len() as u64;
             self.shared.log_syncs.fetch_add(1, Ordering::Relaxed);
             // Durable: now readers may see it, through the in-memory index first.
-            let mut recent = self.shared.recent.write().expect("lock");
+            let mut memory = self.shared.recent.write().expect("lock");
+            let recent = &mut memory.active;
             for &(seq, id, message, offset, first) in &staged.entries {
                 recent.index_entry(seq, id, message, offset, first);
             }
@@ -265,7 +363,7 @@ impl WriterState {
                 recent.node(*l, *i, h);
             }
             recent.covered = Some(size);
-            drop(recent);
+            drop(memory);
             self.shared.size.store(size, Ordering::Release);
         }
         // Sign when the writer is about to fall idle, or at least every interval.
@@ -275,13 +373,7 @@ impl WriterState {
         if size > self.latest_checkpoint && (idle || due) {
             self.sign(size)?;
         }
-        let held = self.shared.recent.read().expect("lock").entries;
-        if held >= limits::INDEX_FLUSH_ENTRIES
-            || self.last_flush_at.elapsed()
-                >= Duration::from_millis(limits::INDEX_FLUSH_INTERVAL_MS)
-        {
-            self.flush()?;
-        }
+        self.flush_if_due()?;
         Ok(results)
     }
 
@@ -290,57 +382,67 @@ impl WriterState {
     fn plan(
         &self,
         req: &Request,
-        lookup: &mut IdLookup<'_>,
         fresh: &HashMap<&str, (u64, Hash, &[u8])>,
         base: u64,
     ) -> Result<Vec<Plan>, StoreError> {
         let mut plans = Vec::with_capacity(req.events.len());
         let mut mine: HashMap<&str, &[u8]> = HashMap::new();
-        for ev in &req.events {
-            if let Some(&(seq, _, bytes)) = fresh.get(ev.id()) {
-                if bytes != ev.canonical_bytes() {
-                    return Err(StoreError::Conflict {
-                        id: ev.id().to_string(),
-                        seq,
-                    });
-                }
-                plans.push(Plan::New); // resolved to the fresh receipt when appending
-                continue;
-            }
-            if let Some(bytes) = mine.get(ev.id()) {
-                if *bytes != ev.canonical_bytes() {
-                    return Err(StoreError::Conflict {
-                        id: ev.id().to_string(),
-                        seq: base,
-                    });
-                }
-                plans.push(Plan::New);
-                continue;
-            }
-            match lookup.seq(ev.id())? {
-                Some(seq) => {
-                    let mut stored = None;
-                    scan_entries(&self.shared, seq, seq + 1, &mut |_, _, b| {
-                        stored = Some(b.to_vec());
-                        Ok(())
-                    })?;
-                    let stored = stored
-                        .ok_or_else(|| StoreError::Corrupt(format!("entry {seq} is missing")))?;
-                    let p = entry::parse_entry(&stored)
-                        .map_err(|e| StoreError::Corrupt(format!("entry {seq}: {e}")))?;
-                    if p.event.as_bytes() != ev.canonical_bytes() {
+        // First the lookups, under the index lock; then, without it, the reads of
+        // stored entries that a recorded id needs.
+        let mut recorded: Vec<(usize, u64)> = Vec::new();
+        {
+            let lookup = IdLookup::new(&self.shared)?;
+            for (i, ev) in req.events.iter().enumerate() {
+                if let Some(&(seq, _, bytes)) = fresh.get(ev.id()) {
+                    if bytes != ev.canonical_bytes() {
                         return Err(StoreError::Conflict {
                             id: ev.id().to_string(),
                             seq,
                         });
                     }
-                    plans.push(Plan::Duplicate(seq, self.shared.info.hash.leaf(&stored)));
+                    plans.push(Plan::New); // resolved to the fresh receipt when appending
+                    continue;
                 }
-                None => {
-                    mine.insert(ev.id(), ev.canonical_bytes());
+                if let Some(bytes) = mine.get(ev.id()) {
+                    if *bytes != ev.canonical_bytes() {
+                        return Err(StoreError::Conflict {
+                            id: ev.id().to_string(),
+                            seq: base,
+                        });
+                    }
                     plans.push(Plan::New);
+                    continue;
+                }
+                match lookup.seq(ev.id())? {
+                    Some(seq) => {
+                        recorded.push((i, seq));
+                        plans.push(Plan::New); // replaced below
+                    }
+                    None => {
+                        mine.insert(ev.id(), ev.canonical_bytes());
+                        plans.push(Plan::New);
+                    }
                 }
             }
+        }
+        for (i, seq) in recorded {
+            let ev = &req.events[i];
+            let mut stored = None;
+            scan_entries(&self.shared, seq, seq + 1, &mut |_, _, b| {
+                stored = Some(b.to_vec());
+                Ok(())
+            })?;
+            let stored =
+                stored.ok_or_else(|| StoreError::Corrupt(format!("entry {seq} is missing")))?;
+            let p = entry::parse_entry(&stored)
+                .map_err(|e| StoreError::Corrupt(format!("entry {seq}: {e}")))?;
+            if p.event.as_bytes() != ev.canonical_bytes() {
+                return Err(StoreError::Conflict {
+                    id: ev.id().to_string(),
+                    seq,
+                });
+            }
+            plans[i] = Plan::Duplicate(seq, self.shared.info.hash.leaf(&stored));
         }
         Ok(plans)
     }
@@ -361,40 +463,66 @@ impl WriterState {
             .write_all(&frame)
             .map_err(StoreError::io("append to checkpoints.log"))?;
         self.checkpoints_len += frame.len() as u64;
-        let mut recent = self.shared.recent.write().expect("lock");
-        recent.checkpoints.insert(size, note);
-        recent.checkpoints_offset = Some(self.checkpoints_len);
-        drop(recent);
+        let mut memory = self.shared.recent.write().expect("lock");
+        memory.active.checkpoints.insert(size, note);
+        memory.active.checkpoints_offset = Some(self.checkpoints_len);
+        drop(memory);
         self.latest_checkpoint = size;
         self.last_checkpoint_at = Instant::now();
         Ok(())
     }
 
-    /// Moves the in-memory index entries into redb, durably, in one transaction.
-    /// `checkpoints.log` is fsynced first, so the index never refers to a checkpoint
-    /// a crash could lose.
-    pub(crate) fn flush(&mut self) -> Result<(), StoreError> {
-        self.last_flush_at = Instant::now();
-        if self.shared.recent.read().expect("lock").is_empty() {
-            return Ok(());
+    /// Hands the in-memory index to the flusher when it holds enough or is old
+    /// enough, and the previous flush has finished. If the flusher falls far behind,
+    /// waits for it, so memory stays bounded.
+    fn flush_if_due(&mut self) -> Result<(), StoreError> {
+        let held = self.shared.recent.read().expect("lock").active.entries;
+        let finished = if held >= 4 * limits::INDEX_FLUSH_ENTRIES {
+            self.flusher.wait()?;
+            true
+        } else {
+            self.flusher.poll()?
+        };
+        let due = held >= limits::INDEX_FLUSH_ENTRIES
+            || self.last_flush_at.elapsed()
+                >= Duration::from_millis(limits::INDEX_FLUSH_INTERVAL_MS);
+        if finished && due {
+            if let Some(generation) = self.freeze() {
+                let tx = self
+                    .flusher
+                    .tx
+                    .as_ref()
+                    .expect("the flusher runs while the writer does");
+                tx.send(generation).map_err(|_| StoreError::Io {
+                    context: "flush the index".into(),
+                    source: std::io::Error::other("the index flusher thread stopped"),
+                })?;
+                self.flusher.in_flight = true;
+            }
         }
-        self.checkpoints
-            .sync_data()
-            .map_err(StoreError::io("fsync checkpoints.log"))?;
-        let mut txn = self.shared.db.begin_write()?;
-        txn.set_durability(Durability::Immediate)?;
-        {
-            let mut t = Tables::open(&txn)?;
-            // Only this thread changes `recent`, so what is read here is what is
-            // cleared below.
-            self.shared.recent.read().expect("lock").write_to(&mut t)?;
-        }
-        // Commit and clear under the write lock: a reader sees each entry either in
-        // memory or in a read transaction begun after the commit, never in neither.
-        let mut recent = self.shared.recent.write().expect("lock");
-        txn.commit()?;
-        *recent = Recent::default();
         Ok(())
+    }
+
+    /// Moves the active in-memory index to `flushing`, if it holds anything.
+    fn freeze(&mut self) -> Option<Arc<Recent>> {
+        self.last_flush_at = Instant::now();
+        let mut memory = self.shared.recent.write().expect("lock");
+        if memory.active.is_empty() {
+            return None;
+        }
+        debug_assert!(memory.flushing.is_none());
+        let generation = Arc::new(std::mem::take(&mut memory.active));
+        memory.flushing = Some(generation.clone());
+        Some(generation)
+    }
+
+    /// Moves everything in memory into redb now, in this thread.
+    pub(crate) fn flush(&mut self) -> Result<(), StoreError> {
+        self.flusher.wait()?;
+        match self.freeze() {
+            Some(generation) => write_generation(&self.shared, &self.checkpoints, &generation),
+            None => Ok(()),
+        }
     }
 
     /// Signs the current size if the newest checkpoint is older, and flushes the

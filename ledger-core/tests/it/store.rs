@@ -189,7 +189,7 @@ fn readers_see_every_acknowledged_entry_across_index_flushes() {
     let (_d, s) = new_store(HashAlg::Sha256);
     let alg = s.info().hash;
     let done = AtomicBool::new(false);
-    std::thread::scope(|scope| {
+    let rounds: u64 = std::thread::scope(|scope| {
         // A reader that keeps proving the newest entry against the newest checkpoint
         // while the index moves from memory to disk underneath it.
         scope.spawn(|| {
@@ -206,7 +206,10 @@ fn readers_see_every_acknowledged_entry_across_index_flushes() {
                 }
             }
         });
-        for round in 0..40 {
+        // Long enough for the background flusher to run (every second) as well.
+        let start = std::time::Instant::now();
+        let mut round: u64 = 0;
+        while round < 40 || start.elapsed() < std::time::Duration::from_millis(2500) {
             let batch: Vec<Event> = (0..50)
                 .map(|i| {
                     event(
@@ -225,17 +228,19 @@ fn readers_see_every_acknowledged_entry_across_index_flushes() {
                         .contains(&r.seq)
                 );
             }
-            if round % 5 == 4 {
+            if round % 5 == 4 && round < 40 {
                 // Forces a flush of the in-memory index.
                 s.index_digest().unwrap();
             }
+            round += 1;
         }
         done.store(true, Ordering::Release);
+        round
     });
-    assert_eq!(s.size(), 2000);
-    assert_eq!(s.message_seqs("M3").unwrap().len(), 40 * 7);
+    assert_eq!(s.size(), 50 * rounds);
+    assert_eq!(s.message_seqs("M3").unwrap().len() as u64, 7 * rounds);
     assert_eq!(
         s.checkpoints(0, usize::MAX).unwrap().last().unwrap().size,
-        2000
+        50 * rounds
     );
 }

@@ -316,7 +316,7 @@ fn main() {
     let (vs_small, e_small, rss_small) = verify_in_child(&tenth);
     let (vs_big, e_big, rss_big) = verify_in_child(&big);
     println!(
-        "\n## verify (whole store: CRCs, entries re-validated, chain, Merkle roots, signatures)\n"
+        "\n## verify (whole store: CRCs, envelopes, chain, Merkle roots, signatures; not --deep)\n"
     );
     println!("| entries | seconds | entries/s | peak RSS |");
     println!("|---:|---:|---:|---:|");

@@ -486,19 +486,20 @@ impl WriterState {
         let due = held >= limits::INDEX_FLUSH_ENTRIES
             || self.last_flush_at.elapsed()
                 >= Duration::from_millis(limits::INDEX_FLUSH_INTERVAL_MS);
-        if finished && due {
-            if let Some(generation) = self.freeze() {
-                let tx = self
-                    .flusher
-                    .tx
-                    .as_ref()
-                    .expect("the flusher runs while the writer does");
-                tx.send(generation).map_err(|_| StoreError::Io {
-                    context: "flush the index".into(),
-                    source: std::io::Error::other("the index flusher thread stopped"),
-                })?;
-                self.flusher.in_flight = true;
-            }
+        if finished
+            && due
+            && let Some(generation) = self.freeze()
+        {
+            let tx = self
+                .flusher
+                .tx
+                .as_ref()
+                .expect("the flusher runs while the writer does");
+            tx.send(generation).map_err(|_| StoreError::Io {
+                context: "flush the index".into(),
+                source: std::io::Error::other("the index flusher thread stopped"),
+            })?;
+            self.flusher.in_flight = true;
         }
         Ok(())
     }

@@ -161,9 +161,11 @@ pub enum StoreError {
         /// Seq of the recorded event.
         seq: u64,
     },
-    /// The writer failed a write or fsync earlier and refuses further appends.
+    /// The writer failed a write, an fsync, a checkpoint or an index flush earlier and
+    /// refuses further appends.
     #[error(
-        "the store stopped accepting appends after a failed write or fsync; reopen it to recover"
+        "the store stopped accepting appends after a failed write, fsync, checkpoint or index \
+         flush; reopen it to recover"
     )]
     Poisoned,
     /// A seq, size or range outside the log.

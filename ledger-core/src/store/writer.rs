@@ -370,10 +370,19 @@ impl WriterState {
         let idle = self.shared.pending.load(Ordering::Acquire) == 0;
         let due = self.last_checkpoint_at.elapsed()
             >= Duration::from_millis(limits::CHECKPOINT_INTERVAL_MS);
-        if size > self.latest_checkpoint && (idle || due) {
-            self.sign(size)?;
+        // The batch is durable and its receipts are true whatever happens next: a
+        // failure to sign or to flush the index stops further appends (poison) but
+        // does not turn these answers into errors. Reopening recovers both from the
+        // log.
+        let after = if size > self.latest_checkpoint && (idle || due) {
+            self.sign(size)
+        } else {
+            Ok(())
         }
-        self.flush_if_due()?;
+        .and_then(|_| self.flush_if_due());
+        if after.is_err() {
+            self.shared.poisoned.store(true, Ordering::Release);
+        }
         Ok(results)
     }
 

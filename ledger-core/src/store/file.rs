@@ -20,7 +20,7 @@ use std::thread::JoinHandle;
 
 use redb::{Database, ReadableDatabase, ReadableTable};
 
-use super::index::{self, InMemory, NODE_LEVEL_MIN, OFFSET_STRIDE, Tables};
+use super::index::{self, InMemory, NODE_LEVEL_MIN, OFFSET_STRIDE, Recent, Tables};
 use super::writer::{self, Request, WriterState};
 use super::{LedgerInfo, Receipt, SignedCheckpoint, Store, StoreError};
 use crate::checkpoint::{Checkpoint, SigningKey, VerifierKey, check_origin};
@@ -573,24 +573,23 @@ fn catch_up(
             Frontier::from_source(alg, &IndexedSubtrees { shared, tables: &t }, covered)?;
         if covered < size {
             let segs = segment_bounds(shared);
-            let mut err = None;
+            // Gathered in memory and written in key order, a generation at a time, as
+            // the writer's flusher does.
+            let mut generation = Recent::default();
             scan_entries(shared, covered, size, &mut |seq, offset, bytes| {
                 let ev = entry::parse_entry(bytes)
                     .map_err(|e| StoreError::Corrupt(format!("entry {seq}: {e}")))?;
                 let (id, message) = event_keys(ev.event)
                     .map_err(|e| StoreError::Corrupt(format!("entry {seq}: {e}")))?;
                 let first = segs.contains(&seq);
-                t.index_entry(seq, &id, &message, offset, first)?;
-                frontier.push(alg.leaf(bytes), |l, i, h| {
-                    if let Err(e) = t.node(l, i, h) {
-                        err.get_or_insert(e);
-                    }
-                });
+                generation.index_entry(seq, &id, &message, offset, first);
+                frontier.push(alg.leaf(bytes), |l, i, h| generation.node(l, i, h));
+                if generation.entries >= limits::INDEX_FLUSH_ENTRIES {
+                    std::mem::take(&mut generation).write_to(&mut t)?;
+                }
                 Ok(())
             })?;
-            if let Some(e) = err {
-                return Err(e);
-            }
+            generation.write_to(&mut t)?;
             report.index_caught_up = size - covered;
             t.meta.insert(index::COVERED, size)?;
         }

@@ -77,31 +77,6 @@ impl<'t> Tables<'t> {
     pub(crate) fn meta(&self, key: &str) -> Result<u64, StoreError> {
         Ok(self.meta.get(key)?.map(|g| g.value()).unwrap_or(0))
     }
-
-    /// Indexes one entry's event id, message and, at stride points, its offset.
-    pub(crate) fn index_entry(
-        &mut self,
-        seq: u64,
-        id: &str,
-        message: &str,
-        offset: u64,
-        segment_first: bool,
-    ) -> Result<(), StoreError> {
-        self.ids.insert(id, seq)?;
-        self.messages.insert(message, seq)?;
-        if segment_first || seq.is_multiple_of(OFFSET_STRIDE) {
-            self.offsets.insert(seq, offset)?;
-        }
-        Ok(())
-    }
-
-    /// Stores a completed subtree if its level is indexed.
-    pub(crate) fn node(&mut self, level: u32, index: u64, hash: &Hash) -> Result<(), StoreError> {
-        if level >= NODE_LEVEL_MIN {
-            self.nodes.insert(node_key(level, index), hash)?;
-        }
-        Ok(())
-    }
 }
 
 /// Index entries of the newest appends, held in memory until the writer flushes them
@@ -124,7 +99,7 @@ pub(crate) struct Recent {
 }
 
 impl Recent {
-    /// As [`Tables::index_entry`].
+    /// Indexes one entry's event id, message and, at stride points, its offset.
     pub(crate) fn index_entry(
         &mut self,
         seq: u64,
@@ -146,7 +121,7 @@ impl Recent {
         self.entries += 1;
     }
 
-    /// As [`Tables::node`].
+    /// Holds a completed subtree if its level is indexed.
     pub(crate) fn node(&mut self, level: u32, index: u64, hash: &Hash) {
         if level >= NODE_LEVEL_MIN {
             self.nodes.insert(node_key(level, index), *hash);

@@ -30,6 +30,12 @@ fn new_store(alg: HashAlg) -> (tempfile::TempDir, FileStore) {
     (dir, s)
 }
 
+fn assert_latest_checkpoint_signs_the_root(s: &FileStore) {
+    let cp = s.latest_checkpoint().unwrap();
+    let parsed = s.verifier_key().verify(&cp.note).unwrap();
+    assert_eq!(parsed.root, s.root(parsed.size).unwrap());
+}
+
 #[test]
 fn appends_are_gapless_idempotent_and_conflicts_refuse_the_whole_request() {
     let (_d, s) = new_store(HashAlg::Blake3);
@@ -97,9 +103,7 @@ fn proofs_round_trip_with_both_hashes_across_sizes() {
             }
         }
         // The signed checkpoint commits to the same root the proofs use.
-        let cp = s.latest_checkpoint().unwrap();
-        let parsed = s.verifier_key().verify(&cp.note).unwrap();
-        assert_eq!(parsed.root, s.root(parsed.size).unwrap());
+        assert_latest_checkpoint_signs_the_root(&s);
     }
 }
 
@@ -200,9 +204,7 @@ fn readers_see_every_acknowledged_entry_across_index_flushes() {
                         .unwrap()
                         .verify(alg)
                         .unwrap();
-                    let cp = s.latest_checkpoint().unwrap();
-                    let parsed = s.verifier_key().verify(&cp.note).unwrap();
-                    assert_eq!(parsed.root, s.root(parsed.size).unwrap());
+                    assert_latest_checkpoint_signs_the_root(&s);
                 }
             }
         });

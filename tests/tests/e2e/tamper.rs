@@ -123,6 +123,12 @@ fn a_dropped_or_reordered_entry_is_caught() {
     );
 }
 
+/// The store's own signing key, as an operator covering tracks would use it.
+fn own_key(d: &Path) -> SigningKey {
+    SigningKey::from_secret_string(&std::fs::read_to_string(d.join("signing.key")).unwrap())
+        .unwrap()
+}
+
 /// Rewrites entries from `k` on with other content, re-chains them consistently and
 /// signs a new checkpoint with `key`, as an operator covering tracks would.
 fn rewrite_from(d: &Path, k: usize, key: &SigningKey) {
@@ -196,9 +202,7 @@ fn a_history_rewritten_with_the_same_key_is_caught_by_an_older_trusted_checkpoin
     // The auditor kept the checkpoint of an earlier export.
     let trusted = tmp.path().join("trusted.note");
     std::fs::write(&trusted, ledger_ok(&d, &["checkpoint"])).unwrap();
-    let key =
-        SigningKey::from_secret_string(&std::fs::read_to_string(d.join("signing.key")).unwrap())
-            .unwrap();
+    let key = own_key(&d);
     rewrite_from(&d, 30, &key);
     let bundle = tmp.path().join("b");
     ledger_ok(&d, &["export", "--out", bundle.to_str().unwrap()]);
@@ -224,9 +228,7 @@ fn a_history_rewritten_with_the_same_key_is_caught_by_an_older_trusted_checkpoin
 fn a_repeated_event_id_is_caught_when_asked_for() {
     let tmp = tempfile::tempdir().unwrap();
     let d = make(tmp.path());
-    let key =
-        SigningKey::from_secret_string(&std::fs::read_to_string(d.join("signing.key")).unwrap())
-            .unwrap();
+    let key = own_key(&d);
     // Entry 33 now carries the event id of entry 7: a broken idempotency promise that
     // is otherwise a valid, signed log.
     rewrite_events_from(&d, 33, &key, |i, ev| {
@@ -248,9 +250,7 @@ fn a_repeated_event_id_is_caught_when_asked_for() {
 fn an_invalid_event_in_a_valid_chain_is_caught_by_deep() {
     let tmp = tempfile::tempdir().unwrap();
     let d = make(tmp.path());
-    let key =
-        SigningKey::from_secret_string(&std::fs::read_to_string(d.join("signing.key")).unwrap())
-            .unwrap();
+    let key = own_key(&d);
     // Chained and signed, but entry 20's reporter has a wrong check digit: a writer
     // that skipped validation would leave this.
     rewrite_events_from(&d, 20, &key, |i, ev| {

@@ -16,7 +16,10 @@ use crate::ids::{check_orgnr, contains_national_id};
 use crate::limits;
 
 /// The kinds of event, one per JSON Schema in `schemas/events/`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
+)]
+#[serde(rename_all = "snake_case")]
 #[non_exhaustive]
 pub enum EventType {
     /// The sender sent the message over a channel.
@@ -145,6 +148,7 @@ pub struct Event {
     id: String,
     kind: EventType,
     message: String,
+    new_message: Option<String>,
     canonical: Vec<u8>,
 }
 
@@ -176,6 +180,13 @@ impl Event {
             .as_object()
             .ok_or_else(|| err("", "an event must be a JSON object"))?;
         let (id, kind, message) = validate(obj)?;
+        let new_message = match kind {
+            EventType::Resent => obj
+                .get("new_message")
+                .and_then(Value::as_str)
+                .map(str::to_string),
+            _ => None,
+        };
         let canonical = serde_json_canonicalizer::to_vec(&value)
             .map_err(|e| err("", format!("cannot canonicalize: {e}")))?;
         if canonical.len() > limits::EVENT_BYTES_MAX {
@@ -192,6 +203,7 @@ impl Event {
             id,
             kind,
             message,
+            new_message,
             canonical,
         })
     }
@@ -209,6 +221,13 @@ impl Event {
     /// The message this event is about.
     pub fn message(&self) -> &str {
         &self.message
+    }
+
+    /// The other message this event names: the `new_message` of a `resent`. The
+    /// message index lists the event under it too, so a resend's history shows
+    /// the entry that declared it.
+    pub fn linked_message(&self) -> Option<&str> {
+        self.new_message.as_deref()
     }
 
     /// RFC 8785 canonical JSON of the event: the bytes embedded in its entry.

@@ -25,6 +25,8 @@ pub mod hash;
 pub mod ids;
 pub mod limits;
 pub mod merkle;
+pub mod projection;
+pub mod reconcile;
 pub mod segment;
 pub mod store;
 pub mod verify;

@@ -579,10 +579,17 @@ fn catch_up(
             scan_entries(shared, covered, size, &mut |seq, offset, bytes| {
                 let ev = entry::parse_entry(bytes)
                     .map_err(|e| StoreError::Corrupt(format!("entry {seq}: {e}")))?;
-                let (id, message) = event_keys(ev.event)
+                let keys = event_keys(ev.event)
                     .map_err(|e| StoreError::Corrupt(format!("entry {seq}: {e}")))?;
                 let first = segs.contains(&seq);
-                generation.index_entry(seq, &id, &message, offset, first);
+                generation.index_entry(
+                    seq,
+                    &keys.id,
+                    &keys.message,
+                    keys.new_message.as_deref(),
+                    offset,
+                    first,
+                );
                 frontier.push(alg.leaf(bytes), |l, i, h| generation.node(l, i, h));
                 if generation.entries >= limits::INDEX_FLUSH_ENTRIES {
                     std::mem::take(&mut generation).write_to(&mut t)?;
@@ -670,15 +677,17 @@ fn read_checkpoints(
 }
 
 /// Extracts the event id and message id from an event's canonical JSON.
-pub(crate) fn event_keys(event: &str) -> Result<(String, String), String> {
-    #[derive(serde::Deserialize)]
-    struct Keys {
-        id: String,
-        message: String,
-    }
-    let k: Keys =
-        serde_json::from_str(event).map_err(|e| format!("event has no id or message: {e}"))?;
-    Ok((k.id, k.message))
+/// The keys the index files an entry under.
+#[derive(serde::Deserialize)]
+pub(crate) struct EventKeys {
+    pub id: String,
+    pub message: String,
+    /// Only `resent` events have one.
+    pub new_message: Option<String>,
+}
+
+pub(crate) fn event_keys(event: &str) -> Result<EventKeys, String> {
+    serde_json::from_str(event).map_err(|e| format!("event has no id or message: {e}"))
 }
 
 fn segment_bounds(shared: &Shared) -> Vec<u64> {

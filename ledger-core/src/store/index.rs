@@ -99,20 +99,24 @@ pub(crate) struct Recent {
 }
 
 impl Recent {
-    /// Indexes one entry's event id, message and, at stride points, its offset.
+    /// Indexes one entry's event id, its message (and the message a `resent`
+    /// declares) and, at stride points, its offset.
     pub(crate) fn index_entry(
         &mut self,
         seq: u64,
         id: &str,
         message: &str,
+        linked: Option<&str>,
         offset: u64,
         segment_first: bool,
     ) {
         self.ids.insert(id.to_string(), seq);
-        match self.messages.get_mut(message) {
-            Some(v) => v.push(seq),
-            None => {
-                self.messages.insert(message.to_string(), vec![seq]);
+        for m in std::iter::once(message).chain(linked) {
+            match self.messages.get_mut(m) {
+                Some(v) => v.push(seq),
+                None => {
+                    self.messages.insert(m.to_string(), vec![seq]);
+                }
             }
         }
         if segment_first || seq.is_multiple_of(OFFSET_STRIDE) {

@@ -253,7 +253,7 @@ enum Plan {
 #[derive(Default)]
 struct Staged<'a> {
     /// (seq, event id, message id, offset, first of its segment).
-    entries: Vec<(u64, &'a str, &'a str, u64, bool)>,
+    entries: Vec<(u64, &'a str, &'a str, Option<&'a str>, u64, bool)>,
     nodes: Vec<(u32, u64, Hash)>,
 }
 
@@ -329,6 +329,7 @@ impl WriterState {
                     seq,
                     ev.id(),
                     ev.message(),
+                    ev.linked_message(),
                     offset,
                     seq == self.segment_first,
                 ));
@@ -356,8 +357,8 @@ impl WriterState {
             // Durable: now readers may see it, through the in-memory index first.
             let mut memory = self.shared.recent.write().expect("lock");
             let recent = &mut memory.active;
-            for &(seq, id, message, offset, first) in &staged.entries {
-                recent.index_entry(seq, id, message, offset, first);
+            for &(seq, id, message, linked, offset, first) in &staged.entries {
+                recent.index_entry(seq, id, message, linked, offset, first);
             }
             for (l, i, h) in &staged.nodes {
                 recent.node(*l, *i, h);

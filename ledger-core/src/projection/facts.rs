@@ -1,0 +1,791 @@
+//! Facts: what the log says about each message and each reporter's stream, applied
+//! entry by entry in seq order. Policy- and clock-free (docs/projections.md §1, §3.1),
+//! so a policy change never needs a rebuild.
+
+use std::collections::{BTreeMap, HashMap};
+
+use serde::{Deserialize, Serialize};
+
+use crate::entry;
+use crate::event::EventType;
+
+use super::fields::EventView;
+use super::{Instant, ProjectionError, SKEW_SECONDS};
+
+/// What is odd in the story the ledger was told. Recorded anomalies are facts;
+/// `HandoffNeverReceived` is evaluated against a policy and a time.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AnomalyKind {
+    /// An event for a message the ledger had no `sent` (or resend) for at the time.
+    EventForUnknownMessage,
+    /// A `resent` of a message the ledger had no `sent` for at the time.
+    ResendOfUnknownMessage,
+    /// A second `sent` for the same message (the first keeps its fields).
+    DuplicateSent,
+    /// An event dated before the message was sent.
+    EventBeforeSent,
+    /// Opened before the channel delivered it.
+    OpenedBeforeDelivered,
+    /// Acknowledged before it was opened.
+    AcknowledgedBeforeOpened,
+    /// Activity after the message was deleted or expired.
+    EventAfterDeletion,
+    /// A resend link refused: the new message already had a parent, or a cycle.
+    ResendConflict,
+    /// An event dated after the ledger recorded it (a clock in the future).
+    AtAfterRecorded,
+    /// Reporter sequence numbers never seen: reports that never reached the ledger.
+    ReporterSeqGap,
+    /// A reporter sequence number seen twice.
+    ReporterSeqDuplicate,
+    /// A hand-off whose target system never reported `received` in time.
+    HandoffNeverReceived,
+}
+
+impl AnomalyKind {
+    /// Every kind, in report order.
+    pub const ALL: [AnomalyKind; 12] = [
+        AnomalyKind::EventForUnknownMessage,
+        AnomalyKind::ResendOfUnknownMessage,
+        AnomalyKind::DuplicateSent,
+        AnomalyKind::EventBeforeSent,
+        AnomalyKind::OpenedBeforeDelivered,
+        AnomalyKind::AcknowledgedBeforeOpened,
+        AnomalyKind::EventAfterDeletion,
+        AnomalyKind::ResendConflict,
+        AnomalyKind::AtAfterRecorded,
+        AnomalyKind::ReporterSeqGap,
+        AnomalyKind::ReporterSeqDuplicate,
+        AnomalyKind::HandoffNeverReceived,
+    ];
+
+    /// The snake_case name used in output and filters.
+    pub fn name(self) -> &'static str {
+        match self {
+            AnomalyKind::EventForUnknownMessage => "event_for_unknown_message",
+            AnomalyKind::ResendOfUnknownMessage => "resend_of_unknown_message",
+            AnomalyKind::DuplicateSent => "duplicate_sent",
+            AnomalyKind::EventBeforeSent => "event_before_sent",
+            AnomalyKind::OpenedBeforeDelivered => "opened_before_delivered",
+            AnomalyKind::AcknowledgedBeforeOpened => "acknowledged_before_opened",
+            AnomalyKind::EventAfterDeletion => "event_after_deletion",
+            AnomalyKind::ResendConflict => "resend_conflict",
+            AnomalyKind::AtAfterRecorded => "at_after_recorded",
+            AnomalyKind::ReporterSeqGap => "reporter_seq_gap",
+            AnomalyKind::ReporterSeqDuplicate => "reporter_seq_duplicate",
+            AnomalyKind::HandoffNeverReceived => "handoff_never_received",
+        }
+    }
+
+    /// Parses a name.
+    pub fn from_name(s: &str) -> Option<AnomalyKind> {
+        Self::ALL.into_iter().find(|k| k.name() == s)
+    }
+}
+
+/// One recorded anomaly of a message, raised by the entry at `seq`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Anomaly {
+    /// What kind.
+    pub kind: AnomalyKind,
+    /// The entry that raised it.
+    pub seq: u64,
+    /// The counterpart entry, where there is one.
+    pub other_seq: Option<u64>,
+    /// Particulars (an event type, a message id), where useful.
+    pub detail: Option<String>,
+}
+
+/// The first `sent` of a message.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Sent {
+    /// Its entry.
+    pub seq: u64,
+    /// When it was sent.
+    pub at: Instant,
+    /// Sending organisation.
+    pub from: String,
+    /// Receiving organisation.
+    pub to: String,
+    /// Channel.
+    pub channel: String,
+    /// Category.
+    pub category: String,
+    /// Digest of the content.
+    pub content_digest: String,
+    /// When the channel will delete it, if the sender said.
+    pub expires_at: Option<Instant>,
+    /// Identifiers in other systems.
+    pub refs: BTreeMap<String, String>,
+}
+
+/// A resend link between two messages.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Link {
+    /// The other message.
+    pub message: String,
+    /// The `resent` entry.
+    pub seq: u64,
+    /// When it was resent.
+    pub at: Instant,
+    /// The new message's channel.
+    pub channel: String,
+}
+
+/// The first event of a type (smallest `at`, ties by seq) and how many there were.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Mark {
+    /// When.
+    pub at: Instant,
+    /// Its entry.
+    pub seq: u64,
+    /// How many events of this type.
+    pub count: u32,
+    /// The type's text field (`by_role`, `reason`, `error`), if it has one.
+    pub detail: Option<String>,
+}
+
+/// One hand-off between systems.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Hop {
+    /// Its entry.
+    pub seq: u64,
+    /// When.
+    pub at: Instant,
+    /// From which system.
+    pub from_system: String,
+    /// To which system.
+    pub to_system: String,
+    /// The `received` of the target system that matches it (§1.3), if any.
+    pub received_seq: Option<u64>,
+}
+
+/// One `received`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Receipt {
+    /// Its entry.
+    pub seq: u64,
+    /// When.
+    pub at: Instant,
+    /// The receiving system.
+    pub system: String,
+    /// Its journal reference.
+    pub journal_ref: Option<String>,
+}
+
+/// The closing `resolved` (largest `at`, ties by seq).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Resolution {
+    /// When.
+    pub at: Instant,
+    /// Its entry.
+    pub seq: u64,
+    /// The outcome.
+    pub outcome: String,
+    /// A note, if given.
+    pub note: Option<String>,
+    /// How many `resolved` events.
+    pub count: u32,
+}
+
+/// Everything recorded about one message.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MessageFacts {
+    /// Entries whose event is about this message, ascending.
+    pub seqs: Vec<u64>,
+    /// The first `sent`.
+    pub sent: Option<Sent>,
+    /// The accepted resend that declared this message.
+    pub resent_from: Option<Link>,
+    /// Accepted resends of this message, by seq.
+    pub resent_to: Vec<Link>,
+    /// First `delivered`.
+    pub delivered: Option<Mark>,
+    /// Hand-offs, by seq.
+    pub handoffs: Vec<Hop>,
+    /// Receipts, by seq.
+    pub receipts: Vec<Receipt>,
+    /// First `opened` (detail: `by_role`).
+    pub opened: Option<Mark>,
+    /// First `acknowledged`.
+    pub acknowledged: Option<Mark>,
+    /// First `expired`.
+    pub expired: Option<Mark>,
+    /// First `deleted` (detail: `reason`).
+    pub deleted: Option<Mark>,
+    /// First `failed` (detail: `error`).
+    pub failed: Option<Mark>,
+    /// The closing `resolved`.
+    pub resolved: Option<Resolution>,
+    /// Recorded anomalies, by (seq, kind).
+    pub anomalies: Vec<Anomaly>,
+    /// Earliest non-`sent` event (for `event_before_sent` when `sent` comes late).
+    first_other: Option<(Instant, u64, EventType)>,
+    /// Latest activity (delivered, handed off, received, opened, acknowledged).
+    last_activity: Option<(Instant, u64)>,
+}
+
+/// A message's lifecycle from its own events (§1.4); a description, not the verdict.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Status {
+    /// A `resolved` closed it.
+    Resolved,
+    /// Acknowledged.
+    Acknowledged,
+    /// Opened.
+    Opened,
+    /// Deleted.
+    Deleted,
+    /// Expired.
+    Expired,
+    /// Failed.
+    Failed,
+    /// A hand-off has no matching receipt yet.
+    InHandoff,
+    /// Received by a system.
+    Received,
+    /// Delivered by the channel.
+    Delivered,
+    /// Sent, nothing since.
+    Sent,
+    /// Never sent: only other events name it.
+    Unknown,
+}
+
+impl Status {
+    /// The snake_case name.
+    pub fn name(self) -> &'static str {
+        match self {
+            Status::Resolved => "resolved",
+            Status::Acknowledged => "acknowledged",
+            Status::Opened => "opened",
+            Status::Deleted => "deleted",
+            Status::Expired => "expired",
+            Status::Failed => "failed",
+            Status::InHandoff => "in_handoff",
+            Status::Received => "received",
+            Status::Delivered => "delivered",
+            Status::Sent => "sent",
+            Status::Unknown => "unknown",
+        }
+    }
+}
+
+impl MessageFacts {
+    /// Known: sent, or declared by an accepted resend. Otherwise an orphan.
+    pub fn is_known(&self) -> bool {
+        self.sent.is_some() || self.resent_from.is_some()
+    }
+
+    /// The lifecycle status.
+    pub fn status(&self) -> Status {
+        if self.resolved.is_some() {
+            Status::Resolved
+        } else if self.acknowledged.is_some() {
+            Status::Acknowledged
+        } else if self.opened.is_some() {
+            Status::Opened
+        } else if self.deleted.is_some() {
+            Status::Deleted
+        } else if self.expired.is_some() {
+            Status::Expired
+        } else if self.failed.is_some() {
+            Status::Failed
+        } else if self.handoffs.iter().any(|h| h.received_seq.is_none()) {
+            Status::InHandoff
+        } else if !self.receipts.is_empty() {
+            Status::Received
+        } else if self.delivered.is_some() {
+            Status::Delivered
+        } else if self.is_known() {
+            Status::Sent
+        } else {
+            Status::Unknown
+        }
+    }
+
+    /// The earliest of deleted, expired and an explicit `expires_at`: after it,
+    /// activity is an anomaly.
+    fn end(&self) -> Option<(Instant, u64, &'static str)> {
+        let candidates = [
+            self.deleted.as_ref().map(|d| (d.at, d.seq, "deleted")),
+            self.expired.as_ref().map(|d| (d.at, d.seq, "expired")),
+            self.sent
+                .as_ref()
+                .and_then(|s| s.expires_at.map(|t| (t, s.seq, "expires_at"))),
+        ];
+        candidates.into_iter().flatten().min_by_key(|c| (c.0, c.1))
+    }
+
+    fn raise(&mut self, kind: AnomalyKind, seq: u64, other: Option<u64>, detail: Option<String>) {
+        self.anomalies.push(Anomaly {
+            kind,
+            seq,
+            other_seq: other,
+            detail,
+        });
+    }
+}
+
+/// A gap in a reporter's `seq`: numbers `from..=to` never seen.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Gap {
+    /// First missing number.
+    pub from: u64,
+    /// Last missing number.
+    pub to: u64,
+    /// The ledger entry that first made them missing.
+    pub detected_seq: u64,
+}
+
+/// A reporter `seq` seen again.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Duplicate {
+    /// The repeated number.
+    pub reporter_seq: u64,
+    /// The entry that repeated it.
+    pub seq: u64,
+}
+
+/// One reporter's stream (`reporter.org`, `reporter.system`), over events carrying
+/// `reporter.seq`. "Seen" means `≤ max` and not in a gap, so no set of numbers is kept.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Stream {
+    /// Highest number seen.
+    pub max: u64,
+    /// Events counted.
+    pub count: u64,
+    /// Missing ranges, ascending.
+    pub gaps: Vec<Gap>,
+    /// Repeated numbers, by seq.
+    pub duplicates: Vec<Duplicate>,
+}
+
+impl Stream {
+    fn observe(&mut self, n: u64, seq: u64) {
+        self.count += 1;
+        if n > self.max {
+            if n > self.max + 1 {
+                self.gaps.push(Gap {
+                    from: self.max + 1,
+                    to: n - 1,
+                    detected_seq: seq,
+                });
+            }
+            self.max = n;
+            return;
+        }
+        // Regression is normal (parallel submitters); only a number seen before counts.
+        match self.gaps.iter().position(|g| g.from <= n && n <= g.to) {
+            Some(i) => {
+                let g = self.gaps[i].clone();
+                let mut parts = Vec::with_capacity(2);
+                if g.from < n {
+                    parts.push(Gap { to: n - 1, ..g.clone() });
+                }
+                if n < g.to {
+                    parts.push(Gap { from: n + 1, ..g });
+                }
+                self.gaps.splice(i..=i, parts);
+            }
+            None => self.duplicates.push(Duplicate {
+                reporter_seq: n,
+                seq,
+            }),
+        }
+    }
+}
+
+/// The facts of a log prefix: every message and every reporter stream.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Facts {
+    covered: u64,
+    messages: HashMap<String, MessageFacts>,
+    streams: BTreeMap<(String, String), Stream>,
+}
+
+fn skewed(t: Instant, sign: i64) -> Instant {
+    t.plus_seconds(sign * SKEW_SECONDS)
+}
+
+impl Facts {
+    /// Entries applied: the facts describe the log prefix `0 .. covered`.
+    pub fn covered(&self) -> u64 {
+        self.covered
+    }
+
+    /// The facts of one message.
+    pub fn message(&self, id: &str) -> Option<&MessageFacts> {
+        self.messages.get(id)
+    }
+
+    /// The message's id as stored, and its facts.
+    pub(crate) fn get(&self, id: &str) -> Option<(&str, &MessageFacts)> {
+        self.messages.get_key_value(id).map(|(k, v)| (k.as_str(), v))
+    }
+
+    /// Every message, in no particular order.
+    pub fn messages(&self) -> impl Iterator<Item = (&str, &MessageFacts)> {
+        self.messages.iter().map(|(k, v)| (k.as_str(), v))
+    }
+
+    /// Number of messages.
+    pub fn message_count(&self) -> usize {
+        self.messages.len()
+    }
+
+    /// Every reporter stream, by (org, system).
+    pub fn streams(&self) -> &BTreeMap<(String, String), Stream> {
+        &self.streams
+    }
+
+    /// Applies the entry at `seq` (its bytes as stored). Entries must come in seq order.
+    pub fn apply_entry(&mut self, seq: u64, bytes: &[u8]) -> Result<(), ProjectionError> {
+        let bad = |reason: String| ProjectionError::BadEntry { seq, reason };
+        let parsed = entry::parse_envelope(bytes).map_err(|e| bad(e.to_string()))?;
+        if parsed.seq != seq {
+            return Err(bad(format!("entry says seq {}", parsed.seq)));
+        }
+        let recorded_at = Instant::parse(parsed.recorded_at)
+            .ok_or_else(|| bad(format!("bad recorded_at {:?}", parsed.recorded_at)))?;
+        let view = EventView::parse(parsed.event).map_err(bad)?;
+        self.apply(seq, recorded_at, &view)
+    }
+
+    /// Applies an entry of a subset of the log (one message family): seqs ascend
+    /// but may skip. Stream state is then partial.
+    pub(crate) fn apply_sparse(&mut self, seq: u64, bytes: &[u8]) -> Result<(), ProjectionError> {
+        if seq < self.covered {
+            return Err(ProjectionError::OutOfOrder {
+                expected: self.covered,
+                got: seq,
+            });
+        }
+        self.covered = seq;
+        self.apply_entry(seq, bytes)
+    }
+
+    pub(crate) fn apply(
+        &mut self,
+        seq: u64,
+        recorded_at: Instant,
+        v: &EventView<'_>,
+    ) -> Result<(), ProjectionError> {
+        if seq != self.covered {
+            return Err(ProjectionError::OutOfOrder {
+                expected: self.covered,
+                got: seq,
+            });
+        }
+        self.covered = seq + 1;
+        if let Some(n) = v.f.reporter.seq {
+            let key = (v.f.reporter.org.to_string(), v.f.reporter.system.to_string());
+            self.streams.entry(key).or_default().observe(n, seq);
+        }
+        let id: &str = &v.f.message;
+        if !self.messages.contains_key(id) {
+            self.messages.insert(id.to_string(), MessageFacts::default());
+        }
+        let m = self.messages.get_mut(id).expect("inserted");
+        m.seqs.push(seq);
+        if v.at > skewed(recorded_at, 1) {
+            m.raise(AnomalyKind::AtAfterRecorded, seq, None, None);
+        }
+        match v.kind {
+            EventType::Sent => {}
+            EventType::Resent if !m.is_known() => {
+                m.raise(AnomalyKind::ResendOfUnknownMessage, seq, None, None)
+            }
+            _ if !m.is_known() => m.raise(AnomalyKind::EventForUnknownMessage, seq, None, None),
+            _ => {}
+        }
+        if v.kind != EventType::Sent {
+            if let Some(s) = &m.sent
+                && v.at < skewed(s.at, -1)
+            {
+                let other = s.seq;
+                m.raise(
+                    AnomalyKind::EventBeforeSent,
+                    seq,
+                    Some(other),
+                    Some(v.kind.name().into()),
+                );
+            }
+            if m.first_other.is_none_or(|(at, s, _)| (v.at, seq) < (at, s)) {
+                m.first_other = Some((v.at, seq, v.kind));
+            }
+        }
+        let end_before = m.end();
+        let activity = matches!(
+            v.kind,
+            EventType::Delivered
+                | EventType::HandedOff
+                | EventType::Received
+                | EventType::Opened
+                | EventType::Acknowledged
+        );
+        if activity {
+            if let Some((end, end_seq, what)) = end_before
+                && v.at > skewed(end, 1)
+            {
+                m.raise(
+                    AnomalyKind::EventAfterDeletion,
+                    seq,
+                    Some(end_seq),
+                    Some(what.into()),
+                );
+            }
+            if m.last_activity.is_none_or(|(at, _)| v.at > at) {
+                m.last_activity = Some((v.at, seq));
+            }
+        }
+        match v.kind {
+            EventType::Sent => apply_sent(m, seq, v),
+            EventType::Delivered => {
+                if m.delivered.is_none()
+                    && let Some(o) = &m.opened
+                    && o.at < skewed(v.at, -1)
+                {
+                    let other = o.seq;
+                    m.raise(AnomalyKind::OpenedBeforeDelivered, seq, Some(other), None);
+                }
+                mark(&mut m.delivered, v.at, seq, None);
+            }
+            EventType::Opened => {
+                if let Some(d) = &m.delivered
+                    && v.at < skewed(d.at, -1)
+                {
+                    let other = d.seq;
+                    m.raise(AnomalyKind::OpenedBeforeDelivered, seq, Some(other), None);
+                }
+                if m.opened.is_none()
+                    && let Some(a) = &m.acknowledged
+                    && a.at < skewed(v.at, -1)
+                {
+                    let other = a.seq;
+                    m.raise(AnomalyKind::AcknowledgedBeforeOpened, seq, Some(other), None);
+                }
+                mark(&mut m.opened, v.at, seq, v.f.by_role.as_deref());
+            }
+            EventType::Acknowledged => {
+                if let Some(o) = &m.opened
+                    && v.at < skewed(o.at, -1)
+                {
+                    let other = o.seq;
+                    m.raise(AnomalyKind::AcknowledgedBeforeOpened, seq, Some(other), None);
+                }
+                mark(&mut m.acknowledged, v.at, seq, None);
+            }
+            EventType::Expired => mark(&mut m.expired, v.at, seq, None),
+            EventType::Deleted => mark(&mut m.deleted, v.at, seq, v.f.reason.as_deref()),
+            EventType::Failed => mark(&mut m.failed, v.at, seq, v.f.error.as_deref()),
+            EventType::HandedOff => {
+                let to_system = v.req(&v.f.to_system);
+                let received_seq = m
+                    .receipts
+                    .iter()
+                    .filter(|r| r.system == to_system && r.at >= skewed(v.at, -1))
+                    .min_by_key(|r| (r.at, r.seq))
+                    .map(|r| r.seq);
+                m.handoffs.push(Hop {
+                    seq,
+                    at: v.at,
+                    from_system: v.req(&v.f.from_system),
+                    to_system,
+                    received_seq,
+                });
+            }
+            EventType::Received => {
+                let system = v.req(&v.f.system);
+                let receipts = &m.receipts;
+                for h in m.handoffs.iter_mut() {
+                    if h.to_system != system || v.at < skewed(h.at, -1) {
+                        continue;
+                    }
+                    let better = match h.received_seq {
+                        None => true,
+                        Some(cur) => receipts
+                            .iter()
+                            .find(|r| r.seq == cur)
+                            .is_some_and(|r| (v.at, seq) < (r.at, r.seq)),
+                    };
+                    if better {
+                        h.received_seq = Some(seq);
+                    }
+                }
+                m.receipts.push(Receipt {
+                    seq,
+                    at: v.at,
+                    system,
+                    journal_ref: v.f.journal_ref.as_deref().map(str::to_string),
+                });
+            }
+            EventType::Resolved => {
+                let newer = m
+                    .resolved
+                    .as_ref()
+                    .is_none_or(|r| (v.at, seq) > (r.at, r.seq));
+                let count = m.resolved.as_ref().map_or(0, |r| r.count) + 1;
+                if newer {
+                    m.resolved = Some(Resolution {
+                        at: v.at,
+                        seq,
+                        outcome: v.req(&v.f.outcome),
+                        note: v.f.note.as_deref().map(str::to_string),
+                        count,
+                    });
+                } else if let Some(r) = m.resolved.as_mut() {
+                    r.count = count;
+                }
+            }
+            EventType::Resent => {}
+        }
+        // A new, earlier end makes earlier-reported activity late (checked once).
+        if let (Some((end, _, what)), Some((act, act_seq))) = (m.end(), m.last_activity) {
+            let newly = end_before.is_none_or(|(old, _, _)| end < old);
+            let already = end_before.is_some_and(|(old, _, _)| act > skewed(old, 1));
+            if newly && !activity && act > skewed(end, 1) && !already {
+                m.raise(
+                    AnomalyKind::EventAfterDeletion,
+                    seq,
+                    Some(act_seq),
+                    Some(what.into()),
+                );
+            }
+        }
+        if v.kind == EventType::Resent {
+            self.link(seq, v);
+        }
+        Ok(())
+    }
+
+    /// §1.2: accept a resend link unless it would give a message two parents or
+    /// close a cycle.
+    fn link(&mut self, seq: u64, v: &EventView<'_>) {
+        let from: &str = &v.f.message;
+        let to = v.req(&v.f.new_message);
+        let channel = v.req(&v.f.channel);
+        let existing = self.messages.get(&to).and_then(|n| n.resent_from.as_ref());
+        let conflict = match existing {
+            Some(l) if l.message == from => return,
+            Some(l) => Some(format!("already_resent_from:{}", l.message)),
+            None if self.is_ancestor(&to, from) => Some("cycle".to_string()),
+            None => None,
+        };
+        if let Some(detail) = conflict {
+            let m = self.messages.get_mut(from).expect("applied");
+            m.raise(AnomalyKind::ResendConflict, seq, None, Some(detail));
+            return;
+        }
+        let m = self.messages.get_mut(from).expect("applied");
+        m.resent_to.push(Link {
+            message: to.clone(),
+            seq,
+            at: v.at,
+            channel: channel.clone(),
+        });
+        let n = self.messages.entry(to).or_default();
+        n.resent_from = Some(Link {
+            message: from.to_string(),
+            seq,
+            at: v.at,
+            channel,
+        });
+    }
+
+    /// Whether `candidate` is `of` or one of its ancestors through accepted links.
+    fn is_ancestor(&self, candidate: &str, of: &str) -> bool {
+        let mut cur = Some(of);
+        // Accepted links form a forest, so this ends; the bound guards corrupt state.
+        for _ in 0..=self.messages.len() {
+            match cur {
+                None => return false,
+                Some(c) if c == candidate => return true,
+                Some(c) => {
+                    cur = self
+                        .messages
+                        .get(c)
+                        .and_then(|m| m.resent_from.as_ref())
+                        .map(|l| l.message.as_str())
+                }
+            }
+        }
+        false
+    }
+}
+
+fn mark(slot: &mut Option<Mark>, at: Instant, seq: u64, detail: Option<&str>) {
+    match slot {
+        None => {
+            *slot = Some(Mark {
+                at,
+                seq,
+                count: 1,
+                detail: detail.map(str::to_string),
+            })
+        }
+        Some(m) => {
+            m.count += 1;
+            if (at, seq) < (m.at, m.seq) {
+                m.at = at;
+                m.seq = seq;
+                m.detail = detail.map(str::to_string);
+            }
+        }
+    }
+}
+
+fn apply_sent(m: &mut MessageFacts, seq: u64, v: &EventView<'_>) {
+    let refs: BTreeMap<String, String> = v
+        .f
+        .refs
+        .iter()
+        .flatten()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    let new = Sent {
+        seq,
+        at: v.at,
+        from: v.req(&v.f.from),
+        to: v.req(&v.f.to),
+        channel: v.req(&v.f.channel),
+        category: v.req(&v.f.category),
+        content_digest: v.req(&v.f.content_digest),
+        expires_at: v.expires_at,
+        refs,
+    };
+    if let Some(first) = &m.sent {
+        let mut differing = Vec::new();
+        for (name, same) in [
+            ("at", first.at == new.at),
+            ("from", first.from == new.from),
+            ("to", first.to == new.to),
+            ("channel", first.channel == new.channel),
+            ("category", first.category == new.category),
+            ("content_digest", first.content_digest == new.content_digest),
+            ("expires_at", first.expires_at == new.expires_at),
+            ("refs", first.refs == new.refs),
+        ] {
+            if !same {
+                differing.push(name);
+            }
+        }
+        let other = first.seq;
+        let detail = (!differing.is_empty()).then(|| differing.join(","));
+        m.raise(AnomalyKind::DuplicateSent, seq, Some(other), detail);
+        return;
+    }
+    if let Some((at, other, kind)) = m.first_other
+        && at < skewed(v.at, -1)
+    {
+        m.raise(
+            AnomalyKind::EventBeforeSent,
+            seq,
+            Some(other),
+            Some(kind.name().into()),
+        );
+    }
+    m.sent = Some(new);
+}

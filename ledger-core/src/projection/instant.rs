@@ -1,0 +1,186 @@
+//! Instants as the projections compare them: UTC nanoseconds since the Unix epoch.
+//!
+//! Event times carry any offset and precision; deadlines are compared as instants, so
+//! `2023-01-02T10:00:00+01:00` and `2023-01-02T09:00:00Z` are the same time.
+
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+use time::OffsetDateTime;
+
+use crate::event::parse_time;
+
+/// A point in time, in nanoseconds since 1970-01-01T00:00:00Z.
+///
+/// Serialized as its RFC 3339 text in human-readable formats (JSON), as the integer
+/// in binary ones (the persisted projection).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Instant(i128);
+
+impl Serialize for Instant {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        if s.is_human_readable() {
+            s.collect_str(self)
+        } else {
+            s.serialize_i128(self.0)
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for Instant {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        if d.is_human_readable() {
+            let s = String::deserialize(d)?;
+            Instant::parse(&s).ok_or_else(|| serde::de::Error::custom(format!("bad time {s:?}")))
+        } else {
+            i128::deserialize(d).map(Instant)
+        }
+    }
+}
+
+const NANOS: i128 = 1_000_000_000;
+
+impl Instant {
+    /// The Unix epoch, the evaluation time of an empty log.
+    pub const EPOCH: Instant = Instant(0);
+
+    /// Parses an RFC 3339 timestamp with the event format's strict rules.
+    pub fn parse(s: &str) -> Option<Instant> {
+        if let Some(fast) = parse_plain_utc(s.as_bytes()) {
+            return Some(fast);
+        }
+        parse_time(s).map(Instant::from)
+    }
+
+    /// The current time of the system clock.
+    pub fn now() -> Instant {
+        Instant::from(OffsetDateTime::now_utc())
+    }
+
+    /// Nanoseconds since the epoch.
+    pub fn nanos(self) -> i128 {
+        self.0
+    }
+
+    /// This instant moved by `seconds` (negative: earlier).
+    pub fn plus_seconds(self, seconds: i64) -> Instant {
+        Instant(self.0 + i128::from(seconds) * NANOS)
+    }
+}
+
+impl From<OffsetDateTime> for Instant {
+    fn from(t: OffsetDateTime) -> Self {
+        Instant(t.unix_timestamp_nanos())
+    }
+}
+
+/// UTC with exactly nine fraction digits: one spelling per instant, for output and
+/// digests.
+impl fmt::Display for Instant {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let secs = self.0.div_euclid(NANOS) as i64;
+        let nanos = self.0.rem_euclid(NANOS) as u32;
+        let days = secs.div_euclid(86_400);
+        let sod = secs.rem_euclid(86_400);
+        let (y, m, d) = civil_from_days(days);
+        write!(
+            f,
+            "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{nanos:09}Z",
+            sod / 3600,
+            sod / 60 % 60,
+            sod % 60
+        )
+    }
+}
+
+/// The common `YYYY-MM-DDTHH:MM:SSZ` form without the general parser (replay speed).
+/// Anything else, including leap seconds, goes the general way.
+fn parse_plain_utc(b: &[u8]) -> Option<Instant> {
+    if b.len() != 20 || b[4] != b'-' || b[7] != b'-' || b[10] != b'T' || b[13] != b':' {
+        return None;
+    }
+    if b[16] != b':' || b[19] != b'Z' {
+        return None;
+    }
+    let num = |r: std::ops::Range<usize>| -> Option<i64> {
+        b[r].iter().try_fold(0i64, |acc, &c| {
+            c.is_ascii_digit().then(|| acc * 10 + i64::from(c - b'0'))
+        })
+    };
+    let (y, mo, d) = (num(0..4)?, num(5..7)?, num(8..10)?);
+    let (h, mi, s) = (num(11..13)?, num(14..16)?, num(17..19)?);
+    if !(1..=12).contains(&mo) || d < 1 || d > days_in_month(y, mo) || h > 23 || mi > 59 || s > 59
+    {
+        return None;
+    }
+    let days = days_from_civil(y, mo, d);
+    Some(Instant(
+        i128::from(days * 86_400 + h * 3600 + mi * 60 + s) * NANOS,
+    ))
+}
+
+fn days_in_month(y: i64, m: i64) -> i64 {
+    match m {
+        2 if (y % 4 == 0 && y % 100 != 0) || y % 400 == 0 => 29,
+        2 => 28,
+        4 | 6 | 9 | 11 => 30,
+        _ => 31,
+    }
+}
+
+/// Days since 1970-01-01 of a proleptic Gregorian date (H. Hinnant's algorithm).
+fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let mp = (m + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + d - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    era * 146_097 + doe - 719_468
+}
+
+fn civil_from_days(z: i64) -> (i64, i64, i64) {
+    let z = z + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    (if m <= 2 { yoe + era * 400 + 1 } else { yoe + era * 400 }, m, d)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fast_path_agrees_with_the_general_parser() {
+        for s in [
+            "1970-01-01T00:00:00Z",
+            "2023-06-30T00:00:00Z",
+            "2024-02-29T23:59:59Z",
+            "2000-03-01T12:34:56Z",
+            "1969-12-31T23:59:59Z",
+            "0001-01-01T00:00:00Z",
+            "9999-12-31T23:59:59Z",
+        ] {
+            let general = Instant::from(parse_time(s).unwrap());
+            assert_eq!(parse_plain_utc(s.as_bytes()), Some(general), "{s}");
+        }
+        assert_eq!(parse_plain_utc(b"2023-02-29T00:00:00Z"), None);
+        assert_eq!(Instant::parse("2023-02-29T00:00:00Z"), None);
+    }
+
+    #[test]
+    fn offsets_and_fractions_are_instants() {
+        let a = Instant::parse("2023-01-02T10:00:00.5+01:00").unwrap();
+        let b = Instant::parse("2023-01-02T09:00:00.500Z").unwrap();
+        assert_eq!(a, b);
+        assert_eq!(a.to_string(), "2023-01-02T09:00:00.500000000Z");
+        assert_eq!(Instant::EPOCH.to_string(), "1970-01-01T00:00:00.000000000Z");
+        let before = Instant::parse("1969-12-31T23:59:59.25Z").unwrap();
+        assert_eq!(before.to_string(), "1969-12-31T23:59:59.250000000Z");
+    }
+}

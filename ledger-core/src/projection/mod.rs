@@ -1,0 +1,219 @@
+//! Projections: each message's state, deadlines, verdict and anomalies, computed from
+//! the log (normative spec: `docs/projections.md`).
+//!
+//! Two layers, kept apart: [`Facts`] are what the log says, applied entry by entry
+//! in seq order, free of policy and clock, persisted and caught up incrementally;
+//! an [`Evaluator`] judges facts under a [`Policy`] at a time and is never stored.
+//! So a policy change needs no rebuild, and the facts digest of a replay does not
+//! depend on the policy.
+//!
+//! ```no_run
+//! # use ledger_core::{FileStore, projection::{self, Instant, Policy, Evaluator, Verdict}};
+//! # let (store, _) = FileStore::open("ledger-data".as_ref())?;
+//! let facts = projection::replay(&store, store_size(&store), &mut |_| {})?;
+//! # fn store_size(s: &FileStore) -> u64 { use ledger_core::Store; s.size() }
+//! let policy = Policy::default_policy();
+//! let eval = Evaluator::new(&facts, &policy, Instant::now());
+//! let lost = eval.evaluate_all().filter(|e| e.verdict == Verdict::Lost).count();
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+
+mod digest;
+mod facts;
+mod fields;
+mod instant;
+mod persist;
+mod policy;
+mod report;
+mod verdict;
+
+#[cfg(test)]
+mod tests;
+
+use std::collections::BTreeSet;
+
+pub use digest::{Digests, evaluation_digest, facts_digest};
+pub use facts::{
+    Anomaly, AnomalyKind, Duplicate, Facts, Gap, Hop, Link, Mark, MessageFacts, Receipt,
+    Resolution, Sent, Status, Stream,
+};
+pub use instant::Instant;
+pub use persist::{CatchUp, load_or_rebuild, save};
+pub use policy::{DEFAULT_POLICY, Policy, PolicyError, Rule, parse_duration};
+pub use report::{AnomalyRow, Filter, GroupBy, StatsRow, anomaly_rows, report, stats};
+pub use verdict::{
+    Deadline, DeadlineKind, DeadlineState, Evaluation, Evaluator, ExpirySource, Verdict,
+};
+
+use crate::entry;
+use crate::event::EventType;
+use crate::store::{Store, StoreError};
+
+/// Clock-skew tolerance between reporters, in seconds (projection version 1).
+pub const SKEW_SECONDS: i64 = 120;
+
+/// Why a projection could not be built.
+#[derive(Debug, thiserror::Error)]
+pub enum ProjectionError {
+    /// An entry's event cannot be read (the log is corrupt: appends validate events).
+    #[error("entry {seq}: {reason}")]
+    BadEntry {
+        /// The entry.
+        seq: u64,
+        /// What is wrong.
+        reason: String,
+    },
+    /// Entries applied out of seq order (a bug in the caller).
+    #[error("entry {got} applied where {expected} was next")]
+    OutOfOrder {
+        /// The next seq expected.
+        expected: u64,
+        /// The seq given.
+        got: u64,
+    },
+    /// The store failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// The persisted projection could not be written.
+    #[error("write the projection to {path}: {source}")]
+    Io {
+        /// The file.
+        path: String,
+        /// The OS error.
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// Progress of a long replay: entries applied so far.
+pub type Progress<'a> = dyn FnMut(u64) + 'a;
+
+/// Applies entries `facts.covered() .. to` from the store.
+pub fn catch_up(
+    store: &dyn Store,
+    facts: &mut Facts,
+    to: u64,
+    progress: &mut Progress<'_>,
+) -> Result<(), ProjectionError> {
+    let from = facts.covered();
+    if from >= to {
+        return Ok(());
+    }
+    let mut failure = None;
+    let result = store.scan(from, to, &mut |seq, bytes| {
+        if let Err(e) = facts.apply_entry(seq, bytes) {
+            failure = Some(e);
+            return Err(StoreError::Corrupt(format!("entry {seq} cannot be projected")));
+        }
+        if seq % 65_536 == 0 {
+            progress(seq - from);
+        }
+        Ok(())
+    });
+    if let Some(e) = failure {
+        return Err(e);
+    }
+    result?;
+    progress(to - from);
+    Ok(())
+}
+
+/// Builds the facts of entries `0 .. to` from scratch.
+pub fn replay(
+    store: &dyn Store,
+    to: u64,
+    progress: &mut Progress<'_>,
+) -> Result<Facts, ProjectionError> {
+    let mut facts = Facts::default();
+    catch_up(store, &mut facts, to, progress)?;
+    Ok(facts)
+}
+
+/// The number of entries recorded at or before `t`: the prefix the ledger knew at
+/// `t`. `recorded_at` never decreases along the log, so this is a binary search.
+pub fn prefix_at(store: &dyn Store, t: Instant) -> Result<u64, ProjectionError> {
+    let (mut lo, mut hi) = (0u64, store.size());
+    while lo < hi {
+        let mid = lo + (hi - lo) / 2;
+        let bytes = store.entry(mid)?;
+        let parsed = entry::parse_envelope(&bytes).map_err(|e| ProjectionError::BadEntry {
+            seq: mid,
+            reason: e.to_string(),
+        })?;
+        let at = Instant::parse(parsed.recorded_at).ok_or_else(|| ProjectionError::BadEntry {
+            seq: mid,
+            reason: format!("bad recorded_at {:?}", parsed.recorded_at),
+        })?;
+        if at <= t {
+            lo = mid + 1;
+        } else {
+            hi = mid;
+        }
+    }
+    Ok(lo)
+}
+
+/// The `recorded_at` of the entry before `size` (the evaluation time `replay`
+/// reports, reproducible anywhere), or the epoch for an empty log.
+pub fn recorded_at_before(store: &dyn Store, size: u64) -> Result<Instant, ProjectionError> {
+    if size == 0 {
+        return Ok(Instant::EPOCH);
+    }
+    let bytes = store.entry(size - 1)?;
+    let parsed = entry::parse_envelope(&bytes).map_err(|e| ProjectionError::BadEntry {
+        seq: size - 1,
+        reason: e.to_string(),
+    })?;
+    Instant::parse(parsed.recorded_at).ok_or_else(|| ProjectionError::BadEntry {
+        seq: size - 1,
+        reason: "bad recorded_at".into(),
+    })
+}
+
+/// The facts of one message's resend family only, from entries `0 .. to`: exact for
+/// every message of the family (their facts depend on nothing else), and fast, since
+/// it reads only their entries through the message index. Reporter streams are
+/// not computed. `None` if no entry names the message.
+pub fn family_facts(
+    store: &dyn Store,
+    message: &str,
+    to: u64,
+) -> Result<Option<Facts>, ProjectionError> {
+    let mut seen = BTreeSet::new();
+    let mut seqs = BTreeSet::new();
+    let mut pending = vec![message.to_string()];
+    let mut entries = std::collections::BTreeMap::new();
+    while let Some(m) = pending.pop() {
+        if !seen.insert(m.clone()) {
+            continue;
+        }
+        for seq in store.message_seqs(&m)? {
+            if seq >= to || !seqs.insert(seq) {
+                continue;
+            }
+            let bytes = store.entry(seq)?;
+            {
+                let parsed =
+                    entry::parse_envelope(&bytes).map_err(|e| ProjectionError::BadEntry {
+                        seq,
+                        reason: e.to_string(),
+                    })?;
+                let view = fields::EventView::parse(parsed.event)
+                    .map_err(|reason| ProjectionError::BadEntry { seq, reason })?;
+                if view.kind == EventType::Resent {
+                    pending.push(view.f.message.to_string());
+                    pending.push(view.req(&view.f.new_message));
+                }
+            }
+            entries.insert(seq, bytes);
+        }
+    }
+    if entries.is_empty() {
+        return Ok(None);
+    }
+    let mut facts = Facts::default();
+    for (seq, bytes) in entries {
+        facts.apply_sparse(seq, &bytes)?;
+    }
+    Ok(Some(facts))
+}

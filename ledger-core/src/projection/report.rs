@@ -1,0 +1,247 @@
+//! The questions a regulator asks of an evaluation (docs/projections.md §2.4):
+//! messages by verdict, anomalies, counts.
+
+use std::collections::BTreeMap;
+
+use serde::Serialize;
+
+use super::facts::AnomalyKind;
+use super::verdict::{Evaluation, Evaluator, Verdict};
+use super::Instant;
+
+/// Which messages a question is about: effective fields (inherited by resends) and
+/// the send time. An orphan (never sent) matches no filter.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Filter {
+    /// Sender organisation.
+    pub from: Option<String>,
+    /// Recipient organisation.
+    pub to: Option<String>,
+    /// Category.
+    pub category: Option<String>,
+    /// Channel.
+    pub channel: Option<String>,
+    /// Sent at or after.
+    pub since: Option<Instant>,
+    /// Sent before.
+    pub until: Option<Instant>,
+}
+
+impl Filter {
+    /// Whether any condition is set.
+    pub fn is_empty(&self) -> bool {
+        *self == Filter::default()
+    }
+
+    /// Whether the evaluated message passes.
+    pub fn matches(&self, e: &Evaluation) -> bool {
+        let eq = |want: &Option<String>, have: &Option<String>| {
+            want.as_ref().is_none_or(|w| have.as_ref() == Some(w))
+        };
+        eq(&self.from, &e.from)
+            && eq(&self.to, &e.to)
+            && eq(&self.category, &e.category)
+            && eq(&self.channel, &e.channel)
+            && self
+                .since
+                .is_none_or(|s| e.origin_at.is_some_and(|o| o >= s))
+            && self
+                .until
+                .is_none_or(|u| e.origin_at.is_some_and(|o| o < u))
+    }
+}
+
+/// Messages with one of `verdicts` passing the filter, by send time then id.
+pub fn report(eval: &Evaluator<'_>, verdicts: &[Verdict], filter: &Filter) -> Vec<Evaluation> {
+    let mut rows: Vec<Evaluation> = eval
+        .evaluate_all()
+        .filter(|e| verdicts.contains(&e.verdict) && filter.matches(e))
+        .collect();
+    rows.sort_unstable_by(|a, b| (a.origin_at, &a.message).cmp(&(b.origin_at, &b.message)));
+    rows
+}
+
+/// One anomaly, of a message or of a reporter's stream.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct AnomalyRow {
+    /// Which kind.
+    pub kind: AnomalyKind,
+    /// The message, for message anomalies.
+    pub message: Option<String>,
+    /// The reporter organisation, for stream anomalies.
+    pub org: Option<String>,
+    /// The reporter system, for stream anomalies.
+    pub system: Option<String>,
+    /// The entry that raised it (for a gap: the entry that revealed it; for an
+    /// evaluated hand-off anomaly: the hand-off).
+    pub seq: u64,
+    /// The counterpart entry.
+    pub other_seq: Option<u64>,
+    /// Particulars.
+    pub detail: Option<String>,
+    /// First missing reporter seq, for gaps; the repeated one, for duplicates.
+    pub from: Option<u64>,
+    /// Last missing reporter seq, for gaps.
+    pub to: Option<u64>,
+}
+
+/// Every anomaly: recorded ones of messages passing the filter, evaluated ones, and
+/// those of reporter streams (shown unless the filter selects on category or channel,
+/// and then only for a stream of the `--from`/`--to` organisation if one is given).
+/// Sorted by kind, then message or stream, then seq.
+pub fn anomaly_rows(
+    eval: &Evaluator<'_>,
+    filter: &Filter,
+    kind: Option<AnomalyKind>,
+) -> Vec<AnomalyRow> {
+    let want = |k: AnomalyKind| kind.is_none_or(|w| w == k);
+    let mut rows = Vec::new();
+    for (id, m) in eval.facts().messages() {
+        let e = eval.evaluate_known(id, m);
+        if !filter.is_empty() && !filter.matches(&e) {
+            continue;
+        }
+        for a in &m.anomalies {
+            if want(a.kind) {
+                rows.push(AnomalyRow {
+                    kind: a.kind,
+                    message: Some(id.to_string()),
+                    org: None,
+                    system: None,
+                    seq: a.seq,
+                    other_seq: a.other_seq,
+                    detail: a.detail.clone(),
+                    from: None,
+                    to: None,
+                });
+            }
+        }
+        for (k, seq) in &e.evaluated_anomalies {
+            if want(*k) {
+                rows.push(AnomalyRow {
+                    kind: *k,
+                    message: Some(id.to_string()),
+                    org: None,
+                    system: None,
+                    seq: *seq,
+                    other_seq: None,
+                    detail: None,
+                    from: None,
+                    to: None,
+                });
+            }
+        }
+    }
+    let streams_shown = filter.category.is_none()
+        && filter.channel.is_none()
+        && filter.since.is_none()
+        && filter.until.is_none();
+    if streams_shown {
+        for ((org, system), s) in eval.facts().streams() {
+            let org_ok = match (&filter.from, &filter.to) {
+                (None, None) => true,
+                (f, t) => f.as_ref() == Some(org) || t.as_ref() == Some(org),
+            };
+            if !org_ok {
+                continue;
+            }
+            let stream_row = |kind, seq, from, to| AnomalyRow {
+                kind,
+                message: None,
+                org: Some(org.clone()),
+                system: Some(system.clone()),
+                seq,
+                other_seq: None,
+                detail: None,
+                from: Some(from),
+                to,
+            };
+            if want(AnomalyKind::ReporterSeqGap) {
+                for g in &s.gaps {
+                    rows.push(stream_row(
+                        AnomalyKind::ReporterSeqGap,
+                        g.detected_seq,
+                        g.from,
+                        Some(g.to),
+                    ));
+                }
+            }
+            if want(AnomalyKind::ReporterSeqDuplicate) {
+                for d in &s.duplicates {
+                    rows.push(stream_row(
+                        AnomalyKind::ReporterSeqDuplicate,
+                        d.seq,
+                        d.reporter_seq,
+                        None,
+                    ));
+                }
+            }
+        }
+    }
+    rows.sort_unstable_by(|a, b| {
+        (a.kind, &a.message, &a.org, &a.system, a.seq).cmp(&(
+            b.kind, &b.message, &b.org, &b.system, b.seq,
+        ))
+    });
+    rows
+}
+
+/// How `stats` groups.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum GroupBy {
+    /// One group.
+    All,
+    /// Sender organisation.
+    From,
+    /// Recipient organisation.
+    To,
+    /// Channel.
+    Channel,
+    /// Category.
+    Category,
+    /// UTC month of the send, `YYYY-MM`.
+    Month,
+}
+
+/// Counts per verdict in one group.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct StatsRow {
+    /// The group (`all`, an org number, a channel …; `unknown` for orphans).
+    pub group: String,
+    /// Messages in the group.
+    pub total: u64,
+    /// Per verdict name, every verdict present (zero included).
+    pub verdicts: BTreeMap<&'static str, u64>,
+    /// Messages with at least one anomaly.
+    pub with_anomalies: u64,
+}
+
+/// Counts per verdict, grouped, for messages passing the filter; groups sorted.
+pub fn stats(eval: &Evaluator<'_>, by: GroupBy, filter: &Filter) -> Vec<StatsRow> {
+    let mut groups: BTreeMap<String, StatsRow> = BTreeMap::new();
+    for e in eval.evaluate_all() {
+        if !filter.matches(&e) {
+            continue;
+        }
+        let key = match by {
+            GroupBy::All => Some("all".to_string()),
+            GroupBy::From => e.from.clone(),
+            GroupBy::To => e.to.clone(),
+            GroupBy::Channel => e.channel.clone(),
+            GroupBy::Category => e.category.clone(),
+            GroupBy::Month => e.origin_at.map(|t| t.to_string()[..7].to_string()),
+        }
+        .unwrap_or_else(|| "unknown".into());
+        let row = groups.entry(key.clone()).or_insert_with(|| StatsRow {
+            group: key,
+            verdicts: Verdict::ALL.iter().map(|v| (v.name(), 0)).collect(),
+            ..StatsRow::default()
+        });
+        row.total += 1;
+        *row.verdicts.entry(e.verdict.name()).or_default() += 1;
+        if e.recorded_anomalies + e.evaluated_anomalies.len() > 0 {
+            row.with_anomalies += 1;
+        }
+    }
+    groups.into_values().collect()
+}

@@ -1,0 +1,635 @@
+//! The edge-case table of docs/projections.md §2.5, row by row, plus the anomaly
+//! rules of §3. Each row builds real entries (canonical events in entry bytes) and
+//! applies them as replay does.
+
+use serde_json::{Value, json};
+
+use super::*;
+use crate::Event;
+use crate::entry::entry_bytes;
+
+const MIN: i64 = 60;
+const HOUR: i64 = 3600;
+const DAY: i64 = 86_400;
+const POLICE: &str = "948842327";
+const KOMMUNE: &str = "977019397";
+const OTHER: &str = "957241867";
+const LATE_RECORD: &str = "2030-01-01T00:00:00.000000Z";
+
+fn t0() -> Instant {
+    Instant::parse("2023-01-02T09:00:00Z").unwrap()
+}
+
+fn ts(offset: i64) -> String {
+    let s = t0().plus_seconds(offset).to_string();
+    // Whole seconds in events, as reporters write them.
+    format!("{}Z", &s[..19])
+}
+
+struct Log {
+    facts: Facts,
+    n: u64,
+}
+
+impl Log {
+    fn new() -> Log {
+        Log {
+            facts: Facts::default(),
+            n: 0,
+        }
+    }
+
+    fn push_recorded(&mut self, mut v: Value, recorded_at: &str) -> u64 {
+        let obj = v.as_object_mut().unwrap();
+        obj.entry("id").or_insert(json!(format!("e{}", self.n)));
+        obj.entry("reporter")
+            .or_insert(json!({"org": POLICE, "system": "test"}));
+        let event = Event::from_value(v).expect("valid test event");
+        let seq = self.n;
+        let bytes = entry_bytes(seq, &[0; 32], recorded_at, event.canonical_bytes());
+        self.facts.apply_entry(seq, &bytes).expect("applies");
+        self.n += 1;
+        seq
+    }
+
+    fn push(&mut self, v: Value) -> u64 {
+        self.push_recorded(v, LATE_RECORD)
+    }
+
+    fn sent(&mut self, msg: &str, category: &str, channel: &str, at: i64) -> u64 {
+        self.push(json!({"type": "sent", "message": msg, "at": ts(at), "from": POLICE,
+            "to": KOMMUNE, "channel": channel, "category": category,
+            "content_digest": format!("sha256:{}", "ab".repeat(32))}))
+    }
+
+    fn ev(&mut self, kind: &str, msg: &str, at: i64) -> u64 {
+        let mut v = json!({"type": kind, "message": msg, "at": ts(at)});
+        let o = v.as_object_mut().unwrap();
+        match kind {
+            "opened" => {
+                o.insert("by_role".into(), json!("saksbehandler"));
+            }
+            "deleted" => {
+                o.insert("reason".into(), json!("cleanup"));
+            }
+            "failed" => {
+                o.insert("error".into(), json!("timeout"));
+            }
+            _ => {}
+        }
+        self.push(v)
+    }
+
+    fn resent(&mut self, msg: &str, new: &str, channel: &str, at: i64) -> u64 {
+        self.push(json!({"type": "resent", "message": msg, "at": ts(at),
+            "new_message": new, "channel": channel}))
+    }
+
+    fn handed_off(&mut self, msg: &str, to_system: &str, at: i64) -> u64 {
+        self.push(json!({"type": "handed_off", "message": msg, "at": ts(at),
+            "from_system": "fiks-mottak", "to_system": to_system}))
+    }
+
+    fn received(&mut self, msg: &str, system: &str, at: i64) -> u64 {
+        self.push(json!({"type": "received", "message": msg, "at": ts(at), "system": system}))
+    }
+
+    fn resolved(&mut self, msg: &str, outcome: &str, at: i64) -> u64 {
+        self.push(json!({"type": "resolved", "message": msg, "at": ts(at), "outcome": outcome}))
+    }
+
+    fn eval_with(&self, msg: &str, now: i64, policy: &Policy) -> Evaluation {
+        Evaluator::new(&self.facts, policy, t0().plus_seconds(now))
+            .evaluate(msg)
+            .unwrap_or_else(|| panic!("{msg} unknown"))
+    }
+
+    fn eval(&self, msg: &str, now: i64) -> Evaluation {
+        self.eval_with(msg, now, &Policy::default_policy())
+    }
+
+    fn verdict(&self, msg: &str, now: i64) -> (Verdict, String) {
+        let e = self.eval(msg, now);
+        (e.verdict, e.reason)
+    }
+
+    fn recorded(&self, msg: &str) -> Vec<(AnomalyKind, u64)> {
+        self.facts
+            .message(msg)
+            .unwrap()
+            .anomalies
+            .iter()
+            .map(|a| (a.kind, a.seq))
+            .collect()
+    }
+
+    fn evaluated(&self, msg: &str, now: i64) -> Vec<AnomalyKind> {
+        self.eval(msg, now)
+            .evaluated_anomalies
+            .iter()
+            .map(|a| a.0)
+            .collect()
+    }
+}
+
+fn v(verdict: Verdict, reason: &str) -> (Verdict, String) {
+    (verdict, reason.to_string())
+}
+
+const B: &str = "bekymringsmelding";
+const D: &str = "document";
+
+#[test]
+fn rows_1_to_3_open_deadline_boundary() {
+    let mut l = Log::new();
+    l.sent("A", B, "altinn", 0);
+    l.ev("delivered", "A", MIN);
+    assert_eq!(l.verdict("A", DAY), v(Verdict::Open, "in_flight"));
+    assert_eq!(l.verdict("A", 7 * DAY), v(Verdict::Open, "in_flight"));
+    assert_eq!(
+        l.verdict("A", 7 * DAY + 1),
+        v(Verdict::AtRisk, "open_deadline_passed")
+    );
+    assert!(l.recorded("A").is_empty());
+}
+
+#[test]
+fn rows_4_to_7_expiry_warning_and_passing() {
+    let mut l = Log::new();
+    l.sent("D", D, "altinn", 0);
+    assert_eq!(l.verdict("D", 22 * DAY), v(Verdict::Open, "in_flight"));
+    assert_eq!(
+        l.verdict("D", 23 * DAY),
+        v(Verdict::AtRisk, "expiry_warning")
+    );
+    assert_eq!(l.verdict("D", 30 * DAY), v(Verdict::Lost, "expiry_passed"));
+    let e = l.eval("D", 30 * DAY);
+    assert_eq!(e.expires_source, Some(ExpirySource::Policy));
+
+    let mut l = Log::new();
+    l.push(json!({"type": "sent", "message": "E", "at": ts(0), "from": POLICE, "to": KOMMUNE,
+        "channel": "eformidling", "category": D, "expires_at": ts(10 * DAY),
+        "content_digest": format!("sha256:{}", "cd".repeat(32))}));
+    assert_eq!(l.verdict("E", 3 * DAY - 1), v(Verdict::Open, "in_flight"));
+    assert_eq!(l.verdict("E", 3 * DAY), v(Verdict::AtRisk, "expiry_warning"));
+    assert_eq!(
+        l.eval("E", 0).expires_source,
+        Some(ExpirySource::Event)
+    );
+}
+
+#[test]
+fn rows_8_to_13_open_and_acknowledge_deadlines() {
+    let cases: [(i64, Option<i64>, i64, (Verdict, &str)); 6] = [
+        (2 * DAY, Some(3 * DAY), 20 * DAY, (Verdict::Completed, "completed")),
+        (2 * DAY, None, 5 * DAY, (Verdict::Open, "awaiting_ack")),
+        (2 * DAY, None, 14 * DAY + 1, (Verdict::AtRisk, "ack_deadline_passed")),
+        (2 * DAY, Some(15 * DAY), 20 * DAY, (Verdict::Late, "ack_late")),
+        (9 * DAY, Some(10 * DAY), 20 * DAY, (Verdict::Late, "opened_late")),
+        (7 * DAY, Some(8 * DAY), 20 * DAY, (Verdict::Completed, "completed")),
+    ];
+    for (row, (opened, ack, now, want)) in cases.into_iter().enumerate() {
+        let mut l = Log::new();
+        l.sent("A", B, "altinn", 0);
+        l.ev("opened", "A", opened);
+        if let Some(a) = ack {
+            l.ev("acknowledged", "A", a);
+        }
+        assert_eq!(l.verdict("A", now), v(want.0, want.1), "row {}", row + 8);
+    }
+}
+
+#[test]
+fn rows_14_to_18_losses_and_what_outranks_them() {
+    let mut l = Log::new();
+    l.sent("A", B, "altinn", 0);
+    l.ev("expired", "A", 30 * DAY);
+    assert_eq!(l.verdict("A", 31 * DAY), v(Verdict::Lost, "expired"));
+
+    let mut l = Log::new();
+    l.sent("A", B, "altinn", 0);
+    l.ev("opened", "A", 3 * DAY);
+    l.ev("acknowledged", "A", 4 * DAY);
+    l.ev("expired", "A", 30 * DAY);
+    assert_eq!(l.verdict("A", 31 * DAY), v(Verdict::Completed, "completed"));
+
+    let mut l = Log::new();
+    l.sent("A", B, "altinn", 0);
+    l.ev("deleted", "A", 2 * DAY);
+    assert_eq!(l.verdict("A", 3 * DAY), v(Verdict::Lost, "deleted"));
+
+    let mut l = Log::new();
+    l.sent("A", D, "eformidling", 0);
+    l.ev("failed", "A", 10 * MIN);
+    assert_eq!(l.verdict("A", HOUR), v(Verdict::Lost, "failed"));
+    l.ev("delivered", "A", 2 * HOUR);
+    l.ev("opened", "A", DAY);
+    assert_eq!(l.verdict("A", 2 * DAY), v(Verdict::Completed, "completed"));
+}
+
+#[test]
+fn rows_19_to_20_a_resend_by_letter_counts_for_the_original() {
+    for (recv, ack, want_a) in [
+        (3 * DAY, 4 * DAY, v(Verdict::Completed, "completed")),
+        (8 * DAY, 9 * DAY, v(Verdict::Late, "opened_late")),
+    ] {
+        let mut l = Log::new();
+        l.sent("A", B, "email", 0);
+        l.ev("failed", "A", HOUR);
+        l.resent("A", "A2", "letter", DAY);
+        l.received("A2", "post", recv);
+        l.ev("acknowledged", "A2", ack);
+        assert_eq!(l.verdict("A", 20 * DAY), want_a);
+        let e = l.eval("A", 20 * DAY);
+        assert_eq!(e.via.as_deref(), Some("A2"));
+        assert_eq!(e.resent_to.as_deref(), Some("A2"));
+        assert_eq!(l.verdict("A2", 20 * DAY), v(Verdict::Completed, "completed"));
+        assert_eq!(l.eval("A2", 0).category.as_deref(), Some(B), "inherited");
+        assert!(l.recorded("A2").is_empty(), "declared by a resend: known");
+    }
+}
+
+fn chain_of_three(l: &mut Log) {
+    l.sent("A", B, "altinn", 0);
+    l.ev("expired", "A", 30 * DAY);
+    l.resent("A", "A2", "eformidling", 31 * DAY);
+    l.ev("failed", "A2", 31 * DAY + HOUR);
+    l.resent("A2", "A3", "letter", 32 * DAY);
+    l.received("A3", "post", 34 * DAY);
+    l.ev("acknowledged", "A3", 35 * DAY);
+}
+
+#[test]
+fn rows_21_to_24_resend_chains_of_three_and_resolutions() {
+    let mut l = Log::new();
+    chain_of_three(&mut l);
+    assert_eq!(l.verdict("A", 60 * DAY), v(Verdict::Late, "opened_late"));
+    assert_eq!(l.eval("A", 60 * DAY).via.as_deref(), Some("A3"));
+    assert_eq!(l.eval("A", 60 * DAY).resent_to.as_deref(), Some("A3"));
+    assert_eq!(l.verdict("A2", 60 * DAY), v(Verdict::Completed, "completed"));
+    assert_eq!(l.verdict("A3", 60 * DAY), v(Verdict::Completed, "completed"));
+
+    let mut r = Log::new();
+    chain_of_three(&mut r);
+    r.resolved("A", "resent_and_confirmed", 36 * DAY);
+    for m in ["A", "A2", "A3"] {
+        assert_eq!(
+            r.verdict(m, 60 * DAY),
+            v(Verdict::Resolved, "resent_and_confirmed"),
+            "{m}"
+        );
+    }
+
+    let mut r = Log::new();
+    chain_of_three(&mut r);
+    r.resolved("A2", "known_via_other_channel", 36 * DAY);
+    assert_eq!(r.verdict("A", 60 * DAY).0, Verdict::Late, "never closes an ancestor");
+    assert_eq!(r.verdict("A2", 60 * DAY).0, Verdict::Resolved);
+    assert_eq!(r.verdict("A3", 60 * DAY).0, Verdict::Resolved);
+
+    let mut l = Log::new();
+    l.sent("A", B, "altinn", 0);
+    l.ev("expired", "A", 30 * DAY);
+    l.resent("A", "A2", "letter", 31 * DAY);
+    assert_eq!(l.verdict("A", 33 * DAY), v(Verdict::Lost, "expired"));
+    assert_eq!(l.verdict("A2", 33 * DAY), v(Verdict::Open, "in_flight"));
+}
+
+#[test]
+fn rows_25_to_32_hand_offs() {
+    let portal = |l: &mut Log| {
+        l.sent("P", B, "portal", 0);
+        l.handed_off("P", "familia", 5 * MIN)
+    };
+    let mut l = Log::new();
+    portal(&mut l);
+    l.received("P", "familia", 6 * MIN);
+    l.ev("opened", "P", DAY);
+    l.ev("acknowledged", "P", 2 * DAY);
+    assert_eq!(l.verdict("P", 20 * DAY), v(Verdict::Completed, "completed"));
+    assert!(l.evaluated("P", 20 * DAY).is_empty());
+
+    let mut l = Log::new();
+    let hop = portal(&mut l);
+    assert_eq!(l.verdict("P", DAY + 5 * MIN), v(Verdict::Open, "in_flight"));
+    assert!(l.evaluated("P", DAY + 5 * MIN).is_empty());
+    assert_eq!(
+        l.verdict("P", DAY + 6 * MIN),
+        v(Verdict::StuckInHandoff, "handoff_unreceived")
+    );
+    assert_eq!(
+        l.eval("P", DAY + 6 * MIN).evaluated_anomalies,
+        vec![(AnomalyKind::HandoffNeverReceived, hop)]
+    );
+    assert_eq!(l.facts.message("P").unwrap().status(), Status::InHandoff);
+
+    let mut l = Log::new();
+    portal(&mut l);
+    l.received("P", "websak", 6 * MIN);
+    assert_eq!(l.verdict("P", 2 * DAY).0, Verdict::StuckInHandoff);
+
+    let mut l = Log::new();
+    portal(&mut l);
+    l.received("P", "familia", 4 * MIN);
+    assert_eq!(l.verdict("P", 2 * DAY), v(Verdict::Open, "in_flight"), "within skew");
+
+    let mut l = Log::new();
+    portal(&mut l);
+    l.received("P", "familia", 5 * MIN - 121);
+    assert_eq!(l.verdict("P", 2 * DAY).0, Verdict::StuckInHandoff, "beyond skew");
+
+    let mut l = Log::new();
+    portal(&mut l);
+    l.ev("deleted", "P", HOUR);
+    assert_eq!(l.verdict("P", 2 * DAY), v(Verdict::Lost, "deleted"));
+    assert_eq!(
+        l.evaluated("P", 2 * DAY),
+        vec![AnomalyKind::HandoffNeverReceived]
+    );
+
+    let mut l = Log::new();
+    portal(&mut l);
+    l.ev("opened", "P", DAY);
+    l.ev("acknowledged", "P", 2 * DAY);
+    assert_eq!(l.verdict("P", 20 * DAY), v(Verdict::Completed, "completed"));
+    assert_eq!(
+        l.evaluated("P", 20 * DAY),
+        vec![AnomalyKind::HandoffNeverReceived]
+    );
+
+    let mut l = Log::new();
+    portal(&mut l);
+    l.received("P", "familia", 6 * MIN);
+    assert_eq!(
+        l.verdict("P", 8 * DAY),
+        v(Verdict::AtRisk, "open_deadline_passed"),
+        "received is not opened"
+    );
+
+    // A receipt that arrives before its hand-off still matches it.
+    let mut l = Log::new();
+    l.sent("P", B, "portal", 0);
+    l.received("P", "familia", 6 * MIN);
+    l.handed_off("P", "familia", 5 * MIN);
+    assert_eq!(l.verdict("P", 2 * DAY), v(Verdict::Open, "in_flight"));
+}
+
+#[test]
+fn rows_33_to_34_ack_is_an_open_signal_and_resolution_closes() {
+    let mut l = Log::new();
+    l.sent("A", B, "altinn", 0);
+    l.ev("acknowledged", "A", 2 * DAY);
+    assert_eq!(l.verdict("A", 20 * DAY), v(Verdict::Completed, "completed"));
+    assert!(l.recorded("A").is_empty());
+
+    let mut l = Log::new();
+    l.sent("A", B, "altinn", 0);
+    l.ev("expired", "A", 30 * DAY);
+    l.resolved("A", "false_alarm", 40 * DAY);
+    assert_eq!(l.verdict("A", 41 * DAY), v(Verdict::Resolved, "false_alarm"));
+    assert_eq!(l.facts.message("A").unwrap().status(), Status::Resolved);
+}
+
+#[test]
+fn rows_35_to_39_recorded_anomalies() {
+    let mut l = Log::new();
+    l.sent("A", B, "altinn", 0);
+    l.ev("opened", "A", HOUR);
+    let d = l.ev("delivered", "A", 2 * HOUR);
+    l.ev("acknowledged", "A", DAY);
+    assert_eq!(l.verdict("A", 20 * DAY).0, Verdict::Completed);
+    assert_eq!(l.recorded("A"), vec![(AnomalyKind::OpenedBeforeDelivered, d)]);
+
+    let mut l = Log::new();
+    let o = l.ev("opened", "A", HOUR);
+    l.sent("A", B, "altinn", 0);
+    l.ev("acknowledged", "A", DAY);
+    assert_eq!(l.verdict("A", 20 * DAY).0, Verdict::Completed);
+    assert_eq!(l.recorded("A"), vec![(AnomalyKind::EventForUnknownMessage, o)]);
+
+    let mut l = Log::new();
+    let o = l.ev("opened", "X", HOUR);
+    assert_eq!(l.verdict("X", 100 * DAY), v(Verdict::Completed, "completed"));
+    assert_eq!(l.recorded("X"), vec![(AnomalyKind::EventForUnknownMessage, o)]);
+    assert_eq!(l.facts.message("X").unwrap().status(), Status::Opened);
+    assert!(l.eval("X", 0).deadlines.is_empty(), "an orphan has no deadlines");
+
+    let mut l = Log::new();
+    l.sent("A", B, "altinn", 0);
+    l.ev("deleted", "A", 2 * DAY);
+    let o = l.ev("opened", "A", 3 * DAY);
+    assert_eq!(
+        l.verdict("A", 20 * DAY),
+        v(Verdict::AtRisk, "ack_deadline_passed")
+    );
+    assert_eq!(l.recorded("A"), vec![(AnomalyKind::EventAfterDeletion, o)]);
+
+    let mut l = Log::new();
+    l.sent("A", B, "altinn", 0);
+    let mut second = json!({"type": "sent", "message": "A", "at": ts(0), "from": POLICE,
+        "to": OTHER, "channel": "altinn", "category": B,
+        "content_digest": format!("sha256:{}", "ab".repeat(32))});
+    second["id"] = json!("second");
+    let s2 = l.push(second);
+    assert_eq!(l.verdict("A", DAY).0, Verdict::Open);
+    assert_eq!(l.eval("A", DAY).to.as_deref(), Some(KOMMUNE));
+    let a = &l.facts.message("A").unwrap().anomalies;
+    assert_eq!(a.len(), 1);
+    assert_eq!((a[0].kind, a[0].seq), (AnomalyKind::DuplicateSent, s2));
+    assert_eq!(a[0].detail.as_deref(), Some("to"));
+}
+
+#[test]
+fn rows_40_to_41_resend_conflicts_and_orphan_resends() {
+    let mut l = Log::new();
+    l.sent("A", B, "altinn", 0);
+    l.sent("B", B, "altinn", 0);
+    l.resent("A", "B", "letter", HOUR);
+    let bad = l.resent("B", "A", "letter", 2 * HOUR);
+    assert_eq!(l.recorded("B"), vec![(AnomalyKind::ResendConflict, bad)]);
+    assert_eq!(
+        l.facts.message("B").unwrap().anomalies[0].detail.as_deref(),
+        Some("cycle")
+    );
+    assert!(l.facts.message("A").unwrap().resent_from.is_none());
+    assert_eq!(l.verdict("A", DAY).0, Verdict::Open);
+    assert_eq!(l.verdict("B", DAY).0, Verdict::Open);
+
+    // Claimed by another message.
+    l.sent("C", B, "altinn", 0);
+    let bad = l.resent("C", "B", "letter", 3 * HOUR);
+    let c = &l.facts.message("C").unwrap().anomalies;
+    assert_eq!((c[0].kind, c[0].seq), (AnomalyKind::ResendConflict, bad));
+    assert_eq!(c[0].detail.as_deref(), Some("already_resent_from:A"));
+    // The same link again is no anomaly.
+    l.resent("A", "B", "letter", 4 * HOUR);
+    assert!(l.recorded("A").is_empty());
+
+    let mut l = Log::new();
+    let r = l.resent("X", "Y", "letter", 0);
+    l.received("Y", "post", 3 * DAY);
+    assert_eq!(l.recorded("X"), vec![(AnomalyKind::ResendOfUnknownMessage, r)]);
+    assert_eq!(l.verdict("X", 5 * DAY), v(Verdict::Completed, "completed"));
+    assert_eq!(l.eval("X", 5 * DAY).via.as_deref(), Some("Y"));
+    assert_eq!(l.verdict("Y", 5 * DAY), v(Verdict::Completed, "completed"));
+    assert_eq!(l.eval("Y", 5 * DAY).category, None);
+}
+
+#[test]
+fn row_43_at_after_recorded() {
+    let mut l = Log::new();
+    let recorded = "2023-01-02T09:00:00.000000Z";
+    let s = l.push_recorded(
+        json!({"type": "sent", "message": "A", "at": ts(HOUR), "from": POLICE, "to": KOMMUNE,
+            "channel": "altinn", "category": B, "content_digest": format!("sha256:{}", "ab".repeat(32))}),
+        recorded,
+    );
+    assert_eq!(l.recorded("A"), vec![(AnomalyKind::AtAfterRecorded, s)]);
+    l.push_recorded(
+        json!({"type": "delivered", "message": "A", "at": ts(2 * MIN)}),
+        recorded,
+    );
+    let future = l.recorded("A").iter().filter(|a| a.0 == AnomalyKind::AtAfterRecorded).count();
+    assert_eq!(future, 1, "2 minutes ahead is within the skew");
+}
+
+fn stream_event(l: &mut Log, n: u64) -> u64 {
+    l.push(json!({"type": "delivered", "message": format!("M{n}"), "at": ts(0),
+        "id": format!("s{n}-{}", l.n),
+        "reporter": {"org": POLICE, "system": "altinn-adapter", "seq": n}}))
+}
+
+#[test]
+fn rows_44_to_46_reporter_streams() {
+    let key = (POLICE.to_string(), "altinn-adapter".to_string());
+    let mut l = Log::new();
+    stream_event(&mut l, 1);
+    stream_event(&mut l, 2);
+    let four = stream_event(&mut l, 4);
+    let s = &l.facts.streams()[&key];
+    assert_eq!(
+        s.gaps,
+        vec![Gap {
+            from: 3,
+            to: 3,
+            detected_seq: four
+        }]
+    );
+    stream_event(&mut l, 3);
+    assert!(l.facts.streams()[&key].gaps.is_empty());
+
+    let mut l = Log::new();
+    stream_event(&mut l, 1);
+    stream_event(&mut l, 2);
+    let dup = stream_event(&mut l, 2);
+    let s = &l.facts.streams()[&key];
+    assert_eq!(
+        s.duplicates,
+        vec![Duplicate {
+            reporter_seq: 2,
+            seq: dup
+        }]
+    );
+
+    let mut l = Log::new();
+    let five = stream_event(&mut l, 5);
+    assert_eq!(
+        l.facts.streams()[&key].gaps,
+        vec![Gap {
+            from: 1,
+            to: 4,
+            detected_seq: five
+        }]
+    );
+    stream_event(&mut l, 3);
+    assert_eq!(l.facts.streams()[&key].gaps.len(), 2, "split");
+    for n in [4, 1, 2] {
+        stream_event(&mut l, n);
+    }
+    let s = &l.facts.streams()[&key];
+    assert!(s.gaps.is_empty() && s.duplicates.is_empty());
+    assert_eq!((s.max, s.count), (5, 5));
+}
+
+#[test]
+fn row_47_policy_change_changes_verdicts_and_nothing_else() {
+    let mut l = Log::new();
+    l.sent("A", B, "altinn", 0);
+    l.ev("opened", "A", 9 * DAY);
+    l.ev("acknowledged", "A", 10 * DAY);
+    let default = Policy::default_policy();
+    let relaxed = Policy::parse(&DEFAULT_POLICY.replacen(
+        "category = \"bekymringsmelding\"\nopen_within = \"7d\"",
+        "category = \"bekymringsmelding\"\nopen_within = \"10d\"",
+        1,
+    ))
+    .unwrap();
+    assert_eq!(l.eval_with("A", 20 * DAY, &default).verdict, Verdict::Late);
+    assert_eq!(
+        l.eval_with("A", 20 * DAY, &relaxed).verdict,
+        Verdict::Completed
+    );
+    let now = t0().plus_seconds(20 * DAY);
+    let alg = crate::HashAlg::Blake3;
+    let a = evaluation_digest(&Evaluator::new(&l.facts, &default, now), &default, alg);
+    let b = evaluation_digest(&Evaluator::new(&l.facts, &relaxed, now), &relaxed, alg);
+    assert_eq!(a.facts, b.facts);
+    assert_ne!(a.policy, b.policy);
+    assert_ne!(a.evaluation, b.evaluation);
+}
+
+#[test]
+fn rows_48_to_49_out_of_order_times() {
+    let mut l = Log::new();
+    l.sent("A", B, "altinn", 0);
+    let r = l.received("A", "familia", -HOUR);
+    assert_eq!(l.verdict("A", DAY).0, Verdict::Open);
+    assert_eq!(l.recorded("A"), vec![(AnomalyKind::EventBeforeSent, r)]);
+    assert_eq!(
+        l.facts.message("A").unwrap().anomalies[0].detail.as_deref(),
+        Some("received")
+    );
+
+    // The late `sent` raises it against the earlier event.
+    let mut l = Log::new();
+    l.received("A", "familia", -HOUR);
+    let s = l.sent("A", B, "altinn", 0);
+    assert!(l.recorded("A").contains(&(AnomalyKind::EventBeforeSent, s)));
+
+    let mut l = Log::new();
+    l.sent("A", B, "altinn", 0);
+    l.ev("opened", "A", 3 * DAY);
+    let a = l.ev("acknowledged", "A", 2 * DAY);
+    assert_eq!(l.verdict("A", 20 * DAY), v(Verdict::Completed, "completed"));
+    assert_eq!(l.eval("A", 20 * DAY).opened_at, Some(t0().plus_seconds(2 * DAY)));
+    assert_eq!(l.recorded("A"), vec![(AnomalyKind::AcknowledgedBeforeOpened, a)]);
+}
+
+#[test]
+fn deletion_arriving_after_the_activity_is_flagged_once() {
+    let mut l = Log::new();
+    l.sent("A", B, "altinn", 0);
+    l.ev("opened", "A", 3 * DAY);
+    let d = l.ev("deleted", "A", 2 * DAY);
+    assert_eq!(l.recorded("A"), vec![(AnomalyKind::EventAfterDeletion, d)]);
+    l.ev("expired", "A", DAY);
+    assert_eq!(l.recorded("A").len(), 1, "already flagged against an earlier end");
+}
+
+#[test]
+fn incremental_equals_replay_and_digests_are_stable() {
+    let mut l = Log::new();
+    chain_of_three(&mut l);
+    l.sent("P", B, "portal", 0);
+    l.handed_off("P", "familia", 5 * MIN);
+    stream_event(&mut l, 3);
+    let alg = crate::HashAlg::Blake3;
+    let d1 = facts_digest(&l.facts, alg);
+    let mut copy = l.facts.clone();
+    assert_eq!(facts_digest(&copy, alg), d1);
+    // Through postcard, as persisted.
+    let bytes = postcard::to_stdvec(&copy).unwrap();
+    copy = postcard::from_bytes(&bytes).unwrap();
+    assert_eq!(copy, l.facts);
+    assert_eq!(facts_digest(&copy, alg), d1);
+}

@@ -6,6 +6,7 @@
 
 mod append;
 mod output;
+mod questions;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -16,7 +17,7 @@ use ledger_core::verify::{self, VerifyOptions};
 use ledger_core::{FileStore, HashAlg, InitOptions, Store, VerifierKey};
 
 /// Exit code: verification found faults.
-const EXIT_FAULTS: u8 = 1;
+pub(crate) const EXIT_FAULTS: u8 = 1;
 /// Exit code: bad usage or rejected input.
 const EXIT_INPUT: u8 = 2;
 /// Exit code: store or I/O failure.
@@ -113,6 +114,87 @@ enum Command {
     },
     /// Rebuild every derived index from the log, and say whether it differed.
     Reindex,
+    /// One message: its verdict, deadlines, anomalies, resend chain and history.
+    ///
+    /// Example: ledger status POL-2023-00048 --as-of 2023-05-08T00:00:00Z
+    Status {
+        /// The message id.
+        message: String,
+        #[command(flatten)]
+        when: questions::When,
+    },
+    /// Messages by verdict (lost, at-risk, late, stuck, open, completed, resolved),
+    /// or every anomaly.
+    ///
+    /// Verdicts are defined in docs/projections.md. Filters apply to the message's
+    /// effective fields (a resend inherits its original's), and --since/--until to
+    /// when it was sent. Example:
+    ///   ledger report lost --to 977019397 --since 2023-01-01T00:00:00Z --format csv
+    Report {
+        /// What to list.
+        #[arg(value_enum)]
+        kind: questions::ReportKind,
+        /// With `anomalies`: only this kind (e.g. reporter_seq_gap).
+        #[arg(long = "kind", id = "anomaly_kind", value_name = "KIND")]
+        kind_filter: Option<String>,
+        #[command(flatten)]
+        filters: questions::Filters,
+        #[command(flatten)]
+        when: questions::When,
+        /// table, json or csv (default: table, or json with --json).
+        #[arg(long, value_enum)]
+        format: Option<questions::Format>,
+    },
+    /// Counts of messages per verdict, optionally grouped.
+    Stats {
+        /// Group by sender, recipient, channel, category or month sent.
+        #[arg(long, value_enum)]
+        by: Option<questions::By>,
+        #[command(flatten)]
+        filters: questions::Filters,
+        #[command(flatten)]
+        when: questions::When,
+        /// table, json or csv (default: table, or json with --json).
+        #[arg(long, value_enum)]
+        format: Option<questions::Format>,
+    },
+    /// Rebuild every projection from seq 0 and print its digests.
+    ///
+    /// The projection digest commits to the facts, the policy and the evaluation
+    /// time (--now, else the last entry's recorded_at), so two replays of the same
+    /// log under the same policy print the same digest on any machine. With
+    /// --verify, compares a fresh replay with the persisted projection and changes
+    /// nothing (exit 1 on a difference).
+    Replay {
+        /// Compare with the persisted projection instead of replacing it.
+        #[arg(long)]
+        verify: bool,
+        #[command(flatten)]
+        when: questions::When,
+    },
+    /// Compare what a sender says it sent and a receiver says it got with the ledger.
+    ///
+    /// Each list is CSV (header with message, ref, at) or JSON Lines ({"message",
+    /// "ref", "at"}). A row matches a ledger message by id, else by any of its
+    /// `refs`. Reports: sent_not_in_ledger, in_ledger_not_received (messages named
+    /// by the sent list or passing the filters that no received row matches),
+    /// received_not_sent, ambiguous_ref. Exit 0 when the lists agree, 1 when
+    /// differences are found, 2 on bad input.
+    Reconcile {
+        /// What the sender says it sent.
+        #[arg(long, value_name = "FILE")]
+        sent: PathBuf,
+        /// What the receiver says it got.
+        #[arg(long, value_name = "FILE")]
+        received: PathBuf,
+        #[command(flatten)]
+        filters: questions::Filters,
+        #[command(flatten)]
+        when: questions::When,
+        /// table, json or csv (default: table, or json with --json).
+        #[arg(long, value_enum)]
+        format: Option<questions::Format>,
+    },
     /// Write a portable bundle for auditors (a directory, or a .tar file).
     Export {
         /// Where to write it; must not exist. Ends in .tar for a tar file.
@@ -329,6 +411,46 @@ fn run(cli: Cli) -> Result<u8> {
                 }
             }
             Ok(0)
+        }
+        Command::Status { message, when } => {
+            let store = open(dir)?;
+            questions::status(dir, &store, &message, &when, cli.json)
+        }
+        Command::Report {
+            kind,
+            kind_filter,
+            filters,
+            when,
+            format,
+        } => {
+            let store = open(dir)?;
+            let format = questions::format_of(format, cli.json);
+            questions::report(dir, &store, kind, kind_filter.as_deref(), &filters, &when, format)
+        }
+        Command::Stats {
+            by,
+            filters,
+            when,
+            format,
+        } => {
+            let store = open(dir)?;
+            let format = questions::format_of(format, cli.json);
+            questions::stats(dir, &store, by, &filters, &when, format)
+        }
+        Command::Replay { verify, when } => {
+            let store = open(dir)?;
+            questions::replay(dir, &store, verify, &when, cli.json)
+        }
+        Command::Reconcile {
+            sent,
+            received,
+            filters,
+            when,
+            format,
+        } => {
+            let store = open(dir)?;
+            let format = questions::format_of(format, cli.json);
+            questions::reconcile(dir, &store, &sent, &received, &filters, &when, format)
         }
         Command::Export { out } => {
             let store = open(dir)?;

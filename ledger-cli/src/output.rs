@@ -75,32 +75,38 @@ fn detail(ev: &Value) -> String {
     }
 }
 
-pub(crate) fn history(store: &FileStore, message: &str, as_json: bool) -> Result<()> {
-    let seqs = store.message_seqs(message)?;
+/// One recorded entry of a message's history.
+pub(crate) struct HistoryRow {
+    pub seq: u64,
+    pub recorded_at: String,
+    pub hash: String,
+    pub event: Value,
+}
+
+/// The entries at `seqs`, read and parsed.
+pub(crate) fn history_rows(store: &FileStore, seqs: &[u64]) -> Result<Vec<HistoryRow>> {
     let alg = store.info().hash;
     let mut rows = Vec::with_capacity(seqs.len());
-    for seq in seqs {
+    for &seq in seqs {
         let bytes = store.entry(seq)?;
         let p = entry::parse_entry(&bytes)?;
-        let event: Value = serde_json::from_str(p.event)?;
-        rows.push((
+        rows.push(HistoryRow {
             seq,
-            p.recorded_at.to_string(),
-            hex::encode(alg.leaf(&bytes)),
-            event,
-        ));
+            recorded_at: p.recorded_at.to_string(),
+            hash: hex::encode(alg.leaf(&bytes)),
+            event: serde_json::from_str(p.event)?,
+        });
     }
-    if as_json {
-        let v: Vec<Value> = rows
-            .into_iter()
-            .map(|(seq, rec, hash, event)| json!({"seq": seq, "recorded_at": rec, "hash": hash, "event": event}))
-            .collect();
-        return json(&json!({"message": message, "entries": v}));
-    }
-    if rows.is_empty() {
-        eprintln!("no events are recorded for message {message:?}");
-        return Ok(());
-    }
+    Ok(rows)
+}
+
+pub(crate) fn history_json(rows: &[HistoryRow]) -> Vec<Value> {
+    rows.iter()
+        .map(|r| json!({"seq": r.seq, "recorded_at": r.recorded_at, "hash": r.hash, "event": r.event}))
+        .collect()
+}
+
+pub(crate) fn history_table(rows: &[HistoryRow]) -> Table {
     let mut t = Table::new();
     t.load_preset(UTF8_FULL_CONDENSED);
     t.set_header([
@@ -111,7 +117,8 @@ pub(crate) fn history(store: &FileStore, message: &str, as_json: bool) -> Result
         "reporter",
         "detail",
     ]);
-    for (seq, rec, _, ev) in &rows {
+    for r in rows {
+        let ev = &r.event;
         let g = |k: &str| ev.get(k).and_then(Value::as_str).unwrap_or("").to_string();
         let rep = &ev["reporter"];
         let reporter = format!(
@@ -120,15 +127,28 @@ pub(crate) fn history(store: &FileStore, message: &str, as_json: bool) -> Result
             rep.get("system").and_then(Value::as_str).unwrap_or("")
         );
         t.add_row([
-            seq.to_string(),
-            rec.clone(),
+            r.seq.to_string(),
+            r.recorded_at.clone(),
             g("type"),
             g("at"),
             reporter,
             detail(ev),
         ]);
     }
-    println!("{t}");
+    t
+}
+
+pub(crate) fn history(store: &FileStore, message: &str, as_json: bool) -> Result<()> {
+    let seqs = store.message_seqs(message)?;
+    let rows = history_rows(store, &seqs)?;
+    if as_json {
+        return json(&json!({"message": message, "entries": history_json(&rows)}));
+    }
+    if rows.is_empty() {
+        eprintln!("no events are recorded for message {message:?}");
+        return Ok(());
+    }
+    println!("{}", history_table(&rows));
     Ok(())
 }
 

@@ -38,7 +38,7 @@ pub use facts::{
     Resolution, Sent, Status, Stream,
 };
 pub use instant::Instant;
-pub use persist::{CatchUp, load_or_rebuild, save};
+pub use persist::{CatchUp, FILE_NAME, load_or_rebuild, save};
 pub use policy::{DEFAULT_POLICY, Policy, PolicyError, Rule, parse_duration};
 pub use report::{AnomalyRow, Filter, GroupBy, StatsRow, anomaly_rows, report, stats};
 pub use verdict::{

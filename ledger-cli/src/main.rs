@@ -425,7 +425,15 @@ fn run(cli: Cli) -> Result<u8> {
         } => {
             let store = open(dir)?;
             let format = questions::format_of(format, cli.json);
-            questions::report(dir, &store, kind, kind_filter.as_deref(), &filters, &when, format)
+            questions::report(
+                dir,
+                &store,
+                kind,
+                kind_filter.as_deref(),
+                &filters,
+                &when,
+                format,
+            )
         }
         Command::Stats {
             by,

@@ -8,8 +8,8 @@ use anyhow::{Context, Result, anyhow};
 use clap::{Args, ValueEnum};
 use comfy_table::{Table, presets::UTF8_FULL_CONDENSED};
 use ledger_core::projection::{
-    self, AnomalyKind, AnomalyRow, Evaluation, Evaluator, Facts, Filter, GroupBy, Instant,
-    Policy, Verdict,
+    self, AnomalyKind, AnomalyRow, Evaluation, Evaluator, Facts, Filter, GroupBy, Instant, Policy,
+    Verdict,
 };
 use ledger_core::reconcile::{self, LedgerMessage, LedgerView};
 use ledger_core::{FileStore, Store, event};
@@ -109,8 +109,16 @@ impl Filters {
             to: self.to.clone(),
             category: self.category.clone(),
             channel: self.channel.clone(),
-            since: self.since.as_deref().map(|s| time_arg("--since", s)).transpose()?,
-            until: self.until.as_deref().map(|s| time_arg("--until", s)).transpose()?,
+            since: self
+                .since
+                .as_deref()
+                .map(|s| time_arg("--since", s))
+                .transpose()?,
+            until: self
+                .until
+                .as_deref()
+                .map(|s| time_arg("--until", s))
+                .transpose()?,
         })
     }
 }
@@ -170,8 +178,16 @@ impl Basis {
 /// replays the prefix in memory, never touching the persisted projection.
 pub(crate) fn basis(dir: &Path, store: &FileStore, when: &When) -> Result<Basis> {
     let (policy, policy_source) = load_policy(dir, when.policy.as_deref())?;
-    let as_of = when.as_of.as_deref().map(|s| time_arg("--as-of", s)).transpose()?;
-    let now_flag = when.now.as_deref().map(|s| time_arg("--now", s)).transpose()?;
+    let as_of = when
+        .as_of
+        .as_deref()
+        .map(|s| time_arg("--as-of", s))
+        .transpose()?;
+    let now_flag = when
+        .now
+        .as_deref()
+        .map(|s| time_arg("--now", s))
+        .transpose()?;
     let bar = output::progress_count("projecting");
     let facts = match as_of {
         Some(t) => {
@@ -193,8 +209,7 @@ pub(crate) fn basis(dir: &Path, store: &FileStore, when: &When) -> Result<Basis>
 
 fn head_facts(dir: &Path, store: &FileStore, bar: &output::Bar) -> Result<Facts> {
     bar.0.set_length(store.size());
-    let (facts, report) =
-        projection::load_or_rebuild(dir, store, &mut |k| bar.0.set_position(k))?;
+    let (facts, report) = projection::load_or_rebuild(dir, store, &mut |k| bar.0.set_position(k))?;
     if let Some(why) = &report.rebuilt_because {
         eprintln!(
             "warning: the persisted projection ({}) was not used: {why}; rebuilt it from the log",
@@ -385,7 +400,15 @@ fn print_anomalies(
         return Ok(0);
     }
     let header = [
-        "kind", "message", "org", "system", "seq", "other_seq", "detail", "from", "to",
+        "kind",
+        "message",
+        "org",
+        "system",
+        "seq",
+        "other_seq",
+        "detail",
+        "from",
+        "to",
     ];
     let o = |v: &Option<String>| v.clone().unwrap_or_default();
     let n = |v: Option<u64>| v.map(|x| x.to_string()).unwrap_or_default();
@@ -461,7 +484,11 @@ pub(crate) fn stats(
         .iter()
         .map(|r| {
             let mut c = vec![r.group.clone(), r.total.to_string()];
-            c.extend(Verdict::ALL.iter().map(|v| r.verdicts[v.name()].to_string()));
+            c.extend(
+                Verdict::ALL
+                    .iter()
+                    .map(|v| r.verdicts[v.name()].to_string()),
+            );
             c.push(r.with_anomalies.to_string());
             c
         })
@@ -478,7 +505,11 @@ pub(crate) fn status(
     as_json: bool,
 ) -> Result<u8> {
     let (policy, policy_source) = load_policy(dir, when.policy.as_deref())?;
-    let as_of = when.as_of.as_deref().map(|s| time_arg("--as-of", s)).transpose()?;
+    let as_of = when
+        .as_of
+        .as_deref()
+        .map(|s| time_arg("--as-of", s))
+        .transpose()?;
     let now = match (as_of, &when.now) {
         (Some(t), _) => t,
         (None, Some(s)) => time_arg("--now", s)?,
@@ -489,7 +520,9 @@ pub(crate) fn status(
         None => store.size(),
     };
     let Some(facts) = projection::family_facts(store, message, upto)? else {
-        let when_note = as_of.map(|t| format!(" as of {}", short(Some(t)))).unwrap_or_default();
+        let when_note = as_of
+            .map(|t| format!(" as of {}", short(Some(t))))
+            .unwrap_or_default();
         return Err(anyhow!(InputError(format!(
             "no event names message {message:?}{when_note}"
         ))));
@@ -525,12 +558,18 @@ pub(crate) fn status(
         "verdict    {} ({}){}",
         e.verdict.name(),
         e.reason,
-        e.due.map(|d| format!(", due {}", short(Some(d)))).unwrap_or_default()
+        e.due
+            .map(|d| format!(", due {}", short(Some(d))))
+            .unwrap_or_default()
     );
     println!("status     {}", m.status().name());
     println!(
         "sent       {} {} → {} via {} ({})",
-        if e.origin_at.is_some() { short(e.origin_at) } else { "never (unknown message)".into() },
+        if e.origin_at.is_some() {
+            short(e.origin_at)
+        } else {
+            "never (unknown message)".into()
+        },
         o(&e.from),
         o(&e.to),
         o(&e.channel),
@@ -540,10 +579,19 @@ pub(crate) fn status(
         println!("resent of  {} at {}", l.message, short(Some(l.at)));
     }
     for l in &m.resent_to {
-        println!("resent as  {} at {} via {}", l.message, short(Some(l.at)), l.channel);
+        println!(
+            "resent as  {} at {} via {}",
+            l.message,
+            short(Some(l.at)),
+            l.channel
+        );
     }
     if let Some(t) = e.opened_at {
-        let via = e.via.as_ref().map(|v| format!(" (via {v})")).unwrap_or_default();
+        let via = e
+            .via
+            .as_ref()
+            .map(|v| format!(" (via {v})"))
+            .unwrap_or_default();
         println!("opened     {}{via}", short(Some(t)));
     }
     if let Some(x) = e.expires_at {
@@ -556,7 +604,11 @@ pub(crate) fn status(
     println!(
         "judged at  {}{} under the {policy_source} policy",
         short(Some(now)),
-        if as_of.is_some() { " (as of: entries recorded by then)" } else { "" }
+        if as_of.is_some() {
+            " (as of: entries recorded by then)"
+        } else {
+            ""
+        }
     );
     if !e.deadlines.is_empty() {
         let mut t = Table::new();
@@ -565,9 +617,15 @@ pub(crate) fn status(
         for d in &e.deadlines {
             let kind = match d.hop_seq {
                 Some(s) => format!("handoff_receive (hop at seq {s})"),
-                None => serde_json::to_value(d.kind)?.as_str().unwrap_or("").to_string(),
+                None => serde_json::to_value(d.kind)?
+                    .as_str()
+                    .unwrap_or("")
+                    .to_string(),
             };
-            let state = serde_json::to_value(d.state)?.as_str().unwrap_or("").to_string();
+            let state = serde_json::to_value(d.state)?
+                .as_str()
+                .unwrap_or("")
+                .to_string();
             t.add_row([kind, short(Some(d.due)), state, short(d.at)]);
         }
         println!("{t}");
@@ -585,7 +643,12 @@ pub(crate) fn status(
             ]);
         }
         for (k, seq) in &e.evaluated_anomalies {
-            t.add_row([k.name().to_string(), seq.to_string(), String::new(), String::new()]);
+            t.add_row([
+                k.name().to_string(),
+                seq.to_string(),
+                String::new(),
+                String::new(),
+            ]);
         }
         println!("{t}");
     }
@@ -661,7 +724,10 @@ pub(crate) fn replay(
             rate
         );
         println!("facts digest       {}", hex::encode(digests.facts));
-        println!("policy digest      {} ({policy_source})", hex::encode(digests.policy));
+        println!(
+            "policy digest      {} ({policy_source})",
+            hex::encode(digests.policy)
+        );
         println!("evaluated at       {}", now);
         println!("projection digest  {}", hex::encode(digests.evaluation));
         match (&differs, verify) {
@@ -670,7 +736,11 @@ pub(crate) fn replay(
             (None, false) => println!("saved to {}", dir.join(projection::FILE_NAME).display()),
         }
     }
-    Ok(if differs.is_some() { crate::EXIT_FAULTS } else { 0 })
+    Ok(if differs.is_some() {
+        crate::EXIT_FAULTS
+    } else {
+        0
+    })
 }
 
 fn first_difference(a: &Facts, b: &Facts) -> String {
@@ -778,10 +848,12 @@ pub(crate) fn reconcile(
     let summary = reconcile::summary(&diffs);
     if format == Format::Json {
         let mut v = b.header(store);
-        v["summary"] = json!(summary
-            .iter()
-            .map(|(c, n)| (c.name().to_string(), json!(n)))
-            .collect::<serde_json::Map<_, _>>());
+        v["summary"] = json!(
+            summary
+                .iter()
+                .map(|(c, n)| (c.name().to_string(), json!(n)))
+                .collect::<serde_json::Map<_, _>>()
+        );
         v["differences"] = serde_json::to_value(&diffs)?;
         output::json(&v)?;
     } else {
@@ -812,9 +884,16 @@ pub(crate) fn reconcile(
             .collect();
         print_rows(format, &header, cells)?;
         if format == Format::Table {
-            let parts: Vec<String> = summary.iter().map(|(c, n)| format!("{n} {}", c.name())).collect();
+            let parts: Vec<String> = summary
+                .iter()
+                .map(|(c, n)| format!("{n} {}", c.name()))
+                .collect();
             eprintln!("{}", parts.join(", "));
         }
     }
-    Ok(if diffs.is_empty() { 0 } else { crate::EXIT_FAULTS })
+    Ok(if diffs.is_empty() {
+        0
+    } else {
+        crate::EXIT_FAULTS
+    })
 }

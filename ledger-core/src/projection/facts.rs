@@ -383,7 +383,10 @@ impl Stream {
                 let g = self.gaps[i].clone();
                 let mut parts = Vec::with_capacity(2);
                 if g.from < n {
-                    parts.push(Gap { to: n - 1, ..g.clone() });
+                    parts.push(Gap {
+                        to: n - 1,
+                        ..g.clone()
+                    });
                 }
                 if n < g.to {
                     parts.push(Gap { from: n + 1, ..g });
@@ -423,7 +426,9 @@ impl Facts {
 
     /// The message's id as stored, and its facts.
     pub(crate) fn get(&self, id: &str) -> Option<(&str, &MessageFacts)> {
-        self.messages.get_key_value(id).map(|(k, v)| (k.as_str(), v))
+        self.messages
+            .get_key_value(id)
+            .map(|(k, v)| (k.as_str(), v))
     }
 
     /// Every message, in no particular order.
@@ -481,12 +486,16 @@ impl Facts {
         }
         self.covered = seq + 1;
         if let Some(n) = v.f.reporter.seq {
-            let key = (v.f.reporter.org.to_string(), v.f.reporter.system.to_string());
+            let key = (
+                v.f.reporter.org.to_string(),
+                v.f.reporter.system.to_string(),
+            );
             self.streams.entry(key).or_default().observe(n, seq);
         }
         let id: &str = &v.f.message;
         if !self.messages.contains_key(id) {
-            self.messages.insert(id.to_string(), MessageFacts::default());
+            self.messages
+                .insert(id.to_string(), MessageFacts::default());
         }
         let m = self.messages.get_mut(id).expect("inserted");
         m.seqs.push(seq);
@@ -565,7 +574,12 @@ impl Facts {
                     && a.at < skewed(v.at, -1)
                 {
                     let other = a.seq;
-                    m.raise(AnomalyKind::AcknowledgedBeforeOpened, seq, Some(other), None);
+                    m.raise(
+                        AnomalyKind::AcknowledgedBeforeOpened,
+                        seq,
+                        Some(other),
+                        None,
+                    );
                 }
                 mark(&mut m.opened, v.at, seq, v.f.by_role.as_deref());
             }
@@ -574,7 +588,12 @@ impl Facts {
                     && v.at < skewed(o.at, -1)
                 {
                     let other = o.seq;
-                    m.raise(AnomalyKind::AcknowledgedBeforeOpened, seq, Some(other), None);
+                    m.raise(
+                        AnomalyKind::AcknowledgedBeforeOpened,
+                        seq,
+                        Some(other),
+                        None,
+                    );
                 }
                 mark(&mut m.acknowledged, v.at, seq, None);
             }
@@ -738,13 +757,12 @@ fn mark(slot: &mut Option<Mark>, at: Instant, seq: u64, detail: Option<&str>) {
 }
 
 fn apply_sent(m: &mut MessageFacts, seq: u64, v: &EventView<'_>) {
-    let refs: BTreeMap<String, String> = v
-        .f
-        .refs
-        .iter()
-        .flatten()
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .collect();
+    let refs: BTreeMap<String, String> =
+        v.f.refs
+            .iter()
+            .flatten()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
     let new = Sent {
         seq,
         at: v.at,

@@ -77,7 +77,8 @@ pub(crate) struct EventView<'a> {
 
 impl<'a> EventView<'a> {
     pub fn parse(json: &'a str) -> Result<EventView<'a>, String> {
-        let f: Fields<'a> = serde_json::from_str(json).map_err(|e| format!("unreadable event: {e}"))?;
+        let f: Fields<'a> =
+            serde_json::from_str(json).map_err(|e| format!("unreadable event: {e}"))?;
         let kind = EventType::from_name(&f.kind)
             .ok_or_else(|| format!("unknown event type {:?}", f.kind))?;
         let at = Instant::parse(&f.at).ok_or_else(|| format!("bad `at` {:?}", f.at))?;

@@ -103,7 +103,9 @@ pub fn catch_up(
     let result = store.scan(from, to, &mut |seq, bytes| {
         if let Err(e) = facts.apply_entry(seq, bytes) {
             failure = Some(e);
-            return Err(StoreError::Corrupt(format!("entry {seq} cannot be projected")));
+            return Err(StoreError::Corrupt(format!(
+                "entry {seq} cannot be projected"
+            )));
         }
         if seq % 65_536 == 0 {
             progress(seq - from);

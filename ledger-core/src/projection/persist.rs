@@ -66,8 +66,8 @@ fn read(dir: &Path, store: &dyn Store) -> Result<Option<Facts>, String> {
     if crc32c::crc32c(body).to_le_bytes() != crc {
         return Err("its checksum does not match (torn or damaged)".into());
     }
-    let snap: Snapshot = postcard::from_bytes(&body[MAGIC.len()..])
-        .map_err(|e| format!("cannot decode it: {e}"))?;
+    let snap: Snapshot =
+        postcard::from_bytes(&body[MAGIC.len()..]).map_err(|e| format!("cannot decode it: {e}"))?;
     if snap.covered != snap.facts.covered() {
         return Err("its header and contents disagree".into());
     }

@@ -167,7 +167,10 @@ impl Policy {
         if raw.version != 1 {
             return Err(PolicyError {
                 line: None,
-                reason: format!("version {} is not supported (this ledger reads version 1)", raw.version),
+                reason: format!(
+                    "version {} is not supported (this ledger reads version 1)",
+                    raw.version
+                ),
             });
         }
         if raw.defaults.get_ref().category.is_some() || raw.defaults.get_ref().channel.is_some() {
@@ -182,8 +185,14 @@ impl Policy {
             ("ack_within", defaults.ack_within.is_none()),
             ("expires_after", defaults.expires_after.is_none()),
             ("warn_before_expiry", defaults.warn_before_expiry.is_none()),
-            ("handoff_receive_within", defaults.handoff_receive_within.is_none()),
-            ("received_counts_as_opened", defaults.received_counts_as_opened.is_none()),
+            (
+                "handoff_receive_within",
+                defaults.handoff_receive_within.is_none(),
+            ),
+            (
+                "received_counts_as_opened",
+                defaults.received_counts_as_opened.is_none(),
+            ),
         ]
         .into_iter()
         .filter(|(_, m)| *m)
@@ -192,22 +201,27 @@ impl Policy {
         if !missing.is_empty() {
             return Err(PolicyError {
                 line: None,
-                reason: format!("[defaults] must set every key; missing: {}", missing.join(", ")),
+                reason: format!(
+                    "[defaults] must set every key; missing: {}",
+                    missing.join(", ")
+                ),
             });
         }
         let mut rules = BTreeMap::new();
         for spanned in &raw.rule {
             let line = line_of(text, spanned.span().start);
             let r = spanned.get_ref();
-            let pick = |v: &Option<toml::Spanned<String>>, allowed: &[&str], what: &str| {
-                match v {
-                    None => Ok(None),
-                    Some(s) if allowed.contains(&s.get_ref().as_str()) => Ok(Some(s.get_ref().clone())),
-                    Some(s) => Err(PolicyError {
-                        line: Some(line_of(text, s.span().start)),
-                        reason: format!("{what} {:?} is not one of: {}", s.get_ref(), allowed.join(", ")),
-                    }),
-                }
+            let pick = |v: &Option<toml::Spanned<String>>, allowed: &[&str], what: &str| match v {
+                None => Ok(None),
+                Some(s) if allowed.contains(&s.get_ref().as_str()) => Ok(Some(s.get_ref().clone())),
+                Some(s) => Err(PolicyError {
+                    line: Some(line_of(text, s.span().start)),
+                    reason: format!(
+                        "{what} {:?} is not one of: {}",
+                        s.get_ref(),
+                        allowed.join(", ")
+                    ),
+                }),
             };
             let category = pick(&r.category, &CATEGORIES, "category")?;
             let channel = pick(&r.channel, &CHANNELS, "channel")?;
@@ -289,10 +303,12 @@ fn keys(text: &str, raw: &RawKeys) -> Result<Keys, PolicyError> {
     let dur = |v: &Option<toml::Spanned<String>>| -> Result<Option<Option<i64>>, PolicyError> {
         match v {
             None => Ok(None),
-            Some(s) => parse_duration(s.get_ref()).map(Some).map_err(|reason| PolicyError {
-                line: Some(line_of(text, s.span().start)),
-                reason,
-            }),
+            Some(s) => parse_duration(s.get_ref())
+                .map(Some)
+                .map_err(|reason| PolicyError {
+                    line: Some(line_of(text, s.span().start)),
+                    reason,
+                }),
         }
     };
     Ok(Keys {
@@ -333,7 +349,17 @@ mod tests {
         assert_eq!(parse_duration("7d"), Ok(Some(604_800)));
         assert_eq!(parse_duration("0s"), Ok(Some(0)));
         assert_eq!(parse_duration("none"), Ok(None));
-        for bad in ["", "d", "07d", "-1d", "1w", "1.5h", " 1d", "1 d", "99999999999999d"] {
+        for bad in [
+            "",
+            "d",
+            "07d",
+            "-1d",
+            "1w",
+            "1.5h",
+            " 1d",
+            "1 d",
+            "99999999999999d",
+        ] {
             assert!(parse_duration(bad).is_err(), "{bad}");
         }
     }
@@ -346,12 +372,16 @@ mod tests {
         assert!(Policy::parse(base).is_ok());
         let e = Policy::parse(&format!("{base}[[rule]]\ncategory = \"x\"\n")).unwrap_err();
         assert_eq!(e.line, Some(10), "{e}");
-        let e = Policy::parse(&format!("{base}[[rule]]\nchannel = \"altinn\"\nopen_within = \"3 days\"\n"))
-            .unwrap_err();
+        let e = Policy::parse(&format!(
+            "{base}[[rule]]\nchannel = \"altinn\"\nopen_within = \"3 days\"\n"
+        ))
+        .unwrap_err();
         assert_eq!(e.line, Some(11), "{e}");
         assert!(e.to_string().contains("not a duration"), "{e}");
-        let e = Policy::parse(&format!("{base}[[rule]]\nchannel = \"altinn\"\nopen_witin = \"3d\"\n"))
-            .unwrap_err();
+        let e = Policy::parse(&format!(
+            "{base}[[rule]]\nchannel = \"altinn\"\nopen_witin = \"3d\"\n"
+        ))
+        .unwrap_err();
         assert!(e.to_string().contains("open_witin"), "{e}");
         let e = Policy::parse(&format!(
             "{base}[[rule]]\nchannel = \"altinn\"\n[[rule]]\nchannel = \"altinn\"\n"

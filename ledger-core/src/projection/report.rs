@@ -5,9 +5,9 @@ use std::collections::BTreeMap;
 
 use serde::Serialize;
 
+use super::Instant;
 use super::facts::AnomalyKind;
 use super::verdict::{Evaluation, Evaluator, Verdict};
-use super::Instant;
 
 /// Which messages a question is about: effective fields (inherited by resends) and
 /// the send time. An orphan (never sent) matches no filter.
@@ -179,9 +179,8 @@ pub fn anomaly_rows(
         }
     }
     rows.sort_unstable_by(|a, b| {
-        (a.kind, &a.message, &a.org, &a.system, a.seq).cmp(&(
-            b.kind, &b.message, &b.org, &b.system, b.seq,
-        ))
+        (a.kind, &a.message, &a.org, &a.system, a.seq)
+            .cmp(&(b.kind, &b.message, &b.org, &b.system, b.seq))
     });
     rows
 }

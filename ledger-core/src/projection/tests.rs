@@ -57,9 +57,11 @@ impl Log {
     }
 
     fn sent(&mut self, msg: &str, category: &str, channel: &str, at: i64) -> u64 {
-        self.push(json!({"type": "sent", "message": msg, "at": ts(at), "from": POLICE,
+        self.push(
+            json!({"type": "sent", "message": msg, "at": ts(at), "from": POLICE,
             "to": KOMMUNE, "channel": channel, "category": category,
-            "content_digest": format!("sha256:{}", "ab".repeat(32))}))
+            "content_digest": format!("sha256:{}", "ab".repeat(32))}),
+        )
     }
 
     fn ev(&mut self, kind: &str, msg: &str, at: i64) -> u64 {
@@ -167,26 +169,53 @@ fn rows_4_to_7_expiry_warning_and_passing() {
     assert_eq!(e.expires_source, Some(ExpirySource::Policy));
 
     let mut l = Log::new();
-    l.push(json!({"type": "sent", "message": "E", "at": ts(0), "from": POLICE, "to": KOMMUNE,
+    l.push(
+        json!({"type": "sent", "message": "E", "at": ts(0), "from": POLICE, "to": KOMMUNE,
         "channel": "eformidling", "category": D, "expires_at": ts(10 * DAY),
-        "content_digest": format!("sha256:{}", "cd".repeat(32))}));
-    assert_eq!(l.verdict("E", 3 * DAY - 1), v(Verdict::Open, "in_flight"));
-    assert_eq!(l.verdict("E", 3 * DAY), v(Verdict::AtRisk, "expiry_warning"));
-    assert_eq!(
-        l.eval("E", 0).expires_source,
-        Some(ExpirySource::Event)
+        "content_digest": format!("sha256:{}", "cd".repeat(32))}),
     );
+    assert_eq!(l.verdict("E", 3 * DAY - 1), v(Verdict::Open, "in_flight"));
+    assert_eq!(
+        l.verdict("E", 3 * DAY),
+        v(Verdict::AtRisk, "expiry_warning")
+    );
+    assert_eq!(l.eval("E", 0).expires_source, Some(ExpirySource::Event));
 }
 
 #[test]
 fn rows_8_to_13_open_and_acknowledge_deadlines() {
     let cases: [(i64, Option<i64>, i64, (Verdict, &str)); 6] = [
-        (2 * DAY, Some(3 * DAY), 20 * DAY, (Verdict::Completed, "completed")),
+        (
+            2 * DAY,
+            Some(3 * DAY),
+            20 * DAY,
+            (Verdict::Completed, "completed"),
+        ),
         (2 * DAY, None, 5 * DAY, (Verdict::Open, "awaiting_ack")),
-        (2 * DAY, None, 14 * DAY + 1, (Verdict::AtRisk, "ack_deadline_passed")),
-        (2 * DAY, Some(15 * DAY), 20 * DAY, (Verdict::Late, "ack_late")),
-        (9 * DAY, Some(10 * DAY), 20 * DAY, (Verdict::Late, "opened_late")),
-        (7 * DAY, Some(8 * DAY), 20 * DAY, (Verdict::Completed, "completed")),
+        (
+            2 * DAY,
+            None,
+            14 * DAY + 1,
+            (Verdict::AtRisk, "ack_deadline_passed"),
+        ),
+        (
+            2 * DAY,
+            Some(15 * DAY),
+            20 * DAY,
+            (Verdict::Late, "ack_late"),
+        ),
+        (
+            9 * DAY,
+            Some(10 * DAY),
+            20 * DAY,
+            (Verdict::Late, "opened_late"),
+        ),
+        (
+            7 * DAY,
+            Some(8 * DAY),
+            20 * DAY,
+            (Verdict::Completed, "completed"),
+        ),
     ];
     for (row, (opened, ack, now, want)) in cases.into_iter().enumerate() {
         let mut l = Log::new();
@@ -243,7 +272,10 @@ fn rows_19_to_20_a_resend_by_letter_counts_for_the_original() {
         let e = l.eval("A", 20 * DAY);
         assert_eq!(e.via.as_deref(), Some("A2"));
         assert_eq!(e.resent_to.as_deref(), Some("A2"));
-        assert_eq!(l.verdict("A2", 20 * DAY), v(Verdict::Completed, "completed"));
+        assert_eq!(
+            l.verdict("A2", 20 * DAY),
+            v(Verdict::Completed, "completed")
+        );
         assert_eq!(l.eval("A2", 0).category.as_deref(), Some(B), "inherited");
         assert!(l.recorded("A2").is_empty(), "declared by a resend: known");
     }
@@ -266,8 +298,14 @@ fn rows_21_to_24_resend_chains_of_three_and_resolutions() {
     assert_eq!(l.verdict("A", 60 * DAY), v(Verdict::Late, "opened_late"));
     assert_eq!(l.eval("A", 60 * DAY).via.as_deref(), Some("A3"));
     assert_eq!(l.eval("A", 60 * DAY).resent_to.as_deref(), Some("A3"));
-    assert_eq!(l.verdict("A2", 60 * DAY), v(Verdict::Completed, "completed"));
-    assert_eq!(l.verdict("A3", 60 * DAY), v(Verdict::Completed, "completed"));
+    assert_eq!(
+        l.verdict("A2", 60 * DAY),
+        v(Verdict::Completed, "completed")
+    );
+    assert_eq!(
+        l.verdict("A3", 60 * DAY),
+        v(Verdict::Completed, "completed")
+    );
 
     let mut r = Log::new();
     chain_of_three(&mut r);
@@ -283,7 +321,11 @@ fn rows_21_to_24_resend_chains_of_three_and_resolutions() {
     let mut r = Log::new();
     chain_of_three(&mut r);
     r.resolved("A2", "known_via_other_channel", 36 * DAY);
-    assert_eq!(r.verdict("A", 60 * DAY).0, Verdict::Late, "never closes an ancestor");
+    assert_eq!(
+        r.verdict("A", 60 * DAY).0,
+        Verdict::Late,
+        "never closes an ancestor"
+    );
     assert_eq!(r.verdict("A2", 60 * DAY).0, Verdict::Resolved);
     assert_eq!(r.verdict("A3", 60 * DAY).0, Verdict::Resolved);
 
@@ -331,12 +373,20 @@ fn rows_25_to_32_hand_offs() {
     let mut l = Log::new();
     portal(&mut l);
     l.received("P", "familia", 4 * MIN);
-    assert_eq!(l.verdict("P", 2 * DAY), v(Verdict::Open, "in_flight"), "within skew");
+    assert_eq!(
+        l.verdict("P", 2 * DAY),
+        v(Verdict::Open, "in_flight"),
+        "within skew"
+    );
 
     let mut l = Log::new();
     portal(&mut l);
     l.received("P", "familia", 5 * MIN - 121);
-    assert_eq!(l.verdict("P", 2 * DAY).0, Verdict::StuckInHandoff, "beyond skew");
+    assert_eq!(
+        l.verdict("P", 2 * DAY).0,
+        Verdict::StuckInHandoff,
+        "beyond skew"
+    );
 
     let mut l = Log::new();
     portal(&mut l);
@@ -386,7 +436,10 @@ fn rows_33_to_34_ack_is_an_open_signal_and_resolution_closes() {
     l.sent("A", B, "altinn", 0);
     l.ev("expired", "A", 30 * DAY);
     l.resolved("A", "false_alarm", 40 * DAY);
-    assert_eq!(l.verdict("A", 41 * DAY), v(Verdict::Resolved, "false_alarm"));
+    assert_eq!(
+        l.verdict("A", 41 * DAY),
+        v(Verdict::Resolved, "false_alarm")
+    );
     assert_eq!(l.facts.message("A").unwrap().status(), Status::Resolved);
 }
 
@@ -398,21 +451,36 @@ fn rows_35_to_39_recorded_anomalies() {
     let d = l.ev("delivered", "A", 2 * HOUR);
     l.ev("acknowledged", "A", DAY);
     assert_eq!(l.verdict("A", 20 * DAY).0, Verdict::Completed);
-    assert_eq!(l.recorded("A"), vec![(AnomalyKind::OpenedBeforeDelivered, d)]);
+    assert_eq!(
+        l.recorded("A"),
+        vec![(AnomalyKind::OpenedBeforeDelivered, d)]
+    );
 
     let mut l = Log::new();
     let o = l.ev("opened", "A", HOUR);
     l.sent("A", B, "altinn", 0);
     l.ev("acknowledged", "A", DAY);
     assert_eq!(l.verdict("A", 20 * DAY).0, Verdict::Completed);
-    assert_eq!(l.recorded("A"), vec![(AnomalyKind::EventForUnknownMessage, o)]);
+    assert_eq!(
+        l.recorded("A"),
+        vec![(AnomalyKind::EventForUnknownMessage, o)]
+    );
 
     let mut l = Log::new();
     let o = l.ev("opened", "X", HOUR);
-    assert_eq!(l.verdict("X", 100 * DAY), v(Verdict::Completed, "completed"));
-    assert_eq!(l.recorded("X"), vec![(AnomalyKind::EventForUnknownMessage, o)]);
+    assert_eq!(
+        l.verdict("X", 100 * DAY),
+        v(Verdict::Completed, "completed")
+    );
+    assert_eq!(
+        l.recorded("X"),
+        vec![(AnomalyKind::EventForUnknownMessage, o)]
+    );
     assert_eq!(l.facts.message("X").unwrap().status(), Status::Opened);
-    assert!(l.eval("X", 0).deadlines.is_empty(), "an orphan has no deadlines");
+    assert!(
+        l.eval("X", 0).deadlines.is_empty(),
+        "an orphan has no deadlines"
+    );
 
     let mut l = Log::new();
     l.sent("A", B, "altinn", 0);
@@ -468,7 +536,10 @@ fn rows_40_to_41_resend_conflicts_and_orphan_resends() {
     let mut l = Log::new();
     let r = l.resent("X", "Y", "letter", 0);
     l.received("Y", "post", 3 * DAY);
-    assert_eq!(l.recorded("X"), vec![(AnomalyKind::ResendOfUnknownMessage, r)]);
+    assert_eq!(
+        l.recorded("X"),
+        vec![(AnomalyKind::ResendOfUnknownMessage, r)]
+    );
     assert_eq!(l.verdict("X", 5 * DAY), v(Verdict::Completed, "completed"));
     assert_eq!(l.eval("X", 5 * DAY).via.as_deref(), Some("Y"));
     assert_eq!(l.verdict("Y", 5 * DAY), v(Verdict::Completed, "completed"));
@@ -489,14 +560,20 @@ fn row_43_at_after_recorded() {
         json!({"type": "delivered", "message": "A", "at": ts(2 * MIN)}),
         recorded,
     );
-    let future = l.recorded("A").iter().filter(|a| a.0 == AnomalyKind::AtAfterRecorded).count();
+    let future = l
+        .recorded("A")
+        .iter()
+        .filter(|a| a.0 == AnomalyKind::AtAfterRecorded)
+        .count();
     assert_eq!(future, 1, "2 minutes ahead is within the skew");
 }
 
 fn stream_event(l: &mut Log, n: u64) -> u64 {
-    l.push(json!({"type": "delivered", "message": format!("M{n}"), "at": ts(0),
+    l.push(
+        json!({"type": "delivered", "message": format!("M{n}"), "at": ts(0),
         "id": format!("s{n}-{}", l.n),
-        "reporter": {"org": POLICE, "system": "altinn-adapter", "seq": n}}))
+        "reporter": {"org": POLICE, "system": "altinn-adapter", "seq": n}}),
+    )
 }
 
 #[test]
@@ -601,8 +678,14 @@ fn rows_48_to_49_out_of_order_times() {
     l.ev("opened", "A", 3 * DAY);
     let a = l.ev("acknowledged", "A", 2 * DAY);
     assert_eq!(l.verdict("A", 20 * DAY), v(Verdict::Completed, "completed"));
-    assert_eq!(l.eval("A", 20 * DAY).opened_at, Some(t0().plus_seconds(2 * DAY)));
-    assert_eq!(l.recorded("A"), vec![(AnomalyKind::AcknowledgedBeforeOpened, a)]);
+    assert_eq!(
+        l.eval("A", 20 * DAY).opened_at,
+        Some(t0().plus_seconds(2 * DAY))
+    );
+    assert_eq!(
+        l.recorded("A"),
+        vec![(AnomalyKind::AcknowledgedBeforeOpened, a)]
+    );
 }
 
 #[test]
@@ -613,7 +696,11 @@ fn deletion_arriving_after_the_activity_is_flagged_once() {
     let d = l.ev("deleted", "A", 2 * DAY);
     assert_eq!(l.recorded("A"), vec![(AnomalyKind::EventAfterDeletion, d)]);
     l.ev("expired", "A", DAY);
-    assert_eq!(l.recorded("A").len(), 1, "already flagged against an earlier end");
+    assert_eq!(
+        l.recorded("A").len(),
+        1,
+        "already flagged against an earlier end"
+    );
 }
 
 #[test]

@@ -4,9 +4,9 @@
 
 use serde::Serialize;
 
+use super::Instant;
 use super::facts::{AnomalyKind, Facts, MessageFacts};
 use super::policy::{Policy, Rule};
-use super::Instant;
 
 /// What a regulator filters on.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
@@ -245,7 +245,9 @@ impl<'a> Evaluator<'a> {
 
     /// Judges every message, in no particular order.
     pub fn evaluate_all(&self) -> impl Iterator<Item = Evaluation> + '_ {
-        self.facts.messages().map(|(id, m)| self.evaluate_known(id, m))
+        self.facts
+            .messages()
+            .map(|(id, m)| self.evaluate_known(id, m))
     }
 
     pub(crate) fn evaluate_known(&self, id: &'a str, m: &'a MessageFacts) -> Evaluation {
@@ -262,7 +264,11 @@ impl<'a> Evaluator<'a> {
             .map(|s| s.channel.clone())
             .or(m.resent_from.as_ref().map(|l| l.channel.clone()));
         let rule = self.rule_of(id, m);
-        let (expires_at, expires_source) = match (m.sent.as_ref().and_then(|s| s.expires_at), origin_at, rule.expires_after) {
+        let (expires_at, expires_source) = match (
+            m.sent.as_ref().and_then(|s| s.expires_at),
+            origin_at,
+            rule.expires_after,
+        ) {
             (Some(t), _, _) => (Some(t), Some(ExpirySource::Event)),
             (None, Some(o), Some(d)) => (Some(o.plus_seconds(d)), Some(ExpirySource::Policy)),
             _ => (None, None),
@@ -375,7 +381,11 @@ impl<'a> Evaluator<'a> {
             let decided = (r == "expiry_passed").then_some(expires_at).flatten();
             (Verdict::Lost, r.into(), decided)
         } else if let Some(d) = stuck_due {
-            (Verdict::StuckInHandoff, "handoff_unreceived".into(), Some(d))
+            (
+                Verdict::StuckInHandoff,
+                "handoff_unreceived".into(),
+                Some(d),
+            )
         } else if let Some(d) = open_due.filter(|&d| now > d) {
             (Verdict::AtRisk, "open_deadline_passed".into(), Some(d))
         } else if let Some(e) = expires_at.filter(|&e| {

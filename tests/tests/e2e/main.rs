@@ -3,5 +3,6 @@
 mod bad_input;
 mod cli;
 mod crash;
+mod projections;
 mod spec;
 mod tamper;

@@ -1,0 +1,702 @@
+//! The projections through the real binary: status, report, stats, replay,
+//! reconcile, in every output format, with --as-of, --now and --policy.
+
+use std::path::Path;
+
+use ledger_core::projection::Instant;
+use ledger_tests::{ledger, ledger_ok};
+use serde_json::{Value, json};
+
+const DAY: i64 = 86_400;
+const POLICE: &str = "948842327";
+const KOMMUNE: &str = "977019397";
+const OTHER: &str = "957241867";
+
+fn t(offset: i64) -> String {
+    Instant::parse("2023-01-02T09:00:00Z")
+        .unwrap()
+        .plus_seconds(offset)
+        .to_string()
+}
+
+struct Events {
+    lines: Vec<Value>,
+    n: usize,
+}
+
+impl Events {
+    fn new(prefix: usize) -> Events {
+        Events {
+            lines: Vec::new(),
+            n: prefix,
+        }
+    }
+
+    fn push(&mut self, mut v: Value) -> &mut Self {
+        self.n += 1;
+        v["id"] = json!(format!("ev-{}", self.n));
+        if v.get("reporter").is_none() {
+            v["reporter"] = json!({"org": POLICE, "system": "websak", "seq": self.n});
+        }
+        self.lines.push(v);
+        self
+    }
+
+    fn sent(&mut self, msg: &str, category: &str, channel: &str, at: String) -> &mut Self {
+        self.push(
+            json!({"type": "sent", "message": msg, "at": at, "from": POLICE,
+            "to": KOMMUNE, "channel": channel, "category": category,
+            "content_digest": format!("sha256:{}", "ab".repeat(32)),
+            "refs": {"websak": format!("2023/{msg}"), "altinn": format!("corr-{msg}")}}),
+        )
+    }
+
+    fn ev(&mut self, kind: &str, msg: &str, at: String, extra: Value) -> &mut Self {
+        let mut v = json!({"type": kind, "message": msg, "at": at});
+        if let Value::Object(o) = extra {
+            for (k, x) in o {
+                v[k] = x;
+            }
+        }
+        self.push(v)
+    }
+
+    fn append(&mut self, dir: &Path) {
+        let file = dir.with_extension(format!("batch{}.jsonl", self.n));
+        let text: String = self.lines.iter().map(|l| format!("{l}\n")).collect();
+        std::fs::write(&file, text).unwrap();
+        ledger_ok(dir, &["append", file.to_str().unwrap()]);
+        self.lines.clear();
+    }
+}
+
+fn json_of(dir: &Path, args: &[&str]) -> Value {
+    let out = ledger_ok(dir, args);
+    serde_json::from_str(&out).unwrap_or_else(|e| panic!("{args:?}: {e}\n{out}"))
+}
+
+fn ids(report: &Value) -> Vec<String> {
+    let mut v: Vec<String> = report["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["message"].as_str().unwrap().to_string())
+        .collect();
+    v.sort();
+    v
+}
+
+fn init(tmp: &Path) -> std::path::PathBuf {
+    let d = tmp.join("data");
+    ledger_ok(&d, &["init", "--origin", "ledger.example/projections"]);
+    d
+}
+
+/// One log holding every verdict, judged at t0 + 60 d.
+fn every_verdict(d: &Path) {
+    let mut e = Events::new(0);
+    let b = "bekymringsmelding";
+    // completed
+    e.sent("OK", b, "altinn", t(0))
+        .ev("opened", "OK", t(DAY), json!({"by_role": "leder"}))
+        .ev("acknowledged", "OK", t(2 * DAY), json!({}));
+    // lost
+    e.sent("LOST", b, "altinn", t(0))
+        .ev("expired", "LOST", t(30 * DAY), json!({}));
+    // a chain of three: late original, completed resends
+    e.sent("A", b, "altinn", t(0))
+        .ev("expired", "A", t(30 * DAY), json!({}))
+        .ev(
+            "resent",
+            "A",
+            t(31 * DAY),
+            json!({"new_message": "A2", "channel": "eformidling"}),
+        )
+        .ev(
+            "failed",
+            "A2",
+            t(31 * DAY + 3600),
+            json!({"error": "no route"}),
+        )
+        .ev(
+            "resent",
+            "A2",
+            t(32 * DAY),
+            json!({"new_message": "A3", "channel": "letter"}),
+        )
+        .ev("received", "A3", t(34 * DAY), json!({"system": "post"}))
+        .ev("acknowledged", "A3", t(35 * DAY), json!({}));
+    // stuck in hand-off
+    e.sent("STUCK", b, "portal", t(0)).ev(
+        "handed_off",
+        "STUCK",
+        t(300),
+        json!({"from_system": "fiks-mottak", "to_system": "familia"}),
+    );
+    // at risk: opened, never acknowledged
+    e.sent("RISK", b, "altinn", t(0))
+        .ev("opened", "RISK", t(DAY), json!({"by_role": "leder"}));
+    // open: sent 2 days before now, a document with a 30-day deadline
+    e.sent("NEW", "document", "eformidling", t(58 * DAY));
+    // resolved
+    e.sent("RES", b, "altinn", t(0))
+        .ev("expired", "RES", t(30 * DAY), json!({}))
+        .ev(
+            "resolved",
+            "RES",
+            t(40 * DAY),
+            json!({"outcome": "false_alarm"}),
+        );
+    // an orphan open, and a reporter gap (seq jumps by 5)
+    e.n += 5;
+    e.ev("opened", "GHOST", t(DAY), json!({"by_role": "leder"}));
+    e.append(d);
+}
+
+#[test]
+fn reports_find_every_verdict_in_every_format() {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = init(tmp.path());
+    every_verdict(&d);
+    let now = t(60 * DAY);
+    let cases = [
+        ("lost", vec!["LOST"]),
+        ("late", vec!["A"]),
+        ("stuck", vec!["STUCK"]),
+        ("at-risk", vec!["RISK"]),
+        ("open", vec!["NEW"]),
+        ("completed", vec!["A2", "A3", "GHOST", "OK"]),
+        ("resolved", vec!["RES"]),
+    ];
+    for (kind, want) in &cases {
+        let r = json_of(&d, &["report", kind, "--now", &now, "--format", "json"]);
+        assert_eq!(ids(&r), *want, "{kind}");
+        assert_eq!(r["count"], want.len());
+        // --json is the same as --format json
+        let r2 = json_of(&d, &["--json", "report", kind, "--now", &now]);
+        assert_eq!(r, r2);
+    }
+    let late = json_of(&d, &["report", "late", "--now", &now, "--format", "json"]);
+    let a = &late["messages"][0];
+    assert_eq!(a["reason"], "opened_late");
+    assert_eq!(a["via"], "A3");
+    assert_eq!(a["resent_to"], "A3");
+
+    // CSV: a header and one row per message, parseable.
+    let csv = ledger_ok(
+        &d,
+        &["report", "completed", "--now", &now, "--format", "csv"],
+    );
+    let lines: Vec<&str> = csv.lines().collect();
+    assert_eq!(
+        lines[0],
+        "message,verdict,reason,category,channel,from,to,sent_at,due,opened_at,via,resent_to,anomalies"
+    );
+    assert_eq!(lines.len(), 5);
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.starts_with("A2,completed,completed,bekymringsmelding,eformidling,"))
+    );
+    // Table: the ids appear.
+    let table = ledger_ok(&d, &["report", "stuck", "--now", &now]);
+    assert!(
+        table.contains("STUCK") && table.contains("handoff_unreceived"),
+        "{table}"
+    );
+
+    // Filters: --channel on the effective channel; --to; orphans match no filter.
+    let r = json_of(
+        &d,
+        &[
+            "report",
+            "completed",
+            "--now",
+            &now,
+            "--channel",
+            "letter",
+            "--format",
+            "json",
+        ],
+    );
+    assert_eq!(ids(&r), vec!["A3"]);
+    let r = json_of(
+        &d,
+        &[
+            "report",
+            "completed",
+            "--now",
+            &now,
+            "--to",
+            KOMMUNE,
+            "--format",
+            "json",
+        ],
+    );
+    assert_eq!(ids(&r), vec!["A2", "A3", "OK"]);
+    let r = json_of(
+        &d,
+        &[
+            "report",
+            "completed",
+            "--now",
+            &now,
+            "--to",
+            OTHER,
+            "--format",
+            "json",
+        ],
+    );
+    assert_eq!(ids(&r), Vec::<String>::new());
+    let r = json_of(
+        &d,
+        &[
+            "report",
+            "open",
+            "--now",
+            &now,
+            "--since",
+            &t(50 * DAY),
+            "--format",
+            "json",
+        ],
+    );
+    assert_eq!(ids(&r), vec!["NEW"]);
+    let r = json_of(
+        &d,
+        &[
+            "report",
+            "open",
+            "--now",
+            &now,
+            "--until",
+            &t(50 * DAY),
+            "--format",
+            "json",
+        ],
+    );
+    assert_eq!(ids(&r), Vec::<String>::new());
+
+    // Anomalies: the orphan, the evaluated hand-off, the reporter gap.
+    let r = json_of(
+        &d,
+        &["report", "anomalies", "--now", &now, "--format", "json"],
+    );
+    let kinds: Vec<(String, String)> = r["anomalies"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| {
+            (
+                a["kind"].as_str().unwrap().to_string(),
+                a["message"].as_str().unwrap_or("-").to_string(),
+            )
+        })
+        .collect();
+    assert!(
+        kinds.contains(&("event_for_unknown_message".into(), "GHOST".into())),
+        "{kinds:?}"
+    );
+    assert!(
+        kinds.contains(&("handoff_never_received".into(), "STUCK".into())),
+        "{kinds:?}"
+    );
+    let gap = r["anomalies"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|a| a["kind"] == "reporter_seq_gap")
+        .expect("a gap");
+    assert_eq!(
+        (
+            gap["org"].as_str(),
+            gap["from"].as_u64(),
+            gap["to"].as_u64()
+        ),
+        (Some(POLICE), Some(21), Some(25))
+    );
+    let only = json_of(
+        &d,
+        &[
+            "report",
+            "anomalies",
+            "--kind",
+            "reporter_seq_gap",
+            "--now",
+            &now,
+            "--format",
+            "json",
+        ],
+    );
+    assert_eq!(only["count"], 1);
+
+    // Stats add up, and group.
+    let s = json_of(&d, &["stats", "--now", &now, "--format", "json"]);
+    let all = &s["groups"][0];
+    assert_eq!(all["group"], "all");
+    assert_eq!(all["total"], 10);
+    assert_eq!(all["verdicts"]["completed"], 4);
+    assert_eq!(all["verdicts"]["lost"], 1);
+    let s = json_of(
+        &d,
+        &[
+            "stats", "--by", "channel", "--now", &now, "--format", "json",
+        ],
+    );
+    let groups: Vec<&str> = s["groups"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|g| g["group"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        groups,
+        vec!["altinn", "eformidling", "letter", "portal", "unknown"]
+    );
+    let csv = ledger_ok(
+        &d,
+        &["stats", "--by", "month", "--now", &now, "--format", "csv"],
+    );
+    assert!(csv.starts_with("group,total,lost,stuck_in_handoff,at_risk,late,open,completed,resolved,with_anomalies\n2023-01,"), "{csv}");
+
+    // Bad arguments are usage errors that say what is wrong.
+    let out = ledger(&d, &["report", "lost", "--channel", "pigeon"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("pigeon"));
+    let out = ledger(&d, &["report", "lost", "--now", "yesterday"]);
+    assert_eq!(out.status.code(), Some(2));
+    let out = ledger(&d, &["report", "lost", "--now", &now, "--as-of", &now]);
+    assert_eq!(out.status.code(), Some(2));
+    let out = ledger(&d, &["report", "anomalies", "--kind", "weird"]);
+    assert_eq!(out.status.code(), Some(2));
+}
+
+#[test]
+fn status_shows_the_chain_and_history() {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = init(tmp.path());
+    every_verdict(&d);
+    let now = t(60 * DAY);
+    for (msg, verdict) in [
+        ("A", "late"),
+        ("A2", "completed"),
+        ("A3", "completed"),
+        ("STUCK", "stuck_in_handoff"),
+        ("GHOST", "completed"),
+    ] {
+        let s = json_of(&d, &["status", msg, "--now", &now, "--json"]);
+        assert_eq!(s["evaluation"]["verdict"], verdict, "{msg}");
+    }
+    let s = json_of(&d, &["status", "A3", "--now", &now, "--json"]);
+    assert_eq!(s["facts"]["resent_from"]["message"], "A2");
+    assert_eq!(
+        s["evaluation"]["category"], "bekymringsmelding",
+        "inherited through two links"
+    );
+    // The history of a resend includes the entry that declared it.
+    let types: Vec<&str> = s["history"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| h["event"]["type"].as_str().unwrap())
+        .collect();
+    assert_eq!(types, vec!["resent", "received", "acknowledged"]);
+    let text = ledger_ok(&d, &["status", "A", "--now", &now]);
+    assert!(
+        text.contains("late (opened_late)")
+            && text.contains("via A3")
+            && text.contains("resent as  A2"),
+        "{text}"
+    );
+    let out = ledger(&d, &["status", "NOPE"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("NOPE"));
+}
+
+fn last_recorded_at(d: &Path, msg: &str) -> String {
+    let h = json_of(d, &["--json", "history", msg]);
+    h["entries"].as_array().unwrap().last().unwrap()["recorded_at"]
+        .as_str()
+        .unwrap()
+        .to_string()
+}
+
+#[test]
+fn as_of_answers_what_the_ledger_knew_then() {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = init(tmp.path());
+    let start = Instant::now();
+    let mut e = Events::new(0);
+    let b = "bekymringsmelding";
+    e.sent("M", b, "altinn", start.plus_seconds(-8 * DAY).to_string());
+    // A chain of three whose last link is declared before the cut.
+    e.sent("C", b, "altinn", start.plus_seconds(-40 * DAY).to_string())
+        .ev(
+            "expired",
+            "C",
+            start.plus_seconds(-10 * DAY).to_string(),
+            json!({}),
+        )
+        .ev(
+            "resent",
+            "C",
+            start.plus_seconds(-9 * DAY).to_string(),
+            json!({"new_message": "C2", "channel": "eformidling"}),
+        )
+        .ev(
+            "failed",
+            "C2",
+            start.plus_seconds(-9 * DAY + 60).to_string(),
+            json!({"error": "x"}),
+        )
+        .ev(
+            "resent",
+            "C2",
+            start.plus_seconds(-2 * DAY).to_string(),
+            json!({"new_message": "C3", "channel": "letter"}),
+        );
+    e.append(&d);
+    let cut = last_recorded_at(&d, "M");
+    let c = Instant::parse(&cut).unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(20));
+    e.ev(
+        "opened",
+        "M",
+        c.plus_seconds(-6 * DAY).to_string(),
+        json!({"by_role": "leder"}),
+    )
+    .ev(
+        "acknowledged",
+        "M",
+        c.plus_seconds(-5 * DAY).to_string(),
+        json!({}),
+    )
+    .ev(
+        "received",
+        "C3",
+        c.plus_seconds(-DAY).to_string(),
+        json!({"system": "post"}),
+    )
+    .ev(
+        "acknowledged",
+        "C3",
+        c.plus_seconds(-DAY + 60).to_string(),
+        json!({}),
+    );
+    e.append(&d);
+
+    let then = json_of(&d, &["status", "M", "--as-of", &cut, "--json"]);
+    assert_eq!(then["evaluation"]["verdict"], "at_risk");
+    assert_eq!(
+        then["history"].as_array().unwrap().len(),
+        1,
+        "the open was not yet recorded"
+    );
+    let what_if = json_of(&d, &["status", "M", "--now", &cut, "--json"]);
+    assert_eq!(what_if["evaluation"]["verdict"], "completed");
+
+    let at_risk = json_of(
+        &d,
+        &["report", "at-risk", "--as-of", &cut, "--format", "json"],
+    );
+    assert!(ids(&at_risk).contains(&"M".to_string()));
+    let lost = json_of(&d, &["report", "lost", "--as-of", &cut, "--format", "json"]);
+    assert_eq!(ids(&lost), vec!["C", "C2"]);
+    let open = json_of(&d, &["report", "open", "--as-of", &cut, "--format", "json"]);
+    assert_eq!(ids(&open), vec!["C3"]);
+    for msg in ["C", "C2", "C3"] {
+        let s = json_of(&d, &["status", msg, "--now", &cut, "--json"]);
+        let v = s["evaluation"]["verdict"].as_str().unwrap().to_string();
+        assert!(v == "completed" || v == "late", "{msg} now {v}");
+    }
+    // The head projection was not touched by --as-of questions.
+    let s = json_of(&d, &["stats", "--now", &cut, "--format", "json"]);
+    assert_eq!(s["covered"], 10);
+}
+
+#[test]
+fn replay_is_deterministic_and_a_policy_change_changes_verdicts_only() {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = init(tmp.path());
+    let mut e = Events::new(0);
+    e.sent("L", "bekymringsmelding", "altinn", t(0))
+        .ev("opened", "L", t(9 * DAY), json!({"by_role": "leder"}))
+        .ev("acknowledged", "L", t(10 * DAY), json!({}));
+    e.append(&d);
+    let now = t(20 * DAY);
+    let r1 = json_of(&d, &["--json", "replay", "--now", &now]);
+    let r2 = json_of(&d, &["--json", "replay", "--now", &now]);
+    for k in ["facts_digest", "policy_digest", "projection_digest"] {
+        assert_eq!(r1[k], r2[k], "{k}");
+    }
+    let v = json_of(&d, &["--json", "replay", "--verify", "--now", &now]);
+    assert_eq!(v["verified"], true);
+    // Without --now, the evaluation time is the last entry's recorded_at.
+    let a = json_of(&d, &["--json", "replay"]);
+    let b = json_of(&d, &["--json", "replay"]);
+    assert_eq!(a["projection_digest"], b["projection_digest"]);
+
+    let relaxed = tmp.path().join("relaxed.toml");
+    let text = ledger_core::projection::DEFAULT_POLICY.replacen(
+        "category = \"bekymringsmelding\"\nopen_within = \"7d\"",
+        "category = \"bekymringsmelding\"\nopen_within = \"10d\"",
+        1,
+    );
+    std::fs::write(&relaxed, text).unwrap();
+    let p = relaxed.to_str().unwrap();
+    let r3 = json_of(&d, &["--json", "replay", "--now", &now, "--policy", p]);
+    assert_eq!(r3["facts_digest"], r1["facts_digest"]);
+    assert_ne!(r3["policy_digest"], r1["policy_digest"]);
+    assert_ne!(r3["projection_digest"], r1["projection_digest"]);
+    let s = json_of(&d, &["status", "L", "--now", &now, "--json"]);
+    assert_eq!(s["evaluation"]["verdict"], "late");
+    let s = json_of(&d, &["status", "L", "--now", &now, "--json", "--policy", p]);
+    assert_eq!(s["evaluation"]["verdict"], "completed");
+    // <dir>/policy.toml is picked up without a flag.
+    std::fs::copy(&relaxed, d.join("policy.toml")).unwrap();
+    let s = json_of(&d, &["status", "L", "--now", &now, "--json"]);
+    assert_eq!(s["evaluation"]["verdict"], "completed");
+    // A bad policy names its line and changes nothing.
+    std::fs::write(
+        d.join("policy.toml"),
+        "version = 1\n[defaults]\nopen_within = \"soon\"\n",
+    )
+    .unwrap();
+    let out = ledger(&d, &["report", "late", "--now", &now]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("line 3") && err.contains("soon"), "{err}");
+}
+
+#[test]
+fn a_damaged_projection_is_reported_and_rebuilt_and_verify_catches_drift() {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = init(tmp.path());
+    every_verdict(&d);
+    let now = t(60 * DAY);
+    let before = json_of(&d, &["report", "lost", "--now", &now, "--format", "json"]);
+    let file = d.join("projection.facts");
+    let mut bytes = std::fs::read(&file).unwrap();
+    let mid = bytes.len() / 2;
+    bytes[mid] ^= 0x40;
+    std::fs::write(&file, &bytes).unwrap();
+    let out = ledger(&d, &["report", "lost", "--now", &now, "--format", "json"]);
+    assert!(out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("checksum") && err.contains("rebuilt"), "{err}");
+    let after: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(before["messages"], after["messages"]);
+    // Incremental catch-up equals a full replay.
+    let mut e = Events::new(100);
+    e.ev("opened", "LOST", t(31 * DAY), json!({"by_role": "leder"}));
+    e.append(&d);
+    let r = json_of(&d, &["report", "late", "--now", &now, "--format", "json"]);
+    assert!(ids(&r).contains(&"LOST".to_string()));
+    let v = json_of(&d, &["--json", "replay", "--verify"]);
+    assert_eq!(v["verified"], true, "{v}");
+}
+
+#[test]
+fn reconcile_compares_both_lists_with_the_ledger() {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = init(tmp.path());
+    every_verdict(&d);
+    let now = t(60 * DAY);
+    let sent = tmp.path().join("police.csv");
+    std::fs::write(
+        &sent,
+        "\u{feff}message,ref,at,extra\nOK,2023/OK,2023-01-02T09:00:00Z,x\n,2023/LOST,,y\nNOT-IN-LEDGER,,,z\n",
+    )
+    .unwrap();
+    let received = tmp.path().join("kommune.jsonl");
+    std::fs::write(
+        &received,
+        "{\"ref\":\"corr-OK\"}\n\n{\"message\":\"SURPRISE\",\"at\":\"2023-01-03T00:00:00Z\"}\n",
+    )
+    .unwrap();
+    let args = [
+        "reconcile",
+        "--sent",
+        sent.to_str().unwrap(),
+        "--received",
+        received.to_str().unwrap(),
+        "--now",
+        &now,
+    ];
+    let mut j = args.to_vec();
+    j.extend(["--format", "json"]);
+    let out = ledger(&d, &j);
+    assert_eq!(out.status.code(), Some(1), "differences found");
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("extra"),
+        "the ignored column is named"
+    );
+    let r: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let rows: Vec<(String, String, String)> = r["differences"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|x| {
+            (
+                x["class"].as_str().unwrap().to_string(),
+                x["message"].as_str().unwrap().to_string(),
+                x["ledger_verdict"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        rows,
+        vec![
+            (
+                "sent_not_in_ledger".to_string(),
+                "NOT-IN-LEDGER".to_string(),
+                String::new()
+            ),
+            (
+                "in_ledger_not_received".to_string(),
+                "LOST".to_string(),
+                "lost".to_string()
+            ),
+            (
+                "received_not_sent".to_string(),
+                "SURPRISE".to_string(),
+                String::new()
+            ),
+        ]
+    );
+    let csv = ledger_ok_code(&d, &[&args[..], &["--format", "csv"]].concat(), 1);
+    assert!(
+        csv.starts_with("class,list,line,message,ref,at,ledger_message,ledger_verdict\n"),
+        "{csv}"
+    );
+    // Bad input: exit 2, the line named, nothing compared.
+    let bad = tmp.path().join("bad.csv");
+    std::fs::write(&bad, "message,ref,at\nM1,,not-a-time\n").unwrap();
+    let out = ledger(
+        &d,
+        &[
+            "reconcile",
+            "--sent",
+            bad.to_str().unwrap(),
+            "--received",
+            received.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains(":2"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+fn ledger_ok_code(dir: &Path, args: &[&str], code: i32) -> String {
+    let out = ledger(dir, args);
+    assert_eq!(
+        out.status.code(),
+        Some(code),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}

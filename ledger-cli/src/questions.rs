@@ -216,10 +216,10 @@ fn head_facts(dir: &Path, store: &FileStore, bar: &output::Bar) -> Result<Facts>
             projection::FILE_NAME
         );
     }
-    if report.applied > 0 || report.rebuilt_because.is_some() {
-        if let Err(e) = projection::save(dir, store, &facts) {
-            eprintln!("warning: could not persist the projection: {e}");
-        }
+    if (report.applied > 0 || report.rebuilt_because.is_some())
+        && let Err(e) = projection::save(dir, store, &facts)
+    {
+        eprintln!("warning: could not persist the projection: {e}");
     }
     Ok(facts)
 }
@@ -760,13 +760,13 @@ fn first_difference(a: &Facts, b: &Facts) -> String {
 }
 
 /// The projection as reconcile sees it.
-struct View<'a> {
+pub(crate) struct View<'a> {
     eval: Evaluator<'a>,
     by_ref: std::collections::HashMap<&'a str, Vec<&'a str>>,
 }
 
 impl<'a> View<'a> {
-    fn new(eval: Evaluator<'a>) -> View<'a> {
+    pub(crate) fn new(eval: Evaluator<'a>) -> View<'a> {
         let mut by_ref: std::collections::HashMap<&str, Vec<&str>> = Default::default();
         for (id, m) in eval.facts().messages() {
             if let Some(s) = &m.sent {

@@ -184,7 +184,9 @@ fn rows_4_to_7_expiry_warning_and_passing() {
 
 #[test]
 fn rows_8_to_13_open_and_acknowledge_deadlines() {
-    let cases: [(i64, Option<i64>, i64, (Verdict, &str)); 6] = [
+    // (opened, acknowledged, now, expected verdict and reason)
+    type Row = (i64, Option<i64>, i64, (Verdict, &'static str));
+    let cases: [Row; 6] = [
         (
             2 * DAY,
             Some(3 * DAY),

@@ -249,11 +249,14 @@ enum Plan {
     Duplicate(u64, Hash),
 }
 
+/// What the index files one entry under: (seq, event id, message id, the message a
+/// `resent` declares, offset, first of its segment).
+type StagedEntry<'a> = (u64, &'a str, &'a str, Option<&'a str>, u64, bool);
+
 /// Index entries of one batch, applied to [`Recent`] once the batch is durable.
 #[derive(Default)]
 struct Staged<'a> {
-    /// (seq, event id, message id, offset, first of its segment).
-    entries: Vec<(u64, &'a str, &'a str, Option<&'a str>, u64, bool)>,
+    entries: Vec<StagedEntry<'a>>,
     nodes: Vec<(u32, u64, Hash)>,
 }
 

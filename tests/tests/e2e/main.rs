@@ -3,6 +3,7 @@
 mod bad_input;
 mod cli;
 mod crash;
+mod demo;
 mod projections;
 mod spec;
 mod tamper;

@@ -1,0 +1,194 @@
+//! `ledger demo`: its findings, read back through the real binary's reports, equal
+//! the scenario's ground truth exactly, for two seeds.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
+
+use ledger_tests::{ledger, ledger_ok};
+use serde_json::Value;
+
+const T_END: &str = "2023-06-30T00:00:00Z";
+
+fn json_of(dir: &Path, args: &[&str]) -> Value {
+    let out = ledger_ok(dir, args);
+    serde_json::from_str(&out).unwrap_or_else(|e| panic!("{args:?}: {e}"))
+}
+
+fn run_demo(dir: &Path, seed: &str) -> Value {
+    let out = ledger(
+        dir,
+        &["--json", "demo", "--seed", seed, "--messages", "5000"],
+    );
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "demo must match its truth:\n{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+#[test]
+fn every_finding_matches_the_ground_truth() {
+    for seed in ["2023", "7"] {
+        let tmp = tempfile::tempdir().unwrap();
+        let d = tmp.path().join("demo");
+        let summary = run_demo(&d, seed);
+        assert_eq!(summary["matches_truth"], true);
+        let truth: Value =
+            serde_json::from_slice(&std::fs::read(d.join("truth.json")).unwrap()).unwrap();
+
+        let mut want: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+        for (id, v) in truth["verdicts"].as_object().unwrap() {
+            want.entry(v.as_str().unwrap().to_string())
+                .or_default()
+                .insert(id.clone());
+        }
+        for (kind, verdict) in [
+            ("lost", "lost"),
+            ("late", "late"),
+            ("stuck", "stuck_in_handoff"),
+            ("at-risk", "at_risk"),
+            ("open", "open"),
+            ("completed", "completed"),
+            ("resolved", "resolved"),
+        ] {
+            let r = json_of(&d, &["report", kind, "--now", T_END, "--format", "json"]);
+            let got: BTreeSet<String> = r["messages"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|m| m["message"].as_str().unwrap().to_string())
+                .collect();
+            let expected = want.remove(verdict).unwrap_or_default();
+            assert!(
+                !expected.is_empty(),
+                "seed {seed}: the scenario has {verdict} messages"
+            );
+            assert_eq!(got, expected, "seed {seed}: {kind}");
+        }
+        assert!(want.is_empty(), "no other verdicts: {want:?}");
+
+        let r = json_of(
+            &d,
+            &["report", "anomalies", "--now", T_END, "--format", "json"],
+        );
+        let mut got_anomalies = BTreeSet::new();
+        let mut got_gaps = BTreeSet::new();
+        for a in r["anomalies"].as_array().unwrap() {
+            match a["message"].as_str() {
+                Some(m) => {
+                    got_anomalies.insert((a["kind"].as_str().unwrap().to_string(), m.to_string()));
+                }
+                None => {
+                    assert_eq!(a["kind"], "reporter_seq_gap");
+                    got_gaps.insert((
+                        a["org"].as_str().unwrap().to_string(),
+                        a["system"].as_str().unwrap().to_string(),
+                        a["from"].as_u64().unwrap(),
+                        a["to"].as_u64().unwrap(),
+                    ));
+                }
+            }
+        }
+        let want_anomalies: BTreeSet<(String, String)> = truth["anomalies"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|a| {
+                (
+                    a["kind"].as_str().unwrap().to_string(),
+                    a["message"].as_str().unwrap().to_string(),
+                )
+            })
+            .collect();
+        assert_eq!(got_anomalies, want_anomalies, "seed {seed}");
+        let want_gaps: BTreeSet<(String, String, u64, u64)> = truth["gaps"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|g| {
+                (
+                    g["org"].as_str().unwrap().to_string(),
+                    g["system"].as_str().unwrap().to_string(),
+                    g["from"].as_u64().unwrap(),
+                    g["to"].as_u64().unwrap(),
+                )
+            })
+            .collect();
+        assert!(!want_gaps.is_empty());
+        assert_eq!(got_gaps, want_gaps, "seed {seed}");
+
+        // Reconcile through the binary: exit 1 (differences), rows as in the truth.
+        let sent = d.join("police-export.csv");
+        let received = d.join("municipality.csv");
+        let out = ledger(
+            &d,
+            &[
+                "reconcile",
+                "--sent",
+                sent.to_str().unwrap(),
+                "--received",
+                received.to_str().unwrap(),
+                "--now",
+                T_END,
+                "--format",
+                "json",
+            ],
+        );
+        assert_eq!(out.status.code(), Some(1));
+        let r: Value = serde_json::from_slice(&out.stdout).unwrap();
+        let got: Vec<(String, String, Value, String, String)> = r["differences"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|x| {
+                (
+                    x["class"].as_str().unwrap().to_string(),
+                    x["list"].as_str().unwrap().to_string(),
+                    x["line"].clone(),
+                    x["message"].as_str().unwrap().to_string(),
+                    x["ref"].as_str().unwrap().to_string(),
+                )
+            })
+            .collect();
+        let want: Vec<(String, String, Value, String, String)> = truth["reconcile"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|x| {
+                (
+                    x["class"].as_str().unwrap().to_string(),
+                    x["list"].as_str().unwrap().to_string(),
+                    x["line"].clone(),
+                    x["message"].as_str().unwrap().to_string(),
+                    x["ref"].as_str().unwrap().to_string(),
+                )
+            })
+            .collect();
+        assert_eq!(got, want, "seed {seed}");
+        let classes: BTreeSet<&str> = got.iter().map(|g| g.0.as_str()).collect();
+        assert_eq!(classes.len(), 3, "all three classes occur");
+
+        let v = json_of(&d, &["--json", "replay", "--verify"]);
+        assert_eq!(v["verified"], true);
+        ledger_ok(&d, &["verify"]);
+    }
+}
+
+#[test]
+fn the_same_seed_gives_the_same_ledger_facts() {
+    let tmp = tempfile::tempdir().unwrap();
+    let a = run_demo(&tmp.path().join("a"), "11");
+    let b = run_demo(&tmp.path().join("b"), "11");
+    assert_eq!(a["facts_digest"], b["facts_digest"]);
+    assert_eq!(a["projection_digest"], b["projection_digest"]);
+    let ea = std::fs::read(tmp.path().join("a/events.jsonl")).unwrap();
+    let eb = std::fs::read(tmp.path().join("b/events.jsonl")).unwrap();
+    assert!(ea == eb, "byte-identical events");
+    // A non-empty directory is refused.
+    let out = ledger(&tmp.path().join("a"), &["demo", "--messages", "10"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("not empty"));
+}

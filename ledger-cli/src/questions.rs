@@ -753,7 +753,7 @@ fn first_difference(a: &Facts, b: &Facts) -> String {
             return format!("; first at message {id:?}");
         }
     }
-    if a.streams() != b.streams() {
+    if !a.streams().eq(b.streams()) {
         return "; in the reporter streams".into();
     }
     String::new()

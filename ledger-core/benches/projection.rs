@@ -15,6 +15,10 @@ use ledger_core::projection::{self, Evaluator, Filter, Instant as At, Policy, Ve
 use ledger_core::store::{FileStore, InitOptions, Store};
 use ledger_core::{Event, HashAlg};
 
+// As the `ledger` binary: the projections allocate per message and per event.
+#[global_allocator]
+static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn env(name: &str, default: u64) -> u64 {
     match std::env::var(name) {
         Ok(v) => v

@@ -51,7 +51,7 @@ pub fn facts_digest(facts: &Facts, alg: HashAlg) -> Hash {
         }
         jcs_line(&mut out, &v);
     }
-    for ((org, system), s) in facts.streams() {
+    for (org, system, s) in facts.streams() {
         let mut v = serde_json::to_value(s).expect("streams serialize");
         if let Value::Object(o) = &mut v {
             o.insert("kind".into(), json!("stream"));

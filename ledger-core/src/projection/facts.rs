@@ -406,7 +406,8 @@ impl Stream {
 pub struct Facts {
     covered: u64,
     messages: HashMap<String, MessageFacts>,
-    streams: BTreeMap<(String, String), Stream>,
+    /// org → system → stream (nested so a lookup borrows, not allocates).
+    streams: BTreeMap<String, BTreeMap<String, Stream>>,
 }
 
 fn skewed(t: Instant, sign: i64) -> Instant {
@@ -442,8 +443,17 @@ impl Facts {
     }
 
     /// Every reporter stream, by (org, system).
-    pub fn streams(&self) -> &BTreeMap<(String, String), Stream> {
-        &self.streams
+    pub fn streams(&self) -> impl Iterator<Item = (&str, &str, &Stream)> {
+        self.streams.iter().flat_map(|(org, systems)| {
+            systems
+                .iter()
+                .map(move |(system, s)| (org.as_str(), system.as_str(), s))
+        })
+    }
+
+    /// One reporter's stream.
+    pub fn stream(&self, org: &str, system: &str) -> Option<&Stream> {
+        self.streams.get(org)?.get(system)
     }
 
     /// Applies the entry at `seq` (its bytes as stored). Entries must come in seq order.
@@ -486,18 +496,25 @@ impl Facts {
         }
         self.covered = seq + 1;
         if let Some(n) = v.f.reporter.seq {
-            let key = (
-                v.f.reporter.org.to_string(),
-                v.f.reporter.system.to_string(),
-            );
-            self.streams.entry(key).or_default().observe(n, seq);
+            let (org, system): (&str, &str) = (&v.f.reporter.org, &v.f.reporter.system);
+            if !self.streams.contains_key(org) {
+                self.streams.insert(org.to_string(), BTreeMap::new());
+            }
+            let systems = self.streams.get_mut(org).expect("inserted");
+            match systems.get_mut(system) {
+                Some(s) => s.observe(n, seq),
+                None => {
+                    let mut s = Stream::default();
+                    s.observe(n, seq);
+                    systems.insert(system.to_string(), s);
+                }
+            }
         }
         let id: &str = &v.f.message;
-        if !self.messages.contains_key(id) {
-            self.messages
-                .insert(id.to_string(), MessageFacts::default());
-        }
-        let m = self.messages.get_mut(id).expect("inserted");
+        let m = match self.messages.get_mut(id) {
+            Some(m) => m,
+            None => self.messages.entry(id.to_string()).or_default(),
+        };
         m.seqs.push(seq);
         if v.at > skewed(recorded_at, 1) {
             m.raise(AnomalyKind::AtAfterRecorded, seq, None, None);

@@ -93,15 +93,30 @@ impl fmt::Display for Instant {
     }
 }
 
-/// The common `YYYY-MM-DDTHH:MM:SSZ` form without the general parser (replay speed).
+/// The common UTC forms `YYYY-MM-DDTHH:MM:SS[.f{1,9}]Z` (what reporters write, and
+/// every `recorded_at`) without the general parser: replay parses two per entry.
 /// Anything else, including leap seconds, goes the general way.
 fn parse_plain_utc(b: &[u8]) -> Option<Instant> {
-    if b.len() != 20 || b[4] != b'-' || b[7] != b'-' || b[10] != b'T' || b[13] != b':' {
+    if b.len() < 20 || b[4] != b'-' || b[7] != b'-' || b[10] != b'T' || b[13] != b':' {
         return None;
     }
-    if b[16] != b':' || b[19] != b'Z' {
+    if b[16] != b':' || *b.last()? != b'Z' {
         return None;
     }
+    let nanos: i128 = match &b[19..b.len() - 1] {
+        [] => 0,
+        [b'.', frac @ ..] if (1..=9).contains(&frac.len()) => {
+            let mut n = 0i128;
+            for &c in frac {
+                if !c.is_ascii_digit() {
+                    return None;
+                }
+                n = n * 10 + i128::from(c - b'0');
+            }
+            n * 10i128.pow(9 - frac.len() as u32)
+        }
+        _ => return None,
+    };
     let num = |r: std::ops::Range<usize>| -> Option<i64> {
         b[r].iter().try_fold(0i64, |acc, &c| {
             c.is_ascii_digit().then(|| acc * 10 + i64::from(c - b'0'))
@@ -114,7 +129,7 @@ fn parse_plain_utc(b: &[u8]) -> Option<Instant> {
     }
     let days = days_from_civil(y, mo, d);
     Some(Instant(
-        i128::from(days * 86_400 + h * 3600 + mi * 60 + s) * NANOS,
+        i128::from(days * 86_400 + h * 3600 + mi * 60 + s) * NANOS + nanos,
     ))
 }
 
@@ -172,11 +187,21 @@ mod tests {
             "1969-12-31T23:59:59Z",
             "0001-01-01T00:00:00Z",
             "9999-12-31T23:59:59Z",
+            "2023-06-30T12:00:00.5Z",
+            "2026-11-23T16:40:18.222092Z",
+            "2026-11-23T16:40:18.123456789Z",
         ] {
             let general = Instant::from(parse_time(s).unwrap());
             assert_eq!(parse_plain_utc(s.as_bytes()), Some(general), "{s}");
         }
         assert_eq!(parse_plain_utc(b"2023-02-29T00:00:00Z"), None);
+        for odd in [
+            "2023-01-01T00:00:00.Z",
+            "2023-01-01T00:00:00.1234567890Z",
+            "2023-01-01T00:00:00+01:00",
+        ] {
+            assert_eq!(parse_plain_utc(odd.as_bytes()), None, "{odd}");
+        }
         assert_eq!(Instant::parse("2023-02-29T00:00:00Z"), None);
     }
 

@@ -137,10 +137,10 @@ pub fn anomaly_rows(
         && filter.since.is_none()
         && filter.until.is_none();
     if streams_shown {
-        for ((org, system), s) in eval.facts().streams() {
+        for (org, system, s) in eval.facts().streams() {
             let org_ok = match (&filter.from, &filter.to) {
                 (None, None) => true,
-                (f, t) => f.as_ref() == Some(org) || t.as_ref() == Some(org),
+                (f, t) => f.as_deref() == Some(org) || t.as_deref() == Some(org),
             };
             if !org_ok {
                 continue;
@@ -148,8 +148,8 @@ pub fn anomaly_rows(
             let stream_row = |kind, seq, from, to| AnomalyRow {
                 kind,
                 message: None,
-                org: Some(org.clone()),
-                system: Some(system.clone()),
+                org: Some(org.to_string()),
+                system: Some(system.to_string()),
                 seq,
                 other_seq: None,
                 detail: None,

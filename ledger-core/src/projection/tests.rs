@@ -580,12 +580,11 @@ fn stream_event(l: &mut Log, n: u64) -> u64 {
 
 #[test]
 fn rows_44_to_46_reporter_streams() {
-    let key = (POLICE.to_string(), "altinn-adapter".to_string());
     let mut l = Log::new();
     stream_event(&mut l, 1);
     stream_event(&mut l, 2);
     let four = stream_event(&mut l, 4);
-    let s = &l.facts.streams()[&key];
+    let s = &l.facts.stream(POLICE, "altinn-adapter").unwrap();
     assert_eq!(
         s.gaps,
         vec![Gap {
@@ -595,13 +594,19 @@ fn rows_44_to_46_reporter_streams() {
         }]
     );
     stream_event(&mut l, 3);
-    assert!(l.facts.streams()[&key].gaps.is_empty());
+    assert!(
+        l.facts
+            .stream(POLICE, "altinn-adapter")
+            .unwrap()
+            .gaps
+            .is_empty()
+    );
 
     let mut l = Log::new();
     stream_event(&mut l, 1);
     stream_event(&mut l, 2);
     let dup = stream_event(&mut l, 2);
-    let s = &l.facts.streams()[&key];
+    let s = &l.facts.stream(POLICE, "altinn-adapter").unwrap();
     assert_eq!(
         s.duplicates,
         vec![Duplicate {
@@ -613,7 +618,7 @@ fn rows_44_to_46_reporter_streams() {
     let mut l = Log::new();
     let five = stream_event(&mut l, 5);
     assert_eq!(
-        l.facts.streams()[&key].gaps,
+        l.facts.stream(POLICE, "altinn-adapter").unwrap().gaps,
         vec![Gap {
             from: 1,
             to: 4,
@@ -621,11 +626,15 @@ fn rows_44_to_46_reporter_streams() {
         }]
     );
     stream_event(&mut l, 3);
-    assert_eq!(l.facts.streams()[&key].gaps.len(), 2, "split");
+    assert_eq!(
+        l.facts.stream(POLICE, "altinn-adapter").unwrap().gaps.len(),
+        2,
+        "split"
+    );
     for n in [4, 1, 2] {
         stream_event(&mut l, n);
     }
-    let s = &l.facts.streams()[&key];
+    let s = &l.facts.stream(POLICE, "altinn-adapter").unwrap();
     assert!(s.gaps.is_empty() && s.duplicates.is_empty());
     assert_eq!((s.max, s.count), (5, 5));
 }

@@ -731,3 +731,52 @@ fn incremental_equals_replay_and_digests_are_stable() {
     assert_eq!(copy, l.facts);
     assert_eq!(facts_digest(&copy, alg), d1);
 }
+
+#[test]
+fn status_follows_each_lifecycle_step() {
+    let mut l = Log::new();
+    let status = |l: &Log| l.facts.message("P").unwrap().status();
+    l.ev("delivered", "P", 0);
+    assert_eq!(
+        status(&l),
+        Status::Delivered,
+        "an orphan shows its own events"
+    );
+    let mut l = Log::new();
+    l.ev("expired", "Q", 0);
+    assert_eq!(l.facts.message("Q").unwrap().status(), Status::Expired);
+    let mut l = Log::new();
+    l.push(json!({"type": "handed_off", "message": "U", "at": ts(0),
+        "from_system": "a", "to_system": "b"}));
+    assert_eq!(l.facts.message("U").unwrap().status(), Status::InHandoff);
+
+    let mut l = Log::new();
+    l.sent("P", B, "portal", 0);
+    assert_eq!(status(&l), Status::Sent);
+    l.ev("delivered", "P", MIN);
+    assert_eq!(status(&l), Status::Delivered);
+    l.handed_off("P", "familia", 5 * MIN);
+    assert_eq!(status(&l), Status::InHandoff);
+    l.received("P", "familia", 6 * MIN);
+    assert_eq!(status(&l), Status::Received);
+    l.ev("failed", "P", 7 * MIN);
+    assert_eq!(status(&l), Status::Failed);
+    l.ev("expired", "P", 8 * MIN);
+    assert_eq!(status(&l), Status::Expired);
+    l.ev("deleted", "P", 9 * MIN);
+    assert_eq!(status(&l), Status::Deleted);
+    l.ev("opened", "P", 10 * MIN);
+    assert_eq!(status(&l), Status::Opened);
+    l.ev("acknowledged", "P", 11 * MIN);
+    assert_eq!(status(&l), Status::Acknowledged);
+    l.resolved("P", "false_alarm", 12 * MIN);
+    assert_eq!(status(&l), Status::Resolved);
+    // Only the latest resolution counts, whatever the arrival order.
+    l.resolved("P", "unrecoverable", 11 * MIN);
+    let r = l.facts.message("P").unwrap().resolved.clone().unwrap();
+    assert_eq!((r.outcome.as_str(), r.count), ("false_alarm", 2));
+    // First events keep the earliest time, and count every report.
+    l.ev("opened", "P", 5 * MIN);
+    let o = l.facts.message("P").unwrap().opened.clone().unwrap();
+    assert_eq!((o.at, o.count), (t0().plus_seconds(5 * MIN), 2));
+}

@@ -144,12 +144,7 @@ enum Command {
         #[arg(long = "kind", id = "anomaly_kind", value_name = "KIND")]
         kind_filter: Option<String>,
         #[command(flatten)]
-        filters: questions::Filters,
-        #[command(flatten)]
-        when: questions::When,
-        /// table, json or csv (default: table, or json with --json).
-        #[arg(long, value_enum)]
-        format: Option<questions::Format>,
+        query: questions::Query,
     },
     /// Counts of messages per verdict, optionally grouped.
     Stats {
@@ -157,12 +152,7 @@ enum Command {
         #[arg(long, value_enum)]
         by: Option<questions::By>,
         #[command(flatten)]
-        filters: questions::Filters,
-        #[command(flatten)]
-        when: questions::When,
-        /// table, json or csv (default: table, or json with --json).
-        #[arg(long, value_enum)]
-        format: Option<questions::Format>,
+        query: questions::Query,
     },
     /// Rebuild every projection from seq 0 and print its digests.
     ///
@@ -211,12 +201,7 @@ enum Command {
         #[arg(long, value_name = "FILE")]
         received: PathBuf,
         #[command(flatten)]
-        filters: questions::Filters,
-        #[command(flatten)]
-        when: questions::When,
-        /// table, json or csv (default: table, or json with --json).
-        #[arg(long, value_enum)]
-        format: Option<questions::Format>,
+        query: questions::Query,
     },
     /// Write a portable bundle for auditors (a directory, or a .tar file).
     Export {
@@ -443,31 +428,14 @@ fn run(cli: Cli) -> Result<u8> {
         Command::Report {
             kind,
             kind_filter,
-            filters,
-            when,
-            format,
+            query,
         } => {
             let store = open(dir)?;
-            let format = questions::format_of(format, cli.json);
-            questions::report(
-                dir,
-                &store,
-                kind,
-                kind_filter.as_deref(),
-                &filters,
-                &when,
-                format,
-            )
+            questions::report(dir, &store, kind, kind_filter.as_deref(), &query, cli.json)
         }
-        Command::Stats {
-            by,
-            filters,
-            when,
-            format,
-        } => {
+        Command::Stats { by, query } => {
             let store = open(dir)?;
-            let format = questions::format_of(format, cli.json);
-            questions::stats(dir, &store, by, &filters, &when, format)
+            questions::stats(dir, &store, by, &query, cli.json)
         }
         Command::Replay { verify, when } => {
             let store = open(dir)?;
@@ -476,13 +444,10 @@ fn run(cli: Cli) -> Result<u8> {
         Command::Reconcile {
             sent,
             received,
-            filters,
-            when,
-            format,
+            query,
         } => {
             let store = open(dir)?;
-            let format = questions::format_of(format, cli.json);
-            questions::reconcile(dir, &store, &sent, &received, &filters, &when, format)
+            questions::reconcile(dir, &store, &sent, &received, &query, cli.json)
         }
         Command::Demo { seed, messages } => {
             let dir = cli.dir.unwrap_or_else(|| PathBuf::from("ledger-demo"));

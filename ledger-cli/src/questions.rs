@@ -68,8 +68,32 @@ pub(crate) enum Format {
     Csv,
 }
 
-pub(crate) fn format_of(format: Option<Format>, json: bool) -> Format {
-    format.unwrap_or(if json { Format::Json } else { Format::Table })
+/// What every listing question takes: which messages, when, and how to print.
+#[derive(Args, Clone, Debug, Default)]
+pub(crate) struct Query {
+    #[command(flatten)]
+    pub filters: Filters,
+    #[command(flatten)]
+    pub when: When,
+    /// table, json or csv (default: table, or json with --json).
+    #[arg(long, value_enum)]
+    pub format: Option<Format>,
+}
+
+impl Query {
+    fn format(&self, json: bool) -> Format {
+        self.format
+            .unwrap_or(if json { Format::Json } else { Format::Table })
+    }
+}
+
+impl When {
+    /// `--as-of` and `--now`, parsed.
+    fn times(&self) -> Result<(Option<Instant>, Option<Instant>)> {
+        let parse =
+            |flag: &str, v: &Option<String>| v.as_deref().map(|s| time_arg(flag, s)).transpose();
+        Ok((parse("--as-of", &self.as_of)?, parse("--now", &self.now)?))
+    }
 }
 
 fn time_arg(flag: &str, s: &str) -> Result<Instant> {
@@ -178,16 +202,7 @@ impl Basis {
 /// replays the prefix in memory, never touching the persisted projection.
 pub(crate) fn basis(dir: &Path, store: &FileStore, when: &When) -> Result<Basis> {
     let (policy, policy_source) = load_policy(dir, when.policy.as_deref())?;
-    let as_of = when
-        .as_of
-        .as_deref()
-        .map(|s| time_arg("--as-of", s))
-        .transpose()?;
-    let now_flag = when
-        .now
-        .as_deref()
-        .map(|s| time_arg("--now", s))
-        .transpose()?;
+    let (as_of, now_flag) = when.times()?;
     let bar = output::progress_count("projecting");
     let facts = match as_of {
         Some(t) => {
@@ -322,11 +337,11 @@ pub(crate) fn report(
     store: &FileStore,
     kind: ReportKind,
     anomaly_kind: Option<&str>,
-    filters: &Filters,
-    when: &When,
-    format: Format,
+    query: &Query,
+    as_json: bool,
 ) -> Result<u8> {
-    let filter = filters.to_filter()?;
+    let (when, format) = (&query.when, query.format(as_json));
+    let filter = query.filters.to_filter()?;
     let anomaly_kind = anomaly_kind
         .map(|k| {
             AnomalyKind::from_name(k).ok_or_else(|| {
@@ -455,11 +470,11 @@ pub(crate) fn stats(
     dir: &Path,
     store: &FileStore,
     by: Option<By>,
-    filters: &Filters,
-    when: &When,
-    format: Format,
+    query: &Query,
+    as_json: bool,
 ) -> Result<u8> {
-    let filter = filters.to_filter()?;
+    let (when, format) = (&query.when, query.format(as_json));
+    let filter = query.filters.to_filter()?;
     let b = basis(dir, store, when)?;
     let group = match by {
         None => GroupBy::All,
@@ -505,16 +520,8 @@ pub(crate) fn status(
     as_json: bool,
 ) -> Result<u8> {
     let (policy, policy_source) = load_policy(dir, when.policy.as_deref())?;
-    let as_of = when
-        .as_of
-        .as_deref()
-        .map(|s| time_arg("--as-of", s))
-        .transpose()?;
-    let now = match (as_of, &when.now) {
-        (Some(t), _) => t,
-        (None, Some(s)) => time_arg("--now", s)?,
-        (None, None) => Instant::now(),
-    };
+    let (as_of, now_flag) = when.times()?;
+    let now = as_of.or(now_flag).unwrap_or_else(Instant::now);
     let upto = match as_of {
         Some(t) => projection::prefix_at(store, t)?,
         None => store.size(),
@@ -676,8 +683,8 @@ pub(crate) fn replay(
     let facts = projection::replay(store, size, &mut |k| bar.0.set_position(k))?;
     let elapsed = started.elapsed();
     bar.0.finish_and_clear();
-    let now = match &when.now {
-        Some(s) => time_arg("--now", s)?,
+    let now = match when.times()?.1 {
+        Some(t) => t,
         None => projection::recorded_at_before(store, size)?,
     };
     let alg = store.info().hash;
@@ -811,17 +818,16 @@ impl LedgerView for View<'_> {
     }
 }
 
-#[allow(clippy::too_many_arguments)]
 pub(crate) fn reconcile(
     dir: &Path,
     store: &FileStore,
     sent: &Path,
     received: &Path,
-    filters: &Filters,
-    when: &When,
-    format: Format,
+    query: &Query,
+    as_json: bool,
 ) -> Result<u8> {
-    let filter = filters.to_filter()?;
+    let (when, format) = (&query.when, query.format(as_json));
+    let filter = query.filters.to_filter()?;
     let read = |p: &Path| -> Result<reconcile::ParsedList> {
         let bytes = std::fs::read(p).with_context(|| format!("read {}", p.display()))?;
         let list = reconcile::parse_list(&p.display().to_string(), &bytes)

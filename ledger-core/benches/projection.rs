@@ -8,6 +8,8 @@
 //! events), `BENCH_BATCH` (events per append call, 1000), `BENCH_STATUS` (status
 //! queries timed, 2000), `BENCH_DIR` (where the stores go).
 
+mod common;
+use common::{bench_dir, env};
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
@@ -19,15 +21,6 @@ use ledger_core::{Event, HashAlg};
 // As the `ledger` binary: the projections allocate per message and per event.
 #[global_allocator]
 static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
-fn env(name: &str, default: u64) -> u64 {
-    match std::env::var(name) {
-        Ok(v) => v
-            .parse()
-            .unwrap_or_else(|_| panic!("{name}={v:?} is not a whole number")),
-        Err(_) => default,
-    }
-}
 
 fn fresh(root: &Path, name: &str) -> FileStore {
     let dir = root.join(name);
@@ -56,11 +49,7 @@ fn main() {
     let messages = env("BENCH_MESSAGES", 230_000) as usize;
     let batch = env("BENCH_BATCH", 1000) as usize;
     let queries = env("BENCH_STATUS", 2000) as usize;
-    let tmp = match std::env::var("BENCH_DIR") {
-        Ok(d) => tempfile::tempdir_in(d),
-        Err(_) => tempfile::tempdir(),
-    }
-    .expect("bench dir");
+    let tmp = bench_dir();
     let root = tmp.path();
 
     let t = Instant::now();

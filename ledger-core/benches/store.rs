@@ -14,6 +14,8 @@
 //! Not a criterion bench: one 1M-event append takes seconds, and what matters is
 //! each figure beside its baseline, measured in the same run on the same disk.
 
+mod common;
+use common::{bench_dir, env};
 use std::fs::{File, OpenOptions};
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -25,15 +27,6 @@ use ledger_core::segment::encode_frame;
 use ledger_core::store::{FileStore, InitOptions, Store};
 use ledger_core::verify::{VerifyOptions, verify_store};
 use ledger_core::{Event, HashAlg};
-
-fn env(name: &str, default: u64) -> u64 {
-    match std::env::var(name) {
-        Ok(v) => v
-            .parse()
-            .unwrap_or_else(|_| panic!("{name}={v:?} is not a whole number")),
-        Err(_) => default,
-    }
-}
 
 /// A realistic mix: every message is sent, delivered and opened, and a quarter are
 /// also handed off and received, so events per message ≈ 3.5.
@@ -250,11 +243,7 @@ fn main() {
     let request = env("BENCH_REQUEST", 1) as usize;
     let single = env("BENCH_SINGLE", 20_000).min(n);
     let proofs = env("BENCH_PROOFS", 20_000) as usize;
-    let tmp = match std::env::var("BENCH_DIR") {
-        Ok(d) => tempfile::tempdir_in(d),
-        Err(_) => tempfile::tempdir(),
-    }
-    .expect("bench dir");
+    let tmp = bench_dir();
     let root = tmp.path();
     println!(
         "ledger store bench: {n} events, {producers} producers, {request} event(s) per append call, {} cores, in {}",

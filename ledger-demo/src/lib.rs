@@ -26,7 +26,11 @@ use std::fmt::{self, Write as _};
 use std::io::{self, Write as _};
 use std::sync::OnceLock;
 
+use ledger_core::EventType as Kind;
+use ledger_core::projection::{AnomalyKind as Anomaly, Verdict};
 use serde::{Deserialize, Serialize};
+use time::Date;
+use time::macros::date;
 
 /// "Now" of the demo's findings: every regular message's fate is settled by then.
 pub const T_END: &str = "2023-06-30T00:00:00Z";
@@ -120,59 +124,41 @@ const DAY: u32 = 86_400;
 /// A message's events are at least this far apart (more than the projection's SKEW).
 const SPACING: u32 = 5 * MIN;
 
-/// Days from 1970-01-01 to a date of the proleptic Gregorian calendar (H. Hinnant).
-const fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
-    let y = if m <= 2 { y - 1 } else { y };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let mp = if m > 2 { m - 3 } else { m + 9 };
-    let doy = (153 * mp + 2) / 5 + d - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    era * 146_097 + doe - 719_468
-}
-
-/// The date of a day counted from 1970-01-01 (inverse of [`days_from_civil`]).
-fn civil_from_days(z: i64) -> (i64, u32, u32) {
-    let z = z + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1_460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let m = (if mp < 10 { mp + 3 } else { mp - 9 }) as u32;
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    (y, m, d)
-}
-
-/// Days from 1970-01-01 to the base instant 2018-01-01.
-const BASE_DAYS: i64 = days_from_civil(2018, 1, 1);
+/// The base instant's date: instants count seconds from its midnight UTC.
+const BASE: Date = date!(2018 - 01 - 01);
 
 /// Midnight UTC of a date, as an instant.
-const fn midnight(y: i64, m: i64, d: i64) -> u32 {
-    ((days_from_civil(y, m, d) - BASE_DAYS) * DAY as i64) as u32
+const fn midnight(d: Date) -> u32 {
+    (d.to_julian_day() - BASE.to_julian_day()) as u32 * DAY
 }
 
-const T_END_AT: u32 = midnight(2023, 6, 30);
+/// The calendar date of an instant.
+fn date_of(t: u32) -> Date {
+    Date::from_julian_day(BASE.to_julian_day() + (t / DAY) as i32)
+        .expect("demo instants are within the calendar")
+}
+
+const T_END_AT: u32 = midnight(date!(2023 - 06 - 30));
 /// Regular traffic: `[TRAFFIC_FROM, REGULAR_UNTIL)`.
-const TRAFFIC_FROM: u32 = midnight(2018, 7, 1);
+const TRAFFIC_FROM: u32 = midnight(date!(2018 - 07 - 01));
 const REGULAR_UNTIL: u32 = T_END_AT - 60 * DAY;
 /// Municipalities lose their Altinn roles at a random instant in 2018–2021 …
-const LACK_FROM: u32 = midnight(2018, 1, 1);
-const LACK_UNTIL: u32 = midnight(2022, 1, 1);
+const LACK_FROM: u32 = midnight(date!(2018 - 01 - 01));
+const LACK_UNTIL: u32 = midnight(date!(2022 - 01 - 01));
 /// … and get them back on this day.
-const ROLES_BACK: u32 = midnight(2023, 5, 20);
+const ROLES_BACK: u32 = midnight(date!(2023 - 05 - 20));
 /// The Familia hand-off bug: `[BUG_FROM, BUG_UNTIL)`.
-const BUG_FROM: u32 = midnight(2020, 9, 1);
-const BUG_UNTIL: u32 = midnight(2023, 5, 8);
+const BUG_FROM: u32 = midnight(date!(2020 - 09 - 01));
+const BUG_UNTIL: u32 = midnight(date!(2023 - 05 - 08));
 /// The 2023 response resends on a day in `RESPONSE_FIRST ..= RESPONSE_LAST`.
-const RESPONSE_FIRST: u32 = midnight(2023, 5, 22);
-const RESPONSE_LAST: u32 = midnight(2023, 6, 5);
-const JUNE_2023: u32 = midnight(2023, 6, 1);
+const RESPONSE_FIRST: u32 = midnight(date!(2023 - 05 - 22));
+const RESPONSE_LAST: u32 = midnight(date!(2023 - 06 - 05));
+const JUNE_2023: u32 = midnight(date!(2023 - 06 - 01));
 
 /// Appends an instant as `YYYY-MM-DDTHH:MM:SSZ`.
 fn push_time(out: &mut String, t: u32) {
-    let (y, m, d) = civil_from_days(BASE_DAYS + i64::from(t / DAY));
+    let date = date_of(t);
+    let (y, m, d) = (date.year(), u8::from(date.month()), date.day());
     let s = t % DAY;
     let _ = write!(
         out,
@@ -189,8 +175,8 @@ fn time_string(t: u32) -> String {
     s
 }
 
-fn year_of(t: u32) -> i64 {
-    civil_from_days(BASE_DAYS + i64::from(t / DAY)).0
+fn year_of(t: u32) -> i32 {
+    date_of(t).year()
 }
 
 // ---------------------------------------------------------------------------------
@@ -446,79 +432,6 @@ impl Category {
             Category::Bekymringsmelding => "bekymringsmelding",
             Category::Underretning => "underretning",
             Category::Document => "document",
-        }
-    }
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Verdict {
-    Open,
-    AtRisk,
-    Late,
-    Completed,
-    Lost,
-    StuckInHandoff,
-    Resolved,
-}
-
-impl Verdict {
-    fn name(self) -> &'static str {
-        match self {
-            Verdict::Open => "open",
-            Verdict::AtRisk => "at_risk",
-            Verdict::Late => "late",
-            Verdict::Completed => "completed",
-            Verdict::Lost => "lost",
-            Verdict::StuckInHandoff => "stuck_in_handoff",
-            Verdict::Resolved => "resolved",
-        }
-    }
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Anomaly {
-    OpenedBeforeDelivered,
-    EventForUnknownMessage,
-    HandoffNeverReceived,
-}
-
-impl Anomaly {
-    fn name(self) -> &'static str {
-        match self {
-            Anomaly::OpenedBeforeDelivered => "opened_before_delivered",
-            Anomaly::EventForUnknownMessage => "event_for_unknown_message",
-            Anomaly::HandoffNeverReceived => "handoff_never_received",
-        }
-    }
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Kind {
-    Sent,
-    Delivered,
-    HandedOff,
-    Received,
-    Opened,
-    Acknowledged,
-    Expired,
-    Failed,
-    Resent,
-    Resolved,
-}
-
-impl Kind {
-    fn name(self) -> &'static str {
-        match self {
-            Kind::Sent => "sent",
-            Kind::Delivered => "delivered",
-            Kind::HandedOff => "handed_off",
-            Kind::Received => "received",
-            Kind::Opened => "opened",
-            Kind::Acknowledged => "acknowledged",
-            Kind::Expired => "expired",
-            Kind::Failed => "failed",
-            Kind::Resent => "resent",
-            Kind::Resolved => "resolved",
         }
     }
 }
@@ -1431,7 +1344,8 @@ impl Scenario {
                 let (outcome, note) = RESOLUTIONS[aux];
                 let _ = write!(out, ",\"outcome\":\"{outcome}\",\"note\":\"{note}\"");
             }
-            Kind::Delivered | Kind::Acknowledged | Kind::Expired => {}
+            // delivered, acknowledged, expired: nothing beyond the common fields
+            _ => {}
         }
         out.push('}');
     }

@@ -68,3 +68,41 @@ pub fn repo_root() -> PathBuf {
 pub fn in_ci() -> bool {
     std::env::var("CI").is_ok_and(|v| !v.is_empty() && v != "false" && v != "0")
 }
+
+/// Runs the binary (asserting success) and parses its stdout as JSON.
+pub fn ledger_json(dir: &Path, args: &[&str]) -> serde_json::Value {
+    let out = ledger_ok(dir, args);
+    serde_json::from_str(&out).unwrap_or_else(|e| panic!("ledger {args:?}: {e}\n{out}"))
+}
+
+/// The message ids of `ledger report KIND --format json ARGS…`, sorted.
+pub fn report_ids(dir: &Path, kind: &str, args: &[&str]) -> Vec<String> {
+    let mut all = vec!["report", kind, "--format", "json"];
+    all.extend_from_slice(args);
+    message_ids(&ledger_json(dir, &all))
+}
+
+/// The sorted `message` ids of a report's JSON.
+pub fn message_ids(report: &serde_json::Value) -> Vec<String> {
+    let mut v: Vec<String> = report["messages"]
+        .as_array()
+        .expect("a report's messages")
+        .iter()
+        .map(|m| m["message"].as_str().expect("an id").to_string())
+        .collect();
+    v.sort();
+    v
+}
+
+/// Runs `ledger reconcile --sent SENT --received RECEIVED ARGS…` in `dir`.
+pub fn reconcile(dir: &Path, sent: &Path, received: &Path, args: &[&str]) -> Output {
+    let mut all = vec![
+        "reconcile",
+        "--sent",
+        sent.to_str().expect("utf-8 path"),
+        "--received",
+        received.to_str().expect("utf-8 path"),
+    ];
+    all.extend_from_slice(args);
+    ledger(dir, &all)
+}

@@ -319,6 +319,25 @@ impl MessageFacts {
         candidates.into_iter().flatten().min_by_key(|c| (c.0, c.1))
     }
 
+    /// Raises `kind` at `seq` when `x`, which must not come before `y`, is dated more
+    /// than the skew before it. Both are (at, seq); the anomaly names the other one
+    /// of the two as its counterpart.
+    fn not_before(
+        &mut self,
+        kind: AnomalyKind,
+        seq: u64,
+        x: Option<(Instant, u64)>,
+        y: Option<(Instant, u64)>,
+        detail: Option<&str>,
+    ) {
+        if let (Some(x), Some(y)) = (x, y)
+            && x.0 < skewed(y.0, -1)
+        {
+            let other = if x.1 == seq { y.1 } else { x.1 };
+            self.raise(kind, seq, Some(other), detail.map(str::to_string));
+        }
+    }
+
     fn raise(&mut self, kind: AnomalyKind, seq: u64, other: Option<u64>, detail: Option<String>) {
         self.anomalies.push(Anomaly {
             kind,
@@ -527,18 +546,11 @@ impl Facts {
             _ if !m.is_known() => m.raise(AnomalyKind::EventForUnknownMessage, seq, None, None),
             _ => {}
         }
+        let this = (v.at, seq);
         if v.kind != EventType::Sent {
-            if let Some(s) = &m.sent
-                && v.at < skewed(s.at, -1)
-            {
-                let other = s.seq;
-                m.raise(
-                    AnomalyKind::EventBeforeSent,
-                    seq,
-                    Some(other),
-                    Some(v.kind.name().into()),
-                );
-            }
+            let sent = m.sent.as_ref().map(|s| (s.at, s.seq));
+            let detail = Some(v.kind.name());
+            m.not_before(AnomalyKind::EventBeforeSent, seq, Some(this), sent, detail);
             if m.first_other.is_none_or(|(at, s, _)| (v.at, seq) < (at, s)) {
                 m.first_other = Some((v.at, seq, v.kind));
             }
@@ -570,48 +582,48 @@ impl Facts {
         match v.kind {
             EventType::Sent => apply_sent(m, seq, v),
             EventType::Delivered => {
-                if m.delivered.is_none()
-                    && let Some(o) = &m.opened
-                    && o.at < skewed(v.at, -1)
-                {
-                    let other = o.seq;
-                    m.raise(AnomalyKind::OpenedBeforeDelivered, seq, Some(other), None);
+                if m.delivered.is_none() {
+                    let opened = when(&m.opened);
+                    m.not_before(
+                        AnomalyKind::OpenedBeforeDelivered,
+                        seq,
+                        opened,
+                        Some(this),
+                        None,
+                    );
                 }
                 mark(&mut m.delivered, v.at, seq, None);
             }
             EventType::Opened => {
-                if let Some(d) = &m.delivered
-                    && v.at < skewed(d.at, -1)
-                {
-                    let other = d.seq;
-                    m.raise(AnomalyKind::OpenedBeforeDelivered, seq, Some(other), None);
-                }
-                if m.opened.is_none()
-                    && let Some(a) = &m.acknowledged
-                    && a.at < skewed(v.at, -1)
-                {
-                    let other = a.seq;
-                    m.raise(
+                let delivered = when(&m.delivered);
+                m.not_before(
+                    AnomalyKind::OpenedBeforeDelivered,
+                    seq,
+                    Some(this),
+                    delivered,
+                    None,
+                );
+                if m.opened.is_none() {
+                    let acked = when(&m.acknowledged);
+                    m.not_before(
                         AnomalyKind::AcknowledgedBeforeOpened,
                         seq,
-                        Some(other),
+                        acked,
+                        Some(this),
                         None,
                     );
                 }
                 mark(&mut m.opened, v.at, seq, v.f.by_role.as_deref());
             }
             EventType::Acknowledged => {
-                if let Some(o) = &m.opened
-                    && v.at < skewed(o.at, -1)
-                {
-                    let other = o.seq;
-                    m.raise(
-                        AnomalyKind::AcknowledgedBeforeOpened,
-                        seq,
-                        Some(other),
-                        None,
-                    );
-                }
+                let opened = when(&m.opened);
+                m.not_before(
+                    AnomalyKind::AcknowledgedBeforeOpened,
+                    seq,
+                    Some(this),
+                    opened,
+                    None,
+                );
                 mark(&mut m.acknowledged, v.at, seq, None);
             }
             EventType::Expired => mark(&mut m.expired, v.at, seq, None),
@@ -752,6 +764,11 @@ impl Facts {
     }
 }
 
+/// (at, seq) of a first-event mark.
+fn when(mark: &Option<Mark>) -> Option<(Instant, u64)> {
+    mark.as_ref().map(|m| (m.at, m.seq))
+}
+
 fn mark(slot: &mut Option<Mark>, at: Instant, seq: u64, detail: Option<&str>) {
     match slot {
         None => {
@@ -812,14 +829,14 @@ fn apply_sent(m: &mut MessageFacts, seq: u64, v: &EventView<'_>) {
         m.raise(AnomalyKind::DuplicateSent, seq, Some(other), detail);
         return;
     }
-    if let Some((at, other, kind)) = m.first_other
-        && at < skewed(v.at, -1)
-    {
-        m.raise(
+    if let Some((at, other, kind)) = m.first_other {
+        let detail = Some(kind.name());
+        m.not_before(
             AnomalyKind::EventBeforeSent,
             seq,
-            Some(other),
-            Some(kind.name().into()),
+            Some((at, other)),
+            Some((v.at, seq)),
+            detail,
         );
     }
     m.sent = Some(new);

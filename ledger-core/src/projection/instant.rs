@@ -6,7 +6,7 @@
 use std::fmt;
 
 use serde::{Deserialize, Serialize};
-use time::OffsetDateTime;
+use time::{Date, Month, OffsetDateTime};
 
 use crate::event::parse_time;
 
@@ -39,6 +39,8 @@ impl<'de> Deserialize<'de> for Instant {
 }
 
 const NANOS: i128 = 1_000_000_000;
+/// The Julian day number of 1970-01-01.
+const UNIX_EPOCH_JULIAN_DAY: i32 = 2_440_588;
 
 impl Instant {
     /// The Unix epoch, the evaluation time of an empty log.
@@ -75,21 +77,24 @@ impl From<OffsetDateTime> for Instant {
 }
 
 /// UTC with exactly nine fraction digits: one spelling per instant, for output and
-/// digests.
+/// digests. (Beyond the calendar's years 1–9999, which only absurd policy durations
+/// reach, the nanosecond count is written instead.)
 impl fmt::Display for Instant {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let secs = self.0.div_euclid(NANOS) as i64;
-        let nanos = self.0.rem_euclid(NANOS) as u32;
-        let days = secs.div_euclid(86_400);
-        let sod = secs.rem_euclid(86_400);
-        let (y, m, d) = civil_from_days(days);
-        write!(
-            f,
-            "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{nanos:09}Z",
-            sod / 3600,
-            sod / 60 % 60,
-            sod % 60
-        )
+        match OffsetDateTime::from_unix_timestamp_nanos(self.0) {
+            Ok(t) => write!(
+                f,
+                "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:09}Z",
+                t.year(),
+                u8::from(t.month()),
+                t.day(),
+                t.hour(),
+                t.minute(),
+                t.second(),
+                t.nanosecond()
+            ),
+            Err(_) => write!(f, "{}ns", self.0),
+        }
     }
 }
 
@@ -122,55 +127,16 @@ fn parse_plain_utc(b: &[u8]) -> Option<Instant> {
             c.is_ascii_digit().then(|| acc * 10 + i64::from(c - b'0'))
         })
     };
-    let (y, mo, d) = (num(0..4)?, num(5..7)?, num(8..10)?);
+    let month = Month::try_from(u8::try_from(num(5..7)?).ok()?).ok()?;
+    let date = Date::from_calendar_date(num(0..4)? as i32, month, num(8..10)? as u8).ok()?;
     let (h, mi, s) = (num(11..13)?, num(14..16)?, num(17..19)?);
-    if !(1..=12).contains(&mo) || d < 1 || d > days_in_month(y, mo) || h > 23 || mi > 59 || s > 59 {
+    if h > 23 || mi > 59 || s > 59 {
         return None;
     }
-    let days = days_from_civil(y, mo, d);
+    let days = i64::from(date.to_julian_day() - UNIX_EPOCH_JULIAN_DAY);
     Some(Instant(
         i128::from(days * 86_400 + h * 3600 + mi * 60 + s) * NANOS + nanos,
     ))
-}
-
-fn days_in_month(y: i64, m: i64) -> i64 {
-    match m {
-        2 if (y % 4 == 0 && y % 100 != 0) || y % 400 == 0 => 29,
-        2 => 28,
-        4 | 6 | 9 | 11 => 30,
-        _ => 31,
-    }
-}
-
-/// Days since 1970-01-01 of a proleptic Gregorian date (H. Hinnant's algorithm).
-fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
-    let y = if m <= 2 { y - 1 } else { y };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let mp = (m + 9) % 12;
-    let doy = (153 * mp + 2) / 5 + d - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    era * 146_097 + doe - 719_468
-}
-
-fn civil_from_days(z: i64) -> (i64, i64, i64) {
-    let z = z + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    (
-        if m <= 2 {
-            yoe + era * 400 + 1
-        } else {
-            yoe + era * 400
-        },
-        m,
-        d,
-    )
 }
 
 #[cfg(test)]

@@ -4,15 +4,10 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 
-use ledger_tests::{ledger, ledger_ok};
+use ledger_tests::{ledger, ledger_json, ledger_ok, reconcile};
 use serde_json::Value;
 
 const T_END: &str = "2023-06-30T00:00:00Z";
-
-fn json_of(dir: &Path, args: &[&str]) -> Value {
-    let out = ledger_ok(dir, args);
-    serde_json::from_str(&out).unwrap_or_else(|e| panic!("{args:?}: {e}"))
-}
 
 fn run_demo(dir: &Path, seed: &str) -> Value {
     let out = ledger(
@@ -54,7 +49,7 @@ fn every_finding_matches_the_ground_truth() {
             ("completed", "completed"),
             ("resolved", "resolved"),
         ] {
-            let r = json_of(&d, &["report", kind, "--now", T_END, "--format", "json"]);
+            let r = ledger_json(&d, &["report", kind, "--now", T_END, "--format", "json"]);
             let got: BTreeSet<String> = r["messages"]
                 .as_array()
                 .unwrap()
@@ -70,7 +65,7 @@ fn every_finding_matches_the_ground_truth() {
         }
         assert!(want.is_empty(), "no other verdicts: {want:?}");
 
-        let r = json_of(
+        let r = ledger_json(
             &d,
             &["report", "anomalies", "--now", T_END, "--format", "json"],
         );
@@ -78,44 +73,27 @@ fn every_finding_matches_the_ground_truth() {
         let mut got_gaps = BTreeSet::new();
         for a in r["anomalies"].as_array().unwrap() {
             match a["message"].as_str() {
-                Some(m) => {
-                    got_anomalies.insert((a["kind"].as_str().unwrap().to_string(), m.to_string()));
+                Some(_) => {
+                    got_anomalies.insert(anomaly_of(a));
                 }
                 None => {
                     assert_eq!(a["kind"], "reporter_seq_gap");
-                    got_gaps.insert((
-                        a["org"].as_str().unwrap().to_string(),
-                        a["system"].as_str().unwrap().to_string(),
-                        a["from"].as_u64().unwrap(),
-                        a["to"].as_u64().unwrap(),
-                    ));
+                    got_gaps.insert(gap_of(a));
                 }
             }
         }
-        let want_anomalies: BTreeSet<(String, String)> = truth["anomalies"]
+        let want_anomalies: BTreeSet<_> = truth["anomalies"]
             .as_array()
             .unwrap()
             .iter()
-            .map(|a| {
-                (
-                    a["kind"].as_str().unwrap().to_string(),
-                    a["message"].as_str().unwrap().to_string(),
-                )
-            })
+            .map(anomaly_of)
             .collect();
         assert_eq!(got_anomalies, want_anomalies, "seed {seed}");
-        let want_gaps: BTreeSet<(String, String, u64, u64)> = truth["gaps"]
+        let want_gaps: BTreeSet<_> = truth["gaps"]
             .as_array()
             .unwrap()
             .iter()
-            .map(|g| {
-                (
-                    g["org"].as_str().unwrap().to_string(),
-                    g["system"].as_str().unwrap().to_string(),
-                    g["from"].as_u64().unwrap(),
-                    g["to"].as_u64().unwrap(),
-                )
-            })
+            .map(gap_of)
             .collect();
         assert!(!want_gaps.is_empty());
         assert_eq!(got_gaps, want_gaps, "seed {seed}");
@@ -123,55 +101,16 @@ fn every_finding_matches_the_ground_truth() {
         // Reconcile through the binary: exit 1 (differences), rows as in the truth.
         let sent = d.join("police-export.csv");
         let received = d.join("municipality.csv");
-        let out = ledger(
-            &d,
-            &[
-                "reconcile",
-                "--sent",
-                sent.to_str().unwrap(),
-                "--received",
-                received.to_str().unwrap(),
-                "--now",
-                T_END,
-                "--format",
-                "json",
-            ],
-        );
+        let out = reconcile(&d, &sent, &received, &["--now", T_END, "--format", "json"]);
         assert_eq!(out.status.code(), Some(1));
         let r: Value = serde_json::from_slice(&out.stdout).unwrap();
-        let got: Vec<(String, String, Value, String, String)> = r["differences"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|x| {
-                (
-                    x["class"].as_str().unwrap().to_string(),
-                    x["list"].as_str().unwrap().to_string(),
-                    x["line"].clone(),
-                    x["message"].as_str().unwrap().to_string(),
-                    x["ref"].as_str().unwrap().to_string(),
-                )
-            })
-            .collect();
-        let want: Vec<(String, String, Value, String, String)> = truth["reconcile"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|x| {
-                (
-                    x["class"].as_str().unwrap().to_string(),
-                    x["list"].as_str().unwrap().to_string(),
-                    x["line"].clone(),
-                    x["message"].as_str().unwrap().to_string(),
-                    x["ref"].as_str().unwrap().to_string(),
-                )
-            })
-            .collect();
+        let got = reconcile_rows(&r["differences"]);
+        let want = reconcile_rows(&truth["reconcile"]);
         assert_eq!(got, want, "seed {seed}");
         let classes: BTreeSet<&str> = got.iter().map(|g| g.0.as_str()).collect();
         assert_eq!(classes.len(), 3, "all three classes occur");
 
-        let v = json_of(&d, &["--json", "replay", "--verify"]);
+        let v = ledger_json(&d, &["--json", "replay", "--verify"]);
         assert_eq!(v["verified"], true);
         ledger_ok(&d, &["verify"]);
     }
@@ -191,4 +130,35 @@ fn the_same_seed_gives_the_same_ledger_facts() {
     let out = ledger(&tmp.path().join("a"), &["demo", "--messages", "10"]);
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("not empty"));
+}
+
+/// Reconcile rows as (class, list, line, message, ref), from the binary's JSON or the truth.
+fn reconcile_rows(rows: &Value) -> Vec<(String, String, Value, String, String)> {
+    let text = |x: &Value, k: &str| x[k].as_str().expect(k).to_string();
+    rows.as_array()
+        .expect("rows")
+        .iter()
+        .map(|x| {
+            (
+                text(x, "class"),
+                text(x, "list"),
+                x["line"].clone(),
+                text(x, "message"),
+                text(x, "ref"),
+            )
+        })
+        .collect()
+}
+
+/// (kind, message) of an anomaly row or a truth entry.
+fn anomaly_of(a: &Value) -> (String, String) {
+    let text = |k: &str| a[k].as_str().expect(k).to_string();
+    (text("kind"), text("message"))
+}
+
+/// (org, system, from, to) of a reporter gap row or a truth entry.
+fn gap_of(g: &Value) -> (String, String, u64, u64) {
+    let text = |k: &str| g[k].as_str().expect(k).to_string();
+    let num = |k: &str| g[k].as_u64().expect(k);
+    (text("org"), text("system"), num("from"), num("to"))
 }

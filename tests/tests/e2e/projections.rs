@@ -4,7 +4,7 @@
 use std::path::Path;
 
 use ledger_core::projection::Instant;
-use ledger_tests::{ledger, ledger_ok};
+use ledger_tests::{ledger, ledger_json, ledger_ok, message_ids, reconcile, report_ids};
 use serde_json::{Value, json};
 
 const DAY: i64 = 86_400;
@@ -68,22 +68,6 @@ impl Events {
         ledger_ok(dir, &["append", file.to_str().unwrap()]);
         self.lines.clear();
     }
-}
-
-fn json_of(dir: &Path, args: &[&str]) -> Value {
-    let out = ledger_ok(dir, args);
-    serde_json::from_str(&out).unwrap_or_else(|e| panic!("{args:?}: {e}\n{out}"))
-}
-
-fn ids(report: &Value) -> Vec<String> {
-    let mut v: Vec<String> = report["messages"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|m| m["message"].as_str().unwrap().to_string())
-        .collect();
-    v.sort();
-    v
 }
 
 fn init(tmp: &Path) -> std::path::PathBuf {
@@ -169,14 +153,14 @@ fn reports_find_every_verdict_in_every_format() {
         ("resolved", vec!["RES"]),
     ];
     for (kind, want) in &cases {
-        let r = json_of(&d, &["report", kind, "--now", &now, "--format", "json"]);
-        assert_eq!(ids(&r), *want, "{kind}");
+        let r = ledger_json(&d, &["report", kind, "--now", &now, "--format", "json"]);
+        assert_eq!(message_ids(&r), *want, "{kind}");
         assert_eq!(r["count"], want.len());
         // --json is the same as --format json
-        let r2 = json_of(&d, &["--json", "report", kind, "--now", &now]);
+        let r2 = ledger_json(&d, &["--json", "report", kind, "--now", &now]);
         assert_eq!(r, r2);
     }
-    let late = json_of(&d, &["report", "late", "--now", &now, "--format", "json"]);
+    let late = ledger_json(&d, &["report", "late", "--now", &now, "--format", "json"]);
     let a = &late["messages"][0];
     assert_eq!(a["reason"], "opened_late");
     assert_eq!(a["via"], "A3");
@@ -206,79 +190,29 @@ fn reports_find_every_verdict_in_every_format() {
     );
 
     // Filters: --channel on the effective channel; --to; orphans match no filter.
-    let r = json_of(
-        &d,
-        &[
-            "report",
-            "completed",
-            "--now",
-            &now,
-            "--channel",
-            "letter",
-            "--format",
-            "json",
-        ],
+    assert_eq!(
+        report_ids(&d, "completed", &["--now", &now, "--channel", "letter"]),
+        vec!["A3"]
     );
-    assert_eq!(ids(&r), vec!["A3"]);
-    let r = json_of(
-        &d,
-        &[
-            "report",
-            "completed",
-            "--now",
-            &now,
-            "--to",
-            KOMMUNE,
-            "--format",
-            "json",
-        ],
+    assert_eq!(
+        report_ids(&d, "completed", &["--now", &now, "--to", KOMMUNE]),
+        vec!["A2", "A3", "OK"]
     );
-    assert_eq!(ids(&r), vec!["A2", "A3", "OK"]);
-    let r = json_of(
-        &d,
-        &[
-            "report",
-            "completed",
-            "--now",
-            &now,
-            "--to",
-            OTHER,
-            "--format",
-            "json",
-        ],
+    assert_eq!(
+        report_ids(&d, "completed", &["--now", &now, "--to", OTHER]),
+        Vec::<String>::new()
     );
-    assert_eq!(ids(&r), Vec::<String>::new());
-    let r = json_of(
-        &d,
-        &[
-            "report",
-            "open",
-            "--now",
-            &now,
-            "--since",
-            &t(50 * DAY),
-            "--format",
-            "json",
-        ],
+    assert_eq!(
+        report_ids(&d, "open", &["--now", &now, "--since", &t(50 * DAY)]),
+        vec!["NEW"]
     );
-    assert_eq!(ids(&r), vec!["NEW"]);
-    let r = json_of(
-        &d,
-        &[
-            "report",
-            "open",
-            "--now",
-            &now,
-            "--until",
-            &t(50 * DAY),
-            "--format",
-            "json",
-        ],
+    assert_eq!(
+        report_ids(&d, "open", &["--now", &now, "--until", &t(50 * DAY)]),
+        Vec::<String>::new()
     );
-    assert_eq!(ids(&r), Vec::<String>::new());
 
     // Anomalies: the orphan, the evaluated hand-off, the reporter gap.
-    let r = json_of(
+    let r = ledger_json(
         &d,
         &["report", "anomalies", "--now", &now, "--format", "json"],
     );
@@ -315,7 +249,7 @@ fn reports_find_every_verdict_in_every_format() {
         ),
         (Some(POLICE), Some(21), Some(25))
     );
-    let only = json_of(
+    let only = ledger_json(
         &d,
         &[
             "report",
@@ -331,13 +265,13 @@ fn reports_find_every_verdict_in_every_format() {
     assert_eq!(only["count"], 1);
 
     // Stats add up, and group.
-    let s = json_of(&d, &["stats", "--now", &now, "--format", "json"]);
+    let s = ledger_json(&d, &["stats", "--now", &now, "--format", "json"]);
     let all = &s["groups"][0];
     assert_eq!(all["group"], "all");
     assert_eq!(all["total"], 10);
     assert_eq!(all["verdicts"]["completed"], 4);
     assert_eq!(all["verdicts"]["lost"], 1);
-    let s = json_of(
+    let s = ledger_json(
         &d,
         &[
             "stats", "--by", "channel", "--now", &now, "--format", "json",
@@ -384,10 +318,10 @@ fn status_shows_the_chain_and_history() {
         ("STUCK", "stuck_in_handoff"),
         ("GHOST", "completed"),
     ] {
-        let s = json_of(&d, &["status", msg, "--now", &now, "--json"]);
+        let s = ledger_json(&d, &["status", msg, "--now", &now, "--json"]);
         assert_eq!(s["evaluation"]["verdict"], verdict, "{msg}");
     }
-    let s = json_of(&d, &["status", "A3", "--now", &now, "--json"]);
+    let s = ledger_json(&d, &["status", "A3", "--now", &now, "--json"]);
     assert_eq!(s["facts"]["resent_from"]["message"], "A2");
     assert_eq!(
         s["evaluation"]["category"], "bekymringsmelding",
@@ -414,7 +348,7 @@ fn status_shows_the_chain_and_history() {
 }
 
 fn last_recorded_at(d: &Path, msg: &str) -> String {
-    let h = json_of(d, &["--json", "history", msg]);
+    let h = ledger_json(d, &["--json", "history", msg]);
     h["entries"].as_array().unwrap().last().unwrap()["recorded_at"]
         .as_str()
         .unwrap()
@@ -485,32 +419,32 @@ fn as_of_answers_what_the_ledger_knew_then() {
     );
     e.append(&d);
 
-    let then = json_of(&d, &["status", "M", "--as-of", &cut, "--json"]);
+    let then = ledger_json(&d, &["status", "M", "--as-of", &cut, "--json"]);
     assert_eq!(then["evaluation"]["verdict"], "at_risk");
     assert_eq!(
         then["history"].as_array().unwrap().len(),
         1,
         "the open was not yet recorded"
     );
-    let what_if = json_of(&d, &["status", "M", "--now", &cut, "--json"]);
+    let what_if = ledger_json(&d, &["status", "M", "--now", &cut, "--json"]);
     assert_eq!(what_if["evaluation"]["verdict"], "completed");
 
-    let at_risk = json_of(
+    let at_risk = ledger_json(
         &d,
         &["report", "at-risk", "--as-of", &cut, "--format", "json"],
     );
-    assert!(ids(&at_risk).contains(&"M".to_string()));
-    let lost = json_of(&d, &["report", "lost", "--as-of", &cut, "--format", "json"]);
-    assert_eq!(ids(&lost), vec!["C", "C2"]);
-    let open = json_of(&d, &["report", "open", "--as-of", &cut, "--format", "json"]);
-    assert_eq!(ids(&open), vec!["C3"]);
+    assert!(message_ids(&at_risk).contains(&"M".to_string()));
+    let lost = ledger_json(&d, &["report", "lost", "--as-of", &cut, "--format", "json"]);
+    assert_eq!(message_ids(&lost), vec!["C", "C2"]);
+    let open = ledger_json(&d, &["report", "open", "--as-of", &cut, "--format", "json"]);
+    assert_eq!(message_ids(&open), vec!["C3"]);
     for msg in ["C", "C2", "C3"] {
-        let s = json_of(&d, &["status", msg, "--now", &cut, "--json"]);
+        let s = ledger_json(&d, &["status", msg, "--now", &cut, "--json"]);
         let v = s["evaluation"]["verdict"].as_str().unwrap().to_string();
         assert!(v == "completed" || v == "late", "{msg} now {v}");
     }
     // The head projection was not touched by --as-of questions.
-    let s = json_of(&d, &["stats", "--now", &cut, "--format", "json"]);
+    let s = ledger_json(&d, &["stats", "--now", &cut, "--format", "json"]);
     assert_eq!(s["covered"], 10);
 }
 
@@ -524,16 +458,16 @@ fn replay_is_deterministic_and_a_policy_change_changes_verdicts_only() {
         .ev("acknowledged", "L", t(10 * DAY), json!({}));
     e.append(&d);
     let now = t(20 * DAY);
-    let r1 = json_of(&d, &["--json", "replay", "--now", &now]);
-    let r2 = json_of(&d, &["--json", "replay", "--now", &now]);
+    let r1 = ledger_json(&d, &["--json", "replay", "--now", &now]);
+    let r2 = ledger_json(&d, &["--json", "replay", "--now", &now]);
     for k in ["facts_digest", "policy_digest", "projection_digest"] {
         assert_eq!(r1[k], r2[k], "{k}");
     }
-    let v = json_of(&d, &["--json", "replay", "--verify", "--now", &now]);
+    let v = ledger_json(&d, &["--json", "replay", "--verify", "--now", &now]);
     assert_eq!(v["verified"], true);
     // Without --now, the evaluation time is the last entry's recorded_at.
-    let a = json_of(&d, &["--json", "replay"]);
-    let b = json_of(&d, &["--json", "replay"]);
+    let a = ledger_json(&d, &["--json", "replay"]);
+    let b = ledger_json(&d, &["--json", "replay"]);
     assert_eq!(a["projection_digest"], b["projection_digest"]);
 
     let relaxed = tmp.path().join("relaxed.toml");
@@ -544,17 +478,17 @@ fn replay_is_deterministic_and_a_policy_change_changes_verdicts_only() {
     );
     std::fs::write(&relaxed, text).unwrap();
     let p = relaxed.to_str().unwrap();
-    let r3 = json_of(&d, &["--json", "replay", "--now", &now, "--policy", p]);
+    let r3 = ledger_json(&d, &["--json", "replay", "--now", &now, "--policy", p]);
     assert_eq!(r3["facts_digest"], r1["facts_digest"]);
     assert_ne!(r3["policy_digest"], r1["policy_digest"]);
     assert_ne!(r3["projection_digest"], r1["projection_digest"]);
-    let s = json_of(&d, &["status", "L", "--now", &now, "--json"]);
+    let s = ledger_json(&d, &["status", "L", "--now", &now, "--json"]);
     assert_eq!(s["evaluation"]["verdict"], "late");
-    let s = json_of(&d, &["status", "L", "--now", &now, "--json", "--policy", p]);
+    let s = ledger_json(&d, &["status", "L", "--now", &now, "--json", "--policy", p]);
     assert_eq!(s["evaluation"]["verdict"], "completed");
     // <dir>/policy.toml is picked up without a flag.
     std::fs::copy(&relaxed, d.join("policy.toml")).unwrap();
-    let s = json_of(&d, &["status", "L", "--now", &now, "--json"]);
+    let s = ledger_json(&d, &["status", "L", "--now", &now, "--json"]);
     assert_eq!(s["evaluation"]["verdict"], "completed");
     // A bad policy names its line and changes nothing.
     std::fs::write(
@@ -574,7 +508,7 @@ fn a_damaged_projection_is_reported_and_rebuilt_and_verify_catches_drift() {
     let d = init(tmp.path());
     every_verdict(&d);
     let now = t(60 * DAY);
-    let before = json_of(&d, &["report", "lost", "--now", &now, "--format", "json"]);
+    let before = ledger_json(&d, &["report", "lost", "--now", &now, "--format", "json"]);
     let file = d.join("projection.facts");
     let mut bytes = std::fs::read(&file).unwrap();
     let mid = bytes.len() / 2;
@@ -590,9 +524,9 @@ fn a_damaged_projection_is_reported_and_rebuilt_and_verify_catches_drift() {
     let mut e = Events::new(100);
     e.ev("opened", "LOST", t(31 * DAY), json!({"by_role": "leder"}));
     e.append(&d);
-    let r = json_of(&d, &["report", "late", "--now", &now, "--format", "json"]);
-    assert!(ids(&r).contains(&"LOST".to_string()));
-    let v = json_of(&d, &["--json", "replay", "--verify"]);
+    let r = ledger_json(&d, &["report", "late", "--now", &now, "--format", "json"]);
+    assert!(message_ids(&r).contains(&"LOST".to_string()));
+    let v = ledger_json(&d, &["--json", "replay", "--verify"]);
     assert_eq!(v["verified"], true, "{v}");
 }
 
@@ -614,18 +548,7 @@ fn reconcile_compares_both_lists_with_the_ledger() {
         "{\"ref\":\"corr-OK\"}\n\n{\"message\":\"SURPRISE\",\"at\":\"2023-01-03T00:00:00Z\"}\n",
     )
     .unwrap();
-    let args = [
-        "reconcile",
-        "--sent",
-        sent.to_str().unwrap(),
-        "--received",
-        received.to_str().unwrap(),
-        "--now",
-        &now,
-    ];
-    let mut j = args.to_vec();
-    j.extend(["--format", "json"]);
-    let out = ledger(&d, &j);
+    let out = reconcile(&d, &sent, &received, &["--now", &now, "--format", "json"]);
     assert_eq!(out.status.code(), Some(1), "differences found");
     assert!(
         String::from_utf8_lossy(&out.stderr).contains("extra"),
@@ -664,7 +587,9 @@ fn reconcile_compares_both_lists_with_the_ledger() {
             ),
         ]
     );
-    let csv = ledger_ok_code(&d, &[&args[..], &["--format", "csv"]].concat(), 1);
+    let out = reconcile(&d, &sent, &received, &["--now", &now, "--format", "csv"]);
+    assert_eq!(out.status.code(), Some(1));
+    let csv = String::from_utf8(out.stdout).unwrap();
     assert!(
         csv.starts_with("class,list,line,message,ref,at,ledger_message,ledger_verdict\n"),
         "{csv}"
@@ -672,31 +597,11 @@ fn reconcile_compares_both_lists_with_the_ledger() {
     // Bad input: exit 2, the line named, nothing compared.
     let bad = tmp.path().join("bad.csv");
     std::fs::write(&bad, "message,ref,at\nM1,,not-a-time\n").unwrap();
-    let out = ledger(
-        &d,
-        &[
-            "reconcile",
-            "--sent",
-            bad.to_str().unwrap(),
-            "--received",
-            received.to_str().unwrap(),
-        ],
-    );
+    let out = reconcile(&d, &bad, &received, &[]);
     assert_eq!(out.status.code(), Some(2));
     assert!(
         String::from_utf8_lossy(&out.stderr).contains(":2"),
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-}
-
-fn ledger_ok_code(dir: &Path, args: &[&str], code: i32) -> String {
-    let out = ledger(dir, args);
-    assert_eq!(
-        out.status.code(),
-        Some(code),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap()
 }

@@ -109,7 +109,7 @@ pub(crate) fn run(dir: &Path, seed: u64, messages: usize, as_json: bool) -> Resu
     let mut counts: BTreeMap<&str, u64> = Verdict::ALL.iter().map(|v| (v.name(), 0)).collect();
     for e in eval.evaluate_all() {
         *counts.entry(e.verdict.name()).or_default() += 1;
-        match truth.verdicts.get(&e.message) {
+        match truth.verdicts.get(e.message) {
             None => miss.add(format!(
                 "{}: in the ledger but not in the scenario",
                 e.message

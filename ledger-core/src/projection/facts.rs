@@ -2,7 +2,7 @@
 //! entry by entry in seq order. Policy- and clock-free (docs/projections.md §1, §3.1),
 //! so a policy change never needs a rebuild.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
@@ -10,6 +10,7 @@ use crate::entry;
 use crate::event::EventType;
 
 use super::fields::EventView;
+use super::messages::{MessageMap, Shard};
 use super::{Instant, ProjectionError, SKEW_SECONDS};
 
 /// What is odd in the story the ledger was told. Recorded anomalies are facts;
@@ -421,10 +422,10 @@ impl Stream {
 }
 
 /// The facts of a log prefix: every message and every reporter stream.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Facts {
     covered: u64,
-    messages: HashMap<String, MessageFacts>,
+    messages: MessageMap,
     /// org → system → stream (nested so a lookup borrows, not allocates).
     streams: BTreeMap<String, BTreeMap<String, Stream>>,
 }
@@ -459,6 +460,29 @@ impl Facts {
     /// Number of messages.
     pub fn message_count(&self) -> usize {
         self.messages.len()
+    }
+
+    /// The messages' shards, for work split across threads.
+    pub(crate) fn shards(&self) -> &[Shard] {
+        self.messages.shards()
+    }
+
+    /// Streams, for persisting.
+    pub(crate) fn stream_map(&self) -> &BTreeMap<String, BTreeMap<String, Stream>> {
+        &self.streams
+    }
+
+    /// Reassembles persisted facts.
+    pub(crate) fn from_parts(
+        covered: u64,
+        messages: MessageMap,
+        streams: BTreeMap<String, BTreeMap<String, Stream>>,
+    ) -> Facts {
+        Facts {
+            covered,
+            messages,
+            streams,
+        }
     }
 
     /// Every reporter stream, by (org, system).
@@ -530,10 +554,7 @@ impl Facts {
             }
         }
         let id: &str = &v.f.message;
-        let m = match self.messages.get_mut(id) {
-            Some(m) => m,
-            None => self.messages.entry(id.to_string()).or_default(),
-        };
+        let m = self.messages.entry(id);
         m.seqs.push(seq);
         if v.at > skewed(recorded_at, 1) {
             m.raise(AnomalyKind::AtAfterRecorded, seq, None, None);
@@ -734,7 +755,7 @@ impl Facts {
             at: v.at,
             channel: channel.clone(),
         });
-        let n = self.messages.entry(to).or_default();
+        let n = self.messages.entry(&to);
         n.resent_from = Some(Link {
             message: from.to_string(),
             seq,

@@ -22,6 +22,7 @@ mod digest;
 mod facts;
 mod fields;
 mod instant;
+mod messages;
 mod persist;
 mod policy;
 mod report;

@@ -3,31 +3,80 @@
 //! (`ledger replay`), and a file that is unreadable or belongs to another history is
 //! reported and rebuilt, never trusted.
 //!
-//! File: `"ledger-facts/1\n"`, postcard of {covered, hash of entry covered−1, facts},
-//! CRC-32C of everything before it (4 bytes, little-endian). Written to a temporary
-//! file, synced and renamed, so a crash leaves the old file or the new one.
+//! File (version 2): `"ledger-facts/2\n"`; a header (u64 little-endian length, then
+//! postcard of {covered, hash of entry covered−1, reporter streams}); then each of the
+//! message shards (u64 little-endian length, then postcard of its (id, facts) pairs);
+//! then CRC-32C of everything before it (4 bytes, little-endian). The shards are
+//! encoded and decoded on every core. Written to a temporary file, synced and
+//! renamed, so a crash leaves the old file or the new one.
 
 use std::fs;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
+use std::collections::BTreeMap;
+
+use serde::de::DeserializeSeed;
 use serde::{Deserialize, Serialize};
 
 use crate::hash::to_hex;
 use crate::store::Store;
 
-use super::{Facts, Progress, ProjectionError, catch_up};
+use super::messages::{MessageMap, SHARDS, Shard, ShardSeed, per_shard};
+use super::{Facts, Progress, ProjectionError, Stream, catch_up};
 
-const MAGIC: &[u8] = b"ledger-facts/1\n";
+const MAGIC: &[u8] = b"ledger-facts/2\n";
 /// The file's name in the ledger directory.
 pub const FILE_NAME: &str = "projection.facts";
 
 #[derive(Serialize, Deserialize)]
-struct Snapshot {
+struct Header {
     covered: u64,
     /// Leaf hash (hex) of entry `covered − 1`: ties the file to this log's history.
     tail: Option<String>,
-    facts: Facts,
+    streams: BTreeMap<String, BTreeMap<String, Stream>>,
+}
+
+#[derive(Serialize)]
+struct HeaderRef<'a> {
+    covered: u64,
+    tail: Option<String>,
+    streams: &'a BTreeMap<String, BTreeMap<String, Stream>>,
+}
+
+/// A shard as a sequence of (id, facts) pairs.
+struct ShardRef<'a>(&'a Shard);
+
+impl Serialize for ShardRef<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_seq(self.0.iter())
+    }
+}
+
+/// Splits `bytes` into length-prefixed sections: the header, then the shards.
+fn sections(mut bytes: &[u8]) -> Result<Vec<&[u8]>, String> {
+    let mut out = Vec::with_capacity(SHARDS + 1);
+    for i in 0..=SHARDS {
+        let what = if i == 0 {
+            "header".to_string()
+        } else {
+            format!("shard {}", i - 1)
+        };
+        let (len, rest) = bytes
+            .split_first_chunk::<8>()
+            .ok_or_else(|| format!("it ends before the {what}"))?;
+        let len = usize::try_from(u64::from_le_bytes(*len))
+            .ok()
+            .filter(|&l| l <= rest.len())
+            .ok_or_else(|| format!("its {what} runs past the end"))?;
+        let (section, rest) = rest.split_at(len);
+        out.push(section);
+        bytes = rest;
+    }
+    if !bytes.is_empty() {
+        return Err(format!("{} bytes follow the last shard", bytes.len()));
+    }
+    Ok(out)
 }
 
 /// What opening the persisted projection did.
@@ -59,6 +108,50 @@ fn read(dir: &Path, store: &dyn Store) -> Result<Option<Facts>, String> {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
         Err(e) => return Err(format!("cannot read it: {e}")),
     };
+    let (facts, file_tail) = decode(&bytes)?;
+    if facts.covered() > store.size() {
+        return Err(format!(
+            "it covers {} entries but the log holds {}",
+            facts.covered(),
+            store.size()
+        ));
+    }
+    let tail = tail_hash(store, facts.covered()).map_err(|e| e.to_string())?;
+    if tail != file_tail {
+        return Err(format!(
+            "entry {} differs from the one it was built from (another log?)",
+            facts.covered().saturating_sub(1)
+        ));
+    }
+    Ok(Some(facts))
+}
+
+/// The file's bytes: the facts, and the leaf hash of the last entry they cover.
+pub(crate) fn encode(facts: &Facts, tail: Option<String>) -> Result<Vec<u8>, postcard::Error> {
+    let header = HeaderRef {
+        covered: facts.covered(),
+        tail,
+        streams: facts.stream_map(),
+    };
+    let mut parts = vec![postcard::to_allocvec(&header)];
+    parts.extend(per_shard(|i| {
+        postcard::to_allocvec(&ShardRef(&facts.shards()[i]))
+    }));
+    let parts = parts.into_iter().collect::<Result<Vec<_>, _>>()?;
+    let len = MAGIC.len() + parts.iter().map(|p| p.len() + 8).sum::<usize>() + 4;
+    let mut bytes = Vec::with_capacity(len);
+    bytes.extend(MAGIC);
+    for p in &parts {
+        bytes.extend((p.len() as u64).to_le_bytes());
+        bytes.extend(p);
+    }
+    let crc = crc32c::crc32c(&bytes);
+    bytes.extend(crc.to_le_bytes());
+    Ok(bytes)
+}
+
+/// The facts and tail hash in a file's bytes, or why they cannot be trusted.
+pub(crate) fn decode(bytes: &[u8]) -> Result<(Facts, Option<String>), String> {
     if bytes.len() < MAGIC.len() + 4 || !bytes.starts_with(MAGIC) {
         return Err("not a projection file of this version".into());
     }
@@ -66,26 +159,26 @@ fn read(dir: &Path, store: &dyn Store) -> Result<Option<Facts>, String> {
     if crc32c::crc32c(body).to_le_bytes() != crc {
         return Err("its checksum does not match (torn or damaged)".into());
     }
-    let snap: Snapshot =
-        postcard::from_bytes(&body[MAGIC.len()..]).map_err(|e| format!("cannot decode it: {e}"))?;
-    if snap.covered != snap.facts.covered() {
-        return Err("its header and contents disagree".into());
-    }
-    if snap.covered > store.size() {
-        return Err(format!(
-            "it covers {} entries but the log holds {}",
-            snap.covered,
-            store.size()
-        ));
-    }
-    let tail = tail_hash(store, snap.covered).map_err(|e| e.to_string())?;
-    if tail != snap.tail {
-        return Err(format!(
-            "entry {} differs from the one it was built from (another log?)",
-            snap.covered.saturating_sub(1)
-        ));
-    }
-    Ok(Some(snap.facts))
+    let parts = sections(&body[MAGIC.len()..])?;
+    let header: Header =
+        postcard::from_bytes(parts[0]).map_err(|e| format!("cannot decode its header: {e}"))?;
+    let shards = per_shard(|i| {
+        let bytes = parts[i + 1];
+        // Every pair takes at least a few bytes, which bounds the count a length may claim.
+        let seed = ShardSeed {
+            max_len: bytes.len() / 4,
+        };
+        let mut de = postcard::Deserializer::from_bytes(bytes);
+        seed.deserialize(&mut de)
+            .map_err(|e| format!("cannot decode shard {i}: {e}"))
+    });
+    let shards = shards.into_iter().collect::<Result<Vec<_>, _>>()?;
+    let messages = MessageMap::from_shards(shards)
+        .ok_or_else(|| "its messages are not sharded as this version shards them".to_string())?;
+    Ok((
+        Facts::from_parts(header.covered, messages, header.streams),
+        header.tail,
+    ))
 }
 
 /// Loads the persisted facts and applies the entries appended since, up to the
@@ -119,15 +212,8 @@ pub fn save(dir: &Path, store: &dyn Store, facts: &Facts) -> Result<(), Projecti
         path: target.display().to_string(),
         source,
     };
-    let snap = SnapshotRef {
-        covered: facts.covered(),
-        tail: tail_hash(store, facts.covered())?,
-        facts,
-    };
-    let mut bytes = MAGIC.to_vec();
-    bytes = postcard::to_extend(&snap, bytes).map_err(|e| io(std::io::Error::other(e)))?;
-    let crc = crc32c::crc32c(&bytes);
-    bytes.extend(crc.to_le_bytes());
+    let bytes = encode(facts, tail_hash(store, facts.covered())?)
+        .map_err(|e| io(std::io::Error::other(e)))?;
     let tmp = dir.join(format!("{FILE_NAME}.tmp"));
     {
         let mut f = fs::File::create(&tmp).map_err(io)?;
@@ -137,11 +223,4 @@ pub fn save(dir: &Path, store: &dyn Store, facts: &Facts) -> Result<(), Projecti
     fs::rename(&tmp, &target).map_err(io)?;
     fs::File::open(dir).and_then(|d| d.sync_all()).map_err(io)?;
     Ok(())
-}
-
-#[derive(Serialize)]
-struct SnapshotRef<'a> {
-    covered: u64,
-    tail: Option<String>,
-    facts: &'a Facts,
 }

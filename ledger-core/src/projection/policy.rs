@@ -250,10 +250,13 @@ impl Policy {
     /// The rule for a message; an unknown category or channel matches only rules
     /// that do not select on it.
     pub fn rule(&self, category: Option<&str>, channel: Option<&str>) -> Rule {
+        // A policy has a handful of rules: a scan beats allocating lookup keys, and this
+        // runs for every message of a report.
         let get = |cat: Option<&str>, ch: Option<&str>| {
             self.rules
-                .get(&(cat.map(str::to_string), ch.map(str::to_string)))
-                .cloned()
+                .iter()
+                .find(|((c, h), _)| c.as_deref() == cat && h.as_deref() == ch)
+                .map(|(_, k)| k.clone())
                 .unwrap_or_default()
         };
         let both = match (category, channel) {

@@ -7,6 +7,7 @@ use serde::Serialize;
 
 use super::Instant;
 use super::facts::AnomalyKind;
+use super::messages::per_shard;
 use super::verdict::{Evaluation, Evaluator, Verdict};
 
 /// Which messages a question is about: effective fields (inherited by resends) and
@@ -35,8 +36,8 @@ impl Filter {
 
     /// Whether the evaluated message passes.
     pub fn matches(&self, e: &Evaluation) -> bool {
-        let eq = |want: &Option<String>, have: &Option<String>| {
-            want.as_ref().is_none_or(|w| have.as_ref() == Some(w))
+        let eq = |want: &Option<String>, have: &Option<&str>| {
+            want.as_ref().is_none_or(|w| *have == Some(w.as_str()))
         };
         eq(&self.from, &e.from)
             && eq(&self.to, &e.to)
@@ -51,12 +52,22 @@ impl Filter {
     }
 }
 
-/// Messages with one of `verdicts` passing the filter, by send time then id.
-pub fn report(eval: &Evaluator<'_>, verdicts: &[Verdict], filter: &Filter) -> Vec<Evaluation> {
-    let mut rows: Vec<Evaluation> = eval
-        .evaluate_all()
-        .filter(|e| verdicts.contains(&e.verdict) && filter.matches(e))
-        .collect();
+/// Messages with one of `verdicts` passing the filter, by send time then id. Judged
+/// shard by shard on every core.
+pub fn report<'a>(
+    eval: &Evaluator<'a>,
+    verdicts: &[Verdict],
+    filter: &Filter,
+) -> Vec<Evaluation<'a>> {
+    let shards = eval.facts().shards();
+    let parts = per_shard(|i| {
+        shards[i]
+            .iter()
+            .map(|(id, m)| eval.evaluate_known(id, m))
+            .filter(|e| verdicts.contains(&e.verdict) && filter.matches(e))
+            .collect::<Vec<_>>()
+    });
+    let mut rows: Vec<Evaluation<'a>> = parts.into_iter().flatten().collect();
     rows.sort_unstable_by(|a, b| (a.origin_at, &a.message).cmp(&(b.origin_at, &b.message)));
     rows
 }
@@ -216,30 +227,53 @@ pub struct StatsRow {
 }
 
 /// Counts per verdict, grouped, for messages passing the filter; groups sorted.
+/// Counted shard by shard on every core.
 pub fn stats(eval: &Evaluator<'_>, by: GroupBy, filter: &Filter) -> Vec<StatsRow> {
+    let shards = eval.facts().shards();
+    let parts = per_shard(|i| {
+        let mut groups: BTreeMap<String, StatsRow> = BTreeMap::new();
+        for (id, m) in &shards[i] {
+            let e = eval.evaluate_known(id, m);
+            if !filter.matches(&e) {
+                continue;
+            }
+            let key = match by {
+                GroupBy::All => Some("all".to_string()),
+                GroupBy::From => e.from.map(str::to_string),
+                GroupBy::To => e.to.map(str::to_string),
+                GroupBy::Channel => e.channel.map(str::to_string),
+                GroupBy::Category => e.category.map(str::to_string),
+                GroupBy::Month => e.origin_at.map(|t| t.to_string()[..7].to_string()),
+            }
+            .unwrap_or_else(|| "unknown".into());
+            let row = groups.entry(key).or_insert_with_key(|key| StatsRow {
+                group: key.clone(),
+                verdicts: Verdict::ALL.iter().map(|v| (v.name(), 0)).collect(),
+                ..StatsRow::default()
+            });
+            row.total += 1;
+            *row.verdicts.entry(e.verdict.name()).or_default() += 1;
+            if e.recorded_anomalies + e.evaluated_anomalies.len() > 0 {
+                row.with_anomalies += 1;
+            }
+        }
+        groups
+    });
     let mut groups: BTreeMap<String, StatsRow> = BTreeMap::new();
-    for e in eval.evaluate_all() {
-        if !filter.matches(&e) {
-            continue;
-        }
-        let key = match by {
-            GroupBy::All => Some("all".to_string()),
-            GroupBy::From => e.from.clone(),
-            GroupBy::To => e.to.clone(),
-            GroupBy::Channel => e.channel.clone(),
-            GroupBy::Category => e.category.clone(),
-            GroupBy::Month => e.origin_at.map(|t| t.to_string()[..7].to_string()),
-        }
-        .unwrap_or_else(|| "unknown".into());
-        let row = groups.entry(key.clone()).or_insert_with(|| StatsRow {
-            group: key,
-            verdicts: Verdict::ALL.iter().map(|v| (v.name(), 0)).collect(),
-            ..StatsRow::default()
-        });
-        row.total += 1;
-        *row.verdicts.entry(e.verdict.name()).or_default() += 1;
-        if e.recorded_anomalies + e.evaluated_anomalies.len() > 0 {
-            row.with_anomalies += 1;
+    for part in parts {
+        for (key, row) in part {
+            match groups.get_mut(&key) {
+                None => {
+                    groups.insert(key, row);
+                }
+                Some(total) => {
+                    total.total += row.total;
+                    total.with_anomalies += row.with_anomalies;
+                    for (v, n) in row.verdicts {
+                        *total.verdicts.entry(v).or_default() += n;
+                    }
+                }
+            }
         }
     }
     groups.into_values().collect()

@@ -116,21 +116,21 @@ pub enum ExpirySource {
 
 /// A message judged under a policy at a time.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
-pub struct Evaluation {
+pub struct Evaluation<'a> {
     /// The message.
-    pub message: String,
+    pub message: &'a str,
     /// The verdict.
     pub verdict: Verdict,
     /// Why (a fixed word per verdict rule, or the resolution's outcome).
-    pub reason: String,
+    pub reason: &'a str,
     /// Effective category (inherited by resends).
-    pub category: Option<String>,
+    pub category: Option<&'a str>,
     /// Effective channel.
-    pub channel: Option<String>,
+    pub channel: Option<&'a str>,
     /// Effective sender.
-    pub from: Option<String>,
+    pub from: Option<&'a str>,
     /// Effective recipient.
-    pub to: Option<String>,
+    pub to: Option<&'a str>,
     /// When it was sent (or resent as this message).
     pub origin_at: Option<Instant>,
     /// The due time of the deadline that decided the verdict.
@@ -138,9 +138,9 @@ pub struct Evaluation {
     /// The earliest open signal in its resend chain.
     pub opened_at: Option<Instant>,
     /// The resend that gave that signal, when not the message itself.
-    pub via: Option<String>,
+    pub via: Option<&'a str>,
     /// The last message of its resend chain, when it was resent.
-    pub resent_to: Option<String>,
+    pub resent_to: Option<&'a str>,
     /// When the channel deletes it.
     pub expires_at: Option<Instant>,
     /// Where `expires_at` came from.
@@ -177,31 +177,42 @@ impl<'a> Evaluator<'a> {
     }
 
     /// The message and its ancestors, nearest first (accepted links only).
-    fn lineage(&self, id: &'a str) -> impl Iterator<Item = (&'a str, &'a MessageFacts)> + 'a {
+    fn lineage(
+        &self,
+        id: &'a str,
+        m: &'a MessageFacts,
+    ) -> impl Iterator<Item = (&'a str, &'a MessageFacts)> + 'a {
         let facts = self.facts;
-        let mut cur = Some(id);
+        let mut cur = Some((id, m));
         let mut steps = 0usize;
         std::iter::from_fn(move || {
-            let c = cur?;
+            let (c, m) = cur?;
             steps += 1;
-            if steps > facts.message_count() + 1 {
+            if steps > 1 && steps > facts.message_count() + 1 {
                 return None;
             }
-            let m = facts.message(c)?;
-            cur = m.resent_from.as_ref().map(|l| l.message.as_str());
+            cur = m.resent_from.as_ref().and_then(|l| facts.get(&l.message));
             Some((c, m))
         })
     }
 
     /// The message and every resend reachable from it.
-    fn descendants(&self, id: &'a str) -> Vec<(&'a str, &'a MessageFacts)> {
-        let mut out = Vec::new();
-        let mut stack = vec![id];
+    fn descendants(&self, id: &'a str, m: &'a MessageFacts) -> Vec<(&'a str, &'a MessageFacts)> {
+        let mut out = vec![(id, m)];
+        if m.resent_to.is_empty() {
+            return out;
+        }
+        let mut stack: Vec<&str> = m
+            .resent_to
+            .iter()
+            .rev()
+            .map(|l| l.message.as_str())
+            .collect();
         while let Some(c) = stack.pop() {
             if out.len() > self.facts.message_count() {
                 break;
             }
-            if let Some(m) = self.facts.message(c) {
+            if let Some((c, m)) = self.facts.get(c) {
                 out.push((c, m));
                 stack.extend(m.resent_to.iter().rev().map(|l| l.message.as_str()));
             }
@@ -209,8 +220,8 @@ impl<'a> Evaluator<'a> {
         out
     }
 
-    fn rule_of(&self, id: &'a str, m: &MessageFacts) -> Rule {
-        let sent = self.lineage(id).find_map(|(_, m)| m.sent.as_ref());
+    fn rule_of(&self, id: &'a str, m: &'a MessageFacts) -> Rule {
+        let sent = self.lineage(id, m).find_map(|(_, m)| m.sent.as_ref());
         let category = sent.map(|s| s.category.as_str());
         let channel = m
             .sent
@@ -221,7 +232,7 @@ impl<'a> Evaluator<'a> {
     }
 
     /// The earliest open signal of one message, under its own rule.
-    fn open_signal(&self, id: &'a str, m: &MessageFacts) -> Option<(Instant, u64)> {
+    fn open_signal(&self, id: &'a str, m: &'a MessageFacts) -> Option<(Instant, u64)> {
         let rule = self.rule_of(id, m);
         let receipt = rule
             .received_counts_as_opened
@@ -238,21 +249,21 @@ impl<'a> Evaluator<'a> {
     }
 
     /// Judges one message; `None` if the ledger has never heard of it.
-    pub fn evaluate(&self, id: &str) -> Option<Evaluation> {
+    pub fn evaluate(&self, id: &str) -> Option<Evaluation<'a>> {
         let (id, m) = self.facts.get(id)?;
         Some(self.evaluate_known(id, m))
     }
 
     /// Judges every message, in no particular order.
-    pub fn evaluate_all(&self) -> impl Iterator<Item = Evaluation> + '_ {
+    pub fn evaluate_all(&self) -> impl Iterator<Item = Evaluation<'a>> + '_ {
         self.facts
             .messages()
             .map(|(id, m)| self.evaluate_known(id, m))
     }
 
-    pub(crate) fn evaluate_known(&self, id: &'a str, m: &'a MessageFacts) -> Evaluation {
+    pub(crate) fn evaluate_known(&self, id: &'a str, m: &'a MessageFacts) -> Evaluation<'a> {
         let now = self.now;
-        let sent = self.lineage(id).find_map(|(_, m)| m.sent.as_ref());
+        let sent = self.lineage(id, m).find_map(|(_, m)| m.sent.as_ref());
         let origin_at = m
             .sent
             .as_ref()
@@ -261,8 +272,8 @@ impl<'a> Evaluator<'a> {
         let channel = m
             .sent
             .as_ref()
-            .map(|s| s.channel.clone())
-            .or(m.resent_from.as_ref().map(|l| l.channel.clone()));
+            .map(|s| s.channel.as_str())
+            .or(m.resent_from.as_ref().map(|l| l.channel.as_str()));
         let rule = self.rule_of(id, m);
         let (expires_at, expires_source) = match (
             m.sent.as_ref().and_then(|s| s.expires_at),
@@ -274,7 +285,7 @@ impl<'a> Evaluator<'a> {
             _ => (None, None),
         };
         // A resend's open counts for the original, however long the chain.
-        let chain = self.descendants(id);
+        let chain = self.descendants(id, m);
         let mut open: Option<(Instant, u64, &str)> = None;
         let mut ack: Option<Instant> = None;
         for (d, dm) in &chain {
@@ -287,7 +298,7 @@ impl<'a> Evaluator<'a> {
                 ack = Some(ack.map_or(a.at, |x| x.min(a.at)));
             }
         }
-        let resolution = self.lineage(id).find_map(|(_, m)| m.resolved.as_ref());
+        let resolution = self.lineage(id, m).find_map(|(_, m)| m.resolved.as_ref());
 
         let due = |within: Option<i64>| origin_at.zip(within).map(|(o, w)| o.plus_seconds(w));
         let state = |due: Instant, at: Option<Instant>| match at {
@@ -352,21 +363,19 @@ impl<'a> Evaluator<'a> {
             }
         }
 
-        let (verdict, reason, decided): (Verdict, String, Option<Instant>) = if let Some(r) =
+        let (verdict, reason, decided): (Verdict, &'a str, Option<Instant>) = if let Some(r) =
             resolution
         {
-            (Verdict::Resolved, r.outcome.clone(), None)
+            (Verdict::Resolved, r.outcome.as_str(), None)
         } else if let Some(o) = open_at {
             match (open_due, ack_due) {
-                (Some(d), _) if o > d => (Verdict::Late, "opened_late".into(), Some(d)),
-                (_, Some(d)) if ack.is_some_and(|a| a > d) => {
-                    (Verdict::Late, "ack_late".into(), Some(d))
-                }
+                (Some(d), _) if o > d => (Verdict::Late, "opened_late", Some(d)),
+                (_, Some(d)) if ack.is_some_and(|a| a > d) => (Verdict::Late, "ack_late", Some(d)),
                 (_, Some(d)) if ack.is_none() && now > d => {
-                    (Verdict::AtRisk, "ack_deadline_passed".into(), Some(d))
+                    (Verdict::AtRisk, "ack_deadline_passed", Some(d))
                 }
-                (_, Some(d)) if ack.is_none() => (Verdict::Open, "awaiting_ack".into(), Some(d)),
-                _ => (Verdict::Completed, "completed".into(), None),
+                (_, Some(d)) if ack.is_none() => (Verdict::Open, "awaiting_ack", Some(d)),
+                _ => (Verdict::Completed, "completed", None),
             }
         } else if let Some(r) = [
             m.expired.as_ref().map(|_| "expired"),
@@ -379,22 +388,18 @@ impl<'a> Evaluator<'a> {
         .next()
         {
             let decided = (r == "expiry_passed").then_some(expires_at).flatten();
-            (Verdict::Lost, r.into(), decided)
+            (Verdict::Lost, r, decided)
         } else if let Some(d) = stuck_due {
-            (
-                Verdict::StuckInHandoff,
-                "handoff_unreceived".into(),
-                Some(d),
-            )
+            (Verdict::StuckInHandoff, "handoff_unreceived", Some(d))
         } else if let Some(d) = open_due.filter(|&d| now > d) {
-            (Verdict::AtRisk, "open_deadline_passed".into(), Some(d))
+            (Verdict::AtRisk, "open_deadline_passed", Some(d))
         } else if let Some(e) = expires_at.filter(|&e| {
             rule.warn_before_expiry
                 .is_some_and(|w| now >= e.plus_seconds(-w))
         }) {
-            (Verdict::AtRisk, "expiry_warning".into(), Some(e))
+            (Verdict::AtRisk, "expiry_warning", Some(e))
         } else {
-            (Verdict::Open, "in_flight".into(), open_due)
+            (Verdict::Open, "in_flight", open_due)
         };
 
         let mut last = None;
@@ -402,7 +407,7 @@ impl<'a> Evaluator<'a> {
         for _ in 0..chain.len() {
             match cur.resent_to.last() {
                 Some(l) => {
-                    last = Some(l.message.clone());
+                    last = Some(l.message.as_str());
                     match self.facts.message(&l.message) {
                         Some(n) => cur = n,
                         None => break,
@@ -412,17 +417,17 @@ impl<'a> Evaluator<'a> {
             }
         }
         Evaluation {
-            message: id.to_string(),
+            message: id,
             verdict,
             reason,
-            category: sent.map(|s| s.category.clone()),
+            category: sent.map(|s| s.category.as_str()),
             channel,
-            from: sent.map(|s| s.from.clone()),
-            to: sent.map(|s| s.to.clone()),
+            from: sent.map(|s| s.from.as_str()),
+            to: sent.map(|s| s.to.as_str()),
             origin_at,
             due: decided,
             opened_at: open_at,
-            via: open.filter(|o| o.2 != id).map(|o| o.2.to_string()),
+            via: open.filter(|o| o.2 != id).map(|o| o.2),
             resent_to: last,
             expires_at,
             expires_source,

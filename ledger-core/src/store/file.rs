@@ -509,6 +509,7 @@ fn scan_tail(path: &Path, first_seq: u64, alg: HashAlg) -> Result<Tail, StoreErr
         last: None,
         torn: None,
     };
+    let mut last = None;
     loop {
         match r
             .next_frame(ENTRY_BYTES_MAX)
@@ -516,23 +517,9 @@ fn scan_tail(path: &Path, first_seq: u64, alg: HashAlg) -> Result<Tail, StoreErr
         {
             None => break,
             Some(Ok(frame)) => {
-                let seq = first_seq + tail.count;
-                let p = entry::parse_entry(&frame.payload).map_err(|e| {
-                    StoreError::Corrupt(format!(
-                        "{} offset {}: entry {seq}: {e}",
-                        path.display(),
-                        frame.offset
-                    ))
-                })?;
-                if p.seq != seq {
-                    return Err(StoreError::Corrupt(format!(
-                        "{} offset {}: expected seq {seq}, found {}",
-                        path.display(),
-                        frame.offset,
-                        p.seq
-                    )));
-                }
-                tail.last = Some((alg.leaf(&frame.payload), p.recorded_at.to_string()));
+                // Frames are checksummed; only the last one's contents matter here
+                // (the chain continues from it), so only it is parsed and hashed.
+                last = Some((frame.offset, frame.payload));
                 tail.count += 1;
             }
             Some(Err(e)) => {
@@ -542,6 +529,23 @@ fn scan_tail(path: &Path, first_seq: u64, alg: HashAlg) -> Result<Tail, StoreErr
                 break;
             }
         }
+    }
+    if let Some((offset, payload)) = last {
+        let seq = first_seq + tail.count - 1;
+        let p = entry::parse_entry(&payload).map_err(|e| {
+            StoreError::Corrupt(format!(
+                "{} offset {offset}: entry {seq}: {e}",
+                path.display()
+            ))
+        })?;
+        if p.seq != seq {
+            return Err(StoreError::Corrupt(format!(
+                "{} offset {offset}: expected seq {seq}, found {} (the segment's entries are out of order)",
+                path.display(),
+                p.seq
+            )));
+        }
+        tail.last = Some((alg.leaf(&payload), p.recorded_at.to_string()));
     }
     Ok(tail)
 }

@@ -1,0 +1,153 @@
+//! The facts of every message, split into a fixed number of shards by a stable hash
+//! of the message id, so loading and judging a million messages can use every core
+//! (each shard is persisted, decoded and judged on its own).
+
+use std::collections::HashMap;
+use std::collections::hash_map::Entry;
+
+use serde::de::{self, DeserializeSeed, SeqAccess, Visitor};
+
+use super::facts::MessageFacts;
+
+/// Number of shards. Part of the persisted layout (`projection.facts` version 2):
+/// changing it, or [`shard_of`], needs a new file version.
+pub(crate) const SHARDS: usize = 16;
+
+/// One shard. foldhash is seeded per process, so ids chosen by reporters cannot be
+/// crafted to collide.
+pub(crate) type Shard = HashMap<String, MessageFacts, foldhash::fast::RandomState>;
+
+/// Which shard holds a message: stable across processes and machines.
+fn shard_of(id: &str) -> usize {
+    crc32c::crc32c(id.as_bytes()) as usize % SHARDS
+}
+
+/// Every message's facts, by id.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct MessageMap {
+    shards: Vec<Shard>,
+}
+
+impl Default for MessageMap {
+    fn default() -> Self {
+        MessageMap {
+            shards: (0..SHARDS).map(|_| Shard::default()).collect(),
+        }
+    }
+}
+
+impl MessageMap {
+    /// From decoded shards; `None` if there are not [`SHARDS`] of them or a message
+    /// sits in the wrong one (the file was written with another layout).
+    pub(crate) fn from_shards(shards: Vec<Shard>) -> Option<MessageMap> {
+        let placed = shards.len() == SHARDS
+            && shards
+                .iter()
+                .enumerate()
+                .all(|(i, s)| s.keys().all(|k| shard_of(k) == i));
+        placed.then_some(MessageMap { shards })
+    }
+
+    /// The shards, in order.
+    pub(crate) fn shards(&self) -> &[Shard] {
+        &self.shards
+    }
+
+    pub(crate) fn get(&self, id: &str) -> Option<&MessageFacts> {
+        self.shards[shard_of(id)].get(id)
+    }
+
+    pub(crate) fn get_key_value(&self, id: &str) -> Option<(&String, &MessageFacts)> {
+        self.shards[shard_of(id)].get_key_value(id)
+    }
+
+    pub(crate) fn get_mut(&mut self, id: &str) -> Option<&mut MessageFacts> {
+        self.shards[shard_of(id)].get_mut(id)
+    }
+
+    /// The message's facts, created empty if it is new.
+    pub(crate) fn entry(&mut self, id: &str) -> &mut MessageFacts {
+        let shard = &mut self.shards[shard_of(id)];
+        if !shard.contains_key(id) {
+            shard.insert(id.to_string(), MessageFacts::default());
+        }
+        shard.get_mut(id).expect("inserted")
+    }
+
+    pub(crate) fn iter(&self) -> impl Iterator<Item = (&String, &MessageFacts)> {
+        self.shards.iter().flat_map(|s| s.iter())
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        self.shards.iter().map(Shard::len).sum()
+    }
+}
+
+/// Decodes one shard written as a sequence of (id, facts) pairs, sized up front from
+/// the sequence's length (bounded by `max_len`, so a damaged length cannot ask for
+/// unbounded memory), and refusing an id twice.
+pub(crate) struct ShardSeed {
+    pub max_len: usize,
+}
+
+impl<'de> DeserializeSeed<'de> for ShardSeed {
+    type Value = Shard;
+
+    fn deserialize<D: de::Deserializer<'de>>(self, d: D) -> Result<Shard, D::Error> {
+        d.deserialize_seq(self)
+    }
+}
+
+impl<'de> Visitor<'de> for ShardSeed {
+    type Value = Shard;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("a sequence of (message id, facts)")
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Shard, A::Error> {
+        let n = seq.size_hint().unwrap_or(0).min(self.max_len);
+        let mut shard = Shard::with_capacity_and_hasher(n, Default::default());
+        while let Some((id, m)) = seq.next_element::<(String, MessageFacts)>()? {
+            match shard.entry(id) {
+                Entry::Occupied(e) => {
+                    return Err(de::Error::custom(format!(
+                        "message {:?} appears twice",
+                        e.key()
+                    )));
+                }
+                Entry::Vacant(e) => {
+                    e.insert(m);
+                }
+            }
+        }
+        Ok(shard)
+    }
+}
+
+/// Runs `f` on every shard index, spread over the machine's cores; results in order.
+pub(crate) fn per_shard<T: Send>(f: impl Fn(usize) -> T + Sync) -> Vec<T> {
+    let threads = std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .min(SHARDS);
+    let mut out: Vec<Option<T>> = (0..SHARDS).map(|_| None).collect();
+    std::thread::scope(|scope| {
+        let f = &f;
+        let handles: Vec<_> = (0..threads)
+            .map(|t| {
+                scope.spawn(move || {
+                    (t..SHARDS)
+                        .step_by(threads)
+                        .map(|i| (i, f(i)))
+                        .collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        for h in handles {
+            for (i, r) in h.join().expect("a shard worker panicked") {
+                out[i] = Some(r);
+            }
+        }
+    });
+    out.into_iter().map(|r| r.expect("every shard")).collect()
+}

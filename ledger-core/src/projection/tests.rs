@@ -274,13 +274,13 @@ fn rows_19_to_20_a_resend_by_letter_counts_for_the_original() {
         l.ev("acknowledged", "A2", ack);
         assert_eq!(l.verdict("A", 20 * DAY), want_a);
         let e = l.eval("A", 20 * DAY);
-        assert_eq!(e.via.as_deref(), Some("A2"));
-        assert_eq!(e.resent_to.as_deref(), Some("A2"));
+        assert_eq!(e.via, Some("A2"));
+        assert_eq!(e.resent_to, Some("A2"));
         assert_eq!(
             l.verdict("A2", 20 * DAY),
             v(Verdict::Completed, "completed")
         );
-        assert_eq!(l.eval("A2", 0).category.as_deref(), Some(B), "inherited");
+        assert_eq!(l.eval("A2", 0).category, Some(B), "inherited");
         assert!(l.recorded("A2").is_empty(), "declared by a resend: known");
     }
 }
@@ -300,8 +300,8 @@ fn rows_21_to_24_resend_chains_of_three_and_resolutions() {
     let mut l = Log::new();
     chain_of_three(&mut l);
     assert_eq!(l.verdict("A", 60 * DAY), v(Verdict::Late, "opened_late"));
-    assert_eq!(l.eval("A", 60 * DAY).via.as_deref(), Some("A3"));
-    assert_eq!(l.eval("A", 60 * DAY).resent_to.as_deref(), Some("A3"));
+    assert_eq!(l.eval("A", 60 * DAY).via, Some("A3"));
+    assert_eq!(l.eval("A", 60 * DAY).resent_to, Some("A3"));
     assert_eq!(
         l.verdict("A2", 60 * DAY),
         v(Verdict::Completed, "completed")
@@ -504,7 +504,7 @@ fn rows_35_to_39_recorded_anomalies() {
     second["id"] = json!("second");
     let s2 = l.push(second);
     assert_eq!(l.verdict("A", DAY).0, Verdict::Open);
-    assert_eq!(l.eval("A", DAY).to.as_deref(), Some(KOMMUNE));
+    assert_eq!(l.eval("A", DAY).to, Some(KOMMUNE));
     let a = &l.facts.message("A").unwrap().anomalies;
     assert_eq!(a.len(), 1);
     assert_eq!((a[0].kind, a[0].seq), (AnomalyKind::DuplicateSent, s2));
@@ -545,7 +545,7 @@ fn rows_40_to_41_resend_conflicts_and_orphan_resends() {
         vec![(AnomalyKind::ResendOfUnknownMessage, r)]
     );
     assert_eq!(l.verdict("X", 5 * DAY), v(Verdict::Completed, "completed"));
-    assert_eq!(l.eval("X", 5 * DAY).via.as_deref(), Some("Y"));
+    assert_eq!(l.eval("X", 5 * DAY).via, Some("Y"));
     assert_eq!(l.verdict("Y", 5 * DAY), v(Verdict::Completed, "completed"));
     assert_eq!(l.eval("Y", 5 * DAY).category, None);
 }

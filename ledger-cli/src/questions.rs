@@ -787,7 +787,7 @@ impl<'a> View<'a> {
         for (id, m) in eval.facts().messages() {
             if let Some(s) = &m.sent {
                 for v in s.refs.values() {
-                    by_ref.entry(v.as_str()).or_default().push(id);
+                    by_ref.entry(v).or_default().push(id);
                 }
             }
         }
@@ -819,7 +819,12 @@ impl LedgerView for View<'_> {
             refs: m
                 .sent
                 .as_ref()
-                .map(|s| s.refs.iter().map(|(k, v)| (k.clone(), v.clone())).collect())
+                .map(|s| {
+                    s.refs
+                        .iter()
+                        .map(|(k, v)| (k.to_string(), v.to_string()))
+                        .collect()
+                })
                 .unwrap_or_default(),
             origin_at: e.origin_at.map(|t| short(Some(t))),
             verdict: e.verdict.name().to_string(),

@@ -118,7 +118,63 @@ pub struct Sent {
     /// When the channel will delete it, if the sender said.
     pub expires_at: Option<Instant>,
     /// Identifiers in other systems.
-    pub refs: BTreeMap<String, String>,
+    pub refs: Refs,
+}
+
+/// A `sent` event's `refs`: identifiers in other systems, by key. Usually one or two,
+/// so a sorted list (a map node would cost half a kilobyte per message); serialized
+/// as a map, as in the event.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Refs(Vec<(String, String)>);
+
+impl Refs {
+    /// (key, value) pairs, by key.
+    pub fn iter(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.0.iter().map(|(k, v)| (k.as_str(), v.as_str()))
+    }
+
+    /// The values, by key.
+    pub fn values(&self) -> impl Iterator<Item = &str> {
+        self.0.iter().map(|(_, v)| v.as_str())
+    }
+
+    /// The value of one key.
+    pub fn get(&self, key: &str) -> Option<&str> {
+        self.0
+            .binary_search_by(|(k, _)| k.as_str().cmp(key))
+            .ok()
+            .map(|i| self.0[i].1.as_str())
+    }
+
+    /// Whether there are none.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+impl FromIterator<(String, String)> for Refs {
+    /// Sorted by key; the last of a repeated key wins, as in a map.
+    fn from_iter<I: IntoIterator<Item = (String, String)>>(iter: I) -> Self {
+        let map: BTreeMap<String, String> = iter.into_iter().collect();
+        let mut v: Vec<(String, String)> = map.into_iter().collect();
+        v.shrink_to_fit();
+        Refs(v)
+    }
+}
+
+impl Serialize for Refs {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_map(self.0.iter().map(|(k, v)| (k, v)))
+    }
+}
+
+impl<'de> Deserialize<'de> for Refs {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let pairs: Vec<(String, String)> = BTreeMap::<String, String>::deserialize(d)?
+            .into_iter()
+            .collect();
+        Ok(Refs(pairs))
+    }
 }
 
 /// A resend link between two messages.
@@ -812,7 +868,7 @@ fn mark(slot: &mut Option<Mark>, at: Instant, seq: u64, detail: Option<&str>) {
 }
 
 fn apply_sent(m: &mut MessageFacts, seq: u64, v: &EventView<'_>) {
-    let refs: BTreeMap<String, String> =
+    let refs: Refs =
         v.f.refs
             .iter()
             .flatten()

@@ -14,8 +14,9 @@ use super::facts::MessageFacts;
 pub(crate) const SHARDS: usize = 16;
 
 /// One shard. foldhash is seeded per process, so ids chosen by reporters cannot be
-/// crafted to collide.
-pub(crate) type Shard = HashMap<String, MessageFacts, foldhash::fast::RandomState>;
+/// crafted to collide. Facts are boxed: a table sized for growth would otherwise hold
+/// a kilobyte per empty bucket.
+pub(crate) type Shard = HashMap<String, Box<MessageFacts>, foldhash::fast::RandomState>;
 
 /// Which shard holds a message: stable across processes and machines.
 fn shard_of(id: &str) -> usize {
@@ -54,28 +55,32 @@ impl MessageMap {
     }
 
     pub(crate) fn get(&self, id: &str) -> Option<&MessageFacts> {
-        self.shards[shard_of(id)].get(id)
+        self.shards[shard_of(id)].get(id).map(|m| &**m)
     }
 
     pub(crate) fn get_key_value(&self, id: &str) -> Option<(&String, &MessageFacts)> {
-        self.shards[shard_of(id)].get_key_value(id)
+        self.shards[shard_of(id)]
+            .get_key_value(id)
+            .map(|(k, m)| (k, &**m))
     }
 
     pub(crate) fn get_mut(&mut self, id: &str) -> Option<&mut MessageFacts> {
-        self.shards[shard_of(id)].get_mut(id)
+        self.shards[shard_of(id)].get_mut(id).map(|m| &mut **m)
     }
 
     /// The message's facts, created empty if it is new.
     pub(crate) fn entry(&mut self, id: &str) -> &mut MessageFacts {
         let shard = &mut self.shards[shard_of(id)];
         if !shard.contains_key(id) {
-            shard.insert(id.to_string(), MessageFacts::default());
+            shard.insert(id.to_string(), Box::default());
         }
         shard.get_mut(id).expect("inserted")
     }
 
     pub(crate) fn iter(&self) -> impl Iterator<Item = (&String, &MessageFacts)> {
-        self.shards.iter().flat_map(|s| s.iter())
+        self.shards
+            .iter()
+            .flat_map(|s| s.iter().map(|(k, m)| (k, &**m)))
     }
 
     pub(crate) fn len(&self) -> usize {
@@ -108,7 +113,7 @@ impl<'de> Visitor<'de> for ShardSeed {
     fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Shard, A::Error> {
         let n = seq.size_hint().unwrap_or(0).min(self.max_len);
         let mut shard = Shard::with_capacity_and_hasher(n, Default::default());
-        while let Some((id, m)) = seq.next_element::<(String, MessageFacts)>()? {
+        while let Some((id, m)) = seq.next_element::<(String, Box<MessageFacts>)>()? {
             match shard.entry(id) {
                 Entry::Occupied(e) => {
                     return Err(de::Error::custom(format!(

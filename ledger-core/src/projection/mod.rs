@@ -35,7 +35,7 @@ use std::collections::BTreeSet;
 
 pub use digest::{Digests, evaluation_digest, facts_digest};
 pub use facts::{
-    Anomaly, AnomalyKind, Duplicate, Facts, Gap, Hop, Link, Mark, MessageFacts, Receipt,
+    Anomaly, AnomalyKind, Duplicate, Facts, Gap, Hop, Link, Mark, MessageFacts, Receipt, Refs,
     Resolution, Sent, Status, Stream,
 };
 pub use instant::Instant;

@@ -41,7 +41,7 @@ pub struct Rule {
     pub received_counts_as_opened: bool,
 }
 
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 struct Keys {
     open_within: Option<Option<i64>>,
     ack_within: Option<Option<i64>>,
@@ -66,7 +66,7 @@ impl Keys {
         }
     }
 
-    fn to_json(&self) -> serde_json::Map<String, serde_json::Value> {
+    fn to_json(self) -> serde_json::Map<String, serde_json::Value> {
         let mut m = serde_json::Map::new();
         let mut dur = |k: &str, v: Option<Option<i64>>| {
             if let Some(v) = v {
@@ -250,22 +250,24 @@ impl Policy {
     /// The rule for a message; an unknown category or channel matches only rules
     /// that do not select on it.
     pub fn rule(&self, category: Option<&str>, channel: Option<&str>) -> Rule {
-        // A policy has a handful of rules: a scan beats allocating lookup keys, and this
-        // runs for every message of a report.
-        let get = |cat: Option<&str>, ch: Option<&str>| {
-            self.rules
-                .iter()
-                .find(|((c, h), _)| c.as_deref() == cat && h.as_deref() == ch)
-                .map(|(_, k)| k.clone())
-                .unwrap_or_default()
-        };
-        let both = match (category, channel) {
-            (Some(c), Some(h)) => get(Some(c), Some(h)),
-            _ => Keys::default(),
-        };
-        let cat = category.map(|c| get(Some(c), None)).unwrap_or_default();
-        let ch = channel.map(|h| get(None, Some(h))).unwrap_or_default();
-        let k = both.or(&cat).or(&ch).or(&self.defaults);
+        // A policy has a handful of rules: one scan, comparing no more than needed and
+        // allocating nothing, since this runs for every message of a report.
+        let (mut both, mut cat, mut ch) = (None, None, None);
+        for ((c, h), k) in &self.rules {
+            match (c.as_deref(), h.as_deref()) {
+                (Some(c), Some(h)) if Some(c) == category && Some(h) == channel => both = Some(k),
+                (Some(c), None) if Some(c) == category => cat = Some(k),
+                (None, Some(h)) if Some(h) == channel => ch = Some(k),
+                _ => {}
+            }
+        }
+        let none = Keys::default();
+        let (both, cat, ch) = (
+            both.unwrap_or(&none),
+            cat.unwrap_or(&none),
+            ch.unwrap_or(&none),
+        );
+        let k = both.or(cat).or(ch).or(&self.defaults);
         Rule {
             open_within: k.open_within.flatten(),
             ack_within: k.ack_within.flatten(),

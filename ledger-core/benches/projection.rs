@@ -4,7 +4,7 @@
 //! persisted projection, `status` latency of single messages, and the digest.
 //!
 //! `cargo bench -p ledger-core --bench projection` runs it. Settings from the
-//! environment: `BENCH_MESSAGES` (original messages of the scenario, 230000 ≈ 1M
+//! environment: `BENCH_MESSAGES` (original messages of the scenario, 1000000 ≈ 4.2M
 //! events), `BENCH_BATCH` (events per append call, 1000), `BENCH_STATUS` (status
 //! queries timed, 2000), `BENCH_DIR` (where the stores go).
 
@@ -46,7 +46,7 @@ fn main() {
     {
         return;
     }
-    let messages = env("BENCH_MESSAGES", 230_000) as usize;
+    let messages = env("BENCH_MESSAGES", 1_000_000) as usize;
     let batch = env("BENCH_BATCH", 1000) as usize;
     let queries = env("BENCH_STATUS", 2000) as usize;
     let tmp = bench_dir();

@@ -43,6 +43,9 @@ pub(crate) struct Filters {
     /// Only messages to this organisation (org number).
     #[arg(long, value_name = "ORGNR")]
     pub to: Option<String>,
+    /// Only messages this organisation sent or received (org number).
+    #[arg(long, value_name = "ORGNR")]
+    pub party: Option<String>,
     /// Only this category (bekymringsmelding, underretning, document, other).
     #[arg(long)]
     pub category: Option<String>,
@@ -122,7 +125,11 @@ impl Filters {
                 event::CHANNELS.join(", ")
             ))));
         }
-        for (flag, org) in [("--from", &self.from), ("--to", &self.to)] {
+        for (flag, org) in [
+            ("--from", &self.from),
+            ("--to", &self.to),
+            ("--party", &self.party),
+        ] {
             if let Some(o) = org {
                 ledger_core::ids::check_orgnr(o)
                     .map_err(|e| anyhow!(InputError(format!("{flag} {o:?}: {e}"))))?;
@@ -143,6 +150,7 @@ impl Filters {
                 .as_deref()
                 .map(|s| time_arg("--until", s))
                 .transpose()?,
+            party: self.party.clone(),
         })
     }
 }

@@ -149,6 +149,7 @@ pub struct Event {
     kind: EventType,
     message: String,
     new_message: Option<String>,
+    reporter_org: String,
     canonical: Vec<u8>,
 }
 
@@ -187,6 +188,12 @@ impl Event {
                 .map(str::to_string),
             _ => None,
         };
+        let reporter_org = obj
+            .get("reporter")
+            .and_then(|r| r.get("org"))
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_string();
         let canonical = serde_json_canonicalizer::to_vec(&value)
             .map_err(|e| err("", format!("cannot canonicalize: {e}")))?;
         if canonical.len() > limits::EVENT_BYTES_MAX {
@@ -204,6 +211,7 @@ impl Event {
             kind,
             message,
             new_message,
+            reporter_org,
             canonical,
         })
     }
@@ -228,6 +236,11 @@ impl Event {
     /// the entry that declared it.
     pub fn linked_message(&self) -> Option<&str> {
         self.new_message.as_deref()
+    }
+
+    /// The organisation that reported it (`reporter.org`).
+    pub fn reporter_org(&self) -> &str {
+        &self.reporter_org
     }
 
     /// RFC 8785 canonical JSON of the event: the bytes embedded in its entry.

@@ -557,6 +557,17 @@ impl Facts {
 
     /// Applies the entry at `seq` (its bytes as stored). Entries must come in seq order.
     pub fn apply_entry(&mut self, seq: u64, bytes: &[u8]) -> Result<(), ProjectionError> {
+        self.apply_entry_noting(seq, bytes, &mut |_| {})
+    }
+
+    /// As [`Facts::apply_entry`], and names the messages whose facts it changed (the
+    /// event's message, and a resend's new message) to `touched`.
+    pub fn apply_entry_noting(
+        &mut self,
+        seq: u64,
+        bytes: &[u8],
+        touched: &mut dyn FnMut(&str),
+    ) -> Result<(), ProjectionError> {
         let bad = |reason: String| ProjectionError::BadEntry { seq, reason };
         let parsed = entry::parse_envelope(bytes).map_err(|e| bad(e.to_string()))?;
         if parsed.seq != seq {
@@ -565,7 +576,12 @@ impl Facts {
         let recorded_at = Instant::parse(parsed.recorded_at)
             .ok_or_else(|| bad(format!("bad recorded_at {:?}", parsed.recorded_at)))?;
         let view = EventView::parse(parsed.event).map_err(bad)?;
-        self.apply(seq, recorded_at, &view)
+        self.apply(seq, recorded_at, &view)?;
+        touched(&view.f.message);
+        if let Some(n) = &view.f.new_message {
+            touched(n);
+        }
+        Ok(())
     }
 
     /// Applies an entry of a subset of the log (one message family): seqs ascend

@@ -26,6 +26,8 @@ pub struct Filter {
     pub since: Option<Instant>,
     /// Sent before.
     pub until: Option<Instant>,
+    /// Sender or recipient (the server's tenant boundary).
+    pub party: Option<String>,
 }
 
 impl Filter {
@@ -49,6 +51,10 @@ impl Filter {
             && self
                 .until
                 .is_none_or(|u| e.origin_at.is_some_and(|o| o < u))
+            && self
+                .party
+                .as_deref()
+                .is_none_or(|p| e.from == Some(p) || e.to == Some(p))
     }
 }
 
@@ -152,7 +158,7 @@ pub fn anomaly_rows(
             let org_ok = match (&filter.from, &filter.to) {
                 (None, None) => true,
                 (f, t) => f.as_deref() == Some(org) || t.as_deref() == Some(org),
-            };
+            } && filter.party.as_deref().is_none_or(|p| p == org);
             if !org_ok {
                 continue;
             }

@@ -44,11 +44,15 @@ pub enum EventType {
     Resent,
     /// A person closed the case of this message with an outcome.
     Resolved,
+    /// A channel said something about the message that is none of the above: not
+    /// opened or not acknowledged by the channel's deadline, a failed notification,
+    /// archived, or a transport status (format 1, added with the channel mappers).
+    Notice,
 }
 
 impl EventType {
     /// Every type, in schema order.
-    pub const ALL: [EventType; 11] = [
+    pub const ALL: [EventType; 12] = [
         EventType::Sent,
         EventType::Delivered,
         EventType::HandedOff,
@@ -60,6 +64,7 @@ impl EventType {
         EventType::Failed,
         EventType::Resent,
         EventType::Resolved,
+        EventType::Notice,
     ];
 
     /// The `type` value in JSON.
@@ -76,6 +81,7 @@ impl EventType {
             EventType::Failed => "failed",
             EventType::Resent => "resent",
             EventType::Resolved => "resolved",
+            EventType::Notice => "notice",
         }
     }
 
@@ -112,6 +118,15 @@ pub const OUTCOMES: [&str; 4] = [
     "resent_and_confirmed",
     "unrecoverable",
     "false_alarm",
+];
+
+/// Kinds of a `notice` event.
+pub const NOTICES: [&str; 5] = [
+    "not_opened",
+    "not_acknowledged",
+    "notification_failed",
+    "archived",
+    "status",
 ];
 
 /// Why an event was rejected: which field, and what is wrong with it.
@@ -628,6 +643,13 @@ fn validate(obj: &Map<String, Value>) -> Result<(String, EventType, String), Eve
             check_enum("outcome", f.req_str("outcome")?, &OUTCOMES)?;
             if let Some(n) = f.opt_str("note")? {
                 check_text("note", n, Text::Free)?;
+            }
+        }
+        EventType::Notice => {
+            check_enum("notice", f.req_str("notice")?, &NOTICES)?;
+            check_text("status", f.req_str("status")?, Text::Id)?;
+            if let Some(s) = f.opt_str("system")? {
+                check_text("system", s, Text::Name)?;
             }
         }
         EventType::Delivered | EventType::Acknowledged | EventType::Expired => {}

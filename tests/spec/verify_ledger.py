@@ -16,7 +16,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 ENTRY_MAX, NOTE_MAX, INT_LIMIT = 66048, 65536, 2**53           # FORMAT.md 3.6, 10, 4
 TYPES = {"sent", "delivered", "handed_off", "received", "opened", "acknowledged",
-         "expired", "deleted", "failed", "resent", "resolved"}
+         "expired", "deleted", "failed", "resent", "resolved", "notice"}
 HEX64 = re.compile(r"[0-9a-f]{64}\Z")
 RECORDED_AT = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}\.[0-9]{6}Z\Z")
 WARNINGS = []

@@ -781,7 +781,9 @@ impl Facts {
                     r.count = count;
                 }
             }
-            EventType::Resent => {}
+            // A channel's notice is history (and an anomaly when its message is
+            // unknown), not a verdict input: the policy's own deadlines judge.
+            EventType::Resent | EventType::Notice => {}
         }
         // A new, earlier end makes earlier-reported activity late (checked once).
         if let (Some((end, _, what)), Some((act, act_seq))) = (m.end(), m.last_activity) {

@@ -349,7 +349,7 @@ fn run(cli: Cli) -> Result<u8> {
                     proof
                         .verify(alg)
                         .context("self-check of the generated proof failed")?;
-                    output::inclusion_json(&proof, alg, checkpoint_note(&store, size)?)
+                    proof.to_json(alg, store.checkpoint_at(size)?)
                 }
                 Prove::Consistency { from, to } => {
                     let to = to.unwrap_or(latest.size);
@@ -357,12 +357,7 @@ fn run(cli: Cli) -> Result<u8> {
                     proof
                         .verify(alg)
                         .context("self-check of the generated proof failed")?;
-                    output::consistency_json(
-                        &proof,
-                        alg,
-                        checkpoint_note(&store, from)?,
-                        checkpoint_note(&store, to)?,
-                    )
+                    proof.to_json(alg, store.checkpoint_at(from)?, store.checkpoint_at(to)?)
                 }
             };
             output::json(&value)?;
@@ -476,10 +471,3 @@ fn run(cli: Cli) -> Result<u8> {
     }
 }
 
-fn checkpoint_note(store: &FileStore, size: u64) -> Result<Option<String>> {
-    Ok(store
-        .checkpoints(size, 1)?
-        .into_iter()
-        .find(|c| c.size == size)
-        .map(|c| c.note))
-}

@@ -7,7 +7,7 @@ use anyhow::Result;
 use comfy_table::{Table, presets::UTF8_FULL_CONDENSED};
 use indicatif::{ProgressBar, ProgressStyle};
 use ledger_core::verify::{Progress, VerifyReport};
-use ledger_core::{ConsistencyProof, FileStore, HashAlg, InclusionProof, Store, entry};
+use ledger_core::{FileStore, Store, entry};
 use serde_json::{Value, json};
 
 pub(crate) fn json(v: &Value) -> Result<()> {
@@ -150,30 +150,6 @@ pub(crate) fn history(store: &FileStore, message: &str, as_json: bool) -> Result
     }
     println!("{}", history_table(&rows));
     Ok(())
-}
-
-fn hexes(hs: &[[u8; 32]]) -> Vec<String> {
-    hs.iter().map(hex::encode).collect()
-}
-
-pub(crate) fn inclusion_json(p: &InclusionProof, alg: HashAlg, note: Option<String>) -> Value {
-    json!({
-        "hash": alg.name(), "seq": p.seq, "size": p.size, "leaf_hash": hex::encode(p.leaf_hash),
-        "root": hex::encode(p.root), "path": hexes(&p.path), "checkpoint": note
-    })
-}
-
-pub(crate) fn consistency_json(
-    p: &ConsistencyProof,
-    alg: HashAlg,
-    from_note: Option<String>,
-    to_note: Option<String>,
-) -> Value {
-    json!({
-        "hash": alg.name(), "from": p.from, "to": p.to, "from_root": hex::encode(p.from_root),
-        "to_root": hex::encode(p.to_root), "path": hexes(&p.path),
-        "from_checkpoint": from_note, "to_checkpoint": to_note
-    })
 }
 
 pub(crate) fn verify_report(r: &VerifyReport, as_json: bool) -> Result<()> {

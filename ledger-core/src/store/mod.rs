@@ -82,7 +82,21 @@ pub struct InclusionProof {
     pub path: Vec<Hash>,
 }
 
+fn hexes(hs: &[Hash]) -> Vec<String> {
+    hs.iter().map(crate::hash::to_hex).collect()
+}
+
 impl InclusionProof {
+    /// The proof as JSON (the shape `ledger prove` prints and the server returns),
+    /// with the signed checkpoint of its size if there is one.
+    pub fn to_json(&self, alg: HashAlg, checkpoint: Option<String>) -> serde_json::Value {
+        serde_json::json!({
+            "hash": alg.name(), "seq": self.seq, "size": self.size,
+            "leaf_hash": crate::hash::to_hex(&self.leaf_hash), "root": crate::hash::to_hex(&self.root),
+            "path": hexes(&self.path), "checkpoint": checkpoint
+        })
+    }
+
     /// Checks the path against the proof's own root.
     pub fn verify(&self, alg: HashAlg) -> Result<(), merkle::ProofError> {
         merkle::verify_inclusion(
@@ -112,6 +126,21 @@ pub struct ConsistencyProof {
 }
 
 impl ConsistencyProof {
+    /// The proof as JSON, with the signed checkpoints of both sizes where they exist.
+    pub fn to_json(
+        &self,
+        alg: HashAlg,
+        from_checkpoint: Option<String>,
+        to_checkpoint: Option<String>,
+    ) -> serde_json::Value {
+        serde_json::json!({
+            "hash": alg.name(), "from": self.from, "to": self.to,
+            "from_root": crate::hash::to_hex(&self.from_root), "to_root": crate::hash::to_hex(&self.to_root),
+            "path": hexes(&self.path),
+            "from_checkpoint": from_checkpoint, "to_checkpoint": to_checkpoint
+        })
+    }
+
     /// Checks the proof against its own roots.
     pub fn verify(&self, alg: HashAlg) -> Result<(), merkle::ProofError> {
         merkle::verify_consistency(
@@ -242,6 +271,15 @@ pub trait Store: Send + Sync {
         from_size: u64,
         limit: usize,
     ) -> Result<Vec<SignedCheckpoint>, StoreError>;
+
+    /// The signed checkpoint of exactly `size` entries, if one was made.
+    fn checkpoint_at(&self, size: u64) -> Result<Option<String>, StoreError> {
+        Ok(self
+            .checkpoints(size, 1)?
+            .into_iter()
+            .find(|c| c.size == size)
+            .map(|c| c.note))
+    }
 
     /// The stored bytes of one entry.
     fn entry(&self, seq: u64) -> Result<Vec<u8>, StoreError> {

@@ -1,2 +1,178 @@
-//! The ledger's HTTP API (`ledger serve`) will live here: see issue 4. The crate
-//! exists so the workspace has its final shape; it exposes nothing yet.
+//! `ledger serve`: the HTTP API that sending systems, auditors and regulators use.
+//!
+//! One process over the embedded store: appends go through the store's group commit
+//! (answered only after the durable commit), a projector thread keeps every message's
+//! facts current for questions and the stream, and every request but `/healthz` and
+//! `/readyz` is authenticated. The tenant boundary is [`tenant`]; the channel mappers
+//! are [`mappers`]. The map of the crate is in ARCHITECTURE.md.
+
+pub mod auth;
+pub mod config;
+mod error;
+pub mod mappers;
+mod metrics;
+mod projector;
+mod routes;
+pub mod tenant;
+pub mod tokens;
+
+use std::future::Future;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+pub use auth::{Principal, Scope};
+pub use config::ServerConfig;
+pub use error::ApiError;
+
+use ledger_core::FileStore;
+use ledger_core::projection::Policy;
+
+/// Why the server could not start or stopped on its own.
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    /// The configuration is unusable.
+    #[error(transparent)]
+    Config(#[from] config::ConfigError),
+    /// The store could not be opened.
+    #[error(transparent)]
+    Store(#[from] ledger_core::StoreError),
+    /// The projection could not be loaded.
+    #[error(transparent)]
+    Projection(#[from] ledger_core::projection::ProjectionError),
+    /// Tokens or JWT keys are unusable.
+    #[error(transparent)]
+    Auth(#[from] auth::AuthSetupError),
+    /// A file the server needs.
+    #[error("{path}: {reason}")]
+    File {
+        /// The file.
+        path: String,
+        /// What is wrong.
+        reason: String,
+    },
+    /// Listening or serving failed.
+    #[error("{0}")]
+    Net(String),
+}
+
+/// The key of the keyed pseudonyms: read from its file, or made (random, mode 0600)
+/// the first time. It never enters the log; destroying it makes the pseudonyms
+/// unlinkable.
+pub fn pseudonym_key(path: &Path) -> Result<[u8; 32], ServeError> {
+    let bad = |reason: String| ServeError::File {
+        path: path.display().to_string(),
+        reason,
+    };
+    match std::fs::read_to_string(path) {
+        Ok(text) => {
+            let bytes = hex::decode(text.trim()).map_err(|e| bad(format!("not hex: {e}")))?;
+            bytes
+                .try_into()
+                .map_err(|_| bad("must hold 32 bytes as 64 hex digits".into()))
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            let mut key = [0u8; 32];
+            getrandom::fill(&mut key).map_err(|e| bad(e.to_string()))?;
+            let mut opts = std::fs::OpenOptions::new();
+            opts.write(true).create_new(true);
+            #[cfg(unix)]
+            std::os::unix::fs::OpenOptionsExt::mode(&mut opts, 0o600);
+            let mut f = opts.open(path).map_err(|e| bad(e.to_string()))?;
+            writeln!(f, "{}", hex::encode(key))
+                .and_then(|_| f.sync_all())
+                .map_err(|e| bad(e.to_string()))?;
+            Ok(key)
+        }
+        Err(e) => Err(bad(e.to_string())),
+    }
+}
+
+/// The policy verdicts are judged under: `<dir>/policy.toml`, else the built-in one.
+fn policy(dir: &Path) -> Result<Policy, ServeError> {
+    let p = dir.join("policy.toml");
+    if !p.exists() {
+        return Ok(Policy::default_policy());
+    }
+    let text = std::fs::read_to_string(&p).map_err(|e| ServeError::File {
+        path: p.display().to_string(),
+        reason: e.to_string(),
+    })?;
+    Policy::parse(&text).map_err(|e| ServeError::File {
+        path: p.display().to_string(),
+        reason: e.to_string(),
+    })
+}
+
+/// Serves the ledger in `dir` until `shutdown` resolves, then drains: requests in
+/// flight finish (each append is either acknowledged and durable, or refused), the
+/// projection is saved, and the store signs a final checkpoint and closes.
+/// `on_listening` is called with the bound address (for `--listen 127.0.0.1:0`).
+pub async fn serve(
+    dir: PathBuf,
+    config: ServerConfig,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+    on_listening: impl FnOnce(std::net::SocketAddr),
+) -> Result<(), ServeError> {
+    config.check_transport()?;
+    if config.tls.is_some() {
+        return Err(ServeError::Net(
+            "TLS (server.tls_cert / server.tls_key) is not built into this version; \
+             terminate TLS in a proxy and set server.allow_plain_http_off_loopback = true"
+                .into(),
+        ));
+    }
+    let listener = tokio::net::TcpListener::bind(config.listen)
+        .await
+        .map_err(|e| ServeError::Net(format!("listen on {}: {e}", config.listen)))?;
+    let addr = listener
+        .local_addr()
+        .map_err(|e| ServeError::Net(e.to_string()))?;
+    let key = pseudonym_key(&config.pseudonym_key_file)?;
+    let auth = auth::Authenticator::new(&config.tokens_file, config.jwt.as_ref())?;
+    let policy = policy(&dir)?;
+    let metrics = Arc::new(metrics::Metrics::default());
+    let (store, projector, projector_thread) = {
+        let dir = dir.clone();
+        let metrics = metrics.clone();
+        let sweep = config.sweep_interval;
+        tokio::task::spawn_blocking(move || -> Result<_, ServeError> {
+            let (store, report) = FileStore::open(&dir)?;
+            for line in report.lines() {
+                eprintln!("ledger serve: {line}");
+            }
+            let store = Arc::new(store);
+            let (p, h) = projector::Projector::start(store.clone(), dir, policy, metrics, sweep)?;
+            Ok((store, p, h))
+        })
+        .await
+        .map_err(|e| ServeError::Net(e.to_string()))??
+    };
+    let state = routes::AppState(Arc::new(routes::Inner {
+        store: store.clone(),
+        projector: projector.clone(),
+        auth,
+        pseudonymizer: mappers::Pseudonymizer::new(key),
+        metrics,
+        config,
+        shutting_down: AtomicBool::new(false),
+    }));
+    let app = routes::router(state.clone());
+    on_listening(addr);
+    let draining = state.clone();
+    let result = axum::serve(listener, app)
+        .with_graceful_shutdown(async move {
+            shutdown.await;
+            draining.shutting_down.store(true, Ordering::SeqCst);
+        })
+        .await
+        .map_err(|e| ServeError::Net(e.to_string()));
+    projector.stop();
+    let _ = tokio::task::spawn_blocking(move || {
+        let _ = projector_thread.join();
+        store.close();
+    })
+    .await;
+    result
+}

@@ -1,0 +1,299 @@
+//! `ledger.toml`: where `ledger serve` listens, whom it trusts and what it accepts.
+//! Every key has a default, so a fresh ledger serves on loopback with no file at all.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+/// The config file's name in the ledger directory, read when `--config` is not given.
+pub const FILE_NAME: &str = "ledger.toml";
+
+/// Why the configuration cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("read {path}: {source}")]
+    Read {
+        /// The file.
+        path: String,
+        /// The OS error.
+        source: std::io::Error,
+    },
+    /// The file says something unusable.
+    #[error("{path}: {reason}")]
+    Invalid {
+        /// The file.
+        path: String,
+        /// What is wrong, with the line where the parser knows it.
+        reason: String,
+    },
+}
+
+/// How the server runs.
+#[derive(Clone, Debug)]
+pub struct ServerConfig {
+    /// Address to listen on.
+    pub listen: SocketAddr,
+    /// Certificate and key (PEM) for TLS; plain HTTP without them.
+    pub tls: Option<TlsConfig>,
+    /// Allow plain HTTP on an address other than loopback (a TLS-terminating proxy in
+    /// front). Off by default: tokens would cross the network in clear.
+    pub allow_plain_http_off_loopback: bool,
+    /// Largest request body accepted, in bytes (413 beyond).
+    pub max_body_bytes: usize,
+    /// Most events in one batch (413 beyond).
+    pub max_batch_events: usize,
+    /// A request that takes longer is answered 503 (appends still either commit or not).
+    pub request_timeout: Duration,
+    /// Static API tokens (hashes only): written by `ledger token create`.
+    pub tokens_file: PathBuf,
+    /// Maskinporten-shaped JWT access tokens, if configured.
+    pub jwt: Option<JwtConfig>,
+    /// Key of the keyed pseudonyms of personal data in channel events. Kept outside
+    /// the log: destroying it makes the pseudonyms unlinkable.
+    pub pseudonym_key_file: PathBuf,
+    /// How often every message is judged again against the clock, so a deadline that
+    /// passes with no event still reaches the stream.
+    pub sweep_interval: Duration,
+}
+
+/// TLS material.
+#[derive(Clone, Debug)]
+pub struct TlsConfig {
+    /// Certificate chain, PEM.
+    pub cert: PathBuf,
+    /// Private key, PEM.
+    pub key: PathBuf,
+}
+
+/// JWT access tokens in the shape Maskinporten issues, validated offline.
+#[derive(Clone, Debug)]
+pub struct JwtConfig {
+    /// JSON Web Key Set file (the issuer's public keys), read at start.
+    pub jwks_file: PathBuf,
+    /// Required `iss`.
+    pub issuer: String,
+    /// Required `aud` (one of them, if a list).
+    pub audience: String,
+    /// Clock leeway for `exp`/`nbf`, seconds.
+    pub leeway_seconds: u64,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    #[serde(default)]
+    server: RawServer,
+    #[serde(default)]
+    auth: RawAuth,
+    #[serde(default)]
+    privacy: RawPrivacy,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawServer {
+    listen: Option<String>,
+    tls_cert: Option<PathBuf>,
+    tls_key: Option<PathBuf>,
+    allow_plain_http_off_loopback: Option<bool>,
+    max_body_bytes: Option<usize>,
+    max_batch_events: Option<usize>,
+    request_timeout_seconds: Option<u64>,
+    sweep_interval_seconds: Option<u64>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawAuth {
+    tokens_file: Option<PathBuf>,
+    jwt: Option<RawJwt>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawJwt {
+    jwks_file: PathBuf,
+    issuer: String,
+    audience: String,
+    leeway_seconds: Option<u64>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawPrivacy {
+    pseudonym_key_file: Option<PathBuf>,
+}
+
+/// Defaults.
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:7070";
+/// 8 MiB: a batch of 10,000 typical events fits.
+pub const DEFAULT_MAX_BODY_BYTES: usize = 8 * 1024 * 1024;
+/// Events per batch.
+pub const DEFAULT_MAX_BATCH_EVENTS: usize = 10_000;
+
+impl ServerConfig {
+    /// The configuration of the ledger in `dir`: `file` if given (it must exist),
+    /// else `<dir>/ledger.toml` if present, else the defaults. Relative paths in the
+    /// file are relative to the file's directory.
+    pub fn load(dir: &Path, file: Option<&Path>) -> Result<ServerConfig, ConfigError> {
+        let default_file = dir.join(FILE_NAME);
+        let (raw, base, shown) = match file {
+            Some(f) => (Some(read(f)?), parent(f), f.display().to_string()),
+            None if default_file.exists() => (
+                Some(read(&default_file)?),
+                dir.to_path_buf(),
+                default_file.display().to_string(),
+            ),
+            None => (None, dir.to_path_buf(), "(defaults)".to_string()),
+        };
+        let raw: RawConfig = match raw {
+            None => RawConfig::default(),
+            Some(text) => toml::from_str(&text).map_err(|e| ConfigError::Invalid {
+                path: shown.clone(),
+                reason: e.to_string().trim().replace('\n', " "),
+            })?,
+        };
+        let invalid = |reason: String| ConfigError::Invalid {
+            path: shown.clone(),
+            reason,
+        };
+        let at = |p: PathBuf| if p.is_absolute() { p } else { base.join(p) };
+        let listen_text = raw.server.listen.as_deref().unwrap_or(DEFAULT_LISTEN);
+        let listen: SocketAddr = listen_text.parse().map_err(|_| {
+            invalid(format!(
+                "server.listen {listen_text:?} is not an address like 127.0.0.1:7070"
+            ))
+        })?;
+        let tls = match (raw.server.tls_cert, raw.server.tls_key) {
+            (Some(cert), Some(key)) => Some(TlsConfig {
+                cert: at(cert),
+                key: at(key),
+            }),
+            (None, None) => None,
+            _ => {
+                return Err(invalid(
+                    "server.tls_cert and server.tls_key go together: give both or neither".into(),
+                ));
+            }
+        };
+        let positive = |name: &str, v: Option<usize>, default: usize| match v {
+            Some(0) => Err(invalid(format!("{name} must be at least 1"))),
+            Some(n) => Ok(n),
+            None => Ok(default),
+        };
+        Ok(ServerConfig {
+            listen,
+            tls,
+            allow_plain_http_off_loopback: raw.server.allow_plain_http_off_loopback.unwrap_or(false),
+            max_body_bytes: positive(
+                "server.max_body_bytes",
+                raw.server.max_body_bytes,
+                DEFAULT_MAX_BODY_BYTES,
+            )?,
+            max_batch_events: positive(
+                "server.max_batch_events",
+                raw.server.max_batch_events,
+                DEFAULT_MAX_BATCH_EVENTS,
+            )?,
+            request_timeout: Duration::from_secs(
+                positive(
+                    "server.request_timeout_seconds",
+                    raw.server.request_timeout_seconds.map(|s| s as usize),
+                    30,
+                )? as u64,
+            ),
+            sweep_interval: Duration::from_secs(
+                positive(
+                    "server.sweep_interval_seconds",
+                    raw.server.sweep_interval_seconds.map(|s| s as usize),
+                    60,
+                )? as u64,
+            ),
+            tokens_file: at(raw
+                .auth
+                .tokens_file
+                .unwrap_or_else(|| crate::tokens::FILE_NAME.into())),
+            jwt: raw.auth.jwt.map(|j| JwtConfig {
+                jwks_file: at(j.jwks_file),
+                issuer: j.issuer,
+                audience: j.audience,
+                leeway_seconds: j.leeway_seconds.unwrap_or(30),
+            }),
+            pseudonym_key_file: at(raw
+                .privacy
+                .pseudonym_key_file
+                .unwrap_or_else(|| "pseudonym.key".into())),
+        })
+    }
+
+    /// Refuses plain HTTP off loopback unless allowed, so tokens never cross a network
+    /// in clear by accident.
+    pub fn check_transport(&self) -> Result<(), ConfigError> {
+        if self.tls.is_none()
+            && !self.listen.ip().is_loopback()
+            && !self.allow_plain_http_off_loopback
+        {
+            return Err(ConfigError::Invalid {
+                path: "server.listen".into(),
+                reason: format!(
+                    "{} is not a loopback address and no TLS certificate is configured; \
+                     set server.tls_cert and server.tls_key, or server.allow_plain_http_off_loopback = true \
+                     behind a TLS-terminating proxy",
+                    self.listen
+                ),
+            });
+        }
+        Ok(())
+    }
+}
+
+fn read(path: &Path) -> Result<String, ConfigError> {
+    std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        path: path.display().to_string(),
+        source,
+    })
+}
+
+fn parent(f: &Path) -> PathBuf {
+    f.parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .map_or_else(|| PathBuf::from("."), Path::to_path_buf)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_without_a_file() {
+        let d = tempfile::tempdir().unwrap();
+        let c = ServerConfig::load(d.path(), None).unwrap();
+        assert_eq!(c.listen.to_string(), DEFAULT_LISTEN);
+        assert_eq!(c.tokens_file, d.path().join("tokens.json"));
+        assert!(c.check_transport().is_ok());
+    }
+
+    #[test]
+    fn plain_http_off_loopback_is_refused() {
+        let d = tempfile::tempdir().unwrap();
+        std::fs::write(d.path().join(FILE_NAME), "[server]\nlisten = \"0.0.0.0:7070\"\n").unwrap();
+        let c = ServerConfig::load(d.path(), None).unwrap();
+        let e = c.check_transport().unwrap_err().to_string();
+        assert!(e.contains("not a loopback address"), "{e}");
+    }
+
+    #[test]
+    fn unknown_keys_and_bad_values_are_named() {
+        let d = tempfile::tempdir().unwrap();
+        let f = d.path().join("x.toml");
+        std::fs::write(&f, "[server]\nlisen = \"x\"\n").unwrap();
+        let e = ServerConfig::load(d.path(), Some(&f)).unwrap_err().to_string();
+        assert!(e.contains("lisen"), "{e}");
+        std::fs::write(&f, "[server]\nlisten = \"nowhere\"\n").unwrap();
+        let e = ServerConfig::load(d.path(), Some(&f)).unwrap_err().to_string();
+        assert!(e.contains("server.listen"), "{e}");
+    }
+}

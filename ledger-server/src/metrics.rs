@@ -1,0 +1,146 @@
+//! Prometheus metrics (`GET /metrics`, text format): appends, batch sizes, commit
+//! latency, rejected requests by reason, mapped channel events, verdict counts.
+
+use std::collections::HashMap;
+
+use ledger_core::projection::Verdict;
+use prometheus_client::encoding::text::encode;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+
+type Labels = Vec<(String, String)>;
+
+/// Every metric of the server.
+pub struct Metrics {
+    registry: Registry,
+    appended: Counter,
+    duplicates: Counter,
+    batch_size: Histogram,
+    commit_seconds: Histogram,
+    rejected: Family<Labels, Counter>,
+    channel_events: Family<Labels, Counter>,
+    verdicts: Family<Labels, Gauge>,
+    verdict_changes: Family<Labels, Counter>,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        let mut registry = Registry::with_prefix("ledger");
+        let appended = Counter::default();
+        let duplicates = Counter::default();
+        let batch_size = Histogram::new(exponential_buckets(1.0, 4.0, 8));
+        let commit_seconds = Histogram::new(exponential_buckets(0.0005, 2.0, 14));
+        let rejected = Family::<Labels, Counter>::default();
+        let channel_events = Family::<Labels, Counter>::default();
+        let verdicts = Family::<Labels, Gauge>::default();
+        let verdict_changes = Family::<Labels, Counter>::default();
+        registry.register(
+            "appended_events",
+            "Events appended (new entries)",
+            appended.clone(),
+        );
+        registry.register(
+            "duplicate_events",
+            "Events whose id was already recorded with the same content (answered with the original receipt)",
+            duplicates.clone(),
+        );
+        registry.register(
+            "append_batch_events",
+            "Events per append request",
+            batch_size.clone(),
+        );
+        registry.register(
+            "append_commit_seconds",
+            "Time from a request's append call to its durable commit",
+            commit_seconds.clone(),
+        );
+        registry.register(
+            "rejected_requests",
+            "Requests refused, by reason code",
+            rejected.clone(),
+        );
+        registry.register(
+            "channel_events",
+            "Channel events received on /v1/cloudevents and /v1/channels, by channel and outcome",
+            channel_events.clone(),
+        );
+        registry.register(
+            "messages",
+            "Messages by verdict at the last sweep",
+            verdicts.clone(),
+        );
+        registry.register(
+            "verdict_changes",
+            "Verdict changes noticed, by new verdict",
+            verdict_changes.clone(),
+        );
+        Metrics {
+            registry,
+            appended,
+            duplicates,
+            batch_size,
+            commit_seconds,
+            rejected,
+            channel_events,
+            verdicts,
+            verdict_changes,
+        }
+    }
+}
+
+impl Metrics {
+    /// An append request committed.
+    pub fn appended(&self, events: usize, new: usize, seconds: f64) {
+        self.appended.inc_by(new as u64);
+        self.duplicates.inc_by((events - new) as u64);
+        self.batch_size.observe(events as f64);
+        self.commit_seconds.observe(seconds);
+    }
+
+    /// A request was refused.
+    pub fn rejected(&self, reason: &str) {
+        self.rejected
+            .get_or_create(&vec![("reason".into(), reason.into())])
+            .inc();
+    }
+
+    /// A channel event was mapped, skipped or refused.
+    pub fn channel_event(&self, channel: &str, outcome: &str) {
+        self.channel_events
+            .get_or_create(&vec![
+                ("channel".into(), channel.into()),
+                ("outcome".into(), outcome.into()),
+            ])
+            .inc();
+    }
+
+    /// Counts per verdict.
+    pub fn set_verdicts(&self, verdicts: &HashMap<String, Verdict>) {
+        let mut n: HashMap<Verdict, i64> = Verdict::ALL.iter().map(|v| (*v, 0)).collect();
+        for v in verdicts.values() {
+            *n.entry(*v).or_default() += 1;
+        }
+        for (v, c) in n {
+            self.verdicts
+                .get_or_create(&vec![("verdict".into(), v.name().into())])
+                .set(c);
+        }
+    }
+
+    /// A verdict changed.
+    pub fn verdict_change(&self, _from: Option<Verdict>, to: Verdict) {
+        self.verdict_changes
+            .get_or_create(&vec![("to".into(), to.name().into())])
+            .inc();
+    }
+
+    /// The text exposition.
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        encode(&mut out, &self.registry).expect("writing to a String cannot fail");
+        out
+    }
+}

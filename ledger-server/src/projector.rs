@@ -1,0 +1,371 @@
+//! The server's live projection: one thread follows the log, applies new entries to
+//! the facts, keeps the refs index the channel mappers resolve through, and notices
+//! verdict changes (from new entries, and from the clock in periodic sweeps) for the
+//! stream. Appends never wait for it; its cost is measured in BENCHMARKS.md.
+
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Condvar, Mutex, RwLock, RwLockReadGuard};
+use std::time::{Duration, Instant as Clock};
+
+use ledger_core::projection::{self, Evaluator, Facts, Instant, Policy, Verdict};
+use ledger_core::{FileStore, Store};
+use serde::Serialize;
+
+use crate::mappers::RefResolver;
+use crate::metrics::Metrics;
+
+/// Entries applied under one hold of the write lock, so readers never wait long.
+const CHUNK: u64 = 1024;
+/// Verdict changes kept for resuming streams.
+const RING: usize = 100_000;
+/// How often the facts are saved to `projection.facts` while serving.
+const SAVE_EVERY: Duration = Duration::from_secs(300);
+
+/// A position in the stream: the log size covered when it was produced, and its
+/// number among the changes produced at that size.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+pub struct Position {
+    /// Entries covered.
+    pub covered: u64,
+    /// Ordinal at that size.
+    pub k: u32,
+}
+
+/// A message whose verdict changed.
+#[derive(Clone, Debug, Serialize)]
+pub struct VerdictChange {
+    /// Where it sits in the stream.
+    #[serde(skip)]
+    pub pos: Position,
+    /// The message.
+    pub message: String,
+    /// Its verdict before (none: new to the ledger).
+    pub from: Option<Verdict>,
+    /// Its verdict now.
+    pub to: Verdict,
+    /// Why, as in reports.
+    pub reason: String,
+    /// When the change was noticed.
+    pub noticed_at: Instant,
+    /// Sender, for the tenant boundary.
+    #[serde(skip)]
+    pub sender: Option<String>,
+    /// Recipient, for the tenant boundary.
+    #[serde(skip)]
+    pub recipient: Option<String>,
+}
+
+/// What the projector holds.
+pub struct Live {
+    /// The facts of the log prefix `0 .. facts.covered()`.
+    pub facts: Facts,
+    refs: HashMap<(String, String), String>,
+    verdicts: HashMap<String, Verdict>,
+}
+
+impl RefResolver for Live {
+    fn message_by_ref(&self, key: &str, value: &str) -> Option<String> {
+        self.refs
+            .get(&(key.to_string(), value.to_string()))
+            .cloned()
+    }
+}
+
+/// The live projection and its thread.
+pub struct Projector {
+    store: Arc<FileStore>,
+    dir: PathBuf,
+    policy: Policy,
+    live: RwLock<Live>,
+    ring: Mutex<VecDeque<VerdictChange>>,
+    wake: (Mutex<bool>, Condvar),
+    stop: AtomicBool,
+    version: tokio::sync::watch::Sender<u64>,
+    metrics: Arc<Metrics>,
+    sweep_interval: Duration,
+}
+
+impl Projector {
+    /// Loads the persisted facts (caught up from the log) and judges every message
+    /// once, so later changes can be told apart from the starting state.
+    pub fn start(
+        store: Arc<FileStore>,
+        dir: PathBuf,
+        policy: Policy,
+        metrics: Arc<Metrics>,
+        sweep_interval: Duration,
+    ) -> Result<(Arc<Projector>, std::thread::JoinHandle<()>), projection::ProjectionError> {
+        let (facts, report) = projection::load_or_rebuild(&dir, store.as_ref(), &mut |_| {})?;
+        if let Some(why) = &report.rebuilt_because {
+            eprintln!("ledger serve: the persisted projection was not used: {why}; rebuilt it from the log");
+        }
+        if report.applied > 0 || report.rebuilt_because.is_some() {
+            projection::save(&dir, store.as_ref(), &facts)?;
+        }
+        let mut live = Live {
+            facts,
+            refs: HashMap::new(),
+            verdicts: HashMap::new(),
+        };
+        let now = Instant::now();
+        let ids: Vec<String> = live.facts.messages().map(|(id, _)| id.to_string()).collect();
+        index_refs(&mut live, ids.iter().map(String::as_str));
+        {
+            let eval = Evaluator::new(&live.facts, &policy, now);
+            let verdicts = eval
+                .evaluate_all()
+                .map(|e| (e.message.to_string(), e.verdict))
+                .collect();
+            live.verdicts = verdicts;
+        }
+        metrics.set_verdicts(&live.verdicts);
+        let (version, _) = tokio::sync::watch::channel(0);
+        let p = Arc::new(Projector {
+            store,
+            dir,
+            policy,
+            live: RwLock::new(live),
+            ring: Mutex::new(VecDeque::new()),
+            wake: (Mutex::new(false), Condvar::new()),
+            stop: AtomicBool::new(false),
+            version,
+            metrics,
+            sweep_interval,
+        });
+        let runner = p.clone();
+        let handle = std::thread::Builder::new()
+            .name("projector".into())
+            .spawn(move || runner.run())
+            .expect("spawn the projector thread");
+        Ok((p, handle))
+    }
+
+    /// The policy verdicts are judged under.
+    pub fn policy(&self) -> &Policy {
+        &self.policy
+    }
+
+    /// Read access to the live state.
+    pub fn read(&self) -> RwLockReadGuard<'_, Live> {
+        self.live.read().expect("projection lock")
+    }
+
+    /// Entries the live state covers.
+    pub fn covered(&self) -> u64 {
+        self.read().facts.covered()
+    }
+
+    /// Says new entries were appended.
+    pub fn wake(&self) {
+        let (lock, cv) = &self.wake;
+        *lock.lock().expect("wake lock") = true;
+        cv.notify_one();
+    }
+
+    /// A receiver that changes whenever the covered size or the changes move on.
+    pub fn subscribe(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.version.subscribe()
+    }
+
+    /// Verdict changes after `pos`, at most `limit`; `true` if some were already
+    /// dropped from the ring (the reader missed them and should re-query reports).
+    pub fn changes_after(&self, pos: Position, limit: usize) -> (Vec<VerdictChange>, bool) {
+        let ring = self.ring.lock().expect("ring lock");
+        let gap = ring.front().is_some_and(|f| f.pos > pos) && pos.covered > 0;
+        let start = ring.partition_point(|c| c.pos <= pos);
+        (ring.iter().skip(start).take(limit).cloned().collect(), gap)
+    }
+
+    /// The newest stream position.
+    pub fn head(&self) -> Position {
+        let ring = self.ring.lock().expect("ring lock");
+        let covered = self.covered();
+        match ring.back() {
+            Some(c) if c.pos.covered == covered => c.pos,
+            _ => Position { covered, k: 0 },
+        }
+    }
+
+    /// Stops the thread after its current step; it saves the facts on the way out.
+    pub fn stop(&self) {
+        self.stop.store(true, Ordering::SeqCst);
+        self.wake();
+    }
+
+    fn run(self: Arc<Self>) {
+        let mut last_sweep = Clock::now();
+        let mut last_save = Clock::now();
+        let mut dirty = false;
+        loop {
+            {
+                let (lock, cv) = &self.wake;
+                let mut woken = lock.lock().expect("wake lock");
+                if !*woken {
+                    woken = cv
+                        .wait_timeout(woken, Duration::from_millis(500))
+                        .expect("wake lock")
+                        .0;
+                }
+                *woken = false;
+            }
+            let stopping = self.stop.load(Ordering::SeqCst);
+            match self.catch_up() {
+                Ok(n) => dirty |= n > 0,
+                Err(e) => eprintln!("ledger serve: projector: {e}"),
+            }
+            if last_sweep.elapsed() >= self.sweep_interval {
+                self.sweep();
+                last_sweep = Clock::now();
+            }
+            if dirty && (stopping || last_save.elapsed() >= SAVE_EVERY) {
+                let live = self.read();
+                if let Err(e) = projection::save(&self.dir, self.store.as_ref(), &live.facts) {
+                    eprintln!("ledger serve: projector: saving the projection: {e}");
+                }
+                dirty = false;
+                last_save = Clock::now();
+            }
+            if stopping {
+                return;
+            }
+        }
+    }
+
+    /// Applies every entry appended since the last step; returns how many.
+    fn catch_up(&self) -> Result<u64, projection::ProjectionError> {
+        let mut applied = 0;
+        loop {
+            let from = self.covered();
+            let size = self.store.size();
+            if from >= size {
+                return Ok(applied);
+            }
+            let to = size.min(from + CHUNK);
+            let mut entries = Vec::with_capacity((to - from) as usize);
+            self.store.scan(from, to, &mut |seq, bytes| {
+                entries.push((seq, bytes.to_vec()));
+                Ok(())
+            })?;
+            let now = Instant::now();
+            let mut live = self.live.write().expect("projection lock");
+            let mut touched: HashSet<String> = HashSet::new();
+            for (seq, bytes) in &entries {
+                live.facts.apply_entry_noting(*seq, bytes, &mut |m| {
+                    touched.insert(m.to_string());
+                })?;
+            }
+            index_refs(&mut live, touched.iter().map(String::as_str));
+            // A resend's open changes its ancestors' verdicts too.
+            let mut judge: HashSet<String> = HashSet::new();
+            for m in &touched {
+                let mut cur = Some(m.clone());
+                let mut steps = 0;
+                while let Some(c) = cur {
+                    steps += 1;
+                    cur = live
+                        .facts
+                        .message(&c)
+                        .and_then(|f| f.resent_from.as_ref())
+                        .map(|l| l.message.clone())
+                        .filter(|_| steps < 1000);
+                    judge.insert(c);
+                }
+            }
+            let changes = self.judge(&mut live, judge.iter().map(String::as_str), now);
+            drop(live);
+            applied += to - from;
+            self.publish(changes);
+        }
+    }
+
+    /// Judges every message against the clock.
+    fn sweep(&self) {
+        let now = Instant::now();
+        let mut live = self.live.write().expect("projection lock");
+        let ids: Vec<String> = live.facts.messages().map(|(id, _)| id.to_string()).collect();
+        let changes = self.judge(&mut live, ids.iter().map(String::as_str), now);
+        let verdicts = live.verdicts.clone();
+        drop(live);
+        self.metrics.set_verdicts(&verdicts);
+        self.publish(changes);
+    }
+
+    fn judge<'a>(
+        &self,
+        live: &mut Live,
+        ids: impl Iterator<Item = &'a str>,
+        now: Instant,
+    ) -> Vec<(String, Option<Verdict>, Verdict, String, Option<String>, Option<String>)> {
+        let mut out = Vec::new();
+        {
+            let eval = Evaluator::new(&live.facts, &self.policy, now);
+            for id in ids {
+                let Some(e) = eval.evaluate(id) else { continue };
+                let before = live.verdicts.get(id).copied();
+                if before != Some(e.verdict) {
+                    out.push((
+                        id.to_string(),
+                        before,
+                        e.verdict,
+                        e.reason.to_string(),
+                        e.from.map(str::to_string),
+                        e.to.map(str::to_string),
+                    ));
+                }
+            }
+        }
+        for (id, _, to, ..) in &out {
+            live.verdicts.insert(id.clone(), *to);
+        }
+        out
+    }
+
+    fn publish(
+        &self,
+        changes: Vec<(String, Option<Verdict>, Verdict, String, Option<String>, Option<String>)>,
+    ) {
+        let covered = self.covered();
+        let now = Instant::now();
+        {
+            let mut ring = self.ring.lock().expect("ring lock");
+            let mut k = match ring.back() {
+                Some(c) if c.pos.covered == covered => c.pos.k,
+                _ => 0,
+            };
+            for (message, from, to, reason, sender, recipient) in changes {
+                k += 1;
+                self.metrics.verdict_change(from, to);
+                ring.push_back(VerdictChange {
+                    pos: Position { covered, k },
+                    message,
+                    from,
+                    to,
+                    reason,
+                    noticed_at: now,
+                    sender,
+                    recipient,
+                });
+                if ring.len() > RING {
+                    ring.pop_front();
+                }
+            }
+        }
+        self.version.send_modify(|v| *v += 1);
+    }
+}
+
+/// Adds the `sent.refs` of these messages to the refs index.
+fn index_refs<'a>(live: &mut Live, ids: impl Iterator<Item = &'a str>) {
+    for id in ids {
+        let Some(sent) = live.facts.message(id).and_then(|m| m.sent.as_ref()) else {
+            continue;
+        };
+        for (k, v) in sent.refs.iter() {
+            live.refs
+                .entry((k.to_string(), v.to_string()))
+                .or_insert_with(|| id.to_string());
+        }
+    }
+}

@@ -1,0 +1,170 @@
+//! What auditors and mirrors fetch: signed checkpoints, Merkle proofs and raw entries,
+//! everything needed to verify the log without trusting this server.
+
+use axum::Json;
+use axum::extract::{Query, State};
+use axum::http::header::CONTENT_TYPE;
+use axum::response::{IntoResponse, Response};
+use ledger_core::Store;
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use super::{AppState, Auth};
+use crate::error::ApiError;
+use crate::tenant;
+
+/// Raw entries per request, at most.
+const ENTRIES_MAX: u64 = 10_000;
+
+/// `GET /v1/checkpoint`: the newest signed checkpoint, a C2SP signed note.
+pub(crate) async fn get_checkpoint(
+    State(s): State<AppState>,
+    Auth(p): Auth,
+) -> Result<Response, ApiError> {
+    tenant::require_audit(&p)?;
+    let store = s.store.clone();
+    let cp = tokio::task::spawn_blocking(move || store.latest_checkpoint())
+        .await
+        .map_err(ApiError::internal)??;
+    Ok(([(CONTENT_TYPE, "text/plain; charset=utf-8")], cp.note).into_response())
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct CheckpointsQuery {
+    /// The checkpoint of exactly this size.
+    size: Option<u64>,
+    /// Checkpoints of this size or larger…
+    from: Option<u64>,
+    /// …at most this many (default 100, at most 1000).
+    limit: Option<usize>,
+}
+
+/// `GET /v1/checkpoints?size=N` (the one of that size) or `?from=N&limit=K` (a list).
+pub(crate) async fn get_checkpoints(
+    State(s): State<AppState>,
+    Auth(p): Auth,
+    Query(q): Query<CheckpointsQuery>,
+) -> Result<Json<Value>, ApiError> {
+    tenant::require_audit(&p)?;
+    let store = s.store.clone();
+    tokio::task::spawn_blocking(move || -> Result<Value, ApiError> {
+        if let Some(size) = q.size {
+            let note = store.checkpoint_at(size)?.ok_or_else(|| {
+                ApiError::not_found(format!(
+                    "no checkpoint was signed at size {size} (list them with ?from=0)"
+                ))
+            })?;
+            return Ok(json!({ "checkpoints": [{ "size": size, "note": note }] }));
+        }
+        let limit = q.limit.unwrap_or(100).clamp(1, 1000);
+        let list = store.checkpoints(q.from.unwrap_or(0), limit)?;
+        Ok(json!({
+            "checkpoints": list.into_iter().map(|c| json!({"size": c.size, "note": c.note})).collect::<Vec<_>>()
+        }))
+    })
+    .await
+    .map_err(ApiError::internal)?
+    .map(Json)
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct InclusionQuery {
+    seq: u64,
+    size: Option<u64>,
+}
+
+/// `GET /v1/proofs/inclusion?seq=&size=`: the audit path of one entry (size defaults
+/// to the newest checkpoint's).
+pub(crate) async fn get_inclusion(
+    State(s): State<AppState>,
+    Auth(p): Auth,
+    Query(q): Query<InclusionQuery>,
+) -> Result<Json<Value>, ApiError> {
+    tenant::require_audit(&p)?;
+    let store = s.store.clone();
+    tokio::task::spawn_blocking(move || -> Result<Value, ApiError> {
+        let size = match q.size {
+            Some(n) => n,
+            None => store.latest_checkpoint()?.size,
+        };
+        let proof = store.inclusion_proof(q.seq, size)?;
+        Ok(proof.to_json(store.info().hash, store.checkpoint_at(size)?))
+    })
+    .await
+    .map_err(ApiError::internal)?
+    .map(Json)
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct ConsistencyQuery {
+    from: u64,
+    to: Option<u64>,
+}
+
+/// `GET /v1/proofs/consistency?from=&to=`: that the tree of `from` entries is a
+/// prefix of the tree of `to` (default: the newest checkpoint's size).
+pub(crate) async fn get_consistency(
+    State(s): State<AppState>,
+    Auth(p): Auth,
+    Query(q): Query<ConsistencyQuery>,
+) -> Result<Json<Value>, ApiError> {
+    tenant::require_audit(&p)?;
+    let store = s.store.clone();
+    tokio::task::spawn_blocking(move || -> Result<Value, ApiError> {
+        let to = match q.to {
+            Some(n) => n,
+            None => store.latest_checkpoint()?.size,
+        };
+        let proof = store.consistency_proof(q.from, to)?;
+        Ok(proof.to_json(
+            store.info().hash,
+            store.checkpoint_at(q.from)?,
+            store.checkpoint_at(to)?,
+        ))
+    })
+    .await
+    .map_err(ApiError::internal)?
+    .map(Json)
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct EntriesQuery {
+    from: Option<u64>,
+    limit: Option<u64>,
+}
+
+/// `GET /v1/entries?from=&limit=`: the stored entry bytes, one per line (JSON Lines;
+/// an entry is canonical JSON, so it holds no newline). The bytes are the hashed bytes.
+pub(crate) async fn get_entries(
+    State(s): State<AppState>,
+    Auth(p): Auth,
+    Query(q): Query<EntriesQuery>,
+) -> Result<Response, ApiError> {
+    tenant::require_audit(&p)?;
+    let store = s.store.clone();
+    let body = tokio::task::spawn_blocking(move || -> Result<Vec<u8>, ApiError> {
+        let from = q.from.unwrap_or(0);
+        let size = store.size();
+        if from > size {
+            return Err(ApiError::bad_request(
+                "out_of_range",
+                format!("from={from} is past the end of the log ({size} entries)"),
+            ));
+        }
+        let to = size.min(from + q.limit.unwrap_or(1000).clamp(1, ENTRIES_MAX));
+        let mut out = Vec::new();
+        store.scan(from, to, &mut |_, bytes| {
+            out.extend_from_slice(bytes);
+            out.push(b'\n');
+            Ok(())
+        })?;
+        Ok(out)
+    })
+    .await
+    .map_err(ApiError::internal)??;
+    Ok(([(CONTENT_TYPE, "application/x-ndjson")], body).into_response())
+}

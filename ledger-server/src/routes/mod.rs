@@ -1,0 +1,134 @@
+//! The HTTP surface: the router, its shared state, authentication as an extractor,
+//! and the layers every request passes (body limit, timeout, rejection counting).
+
+mod audit;
+mod ops;
+mod read;
+mod stream;
+mod write;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use axum::Router;
+use axum::extract::{FromRequestParts, Request, State};
+use axum::http::StatusCode;
+use axum::http::header::AUTHORIZATION;
+use axum::http::request::Parts;
+use axum::middleware::{self, Next};
+use axum::response::Response;
+use axum::routing::{get, post};
+use ledger_core::FileStore;
+
+use crate::auth::{Authenticator, Principal};
+use crate::config::ServerConfig;
+use crate::error::{ApiError, RejectReason};
+use crate::mappers::Pseudonymizer;
+use crate::metrics::Metrics;
+use crate::projector::Projector;
+
+/// What every handler shares.
+pub(crate) struct Inner {
+    pub store: Arc<FileStore>,
+    pub projector: Arc<Projector>,
+    pub auth: Authenticator,
+    pub pseudonymizer: Pseudonymizer,
+    pub metrics: Arc<Metrics>,
+    pub config: ServerConfig,
+    pub shutting_down: AtomicBool,
+}
+
+/// Cheap to clone.
+#[derive(Clone)]
+pub(crate) struct AppState(pub Arc<Inner>);
+
+impl std::ops::Deref for AppState {
+    type Target = Inner;
+    fn deref(&self) -> &Inner {
+        &self.0
+    }
+}
+
+impl AppState {
+    /// Ready to take appends and questions.
+    pub fn ready(&self) -> bool {
+        !self.shutting_down.load(Ordering::SeqCst) && !self.store.is_poisoned()
+    }
+}
+
+/// The authenticated caller of a request; 401 if there is none.
+pub(crate) struct Auth(pub Principal);
+
+impl FromRequestParts<AppState> for Auth {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, s: &AppState) -> Result<Self, ApiError> {
+        let header = parts
+            .headers
+            .get(AUTHORIZATION)
+            .map(|v| v.to_str().unwrap_or("\u{0}"));
+        s.auth.authenticate(header).map(Auth)
+    }
+}
+
+/// Counts refused requests by reason for `/metrics` (the reason travels in the
+/// response's extensions; bodies are never inspected).
+async fn count_rejections(State(s): State<AppState>, req: Request, next: Next) -> Response {
+    let r = next.run(req).await;
+    if r.status().is_client_error() || r.status().is_server_error() {
+        let reason = r
+            .extensions()
+            .get::<RejectReason>()
+            .map_or_else(|| status_reason(r.status()), |x| x.0);
+        s.metrics.rejected(reason);
+    }
+    r
+}
+
+fn status_reason(s: StatusCode) -> &'static str {
+    match s {
+        StatusCode::NOT_FOUND => "not_found",
+        StatusCode::METHOD_NOT_ALLOWED => "method_not_allowed",
+        StatusCode::REQUEST_TIMEOUT => "timeout",
+        StatusCode::PAYLOAD_TOO_LARGE => "too_large",
+        StatusCode::UNSUPPORTED_MEDIA_TYPE => "unsupported_media_type",
+        StatusCode::BAD_REQUEST => "bad_request",
+        _ => "other",
+    }
+}
+
+async fn no_route() -> ApiError {
+    ApiError::not_found("no such endpoint; the API is under /v1 (see schemas/openapi.yaml)")
+}
+
+/// The whole API.
+pub(crate) fn router(state: AppState) -> Router {
+    let timeout = state.config.request_timeout;
+    let v1 = Router::new()
+        .route("/events", post(write::post_events))
+        .route("/cloudevents", post(write::post_cloudevents))
+        .route("/channels/eformidling", post(write::post_eformidling))
+        .route("/messages", get(read::list_messages))
+        .route("/messages/{id}", get(read::get_message))
+        .route("/reports/{kind}", get(read::get_report))
+        .route("/stats", get(read::get_stats))
+        .route("/checkpoint", get(audit::get_checkpoint))
+        .route("/checkpoints", get(audit::get_checkpoints))
+        .route("/proofs/inclusion", get(audit::get_inclusion))
+        .route("/proofs/consistency", get(audit::get_consistency))
+        .route("/entries", get(audit::get_entries))
+        // The stream outlives any request timeout: it is routed outside that layer.
+        .layer(tower_http::timeout::TimeoutLayer::with_status_code(
+            StatusCode::SERVICE_UNAVAILABLE,
+            timeout,
+        ))
+        .route("/stream", get(stream::stream));
+    Router::new()
+        .nest("/v1", v1)
+        .route("/healthz", get(ops::healthz))
+        .route("/readyz", get(ops::readyz))
+        .route("/metrics", get(ops::metrics))
+        .fallback(no_route)
+        .layer(middleware::from_fn_with_state(state.clone(), count_rejections))
+        .with_state(state)
+}

@@ -1,0 +1,342 @@
+//! Questions: one message (`GET /v1/messages/{id}`), messages by filter with a stable
+//! cursor (`GET /v1/messages`), reports (`GET /v1/reports/{kind}`) and counts
+//! (`GET /v1/stats`). The same engine as `ledger status|report|stats`, inside the
+//! tenant boundary.
+
+use axum::Json;
+use axum::extract::{Path, Query, State};
+use base64::Engine;
+use ledger_core::projection::{
+    self, AnomalyKind, Evaluation, Evaluator, Filter, GroupBy, Instant, Verdict,
+};
+use ledger_core::{Store, event};
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use super::{AppState, Auth};
+use crate::error::ApiError;
+use crate::tenant::{self, Reach};
+
+/// Query parameters shared by the listing questions.
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct Params {
+    from: Option<String>,
+    to: Option<String>,
+    party: Option<String>,
+    category: Option<String>,
+    channel: Option<String>,
+    since: Option<String>,
+    until: Option<String>,
+    /// Judge at this time instead of the server's clock.
+    now: Option<String>,
+    /// Comma-separated verdicts (`GET /v1/messages` only).
+    verdict: Option<String>,
+    /// `GET /v1/stats` grouping.
+    by: Option<String>,
+    /// Anomaly kind (`GET /v1/reports/anomalies` only).
+    kind: Option<String>,
+    limit: Option<usize>,
+    cursor: Option<String>,
+}
+
+fn time_param(name: &str, v: &Option<String>) -> Result<Option<Instant>, ApiError> {
+    v.as_deref()
+        .map(|s| {
+            Instant::parse(s).ok_or_else(|| {
+                ApiError::bad_request(
+                    "bad_parameter",
+                    format!("{name}={s:?} is not an RFC 3339 time (e.g. 2023-05-08T00:00:00Z)"),
+                )
+            })
+        })
+        .transpose()
+}
+
+impl Params {
+    fn filter(&self) -> Result<Filter, ApiError> {
+        let bad = |m: String| ApiError::bad_request("bad_parameter", m);
+        if let Some(c) = &self.category
+            && !event::CATEGORIES.contains(&c.as_str())
+        {
+            return Err(bad(format!(
+                "category={c:?} is not one of {}",
+                event::CATEGORIES.join(", ")
+            )));
+        }
+        if let Some(c) = &self.channel
+            && !event::CHANNELS.contains(&c.as_str())
+        {
+            return Err(bad(format!(
+                "channel={c:?} is not one of {}",
+                event::CHANNELS.join(", ")
+            )));
+        }
+        for (name, v) in [("from", &self.from), ("to", &self.to), ("party", &self.party)] {
+            if let Some(o) = v {
+                ledger_core::ids::check_orgnr(o).map_err(|e| bad(format!("{name}={o:?}: {e}")))?;
+            }
+        }
+        Ok(Filter {
+            from: self.from.clone(),
+            to: self.to.clone(),
+            category: self.category.clone(),
+            channel: self.channel.clone(),
+            since: time_param("since", &self.since)?,
+            until: time_param("until", &self.until)?,
+            party: self.party.clone(),
+        })
+    }
+}
+
+fn verdicts_of(list: &str) -> Result<Vec<Verdict>, ApiError> {
+    list.split(',')
+        .filter(|s| !s.is_empty())
+        .map(|s| {
+            Verdict::from_name(s).ok_or_else(|| {
+                ApiError::bad_request(
+                    "bad_parameter",
+                    format!(
+                        "verdict {s:?} is not one of {}",
+                        Verdict::ALL.map(|v| v.name()).join(", ")
+                    ),
+                )
+            })
+        })
+        .collect()
+}
+
+/// `?as_of=` and `?now=` of `GET /v1/messages/{id}`.
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct When {
+    as_of: Option<String>,
+    now: Option<String>,
+}
+
+fn entry_json(bytes: &[u8]) -> Value {
+    serde_json::from_slice(bytes).unwrap_or(Value::Null)
+}
+
+/// `GET /v1/messages/{id}`: state, verdict and history; `?as_of=` answers with what the
+/// ledger knew then (entries recorded by then).
+pub(crate) async fn get_message(
+    State(s): State<AppState>,
+    Auth(p): Auth,
+    Path(id): Path<String>,
+    Query(w): Query<When>,
+) -> Result<Json<Value>, ApiError> {
+    let reach = tenant::message_reach(&p)?;
+    let as_of = time_param("as_of", &w.as_of)?;
+    let now = time_param("now", &w.now)?;
+    let st = s.clone();
+    tokio::task::spawn_blocking(move || {
+        let store = st.store.as_ref();
+        let not_found = || ApiError::not_found(format!("no message {id:?} is recorded"));
+        let answer = |facts: &projection::Facts, now: Instant| -> Result<Value, ApiError> {
+            let e = Evaluator::new(facts, st.projector.policy(), now)
+                .evaluate(&id)
+                .ok_or_else(not_found)?;
+            if !tenant::may_see(&reach, &e) {
+                return Err(not_found());
+            }
+            let m = facts.message(&id).ok_or_else(not_found)?;
+            let history: Vec<Value> = store
+                .message_seqs(&id)?
+                .into_iter()
+                .filter(|&seq| seq < facts.covered())
+                .map(|seq| store.entry(seq).map(|b| entry_json(&b)))
+                .collect::<Result<_, _>>()?;
+            Ok(json!({
+                "message": id,
+                "covered": facts.covered(),
+                "now": now,
+                "as_of": as_of,
+                "status": m.status().name(),
+                "evaluation": e,
+                "facts": m,
+                "history": history,
+            }))
+        };
+        match as_of {
+            Some(t) => {
+                let n = projection::prefix_at(store, t)?;
+                let facts = projection::family_facts(store, &id, n)?.ok_or_else(not_found)?;
+                answer(&facts, now.unwrap_or(t))
+            }
+            None => {
+                let live = st.projector.read();
+                answer(&live.facts, now.unwrap_or_else(Instant::now))
+            }
+        }
+    })
+    .await
+    .map_err(ApiError::internal)?
+    .map(Json)
+}
+
+/// Row order and cursor key: send time, then id.
+fn key(e: &Evaluation<'_>) -> (i128, String) {
+    (
+        e.origin_at.map_or(i128::MIN, |t| t.nanos()),
+        e.message.to_string(),
+    )
+}
+
+fn encode_cursor(k: &(i128, String)) -> String {
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(format!("{}|{}", k.0, k.1))
+}
+
+fn decode_cursor(c: &str) -> Result<(i128, String), ApiError> {
+    let bad = || ApiError::bad_request("bad_cursor", "the cursor is not one this server gave out");
+    let text = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(c)
+        .ok()
+        .and_then(|b| String::from_utf8(b).ok())
+        .ok_or_else(bad)?;
+    let (t, id) = text.split_once('|').ok_or_else(bad)?;
+    Ok((t.parse().map_err(|_| bad())?, id.to_string()))
+}
+
+/// `GET /v1/messages?verdict=&from=&to=&…&limit=&cursor=`: evaluated messages by send
+/// time then id, a page at a time. The cursor is the last row's (send time, id), so a
+/// page never repeats or skips a message that was there before.
+pub(crate) async fn list_messages(
+    State(s): State<AppState>,
+    Auth(p): Auth,
+    Query(q): Query<Params>,
+) -> Result<Json<Value>, ApiError> {
+    let reach = tenant::message_reach(&p)?;
+    let filter = tenant::scoped(&reach, q.filter()?);
+    let verdicts = match &q.verdict {
+        Some(v) => verdicts_of(v)?,
+        None => Verdict::ALL.to_vec(),
+    };
+    let limit = q.limit.unwrap_or(100).clamp(1, 1000);
+    let after = q.cursor.as_deref().map(decode_cursor).transpose()?;
+    let now = time_param("now", &q.now)?.unwrap_or_else(Instant::now);
+    let st = s.clone();
+    tokio::task::spawn_blocking(move || {
+        let live = st.projector.read();
+        let eval = Evaluator::new(&live.facts, st.projector.policy(), now);
+        let rows = projection::report(&eval, &verdicts, &filter);
+        let start = match &after {
+            Some(a) => rows.partition_point(|e| key(e) <= *a),
+            None => 0,
+        };
+        let page: Vec<&Evaluation<'_>> = rows[start..].iter().take(limit).collect();
+        let next = (start + page.len() < rows.len())
+            .then(|| page.last().map(|e| encode_cursor(&key(e))))
+            .flatten();
+        json!({
+            "covered": live.facts.covered(),
+            "now": now,
+            "total": rows.len(),
+            "items": page,
+            "next_cursor": next,
+        })
+    })
+    .await
+    .map_err(ApiError::internal)
+    .map(Json)
+}
+
+/// `GET /v1/reports/{kind}`: lost, at-risk, late, stuck, open, completed, resolved, or
+/// anomalies; every row passing the filters.
+pub(crate) async fn get_report(
+    State(s): State<AppState>,
+    Auth(p): Auth,
+    Path(kind): Path<String>,
+    Query(q): Query<Params>,
+) -> Result<Json<Value>, ApiError> {
+    let reach = tenant::message_reach(&p)?;
+    let filter = tenant::scoped(&reach, q.filter()?);
+    let now = time_param("now", &q.now)?.unwrap_or_else(Instant::now);
+    let anomalies = kind == "anomalies";
+    let verdict = if anomalies {
+        None
+    } else {
+        Some(Verdict::from_name(&kind).ok_or_else(|| {
+            ApiError::not_found(format!(
+                "no report {kind:?}: lost, at-risk, late, stuck, open, completed, resolved or anomalies"
+            ))
+        })?)
+    };
+    let anomaly_kind = q
+        .kind
+        .as_deref()
+        .map(|k| {
+            AnomalyKind::from_name(k).ok_or_else(|| {
+                ApiError::bad_request("bad_parameter", format!("kind={k:?} is not an anomaly kind"))
+            })
+        })
+        .transpose()?;
+    let st = s.clone();
+    tokio::task::spawn_blocking(move || {
+        let live = st.projector.read();
+        let eval = Evaluator::new(&live.facts, st.projector.policy(), now);
+        let rows = match verdict {
+            Some(v) => json!(projection::report(&eval, &[v], &filter)),
+            None => {
+                let rows = projection::anomaly_rows(&eval, &filter, anomaly_kind);
+                // Stream anomalies name no message: a reader sees its own streams only.
+                let rows: Vec<_> = rows
+                    .into_iter()
+                    .filter(|r| match (&reach, &r.org) {
+                        (Reach::Party(org), Some(o)) => o == org,
+                        _ => true,
+                    })
+                    .collect();
+                json!(rows)
+            }
+        };
+        json!({
+            "report": kind,
+            "covered": live.facts.covered(),
+            "now": now,
+            "count": rows.as_array().map_or(0, Vec::len),
+            "rows": rows,
+        })
+    })
+    .await
+    .map_err(ApiError::internal)
+    .map(Json)
+}
+
+/// `GET /v1/stats?by=from|to|channel|category|month`: counts per verdict.
+pub(crate) async fn get_stats(
+    State(s): State<AppState>,
+    Auth(p): Auth,
+    Query(q): Query<Params>,
+) -> Result<Json<Value>, ApiError> {
+    let reach = tenant::message_reach(&p)?;
+    let filter = tenant::scoped(&reach, q.filter()?);
+    let now = time_param("now", &q.now)?.unwrap_or_else(Instant::now);
+    let by = match q.by.as_deref() {
+        None | Some("all") => GroupBy::All,
+        Some("from") => GroupBy::From,
+        Some("to") => GroupBy::To,
+        Some("channel") => GroupBy::Channel,
+        Some("category") => GroupBy::Category,
+        Some("month") => GroupBy::Month,
+        Some(other) => {
+            return Err(ApiError::bad_request(
+                "bad_parameter",
+                format!("by={other:?} is not one of all, from, to, channel, category, month"),
+            ));
+        }
+    };
+    let st = s.clone();
+    tokio::task::spawn_blocking(move || {
+        let live = st.projector.read();
+        let eval = Evaluator::new(&live.facts, st.projector.policy(), now);
+        json!({
+            "covered": live.facts.covered(),
+            "now": now,
+            "groups": projection::stats(&eval, by, &filter),
+        })
+    })
+    .await
+    .map_err(ApiError::internal)
+    .map(Json)
+}

@@ -8,6 +8,7 @@ mod append;
 mod demo;
 mod output;
 mod questions;
+mod serve;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -208,6 +209,28 @@ enum Command {
         /// Where to write it; must not exist. Ends in .tar for a tar file.
         #[arg(long)]
         out: PathBuf,
+    },
+    /// Serve the HTTP API (under /v1; schemas/openapi.yaml) until SIGTERM or Ctrl-C,
+    /// which drain requests in flight. Prints the address it listens on.
+    ///
+    /// Every request but /healthz and /readyz needs `Authorization: Bearer <token>`:
+    /// create tokens with `ledger token create`. Settings (TLS, limits, JWT issuer)
+    /// come from --config, else <dir>/ledger.toml, else the defaults.
+    Serve {
+        /// Address to listen on [default: 127.0.0.1:7070; port 0 picks a free one].
+        #[arg(long)]
+        listen: Option<std::net::SocketAddr>,
+        /// Configuration file [default: <dir>/ledger.toml if present].
+        #[arg(long)]
+        config: Option<PathBuf>,
+    },
+    /// Static API tokens for the server: create (shown once), list, revoke.
+    Token {
+        /// Configuration file naming the tokens file [default: <dir>/ledger.toml if present].
+        #[arg(long, global = true)]
+        config: Option<PathBuf>,
+        #[command(subcommand)]
+        command: serve::TokenCommand,
     },
 }
 
@@ -448,6 +471,10 @@ fn run(cli: Cli) -> Result<u8> {
             let dir = cli.dir.unwrap_or_else(|| PathBuf::from("ledger-demo"));
             demo::run(&dir, seed, messages, cli.json)
         }
+        Command::Serve { listen, config } => serve::serve(dir, listen, config.as_deref()),
+        Command::Token { config, command } => {
+            serve::token(dir, config.as_deref(), command, cli.json)
+        }
         Command::Export { out } => {
             let store = open(dir)?;
             let bar = output::progress_count("exporting");
@@ -470,4 +497,3 @@ fn run(cli: Cli) -> Result<u8> {
         }
     }
 }
-

@@ -108,7 +108,7 @@ pub enum AuthSetupError {
 
 struct StaticTokens {
     store: TokenStore,
-    modified: Option<SystemTime>,
+    modified: Option<(SystemTime, u64)>,
     checked: Instant,
 }
 
@@ -120,8 +120,10 @@ pub struct Authenticator {
     jwt: Option<JwtVerifier>,
 }
 
-fn modified(path: &Path) -> Option<SystemTime> {
-    std::fs::metadata(path).and_then(|m| m.modified()).ok()
+fn modified(path: &Path) -> Option<(SystemTime, u64)> {
+    std::fs::metadata(path)
+        .and_then(|m| Ok((m.modified()?, m.len())))
+        .ok()
 }
 
 impl Authenticator {
@@ -137,6 +139,19 @@ impl Authenticator {
             }),
             jwt: jwt.map(JwtVerifier::new).transpose()?,
         })
+    }
+
+    fn reload_if_changed(&self, t: &mut StaticTokens) {
+        t.checked = Instant::now();
+        let m = modified(&self.tokens_path);
+        if m != t.modified {
+            // A file being rewritten is skipped until it reads whole; the old tokens
+            // stay in force meanwhile.
+            if let Ok(store) = TokenStore::load(&self.tokens_path) {
+                t.store = store;
+                t.modified = m;
+            }
+        }
     }
 
     /// The principal of an `Authorization` header value; 401 with the reason if none.
@@ -157,18 +172,15 @@ impl Authenticator {
             })?;
         if TokenStore::is_static(token) {
             let mut t = self.tokens.lock().expect("tokens lock");
+            // Revocations take effect within a second; a token unknown to the copy in
+            // memory is looked up again at once if the file changed (just created).
             if t.checked.elapsed().as_millis() >= 1000 {
-                t.checked = Instant::now();
-                let m = modified(&self.tokens_path);
-                if m != t.modified {
-                    // A file being rewritten is skipped until it reads whole; the old
-                    // tokens stay in force meanwhile.
-                    if let Ok(store) = TokenStore::load(&self.tokens_path) {
-                        t.store = store;
-                        t.modified = m;
-                    }
-                }
+                self.reload_if_changed(&mut t);
             }
+            if let Some(p) = t.store.authenticate(token) {
+                return Ok(p);
+            }
+            self.reload_if_changed(&mut t);
             return t.store.authenticate(token).ok_or_else(|| {
                 ApiError::unauthorized("invalid_token", "the token is unknown or revoked")
             });
@@ -227,8 +239,8 @@ impl JwtVerifier {
 
     fn verify(&self, token: &str) -> Result<Principal, ApiError> {
         let invalid = |why: String| ApiError::unauthorized("invalid_token", why);
-        let header = jsonwebtoken::decode_header(token)
-            .map_err(|e| invalid(format!("not a JWT: {e}")))?;
+        let header =
+            jsonwebtoken::decode_header(token).map_err(|e| invalid(format!("not a JWT: {e}")))?;
         if !matches!(header.alg, Algorithm::RS256 | Algorithm::ES256) {
             return Err(invalid(format!(
                 "algorithm {:?} is not accepted (RS256 or ES256)",
@@ -268,10 +280,16 @@ impl JwtVerifier {
             .and_then(|k| k.id.strip_prefix("0192:"))
             .filter(|o| ledger_core::ids::check_orgnr(o).is_ok())
             .ok_or_else(|| {
-                invalid("the token names no consumer organisation (consumer.ID = 0192:<orgnr>)".into())
+                invalid(
+                    "the token names no consumer organisation (consumer.ID = 0192:<orgnr>)".into(),
+                )
             })?
             .to_string();
-        let scopes: Vec<Scope> = c.scope.split_whitespace().filter_map(Scope::from_name).collect();
+        let scopes: Vec<Scope> = c
+            .scope
+            .split_whitespace()
+            .filter_map(Scope::from_name)
+            .collect();
         Ok(Principal {
             org,
             scopes,

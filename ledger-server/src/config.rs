@@ -187,7 +187,10 @@ impl ServerConfig {
         Ok(ServerConfig {
             listen,
             tls,
-            allow_plain_http_off_loopback: raw.server.allow_plain_http_off_loopback.unwrap_or(false),
+            allow_plain_http_off_loopback: raw
+                .server
+                .allow_plain_http_off_loopback
+                .unwrap_or(false),
             max_body_bytes: positive(
                 "server.max_body_bytes",
                 raw.server.max_body_bytes,
@@ -198,20 +201,16 @@ impl ServerConfig {
                 raw.server.max_batch_events,
                 DEFAULT_MAX_BATCH_EVENTS,
             )?,
-            request_timeout: Duration::from_secs(
-                positive(
-                    "server.request_timeout_seconds",
-                    raw.server.request_timeout_seconds.map(|s| s as usize),
-                    30,
-                )? as u64,
-            ),
-            sweep_interval: Duration::from_secs(
-                positive(
-                    "server.sweep_interval_seconds",
-                    raw.server.sweep_interval_seconds.map(|s| s as usize),
-                    60,
-                )? as u64,
-            ),
+            request_timeout: Duration::from_secs(positive(
+                "server.request_timeout_seconds",
+                raw.server.request_timeout_seconds.map(|s| s as usize),
+                30,
+            )? as u64),
+            sweep_interval: Duration::from_secs(positive(
+                "server.sweep_interval_seconds",
+                raw.server.sweep_interval_seconds.map(|s| s as usize),
+                60,
+            )? as u64),
             tokens_file: at(raw
                 .auth
                 .tokens_file
@@ -279,7 +278,11 @@ mod tests {
     #[test]
     fn plain_http_off_loopback_is_refused() {
         let d = tempfile::tempdir().unwrap();
-        std::fs::write(d.path().join(FILE_NAME), "[server]\nlisten = \"0.0.0.0:7070\"\n").unwrap();
+        std::fs::write(
+            d.path().join(FILE_NAME),
+            "[server]\nlisten = \"0.0.0.0:7070\"\n",
+        )
+        .unwrap();
         let c = ServerConfig::load(d.path(), None).unwrap();
         let e = c.check_transport().unwrap_err().to_string();
         assert!(e.contains("not a loopback address"), "{e}");
@@ -290,10 +293,14 @@ mod tests {
         let d = tempfile::tempdir().unwrap();
         let f = d.path().join("x.toml");
         std::fs::write(&f, "[server]\nlisen = \"x\"\n").unwrap();
-        let e = ServerConfig::load(d.path(), Some(&f)).unwrap_err().to_string();
+        let e = ServerConfig::load(d.path(), Some(&f))
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("lisen"), "{e}");
         std::fs::write(&f, "[server]\nlisten = \"nowhere\"\n").unwrap();
-        let e = ServerConfig::load(d.path(), Some(&f)).unwrap_err().to_string();
+        let e = ServerConfig::load(d.path(), Some(&f))
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("server.listen"), "{e}");
     }
 }

@@ -99,7 +99,9 @@ impl Projector {
     ) -> Result<(Arc<Projector>, std::thread::JoinHandle<()>), projection::ProjectionError> {
         let (facts, report) = projection::load_or_rebuild(&dir, store.as_ref(), &mut |_| {})?;
         if let Some(why) = &report.rebuilt_because {
-            eprintln!("ledger serve: the persisted projection was not used: {why}; rebuilt it from the log");
+            eprintln!(
+                "ledger serve: the persisted projection was not used: {why}; rebuilt it from the log"
+            );
         }
         if report.applied > 0 || report.rebuilt_because.is_some() {
             projection::save(&dir, store.as_ref(), &facts)?;
@@ -110,7 +112,11 @@ impl Projector {
             verdicts: HashMap::new(),
         };
         let now = Instant::now();
-        let ids: Vec<String> = live.facts.messages().map(|(id, _)| id.to_string()).collect();
+        let ids: Vec<String> = live
+            .facts
+            .messages()
+            .map(|(id, _)| id.to_string())
+            .collect();
         index_refs(&mut live, ids.iter().map(String::as_str));
         {
             let eval = Evaluator::new(&live.facts, &policy, now);
@@ -284,7 +290,11 @@ impl Projector {
     fn sweep(&self) {
         let now = Instant::now();
         let mut live = self.live.write().expect("projection lock");
-        let ids: Vec<String> = live.facts.messages().map(|(id, _)| id.to_string()).collect();
+        let ids: Vec<String> = live
+            .facts
+            .messages()
+            .map(|(id, _)| id.to_string())
+            .collect();
         let changes = self.judge(&mut live, ids.iter().map(String::as_str), now);
         let verdicts = live.verdicts.clone();
         drop(live);
@@ -292,12 +302,14 @@ impl Projector {
         self.publish(changes);
     }
 
+    /// Judges `ids` at `now` and records the verdicts that changed; the changes
+    /// get their stream positions when published.
     fn judge<'a>(
         &self,
         live: &mut Live,
         ids: impl Iterator<Item = &'a str>,
         now: Instant,
-    ) -> Vec<(String, Option<Verdict>, Verdict, String, Option<String>, Option<String>)> {
+    ) -> Vec<VerdictChange> {
         let mut out = Vec::new();
         {
             let eval = Evaluator::new(&live.facts, &self.policy, now);
@@ -305,48 +317,40 @@ impl Projector {
                 let Some(e) = eval.evaluate(id) else { continue };
                 let before = live.verdicts.get(id).copied();
                 if before != Some(e.verdict) {
-                    out.push((
-                        id.to_string(),
-                        before,
-                        e.verdict,
-                        e.reason.to_string(),
-                        e.from.map(str::to_string),
-                        e.to.map(str::to_string),
-                    ));
+                    out.push(VerdictChange {
+                        pos: Position { covered: 0, k: 0 },
+                        message: id.to_string(),
+                        from: before,
+                        to: e.verdict,
+                        reason: e.reason.to_string(),
+                        noticed_at: now,
+                        sender: e.from.map(str::to_string),
+                        recipient: e.to.map(str::to_string),
+                    });
                 }
             }
         }
-        for (id, _, to, ..) in &out {
-            live.verdicts.insert(id.clone(), *to);
+        for c in &out {
+            live.verdicts.insert(c.message.clone(), c.to);
         }
         out
     }
 
-    fn publish(
-        &self,
-        changes: Vec<(String, Option<Verdict>, Verdict, String, Option<String>, Option<String>)>,
-    ) {
+    fn publish(&self, changes: Vec<VerdictChange>) {
         let covered = self.covered();
-        let now = Instant::now();
         {
             let mut ring = self.ring.lock().expect("ring lock");
-            let mut k = match ring.back() {
+            let base = match ring.back() {
                 Some(c) if c.pos.covered == covered => c.pos.k,
                 _ => 0,
             };
-            for (message, from, to, reason, sender, recipient) in changes {
-                k += 1;
-                self.metrics.verdict_change(from, to);
-                ring.push_back(VerdictChange {
-                    pos: Position { covered, k },
-                    message,
-                    from,
-                    to,
-                    reason,
-                    noticed_at: now,
-                    sender,
-                    recipient,
-                });
+            for (i, mut c) in changes.into_iter().enumerate() {
+                c.pos = Position {
+                    covered,
+                    k: base + 1 + i as u32,
+                };
+                self.metrics.verdict_change(c.from, c.to);
+                ring.push_back(c);
                 if ring.len() > RING {
                     ring.pop_front();
                 }

@@ -265,7 +265,12 @@ mod tests {
 
         let mut s = TokenStore::load(&path).unwrap();
         s.revoke("police").unwrap();
-        assert!(TokenStore::load(&path).unwrap().authenticate(&token).is_none());
+        assert!(
+            TokenStore::load(&path)
+                .unwrap()
+                .authenticate(&token)
+                .is_none()
+        );
     }
 
     #[test]

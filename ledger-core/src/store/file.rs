@@ -441,6 +441,12 @@ impl FileStore {
         self.shared.log_syncs.load(Ordering::Relaxed)
     }
 
+    /// Whether a failed write, fsync, checkpoint or index flush stopped appends (the
+    /// store must be reopened to recover).
+    pub fn is_poisoned(&self) -> bool {
+        self.shared.poisoned.load(Ordering::Acquire)
+    }
+
     /// The directory of this store.
     pub fn dir(&self) -> &Path {
         &self.shared.dir

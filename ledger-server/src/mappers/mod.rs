@@ -52,13 +52,7 @@ pub struct Mapped {
 }
 
 /// The `notice` kinds (the `notice` field of a `notice` event).
-pub const NOTICE_KINDS: [&str; 5] = [
-    "not_opened",
-    "not_acknowledged",
-    "notification_failed",
-    "archived",
-    "status",
-];
+pub use ledger_core::event::NOTICES as NOTICE_KINDS;
 
 /// Type of the event Altinn Events sends to a new webhook subscription to check the
 /// endpoint. It carries no message fact: the server should answer it with 200 and
@@ -584,7 +578,7 @@ pub(crate) mod testkit {
 
     use serde_json::Value;
 
-    use super::{MapContext, Mapped, NOTICE_KINDS, Pseudonymizer, RefResolver};
+    use super::{MapContext, Mapped, Pseudonymizer, RefResolver};
 
     /// A valid synthetic national identity number (control digits checked).
     pub(crate) const FNR: &str = "15076500565";

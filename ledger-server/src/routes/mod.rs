@@ -129,6 +129,9 @@ pub(crate) fn router(state: AppState) -> Router {
         .route("/readyz", get(ops::readyz))
         .route("/metrics", get(ops::metrics))
         .fallback(no_route)
-        .layer(middleware::from_fn_with_state(state.clone(), count_rejections))
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            count_rejections,
+        ))
         .with_state(state)
 }

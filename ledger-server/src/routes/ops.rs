@@ -25,10 +25,16 @@ pub(crate) async fn readyz(State(s): State<AppState>) -> Response {
 }
 
 /// `GET /metrics`: Prometheus text format; needs `ledger:admin`.
-pub(crate) async fn metrics(State(s): State<AppState>, Auth(p): Auth) -> Result<Response, ApiError> {
+pub(crate) async fn metrics(
+    State(s): State<AppState>,
+    Auth(p): Auth,
+) -> Result<Response, ApiError> {
     p.require(&[Scope::Admin])?;
     Ok((
-        [(CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")],
+        [(
+            CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
         s.metrics.render(),
     )
         .into_response())

@@ -72,7 +72,11 @@ impl Params {
                 event::CHANNELS.join(", ")
             )));
         }
-        for (name, v) in [("from", &self.from), ("to", &self.to), ("party", &self.party)] {
+        for (name, v) in [
+            ("from", &self.from),
+            ("to", &self.to),
+            ("party", &self.party),
+        ] {
             if let Some(o) = v {
                 ledger_core::ids::check_orgnr(o).map_err(|e| bad(format!("{name}={o:?}: {e}")))?;
             }
@@ -267,7 +271,10 @@ pub(crate) async fn get_report(
         .as_deref()
         .map(|k| {
             AnomalyKind::from_name(k).ok_or_else(|| {
-                ApiError::bad_request("bad_parameter", format!("kind={k:?} is not an anomaly kind"))
+                ApiError::bad_request(
+                    "bad_parameter",
+                    format!("kind={k:?} is not an anomaly kind"),
+                )
             })
         })
         .transpose()?;

@@ -142,7 +142,12 @@ pub(crate) async fn stream(
 
 fn fill_ready(st: &Session) -> bool {
     st.cursor.next_seq < st.s.projector.covered()
-        || !st.s.projector.changes_after(st.cursor.verdicts, 1).0.is_empty()
+        || !st
+            .s
+            .projector
+            .changes_after(st.cursor.verdicts, 1)
+            .0
+            .is_empty()
 }
 
 /// Queues the next receipts or verdict changes; false if there were none.
@@ -169,15 +174,19 @@ async fn fill(st: &mut Session) -> bool {
                 st.cursor.next_seq = to;
             }
             _ => {
-                st.pending.push_back(Event::default().event("error").data(
-                    json!({"message": "reading the log failed; reconnect with Last-Event-ID"})
-                        .to_string(),
-                ));
+                st.pending.push_back(
+                    Event::default().event("error").data(
+                        json!({"message": "reading the log failed; reconnect with Last-Event-ID"})
+                            .to_string(),
+                    ),
+                );
             }
         }
         return true;
     }
-    let (changes, gap) = st.s.projector.changes_after(st.cursor.verdicts, STEP as usize);
+    let (changes, gap) =
+        st.s.projector
+            .changes_after(st.cursor.verdicts, STEP as usize);
     if gap {
         st.pending.push_back(Event::default().event("gap").id(st.cursor.id()).data(
             json!({"message": "verdict changes since this position are no longer kept; query /v1/reports to catch up"})

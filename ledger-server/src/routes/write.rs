@@ -25,7 +25,11 @@ const DETAILS_MAX: usize = 100;
 
 /// Reads the body up to the configured limit (413 beyond, checked against
 /// Content-Length first so a large upload is refused before it is read).
-pub(crate) async fn read_body(s: &AppState, headers: &HeaderMap, body: Body) -> Result<Bytes, ApiError> {
+pub(crate) async fn read_body(
+    s: &AppState,
+    headers: &HeaderMap,
+    body: Body,
+) -> Result<Bytes, ApiError> {
     let limit = s.config.max_body_bytes;
     let declared = headers
         .get(axum::http::header::CONTENT_LENGTH)
@@ -39,7 +43,9 @@ pub(crate) async fn read_body(s: &AppState, headers: &HeaderMap, body: Body) -> 
     if declared.is_some_and(|n| n > limit as u64) {
         return Err(too_large());
     }
-    axum::body::to_bytes(body, limit).await.map_err(|_| too_large())
+    axum::body::to_bytes(body, limit)
+        .await
+        .map_err(|_| too_large())
 }
 
 fn content_type(headers: &HeaderMap) -> String {
@@ -55,14 +61,17 @@ fn content_type(headers: &HeaderMap) -> String {
 }
 
 /// The items of a body: a JSON object, a JSON array of them, or JSON Lines.
-fn items<'a>(bytes: &'a [u8], jsonl: bool) -> Result<Vec<&'a RawValue>, ApiError> {
+fn items(bytes: &[u8], jsonl: bool) -> Result<Vec<&RawValue>, ApiError> {
     let text = std::str::from_utf8(bytes)
         .map_err(|e| ApiError::bad_request("not_utf8", format!("the body is not UTF-8: {e}")))?;
     let trimmed = text.trim_start();
     if !jsonl {
         if trimmed.starts_with('[') {
             return serde_json::from_str::<Vec<&RawValue>>(text).map_err(|e| {
-                ApiError::bad_request("malformed_json", format!("the body is not a JSON array: {e}"))
+                ApiError::bad_request(
+                    "malformed_json",
+                    format!("the body is not a JSON array: {e}"),
+                )
             });
         }
         if let Ok(one) = serde_json::from_str::<&RawValue>(text) {
@@ -155,7 +164,10 @@ pub(crate) async fn post_events(
     let ct = content_type(&headers);
     let jsonl = matches!(
         ct.as_str(),
-        "application/x-ndjson" | "application/jsonl" | "application/x-jsonlines" | "application/jsonlines"
+        "application/x-ndjson"
+            | "application/jsonl"
+            | "application/x-jsonlines"
+            | "application/jsonlines"
     );
     let raw = items(&bytes, jsonl)?;
     check_count(&s, raw.len())?;

@@ -5,5 +5,6 @@ mod cli;
 mod crash;
 mod demo;
 mod projections;
+mod server;
 mod spec;
 mod tamper;

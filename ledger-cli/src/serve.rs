@@ -1,0 +1,175 @@
+//! `ledger serve` and `ledger token`: the HTTP server and its static tokens.
+
+use std::io::Write;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result, anyhow};
+use clap::Subcommand;
+use ledger_server::tokens::TokenStore;
+use ledger_server::{Scope, ServerConfig};
+use serde_json::json;
+
+use crate::InputError;
+
+/// `ledger token …`.
+#[derive(Subcommand)]
+pub(crate) enum TokenCommand {
+    /// Create a token; prints it once (only its SHA-256 is stored).
+    Create {
+        /// Organisation number the token acts for.
+        #[arg(long, value_name = "ORGNR")]
+        org: String,
+        /// Comma-separated: ledger:write, ledger:read, ledger:audit, ledger:regulator, ledger:admin.
+        #[arg(
+            long,
+            value_name = "SCOPE[,SCOPE]",
+            value_delimiter = ',',
+            required = true
+        )]
+        scope: Vec<String>,
+        /// A name to know it by (default: <org>-<id>).
+        #[arg(long)]
+        name: Option<String>,
+    },
+    /// List tokens (never the tokens themselves).
+    List,
+    /// Revoke a token by id or name; takes effect within a second on a running server.
+    Revoke {
+        /// The token's id or name.
+        token: String,
+    },
+}
+
+fn config(dir: &Path, file: Option<&Path>) -> Result<ServerConfig> {
+    ServerConfig::load(dir, file).map_err(|e| anyhow!(InputError(e.to_string())))
+}
+
+pub(crate) fn token(
+    dir: &Path,
+    config_file: Option<&Path>,
+    cmd: TokenCommand,
+    as_json: bool,
+) -> Result<u8> {
+    if !dir.join("ledger.json").exists() {
+        return Err(anyhow!(InputError(format!(
+            "no ledger at {} (create one with `ledger init --origin NAME`)",
+            dir.display()
+        ))));
+    }
+    let cfg = config(dir, config_file)?;
+    let mut store = TokenStore::load(&cfg.tokens_file)?;
+    let usage = |e: ledger_server::tokens::TokenError| match e {
+        ledger_server::tokens::TokenError::Usage(m) => anyhow!(InputError(m)),
+        other => anyhow::Error::new(other),
+    };
+    match cmd {
+        TokenCommand::Create { org, scope, name } => {
+            let scopes = scope
+                .iter()
+                .map(|s| {
+                    Scope::from_name(s.trim()).ok_or_else(|| {
+                        anyhow!(InputError(format!(
+                            "--scope {s:?} is not one of: {}",
+                            Scope::ALL.map(|s| s.name()).join(", ")
+                        )))
+                    })
+                })
+                .collect::<Result<Vec<_>>>()?;
+            let (rec, token) = store
+                .create(&org, &scopes, name.as_deref())
+                .map_err(usage)?;
+            if as_json {
+                crate::output::json(&json!({"token": token, "record": rec}))?;
+            } else {
+                println!("{token}");
+                eprintln!(
+                    "created token {} ({}) for {} with {}; it is shown only now, store it safely",
+                    rec.id,
+                    rec.name,
+                    rec.org,
+                    rec.scopes
+                        .iter()
+                        .map(|s| s.name())
+                        .collect::<Vec<_>>()
+                        .join(",")
+                );
+            }
+        }
+        TokenCommand::List => {
+            if as_json {
+                crate::output::json(&json!(store.list()))?;
+            } else {
+                for t in store.list() {
+                    println!(
+                        "{}  {:<24} {}  {:<40} created {}{}",
+                        t.id,
+                        t.name,
+                        t.org,
+                        t.scopes
+                            .iter()
+                            .map(|s| s.name())
+                            .collect::<Vec<_>>()
+                            .join(","),
+                        t.created_at,
+                        t.revoked_at
+                            .as_ref()
+                            .map(|r| format!(", revoked {r}"))
+                            .unwrap_or_default()
+                    );
+                }
+            }
+        }
+        TokenCommand::Revoke { token } => {
+            let rec = store.revoke(&token).map_err(usage)?;
+            if as_json {
+                crate::output::json(&json!(rec))?;
+            } else {
+                println!("revoked {} ({})", rec.id, rec.name);
+            }
+        }
+    }
+    Ok(0)
+}
+
+pub(crate) fn serve(
+    dir: &Path,
+    listen: Option<SocketAddr>,
+    config_file: Option<&Path>,
+) -> Result<u8> {
+    let mut cfg = config(dir, config_file)?;
+    if let Some(l) = listen {
+        cfg.listen = l;
+    }
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("start the async runtime")?;
+    let dir: PathBuf = dir.to_path_buf();
+    runtime.block_on(async move {
+        let shutdown = async {
+            let ctrl_c = tokio::signal::ctrl_c();
+            #[cfg(unix)]
+            {
+                let mut term =
+                    tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+                        .expect("install the SIGTERM handler");
+                tokio::select! {
+                    _ = ctrl_c => {},
+                    _ = term.recv() => {},
+                }
+            }
+            #[cfg(not(unix))]
+            let _ = ctrl_c.await;
+            eprintln!("ledger serve: shutting down: finishing requests in flight");
+        };
+        ledger_server::serve(dir, cfg, shutdown, |addr| {
+            // Scripts and tests read the bound address from this line.
+            println!("ledger serve: listening on http://{addr}");
+            let _ = std::io::stdout().flush();
+        })
+        .await
+    })?;
+    eprintln!("ledger serve: stopped");
+    Ok(0)
+}

@@ -5,6 +5,7 @@
 //! input (nothing of that input was appended); 3 store or I/O failure.
 
 mod append;
+mod bench_load;
 mod demo;
 mod output;
 mod questions;
@@ -224,6 +225,9 @@ enum Command {
         #[arg(long)]
         config: Option<PathBuf>,
     },
+    /// A load generator for `ledger serve`: concurrent clients posting events (or reading
+    /// messages) over HTTP for a fixed time; prints throughput and latency percentiles.
+    BenchLoad(bench_load::LoadArgs),
     /// Static API tokens for the server: create (shown once), list, revoke.
     Token {
         /// Configuration file naming the tokens file [default: <dir>/ledger.toml if present].
@@ -471,6 +475,7 @@ fn run(cli: Cli) -> Result<u8> {
             let dir = cli.dir.unwrap_or_else(|| PathBuf::from("ledger-demo"));
             demo::run(&dir, seed, messages, cli.json)
         }
+        Command::BenchLoad(a) => bench_load::run(a, cli.json),
         Command::Serve { listen, config } => serve::serve(dir, listen, config.as_deref()),
         Command::Token { config, command } => {
             serve::token(dir, config.as_deref(), command, cli.json)

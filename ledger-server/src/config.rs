@@ -57,6 +57,10 @@ pub struct ServerConfig {
     /// How often every message is judged again against the clock, so a deadline that
     /// passes with no event still reaches the stream.
     pub sweep_interval: Duration,
+    /// `server.commit = "per_request"`: each request's append is committed (and
+    /// fsynced) on its own, as a naive server would; the default `"group"` lets
+    /// concurrent requests share a commit. For benchmarks of what group commit buys.
+    pub commit_per_request: bool,
 }
 
 /// TLS material.
@@ -103,6 +107,7 @@ struct RawServer {
     max_batch_events: Option<usize>,
     request_timeout_seconds: Option<u64>,
     sweep_interval_seconds: Option<u64>,
+    commit: Option<String>,
 }
 
 #[derive(Deserialize, Default)]
@@ -184,7 +189,17 @@ impl ServerConfig {
             Some(n) => Ok(n),
             None => Ok(default),
         };
+        let commit_per_request = match raw.server.commit.as_deref() {
+            None | Some("group") => false,
+            Some("per_request") => true,
+            Some(other) => {
+                return Err(invalid(format!(
+                    "server.commit {other:?} is not \"group\" or \"per_request\""
+                )));
+            }
+        };
         Ok(ServerConfig {
+            commit_per_request,
             listen,
             tls,
             allow_plain_http_off_loopback: raw

@@ -157,6 +157,7 @@ pub async fn serve(
         metrics,
         config,
         shutting_down: AtomicBool::new(false),
+        commit_lock: tokio::sync::Mutex::new(()),
     }));
     let app = routes::router(state.clone());
     on_listening(addr);

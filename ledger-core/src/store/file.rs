@@ -419,20 +419,58 @@ impl FileStore {
     /// Sends a request to the writer and waits for its answer. An empty request asks
     /// for a flush of the index.
     fn request(&self, events: Vec<Event>) -> Result<Vec<Receipt>, StoreError> {
+        let (reply, rx) = mpsc::sync_channel(1);
+        self.send(
+            events,
+            Box::new(move |r| {
+                let _ = reply.send(r);
+            }),
+        )?;
+        rx.recv().map_err(|_| StoreError::Poisoned)?
+    }
+
+    fn send(&self, events: Vec<Event>, reply: writer::Reply) -> Result<(), StoreError> {
         if self.shared.poisoned.load(Ordering::Acquire) {
             return Err(StoreError::Poisoned);
         }
-        let (reply, rx) = mpsc::sync_channel(1);
-        {
-            let tx = self.tx.read().expect("lock");
-            let tx = tx.as_ref().ok_or(StoreError::Poisoned)?;
-            self.shared.pending.fetch_add(1, Ordering::AcqRel);
-            if tx.send(Request { events, reply }).is_err() {
-                self.shared.pending.fetch_sub(1, Ordering::AcqRel);
-                return Err(StoreError::Poisoned);
-            }
+        let tx = self.tx.read().expect("lock");
+        let tx = tx.as_ref().ok_or(StoreError::Poisoned)?;
+        self.shared.pending.fetch_add(1, Ordering::AcqRel);
+        if tx.send(Request { events, reply }).is_err() {
+            self.shared.pending.fetch_sub(1, Ordering::AcqRel);
+            return Err(StoreError::Poisoned);
         }
-        rx.recv().map_err(|_| StoreError::Poisoned)?
+        Ok(())
+    }
+
+    /// Appends without blocking the calling thread: the events go to the writer, and
+    /// `on_commit` is called on the writer's thread with the receipts once they are
+    /// durable, or with the error (the same contract as [`Store::append`]). For callers
+    /// that wait asynchronously (the server); `on_commit` must return quickly.
+    pub fn append_then(
+        &self,
+        events: Vec<Event>,
+        on_commit: impl FnOnce(Result<Vec<Receipt>, StoreError>) + Send + 'static,
+    ) {
+        if events.is_empty() {
+            return on_commit(Ok(Vec::new()));
+        }
+        // The reply is needed back if the send fails, so it travels in a slot.
+        let slot = Arc::new(Mutex::new(Some(on_commit)));
+        let writer_slot = slot.clone();
+        let sent = self.send(
+            events,
+            Box::new(move |r| {
+                if let Some(f) = writer_slot.lock().expect("reply slot").take() {
+                    f(r);
+                }
+            }),
+        );
+        if let Err(e) = sent
+            && let Some(f) = slot.lock().expect("reply slot").take()
+        {
+            f(Err(e));
+        }
     }
 
     /// Durable writes of the log (one `fdatasync` each, one per commit batch) since

@@ -23,10 +23,13 @@ use crate::limits;
 use crate::merkle::Frontier;
 use crate::segment;
 
+/// What the writer calls with a request's outcome, on its own thread.
+pub(crate) type Reply = Box<dyn FnOnce(Result<Vec<Receipt>, StoreError>) + Send>;
+
 /// One caller's events and where to send its answer.
 pub(crate) struct Request {
     pub events: Vec<Event>,
-    pub reply: mpsc::SyncSender<Result<Vec<Receipt>, StoreError>>,
+    pub reply: Reply,
 }
 
 /// Everything the writer owns.
@@ -206,7 +209,7 @@ fn run(mut st: WriterState, rx: mpsc::Receiver<Request>) {
         st.shared.pending.fetch_sub(batch.len(), Ordering::AcqRel);
         if st.shared.poisoned.load(Ordering::Acquire) {
             for r in batch {
-                let _ = r.reply.send(Err(StoreError::Poisoned));
+                (r.reply)(Err(StoreError::Poisoned));
             }
             continue;
         }
@@ -219,7 +222,7 @@ fn run(mut st: WriterState, rx: mpsc::Receiver<Request>) {
         }) {
             Ok(results) => {
                 for (r, res) in batch.into_iter().zip(results) {
-                    let _ = r.reply.send(res);
+                    (r.reply)(res);
                 }
             }
             Err(e) => {
@@ -233,7 +236,7 @@ fn run(mut st: WriterState, rx: mpsc::Receiver<Request>) {
                         context: "commit".into(),
                         source: std::io::Error::other(msg.clone()),
                     });
-                    let _ = r.reply.send(Err(err));
+                    (r.reply)(Err(err));
                 }
             }
         }

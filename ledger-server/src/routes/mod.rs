@@ -36,6 +36,8 @@ pub(crate) struct Inner {
     pub metrics: Arc<Metrics>,
     pub config: ServerConfig,
     pub shutting_down: AtomicBool,
+    /// Held around each append when `server.commit = "per_request"`.
+    pub commit_lock: tokio::sync::Mutex<()>,
 }
 
 /// Cheap to clone.

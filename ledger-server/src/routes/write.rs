@@ -10,7 +10,7 @@ use axum::body::{Body, Bytes};
 use axum::extract::State;
 use axum::http::HeaderMap;
 use axum::http::header::CONTENT_TYPE;
-use ledger_core::{Event, Store};
+use ledger_core::Event;
 use serde_json::value::RawValue;
 use serde_json::{Value, json};
 
@@ -129,9 +129,19 @@ async fn append(s: &AppState, events: Vec<Event>) -> Result<Vec<Value>, ApiError
     let ids: Vec<String> = events.iter().map(|e| e.id().to_string()).collect();
     let store = s.store.clone();
     let t = Instant::now();
-    let receipts = tokio::task::spawn_blocking(move || store.append(events))
+    // The naive baseline: one request at a time, so each is its own commit.
+    let _one_at_a_time = match s.config.commit_per_request {
+        true => Some(s.commit_lock.lock().await),
+        false => None,
+    };
+    // No thread waits: the writer calls back when the commit is durable.
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    store.append_then(events, move |r| {
+        let _ = tx.send(r);
+    });
+    let receipts = rx
         .await
-        .map_err(ApiError::internal)??;
+        .map_err(|_| ApiError::unavailable("the store's writer stopped"))??;
     let new = receipts.iter().filter(|r| !r.duplicate).count();
     s.metrics.appended(n, new, t.elapsed().as_secs_f64());
     if new > 0 {

@@ -1,0 +1,270 @@
+//! `ledger bench-load`: a load generator for `ledger serve`, over real HTTP. Clients
+//! are tasks on one thread (each with its own keep-alive connection, so the generator
+//! leaves the machine's cores to the server); they post events or read messages for a
+//! fixed time, and it reports throughput and latency percentiles.
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, anyhow};
+use clap::Args;
+use serde_json::json;
+
+use crate::InputError;
+
+/// What `bench-load` runs.
+#[derive(Args)]
+pub(crate) struct LoadArgs {
+    /// The server, e.g. http://127.0.0.1:7070.
+    #[arg(long)]
+    server: String,
+    /// A token with ledger:write (and ledger:read for --read).
+    #[arg(long, env = "LEDGER_TOKEN")]
+    token: String,
+    /// The token's organisation (the events' reporter and sender).
+    #[arg(long, value_name = "ORGNR")]
+    org: String,
+    /// Concurrent clients.
+    #[arg(long, default_value_t = 64)]
+    clients: usize,
+    /// Events per request.
+    #[arg(long, default_value_t = 1)]
+    batch: usize,
+    /// How long to run, seconds.
+    #[arg(long, default_value_t = 10)]
+    seconds: u64,
+    /// Read instead: GET /v1/messages/{id} of messages written first (one batch per client).
+    #[arg(long)]
+    read: bool,
+    /// A label for the run in the output.
+    #[arg(long, default_value = "run")]
+    label: String,
+}
+
+fn event(org: &str, run: &str, client: usize, n: u64) -> serde_json::Value {
+    json!({
+        "id": format!("load-{run}-{client}-{n}"),
+        "type": "sent",
+        "message": format!("LOAD-{run}-{client}-{n}"),
+        "at": "2023-05-08T09:30:00Z",
+        "reporter": {"org": org, "system": "bench-load"},
+        "from": org,
+        "to": "964338531",
+        "channel": "api",
+        "category": "document",
+        "content_digest": format!("sha256:{}", "ab".repeat(32)),
+    })
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    if sorted.is_empty() {
+        return Duration::ZERO;
+    }
+    sorted[((sorted.len() as f64 * p).ceil() as usize).clamp(1, sorted.len()) - 1]
+}
+
+type Client = hyper_util::client::legacy::Client<
+    hyper_util::client::legacy::connect::HttpConnector,
+    http_body_util::Full<bytes::Bytes>,
+>;
+
+/// One request; (status, body). Errors are connection failures.
+async fn send(
+    client: &Client,
+    method: hyper::Method,
+    url: &str,
+    auth: &str,
+    body: Option<String>,
+) -> Result<(u16, bytes::Bytes)> {
+    use http_body_util::BodyExt;
+    let req = hyper::Request::builder()
+        .method(method)
+        .uri(url)
+        .header("authorization", auth)
+        .header("content-type", "application/json")
+        .body(http_body_util::Full::new(bytes::Bytes::from(
+            body.unwrap_or_default(),
+        )))?;
+    let resp = client.request(req).await?;
+    let status = resp.status().as_u16();
+    let bytes = resp.into_body().collect().await?.to_bytes();
+    Ok((status, bytes))
+}
+
+pub(crate) fn run(a: LoadArgs, as_json: bool) -> Result<u8> {
+    if a.clients == 0 || a.batch == 0 || a.seconds == 0 {
+        return Err(anyhow!(InputError(
+            "--clients, --batch and --seconds must be at least 1".into()
+        )));
+    }
+    if !a.server.starts_with("http://") {
+        return Err(anyhow!(InputError(format!(
+            "--server {:?}: give an http:// address (the load generator speaks plain HTTP)",
+            a.server
+        ))));
+    }
+    // One thread: the generator should leave the machine's cores to the server.
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("start the async runtime")?;
+    rt.block_on(drive(a, as_json))
+}
+
+async fn drive(a: LoadArgs, as_json: bool) -> Result<u8> {
+    let base = a.server.trim_end_matches('/').to_string();
+    let run = format!(
+        "{}{}",
+        std::process::id(),
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() % 1_000_000)
+    );
+    let mut http = hyper_util::client::legacy::connect::HttpConnector::new();
+    http.set_nodelay(true);
+    let client: Client =
+        hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+            .pool_max_idle_per_host(a.clients)
+            .build(http);
+    let auth = format!("Bearer {}", a.token);
+    let events_url = format!("{base}/v1/events");
+
+    // For --read: each client first writes the messages it will read.
+    let mut ids: Vec<Vec<String>> = Vec::new();
+    if a.read {
+        for c in 0..a.clients {
+            let evs: Vec<_> = (0..100).map(|n| event(&a.org, &run, c, n)).collect();
+            let (st, body) = send(
+                &client,
+                hyper::Method::POST,
+                &events_url,
+                &auth,
+                Some(serde_json::to_string(&evs)?),
+            )
+            .await?;
+            if st != 200 {
+                return Err(anyhow!(
+                    "seeding the messages to read: HTTP {st}: {}",
+                    String::from_utf8_lossy(&body)
+                ));
+            }
+            ids.push(
+                evs.iter()
+                    .map(|e| e["message"].as_str().unwrap_or_default().to_string())
+                    .collect(),
+            );
+        }
+        // The projector follows the log; wait until the last message is visible.
+        let last = ids
+            .last()
+            .and_then(|v| v.last())
+            .cloned()
+            .unwrap_or_default();
+        for _ in 0..200 {
+            let url = format!("{base}/v1/messages/{last}");
+            if send(&client, hyper::Method::GET, &url, &auth, None)
+                .await?
+                .0
+                == 200
+            {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    let stop = std::sync::Arc::new(AtomicBool::new(false));
+    let errors = std::sync::Arc::new(AtomicU64::new(0));
+    let started = Instant::now();
+    let mut tasks = Vec::new();
+    for c in 0..a.clients {
+        let (client, stop, errors, auth, base, events_url, org, run) = (
+            client.clone(),
+            stop.clone(),
+            errors.clone(),
+            auth.clone(),
+            base.clone(),
+            events_url.clone(),
+            a.org.clone(),
+            run.clone(),
+        );
+        let mine = ids.get(c).cloned().unwrap_or_default();
+        let (read, batch) = (a.read, a.batch);
+        tasks.push(tokio::spawn(async move {
+            let mut lat = Vec::new();
+            let mut done = 0u64;
+            let mut n = 1_000_000u64;
+            while !stop.load(Ordering::Relaxed) {
+                let t = Instant::now();
+                let ok = if read {
+                    let url = format!("{base}/v1/messages/{}", mine[(done % 100) as usize]);
+                    matches!(
+                        send(&client, hyper::Method::GET, &url, &auth, None).await,
+                        Ok((200, _))
+                    )
+                } else {
+                    let evs: Vec<_> = (0..batch)
+                        .map(|_| {
+                            n += 1;
+                            event(&org, &run, c, n)
+                        })
+                        .collect();
+                    let body = if batch == 1 {
+                        evs[0].to_string()
+                    } else {
+                        serde_json::Value::Array(evs).to_string()
+                    };
+                    matches!(
+                        send(&client, hyper::Method::POST, &events_url, &auth, Some(body)).await,
+                        Ok((200, _))
+                    )
+                };
+                lat.push(t.elapsed());
+                if ok {
+                    done += if read { 1 } else { batch as u64 };
+                } else {
+                    errors.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+            (done, lat)
+        }));
+    }
+    tokio::time::sleep(Duration::from_secs(a.seconds)).await;
+    stop.store(true, Ordering::Relaxed);
+    let mut done = 0u64;
+    let mut lat: Vec<Duration> = Vec::new();
+    for t in tasks {
+        let (d, l) = t.await?;
+        done += d;
+        lat.extend(l);
+    }
+    let secs = started.elapsed().as_secs_f64();
+    lat.sort_unstable();
+    let requests = lat.len();
+    let errors = errors.load(Ordering::Relaxed);
+    let what = if a.read { "reads" } else { "events" };
+    let ms = |d: Duration| d.as_secs_f64() * 1000.0;
+    if as_json {
+        crate::output::json(&json!({
+            "label": a.label, "clients": a.clients, "batch": a.batch, "read": a.read,
+            "seconds": secs, "requests": requests, "errors": errors,
+            "per_second": done as f64 / secs, "requests_per_second": requests as f64 / secs,
+            "p50_ms": ms(percentile(&lat, 0.50)), "p99_ms": ms(percentile(&lat, 0.99)),
+            "max_ms": ms(lat.last().copied().unwrap_or_default()),
+        }))?;
+    } else {
+        println!(
+            "{}: {} clients, batch {}: {:.0} {what}/s ({:.0} requests/s), p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms, {errors} errors, {:.1} s",
+            a.label,
+            a.clients,
+            a.batch,
+            done as f64 / secs,
+            requests as f64 / secs,
+            ms(percentile(&lat, 0.50)),
+            ms(percentile(&lat, 0.99)),
+            ms(lat.last().copied().unwrap_or_default()),
+            secs
+        );
+    }
+    Ok(if errors > 0 { 1 } else { 0 })
+}

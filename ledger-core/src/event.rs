@@ -209,8 +209,7 @@ impl Event {
             .and_then(Value::as_str)
             .unwrap_or_default()
             .to_string();
-        let canonical = serde_json_canonicalizer::to_vec(&value)
-            .map_err(|e| err("", format!("cannot canonicalize: {e}")))?;
+        let canonical = canonical_json(&value)?;
         if canonical.len() > limits::EVENT_BYTES_MAX {
             return Err(err(
                 "",
@@ -262,6 +261,39 @@ impl Event {
     pub fn canonical_bytes(&self) -> &[u8] {
         &self.canonical
     }
+}
+
+/// RFC 8785 (JCS) bytes of a value whose numbers are all integers (validation has
+/// refused the rest). When every number is below 2^53 in magnitude, every object key is ASCII and the map iterates in sorted
+/// order — always so for a valid event (its keys are fixed names and `refs` keys of
+/// `a–z0–9_`, and serde_json's map is a BTreeMap) — JCS is exactly serde_json's
+/// compact output: UTF-16 key order equals byte order for ASCII, and the two escape
+/// strings and print integers alike. That path is several times faster; anything else
+/// goes through the general canonicalizer. A property test holds them equal.
+pub(crate) fn canonical_json(value: &Value) -> Result<Vec<u8>, EventError> {
+    fn plain(v: &Value) -> bool {
+        match v {
+            Value::Object(m) => {
+                let mut prev: Option<&str> = None;
+                m.iter().all(|(k, v)| {
+                    let ordered = k.is_ascii() && prev.is_none_or(|p| p < k.as_str());
+                    prev = Some(k);
+                    ordered && plain(v)
+                })
+            }
+            Value::Array(a) => a.iter().all(plain),
+            // JCS prints numbers as IEEE doubles: exact only below 2^53 (the format's
+            // own limit, so valid events never reach the general path for this).
+            Value::Number(n) => n.as_i64().is_some_and(|i| i.unsigned_abs() < 1 << 53),
+            _ => true,
+        }
+    }
+    let out = if plain(value) {
+        serde_json::to_vec(value).map_err(|e| e.to_string())
+    } else {
+        serde_json_canonicalizer::to_vec(value).map_err(|e| e.to_string())
+    };
+    out.map_err(|e| err("", format!("cannot canonicalize: {e}")))
 }
 
 /// Parses an RFC 3339 timestamp in the format's strict syntax (FORMAT.md 3.3):
@@ -867,5 +899,52 @@ mod tests {
         let e = Event::from_json(text.as_bytes()).unwrap_err();
         assert!(!e.reason.contains("number 7 "), "{e}");
         assert!(e.reason.contains("fraction"), "{e}");
+    }
+}
+
+#[cfg(test)]
+mod canonical_tests {
+    use super::canonical_json;
+    use proptest::prelude::*;
+    use serde_json::Value;
+
+    fn value() -> impl Strategy<Value = Value> {
+        let leaf = prop_oneof![
+            any::<i64>().prop_map(Value::from),
+            any::<u64>().prop_map(Value::from),
+            (-(1i64 << 53) - 2..(1i64 << 53) + 2).prop_map(Value::from),
+            any::<bool>().prop_map(Value::from),
+            Just(Value::Null),
+            // Any Unicode scalar: controls, quotes, backslashes, astral planes.
+            any::<String>().prop_map(Value::from),
+            "[\\\"\u{0}-\u{1f}\u{7f}\u{2028}\u{2029}/<>&a-z]{0,12}".prop_map(Value::from),
+        ];
+        leaf.prop_recursive(3, 24, 6, |inner| {
+            prop_oneof![
+                prop::collection::vec(inner.clone(), 0..5).prop_map(Value::from),
+                prop::collection::btree_map("[a-z_][a-z0-9_]{0,7}", inner, 0..6)
+                    .prop_map(|m| Value::Object(m.into_iter().collect())),
+            ]
+        })
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(2000))]
+        #[test]
+        fn fast_path_equals_the_general_canonicalizer(v in value()) {
+            let general = serde_json_canonicalizer::to_vec(&v).unwrap();
+            prop_assert_eq!(canonical_json(&v).unwrap(), general);
+        }
+    }
+
+    #[test]
+    fn non_ascii_keys_take_the_general_path() {
+        // UTF-16 order differs from byte order here: U+FF61 sorts after U+1F600 in
+        // UTF-8 but before it in UTF-16.
+        let v: Value = serde_json::from_str(r#"{"\ud83d\ude00":1,"\uff61":2}"#).unwrap();
+        assert_eq!(
+            canonical_json(&v).unwrap(),
+            serde_json_canonicalizer::to_vec(&v).unwrap()
+        );
     }
 }

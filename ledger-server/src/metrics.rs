@@ -118,7 +118,7 @@ impl Metrics {
     }
 
     /// Counts per verdict.
-    pub fn set_verdicts(&self, verdicts: &HashMap<String, Verdict>) {
+    pub fn set_verdicts<S>(&self, verdicts: &HashMap<String, Verdict, S>) {
         let mut n: HashMap<Verdict, i64> = Verdict::ALL.iter().map(|v| (*v, 0)).collect();
         for v in verdicts.values() {
             *n.entry(*v).or_default() += 1;

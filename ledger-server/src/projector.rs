@@ -4,6 +4,9 @@
 //! stream. Appends never wait for it; its cost is measured in BENCHMARKS.md.
 
 use std::collections::{HashMap, HashSet, VecDeque};
+
+type FastMap<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
+type FastSet<K> = HashSet<K, foldhash::fast::RandomState>;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex, RwLock, RwLockReadGuard};
@@ -61,8 +64,8 @@ pub struct VerdictChange {
 pub struct Live {
     /// The facts of the log prefix `0 .. facts.covered()`.
     pub facts: Facts,
-    refs: HashMap<(String, String), String>,
-    verdicts: HashMap<String, Verdict>,
+    refs: FastMap<(String, String), String>,
+    verdicts: FastMap<String, Verdict>,
 }
 
 impl RefResolver for Live {
@@ -108,8 +111,8 @@ impl Projector {
         }
         let mut live = Live {
             facts,
-            refs: HashMap::new(),
-            verdicts: HashMap::new(),
+            refs: FastMap::default(),
+            verdicts: FastMap::default(),
         };
         let now = Instant::now();
         let ids: Vec<String> = live
@@ -256,7 +259,7 @@ impl Projector {
             })?;
             let now = Instant::now();
             let mut live = self.live.write().expect("projection lock");
-            let mut touched: HashSet<String> = HashSet::new();
+            let mut touched: FastSet<String> = FastSet::default();
             for (seq, bytes) in &entries {
                 live.facts.apply_entry_noting(*seq, bytes, &mut |m| {
                     touched.insert(m.to_string());
@@ -264,7 +267,7 @@ impl Projector {
             }
             index_refs(&mut live, touched.iter().map(String::as_str));
             // A resend's open changes its ancestors' verdicts too.
-            let mut judge: HashSet<String> = HashSet::new();
+            let mut judge: FastSet<String> = FastSet::default();
             for m in &touched {
                 let mut cur = Some(m.clone());
                 let mut steps = 0;
@@ -316,6 +319,12 @@ impl Projector {
             for id in ids {
                 let Some(e) = eval.evaluate(id) else { continue };
                 let before = live.verdicts.get(id).copied();
+                // A message arriving in flight is no news; one arriving late, lost or
+                // at risk is, and so is every change after.
+                if before.is_none() && e.verdict == Verdict::Open {
+                    live.verdicts.insert(id.to_string(), e.verdict);
+                    continue;
+                }
                 if before != Some(e.verdict) {
                     out.push(VerdictChange {
                         pos: Position { covered: 0, k: 0 },

@@ -86,10 +86,10 @@ impl<'t> Tables<'t> {
 /// needs saving: after a crash, the index catches up from the log at open.
 #[derive(Default)]
 pub(crate) struct Recent {
-    pub ids: HashMap<String, u64>,
-    pub messages: HashMap<String, Vec<u64>>,
+    pub ids: HashMap<String, u64, foldhash::fast::RandomState>,
+    pub messages: HashMap<String, Vec<u64>, foldhash::fast::RandomState>,
     pub offsets: BTreeMap<u64, u64>,
-    pub nodes: HashMap<u64, Hash>,
+    pub nodes: HashMap<u64, Hash, foldhash::fast::RandomState>,
     pub checkpoints: BTreeMap<u64, String>,
     /// Entries covered once flushed, and bytes of `checkpoints.log` indexed.
     pub covered: Option<u64>,

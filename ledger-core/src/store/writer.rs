@@ -285,7 +285,8 @@ impl WriterState {
             now
         };
         // Events appended in this batch, by id: (seq, entry hash, event bytes).
-        let mut fresh: HashMap<&str, (u64, Hash, &[u8])> = HashMap::new();
+        let mut fresh: HashMap<&str, (u64, Hash, &[u8]), foldhash::fast::RandomState> =
+            HashMap::default();
         for req in batch {
             let plans = match self.plan(req, &fresh, base) {
                 Ok(p) => p,
@@ -398,11 +399,11 @@ impl WriterState {
     fn plan(
         &self,
         req: &Request,
-        fresh: &HashMap<&str, (u64, Hash, &[u8])>,
+        fresh: &HashMap<&str, (u64, Hash, &[u8]), foldhash::fast::RandomState>,
         base: u64,
     ) -> Result<Vec<Plan>, StoreError> {
         let mut plans = Vec::with_capacity(req.events.len());
-        let mut mine: HashMap<&str, &[u8]> = HashMap::new();
+        let mut mine: HashMap<&str, &[u8], foldhash::fast::RandomState> = HashMap::default();
         // First the lookups, under the index lock; then, without it, the reads of
         // stored entries that a recorded id needs.
         let mut recorded: Vec<(usize, u64)> = Vec::new();

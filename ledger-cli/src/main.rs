@@ -228,6 +228,9 @@ enum Command {
     /// A load generator for `ledger serve`: concurrent clients posting events (or reading
     /// messages) over HTTP for a fixed time; prints throughput and latency percentiles.
     BenchLoad(bench_load::LoadArgs),
+    /// Print the server's OpenAPI description (YAML), generated from the code; it is
+    /// what schemas/openapi.yaml holds.
+    Openapi,
     /// Static API tokens for the server: create (shown once), list, revoke.
     Token {
         /// Configuration file naming the tokens file [default: <dir>/ledger.toml if present].
@@ -474,6 +477,10 @@ fn run(cli: Cli) -> Result<u8> {
         Command::Demo { seed, messages } => {
             let dir = cli.dir.unwrap_or_else(|| PathBuf::from("ledger-demo"));
             demo::run(&dir, seed, messages, cli.json)
+        }
+        Command::Openapi => {
+            print!("{}", ledger_server::openapi_yaml());
+            Ok(0)
         }
         Command::BenchLoad(a) => bench_load::run(a, cli.json),
         Command::Serve { listen, config } => serve::serve(dir, listen, config.as_deref()),

@@ -11,6 +11,7 @@ pub mod config;
 mod error;
 pub mod mappers;
 mod metrics;
+mod openapi;
 mod projector;
 mod routes;
 pub mod tenant;
@@ -87,6 +88,12 @@ pub fn pseudonym_key(path: &Path) -> Result<[u8; 32], ServeError> {
         }
         Err(e) => Err(bad(e.to_string())),
     }
+}
+
+/// The OpenAPI description of the API, as YAML, generated from the handlers
+/// (`ledger openapi` prints it; `schemas/openapi.yaml` must equal it).
+pub fn openapi_yaml() -> String {
+    routes::openapi_yaml()
 }
 
 /// The policy verdicts are judged under: `<dir>/policy.toml`, else the built-in one.

@@ -11,12 +11,17 @@ use serde_json::{Value, json};
 
 use super::{AppState, Auth};
 use crate::error::ApiError;
+#[allow(unused_imports)]
+use crate::openapi::ErrorBody;
 use crate::tenant;
 
 /// Raw entries per request, at most.
 const ENTRIES_MAX: u64 = 10_000;
 
 /// `GET /v1/checkpoint`: the newest signed checkpoint, a C2SP signed note.
+#[utoipa::path(get, path = "/checkpoint", tag = "audit",
+    responses((status = 200, description = "The newest signed checkpoint (C2SP signed note)", body = String, content_type = "text/plain"), (status = 401, description = "No or bad token", body = ErrorBody), (status = 403, description = "Missing scope", body = ErrorBody)),
+    security(("bearer" = [])))]
 pub(crate) async fn get_checkpoint(
     State(s): State<AppState>,
     Auth(p): Auth,
@@ -41,6 +46,12 @@ pub(crate) struct CheckpointsQuery {
 }
 
 /// `GET /v1/checkpoints?size=N` (the one of that size) or `?from=N&limit=K` (a list).
+#[utoipa::path(get, path = "/checkpoints", tag = "audit",
+    params(("size" = Option<u64>, Query, description = "The checkpoint of exactly this size"),
+        ("from" = Option<u64>, Query, description = "Checkpoints of this size or larger"), ("limit" = Option<usize>, Query, description = "1–1000 (100)")),
+    responses((status = 200, description = "{checkpoints: [{size, note}]}", body = Object), (status = 401, description = "No or bad token", body = ErrorBody), (status = 403, description = "Missing scope", body = ErrorBody),
+        (status = 404, description = "No checkpoint of that size", body = ErrorBody)),
+    security(("bearer" = [])))]
 pub(crate) async fn get_checkpoints(
     State(s): State<AppState>,
     Auth(p): Auth,
@@ -77,6 +88,11 @@ pub(crate) struct InclusionQuery {
 
 /// `GET /v1/proofs/inclusion?seq=&size=`: the audit path of one entry (size defaults
 /// to the newest checkpoint's).
+#[utoipa::path(get, path = "/proofs/inclusion", tag = "audit",
+    params(("seq" = u64, Query, description = "The entry"), ("size" = Option<u64>, Query, description = "Tree size (default: the newest checkpoint's)")),
+    responses((status = 200, description = "{hash, seq, size, leaf_hash, root, path, checkpoint}", body = Object),
+        (status = 400, description = "Out of range", body = ErrorBody), (status = 401, description = "No or bad token", body = ErrorBody), (status = 403, description = "Missing scope", body = ErrorBody)),
+    security(("bearer" = [])))]
 pub(crate) async fn get_inclusion(
     State(s): State<AppState>,
     Auth(p): Auth,
@@ -106,6 +122,11 @@ pub(crate) struct ConsistencyQuery {
 
 /// `GET /v1/proofs/consistency?from=&to=`: that the tree of `from` entries is a
 /// prefix of the tree of `to` (default: the newest checkpoint's size).
+#[utoipa::path(get, path = "/proofs/consistency", tag = "audit",
+    params(("from" = u64, Query, description = "Older size"), ("to" = Option<u64>, Query, description = "Newer size (default: the newest checkpoint's)")),
+    responses((status = 200, description = "{hash, from, to, from_root, to_root, path, from_checkpoint, to_checkpoint}", body = Object),
+        (status = 400, description = "Out of range", body = ErrorBody), (status = 401, description = "No or bad token", body = ErrorBody), (status = 403, description = "Missing scope", body = ErrorBody)),
+    security(("bearer" = [])))]
 pub(crate) async fn get_consistency(
     State(s): State<AppState>,
     Auth(p): Auth,
@@ -139,6 +160,11 @@ pub(crate) struct EntriesQuery {
 
 /// `GET /v1/entries?from=&limit=`: the stored entry bytes, one per line (JSON Lines;
 /// an entry is canonical JSON, so it holds no newline). The bytes are the hashed bytes.
+#[utoipa::path(get, path = "/entries", tag = "audit",
+    params(("from" = Option<u64>, Query, description = "First seq (0)"), ("limit" = Option<u64>, Query, description = "1–10000 (1000)")),
+    responses((status = 200, description = "The stored entry bytes (the hashed bytes), one per line", body = String, content_type = "application/x-ndjson"),
+        (status = 400, body = ErrorBody), (status = 401, description = "No or bad token", body = ErrorBody), (status = 403, description = "Missing scope", body = ErrorBody)),
+    security(("bearer" = [])))]
 pub(crate) async fn get_entries(
     State(s): State<AppState>,
     Auth(p): Auth,

@@ -17,7 +17,6 @@ use axum::http::header::AUTHORIZATION;
 use axum::http::request::Parts;
 use axum::middleware::{self, Next};
 use axum::response::Response;
-use axum::routing::{get, post};
 use ledger_core::FileStore;
 
 use crate::auth::{Authenticator, Principal};
@@ -103,33 +102,51 @@ async fn no_route() -> ApiError {
     ApiError::not_found("no such endpoint; the API is under /v1 (see schemas/openapi.yaml)")
 }
 
-/// The whole API.
-pub(crate) fn router(state: AppState) -> Router {
-    let timeout = state.config.request_timeout;
-    let v1 = Router::new()
-        .route("/events", post(write::post_events))
-        .route("/cloudevents", post(write::post_cloudevents))
-        .route("/channels/eformidling", post(write::post_eformidling))
-        .route("/messages", get(read::list_messages))
-        .route("/messages/{id}", get(read::get_message))
-        .route("/reports/{kind}", get(read::get_report))
-        .route("/stats", get(read::get_stats))
-        .route("/checkpoint", get(audit::get_checkpoint))
-        .route("/checkpoints", get(audit::get_checkpoints))
-        .route("/proofs/inclusion", get(audit::get_inclusion))
-        .route("/proofs/consistency", get(audit::get_consistency))
-        .route("/entries", get(audit::get_entries))
-        // The stream outlives any request timeout: it is routed outside that layer.
+/// The routes and their OpenAPI description, from the same registrations; requests
+/// but the stream are answered 503 after `timeout`.
+pub(crate) fn api(timeout: std::time::Duration) -> (Router<AppState>, utoipa::openapi::OpenApi) {
+    use utoipa::OpenApi;
+    use utoipa_axum::router::OpenApiRouter;
+    use utoipa_axum::routes;
+    let timed: OpenApiRouter<AppState> = OpenApiRouter::new()
+        .routes(routes!(write::post_events))
+        .routes(routes!(write::post_cloudevents))
+        .routes(routes!(write::post_eformidling))
+        .routes(routes!(read::list_messages))
+        .routes(routes!(read::get_message))
+        .routes(routes!(read::get_report))
+        .routes(routes!(read::get_stats))
+        .routes(routes!(audit::get_checkpoint))
+        .routes(routes!(audit::get_checkpoints))
+        .routes(routes!(audit::get_inclusion))
+        .routes(routes!(audit::get_consistency))
+        .routes(routes!(audit::get_entries))
         .layer(tower_http::timeout::TimeoutLayer::with_status_code(
             StatusCode::SERVICE_UNAVAILABLE,
             timeout,
-        ))
-        .route("/stream", get(stream::stream));
-    Router::new()
+        ));
+    // The stream outlives any request timeout: it is routed outside that layer.
+    let v1 = timed.routes(routes!(stream::stream));
+    OpenApiRouter::with_openapi(crate::openapi::ApiDoc::openapi())
         .nest("/v1", v1)
-        .route("/healthz", get(ops::healthz))
-        .route("/readyz", get(ops::readyz))
-        .route("/metrics", get(ops::metrics))
+        .routes(routes!(ops::healthz))
+        .routes(routes!(ops::readyz))
+        .routes(routes!(ops::metrics))
+        .split_for_parts()
+}
+
+/// The OpenAPI document as YAML (what `schemas/openapi.yaml` holds).
+pub(crate) fn openapi_yaml() -> String {
+    api(std::time::Duration::from_secs(30))
+        .1
+        .to_yaml()
+        .expect("the OpenAPI document serializes")
+}
+
+/// The whole API.
+pub(crate) fn router(state: AppState) -> Router {
+    let (routes, _) = api(state.config.request_timeout);
+    routes
         .fallback(no_route)
         .layer(middleware::from_fn_with_state(
             state.clone(),

@@ -8,14 +8,21 @@ use axum::response::{IntoResponse, Response};
 use super::{AppState, Auth};
 use crate::auth::Scope;
 use crate::error::ApiError;
+#[allow(unused_imports)]
+use crate::openapi::ErrorBody;
 
 /// `GET /healthz`: the process answers. Unauthenticated; says nothing else.
+#[utoipa::path(get, path = "/healthz", tag = "operate",
+    responses((status = 200, description = "The process answers", body = String, content_type = "text/plain")))]
 pub(crate) async fn healthz() -> &'static str {
     "ok\n"
 }
 
 /// `GET /readyz`: the store accepts appends and the projection is running.
 /// Unauthenticated; says nothing else.
+#[utoipa::path(get, path = "/readyz", tag = "operate",
+    responses((status = 200, description = "Ready", body = String, content_type = "text/plain"),
+        (status = 503, description = "Shutting down, or the store stopped accepting appends", body = String, content_type = "text/plain")))]
 pub(crate) async fn readyz(State(s): State<AppState>) -> Response {
     if s.ready() {
         (StatusCode::OK, "ready\n").into_response()
@@ -25,6 +32,9 @@ pub(crate) async fn readyz(State(s): State<AppState>) -> Response {
 }
 
 /// `GET /metrics`: Prometheus text format; needs `ledger:admin`.
+#[utoipa::path(get, path = "/metrics", tag = "operate",
+    responses((status = 200, description = "Prometheus/OpenMetrics text (scope ledger:admin)", body = String, content_type = "application/openmetrics-text"), (status = 401, description = "No or bad token", body = ErrorBody), (status = 403, description = "Missing scope", body = ErrorBody)),
+    security(("bearer" = [])))]
 pub(crate) async fn metrics(
     State(s): State<AppState>,
     Auth(p): Auth,

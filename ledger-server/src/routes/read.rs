@@ -15,6 +15,8 @@ use serde_json::{Value, json};
 
 use super::{AppState, Auth};
 use crate::error::ApiError;
+#[allow(unused_imports)]
+use crate::openapi::ErrorBody;
 use crate::tenant::{self, Reach};
 
 /// Query parameters shared by the listing questions.
@@ -124,6 +126,13 @@ fn entry_json(bytes: &[u8]) -> Value {
 
 /// `GET /v1/messages/{id}`: state, verdict and history; `?as_of=` answers with what the
 /// ledger knew then (entries recorded by then).
+#[utoipa::path(get, path = "/messages/{id}", tag = "ask",
+    params(("id" = String, Path, description = "Message id"),
+        ("as_of" = Option<String>, Query, description = "RFC 3339: answer with the entries recorded by then"),
+        ("now" = Option<String>, Query, description = "RFC 3339: judge deadlines at this time (default: the server's clock, or as_of)")),
+    responses((status = 200, description = "{message, covered, now, as_of, status, evaluation, facts, history}", body = Object),
+        (status = 401, description = "No or bad token", body = ErrorBody), (status = 403, description = "Missing scope", body = ErrorBody), (status = 404, description = "Unknown, or not the caller's organisation's message", body = ErrorBody)),
+    security(("bearer" = [])))]
 pub(crate) async fn get_message(
     State(s): State<AppState>,
     Auth(p): Auth,
@@ -205,6 +214,17 @@ fn decode_cursor(c: &str) -> Result<(i128, String), ApiError> {
 /// `GET /v1/messages?verdict=&from=&to=&…&limit=&cursor=`: evaluated messages by send
 /// time then id, a page at a time. The cursor is the last row's (send time, id), so a
 /// page never repeats or skips a message that was there before.
+#[utoipa::path(get, path = "/messages", tag = "ask",
+    params(("verdict" = Option<String>, Query, description = "Comma-separated: open, at-risk, late, completed, lost, stuck, resolved"),
+        ("from" = Option<String>, Query, description = "Sender org number"), ("to" = Option<String>, Query, description = "Recipient org number"),
+        ("party" = Option<String>, Query, description = "Sender or recipient org number"),
+        ("category" = Option<String>, Query), ("channel" = Option<String>, Query),
+        ("since" = Option<String>, Query, description = "Sent at or after (RFC 3339)"), ("until" = Option<String>, Query, description = "Sent before"),
+        ("now" = Option<String>, Query), ("limit" = Option<usize>, Query, description = "Page size, 1–1000 (100)"),
+        ("cursor" = Option<String>, Query, description = "next_cursor of the previous page")),
+    responses((status = 200, description = "{covered, now, total, items: [evaluation], next_cursor}", body = Object),
+        (status = 400, body = ErrorBody), (status = 401, description = "No or bad token", body = ErrorBody), (status = 403, description = "Missing scope", body = ErrorBody)),
+    security(("bearer" = [])))]
 pub(crate) async fn list_messages(
     State(s): State<AppState>,
     Auth(p): Auth,
@@ -247,6 +267,15 @@ pub(crate) async fn list_messages(
 
 /// `GET /v1/reports/{kind}`: lost, at-risk, late, stuck, open, completed, resolved, or
 /// anomalies; every row passing the filters.
+#[utoipa::path(get, path = "/reports/{kind}", tag = "ask",
+    params(("kind" = String, Path, description = "lost, at-risk, late, stuck, open, completed, resolved or anomalies"),
+        ("from" = Option<String>, Query), ("to" = Option<String>, Query), ("party" = Option<String>, Query),
+        ("category" = Option<String>, Query), ("channel" = Option<String>, Query),
+        ("since" = Option<String>, Query), ("until" = Option<String>, Query), ("now" = Option<String>, Query),
+        ("kind" = Option<String>, Query, description = "anomalies only: one anomaly kind")),
+    responses((status = 200, description = "{report, covered, now, count, rows}", body = Object),
+        (status = 400, body = ErrorBody), (status = 401, description = "No or bad token", body = ErrorBody), (status = 403, description = "Missing scope", body = ErrorBody), (status = 404, description = "No such report", body = ErrorBody)),
+    security(("bearer" = [])))]
 pub(crate) async fn get_report(
     State(s): State<AppState>,
     Auth(p): Auth,
@@ -311,6 +340,14 @@ pub(crate) async fn get_report(
 }
 
 /// `GET /v1/stats?by=from|to|channel|category|month`: counts per verdict.
+#[utoipa::path(get, path = "/stats", tag = "ask",
+    params(("by" = Option<String>, Query, description = "all, from, to, channel, category or month"),
+        ("from" = Option<String>, Query), ("to" = Option<String>, Query), ("party" = Option<String>, Query),
+        ("category" = Option<String>, Query), ("channel" = Option<String>, Query),
+        ("since" = Option<String>, Query), ("until" = Option<String>, Query), ("now" = Option<String>, Query)),
+    responses((status = 200, description = "{covered, now, groups: [{group, total, verdicts, with_anomalies}]}", body = Object),
+        (status = 400, body = ErrorBody), (status = 401, description = "No or bad token", body = ErrorBody), (status = 403, description = "Missing scope", body = ErrorBody)),
+    security(("bearer" = [])))]
 pub(crate) async fn get_stats(
     State(s): State<AppState>,
     Auth(p): Auth,

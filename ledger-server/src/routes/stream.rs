@@ -24,6 +24,8 @@ use serde_json::{Value, json};
 use super::{AppState, Auth};
 use crate::auth::{Principal, Scope};
 use crate::error::ApiError;
+#[allow(unused_imports)]
+use crate::openapi::ErrorBody;
 use crate::projector::Position;
 use crate::tenant::{self, Reach};
 
@@ -77,6 +79,12 @@ struct Session {
 }
 
 /// `GET /v1/stream` (`Last-Event-ID` to resume; `?from_seq=` to start from an entry).
+#[utoipa::path(get, path = "/stream", tag = "ask",
+    params(("from_seq" = Option<u64>, Query, description = "Start with the receipts of entries from this seq"),
+        ("Last-Event-ID" = Option<String>, Header, description = "Resume after this event")),
+    responses((status = 200, description = "Server-Sent Events: `receipt` {seq, hash, recorded_at, id, type, message}, `verdict` {message, from, to, reason, noticed_at}, `gap`", body = String, content_type = "text/event-stream"),
+        (status = 400, description = "A Last-Event-ID this stream did not give out", body = ErrorBody), (status = 401, description = "No or bad token", body = ErrorBody), (status = 403, description = "Missing scope", body = ErrorBody)),
+    security(("bearer" = [])))]
 pub(crate) async fn stream(
     State(s): State<AppState>,
     Auth(p): Auth,

@@ -18,6 +18,8 @@ use super::{AppState, Auth};
 use crate::auth::Scope;
 use crate::error::ApiError;
 use crate::mappers::{self, MapContext, MapError};
+#[allow(unused_imports)]
+use crate::openapi::{ErrorBody, Receipts};
 use crate::tenant;
 
 /// Bad items reported back, at most.
@@ -163,6 +165,14 @@ async fn append(s: &AppState, events: Vec<Event>) -> Result<Vec<Value>, ApiError
 
 /// `POST /v1/events`: one event, a JSON array, or JSON Lines
 /// (`Content-Type: application/x-ndjson`).
+#[utoipa::path(post, path = "/events", tag = "report",
+    request_body(content = Object, description = "One event (schemas/event.schema.json), a JSON array of events, or JSON Lines with Content-Type application/x-ndjson. All are recorded or none.", content_type = "application/json"),
+    responses((status = 200, description = "One receipt per event, in order, after the durable commit; a retry of a recorded event gets its original receipt", body = Receipts),
+        (status = 400, description = "Not JSON", body = ErrorBody), (status = 401, description = "No or bad token", body = ErrorBody), (status = 403, description = "Missing scope", body = ErrorBody),
+        (status = 409, description = "An event id already recorded with other content", body = ErrorBody),
+        (status = 413, description = "Body or batch over the limit", body = ErrorBody),
+        (status = 422, description = "Invalid events, each named by index and field; nothing recorded", body = ErrorBody)),
+    security(("bearer" = [])))]
 pub(crate) async fn post_events(
     State(s): State<AppState>,
     Auth(p): Auth,
@@ -294,6 +304,12 @@ async fn channel_events(
 
 /// `POST /v1/cloudevents`: CloudEvents 1.0 in structured JSON mode, one or a batch
 /// (Altinn 3 Correspondence, KS Fiks), mapped by docs/cloudevents.md.
+#[utoipa::path(post, path = "/cloudevents", tag = "report",
+    request_body(content = Object, description = "A CloudEvent 1.0 in structured JSON mode, or a JSON array of them (Altinn 3 Correspondence, KS Fiks); mapped as docs/cloudevents.md says", content_type = "application/cloudevents+json"),
+    responses((status = 200, description = "Receipts of the mapped events", body = Receipts),
+        (status = 400, body = ErrorBody), (status = 401, description = "No or bad token", body = ErrorBody), (status = 403, description = "Missing scope", body = ErrorBody), (status = 413, body = ErrorBody),
+        (status = 422, description = "An unknown type or a malformed event, named by index; nothing recorded", body = ErrorBody)),
+    security(("bearer" = [])))]
 pub(crate) async fn post_cloudevents(
     State(s): State<AppState>,
     Auth(p): Auth,
@@ -305,6 +321,11 @@ pub(crate) async fn post_cloudevents(
 
 /// `POST /v1/channels/eformidling`: eFormidling status records (the integrasjonspunkt's
 /// `/api/statuses` records or its webhook bodies), one or a JSON array.
+#[utoipa::path(post, path = "/channels/eformidling", tag = "report",
+    request_body(content = Object, description = "An eFormidling status record (or integrasjonspunkt webhook body), or a JSON array of them", content_type = "application/json"),
+    responses((status = 200, description = "Receipts of the mapped events", body = Receipts),
+        (status = 400, body = ErrorBody), (status = 401, description = "No or bad token", body = ErrorBody), (status = 403, description = "Missing scope", body = ErrorBody), (status = 413, body = ErrorBody), (status = 422, body = ErrorBody)),
+    security(("bearer" = [])))]
 pub(crate) async fn post_eformidling(
     State(s): State<AppState>,
     Auth(p): Auth,

@@ -15,12 +15,6 @@ use crate::InputError;
 /// What `bench-load` runs.
 #[derive(Args)]
 pub(crate) struct LoadArgs {
-    /// The server, e.g. http://127.0.0.1:7070.
-    #[arg(long)]
-    server: String,
-    /// A token with ledger:write (and ledger:read for --read).
-    #[arg(long, env = "LEDGER_TOKEN")]
-    token: String,
     /// The token's organisation (the events' reporter and sender).
     #[arg(long, value_name = "ORGNR")]
     org: String,
@@ -91,16 +85,28 @@ async fn send(
     Ok((status, bytes))
 }
 
-pub(crate) fn run(a: LoadArgs, as_json: bool) -> Result<u8> {
+/// Runs the load against `server` (--server) with `token` (--token, needs
+/// ledger:write, and ledger:read for --read).
+pub(crate) fn run(
+    a: LoadArgs,
+    server: Option<&str>,
+    token: Option<&str>,
+    as_json: bool,
+) -> Result<u8> {
+    let (Some(server), Some(token)) = (server, token) else {
+        return Err(anyhow!(InputError(
+            "bench-load needs --server URL and --token TOKEN (or LEDGER_SERVER, LEDGER_TOKEN)"
+                .into()
+        )));
+    };
     if a.clients == 0 || a.batch == 0 || a.seconds == 0 {
         return Err(anyhow!(InputError(
             "--clients, --batch and --seconds must be at least 1".into()
         )));
     }
-    if !a.server.starts_with("http://") {
+    if !server.starts_with("http://") {
         return Err(anyhow!(InputError(format!(
-            "--server {:?}: give an http:// address (the load generator speaks plain HTTP)",
-            a.server
+            "--server {server:?}: give an http:// address (the load generator speaks plain HTTP)"
         ))));
     }
     // One thread: the generator should leave the machine's cores to the server.
@@ -108,11 +114,11 @@ pub(crate) fn run(a: LoadArgs, as_json: bool) -> Result<u8> {
         .enable_all()
         .build()
         .context("start the async runtime")?;
-    rt.block_on(drive(a, as_json))
+    rt.block_on(drive(a, server.to_string(), token.to_string(), as_json))
 }
 
-async fn drive(a: LoadArgs, as_json: bool) -> Result<u8> {
-    let base = a.server.trim_end_matches('/').to_string();
+async fn drive(a: LoadArgs, server: String, token: String, as_json: bool) -> Result<u8> {
+    let base = server.trim_end_matches('/').to_string();
     let run = format!(
         "{}{}",
         std::process::id(),
@@ -126,7 +132,7 @@ async fn drive(a: LoadArgs, as_json: bool) -> Result<u8> {
         hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
             .pool_max_idle_per_host(a.clients)
             .build(http);
-    let auth = format!("Bearer {}", a.token);
+    let auth = format!("Bearer {token}");
     let events_url = format!("{base}/v1/events");
 
     // For --read: each client first writes the messages it will read.

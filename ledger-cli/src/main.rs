@@ -9,6 +9,7 @@ mod bench_load;
 mod demo;
 mod output;
 mod questions;
+mod remote;
 mod serve;
 
 use std::path::PathBuf;
@@ -57,6 +58,14 @@ struct Cli {
     /// Print data as JSON (for scripts).
     #[arg(long, global = true)]
     json: bool,
+    /// Ask a running `ledger serve` (e.g. http://127.0.0.1:7070) instead of the local
+    /// directory: history, status, report, checkpoint, prove, verify; and the target of
+    /// bench-load.
+    #[arg(long, global = true, env = "LEDGER_SERVER", value_name = "URL")]
+    server: Option<String>,
+    /// Bearer token for --server (see `ledger token create`).
+    #[arg(long, global = true, env = "LEDGER_TOKEN", hide_env_values = true)]
+    token: Option<String>,
     #[command(subcommand)]
     command: Command,
 }
@@ -322,6 +331,11 @@ fn read_key(arg: &str) -> Result<VerifierKey> {
 fn run(cli: Cli) -> Result<u8> {
     let default_dir = PathBuf::from("ledger-data");
     let dir = cli.dir.as_deref().unwrap_or(&default_dir);
+    if let Some(url) = &cli.server
+        && !matches!(cli.command, Command::BenchLoad(_))
+    {
+        return run_remote(url, cli.token.as_deref(), cli.command, cli.json);
+    }
     match cli.command {
         Command::Init { origin, hash } => {
             let key = FileStore::init(
@@ -482,7 +496,9 @@ fn run(cli: Cli) -> Result<u8> {
             print!("{}", ledger_server::openapi_yaml());
             Ok(0)
         }
-        Command::BenchLoad(a) => bench_load::run(a, cli.json),
+        Command::BenchLoad(a) => {
+            bench_load::run(a, cli.server.as_deref(), cli.token.as_deref(), cli.json)
+        }
         Command::Serve { listen, config } => serve::serve(dir, listen, config.as_deref()),
         Command::Token { config, command } => {
             serve::token(dir, config.as_deref(), command, cli.json)
@@ -507,5 +523,89 @@ fn run(cli: Cli) -> Result<u8> {
             }
             Ok(0)
         }
+    }
+}
+
+/// The commands that can ask a server instead of a directory.
+fn run_remote(url: &str, token: Option<&str>, command: Command, as_json: bool) -> Result<u8> {
+    let r = remote::Remote::new(url, token)?;
+    let unsupported = |what: &str| -> Result<u8> {
+        Err(anyhow::Error::new(InputError(format!(
+            "{what} with --server is not supported; --server works with history, status, report, checkpoint, prove and verify"
+        ))))
+    };
+    match command {
+        Command::History { message } => remote::history(&r, &message, as_json),
+        Command::Status { message, when } => {
+            if when.policy.is_some() {
+                return unsupported("--policy");
+            }
+            remote::status(&r, &message, when.as_of, when.now, as_json)
+        }
+        Command::Report {
+            kind,
+            kind_filter,
+            query,
+        } => {
+            if query.when.as_of.is_some() || query.when.policy.is_some() {
+                return unsupported("report --as-of or --policy");
+            }
+            let f = &query.filters;
+            let params = vec![
+                ("from", f.from.clone()),
+                ("to", f.to.clone()),
+                ("party", f.party.clone()),
+                ("category", f.category.clone()),
+                ("channel", f.channel.clone()),
+                ("since", f.since.clone()),
+                ("until", f.until.clone()),
+                ("now", query.when.now.clone()),
+                ("kind", kind_filter),
+            ];
+            let format = query.format.unwrap_or(if as_json {
+                questions::Format::Json
+            } else {
+                questions::Format::Table
+            });
+            remote::report(&r, kind.path_name(), params, format, as_json)
+        }
+        Command::Checkpoint { size } => remote::checkpoint(&r, size, as_json),
+        Command::Prove(Prove::Inclusion { seq, size }) => remote::prove(
+            &r,
+            &format!(
+                "/v1/proofs/inclusion?seq={seq}{}",
+                size.map(|s| format!("&size={s}")).unwrap_or_default()
+            ),
+        ),
+        Command::Prove(Prove::Consistency { from, to }) => remote::prove(
+            &r,
+            &format!(
+                "/v1/proofs/consistency?from={from}{}",
+                to.map(|t| format!("&to={t}")).unwrap_or_default()
+            ),
+        ),
+        Command::Verify {
+            bundle,
+            key,
+            trusted,
+            unique_ids,
+            deep,
+        } => {
+            if bundle.is_some() {
+                return unsupported("verify --bundle");
+            }
+            let opts = VerifyOptions {
+                unique_ids,
+                deep,
+                key: key.as_deref().map(read_key).transpose()?,
+                trusted: trusted
+                    .map(|p| {
+                        std::fs::read_to_string(&p).with_context(|| format!("read {}", p.display()))
+                    })
+                    .transpose()?,
+            };
+            remote::verify(&r, &opts, as_json)
+        }
+        _ => unsupported("this command"),
     }
 }

@@ -304,7 +304,7 @@ fn report_cells(e: &Evaluation) -> [String; 13] {
     ]
 }
 
-fn print_rows(format: Format, header: &[&str], rows: Vec<Vec<String>>) -> Result<()> {
+pub(crate) fn print_rows(format: Format, header: &[&str], rows: Vec<Vec<String>>) -> Result<()> {
     let mut out = std::io::stdout().lock();
     match format {
         Format::Csv => {
@@ -347,6 +347,22 @@ pub(crate) enum ReportKind {
     Completed,
     /// Closed by a `resolved` event.
     Resolved,
+}
+
+impl ReportKind {
+    /// The name in `GET /v1/reports/{kind}`.
+    pub(crate) fn path_name(self) -> &'static str {
+        match self {
+            ReportKind::Lost => "lost",
+            ReportKind::AtRisk => "at-risk",
+            ReportKind::Late => "late",
+            ReportKind::Stuck => "stuck",
+            ReportKind::Anomalies => "anomalies",
+            ReportKind::Open => "open",
+            ReportKind::Completed => "completed",
+            ReportKind::Resolved => "resolved",
+        }
+    }
 }
 
 pub(crate) fn report(

@@ -116,6 +116,7 @@ mod tests {
             "/v1/stats:",
             "/v1/checkpoint:",
             "/v1/checkpoints:",
+            "/v1/ledger:",
             "/v1/proofs/inclusion:",
             "/v1/proofs/consistency:",
             "/v1/entries:",

@@ -18,6 +18,27 @@ use crate::tenant;
 /// Raw entries per request, at most.
 const ENTRIES_MAX: u64 = 10_000;
 
+/// `GET /v1/ledger`: what identifies the log (origin, hash function, format), its
+/// size, and the server's verifier key. An auditor compares that key with the one it
+/// was given out of band; it is shown here, never to be trusted from here.
+#[utoipa::path(get, path = "/ledger", tag = "audit",
+    responses((status = 200, description = "{origin, hash, format, size, verifier_key}", body = Object), (status = 401, description = "No or bad token", body = ErrorBody), (status = 403, description = "Missing scope", body = ErrorBody)),
+    security(("bearer" = [])))]
+pub(crate) async fn get_ledger(
+    State(s): State<AppState>,
+    Auth(p): Auth,
+) -> Result<Json<Value>, ApiError> {
+    tenant::require_audit(&p)?;
+    let info = s.store.info();
+    Ok(Json(json!({
+        "origin": info.origin,
+        "hash": info.hash.name(),
+        "format": info.format,
+        "size": s.store.size(),
+        "verifier_key": s.store.verifier_key().to_string(),
+    })))
+}
+
 /// `GET /v1/checkpoint`: the newest signed checkpoint, a C2SP signed note.
 #[utoipa::path(get, path = "/checkpoint", tag = "audit",
     responses((status = 200, description = "The newest signed checkpoint (C2SP signed note)", body = String, content_type = "text/plain"), (status = 401, description = "No or bad token", body = ErrorBody), (status = 403, description = "Missing scope", body = ErrorBody)),

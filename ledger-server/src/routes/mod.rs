@@ -116,6 +116,7 @@ pub(crate) fn api(timeout: std::time::Duration) -> (Router<AppState>, utoipa::op
         .routes(routes!(read::get_message))
         .routes(routes!(read::get_report))
         .routes(routes!(read::get_stats))
+        .routes(routes!(audit::get_ledger))
         .routes(routes!(audit::get_checkpoint))
         .routes(routes!(audit::get_checkpoints))
         .routes(routes!(audit::get_inclusion))

@@ -750,3 +750,147 @@ fn the_stream_delivers_receipts_and_verdict_changes_and_resumes() {
         .unwrap();
     assert_eq!(bad.status().as_u16(), 400);
 }
+
+/// `ledger --server URL --token T …` runs the commands against the server.
+fn remote(s: &Server, token: &str, args: &[&str]) -> std::process::Output {
+    Command::new(ledger_bin())
+        .args(["--server", &s.base, "--token", token])
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn the_cli_asks_the_server_and_verifies_it_without_trusting_it() {
+    let s = Server::start("");
+    let w = s.token(POLICE, "ledger:write,ledger:read");
+    let audit = s.token(OTHER, "ledger:audit,ledger:regulator");
+    for i in 0..20 {
+        let (st, v) = post(
+            &s,
+            "/v1/events",
+            &w,
+            &sent(&format!("e{i}"), &format!("M{i}"), POLICE, KOMMUNE).to_string(),
+        );
+        assert_eq!(st, 200, "{v}");
+    }
+    wait_for_message(&s, &w, "M19");
+    let ok = |args: &[&str], token: &str| {
+        let out = remote(&s, token, args);
+        assert!(
+            out.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let h = ok(&["history", "M3"], &w);
+    assert!(h.contains("sent") && h.contains("974760673/websak"), "{h}");
+    let st: Value = serde_json::from_str(&ok(
+        &["--json", "status", "M3", "--now", "2023-05-20T00:00:00Z"],
+        &w,
+    ))
+    .unwrap();
+    assert_eq!(st["evaluation"]["verdict"], "at_risk");
+    let csv = ok(
+        &[
+            "report",
+            "at-risk",
+            "--now",
+            "2023-05-20T00:00:00Z",
+            "--format",
+            "csv",
+        ],
+        &w,
+    );
+    assert_eq!(csv.lines().count(), 21, "a header and 20 rows: {csv}");
+    assert!(ok(&["checkpoint"], &audit).starts_with("ledger.example/server-test\n"));
+    let proof: Value =
+        serde_json::from_str(&ok(&["prove", "inclusion", "--seq", "3"], &audit)).unwrap();
+    assert_eq!(proof["seq"], 3);
+
+    // Remote verify against the key the auditor holds.
+    let key = std::fs::read_to_string(s.dir.join("verifier.key")).unwrap();
+    let out = ok(&["verify", "--key", key.trim()], &audit);
+    assert!(out.starts_with("OK"), "{out}");
+    // Against another ledger's key, the signatures do not verify.
+    let other = tempfile::tempdir().unwrap();
+    ledger_ok(
+        &other.path().join("l"),
+        &["init", "--origin", "ledger.example/server-test"],
+    );
+    let wrong = std::fs::read_to_string(other.path().join("l/verifier.key")).unwrap();
+    let out = remote(&s, &audit, &["verify", "--key", wrong.trim()]);
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    // Without the audit scope the server refuses, and the CLI says why.
+    let out = remote(&s, &w, &["verify"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("ledger:audit"));
+}
+
+#[test]
+fn sigterm_drains_appends_in_flight() {
+    let mut s = Server::start("");
+    let w = s.token(POLICE, "ledger:write,ledger:read");
+    // Clients write until the server goes away; every acknowledged event must be in
+    // the log afterwards, and the log must verify.
+    let acked: Vec<String> = std::thread::scope(|scope| {
+        let hs: Vec<_> = (0..8)
+            .map(|c| {
+                let (s, w) = (&s, &w);
+                scope.spawn(move || {
+                    let mut acked = Vec::new();
+                    for i in 0..100_000 {
+                        let id = format!("d{c}-{i}");
+                        let body = sent(&id, &format!("D{c}-{i}"), POLICE, KOMMUNE).to_string();
+                        let a = agent();
+                        let r = a
+                            .post(&s.url("/v1/events"))
+                            .header("Authorization", &format!("Bearer {w}"))
+                            .header("Content-Type", "application/json")
+                            .send(&body);
+                        match r {
+                            Ok(resp) if resp.status().as_u16() == 200 => acked.push(id),
+                            _ => break,
+                        }
+                    }
+                    acked
+                })
+            })
+            .collect();
+        std::thread::sleep(Duration::from_millis(600));
+        let _ = Command::new("kill")
+            .args(["-TERM", &s.child.id().to_string()])
+            .status();
+        hs.into_iter().flat_map(|h| h.join().unwrap()).collect()
+    });
+    s.stop();
+    assert!(
+        acked.len() > 10,
+        "the clients got going ({} acknowledged)",
+        acked.len()
+    );
+    ledger_ok(&s.dir, &["verify"]);
+    let bundle = s.dir.join("after-stop");
+    ledger_ok(&s.dir, &["export", "--out", bundle.to_str().unwrap()]);
+    let recorded: std::collections::HashSet<String> =
+        std::fs::read_to_string(bundle.join("entries.jsonl"))
+            .unwrap()
+            .lines()
+            .map(|l| {
+                let v: Value = serde_json::from_str(l).unwrap();
+                v["event"]["id"].as_str().unwrap().to_string()
+            })
+            .collect();
+    for id in &acked {
+        assert!(
+            recorded.contains(id),
+            "acknowledged {id} is missing after the stop"
+        );
+    }
+}

@@ -66,6 +66,10 @@ struct Cli {
     /// Bearer token for --server (see `ledger token create`).
     #[arg(long, global = true, env = "LEDGER_TOKEN", hide_env_values = true)]
     token: Option<String>,
+    /// For an https --server with a private CA: trust the certificates in this PEM
+    /// file instead of the public roots.
+    #[arg(long, global = true, env = "LEDGER_CA_CERT", value_name = "PEM")]
+    ca_cert: Option<PathBuf>,
     #[command(subcommand)]
     command: Command,
 }
@@ -334,7 +338,8 @@ fn run(cli: Cli) -> Result<u8> {
     if let Some(url) = &cli.server
         && !matches!(cli.command, Command::BenchLoad(_))
     {
-        return run_remote(url, cli.token.as_deref(), cli.command, cli.json);
+        let r = remote::Remote::new(url, cli.token.as_deref(), cli.ca_cert.as_deref())?;
+        return run_remote(r, cli.command, cli.json);
     }
     match cli.command {
         Command::Init { origin, hash } => {
@@ -527,8 +532,7 @@ fn run(cli: Cli) -> Result<u8> {
 }
 
 /// The commands that can ask a server instead of a directory.
-fn run_remote(url: &str, token: Option<&str>, command: Command, as_json: bool) -> Result<u8> {
-    let r = remote::Remote::new(url, token)?;
+fn run_remote(r: remote::Remote, command: Command, as_json: bool) -> Result<u8> {
     let unsupported = |what: &str| -> Result<u8> {
         Err(anyhow::Error::new(InputError(format!(
             "{what} with --server is not supported; --server works with history, status, report, checkpoint, prove and verify"

@@ -20,21 +20,52 @@ pub(crate) struct Remote {
 }
 
 impl Remote {
-    pub(crate) fn new(url: &str, token: Option<&str>) -> Result<Remote> {
+    pub(crate) fn new(
+        url: &str,
+        token: Option<&str>,
+        ca_cert: Option<&std::path::Path>,
+    ) -> Result<Remote> {
         let token = token.ok_or_else(|| {
             anyhow!(crate::InputError(
                 "--server needs a token: --token or LEDGER_TOKEN (see `ledger token create`)"
                     .into()
             ))
         })?;
+        let mut config = ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .timeout_global(Some(Duration::from_secs(120)));
+        if let Some(path) = ca_cert {
+            let pem = std::fs::read(path)
+                .with_context(|| format!("read --ca-cert {}", path.display()))?;
+            let certs = ureq::tls::parse_pem(&pem)
+                .filter_map(|item| match item {
+                    Ok(ureq::tls::PemItem::Certificate(c)) => Some(Ok(c)),
+                    Ok(_) => None,
+                    Err(e) => Some(Err(e)),
+                })
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(|e| {
+                    anyhow!(crate::InputError(format!(
+                        "--ca-cert {}: not PEM certificates: {e}",
+                        path.display()
+                    )))
+                })?;
+            if certs.is_empty() {
+                bail!(crate::InputError(format!(
+                    "--ca-cert {}: holds no certificate",
+                    path.display()
+                )));
+            }
+            config = config.tls_config(
+                ureq::tls::TlsConfig::builder()
+                    .root_certs(ureq::tls::RootCerts::new_with_certs(&certs))
+                    .build(),
+            );
+        }
         Ok(Remote {
             base: url.trim_end_matches('/').to_string(),
             auth: format!("Bearer {token}"),
-            agent: ureq::Agent::config_builder()
-                .http_status_as_error(false)
-                .timeout_global(Some(Duration::from_secs(120)))
-                .build()
-                .into(),
+            agent: config.build().into(),
         })
     }
 

@@ -146,30 +146,38 @@ pub(crate) fn serve(
         .build()
         .context("start the async runtime")?;
     let dir: PathBuf = dir.to_path_buf();
-    runtime.block_on(async move {
-        let shutdown = async {
-            let ctrl_c = tokio::signal::ctrl_c();
-            #[cfg(unix)]
-            {
-                let mut term =
-                    tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-                        .expect("install the SIGTERM handler");
-                tokio::select! {
-                    _ = ctrl_c => {},
-                    _ = term.recv() => {},
+    runtime
+        .block_on(async move {
+            let shutdown = async {
+                let ctrl_c = tokio::signal::ctrl_c();
+                #[cfg(unix)]
+                {
+                    let mut term =
+                        tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+                            .expect("install the SIGTERM handler");
+                    tokio::select! {
+                        _ = ctrl_c => {},
+                        _ = term.recv() => {},
+                    }
                 }
-            }
-            #[cfg(not(unix))]
-            let _ = ctrl_c.await;
-            eprintln!("ledger serve: shutting down: finishing requests in flight");
-        };
-        ledger_server::serve(dir, cfg, shutdown, |addr| {
-            // Scripts and tests read the bound address from this line.
-            println!("ledger serve: listening on http://{addr}");
-            let _ = std::io::stdout().flush();
+                #[cfg(not(unix))]
+                let _ = ctrl_c.await;
+                eprintln!("ledger serve: shutting down: finishing requests in flight");
+            };
+            ledger_server::serve(dir, cfg, shutdown, |url| {
+                // Scripts and tests read the bound address from this line.
+                println!("ledger serve: listening on {url}");
+                let _ = std::io::stdout().flush();
+            })
+            .await
         })
-        .await
-    })?;
+        .map_err(|e| match e {
+            // What the operator wrote is wrong: exit 2, as for any bad input.
+            e @ (ledger_server::ServeError::Config(_)
+            | ledger_server::ServeError::File { .. }
+            | ledger_server::ServeError::Auth(_)) => anyhow!(InputError(e.to_string())),
+            other => anyhow::Error::new(other),
+        })?;
     eprintln!("ledger serve: stopped");
     Ok(0)
 }

@@ -15,6 +15,7 @@ mod openapi;
 mod projector;
 mod routes;
 pub mod tenant;
+mod tls;
 pub mod tokens;
 
 use std::future::Future;
@@ -115,21 +116,16 @@ fn policy(dir: &Path) -> Result<Policy, ServeError> {
 /// Serves the ledger in `dir` until `shutdown` resolves, then drains: requests in
 /// flight finish (each append is either acknowledged and durable, or refused), the
 /// projection is saved, and the store signs a final checkpoint and closes.
-/// `on_listening` is called with the bound address (for `--listen 127.0.0.1:0`).
+/// `on_listening` is called with the bound address as a URL (`http://…` or, with TLS,
+/// `https://…`), for `--listen 127.0.0.1:0`.
 pub async fn serve(
     dir: PathBuf,
     config: ServerConfig,
     shutdown: impl Future<Output = ()> + Send + 'static,
-    on_listening: impl FnOnce(std::net::SocketAddr),
+    on_listening: impl FnOnce(String),
 ) -> Result<(), ServeError> {
     config.check_transport()?;
-    if config.tls.is_some() {
-        return Err(ServeError::Net(
-            "TLS (server.tls_cert / server.tls_key) is not built into this version; \
-             terminate TLS in a proxy and set server.allow_plain_http_off_loopback = true"
-                .into(),
-        ));
-    }
+    let tls = config.tls.as_ref().map(tls::acceptor).transpose()?;
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
         .map_err(|e| ServeError::Net(format!("listen on {}: {e}", config.listen)))?;
@@ -167,15 +163,28 @@ pub async fn serve(
         commit_lock: tokio::sync::Mutex::new(()),
     }));
     let app = routes::router(state.clone());
-    on_listening(addr);
     let draining = state.clone();
-    let result = axum::serve(listener, app)
-        .with_graceful_shutdown(async move {
-            shutdown.await;
-            draining.shutting_down.store(true, Ordering::SeqCst);
-        })
-        .await
-        .map_err(|e| ServeError::Net(e.to_string()));
+    let shutdown = async move {
+        shutdown.await;
+        draining.shutting_down.store(true, Ordering::SeqCst);
+    };
+    let result = match tls {
+        None => {
+            on_listening(format!("http://{addr}"));
+            axum::serve(listener, app)
+                .with_graceful_shutdown(shutdown)
+                .await
+        }
+        Some(acceptor) => {
+            let listener = tls::TlsListener::new(listener, acceptor)
+                .map_err(|e| ServeError::Net(e.to_string()))?;
+            on_listening(format!("https://{addr}"));
+            axum::serve(listener, app)
+                .with_graceful_shutdown(shutdown)
+                .await
+        }
+    }
+    .map_err(|e| ServeError::Net(e.to_string()));
     projector.stop();
     let _ = tokio::task::spawn_blocking(move || {
         let _ = projector_thread.join();

@@ -894,3 +894,74 @@ fn sigterm_drains_appends_in_flight() {
         );
     }
 }
+
+#[test]
+fn tls_when_a_certificate_is_configured() {
+    let tls = repo_root().join("tests/fixtures/tls");
+    let s = Server::start(&format!(
+        "[server]\ntls_cert = {:?}\ntls_key = {:?}\n",
+        tls.join("cert.pem"),
+        tls.join("key.pem")
+    ));
+    assert!(s.base.starts_with("https://127.0.0.1:"), "{}", s.base);
+    let audit = s.token(POLICE, "ledger:audit");
+    // The CLI trusts the private CA it is given, and only then.
+    let out = Command::new(ledger_bin())
+        .args(["--server", &s.base, "--token", &audit, "--ca-cert"])
+        .arg(tls.join("ca.pem"))
+        .arg("checkpoint")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).starts_with("ledger.example/server-test\n"));
+    let out = Command::new(ledger_bin())
+        .args(["--server", &s.base, "--token", &audit, "checkpoint"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success(), "an unknown CA is refused");
+    // Plain HTTP to the TLS port gets no answer.
+    let plain = s.base.replace("https://", "http://");
+    let r = agent().get(&format!("{plain}/healthz")).call();
+    assert!(r.is_err() || r.unwrap().status().as_u16() != 200);
+}
+
+#[test]
+fn plain_http_off_loopback_and_bad_tls_files_are_refused_at_start() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("ledger");
+    ledger_ok(&dir, &["init", "--origin", "ledger.example/server-test"]);
+    let out = Command::new(ledger_bin())
+        .arg("--dir")
+        .arg(&dir)
+        .args(["serve", "--listen", "0.0.0.0:0"])
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stderr).contains("not a loopback address"));
+    std::fs::write(
+        dir.join("ledger.toml"),
+        "[server]\ntls_cert = \"missing.pem\"\ntls_key = \"missing-key.pem\"\n",
+    )
+    .unwrap();
+    let out = Command::new(ledger_bin())
+        .arg("--dir")
+        .arg(&dir)
+        .args(["serve", "--listen", "127.0.0.1:0"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("missing.pem"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

@@ -198,6 +198,7 @@ async fn drive(a: LoadArgs, server: String, token: String, as_json: bool) -> Res
         let (read, batch) = (a.read, a.batch);
         tasks.push(tokio::spawn(async move {
             let mut lat = Vec::new();
+            let mut last: Option<String> = None;
             let mut done = 0u64;
             let mut n = 1_000_000u64;
             while !stop.load(Ordering::Relaxed) {
@@ -220,10 +221,14 @@ async fn drive(a: LoadArgs, server: String, token: String, as_json: bool) -> Res
                     } else {
                         serde_json::Value::Array(evs).to_string()
                     };
-                    matches!(
+                    let ok = matches!(
                         send(&client, hyper::Method::POST, &events_url, &auth, Some(body)).await,
                         Ok((200, _))
-                    )
+                    );
+                    if ok {
+                        last = Some(format!("LOAD-{run}-{c}-{n}"));
+                    }
+                    ok
                 };
                 lat.push(t.elapsed());
                 if ok {
@@ -232,19 +237,47 @@ async fn drive(a: LoadArgs, server: String, token: String, as_json: bool) -> Res
                     errors.fetch_add(1, Ordering::Relaxed);
                 }
             }
-            (done, lat)
+            (done, lat, last)
         }));
     }
     tokio::time::sleep(Duration::from_secs(a.seconds)).await;
     stop.store(true, Ordering::Relaxed);
     let mut done = 0u64;
     let mut lat: Vec<Duration> = Vec::new();
+    let mut lasts = Vec::new();
     for t in tasks {
-        let (d, l) = t.await?;
+        let (d, l, last) = t.await?;
         done += d;
         lat.extend(l);
+        lasts.extend(last);
     }
     let secs = started.elapsed().as_secs_f64();
+    // How far the server's projection lags the log when the load stops: the time
+    // until every client's last acknowledged message can be asked about.
+    let stopped = Instant::now();
+    let mut lag = None;
+    if !lasts.is_empty() {
+        let deadline = stopped + Duration::from_secs(300);
+        let mut pending = lasts.clone();
+        while Instant::now() < deadline {
+            let mut still = Vec::new();
+            for m in pending {
+                let url = format!("{base}/v1/messages/{m}");
+                if !matches!(
+                    send(&client, hyper::Method::GET, &url, &auth, None).await,
+                    Ok((200, _))
+                ) {
+                    still.push(m);
+                }
+            }
+            if still.is_empty() {
+                lag = Some(stopped.elapsed().as_secs_f64());
+                break;
+            }
+            pending = still;
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
     lat.sort_unstable();
     let requests = lat.len();
     let errors = errors.load(Ordering::Relaxed);
@@ -257,6 +290,7 @@ async fn drive(a: LoadArgs, server: String, token: String, as_json: bool) -> Res
             "per_second": done as f64 / secs, "requests_per_second": requests as f64 / secs,
             "p50_ms": ms(percentile(&lat, 0.50)), "p99_ms": ms(percentile(&lat, 0.99)),
             "max_ms": ms(lat.last().copied().unwrap_or_default()),
+            "projection_caught_up_s": lag,
         }))?;
     } else {
         println!(
@@ -271,6 +305,12 @@ async fn drive(a: LoadArgs, server: String, token: String, as_json: bool) -> Res
             ms(lat.last().copied().unwrap_or_default()),
             secs
         );
+        if !a.read {
+            match lag {
+                Some(l) => println!("  projection caught up {l:.2} s after the load stopped"),
+                None => println!("  projection still behind 300 s after the load stopped"),
+            }
+        }
     }
     Ok(if errors > 0 { 1 } else { 0 })
 }

@@ -34,7 +34,7 @@ pub(crate) enum TokenCommand {
     },
     /// List tokens (never the tokens themselves).
     List,
-    /// Revoke a token by id or name; takes effect within a second on a running server.
+    /// Revoke a token by id or name; a running server refuses it from then on.
     Revoke {
         /// The token's id or name.
         token: String,

@@ -2,8 +2,8 @@
 //! in the shape Maskinporten issues, validated offline against a JWKS file.
 
 use std::path::Path;
-use std::sync::Mutex;
-use std::time::{Instant, SystemTime};
+use std::sync::RwLock;
+use std::time::SystemTime;
 
 use jsonwebtoken::jwk::JwkSet;
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
@@ -109,14 +109,13 @@ pub enum AuthSetupError {
 struct StaticTokens {
     store: TokenStore,
     modified: Option<(SystemTime, u64)>,
-    checked: Instant,
 }
 
-/// Checks bearer tokens. The tokens file is re-read when it changes (checked at
-/// most once a second), so `ledger token create|revoke` takes effect without a restart.
+/// Checks bearer tokens. The tokens file is re-read when it changes, so `ledger token
+/// create|revoke` takes effect at once, without a restart.
 pub struct Authenticator {
     tokens_path: std::path::PathBuf,
-    tokens: Mutex<StaticTokens>,
+    tokens: RwLock<StaticTokens>,
     jwt: Option<JwtVerifier>,
 }
 
@@ -132,17 +131,15 @@ impl Authenticator {
         let store = TokenStore::load(tokens_path)?;
         Ok(Authenticator {
             tokens_path: tokens_path.to_path_buf(),
-            tokens: Mutex::new(StaticTokens {
+            tokens: RwLock::new(StaticTokens {
                 store,
                 modified: modified(tokens_path),
-                checked: Instant::now(),
             }),
             jwt: jwt.map(JwtVerifier::new).transpose()?,
         })
     }
 
     fn reload_if_changed(&self, t: &mut StaticTokens) {
-        t.checked = Instant::now();
         let m = modified(&self.tokens_path);
         if m != t.modified {
             // A file being rewritten is skipped until it reads whole; the old tokens
@@ -171,16 +168,15 @@ impl Authenticator {
                 )
             })?;
         if TokenStore::is_static(token) {
-            let mut t = self.tokens.lock().expect("tokens lock");
-            // Revocations take effect within a second; a token unknown to the copy in
-            // memory is looked up again at once if the file changed (just created).
-            if t.checked.elapsed().as_millis() >= 1000 {
+            // The file is checked (one stat, outside any lock) on every request, so a
+            // created or revoked token takes effect at once.
+            let now = modified(&self.tokens_path);
+            let stale = self.tokens.read().expect("tokens lock").modified != now;
+            if stale {
+                let mut t = self.tokens.write().expect("tokens lock");
                 self.reload_if_changed(&mut t);
             }
-            if let Some(p) = t.store.authenticate(token) {
-                return Ok(p);
-            }
-            self.reload_if_changed(&mut t);
+            let t = self.tokens.read().expect("tokens lock");
             return t.store.authenticate(token).ok_or_else(|| {
                 ApiError::unauthorized("invalid_token", "the token is unknown or revoked")
             });

@@ -204,6 +204,7 @@ impl Projector {
     }
 
     fn run(self: Arc<Self>) {
+        lower_priority();
         let mut last_sweep = Clock::now();
         let mut last_save = Clock::now();
         let mut dirty = false;
@@ -379,6 +380,22 @@ fn index_refs<'a>(live: &mut Live, ids: impl Iterator<Item = &'a str>) {
             live.refs
                 .entry((k.to_string(), v.to_string()))
                 .or_insert_with(|| id.to_string());
+        }
+    }
+}
+
+/// Appends come first: when the machine is saturated the projector (derived state,
+/// always rebuildable) yields the CPU to request handling and the writer, and catches
+/// up when load drops. On Linux a thread has its own nice value.
+fn lower_priority() {
+    #[cfg(target_os = "linux")]
+    // SAFETY: setpriority and gettid take plain integers and touch no memory of ours.
+    unsafe {
+        let tid = libc::syscall(libc::SYS_gettid) as libc::id_t;
+        if libc::setpriority(libc::PRIO_PROCESS, tid, 10) != 0 {
+            eprintln!(
+                "ledger serve: could not lower the projector thread's priority; it runs at normal priority"
+            );
         }
     }
 }

@@ -474,6 +474,14 @@ fn every_refusal_has_its_status_and_records_nothing() {
     assert_eq!(st, 413, "{v}");
     assert!(v["error"]["message"].is_string(), "{v}");
     assert_eq!(entries(&s, &audit).len(), 1);
+    // A revoked token stops working at once; `token list` shows it revoked.
+    ledger_ok(
+        &s.dir,
+        &["token", "revoke", outsider.split('_').nth(1).unwrap()],
+    );
+    let (st, _) = get(&s, "/v1/messages/M1", &outsider);
+    assert_eq!(st, 401, "revoked");
+    assert!(ledger_ok(&s.dir, &["token", "list"]).contains("revoked"));
     // Tokens never reach the log.
     assert!(
         !s.log().contains(&writer) && !s.log().contains("ldg_"),
@@ -619,6 +627,42 @@ fn channel_events_are_mapped_and_personal_data_never_stored() {
 
     let (_, history) = call(&s.url("/v1/messages/POL-1"), Some(&w), "", None);
     assert!(!history.contains(NATIONAL_ID));
+
+    // A channel event for a correspondence no sent event names is recorded all the
+    // same, under a synthetic message id, and reported as an anomaly.
+    let mut stray: Value =
+        serde_json::from_str(&fixture("altinn-correspondence-published.json")).unwrap();
+    stray["id"] = json!("9b2f3c4d-0000-4000-8000-00000000beef");
+    stray["resourceinstance"] = json!("0192ffff-ffff-7fff-bfff-ffffffffffff");
+    let (st, v) = post(&s, "/v1/cloudevents", &w, &stray.to_string());
+    assert_eq!(st, 200, "{v}");
+    assert_eq!(v["receipts"][0]["unmatched"], true);
+    let mut found = false;
+    for _ in 0..100 {
+        let (_, r) = get(
+            &s,
+            "/v1/reports/anomalies?kind=event_for_unknown_message",
+            &audit,
+        );
+        if r["rows"].as_array().unwrap().iter().any(|a| {
+            a["message"]
+                .as_str()
+                .is_some_and(|m| m.contains("0192ffff-ffff-7fff-bfff-ffffffffffff"))
+        }) {
+            found = true;
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(found, "the unmatched channel event is reported");
+    let admin = s.token(POLICE, "ledger:admin");
+    let (_, metrics) = call(&s.url("/metrics"), Some(&admin), "", None);
+    assert!(
+        metrics.contains(
+            "ledger_channel_events_total{channel=\"cloudevents\",outcome=\"unknown_type\"} 1"
+        ),
+        "{metrics}"
+    );
     let all = entries(&s, &audit);
     assert!(
         all.iter().any(|e| e["event"]["type"] == "opened"),

@@ -419,16 +419,7 @@ fn run(cli: Cli) -> Result<u8> {
             unique_ids,
             deep,
         } => {
-            let opts = VerifyOptions {
-                unique_ids,
-                deep,
-                key: key.as_deref().map(read_key).transpose()?,
-                trusted: trusted
-                    .map(|p| {
-                        std::fs::read_to_string(&p).with_context(|| format!("read {}", p.display()))
-                    })
-                    .transpose()?,
-            };
+            let opts = verify_options(unique_ids, deep, key.as_deref(), trusted)?;
             let bar = output::progress_bytes("verifying");
             let report = match &bundle {
                 Some(b) => verify::verify_bundle(b, &opts, &bar),
@@ -598,18 +589,26 @@ fn run_remote(r: remote::Remote, command: Command, as_json: bool) -> Result<u8> 
             if bundle.is_some() {
                 return unsupported("verify --bundle");
             }
-            let opts = VerifyOptions {
-                unique_ids,
-                deep,
-                key: key.as_deref().map(read_key).transpose()?,
-                trusted: trusted
-                    .map(|p| {
-                        std::fs::read_to_string(&p).with_context(|| format!("read {}", p.display()))
-                    })
-                    .transpose()?,
-            };
+            let opts = verify_options(unique_ids, deep, key.as_deref(), trusted)?;
             remote::verify(&r, &opts, as_json)
         }
         _ => unsupported("this command"),
     }
+}
+
+/// What `verify` checks, from its flags (local and remote alike).
+fn verify_options(
+    unique_ids: bool,
+    deep: bool,
+    key: Option<&str>,
+    trusted: Option<PathBuf>,
+) -> Result<VerifyOptions> {
+    Ok(VerifyOptions {
+        unique_ids,
+        deep,
+        key: key.map(read_key).transpose()?,
+        trusted: trusted
+            .map(|p| std::fs::read_to_string(&p).with_context(|| format!("read {}", p.display())))
+            .transpose()?,
+    })
 }

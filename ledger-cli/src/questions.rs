@@ -269,7 +269,21 @@ fn short(t: Option<Instant>) -> String {
     }
 }
 
-const REPORT_COLUMNS: [&str; 13] = [
+/// The columns of an anomaly report (the JSON fields of a row, in order).
+pub(crate) const ANOMALY_COLUMNS: [&str; 9] = [
+    "kind",
+    "message",
+    "org",
+    "system",
+    "seq",
+    "other_seq",
+    "detail",
+    "from",
+    "to",
+];
+
+/// The columns of a verdict report, as table and CSV headers.
+pub(crate) const REPORT_COLUMNS: [&str; 13] = [
     "message",
     "verdict",
     "reason",
@@ -447,17 +461,7 @@ fn print_anomalies(
         output::json(&v)?;
         return Ok(0);
     }
-    let header = [
-        "kind",
-        "message",
-        "org",
-        "system",
-        "seq",
-        "other_seq",
-        "detail",
-        "from",
-        "to",
-    ];
+    let header = ANOMALY_COLUMNS;
     let o = |v: &Option<String>| v.clone().unwrap_or_default();
     let n = |v: Option<u64>| v.map(|x| x.to_string()).unwrap_or_default();
     let count = rows.len();

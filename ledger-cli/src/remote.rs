@@ -200,23 +200,6 @@ pub(crate) fn status(
     Ok(0)
 }
 
-/// Report columns, as the local `report` prints them.
-const COLUMNS: [&str; 13] = [
-    "message",
-    "verdict",
-    "reason",
-    "category",
-    "channel",
-    "from",
-    "to",
-    "sent",
-    "due",
-    "opened_at",
-    "via",
-    "resent_to",
-    "anomalies",
-];
-
 pub(crate) fn report(
     r: &Remote,
     kind: &str,
@@ -235,70 +218,34 @@ pub(crate) fn report(
         Value::String(s) => s.clone(),
         other => other.to_string(),
     };
-    let table: Vec<Vec<String>> = if kind == "anomalies" {
-        rows.iter()
-            .map(|a| {
-                [
-                    "kind",
-                    "message",
-                    "org",
-                    "system",
-                    "seq",
-                    "other_seq",
-                    "detail",
-                    "from",
-                    "to",
-                ]
+    use crate::questions::{ANOMALY_COLUMNS, REPORT_COLUMNS};
+    let anomalies = kind == "anomalies";
+    let table: Vec<Vec<String>> = rows
+        .iter()
+        .map(|r| {
+            if anomalies {
+                return ANOMALY_COLUMNS.iter().map(|k| cell(&r[*k])).collect();
+            }
+            REPORT_COLUMNS
                 .iter()
-                .map(|k| cell(&a[*k]))
+                .map(|k| match *k {
+                    "sent_at" => cell(&r["origin_at"]),
+                    "anomalies" => (r["recorded_anomalies"].as_u64().unwrap_or(0)
+                        + r["evaluated_anomalies"]
+                            .as_array()
+                            .map_or(0, |a| a.len() as u64))
+                    .to_string(),
+                    k => cell(&r[k]),
+                })
                 .collect()
-            })
-            .collect()
+        })
+        .collect();
+    let header: &[&str] = if anomalies {
+        &ANOMALY_COLUMNS
     } else {
-        rows.iter()
-            .map(|e| {
-                let anomalies = e["recorded_anomalies"].as_u64().unwrap_or(0)
-                    + e["evaluated_anomalies"]
-                        .as_array()
-                        .map_or(0, |a| a.len() as u64);
-                let mut c: Vec<String> = [
-                    "message",
-                    "verdict",
-                    "reason",
-                    "category",
-                    "channel",
-                    "from",
-                    "to",
-                    "origin_at",
-                    "due",
-                    "opened_at",
-                    "via",
-                    "resent_to",
-                ]
-                .iter()
-                .map(|k| cell(&e[*k]))
-                .collect();
-                c.push(anomalies.to_string());
-                c
-            })
-            .collect()
+        &REPORT_COLUMNS
     };
-    let header: Vec<&str> = if kind == "anomalies" {
-        vec![
-            "kind",
-            "message",
-            "org",
-            "system",
-            "seq",
-            "other_seq",
-            "detail",
-            "from",
-            "to",
-        ]
-    } else {
-        COLUMNS.to_vec()
-    };
-    crate::questions::print_rows(format, &header, table)?;
+    crate::questions::print_rows(format, header, table)?;
     eprintln!("{} rows, judged at {}", rows.len(), cell(&v["now"]));
     Ok(0)
 }

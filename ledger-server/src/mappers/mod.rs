@@ -558,16 +558,7 @@ fn check_reporter(cx: &MapContext<'_>) -> Result<(), MapError> {
     })
 }
 
-pub(crate) fn kind_of(v: &Value) -> &'static str {
-    match v {
-        Value::Null => "null",
-        Value::Bool(_) => "a boolean",
-        Value::Number(_) => "a number",
-        Value::String(_) => "a string",
-        Value::Array(_) => "an array",
-        Value::Object(_) => "an object",
-    }
-}
+pub(crate) use ledger_core::event::kind_of;
 
 #[cfg(test)]
 pub(crate) mod testkit {

@@ -175,6 +175,16 @@ fn wait_for_message(s: &Server, token: &str, message: &str) -> Value {
     panic!("{message} never became visible; log:\n{}", s.log());
 }
 
+/// Posts `sent` events for messages M0 … M{n−1} and waits until the last is visible.
+fn post_messages(s: &Server, token: &str, n: usize) {
+    for i in 0..n {
+        let ev = sent(&format!("e{i}"), &format!("M{i}"), POLICE, KOMMUNE);
+        let (st, v) = post(s, "/v1/events", token, &ev.to_string());
+        assert_eq!(st, 200, "{v}");
+    }
+    wait_for_message(s, token, &format!("M{}", n - 1));
+}
+
 fn entries(s: &Server, token: &str) -> Vec<Value> {
     let (st, body) = call(
         &s.url("/v1/entries?from=0&limit=10000"),
@@ -746,16 +756,7 @@ fn the_stream_delivers_receipts_and_verdict_changes_and_resumes() {
     let s = Server::start("");
     let w = s.token(POLICE, "ledger:write,ledger:read");
     let outsider = s.token(OTHER, "ledger:read");
-    for i in 0..3 {
-        let (st, v) = post(
-            &s,
-            "/v1/events",
-            &w,
-            &sent(&format!("e{i}"), &format!("M{i}"), POLICE, KOMMUNE).to_string(),
-        );
-        assert_eq!(st, 200, "{v}");
-    }
-    wait_for_message(&s, &w, "M2");
+    post_messages(&s, &w, 3);
     // From the start of the log: three receipts, then (these messages are long past
     // their expiry by the server's clock) nothing more until something happens.
     let first = sse(&s, &w, None, "?from_seq=0", 2);
@@ -809,16 +810,7 @@ fn the_cli_asks_the_server_and_verifies_it_without_trusting_it() {
     let s = Server::start("");
     let w = s.token(POLICE, "ledger:write,ledger:read");
     let audit = s.token(OTHER, "ledger:audit,ledger:regulator");
-    for i in 0..20 {
-        let (st, v) = post(
-            &s,
-            "/v1/events",
-            &w,
-            &sent(&format!("e{i}"), &format!("M{i}"), POLICE, KOMMUNE).to_string(),
-        );
-        assert_eq!(st, 200, "{v}");
-    }
-    wait_for_message(&s, &w, "M19");
+    post_messages(&s, &w, 20);
     let ok = |args: &[&str], token: &str| {
         let out = remote(&s, token, args);
         assert!(

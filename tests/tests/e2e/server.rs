@@ -317,6 +317,15 @@ fn appends_questions_proofs_and_entries_over_http() {
     let (st, v) = get(&s, "/v1/checkpoints?from=0", &audit);
     assert_eq!(st, 200, "{v}");
     assert!(!v["checkpoints"].as_array().unwrap().is_empty());
+    let size = v["checkpoints"][0]["size"].as_u64().unwrap();
+    let (st, one) = get(&s, &format!("/v1/checkpoints?size={size}"), &audit);
+    assert_eq!(
+        (st, one["checkpoints"][0]["size"].as_u64()),
+        (200, Some(size)),
+        "{one}"
+    );
+    let (st, _) = get(&s, "/v1/checkpoints?size=999999", &audit);
+    assert_eq!(st, 404);
     let rows = entries(&s, &audit);
     assert_eq!(rows.len(), 5);
     let (st, v) = get(&s, "/v1/proofs/inclusion?seq=1&size=5", &audit);

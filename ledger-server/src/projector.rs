@@ -60,6 +60,13 @@ pub struct VerdictChange {
     pub recipient: Option<String>,
 }
 
+/// Recent verdict changes, and the newest position no longer kept.
+#[derive(Default)]
+struct Ring {
+    items: VecDeque<VerdictChange>,
+    dropped: Option<Position>,
+}
+
 /// What the projector holds.
 pub struct Live {
     /// The facts of the log prefix `0 .. facts.covered()`.
@@ -82,7 +89,11 @@ pub struct Projector {
     dir: PathBuf,
     policy: Policy,
     live: RwLock<Live>,
-    ring: Mutex<VecDeque<VerdictChange>>,
+    ring: Mutex<Ring>,
+    /// Entries covered when this process started: earlier changes were never kept.
+    origin: u64,
+    /// Names this process's stream positions (they restart with it).
+    epoch: u64,
     wake: (Mutex<bool>, Condvar),
     stop: AtomicBool,
     version: tokio::sync::watch::Sender<u64>,
@@ -130,13 +141,18 @@ impl Projector {
             live.verdicts = verdicts;
         }
         metrics.set_verdicts(&live.verdicts);
+        let covered_at_start = live.facts.covered();
         let (version, _) = tokio::sync::watch::channel(0);
         let p = Arc::new(Projector {
             store,
             dir,
             policy,
             live: RwLock::new(live),
-            ring: Mutex::new(VecDeque::new()),
+            ring: Mutex::new(Ring::default()),
+            origin: covered_at_start,
+            epoch: std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_millis() as u64),
             wake: (Mutex::new(false), Condvar::new()),
             stop: AtomicBool::new(false),
             version,
@@ -178,20 +194,30 @@ impl Projector {
         self.version.subscribe()
     }
 
-    /// Verdict changes after `pos`, at most `limit`; `true` if some were already
-    /// dropped from the ring (the reader missed them and should re-query reports).
+    /// Verdict changes after `pos`, at most `limit`; `true` if some after `pos` are no
+    /// longer kept — dropped from the ring, or from before this process started (the
+    /// ring lives in memory) — so the reader should re-query reports.
     pub fn changes_after(&self, pos: Position, limit: usize) -> (Vec<VerdictChange>, bool) {
         let ring = self.ring.lock().expect("ring lock");
-        let gap = ring.front().is_some_and(|f| f.pos > pos) && pos.covered > 0;
-        let start = ring.partition_point(|c| c.pos <= pos);
-        (ring.iter().skip(start).take(limit).cloned().collect(), gap)
+        let gap = pos.covered < self.origin || ring.dropped.is_some_and(|d| pos < d);
+        let start = ring.items.partition_point(|c| c.pos <= pos);
+        (
+            ring.items.iter().skip(start).take(limit).cloned().collect(),
+            gap,
+        )
+    }
+
+    /// Names the positions of this process: a position from another one (before a
+    /// restart) cannot be resumed.
+    pub fn epoch(&self) -> u64 {
+        self.epoch
     }
 
     /// The newest stream position.
     pub fn head(&self) -> Position {
         let ring = self.ring.lock().expect("ring lock");
         let covered = self.covered();
-        match ring.back() {
+        match ring.items.back() {
             Some(c) if c.pos.covered == covered => c.pos,
             _ => Position { covered, k: 0 },
         }
@@ -350,7 +376,7 @@ impl Projector {
         let covered = self.covered();
         {
             let mut ring = self.ring.lock().expect("ring lock");
-            let base = match ring.back() {
+            let base = match ring.items.back() {
                 Some(c) if c.pos.covered == covered => c.pos.k,
                 _ => 0,
             };
@@ -360,9 +386,9 @@ impl Projector {
                     k: base + 1 + i as u32,
                 };
                 self.metrics.verdict_change(c.from, c.to);
-                ring.push_back(c);
-                if ring.len() > RING {
-                    ring.pop_front();
+                ring.items.push_back(c);
+                if ring.items.len() > RING {
+                    ring.dropped = ring.items.pop_front().map(|d| d.pos);
                 }
             }
         }

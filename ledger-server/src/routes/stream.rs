@@ -1,12 +1,13 @@
 //! `GET /v1/stream`: Server-Sent Events of new receipts (`event: receipt`) and of
 //! verdict changes (`event: verdict`), inside the tenant boundary.
 //!
-//! Every event's id is `<next seq>-<covered>-<k>`: the receipts delivered so far (all
-//! entries below `next seq`) and the last verdict change delivered. A client that
-//! reconnects with `Last-Event-ID` resumes exactly there: receipts are re-read from
-//! the log (durable), verdict changes from the projector's ring of recent changes; if
-//! the ring no longer reaches back that far, an `event: gap` says so, and the reports
-//! are the way to catch up.
+//! Every event's id is `<next seq>-<covered>-<k>-<epoch>`: the receipts delivered so
+//! far (all entries below `next seq`), the last verdict change delivered, and which
+//! server process numbered it. A client that reconnects with `Last-Event-ID` resumes
+//! exactly there: receipts are re-read from the log (durable), verdict changes from the
+//! projector's ring of recent changes. If the ring no longer reaches back that far, or
+//! the position is from before a restart (the ring lives in memory), an `event: gap`
+//! says so, and the reports are the way to catch up.
 
 use std::collections::VecDeque;
 use std::convert::Infallible;
@@ -42,20 +43,21 @@ pub(crate) struct StreamQuery {
 struct Cursor {
     next_seq: u64,
     verdicts: Position,
+    epoch: u64,
 }
 
 impl Cursor {
     fn id(&self) -> String {
         format!(
-            "{}-{}-{}",
-            self.next_seq, self.verdicts.covered, self.verdicts.k
+            "{}-{}-{}-{}",
+            self.next_seq, self.verdicts.covered, self.verdicts.k, self.epoch
         )
     }
 
     fn parse(s: &str) -> Option<Cursor> {
         let mut it = s.trim().split('-').map(|p| p.parse::<u64>().ok());
-        let (Some(Some(n)), Some(Some(c)), Some(Some(k)), None) =
-            (it.next(), it.next(), it.next(), it.next())
+        let (Some(Some(n)), Some(Some(c)), Some(Some(k)), Some(Some(e)), None) =
+            (it.next(), it.next(), it.next(), it.next(), it.next())
         else {
             return None;
         };
@@ -65,6 +67,7 @@ impl Cursor {
                 covered: c,
                 k: u32::try_from(k).ok()?,
             },
+            epoch: e,
         })
     }
 }
@@ -104,18 +107,34 @@ pub(crate) async fn stream(
             Cursor::parse(v).ok_or_else(|| {
                 ApiError::bad_request(
                     "bad_last_event_id",
-                    format!("Last-Event-ID {v:?} is not an id this stream gave out (<seq>-<covered>-<k>)"),
+                    format!("Last-Event-ID {v:?} is not an id this stream gave out (<seq>-<covered>-<k>-<epoch>)"),
                 )
             })
         })
         .transpose()?;
+    let mut pending = VecDeque::new();
     let cursor = match resume {
-        Some(c) => c,
+        Some(c) if c.epoch == s.projector.epoch() => c,
+        Some(c) => {
+            // Numbered by an earlier server process: receipts resume from the log;
+            // verdict changes from then are gone with that process.
+            let c = Cursor {
+                next_seq: c.next_seq,
+                verdicts: s.projector.head(),
+                epoch: s.projector.epoch(),
+            };
+            pending.push_back(Event::default().event("gap").id(c.id()).data(
+                json!({"message": "the server restarted since this position; verdict changes in between are not kept: query /v1/reports to catch up"})
+                    .to_string(),
+            ));
+            c
+        }
         None => {
             let head = s.projector.head();
             Cursor {
                 next_seq: q.from_seq.unwrap_or(head.covered),
                 verdicts: head,
+                epoch: s.projector.epoch(),
             }
         }
     };
@@ -126,7 +145,7 @@ pub(crate) async fn stream(
         reach,
         cursor,
         rx,
-        pending: VecDeque::new(),
+        pending,
     };
     let events = futures_util::stream::unfold(session, |mut st| async move {
         loop {

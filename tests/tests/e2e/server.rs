@@ -67,6 +67,16 @@ impl Server {
         }
     }
 
+    /// SIGTERM, then a new server process on the same ledger (a new port).
+    fn restart(&mut self) {
+        self.stop();
+        let tmp = tempfile::tempdir().unwrap();
+        let fresh = Self::spawn(self.dir.clone(), tmp);
+        let mut old = std::mem::replace(self, fresh);
+        // The old process is gone; the new value keeps the ledger's directory alive.
+        std::mem::swap(&mut self._tmp, &mut old._tmp);
+    }
+
     fn token(&self, org: &str, scopes: &str) -> String {
         let v: Value = serde_json::from_str(&ledger_ok(
             &self.dir,
@@ -788,6 +798,23 @@ fn the_stream_delivers_receipts_and_verdict_changes_and_resumes() {
     assert_eq!(next[0].2["id"], "o0");
     assert_eq!(next[1].0, "verdict");
     assert_eq!(next[1].2["message"], "M0");
+    // After a restart, receipts resume from the log; verdict changes of the old
+    // process are gone, and the stream says so.
+    let mut s = s;
+    s.restart();
+    let (st, _) = post(
+        &s,
+        "/v1/events",
+        &w,
+        &sent("late", "M9", POLICE, KOMMUNE).to_string(),
+    );
+    assert_eq!(st, 200);
+    let after = sse(&s, &w, Some(&next[1].1), "", 2);
+    assert_eq!(after[0].0, "gap", "{after:?}");
+    assert_eq!(
+        (after[1].0.as_str(), after[1].2["id"].clone()),
+        ("receipt", json!("late"))
+    );
     // An outsider's stream carries none of it.
     let (st, _) = call(
         &s.url("/v1/stream?from_seq=0"),

@@ -1,7 +1,9 @@
 //! The PostgreSQL store of the ledger (issue 5): for deployments that outgrow one
-//! machine. This crate holds the schema and the migrations the ledger applies itself;
-//! the `Store` implementation, the writer lease and `ledger migrate` build on them.
+//! machine. The schema and the migrations the ledger applies itself, and [`PgStore`],
+//! the `Store` implementation; the writer lease and `ledger migrate` build on them.
 
 pub mod migrate;
+mod store;
 
 pub use migrate::{MIGRATIONS, MigrateError, Migration, Report, migrate, schema_version};
+pub use store::PgStore;

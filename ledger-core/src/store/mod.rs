@@ -203,10 +203,14 @@ pub enum StoreError {
     /// A key or checkpoint problem.
     #[error(transparent)]
     Checkpoint(#[from] CheckpointError),
+    /// A database engine (PostgreSQL) failed or refused.
+    #[error("database: {0}")]
+    Database(String),
 }
 
 impl StoreError {
-    pub(crate) fn io(context: impl Into<String>) -> impl FnOnce(std::io::Error) -> StoreError {
+    /// Wraps an OS error with what was being done.
+    pub fn io(context: impl Into<String>) -> impl FnOnce(std::io::Error) -> StoreError {
         let context = context.into();
         move |source| StoreError::Io { context, source }
     }

@@ -1,0 +1,819 @@
+//! `PgStore`: the ledger's log in PostgreSQL, behind the same `Store` trait as the
+//! embedded store, so every command and the server work unchanged.
+//!
+//! One writer thread commits requests in groups, one transaction per group: the
+//! entries, their message index rows, the Merkle nodes they complete and, when due,
+//! a signed checkpoint, inserted with multi-row `UNNEST` statements. Receipts are
+//! answered only after COMMIT. The chain is also guarded by the schema (a gap or a
+//! fork is refused by a trigger, a second writer's entry by the seq key).
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, mpsc};
+use std::time::{Duration, Instant};
+
+use ledger_core::checkpoint::check_origin;
+use ledger_core::entry::{self, format_recorded_at, write_entry};
+use ledger_core::merkle::{self, Frontier, SubtreeSource};
+use ledger_core::store::{EntryVisitor, LedgerInfo, SignedCheckpoint, StoreError};
+use ledger_core::{Checkpoint, Event, Hash, HashAlg, Receipt, SigningKey, Store, VerifierKey};
+use tokio_postgres::{Client, Config, NoTls};
+
+use crate::migrate;
+
+/// Merkle nodes from this level up are stored; smaller subtrees are hashed from
+/// the leaves (the schema's `merkle_nodes` check says the same).
+const NODE_LEVEL_MIN: u32 = 8;
+/// Sign a checkpoint at least this often while entries arrive.
+const CHECKPOINT_EVERY: Duration = Duration::from_millis(1000);
+/// Entries read per query when scanning.
+const SCAN_CHUNK: u64 = 10_000;
+/// Requests taken into one commit, at most.
+const GROUP_MAX: usize = 4096;
+
+fn db(e: tokio_postgres::Error) -> StoreError {
+    StoreError::Database(match e.as_db_error() {
+        Some(d) => format!("{}: {}", d.code().code(), d.message()),
+        None => e.to_string(),
+    })
+}
+
+fn migrate_err(e: migrate::MigrateError) -> StoreError {
+    StoreError::Database(e.to_string())
+}
+
+/// Connects, with the connection driven on the store's runtime.
+async fn connect(cfg: &Config) -> Result<Client, StoreError> {
+    let (client, conn) = cfg.connect(NoTls).await.map_err(db)?;
+    tokio::spawn(async move {
+        let _ = conn.await;
+    });
+    Ok(client)
+}
+
+fn runtime() -> Result<tokio::runtime::Runtime, StoreError> {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .thread_name("ledger-pg")
+        .enable_all()
+        .build()
+        .map_err(StoreError::io("start the PostgreSQL client runtime"))
+}
+
+fn parse_url(url: &str) -> Result<Config, StoreError> {
+    url.parse()
+        .map_err(|e| StoreError::Database(format!("{url:?} is not a postgres:// URL: {e}")))
+}
+
+struct Shared {
+    info: LedgerInfo,
+    verifier: VerifierKey,
+    rt: tokio::runtime::Runtime,
+    /// Readers' connection.
+    reader: tokio::sync::Mutex<Client>,
+    size: AtomicU64,
+    poisoned: AtomicBool,
+}
+
+impl Shared {
+    fn block_on<T>(
+        &self,
+        f: impl std::future::Future<Output = Result<T, StoreError>>,
+    ) -> Result<T, StoreError> {
+        self.rt.block_on(f)
+    }
+}
+
+type Reply = Box<dyn FnOnce(Result<Vec<Receipt>, StoreError>) + Send>;
+
+struct Request {
+    events: Vec<Event>,
+    reply: Reply,
+}
+
+/// The ledger's log in PostgreSQL.
+pub struct PgStore {
+    shared: Arc<Shared>,
+    tx: Mutex<Option<mpsc::Sender<Request>>>,
+    writer: Mutex<Option<std::thread::JoinHandle<()>>>,
+}
+
+impl PgStore {
+    /// Creates the ledger's schema in the (empty) database at `url` and records its
+    /// identity; the signing key stays with the caller (in the ledger directory).
+    pub fn init(url: &str, info: &LedgerInfo, key: &SigningKey) -> Result<(), StoreError> {
+        check_origin(&info.origin)?;
+        let cfg = parse_url(url)?;
+        let rt = runtime()?;
+        rt.block_on(async {
+            let mut c = connect(&cfg).await?;
+            migrate::migrate(&mut c).await.map_err(migrate_err)?;
+            let tx = c.transaction().await.map_err(db)?;
+            let taken: i64 = tx
+                .query_one("SELECT count(*) FROM ledger_info", &[])
+                .await
+                .map_err(db)?
+                .get(0);
+            if taken > 0 {
+                return Err(StoreError::Database(format!(
+                    "{} already holds a ledger; refusing to create another over it",
+                    redact(url)
+                )));
+            }
+            tx.execute(
+                "INSERT INTO ledger_info (origin, hash, format, verifier_key) VALUES ($1, $2, $3, $4)",
+                &[
+                    &info.origin,
+                    &info.hash.name(),
+                    &(info.format as i32),
+                    &key.verifier().to_string(),
+                ],
+            )
+            .await
+            .map_err(db)?;
+            let empty = Checkpoint {
+                origin: info.origin.clone(),
+                size: 0,
+                root: info.hash.empty(),
+            };
+            tx.execute(
+                "INSERT INTO checkpoints (size, note) VALUES (0, $1)",
+                &[&key.sign(&empty)],
+            )
+            .await
+            .map_err(db)?;
+            tx.commit().await.map_err(db)
+        })
+    }
+
+    /// Opens the ledger in the database at `url` with its signing key: checks the
+    /// schema (migrating it if this code is newer), rebuilds the chain state from the
+    /// committed tail, signs a checkpoint if the newest one is behind, and starts the
+    /// writer.
+    pub fn open(url: &str, key: SigningKey) -> Result<PgStore, StoreError> {
+        let cfg = parse_url(url)?;
+        let rt = runtime()?;
+        let (reader, writer_client, info, verifier) = rt.block_on(async {
+            let mut c = connect(&cfg).await?;
+            if migrate::schema_version(&c).await.map_err(migrate_err)? == 0 {
+                return Err(StoreError::Database(format!(
+                    "{} holds no ledger (create one with `ledger init --store postgres://…`)",
+                    redact(url)
+                )));
+            }
+            migrate::migrate(&mut c).await.map_err(migrate_err)?;
+            let row = c
+                .query_opt(
+                    "SELECT origin, hash, format, verifier_key FROM ledger_info",
+                    &[],
+                )
+                .await
+                .map_err(db)?
+                .ok_or_else(|| StoreError::Database("ledger_info is empty".into()))?;
+            let (origin, hash, format, vk): (String, String, i32, String) =
+                (row.get(0), row.get(1), row.get(2), row.get(3));
+            let hash: HashAlg = hash
+                .parse()
+                .map_err(|e| StoreError::Corrupt(format!("ledger_info.hash: {e}")))?;
+            let verifier: VerifierKey = vk
+                .parse()
+                .map_err(|e| StoreError::Corrupt(format!("ledger_info.verifier_key: {e}")))?;
+            let writer_client = connect(&cfg).await?;
+            Ok((
+                c,
+                writer_client,
+                LedgerInfo {
+                    format: format as u64,
+                    origin,
+                    hash,
+                },
+                verifier,
+            ))
+        })?;
+        if key.name() != info.origin || key.verifier().to_string() != verifier.to_string() {
+            return Err(StoreError::Corrupt(format!(
+                "the signing key is {:?}'s, but the database's ledger is {:?} with another key",
+                key.name(),
+                info.origin
+            )));
+        }
+        let shared = Arc::new(Shared {
+            info,
+            verifier,
+            rt,
+            reader: tokio::sync::Mutex::new(reader),
+            size: AtomicU64::new(0),
+            poisoned: AtomicBool::new(false),
+        });
+        let mut state = Writer::recover(&shared, writer_client, key)?;
+        state.sign_if_behind()?;
+        let (tx, rx) = mpsc::channel::<Request>();
+        let handle = std::thread::Builder::new()
+            .name("ledger-pg-writer".into())
+            .spawn(move || state.run(rx))
+            .map_err(StoreError::io("start the writer thread"))?;
+        Ok(PgStore {
+            shared,
+            tx: Mutex::new(Some(tx)),
+            writer: Mutex::new(Some(handle)),
+        })
+    }
+
+    /// Appends without blocking the calling thread; `on_commit` runs on the writer's
+    /// thread once the group is committed (see `FileStore::append_then`).
+    pub fn append_then(
+        &self,
+        events: Vec<Event>,
+        on_commit: impl FnOnce(Result<Vec<Receipt>, StoreError>) + Send + 'static,
+    ) {
+        if events.is_empty() {
+            return on_commit(Ok(Vec::new()));
+        }
+        if self.shared.poisoned.load(Ordering::Acquire) {
+            return on_commit(Err(StoreError::Poisoned));
+        }
+        let slot = Arc::new(Mutex::new(Some(on_commit)));
+        let writer_slot = slot.clone();
+        let reply: Reply = Box::new(move |r| {
+            if let Some(f) = writer_slot.lock().expect("reply slot").take() {
+                f(r);
+            }
+        });
+        let sent = match self.tx.lock().expect("lock").as_ref() {
+            Some(tx) => tx.send(Request { events, reply }).is_ok(),
+            None => false,
+        };
+        if !sent && let Some(f) = slot.lock().expect("reply slot").take() {
+            f(Err(StoreError::Poisoned));
+        }
+    }
+
+    /// Stops the writer after what it holds, signing a final checkpoint.
+    pub fn close(&self) {
+        self.tx.lock().expect("lock").take();
+        if let Some(h) = self.writer.lock().expect("lock").take() {
+            let _ = h.join();
+        }
+    }
+
+    async fn leaves(&self, from: u64, to: u64) -> Result<Vec<Hash>, StoreError> {
+        let c = self.shared.reader.lock().await;
+        let rows = c
+            .query(
+                "SELECT leaf FROM entries WHERE seq >= $1 AND seq < $2 ORDER BY seq",
+                &[&(from as i64), &(to as i64)],
+            )
+            .await
+            .map_err(db)?;
+        rows.iter().map(|r| hash32(r.get::<_, &[u8]>(0))).collect()
+    }
+}
+
+impl Drop for PgStore {
+    fn drop(&mut self) {
+        self.close();
+    }
+}
+
+fn hash32(b: &[u8]) -> Result<Hash, StoreError> {
+    b.try_into()
+        .map_err(|_| StoreError::Corrupt(format!("a stored hash of {} bytes", b.len())))
+}
+
+/// The URL without its password, for messages.
+fn redact(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(s), Some(at)) if at > s => {
+            let creds = &url[s + 3..at];
+            match creds.split_once(':') {
+                Some((user, _)) => format!("{}{user}:***{}", &url[..s + 3], &url[at..]),
+                None => url.to_string(),
+            }
+        }
+        _ => url.to_string(),
+    }
+}
+
+impl Store for PgStore {
+    fn info(&self) -> &LedgerInfo {
+        &self.shared.info
+    }
+
+    fn verifier_key(&self) -> &VerifierKey {
+        &self.shared.verifier
+    }
+
+    fn append(&self, events: Vec<Event>) -> Result<Vec<Receipt>, StoreError> {
+        let (tx, rx) = mpsc::sync_channel(1);
+        self.append_then(events, move |r| {
+            let _ = tx.send(r);
+        });
+        rx.recv().map_err(|_| StoreError::Poisoned)?
+    }
+
+    fn size(&self) -> u64 {
+        self.shared.size.load(Ordering::Acquire)
+    }
+
+    fn scan(&self, from: u64, to: u64, f: &mut EntryVisitor<'_>) -> Result<(), StoreError> {
+        let to = to.min(self.size());
+        let mut at = from;
+        while at < to {
+            let end = to.min(at + SCAN_CHUNK);
+            let rows = self.shared.block_on(async {
+                let c = self.shared.reader.lock().await;
+                c.query(
+                    "SELECT seq, bytes FROM entries WHERE seq >= $1 AND seq < $2 ORDER BY seq",
+                    &[&(at as i64), &(end as i64)],
+                )
+                .await
+                .map_err(db)
+            })?;
+            for r in rows {
+                let seq: i64 = r.get(0);
+                if seq as u64 != at {
+                    return Err(StoreError::Corrupt(format!(
+                        "entries: expected seq {at}, found {seq}"
+                    )));
+                }
+                f(at, r.get::<_, &[u8]>(1))?;
+                at += 1;
+            }
+            if at < end {
+                return Err(StoreError::Corrupt(format!("entries: seq {at} is missing")));
+            }
+        }
+        Ok(())
+    }
+
+    fn message_seqs(&self, message: &str) -> Result<Vec<u64>, StoreError> {
+        let size = self.size() as i64;
+        self.shared.block_on(async {
+            let c = self.shared.reader.lock().await;
+            let rows = c
+                .query(
+                    "SELECT seq FROM message_index WHERE message = $1 AND seq < $2 ORDER BY seq",
+                    &[&message, &size],
+                )
+                .await
+                .map_err(db)?;
+            Ok(rows.iter().map(|r| r.get::<_, i64>(0) as u64).collect())
+        })
+    }
+
+    fn event_seq(&self, id: &str) -> Result<Option<u64>, StoreError> {
+        self.shared.block_on(async {
+            let c = self.shared.reader.lock().await;
+            let row = c
+                .query_opt("SELECT seq FROM entries WHERE event_id = $1", &[&id])
+                .await
+                .map_err(db)?;
+            Ok(row.map(|r| r.get::<_, i64>(0) as u64))
+        })
+    }
+
+    fn subtree(&self, level: u32, index: u64) -> Result<Hash, StoreError> {
+        self.check_size((index + 1) << level)?;
+        let alg = self.shared.info.hash;
+        self.shared.block_on(async {
+            if level >= NODE_LEVEL_MIN {
+                let c = self.shared.reader.lock().await;
+                let row = c
+                    .query_opt(
+                        "SELECT hash FROM merkle_nodes WHERE level = $1 AND idx = $2",
+                        &[&(level as i32), &(index as i64)],
+                    )
+                    .await
+                    .map_err(db)?
+                    .ok_or_else(|| {
+                        StoreError::Corrupt(format!("merkle_nodes lacks node {level}/{index}"))
+                    })?;
+                return hash32(row.get::<_, &[u8]>(0));
+            }
+            let leaves = self.leaves(index << level, (index + 1) << level).await?;
+            if leaves.len() as u64 != 1 << level {
+                return Err(StoreError::Corrupt(format!(
+                    "entries {}..{} are incomplete",
+                    index << level,
+                    (index + 1) << level
+                )));
+            }
+            Ok(merkle::root_of(alg, &leaves))
+        })
+    }
+
+    fn latest_checkpoint(&self) -> Result<SignedCheckpoint, StoreError> {
+        self.shared.block_on(async {
+            let c = self.shared.reader.lock().await;
+            let r = c
+                .query_one(
+                    "SELECT size, note FROM checkpoints ORDER BY size DESC LIMIT 1",
+                    &[],
+                )
+                .await
+                .map_err(db)?;
+            Ok(SignedCheckpoint {
+                size: r.get::<_, i64>(0) as u64,
+                note: r.get(1),
+            })
+        })
+    }
+
+    fn checkpoints(
+        &self,
+        from_size: u64,
+        limit: usize,
+    ) -> Result<Vec<SignedCheckpoint>, StoreError> {
+        self.shared.block_on(async {
+            let c = self.shared.reader.lock().await;
+            let rows = c
+                .query(
+                    "SELECT size, note FROM checkpoints WHERE size >= $1 ORDER BY size LIMIT $2",
+                    &[&(from_size as i64), &(limit as i64)],
+                )
+                .await
+                .map_err(db)?;
+            Ok(rows
+                .iter()
+                .map(|r| SignedCheckpoint {
+                    size: r.get::<_, i64>(0) as u64,
+                    note: r.get(1),
+                })
+                .collect())
+        })
+    }
+}
+
+/// The writer's state: the chain's tail and Merkle frontier, the key, the clock.
+struct Writer {
+    shared: Arc<Shared>,
+    client: Client,
+    key: SigningKey,
+    prev: Hash,
+    frontier: Frontier,
+    last_recorded_at: String,
+    latest_checkpoint: u64,
+    last_checkpoint_at: Instant,
+}
+
+/// Perfect subtrees for rebuilding the frontier, read through the writer's client.
+struct Nodes<'a> {
+    shared: &'a Shared,
+    client: &'a Client,
+}
+
+impl SubtreeSource for Nodes<'_> {
+    type Error = StoreError;
+    fn perfect(&self, level: u32, index: u64) -> Result<Hash, StoreError> {
+        let alg = self.shared.info.hash;
+        self.shared.block_on(async {
+            if level >= NODE_LEVEL_MIN {
+                let r = self
+                    .client
+                    .query_one(
+                        "SELECT hash FROM merkle_nodes WHERE level = $1 AND idx = $2",
+                        &[&(level as i32), &(index as i64)],
+                    )
+                    .await
+                    .map_err(db)?;
+                return hash32(r.get::<_, &[u8]>(0));
+            }
+            let rows = self
+                .client
+                .query(
+                    "SELECT leaf FROM entries WHERE seq >= $1 AND seq < $2 ORDER BY seq",
+                    &[&((index << level) as i64), &(((index + 1) << level) as i64)],
+                )
+                .await
+                .map_err(db)?;
+            let leaves = rows
+                .iter()
+                .map(|r| hash32(r.get::<_, &[u8]>(0)))
+                .collect::<Result<Vec<_>, _>>()?;
+            Ok(merkle::root_of(alg, &leaves))
+        })
+    }
+}
+
+/// How one event of a request is recorded.
+enum Plan {
+    New,
+    Duplicate(u64, Hash),
+}
+
+impl Writer {
+    fn recover(
+        shared: &Arc<Shared>,
+        client: Client,
+        key: SigningKey,
+    ) -> Result<Writer, StoreError> {
+        let alg = shared.info.hash;
+        let (size, tail, latest) = shared.block_on(async {
+            let tail = client
+                .query_opt(
+                    "SELECT seq, leaf, bytes FROM entries ORDER BY seq DESC LIMIT 1",
+                    &[],
+                )
+                .await
+                .map_err(db)?;
+            let latest: i64 = client
+                .query_one("SELECT coalesce(max(size), 0) FROM checkpoints", &[])
+                .await
+                .map_err(db)?
+                .get(0);
+            Ok(match tail {
+                None => (0u64, None, latest as u64),
+                Some(r) => (
+                    r.get::<_, i64>(0) as u64 + 1,
+                    Some((hash32(r.get::<_, &[u8]>(1))?, r.get::<_, Vec<u8>>(2))),
+                    latest as u64,
+                ),
+            })
+        })?;
+        let (prev, last_recorded_at) = match tail {
+            None => (alg.genesis(&shared.info.origin), String::new()),
+            Some((leaf, bytes)) => {
+                let p = entry::parse_entry(&bytes)
+                    .map_err(|e| StoreError::Corrupt(format!("entry {}: {e}", size - 1)))?;
+                (leaf, p.recorded_at.to_string())
+            }
+        };
+        let frontier = Frontier::from_source(
+            alg,
+            &Nodes {
+                shared,
+                client: &client,
+            },
+            size,
+        )?;
+        shared.size.store(size, Ordering::Release);
+        Ok(Writer {
+            shared: shared.clone(),
+            client,
+            key,
+            prev,
+            frontier,
+            last_recorded_at,
+            latest_checkpoint: latest,
+            last_checkpoint_at: Instant::now(),
+        })
+    }
+
+    fn checkpoint_note(&self, frontier: &Frontier) -> String {
+        self.key.sign(&Checkpoint {
+            origin: self.shared.info.origin.clone(),
+            size: frontier.size(),
+            root: frontier.root(),
+        })
+    }
+
+    /// Signs a checkpoint of the current size if the newest one is behind it.
+    fn sign_if_behind(&mut self) -> Result<(), StoreError> {
+        let size = self.frontier.size();
+        if self.latest_checkpoint >= size {
+            return Ok(());
+        }
+        let note = self.checkpoint_note(&self.frontier);
+        self.shared.block_on(async {
+            self.client
+                .execute(
+                    "INSERT INTO checkpoints (size, note) VALUES ($1, $2) ON CONFLICT (size) DO NOTHING",
+                    &[&(size as i64), &note],
+                )
+                .await
+                .map_err(db)
+        })?;
+        self.latest_checkpoint = size;
+        self.last_checkpoint_at = Instant::now();
+        Ok(())
+    }
+
+    fn run(mut self, rx: mpsc::Receiver<Request>) {
+        while let Ok(first) = rx.recv() {
+            let mut group = vec![first];
+            while group.len() < GROUP_MAX {
+                match rx.try_recv() {
+                    Ok(r) => group.push(r),
+                    Err(_) => break,
+                }
+            }
+            if self.shared.poisoned.load(Ordering::Acquire) {
+                for r in group {
+                    (r.reply)(Err(StoreError::Poisoned));
+                }
+                continue;
+            }
+            match self.commit(&group) {
+                Ok(results) => {
+                    for (r, res) in group.into_iter().zip(results) {
+                        (r.reply)(res);
+                    }
+                }
+                Err(e) => {
+                    // Whether the transaction committed is unknown only if COMMIT
+                    // itself failed; either way the next open rebuilds from the
+                    // database, so stop here rather than guess.
+                    self.shared.poisoned.store(true, Ordering::Release);
+                    let msg = e.to_string();
+                    let mut first = Some(e);
+                    for r in group {
+                        let err = first
+                            .take()
+                            .unwrap_or_else(|| StoreError::Database(msg.clone()));
+                        (r.reply)(Err(err));
+                    }
+                }
+            }
+        }
+        if !self.shared.poisoned.load(Ordering::Acquire)
+            && let Err(e) = self.sign_if_behind()
+        {
+            eprintln!("ledger-pg: the final checkpoint could not be signed: {e}");
+        }
+    }
+
+    /// Plans, builds and commits one group. Requests that conflict get their error
+    /// and append nothing; the others are committed together.
+    fn commit(
+        &mut self,
+        group: &[Request],
+    ) -> Result<Vec<Result<Vec<Receipt>, StoreError>>, StoreError> {
+        let alg = self.shared.info.hash;
+        let ids: Vec<&str> = group
+            .iter()
+            .flat_map(|r| r.events.iter().map(Event::id))
+            .collect();
+        let recorded: HashMap<String, (u64, Hash, Vec<u8>)> = self.shared.block_on(async {
+            let rows = self
+                .client
+                .query(
+                    "SELECT event_id, seq, leaf, bytes FROM entries WHERE event_id = ANY($1)",
+                    &[&ids],
+                )
+                .await
+                .map_err(db)?;
+            rows.iter()
+                .map(|r| {
+                    Ok((
+                        r.get::<_, String>(0),
+                        (
+                            r.get::<_, i64>(1) as u64,
+                            hash32(r.get::<_, &[u8]>(2))?,
+                            r.get::<_, Vec<u8>>(3),
+                        ),
+                    ))
+                })
+                .collect()
+        })?;
+        let now = format_recorded_at(time::OffsetDateTime::now_utc());
+        let recorded_at = if now < self.last_recorded_at {
+            self.last_recorded_at.clone()
+        } else {
+            now
+        };
+        let mut frontier = self.frontier.clone();
+        let mut prev = self.prev;
+        let mut fresh: HashMap<&str, (u64, Hash, &[u8])> = HashMap::new();
+        let (mut seqs, mut event_ids, mut leaves, mut prevs, mut bytes) =
+            (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
+        let (mut idx_messages, mut idx_seqs) = (Vec::new(), Vec::new());
+        let (mut node_levels, mut node_idxs, mut node_hashes) =
+            (Vec::new(), Vec::new(), Vec::new());
+        let mut results = Vec::with_capacity(group.len());
+        for req in group {
+            // Plan the whole request first: a conflict anywhere appends none of it.
+            let mut plans = Vec::with_capacity(req.events.len());
+            let mut conflict = None;
+            for ev in &req.events {
+                if let Some((seq, hash, stored)) = recorded.get(ev.id()) {
+                    let same = entry::parse_entry(stored)
+                        .map(|p| p.event.as_bytes() == ev.canonical_bytes())
+                        .unwrap_or(false);
+                    if !same {
+                        conflict = Some(StoreError::Conflict {
+                            id: ev.id().to_string(),
+                            seq: *seq,
+                        });
+                        break;
+                    }
+                    plans.push(Plan::Duplicate(*seq, *hash));
+                } else if let Some((seq, hash, b)) = fresh.get(ev.id()) {
+                    if *b != ev.canonical_bytes() {
+                        conflict = Some(StoreError::Conflict {
+                            id: ev.id().to_string(),
+                            seq: *seq,
+                        });
+                        break;
+                    }
+                    plans.push(Plan::Duplicate(*seq, *hash));
+                } else {
+                    plans.push(Plan::New);
+                }
+            }
+            if let Some(e) = conflict {
+                results.push(Err(e));
+                continue;
+            }
+            let mut receipts = Vec::with_capacity(req.events.len());
+            for (ev, plan) in req.events.iter().zip(plans) {
+                if let Plan::Duplicate(seq, hash) = plan {
+                    receipts.push(Receipt {
+                        seq,
+                        hash,
+                        duplicate: true,
+                    });
+                    continue;
+                }
+                // The same id twice in one request: the first one's receipt.
+                if let Some((seq, hash, _)) = fresh.get(ev.id()) {
+                    receipts.push(Receipt {
+                        seq: *seq,
+                        hash: *hash,
+                        duplicate: true,
+                    });
+                    continue;
+                }
+                let seq = frontier.size();
+                let mut buf = Vec::with_capacity(ev.canonical_bytes().len() + 160);
+                write_entry(&mut buf, seq, &prev, &recorded_at, ev.canonical_bytes());
+                let leaf = alg.leaf(&buf);
+                frontier.push(leaf, |level, index, h| {
+                    if level >= NODE_LEVEL_MIN {
+                        node_levels.push(level as i32);
+                        node_idxs.push(index as i64);
+                        node_hashes.push(h.to_vec());
+                    }
+                });
+                seqs.push(seq as i64);
+                event_ids.push(ev.id());
+                leaves.push(leaf.to_vec());
+                prevs.push(prev.to_vec());
+                bytes.push(buf);
+                idx_messages.push(ev.message());
+                idx_seqs.push(seq as i64);
+                if let Some(n) = ev.linked_message() {
+                    idx_messages.push(n);
+                    idx_seqs.push(seq as i64);
+                }
+                fresh.insert(ev.id(), (seq, leaf, ev.canonical_bytes()));
+                prev = leaf;
+                receipts.push(Receipt {
+                    seq,
+                    hash: leaf,
+                    duplicate: false,
+                });
+            }
+            results.push(Ok(receipts));
+        }
+        if seqs.is_empty() {
+            return Ok(results);
+        }
+        let due = self.last_checkpoint_at.elapsed() >= CHECKPOINT_EVERY;
+        let note = due.then(|| self.checkpoint_note(&frontier));
+        let size = frontier.size();
+        self.shared.block_on(async {
+            let tx = self.client.transaction().await.map_err(db)?;
+            tx.execute(
+                "INSERT INTO entries (seq, event_id, leaf, prev, bytes)
+                 SELECT * FROM UNNEST($1::bigint[], $2::text[], $3::bytea[], $4::bytea[], $5::bytea[])",
+                &[&seqs, &event_ids, &leaves, &prevs, &bytes],
+            )
+            .await
+            .map_err(db)?;
+            tx.execute(
+                "INSERT INTO message_index (message, seq)
+                 SELECT * FROM UNNEST($1::text[], $2::bigint[]) ON CONFLICT DO NOTHING",
+                &[&idx_messages, &idx_seqs],
+            )
+            .await
+            .map_err(db)?;
+            if !node_levels.is_empty() {
+                tx.execute(
+                    "INSERT INTO merkle_nodes (level, idx, hash)
+                     SELECT * FROM UNNEST($1::integer[], $2::bigint[], $3::bytea[])",
+                    &[&node_levels, &node_idxs, &node_hashes],
+                )
+                .await
+                .map_err(db)?;
+            }
+            if let Some(note) = &note {
+                tx.execute(
+                    "INSERT INTO checkpoints (size, note) VALUES ($1, $2)",
+                    &[&(size as i64), note],
+                )
+                .await
+                .map_err(db)?;
+            }
+            tx.commit().await.map_err(db)
+        })?;
+        self.frontier = frontier;
+        self.prev = prev;
+        self.last_recorded_at = recorded_at;
+        if note.is_some() {
+            self.latest_checkpoint = size;
+            self.last_checkpoint_at = Instant::now();
+        }
+        self.shared.size.store(size, Ordering::Release);
+        Ok(results)
+    }
+}

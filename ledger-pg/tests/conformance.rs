@@ -1,0 +1,257 @@
+//! One conformance suite, run against both stores: the embedded `FileStore` and
+//! `PgStore` on a real PostgreSQL. Whatever one promises, the other keeps.
+
+mod common;
+
+use ledger_core::projection::{self, facts_digest};
+use ledger_core::store::{LedgerInfo, StoreError};
+use ledger_core::{
+    Event, FileStore, HashAlg, InitOptions, SigningKey, Store, VerifierKey, entry, hash,
+};
+use ledger_pg::PgStore;
+
+/// How to (re)open one store under test.
+trait Harness {
+    fn open(&self) -> Box<dyn Store>;
+    fn name(&self) -> &'static str;
+}
+
+struct FileHarness {
+    dir: tempfile::TempDir,
+}
+
+impl FileHarness {
+    fn new() -> FileHarness {
+        let dir = tempfile::tempdir().unwrap();
+        FileStore::init(
+            &dir.path().join("l"),
+            &InitOptions {
+                origin: "ledger.example/conformance".into(),
+                hash: HashAlg::Blake3,
+            },
+        )
+        .unwrap();
+        FileHarness { dir }
+    }
+}
+
+impl Harness for FileHarness {
+    fn open(&self) -> Box<dyn Store> {
+        Box::new(FileStore::open(&self.dir.path().join("l")).unwrap().0)
+    }
+    fn name(&self) -> &'static str {
+        "file"
+    }
+}
+
+struct PgHarness {
+    url: String,
+    key: String,
+}
+
+impl PgHarness {
+    fn new(url: String) -> PgHarness {
+        let key = SigningKey::generate("ledger.example/conformance").unwrap();
+        let info = LedgerInfo {
+            format: 1,
+            origin: "ledger.example/conformance".into(),
+            hash: HashAlg::Blake3,
+        };
+        PgStore::init(&url, &info, &key).unwrap();
+        let again = PgStore::init(&url, &info, &key).unwrap_err();
+        assert!(
+            again.to_string().contains("already holds a ledger"),
+            "{again}"
+        );
+        PgHarness {
+            url,
+            key: key.to_secret_string(),
+        }
+    }
+}
+
+impl Harness for PgHarness {
+    fn open(&self) -> Box<dyn Store> {
+        let key = SigningKey::from_secret_string(&self.key).unwrap();
+        Box::new(PgStore::open(&self.url, key).unwrap())
+    }
+    fn name(&self) -> &'static str {
+        "postgres"
+    }
+}
+
+fn ev(id: &str, message: &str, kind: &str) -> Event {
+    let extra = match kind {
+        "sent" => format!(
+            r#","from":"974760673","to":"964338531","channel":"altinn","category":"bekymringsmelding","content_digest":"sha256:{}""#,
+            "ab".repeat(32)
+        ),
+        "resent" => r#","new_message":"M-NEW","channel":"letter""#.to_string(),
+        _ => String::new(),
+    };
+    Event::from_json(
+        format!(
+            r#"{{"id":"{id}","type":"{kind}","message":"{message}","at":"2023-05-08T09:30:00Z","reporter":{{"org":"974760673","system":"websak"}}{extra}}}"#
+        )
+        .as_bytes(),
+    )
+    .unwrap()
+}
+
+/// Reads every entry, checks the chain link by link, and returns the leaves.
+fn chain(store: &dyn Store) -> Vec<hash::Hash> {
+    let alg = store.info().hash;
+    let mut prev = alg.genesis(&store.info().origin);
+    let mut leaves = Vec::new();
+    store
+        .scan(0, store.size(), &mut |seq, bytes| {
+            let p = entry::parse_entry(bytes).unwrap();
+            assert_eq!(p.seq, seq);
+            assert_eq!(p.prev, prev, "entry {seq} extends the one before");
+            prev = alg.leaf(bytes);
+            leaves.push(prev);
+            Ok(())
+        })
+        .unwrap();
+    leaves
+}
+
+fn suite(h: &dyn Harness) -> String {
+    let who = h.name();
+    let store = h.open();
+    let key: VerifierKey = store.verifier_key().clone();
+    assert_eq!(store.size(), 0, "{who}");
+
+    // Appends: receipts in order, the hash is the entry's leaf.
+    let r = store
+        .append(vec![
+            ev("e0", "M1", "sent"),
+            ev("e1", "M2", "sent"),
+            ev("e2", "M1", "delivered"),
+        ])
+        .unwrap();
+    assert_eq!(
+        r.iter().map(|r| r.seq).collect::<Vec<_>>(),
+        [0, 1, 2],
+        "{who}"
+    );
+    assert!(r.iter().all(|r| !r.duplicate));
+    assert_eq!(store.size(), 3);
+    let bytes = store.entry(1).unwrap();
+    assert_eq!(r[1].hash, store.info().hash.leaf(&bytes), "{who}");
+
+    // Idempotent: a retry gets the original receipts and appends nothing.
+    let again = store
+        .append(vec![ev("e0", "M1", "sent"), ev("e2", "M1", "delivered")])
+        .unwrap();
+    assert_eq!(
+        (again[0].seq, again[0].hash, again[0].duplicate),
+        (0, r[0].hash, true),
+        "{who}"
+    );
+    assert_eq!(again[1].seq, 2);
+    assert_eq!(store.size(), 3);
+    // The same id twice in one request: one entry.
+    let twice = store
+        .append(vec![ev("e3", "M3", "sent"), ev("e3", "M3", "sent")])
+        .unwrap();
+    assert_eq!(
+        (twice[0].seq, twice[1].seq, twice[1].duplicate),
+        (3, 3, true),
+        "{who}"
+    );
+
+    // A conflict (same id, other content) refuses the whole request.
+    let e = store
+        .append(vec![ev("e4", "M4", "sent"), ev("e0", "M9", "sent")])
+        .unwrap_err();
+    assert!(
+        matches!(e, StoreError::Conflict { ref id, seq: 0 } if id == "e0"),
+        "{who}: {e}"
+    );
+    assert_eq!(
+        store.size(),
+        4,
+        "{who}: nothing of the request was appended"
+    );
+
+    // Indexes: by message (a resend under its new message too) and by event id.
+    store.append(vec![ev("e5", "M1", "resent")]).unwrap();
+    assert_eq!(store.message_seqs("M1").unwrap(), [0, 2, 4], "{who}");
+    assert_eq!(store.message_seqs("M-NEW").unwrap(), [4], "{who}");
+    assert_eq!(store.message_seqs("nobody").unwrap(), Vec::<u64>::new());
+    assert_eq!(store.event_seq("e2").unwrap(), Some(2));
+    assert_eq!(
+        store.event_seq("e4").unwrap(),
+        None,
+        "{who}: the refused event is not recorded"
+    );
+
+    // Enough entries for stored Merkle nodes (2^8 and 2^9 leaves), in groups.
+    for b in 0..6 {
+        let batch: Vec<Event> = (0..100)
+            .map(|i| ev(&format!("b{b}-{i}"), &format!("B{b}-{i}"), "sent"))
+            .collect();
+        store.append(batch).unwrap();
+    }
+    let size = store.size();
+    assert_eq!(size, 605);
+    drop(store);
+
+    // Reopened: the same log, a checkpoint of its size, and the chain continues.
+    let store = h.open();
+    assert_eq!(store.size(), size, "{who}");
+    let cp = store.latest_checkpoint().unwrap();
+    assert_eq!(
+        cp.size, size,
+        "{who}: a checkpoint of the whole log at close or open"
+    );
+    let signed = key.verify(&cp.note).unwrap();
+    let leaves = chain(store.as_ref());
+    assert_eq!(
+        signed.root,
+        ledger_core::merkle::root_of(HashAlg::Blake3, &leaves),
+        "{who}"
+    );
+    assert_eq!(store.root(size).unwrap(), signed.root);
+    for seq in [0, 1, 255, 256, 300, 511, 512, 604] {
+        let p = store.inclusion_proof(seq, size).unwrap();
+        p.verify(HashAlg::Blake3).unwrap();
+        assert_eq!(
+            (p.leaf_hash, p.root),
+            (leaves[seq as usize], signed.root),
+            "{who} {seq}"
+        );
+    }
+    for from in [1, 100, 256, 300, 512] {
+        let p = store.consistency_proof(from, size).unwrap();
+        p.verify(HashAlg::Blake3).unwrap();
+    }
+    let r = store.append(vec![ev("after", "M5", "sent")]).unwrap();
+    assert_eq!(r[0].seq, size);
+    chain(store.as_ref());
+    let older = store.checkpoints(0, 1000).unwrap();
+    assert!(older.windows(2).all(|w| w[0].size < w[1].size), "{who}");
+    for c in &older {
+        key.verify(&c.note).unwrap();
+    }
+
+    // Projections read the store through the trait: the same facts from both.
+    let facts = projection::replay(store.as_ref(), store.size(), &mut |_| {}).unwrap();
+    hex::encode(facts_digest(&facts, HashAlg::Blake3))
+}
+
+#[test]
+fn both_stores_behave_alike() {
+    let file = suite(&FileHarness::new());
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let Some(db) = rt.block_on(common::test_db()) else {
+        return;
+    };
+    let pg = suite(&PgHarness::new(db.url()));
+    assert_eq!(
+        pg, file,
+        "the same events give the same facts on both stores"
+    );
+    rt.block_on(db.drop_db());
+}

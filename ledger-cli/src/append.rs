@@ -180,7 +180,7 @@ pub(crate) fn run(dir: &Path, file: &Path, _json: bool) -> Result<u8> {
 }
 
 /// Whether the event's id is recorded with other content.
-fn conflict_with_store(store: &ledger_core::FileStore, ev: &Event) -> Result<Option<String>> {
+fn conflict_with_store(store: &dyn ledger_core::Store, ev: &Event) -> Result<Option<String>> {
     let Some(seq) = store.event_seq(ev.id())? else {
         return Ok(None);
     };

@@ -85,6 +85,11 @@ enum Command {
         /// algorithms are required or RFC 6962 tools must check proofs unmodified.
         #[arg(long, default_value = "blake3")]
         hash: HashAlg,
+        /// Keep the log in PostgreSQL (postgres://user@host:port/db) instead of the
+        /// directory, which then holds the signing key and the database's address
+        /// (store.json; LEDGER_PG_URL overrides it). Every command works the same.
+        #[arg(long, value_name = "URL")]
+        store: Option<String>,
     },
     /// Append events from a JSON Lines file ('-' for stdin); prints one receipt per line.
     ///
@@ -311,10 +316,11 @@ fn is_broken_pipe(e: &anyhow::Error) -> bool {
 }
 
 /// Opens the store and prints what recovery did.
-pub(crate) fn open(cli_dir: &std::path::Path) -> Result<FileStore> {
-    let (store, report) = FileStore::open(cli_dir)
+/// Opens the ledger in the directory, on whichever engine it uses.
+pub(crate) fn open(cli_dir: &std::path::Path) -> Result<ledger_pg::Engine> {
+    let (store, report) = ledger_pg::engine::open(cli_dir)
         .with_context(|| format!("cannot open the ledger at {}", cli_dir.display()))?;
-    for line in report.lines() {
+    for line in report {
         eprintln!("warning: {line}");
     }
     Ok(store)
@@ -342,14 +348,19 @@ fn run(cli: Cli) -> Result<u8> {
         return run_remote(r, cli.command, cli.json);
     }
     match cli.command {
-        Command::Init { origin, hash } => {
-            let key = FileStore::init(
-                dir,
-                &InitOptions {
-                    origin: origin.clone(),
-                    hash,
-                },
-            )
+        Command::Init {
+            origin,
+            hash,
+            store,
+        } => {
+            let opts = InitOptions {
+                origin: origin.clone(),
+                hash,
+            };
+            let key = match &store {
+                None => FileStore::init(dir, &opts),
+                Some(url) => ledger_pg::engine::init_postgres(dir, url, &opts),
+            }
             .with_context(|| format!("cannot create a ledger at {}", dir.display()))?;
             if cli.json {
                 output::json(&serde_json::json!({
@@ -419,10 +430,22 @@ fn run(cli: Cli) -> Result<u8> {
             unique_ids,
             deep,
         } => {
-            let opts = verify_options(unique_ids, deep, key.as_deref(), trusted)?;
+            let mut opts = verify_options(unique_ids, deep, key.as_deref(), trusted)?;
             let bar = output::progress_bytes("verifying");
             let report = match &bundle {
                 Some(b) => verify::verify_bundle(b, &opts, &bar),
+                None if dir.join(ledger_pg::engine::STORE_FILE).exists() => {
+                    // The log is in PostgreSQL: read it all into a bundle and verify
+                    // that, against the directory's verifier key unless one is given.
+                    let store = open(dir)?;
+                    let tmp = tempfile::tempdir().context("make a temporary directory")?;
+                    let b = tmp.path().join("bundle");
+                    ledger_core::bundle::export(&store, &b, &bar).context("reading the log")?;
+                    if opts.key.is_none() {
+                        opts.key = Some(store.verifier_key().clone());
+                    }
+                    verify::verify_bundle(&b, &opts, &bar)
+                }
                 None => verify::verify_store(dir, &opts, &bar),
             }
             .context("verification could not run")?;
@@ -431,6 +454,11 @@ fn run(cli: Cli) -> Result<u8> {
             Ok(if report.ok() { 0 } else { EXIT_FAULTS })
         }
         Command::Reindex => {
+            if dir.join(ledger_pg::engine::STORE_FILE).exists() {
+                return Err(anyhow::Error::new(InputError(
+                    "reindex rebuilds the embedded store's index; a PostgreSQL ledger keeps its indexes in the database".into(),
+                )));
+            }
             let (old, new) = ledger_core::store::reindex(dir).context("reindex failed")?;
             let same = old == Some(new);
             if cli.json {

@@ -7,7 +7,7 @@ use anyhow::Result;
 use comfy_table::{Table, presets::UTF8_FULL_CONDENSED};
 use indicatif::{ProgressBar, ProgressStyle};
 use ledger_core::verify::{Progress, VerifyReport};
-use ledger_core::{FileStore, Store, entry};
+use ledger_core::{Store, entry};
 use serde_json::{Value, json};
 
 pub(crate) fn json(v: &Value) -> Result<()> {
@@ -84,7 +84,7 @@ pub(crate) struct HistoryRow {
 }
 
 /// The entries at `seqs`, read and parsed.
-pub(crate) fn history_rows(store: &FileStore, seqs: &[u64]) -> Result<Vec<HistoryRow>> {
+pub(crate) fn history_rows(store: &dyn Store, seqs: &[u64]) -> Result<Vec<HistoryRow>> {
     let alg = store.info().hash;
     let mut rows = Vec::with_capacity(seqs.len());
     for &seq in seqs {
@@ -138,7 +138,7 @@ pub(crate) fn history_table(rows: &[HistoryRow]) -> Table {
     t
 }
 
-pub(crate) fn history(store: &FileStore, message: &str, as_json: bool) -> Result<()> {
+pub(crate) fn history(store: &dyn Store, message: &str, as_json: bool) -> Result<()> {
     let seqs = store.message_seqs(message)?;
     let rows = history_rows(store, &seqs)?;
     if as_json {

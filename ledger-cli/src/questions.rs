@@ -12,7 +12,7 @@ use ledger_core::projection::{
     Verdict,
 };
 use ledger_core::reconcile::{self, LedgerMessage, LedgerView};
-use ledger_core::{FileStore, Store, event};
+use ledger_core::{Store, event};
 use serde_json::{Value, json};
 
 use crate::{InputError, output};
@@ -204,7 +204,7 @@ impl Basis {
         Evaluator::new(&self.facts, &self.policy, self.now)
     }
 
-    fn header(&self, store: &FileStore) -> Value {
+    fn header(&self, store: &dyn Store) -> Value {
         json!({
             "covered": self.facts.covered(),
             "now": self.now,
@@ -217,7 +217,7 @@ impl Basis {
 
 /// Loads the persisted facts (caught up, and saved if they moved), or for --as-of
 /// replays the prefix in memory, never touching the persisted projection.
-pub(crate) fn basis(dir: &Path, store: &FileStore, when: &When) -> Result<Basis> {
+pub(crate) fn basis(dir: &Path, store: &dyn Store, when: &When) -> Result<Basis> {
     let (policy, policy_source) = load_policy(dir, when.policy.as_deref())?;
     let (as_of, now_flag) = when.times()?;
     let bar = output::progress_count("projecting");
@@ -239,7 +239,7 @@ pub(crate) fn basis(dir: &Path, store: &FileStore, when: &When) -> Result<Basis>
     })
 }
 
-fn head_facts(dir: &Path, store: &FileStore, bar: &output::Bar) -> Result<Facts> {
+fn head_facts(dir: &Path, store: &dyn Store, bar: &output::Bar) -> Result<Facts> {
     bar.0.set_length(store.size());
     let (facts, report) = projection::load_or_rebuild(dir, store, &mut |k| bar.0.set_position(k))?;
     if let Some(why) = &report.rebuilt_because {
@@ -381,7 +381,7 @@ impl ReportKind {
 
 pub(crate) fn report(
     dir: &Path,
-    store: &FileStore,
+    store: &dyn Store,
     kind: ReportKind,
     anomaly_kind: Option<&str>,
     query: &Query,
@@ -449,7 +449,7 @@ pub(crate) fn report(
 }
 
 fn print_anomalies(
-    store: &FileStore,
+    store: &dyn Store,
     b: &Basis,
     rows: Vec<AnomalyRow>,
     format: Format,
@@ -505,7 +505,7 @@ pub(crate) enum By {
 
 pub(crate) fn stats(
     dir: &Path,
-    store: &FileStore,
+    store: &dyn Store,
     by: Option<By>,
     query: &Query,
     as_json: bool,
@@ -551,7 +551,7 @@ pub(crate) fn stats(
 
 pub(crate) fn status(
     dir: &Path,
-    store: &FileStore,
+    store: &dyn Store,
     message: &str,
     when: &When,
     as_json: bool,
@@ -702,7 +702,7 @@ pub(crate) fn status(
 
 pub(crate) fn replay(
     dir: &Path,
-    store: &FileStore,
+    store: &dyn Store,
     verify: bool,
     when: &When,
     as_json: bool,
@@ -862,7 +862,7 @@ impl LedgerView for View<'_> {
 
 pub(crate) fn reconcile(
     dir: &Path,
-    store: &FileStore,
+    store: &dyn Store,
     sent: &Path,
     received: &Path,
     query: &Query,

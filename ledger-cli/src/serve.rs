@@ -51,7 +51,7 @@ pub(crate) fn token(
     cmd: TokenCommand,
     as_json: bool,
 ) -> Result<u8> {
-    if !dir.join("ledger.json").exists() {
+    if !dir.join("ledger.json").exists() && !dir.join(ledger_pg::engine::STORE_FILE).exists() {
         return Err(anyhow!(InputError(format!(
             "no ledger at {} (create one with `ledger init --origin NAME`)",
             dir.display()

@@ -2,8 +2,10 @@
 //! machine. The schema and the migrations the ledger applies itself, and [`PgStore`],
 //! the `Store` implementation; the writer lease and `ledger migrate` build on them.
 
+pub mod engine;
 pub mod migrate;
 mod store;
 
+pub use engine::Engine;
 pub use migrate::{MIGRATIONS, MigrateError, Migration, Report, migrate, schema_version};
 pub use store::PgStore;

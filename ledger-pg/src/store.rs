@@ -248,6 +248,11 @@ impl PgStore {
         }
     }
 
+    /// Whether a failed commit stopped appends until the store is reopened.
+    pub fn is_poisoned(&self) -> bool {
+        self.shared.poisoned.load(Ordering::Acquire)
+    }
+
     /// Stops the writer after what it holds, signing a final checkpoint.
     pub fn close(&self) {
         self.tx.lock().expect("lock").take();

@@ -28,7 +28,6 @@ pub use auth::{Principal, Scope};
 pub use config::ServerConfig;
 pub use error::ApiError;
 
-use ledger_core::FileStore;
 use ledger_core::projection::Policy;
 
 /// Why the server could not start or stopped on its own.
@@ -141,8 +140,8 @@ pub async fn serve(
         let metrics = metrics.clone();
         let sweep = config.sweep_interval;
         tokio::task::spawn_blocking(move || -> Result<_, ServeError> {
-            let (store, report) = FileStore::open(&dir)?;
-            for line in report.lines() {
+            let (store, report) = ledger_pg::engine::open(&dir)?;
+            for line in report {
                 eprintln!("ledger serve: {line}");
             }
             let store = Arc::new(store);

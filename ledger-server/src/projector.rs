@@ -12,8 +12,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex, RwLock, RwLockReadGuard};
 use std::time::{Duration, Instant as Clock};
 
+use ledger_core::Store;
 use ledger_core::projection::{self, Evaluator, Facts, Instant, Policy, Verdict};
-use ledger_core::{FileStore, Store};
+use ledger_pg::Engine;
 use serde::Serialize;
 
 use crate::mappers::RefResolver;
@@ -85,7 +86,7 @@ impl RefResolver for Live {
 
 /// The live projection and its thread.
 pub struct Projector {
-    store: Arc<FileStore>,
+    store: Arc<Engine>,
     dir: PathBuf,
     policy: Policy,
     live: RwLock<Live>,
@@ -105,7 +106,7 @@ impl Projector {
     /// Loads the persisted facts (caught up from the log) and judges every message
     /// once, so later changes can be told apart from the starting state.
     pub fn start(
-        store: Arc<FileStore>,
+        store: Arc<Engine>,
         dir: PathBuf,
         policy: Policy,
         metrics: Arc<Metrics>,

@@ -17,7 +17,7 @@ use axum::http::header::AUTHORIZATION;
 use axum::http::request::Parts;
 use axum::middleware::{self, Next};
 use axum::response::Response;
-use ledger_core::FileStore;
+use ledger_pg::Engine;
 
 use crate::auth::{Authenticator, Principal};
 use crate::config::ServerConfig;
@@ -28,7 +28,7 @@ use crate::projector::Projector;
 
 /// What every handler shares.
 pub(crate) struct Inner {
-    pub store: Arc<FileStore>,
+    pub store: Arc<Engine>,
     pub projector: Arc<Projector>,
     pub auth: Authenticator,
     pub pseudonymizer: Pseudonymizer,

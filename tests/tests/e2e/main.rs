@@ -4,6 +4,7 @@ mod bad_input;
 mod cli;
 mod crash;
 mod demo;
+mod postgres;
 mod projections;
 mod server;
 mod spec;

@@ -73,6 +73,9 @@ struct Shared {
     reader: tokio::sync::Mutex<Client>,
     size: AtomicU64,
     poisoned: AtomicBool,
+    /// This process holds the writer lease (its `size` is then the truth; other
+    /// processes ask the database).
+    leader: AtomicBool,
 }
 
 impl Shared {
@@ -153,7 +156,7 @@ impl PgStore {
     pub fn open(url: &str, key: SigningKey) -> Result<PgStore, StoreError> {
         let cfg = parse_url(url)?;
         let rt = runtime()?;
-        let (reader, writer_client, info, verifier) = rt.block_on(async {
+        let (reader, info, verifier) = rt.block_on(async {
             let mut c = connect(&cfg).await?;
             if migrate::schema_version(&c).await.map_err(migrate_err)? == 0 {
                 return Err(StoreError::Database(format!(
@@ -178,10 +181,8 @@ impl PgStore {
             let verifier: VerifierKey = vk
                 .parse()
                 .map_err(|e| StoreError::Corrupt(format!("ledger_info.verifier_key: {e}")))?;
-            let writer_client = connect(&cfg).await?;
             Ok((
                 c,
-                writer_client,
                 LedgerInfo {
                     format: format as u64,
                     origin,
@@ -204,13 +205,20 @@ impl PgStore {
             reader: tokio::sync::Mutex::new(reader),
             size: AtomicU64::new(0),
             poisoned: AtomicBool::new(false),
+            leader: AtomicBool::new(false),
         });
-        let mut state = Writer::recover(&shared, writer_client, key)?;
-        state.sign_if_behind()?;
+        let mut lease = Lease {
+            shared: shared.clone(),
+            cfg,
+            key,
+            writer: None,
+        };
+        // A process alone on its database is the writer from the start.
+        lease.try_acquire();
         let (tx, rx) = mpsc::channel::<Request>();
         let handle = std::thread::Builder::new()
             .name("ledger-pg-writer".into())
-            .spawn(move || state.run(rx))
+            .spawn(move || lease.run(rx))
             .map_err(StoreError::io("start the writer thread"))?;
         Ok(PgStore {
             shared,
@@ -317,7 +325,26 @@ impl Store for PgStore {
     }
 
     fn size(&self) -> u64 {
-        self.shared.size.load(Ordering::Acquire)
+        if self.shared.leader.load(Ordering::Acquire) {
+            return self.shared.size.load(Ordering::Acquire);
+        }
+        // Another process writes: the committed tail is in the database.
+        let asked = self.shared.block_on(async {
+            let c = self.shared.reader.lock().await;
+            let n: i64 = c
+                .query_one("SELECT coalesce(max(seq) + 1, 0) FROM entries", &[])
+                .await
+                .map_err(db)?
+                .get(0);
+            Ok(n as u64)
+        });
+        match asked {
+            Ok(n) => {
+                self.shared.size.fetch_max(n, Ordering::AcqRel);
+                n
+            }
+            Err(_) => self.shared.size.load(Ordering::Acquire),
+        }
     }
 
     fn scan(&self, from: u64, to: u64, f: &mut EntryVisitor<'_>) -> Result<(), StoreError> {
@@ -446,6 +473,132 @@ impl Store for PgStore {
                 })
                 .collect())
         })
+    }
+}
+
+/// A fixed key for the writer lease (`pg_try_advisory_lock`): one ledger per database,
+/// so one key. The lease is held by the writer's session: when its process dies, the
+/// database ends the session and frees the lease for another process.
+const LEASE_KEY: i64 = 0x6c65_6467_6572_4c45; // "ledgerLE"
+/// How often a process without the lease tries to take it.
+const LEASE_RETRY: Duration = Duration::from_millis(250);
+
+/// The writer thread: holds the lease (and then a `Writer`), or tries to take it.
+struct Lease {
+    shared: Arc<Shared>,
+    cfg: Config,
+    key: SigningKey,
+    writer: Option<Writer>,
+}
+
+impl Lease {
+    /// Takes the lease if it is free: a session of its own, then the chain state as
+    /// the last writer committed it.
+    fn try_acquire(&mut self) {
+        if self.writer.is_some() {
+            return;
+        }
+        let shared = self.shared.clone();
+        let got = shared.block_on(async {
+            let c = connect(&self.cfg).await?;
+            let held: bool = c
+                .query_one("SELECT pg_try_advisory_lock($1)", &[&LEASE_KEY])
+                .await
+                .map_err(db)?
+                .get(0);
+            Ok(held.then_some(c))
+        });
+        let client = match got {
+            Ok(Some(c)) => c,
+            Ok(None) => return,
+            Err(e) => {
+                eprintln!("ledger-pg: cannot reach the database to take the writer lease: {e}");
+                return;
+            }
+        };
+        let key = SigningKey::from_secret_string(&self.key.to_secret_string())
+            .expect("a key round-trips");
+        match Writer::recover(&self.shared, client, key).and_then(|mut w| {
+            w.sign_if_behind()?;
+            Ok(w)
+        }) {
+            Ok(w) => {
+                self.writer = Some(w);
+                self.shared.leader.store(true, Ordering::Release);
+            }
+            Err(e) => {
+                eprintln!("ledger-pg: took the writer lease but could not resume the chain: {e}")
+            }
+        }
+    }
+
+    /// Gives the lease up (its session ends with the client).
+    fn release(&mut self) {
+        self.shared.leader.store(false, Ordering::Release);
+        self.writer = None;
+    }
+
+    fn run(mut self, rx: mpsc::Receiver<Request>) {
+        loop {
+            let first = if self.writer.is_some() {
+                match rx.recv() {
+                    Ok(r) => r,
+                    Err(_) => break,
+                }
+            } else {
+                match rx.recv_timeout(LEASE_RETRY) {
+                    Ok(r) => {
+                        self.try_acquire();
+                        r
+                    }
+                    Err(mpsc::RecvTimeoutError::Timeout) => {
+                        self.try_acquire();
+                        continue;
+                    }
+                    Err(mpsc::RecvTimeoutError::Disconnected) => break,
+                }
+            };
+            let mut group = vec![first];
+            while group.len() < GROUP_MAX {
+                match rx.try_recv() {
+                    Ok(r) => group.push(r),
+                    Err(_) => break,
+                }
+            }
+            let Some(writer) = self.writer.as_mut() else {
+                for r in group {
+                    (r.reply)(Err(StoreError::Unavailable(
+                        "another process holds the writer lease".into(),
+                    )));
+                }
+                continue;
+            };
+            match writer.commit(&group) {
+                Ok(results) => {
+                    for (r, res) in group.into_iter().zip(results) {
+                        (r.reply)(res);
+                    }
+                }
+                Err(e) => {
+                    // The database refused or was lost mid-commit: whether the group
+                    // is in is unknown, so no receipt is given. Let the lease go; the
+                    // next writer (this process or another) resumes from what was
+                    // committed, and a retry gets the true receipt.
+                    eprintln!("ledger-pg: a commit failed; giving up the writer lease: {e}");
+                    self.release();
+                    let why =
+                        format!("the commit failed ({e}); the outcome will be known on retry");
+                    for r in group {
+                        (r.reply)(Err(StoreError::Unavailable(why.clone())));
+                    }
+                }
+            }
+        }
+        if let Some(w) = self.writer.as_mut()
+            && let Err(e) = w.sign_if_behind()
+        {
+            eprintln!("ledger-pg: the final checkpoint could not be signed: {e}");
+        }
     }
 }
 
@@ -591,50 +744,6 @@ impl Writer {
         self.latest_checkpoint = size;
         self.last_checkpoint_at = Instant::now();
         Ok(())
-    }
-
-    fn run(mut self, rx: mpsc::Receiver<Request>) {
-        while let Ok(first) = rx.recv() {
-            let mut group = vec![first];
-            while group.len() < GROUP_MAX {
-                match rx.try_recv() {
-                    Ok(r) => group.push(r),
-                    Err(_) => break,
-                }
-            }
-            if self.shared.poisoned.load(Ordering::Acquire) {
-                for r in group {
-                    (r.reply)(Err(StoreError::Poisoned));
-                }
-                continue;
-            }
-            match self.commit(&group) {
-                Ok(results) => {
-                    for (r, res) in group.into_iter().zip(results) {
-                        (r.reply)(res);
-                    }
-                }
-                Err(e) => {
-                    // Whether the transaction committed is unknown only if COMMIT
-                    // itself failed; either way the next open rebuilds from the
-                    // database, so stop here rather than guess.
-                    self.shared.poisoned.store(true, Ordering::Release);
-                    let msg = e.to_string();
-                    let mut first = Some(e);
-                    for r in group {
-                        let err = first
-                            .take()
-                            .unwrap_or_else(|| StoreError::Database(msg.clone()));
-                        (r.reply)(Err(err));
-                    }
-                }
-            }
-        }
-        if !self.shared.poisoned.load(Ordering::Acquire)
-            && let Err(e) = self.sign_if_behind()
-        {
-            eprintln!("ledger-pg: the final checkpoint could not be signed: {e}");
-        }
     }
 
     /// Plans, builds and commits one group. Requests that conflict get their error

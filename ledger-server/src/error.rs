@@ -111,6 +111,9 @@ impl From<ledger_core::StoreError> for ApiError {
                 format!("event id {id:?} is already recorded at seq {seq} with different content"),
             ),
             E::OutOfRange(m) => ApiError::bad_request("out_of_range", m),
+            E::Unavailable(why) => ApiError::unavailable(format!(
+                "{why}; nothing was recorded: retry (here or at another server)"
+            )),
             E::Poisoned => ApiError::unavailable(
                 "the store stopped accepting appends after a failed write; the operator must restart the server",
             ),

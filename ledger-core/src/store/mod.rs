@@ -206,6 +206,10 @@ pub enum StoreError {
     /// A database engine (PostgreSQL) failed or refused.
     #[error("database: {0}")]
     Database(String),
+    /// Appends cannot be taken here now, but may be soon: another process holds the
+    /// writer lease, or the database is unreachable. Nothing was appended; retry.
+    #[error("unavailable, retry: {0}")]
+    Unavailable(String),
 }
 
 impl StoreError {

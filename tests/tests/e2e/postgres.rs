@@ -194,3 +194,169 @@ fn every_command_works_on_a_postgres_ledger() {
         .status();
     let _ = child.wait();
 }
+
+/// `ledger serve` on `dir`; returns the child and its base URL.
+fn serve(dir: &std::path::Path) -> (std::process::Child, String) {
+    let mut child = Command::new(ledger_bin())
+        .arg("--dir")
+        .arg(dir)
+        .args(["serve", "--listen", "127.0.0.1:0"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::fs::File::create(dir.join("serve.err")).unwrap())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(child.stdout.take().unwrap()),
+        &mut line,
+    )
+    .unwrap();
+    let base = line
+        .trim()
+        .strip_prefix("ledger serve: listening on ")
+        .unwrap_or_else(|| {
+            panic!(
+                "{line:?}: {}",
+                std::fs::read_to_string(dir.join("serve.err")).unwrap_or_default()
+            )
+        })
+        .to_string();
+    (child, base)
+}
+
+fn post(base: &str, token: &str, body: &str) -> Option<u16> {
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .timeout_global(Some(std::time::Duration::from_secs(10)))
+        .build()
+        .into();
+    agent
+        .post(&format!("{base}/v1/events"))
+        .header("Authorization", &format!("Bearer {token}"))
+        .header("Content-Type", "application/json")
+        .send(body)
+        .ok()
+        .map(|r| r.status().as_u16())
+}
+
+#[test]
+fn the_writer_lease_moves_when_the_writer_dies_and_nothing_acknowledged_is_lost() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::{Arc, Mutex};
+    let Some((url, _db)) = database() else { return };
+    let tmp = tempfile::tempdir().unwrap();
+    let a = tmp.path().join("a");
+    ledger_ok(
+        &a,
+        &["init", "--origin", "ledger.example/ha", "--store", &url],
+    );
+    let token = ledger_ok(
+        &a,
+        &[
+            "token",
+            "create",
+            "--org",
+            "974760673",
+            "--scope",
+            "ledger:write,ledger:read",
+        ],
+    );
+    let token = token.trim().to_string();
+    // A second server's directory: the same key, database and tokens.
+    let b = tmp.path().join("b");
+    std::fs::create_dir(&b).unwrap();
+    for f in ["signing.key", "verifier.key", "store.json", "tokens.json"] {
+        std::fs::copy(a.join(f), b.join(f)).unwrap();
+    }
+    let dirs = [a.clone(), b.clone()];
+    let servers: Arc<Mutex<Vec<(std::process::Child, String)>>> =
+        Arc::new(Mutex::new(vec![serve(&a), serve(&b)]));
+    let stop = Arc::new(AtomicBool::new(false));
+    let count = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    // A client writing one event at a time; on a refusal or a dead server it retries
+    // the same event (same id) at the other server.
+    let client = {
+        let (servers, stop, token, count) =
+            (servers.clone(), stop.clone(), token.clone(), count.clone());
+        std::thread::spawn(move || {
+            let mut acked = Vec::new();
+            let mut target = 0usize;
+            let mut i = 0u64;
+            while !stop.load(Ordering::Relaxed) {
+                let id = format!("ha-{i}");
+                let body = format!(
+                    r#"{{"id":"{id}","type":"sent","message":"HA-{i}","at":"2023-05-08T09:30:00Z","reporter":{{"org":"974760673","system":"websak"}},"from":"974760673","to":"964338531","channel":"api","category":"document","content_digest":"sha256:{}"}}"#,
+                    "ab".repeat(32)
+                );
+                let base = servers.lock().unwrap()[target % 2].1.clone();
+                match post(&base, &token, &body) {
+                    Some(200) => {
+                        acked.push(id);
+                        count.fetch_add(1, Ordering::Relaxed);
+                        i += 1;
+                    }
+                    _ => {
+                        target += 1;
+                        std::thread::sleep(std::time::Duration::from_millis(20));
+                    }
+                }
+            }
+            acked
+        })
+    };
+    // Kill whichever server writes, three times; bring it back as a reader.
+    let mut progress = Vec::new();
+    for round in 0..3 {
+        std::thread::sleep(std::time::Duration::from_millis(1500));
+        progress.push(count.load(Ordering::Relaxed));
+        let leader = round % 2; // a started first and leads; then b took over; then a
+        let mut s = servers.lock().unwrap();
+        let _ = Command::new("kill")
+            .args(["-KILL", &s[leader].0.id().to_string()])
+            .status();
+        let _ = s[leader].0.wait();
+        drop(s);
+        std::thread::sleep(std::time::Duration::from_millis(300));
+        let fresh = serve(&dirs[leader]);
+        servers.lock().unwrap()[leader] = fresh;
+    }
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    progress.push(count.load(Ordering::Relaxed));
+    stop.store(true, Ordering::Relaxed);
+    let acked = client.join().unwrap();
+    for (mut c, _) in servers.lock().unwrap().drain(..) {
+        let _ = Command::new("kill")
+            .args(["-TERM", &c.id().to_string()])
+            .status();
+        let _ = c.wait();
+    }
+    assert!(
+        acked.len() > 50,
+        "writes went on: {} acknowledged",
+        acked.len()
+    );
+    // Every acknowledged event is in the log once, the chain verifies, and no fork.
+    let out = ledger_ok(&a, &["verify"]);
+    assert!(out.starts_with("OK"), "{out}");
+    let bundle = tmp.path().join("bundle");
+    ledger_ok(&a, &["export", "--out", bundle.to_str().unwrap()]);
+    let ids: Vec<String> = std::fs::read_to_string(bundle.join("entries.jsonl"))
+        .unwrap()
+        .lines()
+        .map(|l| {
+            let v: serde_json::Value = serde_json::from_str(l).unwrap();
+            v["event"]["id"].as_str().unwrap().to_string()
+        })
+        .collect();
+    let unique: std::collections::HashSet<&String> = ids.iter().collect();
+    assert_eq!(unique.len(), ids.len(), "no event twice");
+    for id in &acked {
+        assert!(unique.contains(id), "acknowledged {id} is missing");
+    }
+    // Writes resumed after every fail-over (acknowledgements between each kill).
+    assert!(
+        progress.windows(2).all(|w| w[1] > w[0]),
+        "acknowledged so far, before each kill and at the end: {progress:?}"
+    );
+    eprintln!("fail-over: acknowledged {progress:?}");
+}

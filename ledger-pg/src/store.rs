@@ -69,8 +69,9 @@ struct Shared {
     info: LedgerInfo,
     verifier: VerifierKey,
     rt: tokio::runtime::Runtime,
-    /// Readers' connection.
+    /// Readers' connection, made again when the database dropped it.
     reader: tokio::sync::Mutex<Client>,
+    cfg: Config,
     size: AtomicU64,
     poisoned: AtomicBool,
     /// This process holds the writer lease (its `size` is then the truth; other
@@ -79,6 +80,17 @@ struct Shared {
 }
 
 impl Shared {
+    /// The readers' connection; after a database restart, a new one.
+    async fn reader(&self) -> Result<tokio::sync::MutexGuard<'_, Client>, StoreError> {
+        let mut c = self.reader.lock().await;
+        if c.is_closed() {
+            *c = connect(&self.cfg).await.map_err(|e| {
+                StoreError::Unavailable(format!("the database cannot be reached: {e}"))
+            })?;
+        }
+        Ok(c)
+    }
+
     fn block_on<T>(
         &self,
         f: impl std::future::Future<Output = Result<T, StoreError>>,
@@ -203,6 +215,7 @@ impl PgStore {
             verifier,
             rt,
             reader: tokio::sync::Mutex::new(reader),
+            cfg: cfg.clone(),
             size: AtomicU64::new(0),
             poisoned: AtomicBool::new(false),
             leader: AtomicBool::new(false),
@@ -270,7 +283,7 @@ impl PgStore {
     }
 
     async fn leaves(&self, from: u64, to: u64) -> Result<Vec<Hash>, StoreError> {
-        let c = self.shared.reader.lock().await;
+        let c = self.shared.reader().await?;
         let rows = c
             .query(
                 "SELECT leaf FROM entries WHERE seq >= $1 AND seq < $2 ORDER BY seq",
@@ -330,7 +343,7 @@ impl Store for PgStore {
         }
         // Another process writes: the committed tail is in the database.
         let asked = self.shared.block_on(async {
-            let c = self.shared.reader.lock().await;
+            let c = self.shared.reader().await?;
             let n: i64 = c
                 .query_one("SELECT coalesce(max(seq) + 1, 0) FROM entries", &[])
                 .await
@@ -353,7 +366,7 @@ impl Store for PgStore {
         while at < to {
             let end = to.min(at + SCAN_CHUNK);
             let rows = self.shared.block_on(async {
-                let c = self.shared.reader.lock().await;
+                let c = self.shared.reader().await?;
                 c.query(
                     "SELECT seq, bytes FROM entries WHERE seq >= $1 AND seq < $2 ORDER BY seq",
                     &[&(at as i64), &(end as i64)],
@@ -381,7 +394,7 @@ impl Store for PgStore {
     fn message_seqs(&self, message: &str) -> Result<Vec<u64>, StoreError> {
         let size = self.size() as i64;
         self.shared.block_on(async {
-            let c = self.shared.reader.lock().await;
+            let c = self.shared.reader().await?;
             let rows = c
                 .query(
                     "SELECT seq FROM message_index WHERE message = $1 AND seq < $2 ORDER BY seq",
@@ -395,7 +408,7 @@ impl Store for PgStore {
 
     fn event_seq(&self, id: &str) -> Result<Option<u64>, StoreError> {
         self.shared.block_on(async {
-            let c = self.shared.reader.lock().await;
+            let c = self.shared.reader().await?;
             let row = c
                 .query_opt("SELECT seq FROM entries WHERE event_id = $1", &[&id])
                 .await
@@ -409,7 +422,7 @@ impl Store for PgStore {
         let alg = self.shared.info.hash;
         self.shared.block_on(async {
             if level >= NODE_LEVEL_MIN {
-                let c = self.shared.reader.lock().await;
+                let c = self.shared.reader().await?;
                 let row = c
                     .query_opt(
                         "SELECT hash FROM merkle_nodes WHERE level = $1 AND idx = $2",
@@ -436,7 +449,7 @@ impl Store for PgStore {
 
     fn latest_checkpoint(&self) -> Result<SignedCheckpoint, StoreError> {
         self.shared.block_on(async {
-            let c = self.shared.reader.lock().await;
+            let c = self.shared.reader().await?;
             let r = c
                 .query_one(
                     "SELECT size, note FROM checkpoints ORDER BY size DESC LIMIT 1",
@@ -457,7 +470,7 @@ impl Store for PgStore {
         limit: usize,
     ) -> Result<Vec<SignedCheckpoint>, StoreError> {
         self.shared.block_on(async {
-            let c = self.shared.reader.lock().await;
+            let c = self.shared.reader().await?;
             let rows = c
                 .query(
                     "SELECT size, note FROM checkpoints WHERE size >= $1 ORDER BY size LIMIT $2",

@@ -111,6 +111,9 @@ impl From<ledger_core::StoreError> for ApiError {
                 format!("event id {id:?} is already recorded at seq {seq} with different content"),
             ),
             E::OutOfRange(m) => ApiError::bad_request("out_of_range", m),
+            E::Database(why) => {
+                ApiError::unavailable(format!("the database failed ({why}); retry"))
+            }
             E::Unavailable(why) => ApiError::unavailable(format!(
                 "{why}; nothing was recorded: retry (here or at another server)"
             )),

@@ -360,3 +360,216 @@ fn the_writer_lease_moves_when_the_writer_dies_and_nothing_acknowledged_is_lost(
     );
     eprintln!("fail-over: acknowledged {progress:?}");
 }
+
+/// A PostgreSQL cluster of this test's own (initdb + pg_ctl, as the postgres user when
+/// we are root), so it can be stopped and started without touching other tests.
+struct OwnCluster {
+    bin: std::path::PathBuf,
+    data: tempfile::TempDir,
+    port: u16,
+}
+
+impl OwnCluster {
+    fn run(&self, tool: &str, args: &[&str]) -> bool {
+        let exe = self.bin.join(tool);
+        let mut cmd = if is_root() {
+            let mut c = Command::new("runuser");
+            c.args(["-u", "postgres", "--"]).arg(&exe);
+            c
+        } else {
+            Command::new(&exe)
+        };
+        cmd.args(args)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success())
+    }
+
+    fn start() -> Option<OwnCluster> {
+        let bin = std::fs::read_dir("/usr/lib/postgresql")
+            .ok()?
+            .filter_map(|e| e.ok().map(|e| e.path().join("bin")))
+            .filter(|b| b.join("initdb").exists())
+            .max()?;
+        let data = tempfile::tempdir().ok()?;
+        if is_root() {
+            Command::new("chown")
+                .arg("postgres")
+                .arg(data.path())
+                .status()
+                .ok()?;
+        }
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .ok()?
+            .local_addr()
+            .ok()?
+            .port();
+        let c = OwnCluster { bin, data, port };
+        let d = c.data.path().to_str()?.to_string();
+        if !c.run("initdb", &["-D", &d, "-U", "postgres", "-A", "trust"]) {
+            return None;
+        }
+        c.up().then_some(c)
+    }
+
+    fn up(&self) -> bool {
+        let d = self.data.path().to_str().unwrap();
+        let opts = format!("-p {} -k {d} -c listen_addresses=127.0.0.1", self.port);
+        self.run(
+            "pg_ctl",
+            &[
+                "-D",
+                d,
+                "-o",
+                &opts,
+                "-l",
+                &format!("{d}/log"),
+                "-w",
+                "start",
+            ],
+        )
+    }
+
+    fn down(&self) -> bool {
+        let d = self.data.path().to_str().unwrap();
+        self.run("pg_ctl", &["-D", d, "-m", "fast", "-w", "stop"])
+    }
+
+    fn url(&self) -> String {
+        format!("postgres://postgres@127.0.0.1:{}/postgres", self.port)
+    }
+}
+
+impl Drop for OwnCluster {
+    fn drop(&mut self) {
+        self.down();
+    }
+}
+
+fn is_root() -> bool {
+    Command::new("id")
+        .arg("-u")
+        .output()
+        .is_ok_and(|o| o.stdout.starts_with(b"0\n"))
+}
+
+#[test]
+fn a_database_restart_is_answered_503_and_loses_nothing_acknowledged() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+    let Some(pg) = OwnCluster::start() else {
+        assert!(
+            !in_ci(),
+            "no PostgreSQL cluster could be started (initdb, pg_ctl)"
+        );
+        eprintln!("skipping: cannot start a PostgreSQL cluster of its own here");
+        return;
+    };
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("l");
+    ledger_ok(
+        &dir,
+        &[
+            "init",
+            "--origin",
+            "ledger.example/restart",
+            "--store",
+            &pg.url(),
+        ],
+    );
+    let token = ledger_ok(
+        &dir,
+        &[
+            "token",
+            "create",
+            "--org",
+            "974760673",
+            "--scope",
+            "ledger:write,ledger:read",
+        ],
+    );
+    let token = token.trim().to_string();
+    let (mut server, base) = serve(&dir);
+    let stop = Arc::new(AtomicBool::new(false));
+    let count = Arc::new(AtomicUsize::new(0));
+    let unavailable = Arc::new(AtomicUsize::new(0));
+    let client = {
+        let (stop, count, unavailable, token, base) = (
+            stop.clone(),
+            count.clone(),
+            unavailable.clone(),
+            token.clone(),
+            base.clone(),
+        );
+        std::thread::spawn(move || {
+            let mut acked = Vec::new();
+            let mut i = 0u64;
+            while !stop.load(Ordering::Relaxed) {
+                let id = format!("rs-{i}");
+                let body = format!(
+                    r#"{{"id":"{id}","type":"sent","message":"RS-{i}","at":"2023-05-08T09:30:00Z","reporter":{{"org":"974760673","system":"websak"}},"from":"974760673","to":"964338531","channel":"api","category":"document","content_digest":"sha256:{}"}}"#,
+                    "ab".repeat(32)
+                );
+                match post(&base, &token, &body) {
+                    Some(200) => {
+                        acked.push(id);
+                        count.fetch_add(1, Ordering::Relaxed);
+                        i += 1;
+                    }
+                    Some(503) => {
+                        unavailable.fetch_add(1, Ordering::Relaxed);
+                        std::thread::sleep(std::time::Duration::from_millis(20));
+                    }
+                    other => panic!("unexpected answer {other:?} for {id}"),
+                }
+            }
+            acked
+        })
+    };
+    std::thread::sleep(std::time::Duration::from_millis(1000));
+    let before = count.load(Ordering::Relaxed);
+    assert!(pg.down(), "stop the database");
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    let during = count.load(Ordering::Relaxed);
+    assert!(pg.up(), "start the database again");
+    std::thread::sleep(std::time::Duration::from_millis(2000));
+    let after = count.load(Ordering::Relaxed);
+    stop.store(true, Ordering::Relaxed);
+    let acked = client.join().unwrap();
+    let _ = Command::new("kill")
+        .args(["-TERM", &server.id().to_string()])
+        .status();
+    let _ = server.wait();
+    assert!(before > 0, "writes before the restart");
+    assert!(
+        unavailable.load(Ordering::Relaxed) > 0,
+        "503 while the database was down"
+    );
+    assert!(
+        during <= before + 64,
+        "(next to) nothing acknowledged while it was down: {before} → {during}"
+    );
+    assert!(
+        after > during,
+        "writes resumed after it came back: {during} → {after}"
+    );
+    let bundle = tmp.path().join("bundle");
+    ledger_ok(&dir, &["export", "--out", bundle.to_str().unwrap()]);
+    let ids: std::collections::HashSet<String> =
+        std::fs::read_to_string(bundle.join("entries.jsonl"))
+            .unwrap()
+            .lines()
+            .map(|l| {
+                let v: serde_json::Value = serde_json::from_str(l).unwrap();
+                v["event"]["id"].as_str().unwrap().to_string()
+            })
+            .collect();
+    for id in &acked {
+        assert!(
+            ids.contains(id),
+            "acknowledged {id} is missing after the restart"
+        );
+    }
+    assert!(ledger_ok(&dir, &["verify"]).starts_with("OK"));
+}

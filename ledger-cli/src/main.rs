@@ -246,6 +246,23 @@ enum Command {
     /// A load generator for `ledger serve`: concurrent clients posting events (or reading
     /// messages) over HTTP for a fixed time; prints throughput and latency percentiles.
     BenchLoad(bench_load::LoadArgs),
+    /// Copy a ledger to the other engine, byte for byte (entries, signed checkpoints,
+    /// key), and check the copy: same entries, same checkpoints, same projection facts.
+    ///
+    /// Examples:
+    ///   ledger migrate --from ledger-data --to postgres://ledger@db/ledger --into ledger-pg
+    ///   ledger migrate --from ledger-pg --to ledger-data-copy
+    Migrate {
+        /// The ledger directory to copy (either engine).
+        #[arg(long, value_name = "DIR")]
+        from: PathBuf,
+        /// A postgres:// URL (an empty database), or a new directory for an embedded copy.
+        #[arg(long, value_name = "URL|DIR")]
+        to: String,
+        /// With a postgres:// target: the new ledger's directory (its key and store.json).
+        #[arg(long, value_name = "DIR")]
+        into: Option<PathBuf>,
+    },
     /// Print the server's OpenAPI description (YAML), generated from the code; it is
     /// what schemas/openapi.yaml holds.
     Openapi,
@@ -515,6 +532,40 @@ fn run(cli: Cli) -> Result<u8> {
         Command::Demo { seed, messages } => {
             let dir = cli.dir.unwrap_or_else(|| PathBuf::from("ledger-demo"));
             demo::run(&dir, seed, messages, cli.json)
+        }
+        Command::Migrate { from, to, into } => {
+            let bar = output::progress_count("copying");
+            let mut progress = |at: u64, size: u64| {
+                bar.0.set_length(size);
+                bar.0.set_position(at);
+            };
+            let report = if to.starts_with("postgres://") || to.starts_with("postgresql://") {
+                let into = into.ok_or_else(|| {
+                    InputError("--to postgres://… needs --into DIR: the new ledger's directory".into())
+                })?;
+                ledger_pg::copy::to_postgres(&from, &to, &into, &mut progress)
+            } else {
+                if into.is_some() {
+                    return Err(anyhow::Error::new(InputError(
+                        "--into is for a postgres:// target; for an embedded copy, --to is the new directory".into(),
+                    )));
+                }
+                ledger_pg::copy::to_embedded(&from, std::path::Path::new(&to), &mut progress)
+            }
+            .with_context(|| format!("migrating {} to {to}", from.display()))?;
+            bar.0.finish_and_clear();
+            if cli.json {
+                output::json(&serde_json::json!({
+                    "entries": report.entries, "checkpoints": report.checkpoints,
+                    "facts_digest": report.facts_digest, "checked": true
+                }))?;
+            } else {
+                println!(
+                    "copied {} entries and {} signed checkpoints to {to}; checked: the same entries, checkpoints and projection facts ({})",
+                    report.entries, report.checkpoints, report.facts_digest
+                );
+            }
+            Ok(0)
         }
         Command::Openapi => {
             print!("{}", ledger_server::openapi_yaml());

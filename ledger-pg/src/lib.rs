@@ -2,6 +2,7 @@
 //! machine. The schema and the migrations the ledger applies itself, and [`PgStore`],
 //! the `Store` implementation; the writer lease and `ledger migrate` build on them.
 
+pub mod copy;
 pub mod engine;
 pub mod migrate;
 mod store;

@@ -573,3 +573,98 @@ fn a_database_restart_is_answered_503_and_loses_nothing_acknowledged() {
     }
     assert!(ledger_ok(&dir, &["verify"]).starts_with("OK"));
 }
+
+#[test]
+fn migrate_copies_to_postgres_and_back_byte_for_byte() {
+    let Some((url, _db)) = database() else { return };
+    let tmp = tempfile::tempdir().unwrap();
+    let src = tmp.path().join("embedded");
+    ledger_ok(&src, &["init", "--origin", "ledger.example/migrate"]);
+    let sample = repo_root().join("samples/incident-2023.jsonl");
+    ledger_ok(&src, &["append", sample.to_str().unwrap()]);
+    let pg = tmp.path().join("pg");
+    let out = ledger_ok(
+        tmp.path(),
+        &[
+            "migrate",
+            "--from",
+            src.to_str().unwrap(),
+            "--to",
+            &url,
+            "--into",
+            pg.to_str().unwrap(),
+        ],
+    );
+    assert!(out.contains("copied 200 entries"), "{out}");
+    // The copy is the same ledger: same checkpoint, same key, verifies, same reports.
+    assert_eq!(
+        ledger_ok(&pg, &["checkpoint"]),
+        ledger_ok(&src, &["checkpoint"])
+    );
+    assert!(
+        ledger_ok(
+            &pg,
+            &[
+                "verify",
+                "--key",
+                &format!("@{}", src.join("verifier.key").display())
+            ]
+        )
+        .starts_with("OK")
+    );
+    let lost = |d: &std::path::Path| {
+        ledger_ok(
+            d,
+            &[
+                "report",
+                "lost",
+                "--now",
+                "2023-06-30T00:00:00Z",
+                "--format",
+                "csv",
+            ],
+        )
+    };
+    assert_eq!(lost(&pg), lost(&src));
+    // It keeps working: appends continue the chain on PostgreSQL.
+    let more = tmp.path().join("more.jsonl");
+    std::fs::write(
+        &more,
+        ledger_tests::event_line("after-migrate", "M-AFTER") + "\n",
+    )
+    .unwrap();
+    ledger_ok(&pg, &["append", more.to_str().unwrap()]);
+    // And back to a new embedded directory.
+    let back = tmp.path().join("back");
+    let out = ledger_ok(
+        tmp.path(),
+        &[
+            "migrate",
+            "--from",
+            pg.to_str().unwrap(),
+            "--to",
+            back.to_str().unwrap(),
+        ],
+    );
+    assert!(out.contains("copied 201 entries"), "{out}");
+    assert!(ledger_ok(&back, &["verify"]).starts_with("OK: 201 entries"));
+    assert_eq!(
+        ledger_ok(&back, &["checkpoint"]),
+        ledger_ok(&pg, &["checkpoint"])
+    );
+    // A target database that already holds a ledger is refused.
+    let again = ledger(
+        tmp.path(),
+        &[
+            "migrate",
+            "--from",
+            src.to_str().unwrap(),
+            "--to",
+            &url,
+            "--into",
+            tmp.path().join("x").to_str().unwrap(),
+        ],
+    );
+    assert!(!again.status.success());
+    assert!(String::from_utf8_lossy(&again.stderr).contains("already holds a ledger"));
+}

@@ -1,0 +1,325 @@
+//! `ledger migrate`: copies a ledger between engines byte for byte — the same
+//! entries, the same signed checkpoints, the same key — and checks the copy.
+
+use std::io::Write;
+use std::path::Path;
+
+use ledger_core::merkle::Frontier;
+use ledger_core::projection::{self, facts_digest};
+use ledger_core::store::{LedgerInfo, StoreError};
+use ledger_core::{FileStore, InitOptions, Store, entry, limits, segment};
+use tokio_postgres::Config;
+
+use crate::engine::{self, Engine};
+use crate::migrate;
+
+/// What a copy moved, and what the check compared.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CopyReport {
+    /// Entries copied.
+    pub entries: u64,
+    /// Signed checkpoints copied.
+    pub checkpoints: u64,
+    /// Projection facts digest (hex), equal on both sides.
+    pub facts_digest: String,
+}
+
+/// Entries per chunk read from the source.
+const CHUNK: u64 = 10_000;
+
+fn all_checkpoints(store: &dyn Store) -> Result<Vec<(u64, String)>, StoreError> {
+    let mut out = Vec::new();
+    let mut from = 0;
+    loop {
+        let page = store.checkpoints(from, 1000)?;
+        let Some(last) = page.last() else { break };
+        from = last.size + 1;
+        let full = page.len() == 1000;
+        out.extend(page.into_iter().map(|c| (c.size, c.note)));
+        if !full {
+            break;
+        }
+    }
+    Ok(out)
+}
+
+fn key_files(from_dir: &Path, to_dir: &Path) -> Result<(), StoreError> {
+    for f in ["signing.key", "verifier.key"] {
+        let to = to_dir.join(f);
+        std::fs::copy(from_dir.join(f), &to)
+            .map_err(StoreError::io(format!("copy {f} to {}", to_dir.display())))?;
+    }
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(
+            to_dir.join("signing.key"),
+            std::fs::Permissions::from_mode(0o600),
+        )
+        .map_err(StoreError::io("chmod signing.key"))?;
+    }
+    Ok(())
+}
+
+/// Copies the ledger in `from_dir` (either engine) into a new PostgreSQL ledger at
+/// `url`, whose directory (key and `store.json`) is `into`; then checks the copy.
+pub fn to_postgres(
+    from_dir: &Path,
+    url: &str,
+    into: &Path,
+    progress: &mut dyn FnMut(u64, u64),
+) -> Result<CopyReport, StoreError> {
+    let (source, _) = engine::open(from_dir)?;
+    let info = source.info().clone();
+    let size = source.size();
+    let checkpoints = all_checkpoints(&source)?;
+    let cfg: Config = url
+        .parse()
+        .map_err(|e| StoreError::Database(format!("not a postgres:// URL: {e}")))?;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(StoreError::io("start a runtime"))?;
+    let db = |e: tokio_postgres::Error| StoreError::Database(e.to_string());
+    rt.block_on(async {
+        let (mut c, conn) = cfg.connect(tokio_postgres::NoTls).await.map_err(db)?;
+        tokio::spawn(async move {
+            let _ = conn.await;
+        });
+        migrate::migrate(&mut c)
+            .await
+            .map_err(|e| StoreError::Database(e.to_string()))?;
+        // All or nothing: one transaction for the whole copy.
+        let tx = c.transaction().await.map_err(db)?;
+        let taken: i64 = tx.query_one("SELECT count(*) FROM ledger_info", &[]).await.map_err(db)?.get(0);
+        if taken > 0 {
+            return Err(StoreError::Database("the target database already holds a ledger".into()));
+        }
+        tx.execute(
+            "INSERT INTO ledger_info (origin, hash, format, verifier_key) VALUES ($1, $2, $3, $4)",
+            &[&info.origin, &info.hash.name(), &(info.format as i32), &source.verifier_key().to_string()],
+        )
+        .await
+        .map_err(db)?;
+        let alg = info.hash;
+        let mut frontier = Frontier::new(alg);
+        let mut prev = alg.genesis(&info.origin);
+        let mut at = 0u64;
+        while at < size {
+            let end = size.min(at + CHUNK);
+            let (mut seqs, mut ids, mut leaves, mut prevs, mut bytes) =
+                (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
+            let (mut idx_m, mut idx_s) = (Vec::new(), Vec::new());
+            let (mut nl, mut ni, mut nh) = (Vec::new(), Vec::new(), Vec::new());
+            let mut bad = None;
+            source.scan(at, end, &mut |seq, b| {
+                let p = entry::parse_entry(b).map_err(|e| StoreError::Corrupt(format!("entry {seq}: {e}")))?;
+                if p.prev != prev {
+                    bad = Some(seq);
+                }
+                let ev: serde_json::Value = serde_json::from_str(p.event)
+                    .map_err(|e| StoreError::Corrupt(format!("entry {seq}: {e}")))?;
+                let leaf = alg.leaf(b);
+                frontier.push(leaf, |level, index, h| {
+                    if level >= 8 {
+                        nl.push(level as i32);
+                        ni.push(index as i64);
+                        nh.push(h.to_vec());
+                    }
+                });
+                seqs.push(seq as i64);
+                ids.push(ev["id"].as_str().unwrap_or_default().to_string());
+                leaves.push(leaf.to_vec());
+                prevs.push(prev.to_vec());
+                bytes.push(b.to_vec());
+                idx_m.push(ev["message"].as_str().unwrap_or_default().to_string());
+                idx_s.push(seq as i64);
+                if ev["type"] == "resent"
+                    && let Some(n) = ev["new_message"].as_str()
+                {
+                    idx_m.push(n.to_string());
+                    idx_s.push(seq as i64);
+                }
+                prev = leaf;
+                Ok(())
+            })?;
+            if let Some(seq) = bad {
+                return Err(StoreError::Corrupt(format!("the source's entry {seq} does not extend the one before it; run `ledger verify`")));
+            }
+            tx.execute(
+                "INSERT INTO entries (seq, event_id, leaf, prev, bytes)
+                 SELECT * FROM UNNEST($1::bigint[], $2::text[], $3::bytea[], $4::bytea[], $5::bytea[])",
+                &[&seqs, &ids, &leaves, &prevs, &bytes],
+            )
+            .await
+            .map_err(db)?;
+            tx.execute(
+                "INSERT INTO message_index (message, seq) SELECT * FROM UNNEST($1::text[], $2::bigint[]) ON CONFLICT DO NOTHING",
+                &[&idx_m, &idx_s],
+            )
+            .await
+            .map_err(db)?;
+            if !nl.is_empty() {
+                tx.execute(
+                    "INSERT INTO merkle_nodes (level, idx, hash) SELECT * FROM UNNEST($1::integer[], $2::bigint[], $3::bytea[])",
+                    &[&nl, &ni, &nh],
+                )
+                .await
+                .map_err(db)?;
+            }
+            at = end;
+            progress(at, size);
+        }
+        for (s, note) in &checkpoints {
+            tx.execute("INSERT INTO checkpoints (size, note) VALUES ($1, $2)", &[&(*s as i64), note])
+                .await
+                .map_err(db)?;
+        }
+        tx.commit().await.map_err(db)
+    })?;
+    // The new ledger's directory: the same key, and the database's address.
+    std::fs::create_dir_all(into).map_err(StoreError::io(format!("create {}", into.display())))?;
+    key_files(from_dir, into)?;
+    let mut json =
+        serde_json::to_vec_pretty(&serde_json::json!({"engine": "postgres", "url": url}))
+            .expect("serializable");
+    json.push(b'\n');
+    write_private(&into.join(engine::STORE_FILE), &json)?;
+    check(&source, into, size, &checkpoints)
+}
+
+fn write_private(path: &Path, bytes: &[u8]) -> Result<(), StoreError> {
+    let mut opts = std::fs::OpenOptions::new();
+    opts.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut opts, 0o600);
+    let mut f = opts
+        .open(path)
+        .map_err(StoreError::io(format!("create {}", path.display())))?;
+    f.write_all(bytes)
+        .and_then(|_| f.sync_all())
+        .map_err(StoreError::io(format!("write {}", path.display())))
+}
+
+/// Copies the ledger in `from_dir` (either engine) into a new embedded ledger in
+/// `into`; then checks the copy.
+pub fn to_embedded(
+    from_dir: &Path,
+    into: &Path,
+    progress: &mut dyn FnMut(u64, u64),
+) -> Result<CopyReport, StoreError> {
+    let (source, _) = engine::open(from_dir)?;
+    let info: LedgerInfo = source.info().clone();
+    let size = source.size();
+    let checkpoints = all_checkpoints(&source)?;
+    FileStore::init(
+        into,
+        &InitOptions {
+            origin: info.origin.clone(),
+            hash: info.hash,
+        },
+    )?;
+    // The same key as the source, and its signed checkpoints instead of the new one.
+    key_files(from_dir, into)?;
+    let mut ck = segment::header(segment::CHECKPOINTS_MAGIC, 0).to_vec();
+    for (_, note) in &checkpoints {
+        segment::encode_frame(&mut ck, note.as_bytes());
+    }
+    std::fs::write(into.join("checkpoints.log"), &ck)
+        .map_err(StoreError::io("write checkpoints.log"))?;
+    let log = into.join("log");
+    let mut first = 0u64;
+    let mut file = std::fs::File::create(log.join(segment::segment_name(0)))
+        .map_err(StoreError::io("create a segment"))?;
+    let mut buf = segment::header(segment::SEGMENT_MAGIC, 0).to_vec();
+    let mut len = buf.len() as u64;
+    let mut at = 0u64;
+    while at < size {
+        let end = size.min(at + CHUNK);
+        source.scan(at, end, &mut |seq, b| {
+            if len >= limits::SEGMENT_BYTES_MAX && seq > first {
+                file.write_all(&buf)
+                    .and_then(|_| file.sync_all())
+                    .map_err(StoreError::io("write a segment"))?;
+                buf.clear();
+                first = seq;
+                file = std::fs::File::create(log.join(segment::segment_name(first)))
+                    .map_err(StoreError::io("create a segment"))?;
+                buf.extend_from_slice(&segment::header(segment::SEGMENT_MAGIC, first));
+                len = buf.len() as u64;
+            }
+            let before = buf.len();
+            segment::encode_frame(&mut buf, b);
+            len += (buf.len() - before) as u64;
+            Ok(())
+        })?;
+        file.write_all(&buf)
+            .map_err(StoreError::io("write a segment"))?;
+        buf.clear();
+        at = end;
+        progress(at, size);
+    }
+    file.sync_all().map_err(StoreError::io("sync a segment"))?;
+    check(&source, into, size, &checkpoints)
+}
+
+/// Opens the copy and compares: size, every signed checkpoint, the chain (every
+/// entry's bytes), and the projection facts digest.
+fn check(
+    source: &Engine,
+    into: &Path,
+    size: u64,
+    checkpoints: &[(u64, String)],
+) -> Result<CopyReport, StoreError> {
+    let (copy, _) = engine::open(into)?;
+    let differs = |what: String| {
+        Err(StoreError::Corrupt(format!(
+            "the copy differs from the source: {what}"
+        )))
+    };
+    if copy.size() != size {
+        return differs(format!("{} entries, not {size}", copy.size()));
+    }
+    let theirs = all_checkpoints(&copy)?;
+    if theirs.as_slice() != checkpoints {
+        return differs("its signed checkpoints".into());
+    }
+    let alg = source.info().hash;
+    let mut at = 0;
+    while at < size {
+        let end = size.min(at + CHUNK);
+        let mut a = Vec::new();
+        source.scan(at, end, &mut |_, b| {
+            a.push(alg.leaf(b));
+            Ok(())
+        })?;
+        let mut i = 0;
+        let mut mismatch = None;
+        copy.scan(at, end, &mut |seq, b| {
+            if a.get(i) != Some(&alg.leaf(b)) && mismatch.is_none() {
+                mismatch = Some(seq);
+            }
+            i += 1;
+            Ok(())
+        })?;
+        if let Some(seq) = mismatch {
+            return differs(format!("entry {seq}"));
+        }
+        at = end;
+    }
+    let facts = |s: &dyn Store| {
+        projection::replay(s, size, &mut |_| {})
+            .map(|f| facts_digest(&f, alg))
+            .map_err(|e| StoreError::Corrupt(format!("projecting for the check: {e}")))
+    };
+    let (d1, d2) = (facts(source)?, facts(&copy)?);
+    if d1 != d2 {
+        return differs("its projection facts".into());
+    }
+    copy.close();
+    Ok(CopyReport {
+        entries: size,
+        checkpoints: checkpoints.len() as u64,
+        facts_digest: hex::encode(d1),
+    })
+}

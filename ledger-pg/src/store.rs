@@ -28,6 +28,8 @@ const NODE_LEVEL_MIN: u32 = 8;
 const CHECKPOINT_EVERY: Duration = Duration::from_millis(1000);
 /// Entries read per query when scanning.
 const SCAN_CHUNK: u64 = 10_000;
+/// Readers' connections, at most (the server reads on tokio's blocking pool).
+const READERS: usize = 8;
 /// Requests taken into one commit, at most.
 const GROUP_MAX: usize = 4096;
 
@@ -69,9 +71,8 @@ struct Shared {
     info: LedgerInfo,
     verifier: VerifierKey,
     rt: tokio::runtime::Runtime,
-    /// Readers' connection, made again when the database dropped it.
-    reader: tokio::sync::Mutex<Client>,
-    cfg: Config,
+    /// Readers' connections (deadpool: a broken connection is replaced on checkout).
+    readers: deadpool_postgres::Pool,
     size: AtomicU64,
     poisoned: AtomicBool,
     /// This process holds the writer lease (its `size` is then the truth; other
@@ -80,15 +81,11 @@ struct Shared {
 }
 
 impl Shared {
-    /// The readers' connection; after a database restart, a new one.
-    async fn reader(&self) -> Result<tokio::sync::MutexGuard<'_, Client>, StoreError> {
-        let mut c = self.reader.lock().await;
-        if c.is_closed() {
-            *c = connect(&self.cfg).await.map_err(|e| {
-                StoreError::Unavailable(format!("the database cannot be reached: {e}"))
-            })?;
-        }
-        Ok(c)
+    /// A readers' connection from the pool (after a database restart, a new one).
+    async fn reader(&self) -> Result<deadpool_postgres::Object, StoreError> {
+        self.readers.get().await.map_err(|e| {
+            StoreError::Unavailable(format!("the database cannot be reached: {e}"))
+        })
     }
 
     fn block_on<T>(
@@ -168,7 +165,7 @@ impl PgStore {
     pub fn open(url: &str, key: SigningKey) -> Result<PgStore, StoreError> {
         let cfg = parse_url(url)?;
         let rt = runtime()?;
-        let (reader, info, verifier) = rt.block_on(async {
+        let (_first, info, verifier) = rt.block_on(async {
             let mut c = connect(&cfg).await?;
             if migrate::schema_version(&c).await.map_err(migrate_err)? == 0 {
                 return Err(StoreError::Database(format!(
@@ -203,6 +200,17 @@ impl PgStore {
                 verifier,
             ))
         })?;
+        let readers = deadpool_postgres::Pool::builder(deadpool_postgres::Manager::from_config(
+            cfg.clone(),
+            NoTls,
+            deadpool_postgres::ManagerConfig {
+                recycling_method: deadpool_postgres::RecyclingMethod::Fast,
+            },
+        ))
+        .max_size(READERS)
+        .runtime(deadpool_postgres::Runtime::Tokio1)
+        .build()
+        .map_err(|e| StoreError::Database(format!("the connection pool: {e}")))?;
         if key.name() != info.origin || key.verifier().to_string() != verifier.to_string() {
             return Err(StoreError::Corrupt(format!(
                 "the signing key is {:?}'s, but the database's ledger is {:?} with another key",
@@ -214,8 +222,7 @@ impl PgStore {
             info,
             verifier,
             rt,
-            reader: tokio::sync::Mutex::new(reader),
-            cfg: cfg.clone(),
+            readers,
             size: AtomicU64::new(0),
             poisoned: AtomicBool::new(false),
             leader: AtomicBool::new(false),

@@ -83,9 +83,10 @@ struct Shared {
 impl Shared {
     /// A readers' connection from the pool (after a database restart, a new one).
     async fn reader(&self) -> Result<deadpool_postgres::Object, StoreError> {
-        self.readers.get().await.map_err(|e| {
-            StoreError::Unavailable(format!("the database cannot be reached: {e}"))
-        })
+        self.readers
+            .get()
+            .await
+            .map_err(|e| StoreError::Unavailable(format!("the database cannot be reached: {e}")))
     }
 
     fn block_on<T>(

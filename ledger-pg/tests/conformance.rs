@@ -236,6 +236,20 @@ fn suite(h: &dyn Harness) -> String {
         key.verify(&c.note).unwrap();
     }
 
+    // As-of: the prefix recorded by a time is found by the entries' own clock.
+    for k in [0u64, 3, 300, size] {
+        let recorded = |seq: u64| {
+            let bytes = store.entry(seq).unwrap();
+            projection::Instant::parse(entry::parse_entry(&bytes).unwrap().recorded_at).unwrap()
+        };
+        let t = recorded(k);
+        let n = projection::prefix_at(store.as_ref(), t).unwrap();
+        assert!(n > k, "{who}: entry {k} was recorded by its own time");
+        if n < store.size() {
+            assert!(recorded(n) > t, "{who}: {n} is later");
+        }
+    }
+
     // Projections read the store through the trait: the same facts from both.
     let facts = projection::replay(store.as_ref(), store.size(), &mut |_| {}).unwrap();
     hex::encode(facts_digest(&facts, HashAlg::Blake3))

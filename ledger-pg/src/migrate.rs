@@ -18,11 +18,18 @@ pub struct Migration {
 }
 
 /// Every migration, in order.
-pub const MIGRATIONS: &[Migration] = &[Migration {
-    version: 1,
-    name: "log",
-    sql: include_str!("../migrations/0001_log.sql"),
-}];
+pub const MIGRATIONS: &[Migration] = &[
+    Migration {
+        version: 1,
+        name: "log",
+        sql: include_str!("../migrations/0001_log.sql"),
+    },
+    Migration {
+        version: 2,
+        name: "chain guard per statement, no index foreign key",
+        sql: include_str!("../migrations/0002_chain_guard_per_statement.sql"),
+    },
+];
 
 /// A fixed key for `pg_advisory_xact_lock`: two processes starting at once migrate one
 /// after the other.

@@ -15,10 +15,10 @@ async fn migrations_apply_once_and_are_checked() {
     };
     assert_eq!(schema_version(&db.client).await.unwrap(), 0);
     let r = migrate(&mut db.client).await.unwrap();
-    assert_eq!((r.applied, r.version), (vec![1], 1));
+    assert_eq!((r.applied, r.version), (vec![1, 2], 2));
     let again = migrate(&mut db.client).await.unwrap();
     assert!(again.applied.is_empty(), "idempotent");
-    assert_eq!(schema_version(&db.client).await.unwrap(), 1);
+    assert_eq!(schema_version(&db.client).await.unwrap(), 2);
 
     // An applied migration whose SQL differs from the code's is refused.
     db.client
@@ -50,7 +50,7 @@ async fn migrations_apply_once_and_are_checked() {
         .await
         .unwrap();
     let e = migrate(&mut db.client).await.unwrap_err();
-    assert!(matches!(e, MigrateError::Newer { db: 99, code: 1 }), "{e}");
+    assert!(matches!(e, MigrateError::Newer { db: 99, code: 2 }), "{e}");
     db.drop_db().await;
 }
 
@@ -68,14 +68,14 @@ async fn two_processes_migrating_at_once_apply_each_migration_once() {
     let (mut a, mut b) = (connect(&mine).await, connect(&mine).await);
     let (ra, rb) = tokio::join!(migrate(&mut a), migrate(&mut b));
     let (ra, rb) = (ra.unwrap(), rb.unwrap());
-    assert_eq!(ra.applied.len() + rb.applied.len(), 1);
+    assert_eq!(ra.applied.len() + rb.applied.len(), 2);
     let n: i64 = db
         .client
         .query_one("SELECT count(*) FROM ledger_migrations", &[])
         .await
         .unwrap()
         .get(0);
-    assert_eq!(n, 1);
+    assert_eq!(n, 2);
     drop((a, b));
     db.drop_db().await;
 }

@@ -184,21 +184,8 @@ pub fn to_postgres(
         serde_json::to_vec_pretty(&serde_json::json!({"engine": "postgres", "url": url}))
             .expect("serializable");
     json.push(b'\n');
-    write_private(&into.join(engine::STORE_FILE), &json)?;
+    engine::write_new(&into.join(engine::STORE_FILE), &json, 0o600)?;
     check(&source, into, size, &checkpoints)
-}
-
-fn write_private(path: &Path, bytes: &[u8]) -> Result<(), StoreError> {
-    let mut opts = std::fs::OpenOptions::new();
-    opts.write(true).create_new(true);
-    #[cfg(unix)]
-    std::os::unix::fs::OpenOptionsExt::mode(&mut opts, 0o600);
-    let mut f = opts
-        .open(path)
-        .map_err(StoreError::io(format!("create {}", path.display())))?;
-    f.write_all(bytes)
-        .and_then(|_| f.sync_all())
-        .map_err(StoreError::io(format!("write {}", path.display())))
 }
 
 /// Copies the ledger in `from_dir` (either engine) into a new embedded ledger in

@@ -32,7 +32,8 @@ pub enum Engine {
     Postgres(PgStore),
 }
 
-fn write_new(path: &Path, bytes: &[u8], mode: u32) -> Result<(), StoreError> {
+/// Creates `path` (it must not exist) with `bytes`, synced, with `mode`.
+pub(crate) fn write_new(path: &Path, bytes: &[u8], mode: u32) -> Result<(), StoreError> {
     let mut opts = std::fs::OpenOptions::new();
     opts.write(true).create_new(true);
     #[cfg(unix)]

@@ -99,7 +99,7 @@ impl Shared {
     }
 }
 
-type Reply = Box<dyn FnOnce(Result<Vec<Receipt>, StoreError>) + Send>;
+type Reply = ledger_core::store::CommitCallback;
 
 struct Request {
     events: Vec<Event>,
@@ -263,19 +263,16 @@ impl PgStore {
         if self.shared.poisoned.load(Ordering::Acquire) {
             return on_commit(Err(StoreError::Poisoned));
         }
-        let slot = Arc::new(Mutex::new(Some(on_commit)));
-        let writer_slot = slot.clone();
-        let reply: Reply = Box::new(move |r| {
-            if let Some(f) = writer_slot.lock().expect("reply slot").take() {
-                f(r);
+        let (reply, refused) = ledger_core::store::commit_callback(on_commit);
+        let tx = self.tx.lock().expect("lock");
+        match tx.as_ref() {
+            Some(tx) => {
+                if let Err(mpsc::SendError(r)) = tx.send(Request { events, reply }) {
+                    drop(r);
+                    refused(StoreError::Poisoned);
+                }
             }
-        });
-        let sent = match self.tx.lock().expect("lock").as_ref() {
-            Some(tx) => tx.send(Request { events, reply }).is_ok(),
-            None => false,
-        };
-        if !sent && let Some(f) = slot.lock().expect("reply slot").take() {
-            f(Err(StoreError::Poisoned));
+            None => refused(StoreError::Poisoned),
         }
     }
 
@@ -857,20 +854,12 @@ impl Writer {
             let mut receipts = Vec::with_capacity(req.events.len());
             for (ev, plan) in req.events.iter().zip(plans) {
                 if let Plan::Duplicate(seq, hash) = plan {
-                    receipts.push(Receipt {
-                        seq,
-                        hash,
-                        duplicate: true,
-                    });
+                    receipts.push(Receipt::duplicate(seq, hash));
                     continue;
                 }
                 // The same id twice in one request: the first one's receipt.
                 if let Some((seq, hash, _)) = fresh.get(ev.id()) {
-                    receipts.push(Receipt {
-                        seq: *seq,
-                        hash: *hash,
-                        duplicate: true,
-                    });
+                    receipts.push(Receipt::duplicate(*seq, *hash));
                     continue;
                 }
                 let seq = frontier.size();
@@ -897,11 +886,7 @@ impl Writer {
                 }
                 fresh.insert(ev.id(), (seq, leaf, ev.canonical_bytes()));
                 prev = leaf;
-                receipts.push(Receipt {
-                    seq,
-                    hash: leaf,
-                    duplicate: false,
-                });
+                receipts.push(Receipt::new(seq, leaf));
             }
             results.push(Ok(receipts));
         }

@@ -106,3 +106,59 @@ pub fn reconcile(dir: &Path, sent: &Path, received: &Path, args: &[&str]) -> Out
     all.extend_from_slice(args);
     ledger(dir, &all)
 }
+
+/// Starts `ledger --dir DIR serve --listen 127.0.0.1:0` (stderr to `DIR/serve.err`)
+/// and returns the child and the base URL it printed.
+pub fn serve(dir: &Path) -> (std::process::Child, String) {
+    let mut child = Command::new(ledger_bin())
+        .arg("--dir")
+        .arg(dir)
+        .args(["serve", "--listen", "127.0.0.1:0"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::fs::File::create(dir.join("serve.err")).expect("serve.err"))
+        .spawn()
+        .expect("start ledger serve");
+    let mut line = String::new();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(child.stdout.take().expect("stdout")),
+        &mut line,
+    )
+    .expect("read the listening line");
+    let base = line
+        .trim()
+        .strip_prefix("ledger serve: listening on ")
+        .unwrap_or_else(|| {
+            panic!(
+                "unexpected first line {line:?}; stderr: {}",
+                std::fs::read_to_string(dir.join("serve.err")).unwrap_or_default()
+            )
+        })
+        .to_string();
+    (child, base)
+}
+
+/// A `sent` event (from the police to a municipality, channel api) as JSON text.
+pub fn sent_json(id: &str, message: &str) -> String {
+    format!(
+        r#"{{"id":"{id}","type":"sent","message":"{message}","at":"2023-05-08T09:30:00Z","reporter":{{"org":"974760673","system":"websak"}},"from":"974760673","to":"964338531","channel":"api","category":"document","content_digest":"sha256:{}"}}"#,
+        "ab".repeat(32)
+    )
+}
+
+/// The ids of every event recorded in the ledger in `dir`, read from an export.
+pub fn recorded_event_ids(dir: &Path) -> std::collections::HashSet<String> {
+    let out = tempfile::tempdir().expect("temp dir");
+    let bundle = out.path().join("bundle");
+    ledger_ok(
+        dir,
+        &["export", "--out", bundle.to_str().expect("utf-8 path")],
+    );
+    std::fs::read_to_string(bundle.join("entries.jsonl"))
+        .expect("entries.jsonl")
+        .lines()
+        .map(|l| {
+            let v: serde_json::Value = serde_json::from_str(l).expect("an entry");
+            v["event"]["id"].as_str().expect("an event id").to_string()
+        })
+        .collect()
+}

@@ -455,21 +455,9 @@ impl FileStore {
         if events.is_empty() {
             return on_commit(Ok(Vec::new()));
         }
-        // The reply is needed back if the send fails, so it travels in a slot.
-        let slot = Arc::new(Mutex::new(Some(on_commit)));
-        let writer_slot = slot.clone();
-        let sent = self.send(
-            events,
-            Box::new(move |r| {
-                if let Some(f) = writer_slot.lock().expect("reply slot").take() {
-                    f(r);
-                }
-            }),
-        );
-        if let Err(e) = sent
-            && let Some(f) = slot.lock().expect("reply slot").take()
-        {
-            f(Err(e));
+        let (reply, refused) = super::commit_callback(on_commit);
+        if let Err(e) = self.send(events, reply) {
+            refused(e);
         }
     }
 

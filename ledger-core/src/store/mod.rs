@@ -58,6 +58,50 @@ pub struct Receipt {
     pub duplicate: bool,
 }
 
+impl Receipt {
+    /// The receipt of an entry appended now.
+    pub fn new(seq: u64, hash: Hash) -> Receipt {
+        Receipt {
+            seq,
+            hash,
+            duplicate: false,
+        }
+    }
+
+    /// The original receipt of an event recorded before.
+    pub fn duplicate(seq: u64, hash: Hash) -> Receipt {
+        Receipt {
+            seq,
+            hash,
+            duplicate: true,
+        }
+    }
+}
+
+/// What an asynchronous append calls once with its outcome.
+pub type CommitCallback = Box<dyn FnOnce(Result<Vec<Receipt>, StoreError>) + Send>;
+
+/// Splits `on_commit` for handing to a writer: the first half goes with the request;
+/// the second is for when the request could not be handed over at all. Whichever is
+/// called first calls `on_commit`, and only once.
+pub fn commit_callback(
+    on_commit: impl FnOnce(Result<Vec<Receipt>, StoreError>) + Send + 'static,
+) -> (CommitCallback, impl FnOnce(StoreError)) {
+    let slot = std::sync::Arc::new(std::sync::Mutex::new(Some(on_commit)));
+    let writer_slot = slot.clone();
+    let reply: CommitCallback = Box::new(move |r| {
+        if let Some(f) = writer_slot.lock().expect("reply slot").take() {
+            f(r);
+        }
+    });
+    let refused = move |e: StoreError| {
+        if let Some(f) = slot.lock().expect("reply slot").take() {
+            f(Err(e));
+        }
+    };
+    (reply, refused)
+}
+
 /// A signed checkpoint as stored.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct SignedCheckpoint {

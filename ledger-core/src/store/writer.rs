@@ -299,19 +299,11 @@ impl WriterState {
             let mut receipts = Vec::with_capacity(req.events.len());
             for (ev, plan) in req.events.iter().zip(plans) {
                 if let Plan::Duplicate(seq, hash) = plan {
-                    receipts.push(Receipt {
-                        seq,
-                        hash,
-                        duplicate: true,
-                    });
+                    receipts.push(Receipt::duplicate(seq, hash));
                     continue;
                 }
                 if let Some(&(seq, hash, _)) = fresh.get(ev.id()) {
-                    receipts.push(Receipt {
-                        seq,
-                        hash,
-                        duplicate: true,
-                    });
+                    receipts.push(Receipt::duplicate(seq, hash));
                     continue;
                 }
                 let seq = self.frontier.size();
@@ -344,11 +336,7 @@ impl WriterState {
                     .push(hash, |l, i, h| staged.nodes.push((l, i, *h)));
                 self.prev = hash;
                 fresh.insert(ev.id(), (seq, hash, ev.canonical_bytes()));
-                receipts.push(Receipt {
-                    seq,
-                    hash,
-                    duplicate: false,
-                });
+                receipts.push(Receipt::new(seq, hash));
             }
             results.push(Ok(receipts));
         }

@@ -131,25 +131,7 @@ fn every_command_works_on_a_postgres_ledger() {
     assert!(String::from_utf8_lossy(&again.stderr).contains("already holds a ledger"));
 
     // The server on the PostgreSQL ledger.
-    let mut child = Command::new(ledger_bin())
-        .arg("--dir")
-        .arg(&dir)
-        .args(["serve", "--listen", "127.0.0.1:0"])
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    std::io::BufRead::read_line(
-        &mut std::io::BufReader::new(child.stdout.take().unwrap()),
-        &mut line,
-    )
-    .unwrap();
-    let base = line
-        .trim()
-        .strip_prefix("ledger serve: listening on ")
-        .unwrap()
-        .to_string();
+    let (mut child, base) = ledger_tests::serve(&dir);
     let token = ledger_ok(
         &dir,
         &[
@@ -193,35 +175,6 @@ fn every_command_works_on_a_postgres_ledger() {
         .args(["-TERM", &child.id().to_string()])
         .status();
     let _ = child.wait();
-}
-
-/// `ledger serve` on `dir`; returns the child and its base URL.
-fn serve(dir: &std::path::Path) -> (std::process::Child, String) {
-    let mut child = Command::new(ledger_bin())
-        .arg("--dir")
-        .arg(dir)
-        .args(["serve", "--listen", "127.0.0.1:0"])
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::fs::File::create(dir.join("serve.err")).unwrap())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    std::io::BufRead::read_line(
-        &mut std::io::BufReader::new(child.stdout.take().unwrap()),
-        &mut line,
-    )
-    .unwrap();
-    let base = line
-        .trim()
-        .strip_prefix("ledger serve: listening on ")
-        .unwrap_or_else(|| {
-            panic!(
-                "{line:?}: {}",
-                std::fs::read_to_string(dir.join("serve.err")).unwrap_or_default()
-            )
-        })
-        .to_string();
-    (child, base)
 }
 
 fn post(base: &str, token: &str, body: &str) -> Option<u16> {
@@ -269,8 +222,10 @@ fn the_writer_lease_moves_when_the_writer_dies_and_nothing_acknowledged_is_lost(
         std::fs::copy(a.join(f), b.join(f)).unwrap();
     }
     let dirs = [a.clone(), b.clone()];
-    let servers: Arc<Mutex<Vec<(std::process::Child, String)>>> =
-        Arc::new(Mutex::new(vec![serve(&a), serve(&b)]));
+    let servers: Arc<Mutex<Vec<(std::process::Child, String)>>> = Arc::new(Mutex::new(vec![
+        ledger_tests::serve(&a),
+        ledger_tests::serve(&b),
+    ]));
     let stop = Arc::new(AtomicBool::new(false));
     let count = Arc::new(std::sync::atomic::AtomicUsize::new(0));
     // A client writing one event at a time; on a refusal or a dead server it retries
@@ -284,10 +239,7 @@ fn the_writer_lease_moves_when_the_writer_dies_and_nothing_acknowledged_is_lost(
             let mut i = 0u64;
             while !stop.load(Ordering::Relaxed) {
                 let id = format!("ha-{i}");
-                let body = format!(
-                    r#"{{"id":"{id}","type":"sent","message":"HA-{i}","at":"2023-05-08T09:30:00Z","reporter":{{"org":"974760673","system":"websak"}},"from":"974760673","to":"964338531","channel":"api","category":"document","content_digest":"sha256:{}"}}"#,
-                    "ab".repeat(32)
-                );
+                let body = ledger_tests::sent_json(&id, &format!("HA-{i}"));
                 let base = servers.lock().unwrap()[target % 2].1.clone();
                 match post(&base, &token, &body) {
                     Some(200) => {
@@ -317,7 +269,7 @@ fn the_writer_lease_moves_when_the_writer_dies_and_nothing_acknowledged_is_lost(
         let _ = s[leader].0.wait();
         drop(s);
         std::thread::sleep(std::time::Duration::from_millis(300));
-        let fresh = serve(&dirs[leader]);
+        let fresh = ledger_tests::serve(&dirs[leader]);
         servers.lock().unwrap()[leader] = fresh;
     }
     std::thread::sleep(std::time::Duration::from_millis(1500));
@@ -338,20 +290,13 @@ fn the_writer_lease_moves_when_the_writer_dies_and_nothing_acknowledged_is_lost(
     // Every acknowledged event is in the log once, the chain verifies, and no fork.
     let out = ledger_ok(&a, &["verify"]);
     assert!(out.starts_with("OK"), "{out}");
-    let bundle = tmp.path().join("bundle");
-    ledger_ok(&a, &["export", "--out", bundle.to_str().unwrap()]);
-    let ids: Vec<String> = std::fs::read_to_string(bundle.join("entries.jsonl"))
-        .unwrap()
-        .lines()
-        .map(|l| {
-            let v: serde_json::Value = serde_json::from_str(l).unwrap();
-            v["event"]["id"].as_str().unwrap().to_string()
-        })
-        .collect();
-    let unique: std::collections::HashSet<&String> = ids.iter().collect();
-    assert_eq!(unique.len(), ids.len(), "no event twice");
+    let ids = ledger_tests::recorded_event_ids(&a);
+    let size = ledger_tests::ledger_json(&a, &["--json", "checkpoint"])["size"]
+        .as_u64()
+        .unwrap();
+    assert_eq!(ids.len() as u64, size, "no event recorded twice");
     for id in &acked {
-        assert!(unique.contains(id), "acknowledged {id} is missing");
+        assert!(ids.contains(id), "acknowledged {id} is missing");
     }
     // Writes resumed after every fail-over (acknowledgements between each kill).
     assert!(
@@ -490,7 +435,7 @@ fn a_database_restart_is_answered_503_and_loses_nothing_acknowledged() {
         ],
     );
     let token = token.trim().to_string();
-    let (mut server, base) = serve(&dir);
+    let (mut server, base) = ledger_tests::serve(&dir);
     let stop = Arc::new(AtomicBool::new(false));
     let count = Arc::new(AtomicUsize::new(0));
     let unavailable = Arc::new(AtomicUsize::new(0));
@@ -507,10 +452,7 @@ fn a_database_restart_is_answered_503_and_loses_nothing_acknowledged() {
             let mut i = 0u64;
             while !stop.load(Ordering::Relaxed) {
                 let id = format!("rs-{i}");
-                let body = format!(
-                    r#"{{"id":"{id}","type":"sent","message":"RS-{i}","at":"2023-05-08T09:30:00Z","reporter":{{"org":"974760673","system":"websak"}},"from":"974760673","to":"964338531","channel":"api","category":"document","content_digest":"sha256:{}"}}"#,
-                    "ab".repeat(32)
-                );
+                let body = ledger_tests::sent_json(&id, &format!("RS-{i}"));
                 match post(&base, &token, &body) {
                     Some(200) => {
                         acked.push(id);
@@ -554,17 +496,7 @@ fn a_database_restart_is_answered_503_and_loses_nothing_acknowledged() {
         after > during,
         "writes resumed after it came back: {during} → {after}"
     );
-    let bundle = tmp.path().join("bundle");
-    ledger_ok(&dir, &["export", "--out", bundle.to_str().unwrap()]);
-    let ids: std::collections::HashSet<String> =
-        std::fs::read_to_string(bundle.join("entries.jsonl"))
-            .unwrap()
-            .lines()
-            .map(|l| {
-                let v: serde_json::Value = serde_json::from_str(l).unwrap();
-                v["event"]["id"].as_str().unwrap().to_string()
-            })
-            .collect();
+    let ids = ledger_tests::recorded_event_ids(&dir);
     for id in &acked {
         assert!(
             ids.contains(id),

@@ -3,7 +3,7 @@
 
 use std::io::{BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use ledger_core::HashAlg;
@@ -36,29 +36,7 @@ impl Server {
     }
 
     fn spawn(dir: PathBuf, tmp: tempfile::TempDir) -> Server {
-        let stderr = std::fs::File::create(dir.join("serve.err")).unwrap();
-        let mut child = Command::new(ledger_bin())
-            .arg("--dir")
-            .arg(&dir)
-            .args(["serve", "--listen", "127.0.0.1:0"])
-            .stdout(Stdio::piped())
-            .stderr(stderr)
-            .spawn()
-            .expect("start ledger serve");
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut line)
-            .unwrap();
-        let base = line
-            .trim()
-            .strip_prefix("ledger serve: listening on ")
-            .unwrap_or_else(|| {
-                panic!(
-                    "unexpected first line {line:?}; stderr: {}",
-                    std::fs::read_to_string(dir.join("serve.err")).unwrap_or_default()
-                )
-            })
-            .to_string();
+        let (child, base) = ledger_tests::serve(&dir);
         Server {
             child,
             base,
@@ -948,17 +926,7 @@ fn sigterm_drains_appends_in_flight() {
         acked.len()
     );
     ledger_ok(&s.dir, &["verify"]);
-    let bundle = s.dir.join("after-stop");
-    ledger_ok(&s.dir, &["export", "--out", bundle.to_str().unwrap()]);
-    let recorded: std::collections::HashSet<String> =
-        std::fs::read_to_string(bundle.join("entries.jsonl"))
-            .unwrap()
-            .lines()
-            .map(|l| {
-                let v: Value = serde_json::from_str(l).unwrap();
-                v["event"]["id"].as_str().unwrap().to_string()
-            })
-            .collect();
+    let recorded = ledger_tests::recorded_event_ids(&s.dir);
     for id in &acked {
         assert!(
             recorded.contains(id),

@@ -177,6 +177,23 @@ fn every_command_works_on_a_postgres_ledger() {
     let _ = child.wait();
 }
 
+/// A PostgreSQL ledger in `dir` on `url`, and a writer's token for it.
+fn writer_ledger(dir: &std::path::Path, origin: &str, url: &str) -> String {
+    ledger_ok(dir, &["init", "--origin", origin, "--store", url]);
+    let token = ledger_ok(
+        dir,
+        &[
+            "token",
+            "create",
+            "--org",
+            "974760673",
+            "--scope",
+            "ledger:write,ledger:read",
+        ],
+    );
+    token.trim().to_string()
+}
+
 fn post(base: &str, token: &str, body: &str) -> Option<u16> {
     let agent: ureq::Agent = ureq::Agent::config_builder()
         .http_status_as_error(false)
@@ -199,22 +216,7 @@ fn the_writer_lease_moves_when_the_writer_dies_and_nothing_acknowledged_is_lost(
     let Some((url, _db)) = database() else { return };
     let tmp = tempfile::tempdir().unwrap();
     let a = tmp.path().join("a");
-    ledger_ok(
-        &a,
-        &["init", "--origin", "ledger.example/ha", "--store", &url],
-    );
-    let token = ledger_ok(
-        &a,
-        &[
-            "token",
-            "create",
-            "--org",
-            "974760673",
-            "--scope",
-            "ledger:write,ledger:read",
-        ],
-    );
-    let token = token.trim().to_string();
+    let token = writer_ledger(&a, "ledger.example/ha", &url);
     // A second server's directory: the same key, database and tokens.
     let b = tmp.path().join("b");
     std::fs::create_dir(&b).unwrap();
@@ -413,28 +415,7 @@ fn a_database_restart_is_answered_503_and_loses_nothing_acknowledged() {
     };
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("l");
-    ledger_ok(
-        &dir,
-        &[
-            "init",
-            "--origin",
-            "ledger.example/restart",
-            "--store",
-            &pg.url(),
-        ],
-    );
-    let token = ledger_ok(
-        &dir,
-        &[
-            "token",
-            "create",
-            "--org",
-            "974760673",
-            "--scope",
-            "ledger:write,ledger:read",
-        ],
-    );
-    let token = token.trim().to_string();
+    let token = writer_ledger(&dir, "ledger.example/restart", &pg.url());
     let (mut server, base) = ledger_tests::serve(&dir);
     let stop = Arc::new(AtomicBool::new(false));
     let count = Arc::new(AtomicUsize::new(0));

@@ -214,6 +214,63 @@ impl<R: Read> FrameReader<R> {
     }
 }
 
+/// The offset of the first valid frame in `bytes` at or after `from`: a length in
+/// range, the payload within `bytes`, its CRC-32C right, and `looks_right(payload)`.
+///
+/// Recovery asks this after a bad frame: a torn write is only ever the end of a file,
+/// so a valid frame after a bad one means the bad one is damage to something that
+/// was written whole, never a tear to cut.
+pub fn find_valid_frame(
+    bytes: &[u8],
+    from: usize,
+    max_payload: usize,
+    looks_right: impl Fn(&[u8]) -> bool,
+) -> Option<usize> {
+    let hdr = FRAME_HEADER_BYTES as usize;
+    let mut at = from;
+    while at + hdr < bytes.len() {
+        let len = u32::from_le_bytes(bytes[at..at + 4].try_into().expect("4 bytes")) as usize;
+        if len > 0 && len <= max_payload && at + hdr + len <= bytes.len() {
+            let payload = &bytes[at + hdr..at + hdr + len];
+            let crc = u32::from_le_bytes(bytes[at + 4..at + 8].try_into().expect("4 bytes"));
+            if looks_right(payload) && crc32c::crc32c(payload) == crc {
+                return Some(at);
+            }
+        }
+        at += 1;
+    }
+    None
+}
+
+/// Whether a payload starts as every entry does (`{"event":`, keys in JCS order).
+pub fn looks_like_entry(payload: &[u8]) -> bool {
+    payload.starts_with(b"{\"event\":")
+}
+
+/// [`find_valid_frame`] over the file at `path`, after the bad frame at `offset`:
+/// the offset of the next valid frame, if any.
+pub fn valid_frame_after(
+    path: &Path,
+    offset: u64,
+    max_payload: usize,
+    looks_right: impl Fn(&[u8]) -> bool,
+) -> io::Result<Option<u64>> {
+    use std::os::unix::fs::FileExt;
+    let f = File::open(path)?;
+    let len = f.metadata()?.len();
+    let mut bytes = vec![0u8; len.saturating_sub(offset) as usize];
+    f.read_exact_at(&mut bytes, offset)?;
+    Ok(find_valid_frame(&bytes, 1, max_payload, looks_right).map(|at| offset + at as u64))
+}
+
+/// Whether a payload looks like a signed note: text, a blank line, a signature line.
+pub fn looks_like_note(payload: &[u8]) -> bool {
+    std::str::from_utf8(payload).is_ok_and(|t| t.contains("\n\n\u{2014} "))
+}
+
+/// Largest signed note a `checkpoints.log` frame may hold.
+pub const NOTE_BYTES_MAX: usize = 64 * 1024;
+
 /// Largest payload a segment frame may hold.
 pub const SEGMENT_PAYLOAD_MAX: usize = limits::ENTRY_BYTES_MAX;
 

@@ -485,15 +485,30 @@ pub fn verify_store(
                 let note = String::from_utf8_lossy(&f.payload).into_owned();
                 chain.note(&key, &note, format!("checkpoints.log offset {}", f.offset));
             }
-            Err(FrameError::Truncated { .. }) => chain
-                .report
-                .warnings
-                .push("checkpoints.log ends in a torn record (the next open cuts it)".into()),
-            Err(e) => chain.fault(
-                None,
-                format!("checkpoints.log offset {}", r.offset()),
-                e.to_string(),
-            ),
+            Err(e) => {
+                let at = r.offset();
+                match segment::valid_frame_after(
+                    &ck_path,
+                    at,
+                    segment::NOTE_BYTES_MAX,
+                    segment::looks_like_note,
+                )
+                .map_err(io_err("read checkpoints.log"))?
+                {
+                    None => chain.report.warnings.push(format!(
+                        "checkpoints.log ends in a torn record at offset {at} ({e}); the next open \
+                         cuts it (a checkpoint that was never fsynced)"
+                    )),
+                    Some(next) => chain.fault(
+                        None,
+                        format!("checkpoints.log offset {at}"),
+                        format!(
+                            "{e}; a valid checkpoint follows at offset {next}, so this record was \
+                             written whole and is damaged (the checkpoints after it are not read)"
+                        ),
+                    ),
+                }
+            }
         }
     }
     let latest = chain.checkpoints.keys().next_back().copied().unwrap_or(0);
@@ -548,13 +563,24 @@ pub fn verify_store(
             Hashed::Bad(offset, e) => {
                 let seq = chain.next_seq;
                 let place = format!("{name} offset {offset}");
-                if last_segment && matches!(e, FrameError::Truncated { .. }) {
+                let valid_after = segment::valid_frame_after(
+                    &path,
+                    offset,
+                    ENTRY_BYTES_MAX,
+                    segment::looks_like_entry,
+                )
+                .ok()
+                .flatten();
+                if last_segment && valid_after.is_none() {
                     chain.report.warnings.push(format!(
                         "{place}: the log ends in a torn record ({e}); a write was interrupted and never \
                          acknowledged; the next open cuts it"
                     ));
                 } else {
-                    chain.fault(Some(seq), place, format!("entry {seq}: {e}"));
+                    let after = valid_after
+                        .map(|at| format!("; a valid entry follows at offset {at}, so this one was written whole and is damaged"))
+                        .unwrap_or_default();
+                    chain.fault(Some(seq), place, format!("entry {seq}: {e}{after}"));
                 }
             }
         })?;

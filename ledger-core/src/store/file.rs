@@ -244,6 +244,13 @@ impl FileStore {
     /// Opens the ledger in `dir`, recovers it (cutting a torn last record, catching
     /// the index up), and starts the writer.
     pub fn open(dir: &Path) -> Result<(FileStore, OpenReport), StoreError> {
+        Self::open_guarded(dir, 0)
+    }
+
+    /// [`FileStore::open`], with `acknowledged` entries known to have been acknowledged
+    /// by evidence the store's own files may no longer hold (the index `reindex`
+    /// replaces): nothing below it is ever cut.
+    fn open_guarded(dir: &Path, acknowledged: u64) -> Result<(FileStore, OpenReport), StoreError> {
         let info = read_info(dir)?;
         let key_text = fs::read_to_string(dir.join("signing.key")).map_err(StoreError::io(
             format!("read {}", dir.join("signing.key").display()),
@@ -282,37 +289,38 @@ impl FileStore {
             });
         }
 
-        let db = match Database::create(dir.join("index.redb")) {
-            Ok(db) => db,
-            Err(redb::DatabaseError::DatabaseAlreadyOpen) => {
-                return Err(StoreError::Locked(dir.to_path_buf()));
-            }
-            Err(e) => return Err(e.into()),
-        };
-        // Only with the lock held, and only when nothing acknowledged lies beyond the
-        // cut, is a bad last record cut: acknowledged entries are indexed within one
-        // durable-commit interval and covered by checkpoints, so either says so.
+        let db = open_index(dir)?;
+        // Only with the lock held, and only when no evidence says it was acknowledged,
+        // is a bad last record cut (see `refuse_unless_torn`).
         if let Some((offset, why)) = &tail.torn {
-            let (covered, signed) = acknowledged_bounds(&db)?;
-            if size < covered.max(signed) {
+            let place = format!(
+                "{} offset {offset} (entry {size}: {why})",
+                last_path.display()
+            );
+            refuse_unless_torn(
+                &last_path,
+                *offset,
+                &place,
+                segment::looks_like_entry,
+                ENTRY_BYTES_MAX,
+            )?;
+            let mut evidence = Vec::new();
+            let (covered, signed) = index_guard(acknowledged_bounds(&db))?;
+            evidence.push((covered, "the index covers"));
+            evidence.push((signed, "the index holds a signed checkpoint for"));
+            evidence.push((
+                signed_in_checkpoints_log(dir, &verifier)?,
+                "a signed checkpoint in checkpoints.log covers",
+            ));
+            evidence.push((acknowledged, "the index being rebuilt covered"));
+            if let Some((n, what)) = evidence.iter().filter(|(n, _)| size < *n).max() {
                 return Err(StoreError::Corrupt(format!(
-                    "{} is damaged at offset {offset} (entry {size}: {why}), but {} entries were acknowledged; \
-                     refusing to cut anything",
-                    last_path.display(),
-                    covered.max(signed)
+                    "{place} is damaged, but {what} {n} entries, so they were acknowledged; \
+                     refusing to cut anything. Restore the segment from a backup or an exported bundle"
                 )));
             }
-            let len = fs::metadata(&last_path)
-                .map_err(StoreError::io("stat segment"))?
-                .len();
-            let f = OpenOptions::new()
-                .write(true)
-                .open(&last_path)
-                .map_err(StoreError::io("open segment"))?;
-            f.set_len(*offset)
-                .and_then(|_| f.sync_all())
-                .map_err(StoreError::io("cut torn tail"))?;
-            report.torn_tail = Some((last_path.clone(), *offset, len - offset, why.clone()));
+            let cut = cut_torn_tail(dir, &last_path, *offset, why)?;
+            report.torn_tail = Some((last_path.clone(), *offset, cut, why.clone()));
         }
         let shared = Arc::new(Shared {
             dir: dir.to_path_buf(),
@@ -338,7 +346,8 @@ impl FileStore {
             }
         };
 
-        let (frontier, ck_len, latest_ck) = catch_up(&shared, size, &key, &mut report)?;
+        let (frontier, ck_len, latest_ck) =
+            index_guard(catch_up(&shared, size, &key, &mut report))?;
         shared.size.store(size, Ordering::Release);
 
         let ck_path = dir.join("checkpoints.log");
@@ -486,18 +495,9 @@ impl Drop for FileStore {
 }
 
 fn append_recovery_log(dir: &Path, report: &OpenReport) {
-    let now = entry::format_recorded_at(time::OffsetDateTime::now_utc());
-    let mut text = String::new();
-    for l in report.lines() {
-        text.push_str(&format!("{now} {l}\n"));
-    }
     // The report is also returned to the caller; failing to log it is not fatal.
-    if let Ok(mut f) = OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(dir.join("recovery.log"))
-    {
-        let _ = f.write_all(text.as_bytes()).and_then(|_| f.sync_all());
+    for l in report.lines() {
+        append_recovery_line(dir, &l);
     }
 }
 
@@ -698,18 +698,168 @@ fn read_checkpoints(
         };
         if bad {
             let at = from + pos as u64;
-            let w = OpenOptions::new()
-                .write(true)
-                .open(path)
-                .map_err(io("open"))?;
-            w.set_len(at)
-                .and_then(|_| w.sync_all())
-                .map_err(io("cut torn tail of"))?;
-            torn = Some(len - at);
+            let place = format!("{} offset {at}", path.display());
+            refuse_unless_torn(
+                path,
+                at,
+                &place,
+                segment::looks_like_note,
+                segment::NOTE_BYTES_MAX,
+            )?;
+            let dir = path.parent().unwrap_or(Path::new("."));
+            torn = Some(cut_torn_tail(
+                dir,
+                path,
+                at,
+                "a checkpoint record that is cut short or fails its CRC",
+            )?);
             return Ok((at, torn));
         }
     }
     Ok((len, torn))
+}
+
+/// Opens (or creates) the index. Its damage is `IndexDamaged`, never a panic: redb
+/// checks its pages and, in debug builds, panics on some corrupt files.
+fn open_index(dir: &Path) -> Result<Database, StoreError> {
+    let path = dir.join("index.redb");
+    let opened = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| Database::create(&path)));
+    match opened {
+        Ok(Ok(db)) => Ok(db),
+        Ok(Err(redb::DatabaseError::DatabaseAlreadyOpen)) => {
+            Err(StoreError::Locked(dir.to_path_buf()))
+        }
+        Ok(Err(redb::DatabaseError::Storage(redb::StorageError::Io(e))))
+            if !matches!(
+                e.kind(),
+                std::io::ErrorKind::InvalidData | std::io::ErrorKind::UnexpectedEof
+            ) =>
+        {
+            Err(StoreError::io(format!("open {}", path.display()))(e))
+        }
+        Ok(Err(e)) => Err(StoreError::IndexDamaged(e.to_string())),
+        Err(panic) => Err(StoreError::IndexDamaged(panic_text(panic.as_ref()))),
+    }
+}
+
+fn panic_text(p: &(dyn std::any::Any + Send)) -> String {
+    p.downcast_ref::<String>()
+        .cloned()
+        .or_else(|| p.downcast_ref::<&str>().map(|s| s.to_string()))
+        .unwrap_or_else(|| "it could not be read".into())
+}
+
+/// What the index says while the store opens: an index failure then is damage to the
+/// index (the log is the record), reported as such.
+fn index_guard<T>(r: Result<T, StoreError>) -> Result<T, StoreError> {
+    r.map_err(|e| match e {
+        StoreError::Index(e) => StoreError::IndexDamaged(e.to_string()),
+        e => e,
+    })
+}
+
+/// Refuses (`Corrupt`) unless the bad frame at `offset` of `path` can be a torn write:
+/// a torn write is only ever the end of the file, so a valid frame anywhere after it
+/// means the bad one is damage to something written whole (and fsynced, and
+/// acknowledged), never a tear.
+fn refuse_unless_torn(
+    path: &Path,
+    offset: u64,
+    place: &str,
+    looks_right: fn(&[u8]) -> bool,
+    max_payload: usize,
+) -> Result<(), StoreError> {
+    let after = segment::valid_frame_after(path, offset, max_payload, looks_right)
+        .map_err(StoreError::io(format!("read {}", path.display())))?;
+    if let Some(at) = after {
+        return Err(StoreError::Corrupt(format!(
+            "{place} is damaged, but a valid record follows at offset {at}, so this is damage to \
+             records written whole (and acknowledged), not a torn write; refusing to cut anything. \
+             Restore the file from a backup or an exported bundle"
+        )));
+    }
+    Ok(())
+}
+
+fn read_from(path: &Path, offset: u64) -> Result<Vec<u8>, StoreError> {
+    let io = |what: &str| StoreError::io(format!("{what} {}", path.display()));
+    let f = File::open(path).map_err(io("open"))?;
+    let len = f.metadata().map_err(io("stat"))?.len();
+    let mut bytes = vec![0u8; len.saturating_sub(offset) as usize];
+    f.read_exact_at(&mut bytes, offset).map_err(io("read"))?;
+    Ok(bytes)
+}
+
+/// The largest size a validly signed checkpoint in `checkpoints.log` names: evidence,
+/// independent of the index, of how many entries were acknowledged. Sizes only grow
+/// along the file, so the last valid note is enough; damaged stretches are skipped.
+fn signed_in_checkpoints_log(dir: &Path, key: &VerifierKey) -> Result<u64, StoreError> {
+    let bytes = read_from(&dir.join("checkpoints.log"), HEADER_BYTES)?;
+    let mut at = 0;
+    let mut best = 0;
+    while let Some(found) = segment::find_valid_frame(
+        &bytes,
+        at,
+        segment::NOTE_BYTES_MAX,
+        segment::looks_like_note,
+    ) {
+        let len = u32::from_le_bytes(bytes[found..found + 4].try_into().expect("4")) as usize;
+        let note = std::str::from_utf8(&bytes[found + 8..found + 8 + len]).unwrap_or("");
+        if let Ok(cp) = key.verify(note) {
+            best = best.max(cp.size);
+        }
+        at = found + 8 + len;
+    }
+    Ok(best)
+}
+
+/// Cuts a torn last record from `path` at `offset`: first saves the bytes to
+/// `recovery/` and writes the cut to `recovery.log` (both fsynced), then cuts. If the
+/// record cannot be written, nothing is cut.
+fn cut_torn_tail(dir: &Path, path: &Path, offset: u64, why: &str) -> Result<u64, StoreError> {
+    let bytes = read_from(path, offset)?;
+    let saved_dir = dir.join("recovery");
+    fs::create_dir_all(&saved_dir)
+        .map_err(StoreError::io(format!("create {}", saved_dir.display())))?;
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let mut saved = saved_dir.join(format!("{name}.{offset}.torn"));
+    let mut k = 1;
+    while saved.exists() {
+        saved = saved_dir.join(format!("{name}.{offset}.torn.{k}"));
+        k += 1;
+    }
+    write_file_synced(&saved, &bytes, 0o600)?;
+    sync_dir(&saved_dir)?;
+    let now = entry::format_recorded_at(time::OffsetDateTime::now_utc());
+    let line = format!(
+        "{now} recovery: cutting a torn last record from {} at offset {offset} ({} bytes: {why}); \
+         no later record, signed checkpoint or index entry shows it acknowledged; the bytes are saved in {}\n",
+        path.display(),
+        bytes.len(),
+        saved.display()
+    );
+    let mut log = OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(dir.join("recovery.log"))
+        .map_err(StoreError::io("open recovery.log"))?;
+    log.write_all(line.as_bytes())
+        .and_then(|_| log.sync_all())
+        .map_err(StoreError::io("write recovery.log"))?;
+    let w = OpenOptions::new()
+        .write(true)
+        .open(path)
+        .map_err(StoreError::io(format!("open {}", path.display())))?;
+    w.set_len(offset)
+        .and_then(|_| w.sync_all())
+        .map_err(StoreError::io(format!(
+            "cut the torn tail of {}",
+            path.display()
+        )))?;
+    Ok(bytes.len() as u64)
 }
 
 /// Extracts the event id and message id from an event's canonical JSON.
@@ -1040,29 +1190,47 @@ impl Store for FileStore {
 
 /// Rebuilds the index of the ledger in `dir` from its log and checkpoints. Returns the
 /// digests of the old index (if it could be read) and of the new one.
+///
+/// The old index is evidence of what was acknowledged, so the store is first opened
+/// through it (any torn tail is judged with it) and the rebuild is then forbidden to
+/// cut below the size that open found. A damaged old index is moved aside, never
+/// deleted. Any other fault of the store is returned and nothing is changed.
 pub fn reindex(dir: &Path) -> Result<(Option<Hash>, Hash), StoreError> {
     read_info(dir)?;
     let path = dir.join("index.redb");
-    let old = if path.exists() {
+    let (old, acknowledged) = if path.exists() {
         // Open through the store so that the old index is caught up to the same log
         // the new one is built from: the digests then compare like with like.
         match FileStore::open(dir) {
             Ok((s, _)) => {
-                let d = s.index_digest().ok();
+                let d = s.index_digest()?;
+                let size = s.size();
                 s.close();
-                d
+                (Some(d), size)
             }
-            Err(StoreError::Locked(p)) => return Err(StoreError::Locked(p)),
-            Err(_) => None,
+            Err(StoreError::IndexDamaged(why)) => {
+                let now = entry::format_recorded_at(time::OffsetDateTime::now_utc());
+                let kept = dir.join(format!("index.redb.damaged-{}", now.replace(':', "")));
+                fs::rename(&path, &kept).map_err(StoreError::io("move the damaged index aside"))?;
+                append_recovery_line(
+                    dir,
+                    &format!(
+                        "recovery: index.redb is damaged ({why}); moved to {} and rebuilt from the log",
+                        kept.display()
+                    ),
+                );
+                (None, 0)
+            }
+            Err(e) => return Err(e),
         }
     } else {
-        None
+        (None, 0)
     };
     let aside = dir.join("index.redb.old");
     if path.exists() {
         fs::rename(&path, &aside).map_err(StoreError::io("move the old index aside"))?;
     }
-    let result = FileStore::open(dir).and_then(|(s, _)| {
+    let result = FileStore::open_guarded(dir, acknowledged).and_then(|(s, _)| {
         let d = s.index_digest();
         s.close();
         d
@@ -1074,10 +1242,25 @@ pub fn reindex(dir: &Path) -> Result<(Option<Hash>, Hash), StoreError> {
         }
         Err(e) => {
             // Put the old index back so a failed rebuild loses nothing.
-            let _ = fs::remove_file(&path);
-            let _ = fs::rename(&aside, &path);
+            if aside.exists() {
+                let _ = fs::remove_file(&path);
+                let _ = fs::rename(&aside, &path);
+            }
             Err(e)
         }
+    }
+}
+
+fn append_recovery_line(dir: &Path, line: &str) {
+    let now = entry::format_recorded_at(time::OffsetDateTime::now_utc());
+    if let Ok(mut f) = OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(dir.join("recovery.log"))
+    {
+        let _ = f
+            .write_all(format!("{now} {line}\n").as_bytes())
+            .and_then(|_| f.sync_all());
     }
 }
 

@@ -214,6 +214,13 @@ pub enum StoreError {
     /// The derived index failed.
     #[error("index database: {0}")]
     Index(#[from] redb::Error),
+    /// `index.redb` cannot be read. It is derived from the log, so nothing recorded is
+    /// lost: `ledger reindex` moves it aside (it is kept) and rebuilds it.
+    #[error(
+        "index.redb is damaged ({0}); it is derived from the log, so nothing recorded is lost: \
+         run `ledger reindex` to rebuild it (the damaged file is kept aside)"
+    )]
+    IndexDamaged(String),
     /// Another process holds the store.
     #[error("the store at {0} is in use by another process (is `ledger serve` running on it?)")]
     Locked(PathBuf),

@@ -1,4 +1,5 @@
 //! Integration tests of ledger-core: one binary, one module per feature.
 
+mod recovery;
 mod rfc6962;
 mod store;

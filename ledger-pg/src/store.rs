@@ -821,7 +821,21 @@ impl Writer {
             // Plan the whole request first: a conflict anywhere appends none of it.
             let mut plans = Vec::with_capacity(req.events.len());
             let mut conflict = None;
+            // Ids new in this request, with their bytes: the same id again must be
+            // the same event, or the request is a conflict.
+            let mut mine: HashMap<&str, &[u8]> = HashMap::new();
             for ev in &req.events {
+                if let Some(b) = mine.get(ev.id()) {
+                    if *b != ev.canonical_bytes() {
+                        conflict = Some(StoreError::Conflict {
+                            id: ev.id().to_string(),
+                            seq: frontier.size(),
+                        });
+                        break;
+                    }
+                    plans.push(Plan::New);
+                    continue;
+                }
                 if let Some((seq, hash, stored)) = recorded.get(ev.id()) {
                     let same = entry::parse_entry(stored)
                         .map(|p| p.event.as_bytes() == ev.canonical_bytes())
@@ -844,6 +858,7 @@ impl Writer {
                     }
                     plans.push(Plan::Duplicate(*seq, *hash));
                 } else {
+                    mine.insert(ev.id(), ev.canonical_bytes());
                     plans.push(Plan::New);
                 }
             }

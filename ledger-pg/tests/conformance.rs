@@ -161,6 +161,23 @@ fn suite(h: &dyn Harness) -> String {
         "{who}"
     );
 
+    // The same id twice in one request with other content (`sent` for M-ONE, then
+    // for M-TWO): a conflict, and nothing of the request is recorded. A receipt for
+    // the second would be a receipt for an event that is not in the log.
+    let e = store
+        .append(vec![ev("e9", "M-ONE", "sent"), ev("e9", "M-TWO", "sent")])
+        .unwrap_err();
+    assert!(
+        matches!(e, StoreError::Conflict { ref id, .. } if id == "e9"),
+        "{who}: {e}"
+    );
+    assert_eq!(
+        store.size(),
+        4,
+        "{who}: nothing of the request was appended"
+    );
+    assert_eq!(store.event_seq("e9").unwrap(), None, "{who}");
+
     // A conflict (same id, other content) refuses the whole request.
     let e = store
         .append(vec![ev("e4", "M4", "sent"), ev("e0", "M9", "sent")])

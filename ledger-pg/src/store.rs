@@ -65,8 +65,9 @@ fn runtime() -> Result<tokio::runtime::Runtime, StoreError> {
 }
 
 fn parse_url(url: &str) -> Result<Config, StoreError> {
-    url.parse()
-        .map_err(|e| StoreError::Database(format!("{url:?} is not a postgres:// URL: {e}")))
+    url.parse().map_err(|e| {
+        StoreError::Database(format!("{:?} is not a postgres:// URL: {e}", redact(url)))
+    })
 }
 
 struct Shared {
@@ -313,17 +314,46 @@ fn hash32(b: &[u8]) -> Result<Hash, StoreError> {
         .map_err(|_| StoreError::Corrupt(format!("a stored hash of {} bytes", b.len())))
 }
 
-/// The URL without its password, for messages.
+/// The URL (or `key=value` connection string) without its password, for messages.
 fn redact(url: &str) -> String {
-    match (url.find("://"), url.rfind('@')) {
-        (Some(s), Some(at)) if at > s => {
-            let creds = &url[s + 3..at];
-            match creds.split_once(':') {
-                Some((user, _)) => format!("{}{user}:***{}", &url[..s + 3], &url[at..]),
-                None => url.to_string(),
+    if let Some(s) = url.find("://") {
+        return match url.rfind('@') {
+            Some(at) if at > s => {
+                let creds = &url[s + 3..at];
+                let user = creds.split_once(':').map_or(creds, |(user, _)| user);
+                format!("{}{user}:***{}", &url[..s + 3], &url[at..])
+            }
+            _ => url.to_string(),
+        };
+    }
+    // `host=db password=secret …`: every value after `password=` is hidden.
+    url.split_whitespace()
+        .map(|kv| match kv.split_once('=') {
+            Some((k, _)) if k.eq_ignore_ascii_case("password") => format!("{k}=***"),
+            _ => kv.to_string(),
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn no_password_reaches_a_message() {
+        for url in [
+            "postgres://ledger:s3cret@db:5432/ledger",
+            "postgres://ledger:s3cret@db:99999999/ledger",
+            "postgres://ledger:s3cret@[::1/ledger",
+            "host=db user=ledger password=s3cret port=nope",
+            "postgres://:s3cret@db/ledger",
+        ] {
+            assert!(!redact(url).contains("s3cret"), "{}", redact(url));
+            if let Err(e) = parse_url(url) {
+                assert!(!e.to_string().contains("s3cret"), "{e}");
             }
         }
-        _ => url.to_string(),
     }
 }
 

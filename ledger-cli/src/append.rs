@@ -2,7 +2,7 @@
 
 use std::collections::HashMap;
 use std::fs::File;
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{BufRead, BufReader, Write};
 use std::path::Path;
 
 use anyhow::{Context, Result};
@@ -15,62 +15,111 @@ const CHUNK_EVENTS: usize = 4096;
 /// Bad lines reported before the rest are only counted.
 const BAD_LINES_SHOWN: usize = 20;
 
-/// The input, readable twice: a file is opened again, stdin is held in memory.
-enum Input {
-    File(std::path::PathBuf),
-    Memory(Vec<u8>),
+/// The input, readable twice: a file is opened again; stdin is first spooled to a
+/// temporary file, so memory stays flat in the input's size.
+struct Input {
+    path: std::path::PathBuf,
+    _spool: Option<tempfile::NamedTempFile>,
 }
 
 impl Input {
     fn reader(&self) -> Result<Box<dyn BufRead + '_>> {
-        Ok(match self {
-            Input::File(p) => Box::new(BufReader::with_capacity(
-                1 << 20,
-                File::open(p).with_context(|| format!("open {}", p.display()))?,
-            )),
-            Input::Memory(b) => Box::new(&b[..]),
-        })
+        Ok(Box::new(BufReader::with_capacity(
+            1 << 20,
+            File::open(&self.path).with_context(|| format!("open {}", self.path.display()))?,
+        )))
     }
 
     fn len(&self) -> u64 {
-        match self {
-            Input::File(p) => std::fs::metadata(p).map(|m| m.len()).unwrap_or(0),
-            Input::Memory(b) => b.len() as u64,
+        std::fs::metadata(&self.path).map(|m| m.len()).unwrap_or(0)
+    }
+}
+
+/// Longest line read into memory: whitespace may make an event's line larger than
+/// its canonical form, but not by more than `Event::from_json` accepts.
+const LINE_BYTES_MAX: usize = 4 * ledger_core::limits::EVENT_BYTES_MAX;
+
+/// One line of the input, or how long it was when it is too long to hold.
+enum Line<'a> {
+    Text(&'a [u8]),
+    TooLong(u64),
+}
+
+/// Reads one line into `buf` (cleared first), but never more than `max` bytes of it:
+/// the rest of a longer line is skipped. Returns the bytes consumed (0 at the end)
+/// and whether the line was too long.
+fn read_line_bounded(
+    r: &mut dyn BufRead,
+    buf: &mut Vec<u8>,
+    max: usize,
+) -> std::io::Result<(u64, bool)> {
+    buf.clear();
+    let (mut raw, mut too_long) = (0u64, false);
+    loop {
+        let avail = r.fill_buf()?;
+        if avail.is_empty() {
+            return Ok((raw, too_long));
+        }
+        let (n, done) = match avail.iter().position(|&b| b == b'\n') {
+            Some(i) => (i + 1, true),
+            None => (avail.len(), false),
+        };
+        if !too_long {
+            if buf.len() + n > max + 2 {
+                too_long = true;
+                buf.clear();
+            } else {
+                buf.extend_from_slice(&avail[..n]);
+            }
+        }
+        r.consume(n);
+        raw += n as u64;
+        if done {
+            return Ok((raw, too_long));
         }
     }
 }
 
-/// Calls `f(line number, line)` for every non-blank line.
-fn for_each_line(input: &Input, mut f: impl FnMut(u64, &[u8], u64) -> Result<()>) -> Result<()> {
+/// Calls `f(line number, line, bytes consumed)` for every non-blank line.
+fn for_each_line(input: &Input, mut f: impl FnMut(u64, Line<'_>, u64) -> Result<()>) -> Result<()> {
     let mut r = input.reader()?;
     let mut buf = Vec::with_capacity(4096);
     let mut n = 0u64;
     loop {
-        buf.clear();
-        let read = r.read_until(b'\n', &mut buf).context("read the input")?;
+        let (read, too_long) =
+            read_line_bounded(&mut *r, &mut buf, LINE_BYTES_MAX).context("read the input")?;
         if read == 0 {
             return Ok(());
         }
         n += 1;
+        if too_long {
+            f(n, Line::TooLong(read), read)?;
+            continue;
+        }
         let line = buf.trim_ascii();
         if !line.is_empty() {
-            f(n, line, read as u64)?;
+            f(n, Line::Text(line), read)?;
         }
     }
 }
 
 pub(crate) fn run(dir: &Path, file: &Path, _json: bool) -> Result<u8> {
     let input = if file == Path::new("-") {
-        let mut b = Vec::new();
-        std::io::stdin()
-            .read_to_end(&mut b)
-            .context("read standard input")?;
-        Input::Memory(b)
+        let mut spool =
+            tempfile::NamedTempFile::new().context("make a temporary file for stdin")?;
+        std::io::copy(&mut std::io::stdin().lock(), &mut spool).context("read standard input")?;
+        Input {
+            path: spool.path().to_path_buf(),
+            _spool: Some(spool),
+        }
     } else {
         if !file.exists() {
             return Err(InputError(format!("{}: no such file", file.display())).into());
         }
-        Input::File(file.to_path_buf())
+        Input {
+            path: file.to_path_buf(),
+            _spool: None,
+        }
     };
     let store = crate::open(dir)?;
     let name = if file == Path::new("-") {
@@ -89,6 +138,20 @@ pub(crate) fn run(dir: &Path, file: &Path, _json: bool) -> Result<u8> {
     let mut events = 0u64;
     for_each_line(&input, |n, line, raw| {
         bar.0.inc(raw);
+        let line = match line {
+            Line::Text(l) => l,
+            Line::TooLong(len) => {
+                bad_count += 1;
+                if bad.len() < BAD_LINES_SHOWN {
+                    bad.push(format!(
+                        "{name} line {n}: the line is {len} bytes; an event may be at most {} bytes \
+                         (canonical), so it was not read",
+                        ledger_core::limits::EVENT_BYTES_MAX
+                    ));
+                }
+                return Ok(());
+            }
+        };
         let problem = match Event::from_json(line) {
             Err(e) => Some(e.to_string()),
             Ok(ev) => {
@@ -159,6 +222,12 @@ pub(crate) fn run(dir: &Path, file: &Path, _json: bool) -> Result<u8> {
     };
     for_each_line(&input, |n, line, raw| {
         bar.0.inc(raw);
+        let Line::Text(line) = line else {
+            return Err(InputError(format!(
+                "{name} line {n} changed while appending: it is too long"
+            ))
+            .into());
+        };
         let ev = Event::from_json(line)
             .map_err(|e| InputError(format!("{name} line {n} changed while appending: {e}")))?;
         chunk.push((n, ev));

@@ -122,9 +122,15 @@ enum Command {
         /// Verify an export bundle (directory or .tar) instead of the store.
         #[arg(long)]
         bundle: Option<PathBuf>,
-        /// The verifier key you trust: the key string, or @FILE.
+        /// The verifier key you trust: the key string, or @FILE. Required with
+        /// --bundle and --server: a bundle's (or a server's) own key proves nothing,
+        /// since whoever made the bundle chose it.
         #[arg(long)]
         key: Option<String>,
+        /// Verify a bundle or a server's log against the key it carries itself: this
+        /// proves the files are intact, not who signed them.
+        #[arg(long, conflicts_with = "key")]
+        insecure_no_key: bool,
         /// A file with an older signed checkpoint you hold: the log must extend it.
         #[arg(long)]
         trusted: Option<PathBuf>,
@@ -300,6 +306,15 @@ enum Prove {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if !matches!(cli.command, Command::Serve { .. } | Command::BenchLoad(_)) {
+        // `ledger report … | head`: a closed pipe ends the command quietly, as it
+        // does any Unix filter, instead of a panic in the middle of a `println!`.
+        // The server keeps Rust's default (a closed socket is an error to handle).
+        // SAFETY: called once, before any thread exists.
+        unsafe {
+            libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+        }
+    }
     match run(cli) {
         Ok(code) => ExitCode::from(code),
         Err(e) => {
@@ -443,10 +458,14 @@ fn run(cli: Cli) -> Result<u8> {
         Command::Verify {
             bundle,
             key,
+            insecure_no_key,
             trusted,
             unique_ids,
             deep,
         } => {
+            if bundle.is_some() {
+                require_key(key.as_deref(), insecure_no_key, "verify --bundle")?;
+            }
             let mut opts = verify_options(unique_ids, deep, key.as_deref(), trusted)?;
             let bar = output::progress_bytes("verifying");
             let report = match &bundle {
@@ -661,6 +680,7 @@ fn run_remote(r: remote::Remote, command: Command, as_json: bool) -> Result<u8> 
         Command::Verify {
             bundle,
             key,
+            insecure_no_key,
             trusted,
             unique_ids,
             deep,
@@ -668,11 +688,24 @@ fn run_remote(r: remote::Remote, command: Command, as_json: bool) -> Result<u8> 
             if bundle.is_some() {
                 return unsupported("verify --bundle");
             }
+            require_key(key.as_deref(), insecure_no_key, "verify --server")?;
             let opts = verify_options(unique_ids, deep, key.as_deref(), trusted)?;
             remote::verify(&r, &opts, as_json)
         }
         _ => unsupported("this command"),
     }
+}
+
+/// An auditor who forgets the key must not pass a forgery signed with its own key.
+fn require_key(key: Option<&str>, insecure_no_key: bool, what: &str) -> Result<()> {
+    if key.is_none() && !insecure_no_key {
+        return Err(anyhow::Error::new(InputError(format!(
+            "{what} needs --key KEY|@FILE, the verifier key you hold from the ledger's operator: the key \
+             that comes with the log proves nothing, since whoever made it chose it. To check only that the \
+             files are intact, pass --insecure-no-key"
+        ))));
+    }
+    Ok(())
 }
 
 /// What `verify` checks, from its flags (local and remote alike).

@@ -407,8 +407,9 @@ fn setup(
     info: &LedgerInfo,
     stored_key: &str,
     opts: &VerifyOptions,
-    warnings: &mut Vec<String>,
+    chain: &mut Chain,
 ) -> Result<(VerifierKey, Option<Checkpoint>), VerifyError> {
+    let warnings = &mut chain.report.warnings;
     let key = match &opts.key {
         Some(k) => k.clone(),
         None => {
@@ -429,13 +430,29 @@ fn setup(
             info.origin
         )));
     }
+    // A trusted checkpoint that the ledger's key does not sign is a finding about the
+    // ledger (re-keyed, or another log passed off as this one), not a failure to run.
     let trusted = match &opts.trusted {
         None => None,
-        Some(note) => Some(key.verify(note).map_err(|e| {
-            VerifyError::Setup(format!(
-                "the trusted checkpoint does not verify with the key: {e}"
-            ))
-        })?),
+        Some(note) => match key.verify(note) {
+            Ok(cp) => Some(cp),
+            Err(e) => {
+                let whose = if opts.key.is_some() {
+                    "the --key given"
+                } else {
+                    "the ledger's own verifier.key"
+                };
+                chain.fault(
+                    None,
+                    "trusted checkpoint".into(),
+                    format!(
+                        "the trusted checkpoint does not verify with {whose} ({e}): the log was \
+                         re-signed with another key, or it is not the log the checkpoint came from"
+                    ),
+                );
+                None
+            }
+        },
     };
     Ok((key, trusted))
 }
@@ -467,7 +484,7 @@ pub fn verify_store(
     let info = read_info(dir).map_err(|e| VerifyError::Setup(e.to_string()))?;
     let stored_key = std::fs::read_to_string(dir.join("verifier.key")).unwrap_or_default();
     let mut chain = new_chain(&info, opts);
-    let (key, trusted) = setup(&info, &stored_key, opts, &mut chain.report.warnings)?;
+    let (key, trusted) = setup(&info, &stored_key, opts, &mut chain)?;
 
     // Checkpoints first, so roots are compared as the entries stream past.
     let ck_path = dir.join("checkpoints.log");
@@ -684,7 +701,7 @@ pub fn verify_bundle(
         .map_err(|e| VerifyError::Setup(format!("ledger.json: {e}")))?;
     let stored_key = read("verifier.key").unwrap_or_default();
     let mut chain = new_chain(&info, opts);
-    let (key, trusted) = setup(&info, &stored_key, opts, &mut chain.report.warnings)?;
+    let (key, trusted) = setup(&info, &stored_key, opts, &mut chain)?;
     let latest_note = read("checkpoint")?;
     chain.note(&key, &latest_note, "checkpoint".into());
     let latest = key.verify(&latest_note).map(|c| c.size).unwrap_or(0);

@@ -89,3 +89,75 @@ fn each_kind_of_bad_line_gets_a_specific_error() {
         "{err}"
     );
 }
+
+/// Runs `ledger ARGS` to its end and returns its exit code, stderr and peak memory
+/// (KiB), measured for that process alone (`wait4`).
+fn run_measured(
+    d: &std::path::Path,
+    args: &[&str],
+    stdin: Option<&std::path::Path>,
+) -> (i32, String, i64) {
+    use std::os::unix::process::ExitStatusExt;
+    let mut cmd = std::process::Command::new(ledger_tests::ledger_bin());
+    cmd.arg("--dir").arg(d).args(args);
+    if let Some(f) = stdin {
+        cmd.stdin(std::fs::File::open(f).unwrap());
+    }
+    let err_file = d.parent().unwrap().join("stderr.txt");
+    cmd.stderr(std::fs::File::create(&err_file).unwrap());
+    cmd.stdout(std::process::Stdio::null());
+    #[allow(clippy::zombie_processes)] // reaped by wait4 below
+    let child = cmd.spawn().unwrap();
+    let mut status = 0;
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: waits for our own child, which nothing else waits for.
+    let r = unsafe { libc::wait4(child.id() as i32, &mut status, 0, &mut usage) };
+    assert_eq!(r, child.id() as i32);
+    let code = std::process::ExitStatus::from_raw(status)
+        .code()
+        .unwrap_or(-1);
+    (
+        code,
+        std::fs::read_to_string(err_file).unwrap(),
+        usage.ru_maxrss,
+    )
+}
+
+#[test]
+fn an_oversized_line_is_refused_without_reading_it_into_memory() {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = tmp.path().join("data");
+    ledger_ok(&d, &["init", "--origin", "t.example/log"]);
+    // A 64 MiB line between two good ones, from a file and from stdin.
+    let f = tmp.path().join("huge.jsonl");
+    {
+        use std::io::Write;
+        let mut w = std::io::BufWriter::new(std::fs::File::create(&f).unwrap());
+        writeln!(w, "{}", event_line("ok-1", "M")).unwrap();
+        w.write_all(br#"{"id":"big","note":""#).unwrap();
+        let chunk = vec![b'a'; 1 << 20];
+        for _ in 0..64 {
+            w.write_all(&chunk).unwrap();
+        }
+        w.write_all(b"\"}\n").unwrap();
+        writeln!(w, "{}", event_line("ok-2", "M")).unwrap();
+    }
+    for stdin in [false, true] {
+        let (code, err, rss_kib) = if stdin {
+            run_measured(&d, &["append", "-"], Some(&f))
+        } else {
+            run_measured(&d, &["append", f.to_str().unwrap()], None)
+        };
+        assert_eq!(code, 2, "{err}");
+        assert!(err.contains("line 2: the line is"), "{err}");
+        assert!(err.contains("at most 65536 bytes"), "{err}");
+        // Far below the line's 64 MiB: it was never held whole.
+        assert!(
+            rss_kib < 48 * 1024,
+            "peak RSS {rss_kib} KiB (stdin: {stdin})"
+        );
+    }
+    let cp: serde_json::Value =
+        serde_json::from_str(&ledger_ok(&d, &["checkpoint", "--json"])).unwrap();
+    assert_eq!(cp["size"], 0, "nothing was appended");
+}

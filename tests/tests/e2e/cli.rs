@@ -174,3 +174,36 @@ fn init_refuses_an_existing_ledger_and_the_dir_comes_from_env_or_either_side() {
     assert_eq!(out.status.code(), Some(3));
     assert!(String::from_utf8_lossy(&out.stderr).contains("ledger init"));
 }
+
+#[test]
+fn a_closed_pipe_ends_a_command_quietly_never_a_panic() {
+    use std::io::Read;
+    let tmp = tempfile::tempdir().unwrap();
+    let d = tmp.path().join("demo");
+    ledger_ok(&d, &["demo", "--messages", "20000"]);
+    for args in [
+        // Each prints far more than a pipe's buffer (64 KiB).
+        &["report", "late", "--format", "csv"][..],
+        &["report", "late", "--format", "table"][..],
+        &["report", "late", "--json"][..],
+    ] {
+        // `ledger … | head -c 16`: read a little, then close the pipe.
+        let mut child = std::process::Command::new(ledger_tests::ledger_bin())
+            .arg("--dir")
+            .arg(&d)
+            .args(args)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut first = [0u8; 16];
+        child.stdout.take().unwrap().read_exact(&mut first).unwrap();
+        let out = child.wait_with_output().unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_ne!(out.status.code(), Some(101), "{args:?}: {err}");
+        assert!(
+            !err.contains("panicked") && !err.contains("error"),
+            "{args:?}: {err}"
+        );
+    }
+}

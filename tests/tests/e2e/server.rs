@@ -878,7 +878,7 @@ fn the_cli_asks_the_server_and_verifies_it_without_trusting_it() {
         String::from_utf8_lossy(&out.stdout)
     );
     // Without the audit scope the server refuses, and the CLI says why.
-    let out = remote(&s, &w, &["verify"]);
+    let out = remote(&s, &w, &["verify", "--insecure-no-key"]);
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("ledger:audit"));
 }

@@ -264,3 +264,51 @@ fn an_invalid_event_in_a_valid_chain_is_caught_by_deep() {
     let out = verify_fails(&d, &["--deep"]);
     assert!(out.contains("20") && out.contains("check digit"), "{out}");
 }
+
+#[test]
+fn a_re_keyed_ledger_against_an_older_trusted_checkpoint_is_a_fault_not_a_failure_to_run() {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = make(tmp.path());
+    let trusted = tmp.path().join("trusted.note");
+    std::fs::write(&trusted, ledger_ok(&d, &["checkpoint"])).unwrap();
+    // Rewritten and re-signed with a new key, stored beside the log as its own.
+    rewrite_from(&d, 25, &SigningKey::generate("t.example/log").unwrap());
+    let out = ledger(&d, &["verify", "--trusted", trusted.to_str().unwrap()]);
+    let text =
+        String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "a finding, exit 1:\n{text}");
+    assert!(text.contains("trusted checkpoint"), "{text}");
+}
+
+#[test]
+fn a_bundle_is_never_verified_without_a_key_unless_the_auditor_says_so() {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = make(tmp.path());
+    let bundle = tmp.path().join("b");
+    ledger_ok(&d, &["export", "--out", bundle.to_str().unwrap()]);
+    let b = bundle.to_str().unwrap();
+    let out = ledger(&d, &["verify", "--bundle", b]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("--key") && err.contains("--insecure-no-key"),
+        "{err}"
+    );
+    // A forgery re-signed with its own key passes only when the auditor opts out.
+    rewrite_from(&d, 25, &SigningKey::generate("t.example/log").unwrap());
+    let forged = tmp.path().join("forged");
+    ledger_ok(&d, &["export", "--out", forged.to_str().unwrap()]);
+    let out = ledger(
+        &d,
+        &[
+            "verify",
+            "--bundle",
+            forged.to_str().unwrap(),
+            "--insecure-no-key",
+        ],
+    );
+    let text =
+        String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{text}");
+    assert!(text.contains("OK") && text.contains("no --key"), "{text}");
+}

@@ -21,6 +21,7 @@ use std::thread::JoinHandle;
 use redb::{Database, ReadableDatabase, ReadableTable};
 
 use super::index::{self, InMemory, NODE_LEVEL_MIN, OFFSET_STRIDE, Recent, Tables};
+use super::io::{LogIo, OsIo};
 use super::writer::{self, Request, WriterState};
 use super::{LedgerInfo, Receipt, SignedCheckpoint, Store, StoreError};
 use crate::checkpoint::{Checkpoint, SigningKey, VerifierKey, check_origin};
@@ -99,6 +100,8 @@ pub(crate) struct Segment {
 /// State shared by readers and the writer thread.
 pub(crate) struct Shared {
     pub dir: PathBuf,
+    /// Appends, syncs and reads of the log's files (a fault-injecting layer in tests).
+    pub io: Arc<dyn LogIo>,
     pub info: LedgerInfo,
     pub db: Database,
     pub segments: RwLock<Vec<Segment>>,
@@ -244,13 +247,26 @@ impl FileStore {
     /// Opens the ledger in `dir`, recovers it (cutting a torn last record, catching
     /// the index up), and starts the writer.
     pub fn open(dir: &Path) -> Result<(FileStore, OpenReport), StoreError> {
-        Self::open_guarded(dir, 0)
+        Self::open_guarded(dir, 0, Arc::new(OsIo))
+    }
+
+    /// [`FileStore::open`] with the log's appends, syncs and reads going through `io`
+    /// (for tests that inject faults under the store).
+    pub fn open_with_io(
+        dir: &Path,
+        io: Arc<dyn LogIo>,
+    ) -> Result<(FileStore, OpenReport), StoreError> {
+        Self::open_guarded(dir, 0, io)
     }
 
     /// [`FileStore::open`], with `acknowledged` entries known to have been acknowledged
     /// by evidence the store's own files may no longer hold (the index `reindex`
     /// replaces): nothing below it is ever cut.
-    fn open_guarded(dir: &Path, acknowledged: u64) -> Result<(FileStore, OpenReport), StoreError> {
+    fn open_guarded(
+        dir: &Path,
+        acknowledged: u64,
+        io: Arc<dyn LogIo>,
+    ) -> Result<(FileStore, OpenReport), StoreError> {
         let info = read_info(dir)?;
         let key_text = fs::read_to_string(dir.join("signing.key")).map_err(StoreError::io(
             format!("read {}", dir.join("signing.key").display()),
@@ -324,6 +340,7 @@ impl FileStore {
         }
         let shared = Arc::new(Shared {
             dir: dir.to_path_buf(),
+            io,
             info: info.clone(),
             db,
             segments: RwLock::new(segments),
@@ -370,6 +387,13 @@ impl FileStore {
             .append(true)
             .open(&seg_path)
             .map_err(StoreError::io(format!("open {}", seg_path.display())))?;
+        // What the last segment holds becomes the base of new entries and of the
+        // checkpoints signed over them: make sure it is on disk, not only in the page
+        // cache of a process whose fsync failed before it died.
+        shared
+            .io
+            .sync(&seg_file, &seg_path)
+            .map_err(StoreError::io(format!("fsync {}", seg_path.display())))?;
         let seg_len = seg_file
             .metadata()
             .map_err(StoreError::io("stat segment"))?
@@ -913,7 +937,7 @@ pub(crate) fn scan_entries(
         let seg_end = segs.get(i + 1).map(|s| s.0).unwrap_or(u64::MAX);
         // Start at the nearest indexed offset at or before `seq`.
         let (mut cur, mut offset) = start_point(shared, *first, seq)?;
-        let mut reader = PositionalReader::new(file, offset);
+        let mut reader = PositionalReader::new(&*shared.io, file, path, offset);
         while seq < to && cur < seg_end {
             let payload = reader.next(path)?.ok_or_else(|| {
                 StoreError::Corrupt(format!("{}: ends before entry {cur}", path.display()))
@@ -950,16 +974,20 @@ fn start_point(shared: &Shared, first: u64, seq: u64) -> Result<(u64, u64), Stor
 
 /// Reads frames from a file at increasing offsets through a buffer.
 struct PositionalReader<'a> {
+    io: &'a dyn LogIo,
     file: &'a File,
+    path: &'a Path,
     offset: u64,
     buf: Vec<u8>,
     buf_start: u64,
 }
 
 impl<'a> PositionalReader<'a> {
-    fn new(file: &'a File, offset: u64) -> Self {
+    fn new(io: &'a dyn LogIo, file: &'a File, path: &'a Path, offset: u64) -> Self {
         PositionalReader {
+            io,
             file,
+            path,
             offset,
             buf: Vec::new(),
             buf_start: offset,
@@ -976,8 +1004,13 @@ impl<'a> PositionalReader<'a> {
         let mut got = 0;
         while got < want {
             let n = self
-                .file
-                .read_at(&mut buf[got..], self.offset + got as u64)
+                .io
+                .read_at(
+                    self.file,
+                    self.path,
+                    &mut buf[got..],
+                    self.offset + got as u64,
+                )
                 .map_err(StoreError::io(format!("read {}", path.display())))?;
             if n == 0 {
                 break;
@@ -1230,7 +1263,7 @@ pub fn reindex(dir: &Path) -> Result<(Option<Hash>, Hash), StoreError> {
     if path.exists() {
         fs::rename(&path, &aside).map_err(StoreError::io("move the old index aside"))?;
     }
-    let result = FileStore::open_guarded(dir, acknowledged).and_then(|(s, _)| {
+    let result = FileStore::open_guarded(dir, acknowledged, Arc::new(OsIo)).and_then(|(s, _)| {
         let d = s.index_digest();
         s.close();
         d

@@ -8,6 +8,7 @@
 
 mod file;
 mod index;
+pub mod io;
 mod writer;
 
 use std::path::PathBuf;
@@ -15,6 +16,7 @@ use std::path::PathBuf;
 use serde::{Deserialize, Serialize};
 
 pub use file::{FileStore, InitOptions, OpenReport, read_info, reindex};
+pub use io::{LogIo, OsIo};
 
 use crate::checkpoint::{CheckpointError, VerifierKey};
 use crate::event::Event;

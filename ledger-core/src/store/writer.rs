@@ -124,6 +124,10 @@ impl Drop for Flusher {
     }
 }
 
+fn checkpoints_path(shared: &Shared) -> std::path::PathBuf {
+    shared.dir.join("checkpoints.log")
+}
+
 /// Writes one frozen generation of the in-memory index to redb, durably, and drops
 /// it from memory. `checkpoints.log` is fsynced first, so the index on disk never
 /// refers to a checkpoint that a crash could lose.
@@ -132,8 +136,9 @@ fn write_generation(
     checkpoints: &File,
     generation: &Recent,
 ) -> Result<(), StoreError> {
-    checkpoints
-        .sync_data()
+    shared
+        .io
+        .sync(checkpoints, &checkpoints_path(shared))
         .map_err(StoreError::io("fsync checkpoints.log"))?;
     let mut txn = shared.db.begin_write()?;
     txn.set_durability(Durability::Immediate)?;
@@ -343,9 +348,10 @@ impl WriterState {
         self.last_recorded_at = recorded_at;
         let size = self.frontier.size();
         if size > base {
-            self.segment
-                .write_all(&buf)
-                .and_then(|_| self.segment.sync_data())
+            let path = self.segment_path();
+            let io = &self.shared.io;
+            io.append(&self.segment, &path, &buf)
+                .and_then(|_| io.sync(&self.segment, &path))
                 .map_err(StoreError::io("append to the log"))?;
             self.segment_len += buf.len() as u64;
             self.shared.log_syncs.fetch_add(1, Ordering::Relaxed);
@@ -464,8 +470,9 @@ impl WriterState {
         // Not fsynced here: a checkpoint lost in a crash is re-signed identically at
         // the next open (Ed25519 signatures are deterministic). It is fsynced before
         // the index on disk refers to it (`flush`).
-        self.checkpoints
-            .write_all(&frame)
+        self.shared
+            .io
+            .append(&self.checkpoints, &checkpoints_path(&self.shared), &frame)
             .map_err(StoreError::io("append to checkpoints.log"))?;
         self.checkpoints_len += frame.len() as u64;
         let mut memory = self.shared.recent.write().expect("lock");
@@ -546,11 +553,16 @@ impl WriterState {
         self.flush()
     }
 
+    fn segment_path(&self) -> std::path::PathBuf {
+        log_dir(&self.shared.dir).join(segment::segment_name(self.segment_first))
+    }
+
     /// Seals the current segment and starts the next, named by the next seq. The new
     /// file and its directory entry are durable before any entry goes into it.
     fn roll_segment(&mut self) -> Result<(), StoreError> {
-        self.segment
-            .sync_all()
+        self.shared
+            .io
+            .sync(&self.segment, &self.segment_path())
             .map_err(StoreError::io("seal segment"))?;
         let first = self.frontier.size();
         let dir = log_dir(&self.shared.dir);

@@ -280,6 +280,18 @@ impl FileStore {
             )));
         }
         let verifier = key.verifier();
+        // The two halves must agree, or checkpoints signed from now on would be by a
+        // key no auditor holds (a damaged signing.key can still be a valid key).
+        let stored = fs::read_to_string(dir.join("verifier.key")).map_err(StoreError::io(
+            format!("read {}", dir.join("verifier.key").display()),
+        ))?;
+        if stored.trim() != verifier.to_string() {
+            return Err(StoreError::Corrupt(format!(
+                "signing.key and verifier.key in {} are not one key pair: one of them is damaged \
+                 or was replaced; restore it from a backup (no checkpoint was signed)",
+                dir.display()
+            )));
+        }
         let mut report = OpenReport::default();
 
         // The log: every segment but the last is trusted by its name; the last is
@@ -321,7 +333,7 @@ impl FileStore {
                 ENTRY_BYTES_MAX,
             )?;
             let mut evidence = Vec::new();
-            let (covered, signed) = index_guard(acknowledged_bounds(&db))?;
+            let (covered, signed) = index_guard(|| acknowledged_bounds(&db))?;
             evidence.push((covered, "the index covers"));
             evidence.push((signed, "the index holds a signed checkpoint for"));
             evidence.push((
@@ -364,7 +376,7 @@ impl FileStore {
         };
 
         let (frontier, ck_len, latest_ck) =
-            index_guard(catch_up(&shared, size, &key, &mut report))?;
+            index_guard(|| catch_up(&shared, size, &key, &mut report))?;
         shared.size.store(size, Ordering::Release);
 
         let ck_path = dir.join("checkpoints.log");
@@ -747,7 +759,14 @@ fn read_checkpoints(
 /// checks its pages and, in debug builds, panics on some corrupt files.
 fn open_index(dir: &Path) -> Result<Database, StoreError> {
     let path = dir.join("index.redb");
-    let opened = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| Database::create(&path)));
+    let opened = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        // Every page's checksum is checked at open: a plain open trusts a file
+        // altered outside redb, and a flipped byte in a key then answers "not
+        // recorded" for a recorded event id (a retry would be appended twice).
+        Database::builder()
+            .set_check_integrity_on_open(true)
+            .create(&path)
+    }));
     match opened {
         Ok(Ok(db)) => Ok(db),
         Ok(Err(redb::DatabaseError::DatabaseAlreadyOpen)) => {
@@ -773,13 +792,16 @@ fn panic_text(p: &(dyn std::any::Any + Send)) -> String {
         .unwrap_or_else(|| "it could not be read".into())
 }
 
-/// What the index says while the store opens: an index failure then is damage to the
-/// index (the log is the record), reported as such.
-fn index_guard<T>(r: Result<T, StoreError>) -> Result<T, StoreError> {
-    r.map_err(|e| match e {
-        StoreError::Index(e) => StoreError::IndexDamaged(e.to_string()),
-        e => e,
-    })
+/// Runs a step that reads or writes the index: an index failure, or a panic inside
+/// redb (its debug builds panic on some damaged pages), is damage to the index, which
+/// the log can rebuild, and is reported as such, never a panic of the caller.
+pub(crate) fn index_guard<T>(f: impl FnOnce() -> Result<T, StoreError>) -> Result<T, StoreError> {
+    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)) {
+        Ok(Ok(v)) => Ok(v),
+        Ok(Err(StoreError::Index(e))) => Err(StoreError::IndexDamaged(e.to_string())),
+        Ok(Err(e)) => Err(e),
+        Err(panic) => Err(StoreError::IndexDamaged(panic_text(panic.as_ref()))),
+    }
 }
 
 /// Refuses (`Corrupt`) unless the bad frame at `offset` of `path` can be a torn write:
@@ -957,19 +979,21 @@ pub(crate) fn scan_entries(
 /// The nearest (seq, offset) at or before `seq` that the index records, within the
 /// segment that starts at `first`.
 fn start_point(shared: &Shared, first: u64, seq: u64) -> Result<(u64, u64), StoreError> {
-    let stride = seq - seq % OFFSET_STRIDE;
-    if stride <= first {
-        return Ok((first, HEADER_BYTES));
-    }
-    let (recent, txn) = shared.read_view()?;
-    if let Some(o) = recent.offset(stride) {
-        return Ok((stride, o));
-    }
-    let offsets = txn.open_table(index::OFFSETS)?;
-    match offsets.get(stride)? {
-        Some(o) => Ok((stride, o.value())),
-        None => Ok((first, HEADER_BYTES)),
-    }
+    index_guard(|| {
+        let stride = seq - seq % OFFSET_STRIDE;
+        if stride <= first {
+            return Ok((first, HEADER_BYTES));
+        }
+        let (recent, txn) = shared.read_view()?;
+        if let Some(o) = recent.offset(stride) {
+            return Ok((stride, o));
+        }
+        let offsets = txn.open_table(index::OFFSETS)?;
+        match offsets.get(stride)? {
+            Some(o) => Ok((stride, o.value())),
+            None => Ok((first, HEADER_BYTES)),
+        }
+    })
 }
 
 /// Reads frames from a file at increasing offsets through a buffer.
@@ -1133,62 +1157,70 @@ impl Store for FileStore {
     }
 
     fn message_seqs(&self, message: &str) -> Result<Vec<u64>, StoreError> {
-        let size = self.size();
-        let (recent, txn) = self.shared.read_view()?;
-        let t = txn.open_multimap_table(index::MESSAGES)?;
-        let mut out = Vec::new();
-        for v in t.get(message)? {
-            out.push(v?.value());
-        }
-        // Flushed seqs all precede those still in memory.
-        recent.message_seqs(message, &mut out);
-        out.retain(|&s| s < size);
-        Ok(out)
+        index_guard(|| {
+            let size = self.size();
+            let (recent, txn) = self.shared.read_view()?;
+            let t = txn.open_multimap_table(index::MESSAGES)?;
+            let mut out = Vec::new();
+            for v in t.get(message)? {
+                out.push(v?.value());
+            }
+            // Flushed seqs all precede those still in memory.
+            recent.message_seqs(message, &mut out);
+            out.retain(|&s| s < size);
+            Ok(out)
+        })
     }
 
     fn event_seq(&self, id: &str) -> Result<Option<u64>, StoreError> {
-        let size = self.size();
-        let (recent, txn) = self.shared.read_view()?;
-        if let Some(s) = recent.id(id) {
-            return Ok(Some(s).filter(|&s| s < size));
-        }
-        let t = txn.open_table(index::IDS)?;
-        Ok(t.get(id)?.map(|g| g.value()).filter(|&s| s < size))
+        index_guard(|| {
+            let size = self.size();
+            let (recent, txn) = self.shared.read_view()?;
+            if let Some(s) = recent.id(id) {
+                return Ok(Some(s).filter(|&s| s < size));
+            }
+            let t = txn.open_table(index::IDS)?;
+            Ok(t.get(id)?.map(|g| g.value()).filter(|&s| s < size))
+        })
     }
 
     fn subtree(&self, level: u32, index: u64) -> Result<Hash, StoreError> {
-        self.check_size((index + 1) << level)?;
-        if level >= NODE_LEVEL_MIN {
-            let (recent, txn) = self.shared.read_view()?;
-            if let Some(h) = recent.node(index::node_key(level, index)) {
-                return Ok(h);
+        index_guard(|| {
+            self.check_size((index + 1) << level)?;
+            if level >= NODE_LEVEL_MIN {
+                let (recent, txn) = self.shared.read_view()?;
+                if let Some(h) = recent.node(index::node_key(level, index)) {
+                    return Ok(h);
+                }
+                let t = txn.open_table(index::NODES)?;
+                return t
+                    .get(index::node_key(level, index))?
+                    .map(|g| g.value())
+                    .ok_or_else(|| {
+                        StoreError::Corrupt(format!("index lacks Merkle node {level}/{index}"))
+                    });
             }
-            let t = txn.open_table(index::NODES)?;
-            return t
-                .get(index::node_key(level, index))?
-                .map(|g| g.value())
-                .ok_or_else(|| {
-                    StoreError::Corrupt(format!("index lacks Merkle node {level}/{index}"))
-                });
-        }
-        subtree_from_log(&self.shared, level, index)
+            subtree_from_log(&self.shared, level, index)
+        })
     }
 
     fn latest_checkpoint(&self) -> Result<SignedCheckpoint, StoreError> {
-        let (recent, txn) = self.shared.read_view()?;
-        if let Some((size, note)) = recent.checkpoints(0).pop() {
-            return Ok(SignedCheckpoint {
-                size,
-                note: note.clone(),
-            });
-        }
-        let t = txn.open_table(index::CHECKPOINTS)?;
-        let (k, v) = t
-            .last()?
-            .ok_or_else(|| StoreError::Corrupt("no checkpoint is stored".into()))?;
-        Ok(SignedCheckpoint {
-            size: k.value(),
-            note: v.value().to_string(),
+        index_guard(|| {
+            let (recent, txn) = self.shared.read_view()?;
+            if let Some((size, note)) = recent.checkpoints(0).pop() {
+                return Ok(SignedCheckpoint {
+                    size,
+                    note: note.clone(),
+                });
+            }
+            let t = txn.open_table(index::CHECKPOINTS)?;
+            let (k, v) = t
+                .last()?
+                .ok_or_else(|| StoreError::Corrupt("no checkpoint is stored".into()))?;
+            Ok(SignedCheckpoint {
+                size: k.value(),
+                note: v.value().to_string(),
+            })
         })
     }
 
@@ -1197,27 +1229,29 @@ impl Store for FileStore {
         from_size: u64,
         limit: usize,
     ) -> Result<Vec<SignedCheckpoint>, StoreError> {
-        let (recent, txn) = self.shared.read_view()?;
-        let t = txn.open_table(index::CHECKPOINTS)?;
-        let mut out = Vec::new();
-        for r in t.range(from_size..)?.take(limit) {
-            let (k, v) = r?;
-            out.push(SignedCheckpoint {
-                size: k.value(),
-                note: v.value().to_string(),
-            });
-        }
-        // Flushed checkpoints all precede those still in memory.
-        for (size, note) in recent.checkpoints(from_size) {
-            if out.len() >= limit {
-                break;
+        index_guard(|| {
+            let (recent, txn) = self.shared.read_view()?;
+            let t = txn.open_table(index::CHECKPOINTS)?;
+            let mut out = Vec::new();
+            for r in t.range(from_size..)?.take(limit) {
+                let (k, v) = r?;
+                out.push(SignedCheckpoint {
+                    size: k.value(),
+                    note: v.value().to_string(),
+                });
             }
-            out.push(SignedCheckpoint {
-                size,
-                note: note.clone(),
-            });
-        }
-        Ok(out)
+            // Flushed checkpoints all precede those still in memory.
+            for (size, note) in recent.checkpoints(from_size) {
+                if out.len() >= limit {
+                    break;
+                }
+                out.push(SignedCheckpoint {
+                    size,
+                    note: note.clone(),
+                });
+            }
+            Ok(out)
+        })
     }
 }
 

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use redb::{Durability, ReadableDatabase};
 
-use super::file::{Segment, Shared, log_dir, scan_entries, sync_dir};
+use super::file::{Segment, Shared, index_guard, log_dir, scan_entries, sync_dir};
 use super::index::{self, InMemory, Recent, Tables};
 use super::{Receipt, StoreError};
 use crate::checkpoint::{Checkpoint, SigningKey};
@@ -140,16 +140,20 @@ fn write_generation(
         .io
         .sync(checkpoints, &checkpoints_path(shared))
         .map_err(StoreError::io("fsync checkpoints.log"))?;
-    let mut txn = shared.db.begin_write()?;
-    txn.set_durability(Durability::Immediate)?;
-    {
-        let mut t = Tables::open(&txn)?;
-        generation.write_to(&mut t)?;
-    }
+    let txn = index_guard(|| {
+        let mut txn = shared.db.begin_write()?;
+        txn.set_durability(Durability::Immediate)?;
+        {
+            let mut t = Tables::open(&txn)?;
+            generation.write_to(&mut t)?;
+        }
+        Ok(txn)
+    })?;
     // Commit and drop under the write lock: a reader sees each entry either in
-    // memory or in a read transaction begun after the commit, never in neither.
+    // memory or in a read transaction begun after the commit, never in neither. (A
+    // panic in redb is caught inside, so it never poisons the lock.)
     let mut memory = shared.recent.write().expect("lock");
-    txn.commit()?;
+    index_guard(|| txn.commit().map_err(StoreError::from))?;
     memory.flushing = None;
     Ok(())
 }
@@ -293,7 +297,7 @@ impl WriterState {
         let mut fresh: HashMap<&str, (u64, Hash, &[u8]), foldhash::fast::RandomState> =
             HashMap::default();
         for req in batch {
-            let plans = match self.plan(req, &fresh, base) {
+            let plans = match index_guard(|| self.plan(req, &fresh, base)) {
                 Ok(p) => p,
                 Err(e @ StoreError::Conflict { .. }) => {
                     results.push(Err(e));

@@ -336,27 +336,6 @@ fn redact(url: &str) -> String {
         .join(" ")
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn no_password_reaches_a_message() {
-        for url in [
-            "postgres://ledger:s3cret@db:5432/ledger",
-            "postgres://ledger:s3cret@db:99999999/ledger",
-            "postgres://ledger:s3cret@[::1/ledger",
-            "host=db user=ledger password=s3cret port=nope",
-            "postgres://:s3cret@db/ledger",
-        ] {
-            assert!(!redact(url).contains("s3cret"), "{}", redact(url));
-            if let Err(e) = parse_url(url) {
-                assert!(!e.to_string().contains("s3cret"), "{e}");
-            }
-        }
-    }
-}
-
 impl Store for PgStore {
     fn info(&self) -> &LedgerInfo {
         &self.shared.info
@@ -1014,5 +993,26 @@ impl Writer {
         }
         self.shared.size.store(size, Ordering::Release);
         Ok(results)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn no_password_reaches_a_message() {
+        for url in [
+            "postgres://ledger:s3cret@db:5432/ledger",
+            "postgres://ledger:s3cret@db:99999999/ledger",
+            "postgres://ledger:s3cret@[::1/ledger",
+            "host=db user=ledger password=s3cret port=nope",
+            "postgres://:s3cret@db/ledger",
+        ] {
+            assert!(!redact(url).contains("s3cret"), "{}", redact(url));
+            if let Err(e) = parse_url(url) {
+                assert!(!e.to_string().contains("s3cret"), "{e}");
+            }
+        }
     }
 }

@@ -61,6 +61,24 @@ pub struct ServerConfig {
     /// fsynced) on its own, as a naive server would; the default `"group"` lets
     /// concurrent requests share a commit. For benchmarks of what group commit buys.
     pub commit_per_request: bool,
+    /// A connection must finish its TLS handshake, and then each request's head
+    /// (request line and headers), within this time of starting it; else it is closed.
+    /// Slow-header clients cannot hold connections open.
+    pub header_read_timeout: Duration,
+    /// A connection with no request in progress and no bytes moving for this long is
+    /// closed (a response the client stops reading counts as idle too; it is cut after
+    /// twice this). Streams send a comment at least every third of it, so a quiet
+    /// stream is never idle.
+    pub idle_timeout: Duration,
+    /// Connections served at once. At the cap the server stops accepting until one
+    /// closes (new clients wait in the listen queue; nobody gets an error). Lowered at
+    /// start to fit the process's file-descriptor limit.
+    pub max_connections: usize,
+    /// `GET /v1/stream` clients at once; 503 with Retry-After beyond.
+    pub max_stream_clients: usize,
+    /// Streams replaying from the log at once (started, or resumed, more than a chunk
+    /// behind the newest entry), until they catch up; 503 with Retry-After beyond.
+    pub max_replaying_streams: usize,
 }
 
 /// TLS material.
@@ -108,6 +126,11 @@ struct RawServer {
     request_timeout_seconds: Option<u64>,
     sweep_interval_seconds: Option<u64>,
     commit: Option<String>,
+    header_read_timeout_seconds: Option<u64>,
+    idle_timeout_seconds: Option<u64>,
+    max_connections: Option<usize>,
+    max_stream_clients: Option<usize>,
+    max_replaying_streams: Option<usize>,
 }
 
 #[derive(Deserialize, Default)]
@@ -138,6 +161,16 @@ pub const DEFAULT_LISTEN: &str = "127.0.0.1:7070";
 pub const DEFAULT_MAX_BODY_BYTES: usize = 8 * 1024 * 1024;
 /// Events per batch.
 pub const DEFAULT_MAX_BATCH_EVENTS: usize = 10_000;
+/// Seconds to finish a TLS handshake, and a request's head.
+pub const DEFAULT_HEADER_READ_TIMEOUT_SECONDS: u64 = 10;
+/// Seconds a connection may sit idle.
+pub const DEFAULT_IDLE_TIMEOUT_SECONDS: u64 = 60;
+/// Connections at once (lowered at start to fit the file-descriptor limit).
+pub const DEFAULT_MAX_CONNECTIONS: usize = 4096;
+/// Stream clients at once.
+pub const DEFAULT_MAX_STREAM_CLIENTS: usize = 1024;
+/// Streams replaying from the log at once.
+pub const DEFAULT_MAX_REPLAYING_STREAMS: usize = 16;
 
 impl ServerConfig {
     /// The configuration of the ledger in `dir`: `file` if given (it must exist),
@@ -198,7 +231,40 @@ impl ServerConfig {
                 )));
             }
         };
+        let seconds = |name: &str, v: Option<u64>, default: u64| match v {
+            Some(0) => Err(invalid(format!("{name} must be at least 1"))),
+            Some(n) if n > 86_400 => Err(invalid(format!(
+                "{name} = {n} is more than a day; give at most 86400"
+            ))),
+            Some(n) => Ok(Duration::from_secs(n)),
+            None => Ok(Duration::from_secs(default)),
+        };
         Ok(ServerConfig {
+            header_read_timeout: seconds(
+                "server.header_read_timeout_seconds",
+                raw.server.header_read_timeout_seconds,
+                DEFAULT_HEADER_READ_TIMEOUT_SECONDS,
+            )?,
+            idle_timeout: seconds(
+                "server.idle_timeout_seconds",
+                raw.server.idle_timeout_seconds,
+                DEFAULT_IDLE_TIMEOUT_SECONDS,
+            )?,
+            max_connections: positive(
+                "server.max_connections",
+                raw.server.max_connections,
+                DEFAULT_MAX_CONNECTIONS,
+            )?,
+            max_stream_clients: positive(
+                "server.max_stream_clients",
+                raw.server.max_stream_clients,
+                DEFAULT_MAX_STREAM_CLIENTS,
+            )?,
+            max_replaying_streams: positive(
+                "server.max_replaying_streams",
+                raw.server.max_replaying_streams,
+                DEFAULT_MAX_REPLAYING_STREAMS,
+            )?,
             commit_per_request,
             listen,
             tls,
@@ -288,6 +354,38 @@ mod tests {
         assert_eq!(c.listen.to_string(), DEFAULT_LISTEN);
         assert_eq!(c.tokens_file, d.path().join("tokens.json"));
         assert!(c.check_transport().is_ok());
+        assert_eq!(c.header_read_timeout, Duration::from_secs(10));
+        assert_eq!(c.idle_timeout, Duration::from_secs(60));
+        assert_eq!(c.max_connections, DEFAULT_MAX_CONNECTIONS);
+    }
+
+    #[test]
+    fn connection_limits_are_read_and_checked() {
+        let d = tempfile::tempdir().unwrap();
+        let f = d.path().join(FILE_NAME);
+        std::fs::write(
+            &f,
+            "[server]\nheader_read_timeout_seconds = 3\nidle_timeout_seconds = 20\n\
+             max_connections = 500\nmax_stream_clients = 50\nmax_replaying_streams = 2\n",
+        )
+        .unwrap();
+        let c = ServerConfig::load(d.path(), None).unwrap();
+        assert_eq!(c.header_read_timeout, Duration::from_secs(3));
+        assert_eq!(c.idle_timeout, Duration::from_secs(20));
+        assert_eq!(
+            (
+                c.max_connections,
+                c.max_stream_clients,
+                c.max_replaying_streams
+            ),
+            (500, 50, 2)
+        );
+        std::fs::write(&f, "[server]\nheader_read_timeout_seconds = 0\n").unwrap();
+        let e = ServerConfig::load(d.path(), None).unwrap_err().to_string();
+        assert!(e.contains("server.header_read_timeout_seconds"), "{e}");
+        std::fs::write(&f, "[server]\nmax_connections = 0\n").unwrap();
+        let e = ServerConfig::load(d.path(), None).unwrap_err().to_string();
+        assert!(e.contains("server.max_connections"), "{e}");
     }
 
     #[test]

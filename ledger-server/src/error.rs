@@ -1,8 +1,18 @@
 //! The one error shape of the API: a status and a JSON body saying what was wrong.
 
 use axum::http::StatusCode;
+use axum::http::header::RETRY_AFTER;
 use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
+
+/// Seconds a client is asked to wait after a store failure before retrying.
+const RETRY_STORE_SECONDS: u32 = 5;
+/// Seconds a client is asked to wait when another server or the database may answer soon.
+const RETRY_SOON_SECONDS: u32 = 1;
+/// What a 503 of the store says: the particulars are logged, never returned (they may
+/// name files, hosts, users or worse).
+pub(crate) const STORE_UNAVAILABLE: &str = "the store is unavailable; retry later (retrying the same events is safe: \
+     a recorded one gets its original receipt)";
 
 /// An API failure. `code` is a stable, short reason (also the `reason` label of the
 /// rejected-requests metric); `message` is for people.
@@ -16,6 +26,8 @@ pub struct ApiError {
     pub message: String,
     /// Particulars (e.g. one entry per bad event of a batch).
     pub details: Option<Value>,
+    /// Seconds for the `Retry-After` header (503s).
+    pub retry_after: Option<u32>,
 }
 
 /// Put in a response's extensions so the metrics layer can count rejections by reason.
@@ -30,6 +42,7 @@ impl ApiError {
             code,
             message: message.into(),
             details: None,
+            retry_after: None,
         }
     }
 
@@ -63,14 +76,29 @@ impl ApiError {
         Self::new(StatusCode::UNPROCESSABLE_ENTITY, code, message)
     }
 
-    /// 503.
+    /// 503, with `Retry-After: 1`.
     pub fn unavailable(message: impl Into<String>) -> Self {
         Self::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", message)
+            .retry_after(RETRY_SOON_SECONDS)
     }
 
-    /// 500: the message is logged, not returned (it may name files).
+    /// 503 with its own code, asking the client to come back in `seconds`.
+    pub fn busy(code: &'static str, message: impl Into<String>, seconds: u32) -> Self {
+        Self::new(StatusCode::SERVICE_UNAVAILABLE, code, message).retry_after(seconds)
+    }
+
+    /// With a `Retry-After` of `seconds`.
+    pub fn retry_after(mut self, seconds: u32) -> Self {
+        self.retry_after = Some(seconds);
+        self
+    }
+
+    /// 500: the message is logged (secrets masked), not returned (it may name files).
     pub fn internal(message: impl std::fmt::Display) -> Self {
-        eprintln!("ledger serve: internal error: {message}");
+        eprintln!(
+            "ledger serve: internal error: {}",
+            redact(&message.to_string())
+        );
         Self::new(
             StatusCode::INTERNAL_SERVER_ERROR,
             "internal",
@@ -87,18 +115,103 @@ impl ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
+        // No answer carries a connection string or a password, whatever put it there.
         let mut body = json!({
             "status": self.status.as_u16(),
             "code": self.code,
-            "message": self.message,
+            "message": redact(&self.message),
         });
-        if let Some(d) = self.details {
+        if let Some(mut d) = self.details {
+            redact_json(&mut d);
             body["details"] = d;
         }
         let mut r = (self.status, axum::Json(json!({ "error": body }))).into_response();
+        if let Some(s) = self.retry_after {
+            r.headers_mut().insert(RETRY_AFTER, s.into());
+        }
         r.extensions_mut().insert(RejectReason(self.code));
         r
     }
+}
+
+/// `text` with the secrets a database error may carry masked: the password of a URL
+/// (`postgres://user:secret@host` → `postgres://user:***@host`) and `password=…` /
+/// `PGPASSWORD=…` settings (`password=***`). For log lines and, as a safety net,
+/// every answer.
+pub fn redact(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    // URL passwords: `scheme://user:password@`.
+    while let Some(i) = rest.find("://") {
+        let (head, tail) = rest.split_at(i + 3);
+        out.push_str(head);
+        let end = tail
+            .find(|c: char| c.is_whitespace() || matches!(c, '"' | '\'' | '>'))
+            .unwrap_or(tail.len());
+        // The last `@` of the word: a password may hold `/` or `@`; masking too much
+        // of a URL is harmless.
+        let authority = &tail[..end];
+        match (authority.rfind('@'), authority.find(':')) {
+            (Some(at), Some(colon)) if colon < at => {
+                out.push_str(&authority[..colon]);
+                out.push_str(":***");
+                out.push_str(&authority[at..]);
+            }
+            _ => out.push_str(authority),
+        }
+        rest = &tail[end..];
+    }
+    out.push_str(rest);
+    // Key-value settings.
+    let lower = out.to_ascii_lowercase();
+    let mut masked = String::with_capacity(out.len());
+    let mut last = 0;
+    let mut from = 0;
+    while let Some(k) = lower[from..].find("password") {
+        let start = from + k + "password".len();
+        from = start;
+        let after = &out[start..];
+        let sep = after.len() - after.trim_start_matches([' ', '=', ':']).len();
+        if sep == 0 || !after[..sep].contains(['=', ':']) {
+            continue;
+        }
+        let value_start = start + sep;
+        let value = &out[value_start..];
+        let value_len = match value.chars().next() {
+            Some(q @ ('\'' | '"')) => value[1..].find(q).map_or(value.len(), |e| e + 2),
+            _ => value
+                .find(|c: char| c.is_whitespace() || matches!(c, ',' | ';' | ')'))
+                .unwrap_or(value.len()),
+        };
+        if value_len == 0 {
+            continue;
+        }
+        masked.push_str(&out[last..value_start]);
+        masked.push_str("***");
+        last = value_start + value_len;
+        from = last;
+    }
+    masked.push_str(&out[last..]);
+    masked
+}
+
+fn redact_json(v: &mut Value) {
+    match v {
+        Value::String(s) => {
+            let r = redact(s);
+            if r != *s {
+                *s = r;
+            }
+        }
+        Value::Array(a) => a.iter_mut().for_each(redact_json),
+        Value::Object(m) => m.values_mut().for_each(redact_json),
+        _ => {}
+    }
+}
+
+/// Logs why the store failed, secrets masked.
+pub(crate) fn log_store_failure(e: &ledger_core::StoreError) {
+    eprintln!("ledger serve: the store failed: {}", redact(&e.to_string()));
 }
 
 impl From<ledger_core::StoreError> for ApiError {
@@ -111,16 +224,36 @@ impl From<ledger_core::StoreError> for ApiError {
                 format!("event id {id:?} is already recorded at seq {seq} with different content"),
             ),
             E::OutOfRange(m) => ApiError::bad_request("out_of_range", m),
-            E::Database(why) => {
-                ApiError::unavailable(format!("the database failed ({why}); retry"))
+            // Another server holds the writer lease, or the database is unreachable:
+            // soon, here or elsewhere.
+            e @ (E::Database(_) | E::Unavailable(_)) => {
+                log_store_failure(&e);
+                ApiError::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "unavailable",
+                    STORE_UNAVAILABLE,
+                )
+                .retry_after(RETRY_SOON_SECONDS)
             }
-            E::Unavailable(why) => ApiError::unavailable(format!(
-                "{why}; nothing was recorded: retry (here or at another server)"
-            )),
-            E::Poisoned => ApiError::unavailable(
-                "the store stopped accepting appends after a failed write; the operator must restart the server",
-            ),
-            other => ApiError::internal(other),
+            // A failed write or fsync (a full disk), or the index: this request failed
+            // and the writer stopped (poisoned), like every append after it.
+            e @ (E::Io { .. } | E::Index(_)) => {
+                log_store_failure(&e);
+                ApiError::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "unavailable",
+                    STORE_UNAVAILABLE,
+                )
+                .retry_after(RETRY_STORE_SECONDS)
+            }
+            E::Poisoned => ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "unavailable",
+                "the store stopped accepting appends after a failed write; retry later \
+                 (the operator must restart the server to recover)",
+            )
+            .retry_after(RETRY_STORE_SECONDS),
+            other => ApiError::internal(redact(&other.to_string())),
         }
     }
 }
@@ -128,5 +261,102 @@ impl From<ledger_core::StoreError> for ApiError {
 impl From<ledger_core::projection::ProjectionError> for ApiError {
     fn from(e: ledger_core::projection::ProjectionError) -> Self {
         ApiError::internal(e)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ledger_core::StoreError;
+
+    async fn body_of(e: ApiError) -> (StatusCode, Option<String>, String) {
+        let r = e.into_response();
+        let status = r.status();
+        let retry = r
+            .headers()
+            .get(RETRY_AFTER)
+            .map(|v| v.to_str().unwrap().to_string());
+        let bytes = axum::body::to_bytes(r.into_body(), 1 << 20).await.unwrap();
+        (status, retry, String::from_utf8(bytes.to_vec()).unwrap())
+    }
+
+    fn run<T>(f: impl std::future::Future<Output = T>) -> T {
+        tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap()
+            .block_on(f)
+    }
+
+    #[test]
+    fn store_failures_are_503_with_retry_after_and_a_generic_body() {
+        let secret = "postgres://ledger:s3cr3t-pw@db.internal:5432/ledger";
+        for e in [
+            StoreError::Io {
+                context: "write /var/lib/ledger/log/00000000.seg".into(),
+                source: std::io::Error::from_raw_os_error(28),
+            },
+            StoreError::Poisoned,
+            StoreError::Database(format!("connect {secret}: password authentication failed")),
+            StoreError::Unavailable(format!("no lease; {secret} password=hunter2")),
+        ] {
+            let shown = e.to_string();
+            let (status, retry, body) = run(body_of(ApiError::from(e)));
+            assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{shown}: {body}");
+            assert!(retry.is_some(), "{shown}: no Retry-After");
+            for leak in [
+                "s3cr3t",
+                "hunter2",
+                "postgres://",
+                "db.internal",
+                "/var/lib",
+                ".seg",
+            ] {
+                assert!(
+                    !body.contains(leak),
+                    "{shown}: the body shows {leak}: {body}"
+                );
+            }
+            assert!(body.contains("retry"), "{body}");
+        }
+    }
+
+    #[test]
+    fn a_store_that_cannot_be_opened_is_reported_without_its_password() {
+        let e = crate::ServeError::from(StoreError::Database(
+            "connect postgres://ledger:s3cr3t@db/x: refused".into(),
+        ));
+        let shown = e.to_string();
+        assert!(
+            !shown.contains("s3cr3t") && shown.contains("refused"),
+            "{shown}"
+        );
+        assert!(std::error::Error::source(&e).is_none());
+    }
+
+    #[test]
+    fn secrets_are_masked_in_any_message() {
+        assert_eq!(
+            redact("error connecting to postgres://ledger:s3cr3t@db:5432/x (timeout)"),
+            "error connecting to postgres://ledger:***@db:5432/x (timeout)"
+        );
+        assert_eq!(
+            redact("host=db user=ledger password=s3cr3t dbname=x"),
+            "host=db user=ledger password=*** dbname=x"
+        );
+        assert_eq!(redact("PGPASSWORD='a b c' psql"), "PGPASSWORD=*** psql");
+        assert_eq!(
+            redact("password authentication failed for user \"ledger\""),
+            "password authentication failed for user \"ledger\""
+        );
+        assert_eq!(redact("https://example.org/x"), "https://example.org/x");
+        assert_eq!(
+            redact("url \"postgres://u:pa/s@s@h/d?x=1\" failed"),
+            "url \"postgres://u:***@h/d?x=1\" failed"
+        );
+        let (_, _, body) = run(body_of(ApiError::bad_request(
+            "bad",
+            "see postgresql://u:pw@h/d",
+        )));
+        assert!(!body.contains(":pw@"), "{body}");
     }
 }

@@ -8,6 +8,7 @@
 
 pub mod auth;
 pub mod config;
+mod conn;
 mod error;
 pub mod mappers;
 mod metrics;
@@ -36,9 +37,10 @@ pub enum ServeError {
     /// The configuration is unusable.
     #[error(transparent)]
     Config(#[from] config::ConfigError),
-    /// The store could not be opened.
-    #[error(transparent)]
-    Store(#[from] ledger_core::StoreError),
+    /// The store could not be opened. Shown with a database password masked, and
+    /// not as a `source` (which would show it whole).
+    #[error("{}", error::redact(&.0.to_string()))]
+    Store(ledger_core::StoreError),
     /// The projection could not be loaded.
     #[error(transparent)]
     Projection(#[from] ledger_core::projection::ProjectionError),
@@ -56,6 +58,12 @@ pub enum ServeError {
     /// Listening or serving failed.
     #[error("{0}")]
     Net(String),
+}
+
+impl From<ledger_core::StoreError> for ServeError {
+    fn from(e: ledger_core::StoreError) -> Self {
+        ServeError::Store(e)
+    }
 }
 
 /// The key of the keyed pseudonyms: read from its file, or made (random, mode 0600)
@@ -142,7 +150,7 @@ pub async fn serve(
         tokio::task::spawn_blocking(move || -> Result<_, ServeError> {
             let (store, report) = ledger_pg::engine::open(&dir)?;
             for line in report {
-                eprintln!("ledger serve: {line}");
+                eprintln!("ledger serve: {}", error::redact(&line));
             }
             let store = Arc::new(store);
             let (p, h) = projector::Projector::start(store.clone(), dir, policy, metrics, sweep)?;
@@ -151,12 +159,23 @@ pub async fn serve(
         .await
         .map_err(|e| ServeError::Net(e.to_string()))??
     };
+    let (max_connections, lowered) = conn::fit_to_fd_limit(config.max_connections);
+    if let Some(why) = lowered {
+        eprintln!("ledger serve: {why}");
+    }
+    let limits = conn::Limits {
+        header_read: config.header_read_timeout,
+        idle: config.idle_timeout,
+        max_connections,
+        drain: config.request_timeout + std::time::Duration::from_secs(5),
+    };
     let state = routes::AppState(Arc::new(routes::Inner {
         store: store.clone(),
         projector: projector.clone(),
         auth,
         pseudonymizer: mappers::Pseudonymizer::new(key),
-        metrics,
+        metrics: metrics.clone(),
+        streams: routes::StreamLimits::new(&config),
         config,
         shutting_down: AtomicBool::new(false),
         commit_lock: tokio::sync::Mutex::new(()),
@@ -166,29 +185,19 @@ pub async fn serve(
     let shutdown = async move {
         shutdown.await;
         draining.shutting_down.store(true, Ordering::SeqCst);
+        // Streams end at their next step, so their connections can close.
+        draining.projector.nudge();
     };
-    let result = match tls {
-        None => {
-            on_listening(format!("http://{addr}"));
-            axum::serve(listener, app)
-                .with_graceful_shutdown(shutdown)
-                .await
-        }
-        Some(acceptor) => {
-            let listener = tls::TlsListener::new(listener, acceptor)
-                .map_err(|e| ServeError::Net(e.to_string()))?;
-            on_listening(format!("https://{addr}"));
-            axum::serve(listener, app)
-                .with_graceful_shutdown(shutdown)
-                .await
-        }
-    }
-    .map_err(|e| ServeError::Net(e.to_string()));
+    on_listening(match tls {
+        None => format!("http://{addr}"),
+        Some(_) => format!("https://{addr}"),
+    });
+    conn::serve(listener, tls, app, limits, metrics, shutdown).await;
     projector.stop();
     let _ = tokio::task::spawn_blocking(move || {
         let _ = projector_thread.join();
         store.close();
     })
     .await;
-    result
+    Ok(())
 }

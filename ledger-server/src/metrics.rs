@@ -24,6 +24,10 @@ pub struct Metrics {
     channel_events: Family<Labels, Counter>,
     verdicts: Family<Labels, Gauge>,
     verdict_changes: Family<Labels, Counter>,
+    connections: Gauge,
+    connections_closed: Family<Labels, Counter>,
+    stream_clients: Gauge,
+    replaying_streams: Gauge,
 }
 
 impl Default for Metrics {
@@ -37,6 +41,30 @@ impl Default for Metrics {
         let channel_events = Family::<Labels, Counter>::default();
         let verdicts = Family::<Labels, Gauge>::default();
         let verdict_changes = Family::<Labels, Counter>::default();
+        let connections = Gauge::default();
+        let connections_closed = Family::<Labels, Counter>::default();
+        let stream_clients = Gauge::default();
+        let replaying_streams = Gauge::default();
+        registry.register(
+            "open_connections",
+            "Client connections open now (at most server.max_connections)",
+            connections.clone(),
+        );
+        registry.register(
+            "connections_closed",
+            "Client connections closed, by why: done, idle, header_timeout, handshake_timeout, handshake_failed, error",
+            connections_closed.clone(),
+        );
+        registry.register(
+            "stream_clients",
+            "GET /v1/stream clients connected now",
+            stream_clients.clone(),
+        );
+        registry.register(
+            "replaying_streams",
+            "Streams replaying from the log now (not yet caught up)",
+            replaying_streams.clone(),
+        );
         registry.register(
             "appended_events",
             "Events appended (new entries)",
@@ -87,6 +115,10 @@ impl Default for Metrics {
             channel_events,
             verdicts,
             verdict_changes,
+            connections,
+            connections_closed,
+            stream_clients,
+            replaying_streams,
         }
     }
 }
@@ -135,6 +167,29 @@ impl Metrics {
         self.verdict_changes
             .get_or_create(&vec![("to".into(), to.name().into())])
             .inc();
+    }
+
+    /// A connection was accepted.
+    pub fn connection_opened(&self) {
+        self.connections.inc();
+    }
+
+    /// A connection closed, for this reason.
+    pub fn connection_closed(&self, reason: &str) {
+        self.connections.dec();
+        self.connections_closed
+            .get_or_create(&vec![("reason".into(), reason.into())])
+            .inc();
+    }
+
+    /// The gauge of stream clients.
+    pub fn stream_clients(&self) -> &Gauge {
+        &self.stream_clients
+    }
+
+    /// The gauge of replaying streams.
+    pub fn replaying_streams(&self) -> &Gauge {
+        &self.replaying_streams
     }
 
     /// The text exposition.

@@ -13,7 +13,7 @@ use utoipa::{Modify, OpenApi, ToSchema};
         description = "The message-accountability ledger's HTTP API: report events, ask about messages, fetch checkpoints and proofs to verify the log without trusting the server. Every endpoint but /healthz and /readyz needs `Authorization: Bearer <token>` (a static token from `ledger token create`, or a Maskinporten-shaped JWT). Errors are `ErrorBody`.",
         license(name = "Apache-2.0")
     ),
-    components(schemas(ErrorBody, ErrorDetail, Receipt, Receipts)),
+    components(schemas(ErrorBody, ErrorDetail, Receipt, Receipts, ChannelReceipts, ItemResult)),
     modifiers(&Bearer),
     tags(
         (name = "report", description = "Reporting events (scope ledger:write)"),
@@ -86,8 +86,46 @@ pub(crate) struct Receipt {
 #[allow(dead_code)]
 pub(crate) struct Receipts {
     receipts: Vec<Receipt>,
-    /// Channel events only: events that carried no fact (subscription checks).
-    skipped: Option<u64>,
+}
+
+/// What became of each item of a channel body (CloudEvents, eFormidling records):
+/// what maps is recorded whatever else the body holds.
+#[derive(ToSchema)]
+#[allow(dead_code)]
+pub(crate) struct ChannelReceipts {
+    /// Receipts of the recorded items, in order (after the durable commit).
+    receipts: Vec<Receipt>,
+    /// One per item of the body, in order.
+    results: Vec<ItemResult>,
+    /// Items recorded.
+    recorded: u64,
+    /// Items that carry nothing to record (see `results`).
+    ignored: u64,
+    /// Malformed items (see `results`).
+    rejected: u64,
+    /// The same as `ignored` (kept for earlier clients).
+    skipped: u64,
+}
+
+/// One item of a channel body.
+#[derive(ToSchema)]
+#[allow(dead_code)]
+pub(crate) struct ItemResult {
+    /// Its position in the body (0 for a single object).
+    index: u64,
+    /// `recorded`; `ignored`: a type that carries no message fact (Altinn attachment
+    /// events, the subscription check, the eFormidling ping: `unsupported_type`) or one
+    /// this server does not map (`unknown_type`), counted in
+    /// `ledger_channel_events_total`; `rejected`: malformed, never recordable
+    /// (`missing_field`, `bad_field`, `not_cloudevent`, `not_status_record`,
+    /// `invalid_event`, `conflict`).
+    outcome: String,
+    /// `recorded`: the receipt.
+    receipt: Option<Receipt>,
+    /// `ignored` and `rejected`: the reason code.
+    reason: Option<String>,
+    /// `ignored` and `rejected`: what and why, for people.
+    message: Option<String>,
 }
 
 #[cfg(test)]

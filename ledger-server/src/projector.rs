@@ -190,6 +190,32 @@ impl Projector {
         cv.notify_one();
     }
 
+    /// Wakes every stream (e.g. at shutdown, so it can see the flag and end).
+    pub fn nudge(&self) {
+        self.version.send_modify(|v| *v += 1);
+    }
+
+    /// Waits until the live state covers at least `n` entries (every entry below seq
+    /// `n`), at most `wait`; the covered count at the end, reached or not.
+    pub async fn wait_covered(&self, n: u64, wait: Duration) -> u64 {
+        let deadline = tokio::time::Instant::now() + wait;
+        let mut rx = self.subscribe();
+        loop {
+            rx.borrow_and_update();
+            let covered = self.covered();
+            if covered >= n {
+                return covered;
+            }
+            // Appends here wake the projector at once; make sure it is awake for ones
+            // that reached the store another way (another server on PostgreSQL).
+            self.wake();
+            match tokio::time::timeout_at(deadline, rx.changed()).await {
+                Ok(Ok(())) => {}
+                Ok(Err(_)) | Err(_) => return self.covered(),
+            }
+        }
+    }
+
     /// A receiver that changes whenever the covered size or the changes move on.
     pub fn subscribe(&self) -> tokio::sync::watch::Receiver<u64> {
         self.version.subscribe()

@@ -1,23 +1,15 @@
 //! TLS for `ledger serve`: rustls (ring), the certificate chain and key from PEM files.
-//! Handshakes run in their own tasks, so a slow or failing client never holds up
-//! the others; finished connections reach the server through a channel.
+//! Handshakes run in each connection's own task (`conn`), within the header-read
+//! timeout, so a slow or failing client never holds up the others.
 
-use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Duration;
 
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
-use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::mpsc;
 use tokio_rustls::TlsAcceptor;
-use tokio_rustls::server::TlsStream;
 
 use crate::ServeError;
 use crate::config::TlsConfig;
-
-/// How long a client may take to finish its handshake.
-const HANDSHAKE: Duration = Duration::from_secs(10);
 
 /// The acceptor for the configured certificate and key; errors name the file.
 pub(crate) fn acceptor(c: &TlsConfig) -> Result<TlsAcceptor, ServeError> {
@@ -44,61 +36,4 @@ pub(crate) fn acceptor(c: &TlsConfig) -> Result<TlsAcceptor, ServeError> {
     .map_err(|e| bad(&c.key, format!("does not fit the certificate: {e}")))?;
     config.alpn_protocols = vec![b"http/1.1".to_vec()];
     Ok(TlsAcceptor::from(Arc::new(config)))
-}
-
-/// A listener of finished TLS connections.
-pub(crate) struct TlsListener {
-    ready: mpsc::Receiver<(TlsStream<TcpStream>, SocketAddr)>,
-    local: SocketAddr,
-}
-
-impl TlsListener {
-    /// Accepts on `tcp` and shakes hands in the background.
-    pub(crate) fn new(tcp: TcpListener, acceptor: TlsAcceptor) -> std::io::Result<TlsListener> {
-        let local = tcp.local_addr()?;
-        let (tx, ready) = mpsc::channel(256);
-        tokio::spawn(async move {
-            loop {
-                let (sock, addr) = match tcp.accept().await {
-                    Ok(x) => x,
-                    Err(e) => {
-                        // Out of file descriptors and the like: wait, do not spin.
-                        eprintln!("ledger serve: accept: {e}");
-                        tokio::time::sleep(Duration::from_millis(100)).await;
-                        continue;
-                    }
-                };
-                let _ = sock.set_nodelay(true);
-                if tx.is_closed() {
-                    return;
-                }
-                let (acceptor, tx) = (acceptor.clone(), tx.clone());
-                tokio::spawn(async move {
-                    // A failed handshake has nothing to serve; the client sees the alert.
-                    if let Ok(Ok(stream)) =
-                        tokio::time::timeout(HANDSHAKE, acceptor.accept(sock)).await
-                    {
-                        let _ = tx.send((stream, addr)).await;
-                    }
-                });
-            }
-        });
-        Ok(TlsListener { ready, local })
-    }
-}
-
-impl axum::serve::Listener for TlsListener {
-    type Io = TlsStream<TcpStream>;
-    type Addr = SocketAddr;
-
-    async fn accept(&mut self) -> (Self::Io, Self::Addr) {
-        match self.ready.recv().await {
-            Some(x) => x,
-            None => std::future::pending().await,
-        }
-    }
-
-    fn local_addr(&self) -> std::io::Result<Self::Addr> {
-        Ok(self.local)
-    }
 }

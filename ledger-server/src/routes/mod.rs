@@ -33,10 +33,30 @@ pub(crate) struct Inner {
     pub auth: Authenticator,
     pub pseudonymizer: Pseudonymizer,
     pub metrics: Arc<Metrics>,
+    pub streams: StreamLimits,
     pub config: ServerConfig,
     pub shutting_down: AtomicBool,
     /// Held around each append when `server.commit = "per_request"`.
     pub commit_lock: tokio::sync::Mutex<()>,
+}
+
+/// What bounds the streams: clients at once, replays at once, and log reads at once
+/// (so streams never take over tokio's blocking pool, which questions need too).
+pub(crate) struct StreamLimits {
+    pub clients: Arc<tokio::sync::Semaphore>,
+    pub replays: Arc<tokio::sync::Semaphore>,
+    pub reads: Arc<tokio::sync::Semaphore>,
+}
+
+impl StreamLimits {
+    pub fn new(c: &ServerConfig) -> StreamLimits {
+        let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+        StreamLimits {
+            clients: Arc::new(tokio::sync::Semaphore::new(c.max_stream_clients)),
+            replays: Arc::new(tokio::sync::Semaphore::new(c.max_replaying_streams)),
+            reads: Arc::new(tokio::sync::Semaphore::new(cores.max(2))),
+        }
+    }
 }
 
 /// Cheap to clone.

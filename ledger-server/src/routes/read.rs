@@ -2,9 +2,19 @@
 //! cursor (`GET /v1/messages`), reports (`GET /v1/reports/{kind}`) and counts
 //! (`GET /v1/stats`). The same engine as `ledger status|report|stats`, inside the
 //! tenant boundary.
+//!
+//! The projection follows the log a moment behind the appends, so every answer says
+//! what it reflects: the header `Ledger-Covered: N` (and the body's `covered`) — the
+//! entries below seq N. A client that must see its own receipt (seq S) asks with
+//! `?min_seq=S`: the answer waits until the projection covers S (at most
+//! `MIN_SEQ_WAIT_MAX`), else 503 with Retry-After.
+
+use std::time::Duration;
 
 use axum::Json;
 use axum::extract::{Path, Query, State};
+use axum::http::HeaderValue;
+use axum::http::header::HeaderName;
 use base64::Engine;
 use ledger_core::projection::{
     self, AnomalyKind, Evaluation, Evaluator, Filter, GroupBy, Instant, Verdict,
@@ -40,6 +50,48 @@ pub(crate) struct Params {
     kind: Option<String>,
     limit: Option<usize>,
     cursor: Option<String>,
+    /// Answer only once the projection covers this seq.
+    min_seq: Option<u64>,
+}
+
+/// The header of every answer to a question: the entries it reflects (those below this seq).
+pub(crate) const COVERED_HEADER: HeaderName = HeaderName::from_static("ledger-covered");
+/// The longest a question waits for `?min_seq=`.
+pub(crate) const MIN_SEQ_WAIT_MAX: Duration = Duration::from_secs(5);
+
+/// An answer to a question, with the header saying what it reflects.
+pub(crate) type Answer = ([(HeaderName, HeaderValue); 1], Json<Value>);
+
+fn answer(body: Value) -> Answer {
+    let covered = body["covered"].as_u64().unwrap_or(0);
+    ([(COVERED_HEADER, HeaderValue::from(covered))], Json(body))
+}
+
+/// Waits until the projection reflects the entry at `min_seq`, at most
+/// `MIN_SEQ_WAIT_MAX` (less if the request timeout is shorter); 503 if it does not.
+async fn await_min_seq(s: &AppState, min_seq: Option<u64>) -> Result<(), ApiError> {
+    let Some(seq) = min_seq else {
+        return Ok(());
+    };
+    let wait = MIN_SEQ_WAIT_MAX.min(s.config.request_timeout / 2);
+    let covered = s.projector.wait_covered(seq.saturating_add(1), wait).await;
+    if covered > seq {
+        return Ok(());
+    }
+    let size = s.store.size();
+    let why = if seq >= size {
+        format!("the log holds {size} entries, so no entry has seq {seq} yet")
+    } else {
+        format!("the projection covers the entries below seq {covered}")
+    };
+    Err(ApiError::busy(
+        "not_yet_covered",
+        format!(
+            "min_seq={seq}: not reflected after waiting {} ms ({why}); retry",
+            wait.as_millis()
+        ),
+        1,
+    ))
 }
 
 fn time_param(name: &str, v: &Option<String>) -> Result<Option<Instant>, ApiError> {
@@ -118,6 +170,8 @@ fn verdicts_of(list: &str) -> Result<Vec<Verdict>, ApiError> {
 pub(crate) struct When {
     as_of: Option<String>,
     now: Option<String>,
+    /// Answer only once the projection covers this seq.
+    min_seq: Option<u64>,
 }
 
 fn entry_json(bytes: &[u8]) -> Value {
@@ -129,19 +183,22 @@ fn entry_json(bytes: &[u8]) -> Value {
 #[utoipa::path(get, path = "/messages/{id}", tag = "ask",
     params(("id" = String, Path, description = "Message id"),
         ("as_of" = Option<String>, Query, description = "RFC 3339: answer with the entries recorded by then"),
-        ("now" = Option<String>, Query, description = "RFC 3339: judge deadlines at this time (default: the server's clock, or as_of)")),
-    responses((status = 200, description = "{message, covered, now, as_of, status, evaluation, facts, history}", body = Object),
-        (status = 401, description = "No or bad token", body = ErrorBody), (status = 403, description = "Missing scope", body = ErrorBody), (status = 404, description = "Unknown, or not the caller's organisation's message", body = ErrorBody)),
+        ("now" = Option<String>, Query, description = "RFC 3339: judge deadlines at this time (default: the server's clock, or as_of)"),
+        ("min_seq" = Option<u64>, Query, description = "Answer only once the projection reflects the entry at this seq (a receipt's seq): waits up to 5 s, else 503 with Retry-After")),
+    responses((status = 200, description = "{message, covered, now, as_of, status, evaluation, facts, history}", body = Object, headers(("Ledger-Covered" = u64, description = "The answer reflects the entries below this seq (the body's covered)"))),
+        (status = 401, description = "No or bad token", body = ErrorBody), (status = 403, description = "Missing scope", body = ErrorBody), (status = 404, description = "Unknown, or not the caller's organisation's message", body = ErrorBody),
+        (status = 503, description = "min_seq not reflected within 5 s (Retry-After)", body = ErrorBody)),
     security(("bearer" = [])))]
 pub(crate) async fn get_message(
     State(s): State<AppState>,
     Auth(p): Auth,
     Path(id): Path<String>,
     Query(w): Query<When>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Answer, ApiError> {
     let reach = tenant::message_reach(&p)?;
     let as_of = time_param("as_of", &w.as_of)?;
     let now = time_param("now", &w.now)?;
+    await_min_seq(&s, w.min_seq).await?;
     let st = s.clone();
     tokio::task::spawn_blocking(move || {
         let store = st.store.as_ref();
@@ -185,7 +242,7 @@ pub(crate) async fn get_message(
     })
     .await
     .map_err(ApiError::internal)?
-    .map(Json)
+    .map(answer)
 }
 
 /// Row order and cursor key: send time, then id.
@@ -221,15 +278,17 @@ fn decode_cursor(c: &str) -> Result<(i128, String), ApiError> {
         ("category" = Option<String>, Query), ("channel" = Option<String>, Query),
         ("since" = Option<String>, Query, description = "Sent at or after (RFC 3339)"), ("until" = Option<String>, Query, description = "Sent before"),
         ("now" = Option<String>, Query), ("limit" = Option<usize>, Query, description = "Page size, 1–1000 (100)"),
-        ("cursor" = Option<String>, Query, description = "next_cursor of the previous page")),
-    responses((status = 200, description = "{covered, now, total, items: [evaluation], next_cursor}", body = Object),
-        (status = 400, body = ErrorBody), (status = 401, description = "No or bad token", body = ErrorBody), (status = 403, description = "Missing scope", body = ErrorBody)),
+        ("cursor" = Option<String>, Query, description = "next_cursor of the previous page"),
+        ("min_seq" = Option<u64>, Query, description = "Answer only once the projection reflects the entry at this seq (a receipt's seq): waits up to 5 s, else 503 with Retry-After")),
+    responses((status = 200, description = "{covered, now, total, items: [evaluation], next_cursor}", body = Object, headers(("Ledger-Covered" = u64, description = "The answer reflects the entries below this seq (the body's covered)"))),
+        (status = 400, body = ErrorBody), (status = 401, description = "No or bad token", body = ErrorBody), (status = 403, description = "Missing scope", body = ErrorBody),
+        (status = 503, description = "min_seq not reflected within 5 s (Retry-After)", body = ErrorBody)),
     security(("bearer" = [])))]
 pub(crate) async fn list_messages(
     State(s): State<AppState>,
     Auth(p): Auth,
     Query(q): Query<Params>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Answer, ApiError> {
     let reach = tenant::message_reach(&p)?;
     let filter = tenant::scoped(&reach, q.filter()?);
     let verdicts = match &q.verdict {
@@ -239,6 +298,7 @@ pub(crate) async fn list_messages(
     let limit = q.limit.unwrap_or(100).clamp(1, 1000);
     let after = q.cursor.as_deref().map(decode_cursor).transpose()?;
     let now = time_param("now", &q.now)?.unwrap_or_else(Instant::now);
+    await_min_seq(&s, q.min_seq).await?;
     let st = s.clone();
     tokio::task::spawn_blocking(move || {
         let live = st.projector.read();
@@ -262,7 +322,7 @@ pub(crate) async fn list_messages(
     })
     .await
     .map_err(ApiError::internal)
-    .map(Json)
+    .map(answer)
 }
 
 /// `GET /v1/reports/{kind}`: lost, at-risk, late, stuck, open, completed, resolved, or
@@ -272,16 +332,18 @@ pub(crate) async fn list_messages(
         ("from" = Option<String>, Query), ("to" = Option<String>, Query), ("party" = Option<String>, Query),
         ("category" = Option<String>, Query), ("channel" = Option<String>, Query),
         ("since" = Option<String>, Query), ("until" = Option<String>, Query), ("now" = Option<String>, Query),
-        ("kind" = Option<String>, Query, description = "anomalies only: one anomaly kind")),
-    responses((status = 200, description = "{report, covered, now, count, rows}", body = Object),
-        (status = 400, body = ErrorBody), (status = 401, description = "No or bad token", body = ErrorBody), (status = 403, description = "Missing scope", body = ErrorBody), (status = 404, description = "No such report", body = ErrorBody)),
+        ("kind" = Option<String>, Query, description = "anomalies only: one anomaly kind"),
+        ("min_seq" = Option<u64>, Query, description = "Answer only once the projection reflects the entry at this seq (a receipt's seq): waits up to 5 s, else 503 with Retry-After")),
+    responses((status = 200, description = "{report, covered, now, count, rows}", body = Object, headers(("Ledger-Covered" = u64, description = "The answer reflects the entries below this seq (the body's covered)"))),
+        (status = 400, body = ErrorBody), (status = 401, description = "No or bad token", body = ErrorBody), (status = 403, description = "Missing scope", body = ErrorBody), (status = 404, description = "No such report", body = ErrorBody),
+        (status = 503, description = "min_seq not reflected within 5 s (Retry-After)", body = ErrorBody)),
     security(("bearer" = [])))]
 pub(crate) async fn get_report(
     State(s): State<AppState>,
     Auth(p): Auth,
     Path(kind): Path<String>,
     Query(q): Query<Params>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Answer, ApiError> {
     let reach = tenant::message_reach(&p)?;
     let filter = tenant::scoped(&reach, q.filter()?);
     let now = time_param("now", &q.now)?.unwrap_or_else(Instant::now);
@@ -307,6 +369,7 @@ pub(crate) async fn get_report(
             })
         })
         .transpose()?;
+    await_min_seq(&s, q.min_seq).await?;
     let st = s.clone();
     tokio::task::spawn_blocking(move || {
         let live = st.projector.read();
@@ -336,7 +399,7 @@ pub(crate) async fn get_report(
     })
     .await
     .map_err(ApiError::internal)
-    .map(Json)
+    .map(answer)
 }
 
 /// `GET /v1/stats?by=from|to|channel|category|month`: counts per verdict.
@@ -344,15 +407,17 @@ pub(crate) async fn get_report(
     params(("by" = Option<String>, Query, description = "all, from, to, channel, category or month"),
         ("from" = Option<String>, Query), ("to" = Option<String>, Query), ("party" = Option<String>, Query),
         ("category" = Option<String>, Query), ("channel" = Option<String>, Query),
-        ("since" = Option<String>, Query), ("until" = Option<String>, Query), ("now" = Option<String>, Query)),
-    responses((status = 200, description = "{covered, now, groups: [{group, total, verdicts, with_anomalies}]}", body = Object),
-        (status = 400, body = ErrorBody), (status = 401, description = "No or bad token", body = ErrorBody), (status = 403, description = "Missing scope", body = ErrorBody)),
+        ("since" = Option<String>, Query), ("until" = Option<String>, Query), ("now" = Option<String>, Query),
+        ("min_seq" = Option<u64>, Query, description = "Answer only once the projection reflects the entry at this seq (a receipt's seq): waits up to 5 s, else 503 with Retry-After")),
+    responses((status = 200, description = "{covered, now, groups: [{group, total, verdicts, with_anomalies}]}", body = Object, headers(("Ledger-Covered" = u64, description = "The answer reflects the entries below this seq (the body's covered)"))),
+        (status = 400, body = ErrorBody), (status = 401, description = "No or bad token", body = ErrorBody), (status = 403, description = "Missing scope", body = ErrorBody),
+        (status = 503, description = "min_seq not reflected within 5 s (Retry-After)", body = ErrorBody)),
     security(("bearer" = [])))]
 pub(crate) async fn get_stats(
     State(s): State<AppState>,
     Auth(p): Auth,
     Query(q): Query<Params>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Answer, ApiError> {
     let reach = tenant::message_reach(&p)?;
     let filter = tenant::scoped(&reach, q.filter()?);
     let now = time_param("now", &q.now)?.unwrap_or_else(Instant::now);
@@ -370,6 +435,7 @@ pub(crate) async fn get_stats(
             ));
         }
     };
+    await_min_seq(&s, q.min_seq).await?;
     let st = s.clone();
     tokio::task::spawn_blocking(move || {
         let live = st.projector.read();
@@ -382,5 +448,5 @@ pub(crate) async fn get_stats(
     })
     .await
     .map_err(ApiError::internal)
-    .map(Json)
+    .map(answer)
 }

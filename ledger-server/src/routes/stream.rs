@@ -8,10 +8,20 @@
 //! projector's ring of recent changes. If the ring no longer reaches back that far, or
 //! the position is from before a restart (the ring lives in memory), an `event: gap`
 //! says so, and the reports are the way to catch up.
+//!
+//! A stream reads the log a chunk (`STEP` entries) at a time and holds at most one
+//! chunk in memory, whatever position it starts from. Streams are bounded: at most
+//! `server.max_stream_clients` at once, of which at most
+//! `server.max_replaying_streams` replaying (started or resumed more than a chunk
+//! behind the newest entry, until caught up); beyond either, 503 with Retry-After. Log
+//! reads of all streams together use at most a few blocking threads at a time, so
+//! questions are never starved of them.
 
 use std::collections::VecDeque;
 use std::convert::Infallible;
 use std::time::Duration;
+
+use std::sync::atomic::Ordering;
 
 use axum::extract::{Query, State};
 use axum::http::HeaderMap;
@@ -19,8 +29,10 @@ use axum::response::sse::{Event, KeepAlive, Sse};
 use futures_util::Stream;
 use ledger_core::Store;
 use ledger_core::projection::{Evaluator, Instant};
+use prometheus_client::metrics::gauge::Gauge;
 use serde::Deserialize;
 use serde_json::{Value, json};
+use tokio::sync::OwnedSemaphorePermit;
 
 use super::{AppState, Auth};
 use crate::auth::{Principal, Scope};
@@ -30,8 +42,10 @@ use crate::openapi::ErrorBody;
 use crate::projector::Position;
 use crate::tenant::{self, Reach};
 
-/// Receipts read from the log per step.
-const STEP: u64 = 256;
+/// Receipts read from the log per step: what one stream holds in memory at most.
+const STEP: u64 = 64;
+/// Seconds a client refused for the stream caps is asked to wait.
+const RETRY_SECONDS: u32 = 5;
 
 #[derive(Deserialize, Default)]
 #[serde(deny_unknown_fields)]
@@ -79,6 +93,34 @@ struct Session {
     cursor: Cursor,
     rx: tokio::sync::watch::Receiver<u64>,
     pending: VecDeque<Event>,
+    /// The stream's place among `server.max_stream_clients`, for its life.
+    _client: Slot,
+    /// Its place among `server.max_replaying_streams`, until it catches up.
+    replay: Option<Slot>,
+    /// Ends after the pending events (the log could not be read).
+    done: bool,
+}
+
+/// A permit, counted in a gauge while held.
+struct Slot {
+    _permit: OwnedSemaphorePermit,
+    gauge: Gauge,
+}
+
+impl Slot {
+    fn new(permit: OwnedSemaphorePermit, gauge: &Gauge) -> Slot {
+        gauge.inc();
+        Slot {
+            _permit: permit,
+            gauge: gauge.clone(),
+        }
+    }
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        self.gauge.dec();
+    }
 }
 
 /// `GET /v1/stream` (`Last-Event-ID` to resume; `?from_seq=` to start from an entry).
@@ -86,7 +128,8 @@ struct Session {
     params(("from_seq" = Option<u64>, Query, description = "Start with the receipts of entries from this seq"),
         ("Last-Event-ID" = Option<String>, Header, description = "Resume after this event")),
     responses((status = 200, description = "Server-Sent Events: `receipt` {seq, hash, recorded_at, id, type, message}, `verdict` {message, from, to, reason, noticed_at}, `gap`", body = String, content_type = "text/event-stream"),
-        (status = 400, description = "A Last-Event-ID this stream did not give out", body = ErrorBody), (status = 401, description = "No or bad token", body = ErrorBody), (status = 403, description = "Missing scope", body = ErrorBody)),
+        (status = 400, description = "A Last-Event-ID this stream did not give out", body = ErrorBody), (status = 401, description = "No or bad token", body = ErrorBody), (status = 403, description = "Missing scope", body = ErrorBody),
+        (status = 503, description = "Too many stream clients (server.max_stream_clients), or too many replaying from the log (server.max_replaying_streams); retry after Retry-After seconds", body = ErrorBody)),
     security(("bearer" = [])))]
 pub(crate) async fn stream(
     State(s): State<AppState>,
@@ -138,6 +181,34 @@ pub(crate) async fn stream(
             }
         }
     };
+    let client = s.streams.clients.clone().try_acquire_owned().map_err(|_| {
+        ApiError::busy(
+            "too_many_streams",
+            format!(
+                "{} stream clients are connected, the most this server takes (server.max_stream_clients); retry later",
+                s.config.max_stream_clients
+            ),
+            RETRY_SECONDS,
+        )
+    })?;
+    let client = Slot::new(client, s.metrics.stream_clients());
+    let replay = if cursor.next_seq.saturating_add(STEP) < s.projector.covered() {
+        let permit = s.streams.replays.clone().try_acquire_owned().map_err(|_| {
+            ApiError::busy(
+                "too_many_replays",
+                format!(
+                    "{} streams are replaying from the log, the most this server runs at once \
+                     (server.max_replaying_streams); retry later, or start from the newest entry \
+                     (no from_seq) and catch up with /v1/entries",
+                    s.config.max_replaying_streams
+                ),
+                RETRY_SECONDS,
+            )
+        })?;
+        Some(Slot::new(permit, s.metrics.replaying_streams()))
+    } else {
+        None
+    };
     let rx = s.projector.subscribe();
     let session = Session {
         s,
@@ -146,11 +217,22 @@ pub(crate) async fn stream(
         cursor,
         rx,
         pending,
+        _client: client,
+        replay,
+        done: false,
     };
+    // A comment line often enough that a quiet stream is never taken for an idle
+    // connection (server.idle_timeout_seconds).
+    let keep_alive = Duration::from_secs(15)
+        .min(session.s.config.idle_timeout / 3)
+        .max(Duration::from_millis(100));
     let events = futures_util::stream::unfold(session, |mut st| async move {
         loop {
             if let Some(ev) = st.pending.pop_front() {
                 return Some((Ok(ev), st));
+            }
+            if st.done || st.s.shutting_down.load(Ordering::SeqCst) {
+                return None;
             }
             if !fill(&mut st).await {
                 // Nothing new: wait for the projector to move on.
@@ -164,7 +246,7 @@ pub(crate) async fn stream(
             }
         }
     });
-    Ok(Sse::new(events).keep_alive(KeepAlive::new().interval(Duration::from_secs(15))))
+    Ok(Sse::new(events).keep_alive(KeepAlive::new().interval(keep_alive)))
 }
 
 fn fill_ready(st: &Session) -> bool {
@@ -180,12 +262,20 @@ fn fill_ready(st: &Session) -> bool {
 /// Queues the next receipts or verdict changes; false if there were none.
 async fn fill(st: &mut Session) -> bool {
     let covered = st.s.projector.covered();
+    if st.replay.is_some() && st.cursor.next_seq.saturating_add(STEP) >= covered {
+        // Caught up (within a chunk): a live stream from here on.
+        st.replay = None;
+    }
     if st.cursor.next_seq < covered {
         let from = st.cursor.next_seq;
         let to = covered.min(from + STEP);
         let s = st.s.clone();
         let p = st.p.clone();
         let reach = st.reach.clone();
+        let Ok(_reading) = st.s.streams.reads.clone().acquire_owned().await else {
+            st.done = true;
+            return false;
+        };
         let items = tokio::task::spawn_blocking(move || receipts(&s, &p, &reach, from, to)).await;
         match items {
             Ok(Ok(items)) => {
@@ -200,13 +290,26 @@ async fn fill(st: &mut Session) -> bool {
                 }
                 st.cursor.next_seq = to;
             }
-            _ => {
+            Ok(Err(e)) => {
+                // The detail goes to the log (secrets masked), none to the client.
+                crate::error::log_store_failure(&e);
                 st.pending.push_back(
                     Event::default().event("error").data(
                         json!({"message": "reading the log failed; reconnect with Last-Event-ID"})
                             .to_string(),
                     ),
                 );
+                st.done = true;
+            }
+            Err(e) => {
+                eprintln!("ledger serve: stream: reading the log: {e}");
+                st.pending.push_back(
+                    Event::default().event("error").data(
+                        json!({"message": "reading the log failed; reconnect with Last-Event-ID"})
+                            .to_string(),
+                    ),
+                );
+                st.done = true;
             }
         }
         return true;
@@ -251,7 +354,7 @@ fn receipts(
     reach: &Reach,
     from: u64,
     to: u64,
-) -> Result<Vec<(u64, Value)>, ApiError> {
+) -> Result<Vec<(u64, Value)>, ledger_core::StoreError> {
     let mut raw = Vec::new();
     s.store.scan(from, to, &mut |seq, bytes| {
         raw.push((seq, bytes.to_vec()));

@@ -1,7 +1,9 @@
 //! Reports coming in: ledger events (`POST /v1/events`), CloudEvents of the channels
 //! (`POST /v1/cloudevents`) and eFormidling status records
-//! (`POST /v1/channels/eformidling`). A batch is recorded whole or not at all, and
-//! only answered after its durable commit.
+//! (`POST /v1/channels/eformidling`). A batch of ledger events is recorded whole or not
+//! at all; a channel batch is decided item by item (what maps is recorded, what does
+//! not is answered per item, so one unknown type never holds up the rest). Either is
+//! answered only after its durable commit.
 
 use std::time::Instant;
 
@@ -19,7 +21,7 @@ use crate::auth::Scope;
 use crate::error::ApiError;
 use crate::mappers::{self, MapContext, MapError};
 #[allow(unused_imports)]
-use crate::openapi::{ErrorBody, Receipts};
+use crate::openapi::{ChannelReceipts, ErrorBody, Receipts};
 use crate::tenant;
 
 /// Bad items reported back, at most.
@@ -114,6 +116,19 @@ fn check_count(s: &AppState, n: usize) -> Result<(), ApiError> {
     Ok(())
 }
 
+/// Every item of a channel body broken: 422, each named.
+fn rejected_all(what: &str, bad: Vec<Value>) -> ApiError {
+    let first = bad[0]["message"].as_str().unwrap_or_default().to_string();
+    let message = match bad.len() {
+        1 => format!("the {what} could not be mapped: {first}; nothing was recorded"),
+        n => format!(
+            "none of the {n} {what}s could be mapped (first: {first}); nothing was recorded"
+        ),
+    };
+    ApiError::unprocessable("invalid_event", message)
+        .with_details(json!(bad.into_iter().take(DETAILS_MAX).collect::<Vec<_>>()))
+}
+
 fn rejected(what: &str, bad: Vec<Value>, total: usize) -> ApiError {
     let n = bad.len();
     let first = bad[0]["message"].as_str().unwrap_or_default().to_string();
@@ -125,11 +140,12 @@ fn rejected(what: &str, bad: Vec<Value>, total: usize) -> ApiError {
     .with_details(json!(bad.into_iter().take(DETAILS_MAX).collect::<Vec<_>>()))
 }
 
-/// Appends and answers with one receipt per event, in order.
-async fn append(s: &AppState, events: Vec<Event>) -> Result<Vec<Value>, ApiError> {
+/// Appends, and gives the store's receipts (or its refusal) after the durable commit.
+async fn append_raw(
+    s: &AppState,
+    events: Vec<Event>,
+) -> Result<Vec<ledger_core::Receipt>, ApiErrorOr> {
     let n = events.len();
-    let ids: Vec<String> = events.iter().map(|e| e.id().to_string()).collect();
-    let store = s.store.clone();
     let t = Instant::now();
     // The naive baseline: one request at a time, so each is its own commit.
     let _one_at_a_time = match s.config.commit_per_request {
@@ -138,28 +154,53 @@ async fn append(s: &AppState, events: Vec<Event>) -> Result<Vec<Value>, ApiError
     };
     // No thread waits: the writer calls back when the commit is durable.
     let (tx, rx) = tokio::sync::oneshot::channel();
-    store.append_then(events, move |r| {
+    s.store.append_then(events, move |r| {
         let _ = tx.send(r);
     });
     let receipts = rx
         .await
-        .map_err(|_| ApiError::unavailable("the store's writer stopped"))??;
+        .map_err(|_| ApiErrorOr::Api(ApiError::unavailable("the store's writer stopped; retry")))?
+        .map_err(ApiErrorOr::Store)?;
     let new = receipts.iter().filter(|r| !r.duplicate).count();
     s.metrics.appended(n, new, t.elapsed().as_secs_f64());
     if new > 0 {
         s.projector.wake();
     }
+    Ok(receipts)
+}
+
+/// A refusal of the store (which a caller may handle) or an answer ready to give.
+enum ApiErrorOr {
+    Store(ledger_core::StoreError),
+    Api(ApiError),
+}
+
+impl From<ApiErrorOr> for ApiError {
+    fn from(e: ApiErrorOr) -> ApiError {
+        match e {
+            ApiErrorOr::Store(e) => e.into(),
+            ApiErrorOr::Api(e) => e,
+        }
+    }
+}
+
+fn receipt_json(id: &str, r: &ledger_core::Receipt) -> Value {
+    json!({
+        "id": id,
+        "seq": r.seq,
+        "hash": ledger_core::hash::to_hex(&r.hash),
+        "duplicate": r.duplicate,
+    })
+}
+
+/// Appends and answers with one receipt per event, in order.
+async fn append(s: &AppState, events: Vec<Event>) -> Result<Vec<Value>, ApiError> {
+    let ids: Vec<String> = events.iter().map(|e| e.id().to_string()).collect();
+    let receipts = append_raw(s, events).await?;
     Ok(receipts
         .iter()
         .zip(ids)
-        .map(|(r, id)| {
-            json!({
-                "id": id,
-                "seq": r.seq,
-                "hash": ledger_core::hash::to_hex(&r.hash),
-                "duplicate": r.duplicate,
-            })
-        })
+        .map(|(r, id)| receipt_json(&id, r))
         .collect())
 }
 
@@ -171,7 +212,8 @@ async fn append(s: &AppState, events: Vec<Event>) -> Result<Vec<Value>, ApiError
         (status = 400, description = "Not JSON", body = ErrorBody), (status = 401, description = "No or bad token", body = ErrorBody), (status = 403, description = "Missing scope", body = ErrorBody),
         (status = 409, description = "An event id already recorded with other content", body = ErrorBody),
         (status = 413, description = "Body or batch over the limit", body = ErrorBody),
-        (status = 422, description = "Invalid events, each named by index and field; nothing recorded", body = ErrorBody)),
+        (status = 422, description = "Invalid events, each named by index and field; nothing recorded", body = ErrorBody),
+        (status = 503, description = "The store is unavailable (a failed write, a full disk, the database); nothing new acknowledged: retry after Retry-After seconds (a retry gets the original receipts of what was recorded)", body = ErrorBody)),
     security(("bearer" = [])))]
 pub(crate) async fn post_events(
     State(s): State<AppState>,
@@ -218,6 +260,25 @@ enum Channel {
     Eformidling,
 }
 
+/// What became of one item of a channel batch.
+enum Outcome {
+    /// Mapped; its event is `events[k]`.
+    Mapped { k: usize, matched: bool },
+    /// Recorded: the receipt.
+    Recorded(Value),
+    /// Nothing to record: a type that carries no message fact, or one this server does
+    /// not map (yet). Answered 200 so the channel does not redeliver it for ever.
+    Ignored {
+        reason: &'static str,
+        message: String,
+    },
+    /// Broken: it can never be recorded as sent.
+    Rejected {
+        reason: &'static str,
+        message: String,
+    },
+}
+
 async fn channel_events(
     s: AppState,
     p: crate::auth::Principal,
@@ -248,9 +309,9 @@ async fn channel_events(
         }
     };
     check_count(&s, values.len())?;
-    let mut mapped = Vec::with_capacity(values.len());
-    let mut bad = Vec::new();
-    let mut skipped = 0usize;
+    // Each item on its own: what maps is recorded, whatever else is in the batch.
+    let mut outcomes = Vec::with_capacity(values.len());
+    let mut events: Vec<Event> = Vec::new();
     {
         let live = s.projector.read();
         let cx = MapContext {
@@ -258,57 +319,150 @@ async fn channel_events(
             resolver: &*live,
             pseudonymizer: &s.pseudonymizer,
         };
-        for (i, v) in values.iter().enumerate() {
-            if matches!(channel, Channel::CloudEvents) && mappers::is_subscription_validation(v) {
-                skipped += 1;
-                continue;
-            }
+        for v in &values {
             let r: Result<mappers::Mapped, MapError> = match channel {
                 Channel::CloudEvents => mappers::map_cloudevent(v, &cx),
                 Channel::Eformidling => mappers::map_eformidling(v, &cx),
             };
-            match r.map_err(|e| (e.reason(), e.to_string())).and_then(|m| {
-                let matched = m.matched;
-                Event::from_value(m.event)
-                    .map(|e| (e, matched))
-                    .map_err(|e| ("invalid_event", e.to_string()))
-            }) {
-                Ok(x) => mapped.push(x),
-                Err((reason, message)) => {
-                    s.metrics.channel_event(name, reason);
-                    bad.push(json!({ "index": i, "reason": reason, "message": message }));
+            let outcome = match r {
+                Ok(m) => {
+                    let matched = m.matched;
+                    match Event::from_value(m.event) {
+                        Ok(e) => {
+                            events.push(e);
+                            Outcome::Mapped {
+                                k: events.len() - 1,
+                                matched,
+                            }
+                        }
+                        Err(e) => Outcome::Rejected {
+                            reason: "invalid_event",
+                            message: e.to_string(),
+                        },
+                    }
                 }
-            }
+                // The token's organisation, not the item: nothing of the batch can be
+                // recorded under it.
+                Err(e @ MapError::BadReporter { .. }) => return Err(ApiError::internal(e)),
+                Err(e @ (MapError::UnknownType { .. } | MapError::UnsupportedType { .. })) => {
+                    Outcome::Ignored {
+                        reason: e.reason(),
+                        message: e.to_string(),
+                    }
+                }
+                Err(e) => Outcome::Rejected {
+                    reason: e.reason(),
+                    message: e.to_string(),
+                },
+            };
+            outcomes.push(outcome);
         }
     }
-    if !bad.is_empty() {
-        return Err(rejected("channel events", bad, values.len()));
+    // Record what mapped. An event whose id is recorded with other content is refused
+    // by the store with the whole request: it is taken out and the rest appended.
+    let mut conflicts: Vec<(String, u64)> = Vec::new();
+    let mut receipts: Vec<Option<Value>> = vec![None; events.len()];
+    loop {
+        let pending: Vec<usize> = (0..events.len())
+            .filter(|&k| {
+                receipts[k].is_none() && !conflicts.iter().any(|(id, _)| id == events[k].id())
+            })
+            .collect();
+        if pending.is_empty() {
+            break;
+        }
+        let batch: Vec<Event> = pending.iter().map(|&k| events[k].clone()).collect();
+        match append_raw(&s, batch).await {
+            Ok(rs) => {
+                for (&k, r) in pending.iter().zip(&rs) {
+                    receipts[k] = Some(receipt_json(events[k].id(), r));
+                }
+                break;
+            }
+            Err(ApiErrorOr::Store(ledger_core::StoreError::Conflict { id, seq }))
+                if pending.iter().any(|&k| events[k].id() == id) =>
+            {
+                conflicts.push((id, seq));
+            }
+            Err(e) => return Err(e.into()),
+        }
     }
-    if mapped.is_empty() {
-        return Ok(Json(json!({ "receipts": [], "skipped": skipped })));
+    let mut results = Vec::with_capacity(outcomes.len());
+    let (mut recorded, mut ignored, mut rejected) = (Vec::new(), 0usize, 0usize);
+    for (i, o) in outcomes.into_iter().enumerate() {
+        let o = match o {
+            Outcome::Mapped { k, matched } => match receipts[k].take() {
+                Some(mut r) => {
+                    r["unmatched"] = json!(!matched);
+                    Outcome::Recorded(r)
+                }
+                None => {
+                    let (id, seq) = conflicts
+                        .iter()
+                        .find(|(id, _)| id == events[k].id())
+                        .expect("an event not recorded was refused as a conflict");
+                    Outcome::Rejected {
+                        reason: "conflict",
+                        message: format!(
+                            "maps to event id {id:?}, already recorded at seq {seq} with different content"
+                        ),
+                    }
+                }
+            },
+            other => other,
+        };
+        let result = match o {
+            Outcome::Recorded(r) => {
+                let outcome = if r["unmatched"] == true {
+                    "recorded_unmatched"
+                } else {
+                    "recorded"
+                };
+                s.metrics.channel_event(name, outcome);
+                recorded.push(r.clone());
+                json!({ "index": i, "outcome": "recorded", "receipt": r })
+            }
+            Outcome::Ignored { reason, message } => {
+                s.metrics.channel_event(name, reason);
+                ignored += 1;
+                json!({ "index": i, "outcome": "ignored", "reason": reason, "message": message })
+            }
+            Outcome::Rejected { reason, message } => {
+                s.metrics.channel_event(name, reason);
+                rejected += 1;
+                json!({ "index": i, "outcome": "rejected", "reason": reason, "message": message })
+            }
+            Outcome::Mapped { .. } => unreachable!("resolved above"),
+        };
+        results.push(result);
     }
-    let unmatched: Vec<bool> = mapped.iter().map(|(_, m)| !*m).collect();
-    let events: Vec<Event> = mapped.into_iter().map(|(e, _)| e).collect();
-    let n = events.len();
-    let mut receipts = append(&s, events).await?;
-    for (r, u) in receipts.iter_mut().zip(&unmatched) {
-        r["unmatched"] = json!(u);
+    // Only a body of which nothing could be used is refused as a whole: a sender must
+    // fix it, and a redelivery of it loses nothing.
+    if rejected == values.len() {
+        let bad: Vec<Value> = results
+            .iter()
+            .map(|r| json!({ "index": r["index"], "reason": r["reason"], "message": r["message"] }))
+            .collect();
+        return Err(rejected_all("channel event", bad));
     }
-    for u in &unmatched {
-        s.metrics
-            .channel_event(name, if *u { "recorded_unmatched" } else { "recorded" });
-    }
-    debug_assert_eq!(receipts.len(), n);
-    Ok(Json(json!({ "receipts": receipts, "skipped": skipped })))
+    Ok(Json(json!({
+        "receipts": recorded,
+        "results": results,
+        "recorded": recorded.len(),
+        "ignored": ignored,
+        "rejected": rejected,
+        "skipped": ignored,
+    })))
 }
 
 /// `POST /v1/cloudevents`: CloudEvents 1.0 in structured JSON mode, one or a batch
 /// (Altinn 3 Correspondence, KS Fiks), mapped by docs/cloudevents.md.
 #[utoipa::path(post, path = "/cloudevents", tag = "report",
-    request_body(content = Object, description = "A CloudEvent 1.0 in structured JSON mode, or a JSON array of them (Altinn 3 Correspondence, KS Fiks); mapped as docs/cloudevents.md says", content_type = "application/cloudevents+json"),
-    responses((status = 200, description = "Receipts of the mapped events", body = Receipts),
-        (status = 400, body = ErrorBody), (status = 401, description = "No or bad token", body = ErrorBody), (status = 403, description = "Missing scope", body = ErrorBody), (status = 413, body = ErrorBody),
-        (status = 422, description = "An unknown type or a malformed event, named by index; nothing recorded", body = ErrorBody)),
+    request_body(content = Object, description = "A CloudEvent 1.0 in structured JSON mode, or a JSON array of them (Altinn 3 Correspondence, KS Fiks); mapped as docs/cloudevents.md says, each event on its own", content_type = "application/cloudevents+json"),
+    responses((status = 200, description = "Per event, in order: recorded (with its receipt, after the durable commit), ignored (a type that carries no message fact, or one not mapped: unknown_type, unsupported_type; the subscription check) or rejected (malformed, with its reason). What maps is recorded whatever else the batch holds", body = ChannelReceipts),
+        (status = 400, description = "The body is not JSON, or not an object or an array of them", body = ErrorBody), (status = 401, description = "No or bad token", body = ErrorBody), (status = 403, description = "Missing scope", body = ErrorBody), (status = 413, body = ErrorBody),
+        (status = 422, description = "Every event of the body is malformed (none ignored, none recorded); each named by index", body = ErrorBody),
+        (status = 503, description = "The store is unavailable; retry after Retry-After seconds (a redelivery is idempotent)", body = ErrorBody)),
     security(("bearer" = [])))]
 pub(crate) async fn post_cloudevents(
     State(s): State<AppState>,
@@ -322,9 +476,11 @@ pub(crate) async fn post_cloudevents(
 /// `POST /v1/channels/eformidling`: eFormidling status records (the integrasjonspunkt's
 /// `/api/statuses` records or its webhook bodies), one or a JSON array.
 #[utoipa::path(post, path = "/channels/eformidling", tag = "report",
-    request_body(content = Object, description = "An eFormidling status record (or integrasjonspunkt webhook body), or a JSON array of them", content_type = "application/json"),
-    responses((status = 200, description = "Receipts of the mapped events", body = Receipts),
-        (status = 400, body = ErrorBody), (status = 401, description = "No or bad token", body = ErrorBody), (status = 403, description = "Missing scope", body = ErrorBody), (status = 413, body = ErrorBody), (status = 422, body = ErrorBody)),
+    request_body(content = Object, description = "An eFormidling status record (or integrasjonspunkt webhook body), or a JSON array of them; each mapped on its own", content_type = "application/json"),
+    responses((status = 200, description = "Per record, in order: recorded (with its receipt), ignored (an unknown status, the webhook ping) or rejected (malformed, with its reason)", body = ChannelReceipts),
+        (status = 400, description = "The body is not JSON, or not an object or an array of them", body = ErrorBody), (status = 401, description = "No or bad token", body = ErrorBody), (status = 403, description = "Missing scope", body = ErrorBody), (status = 413, body = ErrorBody),
+        (status = 422, description = "Every record of the body is malformed; each named by index", body = ErrorBody),
+        (status = 503, description = "The store is unavailable; retry after Retry-After seconds", body = ErrorBody)),
     security(("bearer" = [])))]
 pub(crate) async fn post_eformidling(
     State(s): State<AppState>,

@@ -1,0 +1,223 @@
+//! A `ledger serve` in the test process: a fresh ledger, `ledger.toml` as given, the
+//! server on a free loopback port in a runtime of its own, and tokens for it.
+
+#![allow(dead_code)]
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use ledger_core::{FileStore, HashAlg, InitOptions};
+use ledger_server::tokens::TokenStore;
+use ledger_server::{Scope, ServerConfig};
+use serde_json::{Value, json};
+
+pub const POLICE: &str = "974760673";
+pub const KOMMUNE: &str = "964338531";
+
+pub struct TestServer {
+    pub base: String,
+    pub addr: std::net::SocketAddr,
+    pub dir: PathBuf,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<Result<(), String>>>,
+    _tmp: tempfile::TempDir,
+}
+
+impl TestServer {
+    /// A new ledger served with `toml` as its `ledger.toml` (paths relative to the
+    /// repository's root are fine: they are made absolute by the caller).
+    pub fn start(toml: &str) -> TestServer {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("ledger");
+        FileStore::init(
+            &dir,
+            &InitOptions {
+                origin: "ledger.example/server-it".into(),
+                hash: HashAlg::Blake3,
+            },
+        )
+        .unwrap();
+        std::fs::write(dir.join("ledger.toml"), toml).unwrap();
+        let mut config = ServerConfig::load(&dir, None).unwrap();
+        config.listen = "127.0.0.1:0".parse().unwrap();
+        let (url_tx, url_rx) = std::sync::mpsc::channel();
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let serve_dir = dir.clone();
+        let thread = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .enable_all()
+                .build()
+                .unwrap();
+            rt.block_on(ledger_server::serve(
+                serve_dir,
+                config,
+                async move {
+                    let _ = stopped.await;
+                },
+                move |url| {
+                    let _ = url_tx.send(url);
+                },
+            ))
+            .map_err(|e| e.to_string())
+        });
+        let base = match url_rx.recv_timeout(Duration::from_secs(30)) {
+            Ok(u) => u,
+            Err(_) => panic!("the server did not start: {:?}", thread.join()),
+        };
+        let addr = base
+            .trim_start_matches("http://")
+            .trim_start_matches("https://")
+            .parse()
+            .unwrap();
+        TestServer {
+            base,
+            addr,
+            dir,
+            stop: Some(stop),
+            thread: Some(thread),
+            _tmp: tmp,
+        }
+    }
+
+    pub fn token(&self, org: &str, scopes: &[Scope]) -> String {
+        let mut t = TokenStore::load(&self.dir.join("tokens.json")).unwrap();
+        t.create(org, scopes, None).unwrap().1
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    /// Stops the server (graceful) and waits for it.
+    pub fn stop(&mut self) -> Result<(), String> {
+        if let Some(s) = self.stop.take() {
+            let _ = s.send(());
+        }
+        match self.thread.take() {
+            Some(t) => t.join().unwrap(),
+            None => Ok(()),
+        }
+    }
+}
+
+impl Drop for TestServer {
+    fn drop(&mut self) {
+        let _ = self.stop();
+    }
+}
+
+pub fn agent() -> ureq::Agent {
+    ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .timeout_global(Some(Duration::from_secs(30)))
+        .build()
+        .into()
+}
+
+/// A response: status, headers we look at, and the body as JSON (or a string).
+pub struct Reply {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: Value,
+    pub text: String,
+}
+
+impl Reply {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+fn reply(resp: Result<ureq::http::Response<ureq::Body>, ureq::Error>) -> Reply {
+    let resp = resp.expect("HTTP round trip");
+    let status = resp.status().as_u16();
+    let headers = resp
+        .headers()
+        .iter()
+        .map(|(n, v)| (n.to_string(), v.to_str().unwrap_or("").to_string()))
+        .collect();
+    let text = resp.into_body().read_to_string().unwrap();
+    Reply {
+        status,
+        headers,
+        body: serde_json::from_str(&text).unwrap_or(Value::String(text.clone())),
+        text,
+    }
+}
+
+pub fn get(s: &TestServer, path: &str, token: &str) -> Reply {
+    reply(
+        agent()
+            .get(&s.url(path))
+            .header("Authorization", &format!("Bearer {token}"))
+            .call(),
+    )
+}
+
+pub fn post(s: &TestServer, path: &str, token: &str, content_type: &str, body: &str) -> Reply {
+    reply(
+        agent()
+            .post(&s.url(path))
+            .header("Authorization", &format!("Bearer {token}"))
+            .header("Content-Type", content_type)
+            .send(body),
+    )
+}
+
+pub fn sent(id: &str, message: &str) -> Value {
+    json!({
+        "id": id, "type": "sent", "message": message, "at": "2023-05-01T10:00:00Z",
+        "reporter": {"org": POLICE, "system": "websak"},
+        "from": POLICE, "to": KOMMUNE, "channel": "altinn", "category": "bekymringsmelding",
+        "content_digest": format!("sha256:{}", "ab".repeat(32)),
+        "refs": {"altinn_correspondence": format!("corr-{message}")}
+    })
+}
+
+pub fn fixture(name: &str) -> String {
+    std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/fixtures/cloudevents")
+            .join(name),
+    )
+    .unwrap()
+}
+
+pub fn repo_root() -> PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_path_buf()
+}
+
+/// Reads Server-Sent Events (event, id, data) from a stream response until `n`
+/// have arrived or the stream ends.
+pub fn read_sse(reader: &mut impl std::io::BufRead, n: usize) -> Vec<(String, String, Value)> {
+    let mut out = Vec::new();
+    let (mut ev, mut id, mut data) = (String::new(), String::new(), String::new());
+    while out.len() < n {
+        let mut line = String::new();
+        if reader.read_line(&mut line).unwrap_or(0) == 0 {
+            break;
+        }
+        let line = line.trim_end_matches(['\r', '\n']);
+        if line.is_empty() {
+            if !data.is_empty() {
+                out.push((ev.clone(), id.clone(), serde_json::from_str(&data).unwrap()));
+            }
+            ev.clear();
+            data.clear();
+        } else if let Some(x) = line.strip_prefix("event: ") {
+            ev = x.to_string();
+        } else if let Some(x) = line.strip_prefix("id: ") {
+            id = x.to_string();
+        } else if let Some(x) = line.strip_prefix("data: ") {
+            data.push_str(x);
+        }
+    }
+    out
+}

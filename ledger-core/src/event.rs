@@ -109,6 +109,11 @@ pub const CHANNELS: [&str; 8] = [
     "other",
 ];
 
+/// The `reporter.system` names of channel adapters (the server's mappers): a channel
+/// reports facts about the messages it carries for either party, so its reports are
+/// not a non-party's (docs/projections.md, `non_party_report`).
+pub const CHANNEL_SYSTEMS: [&str; 4] = ["altinn", "eformidling", "fiks-io", "fiks-bekymringsmelding"];
+
 /// Categories of message.
 pub const CATEGORIES: [&str; 4] = ["bekymringsmelding", "underretning", "document", "other"];
 

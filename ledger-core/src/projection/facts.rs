@@ -42,11 +42,15 @@ pub enum AnomalyKind {
     ReporterSeqDuplicate,
     /// A hand-off whose target system never reported `received` in time.
     HandoffNeverReceived,
+    /// An event reported by an organisation that is neither the message's sender nor
+    /// its recipient (nor a channel carrying it), or a `sent` whose reporter is not
+    /// its `from`: recorded (the operator may record anything), never silent.
+    NonPartyReport,
 }
 
 impl AnomalyKind {
     /// Every kind, in report order.
-    pub const ALL: [AnomalyKind; 12] = [
+    pub const ALL: [AnomalyKind; 13] = [
         AnomalyKind::EventForUnknownMessage,
         AnomalyKind::ResendOfUnknownMessage,
         AnomalyKind::DuplicateSent,
@@ -59,6 +63,7 @@ impl AnomalyKind {
         AnomalyKind::ReporterSeqGap,
         AnomalyKind::ReporterSeqDuplicate,
         AnomalyKind::HandoffNeverReceived,
+        AnomalyKind::NonPartyReport,
     ];
 
     /// The snake_case name used in output and filters.
@@ -76,6 +81,7 @@ impl AnomalyKind {
             AnomalyKind::ReporterSeqGap => "reporter_seq_gap",
             AnomalyKind::ReporterSeqDuplicate => "reporter_seq_duplicate",
             AnomalyKind::HandoffNeverReceived => "handoff_never_received",
+            AnomalyKind::NonPartyReport => "non_party_report",
         }
     }
 
@@ -501,6 +507,20 @@ impl Facts {
         self.messages.get(id)
     }
 
+    /// The sender and recipient of a message: its own `sent`'s, or for a resend the
+    /// nearest ancestor's (a resend keeps its parties). `None` while no `sent` is
+    /// known in its line.
+    pub fn parties(&self, id: &str) -> Option<(&str, &str)> {
+        let mut cur = self.messages.get(id)?;
+        for _ in 0..=self.messages.len() {
+            if let Some(s) = &cur.sent {
+                return Some((&s.from, &s.to));
+            }
+            cur = self.messages.get(&cur.resent_from.as_ref()?.message)?;
+        }
+        None
+    }
+
     /// The message's id as stored, and its facts.
     pub(crate) fn get(&self, id: &str) -> Option<(&str, &MessageFacts)> {
         self.messages
@@ -597,6 +617,21 @@ impl Facts {
         self.apply_entry(seq, bytes)
     }
 
+    /// Whether the event's reporter is no party of its message (as known so far): a
+    /// `sent` reported by another than its `from`, or any other event reported by
+    /// neither the sender nor the recipient, unless it comes from a channel system.
+    fn non_party(&self, v: &EventView<'_>) -> bool {
+        let org: &str = &v.f.reporter.org;
+        if v.kind == EventType::Sent {
+            return v.f.from.as_deref().is_some_and(|f| f != org);
+        }
+        if crate::event::CHANNEL_SYSTEMS.contains(&&*v.f.reporter.system) {
+            return false;
+        }
+        self.parties(&v.f.message)
+            .is_some_and(|(from, to)| org != from && org != to)
+    }
+
     pub(crate) fn apply(
         &mut self,
         seq: u64,
@@ -626,7 +661,12 @@ impl Facts {
             }
         }
         let id: &str = &v.f.message;
+        let non_party = self.non_party(v);
         let m = self.messages.entry(id);
+        if non_party {
+            let detail = format!("{} reported by {}", v.kind.name(), v.f.reporter.org);
+            m.raise(AnomalyKind::NonPartyReport, seq, None, Some(detail));
+        }
         m.seqs.push(seq);
         if v.at > skewed(recorded_at, 1) {
             m.raise(AnomalyKind::AtAfterRecorded, seq, None, None);

@@ -50,7 +50,7 @@ use crate::entry;
 use crate::event::EventType;
 use crate::store::{Store, StoreError};
 
-/// Clock-skew tolerance between reporters, in seconds (projection version 1).
+/// Clock-skew tolerance between reporters, in seconds (projection version 2).
 pub const SKEW_SECONDS: i64 = 120;
 
 /// Why a projection could not be built.

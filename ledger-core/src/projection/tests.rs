@@ -784,3 +784,42 @@ fn status_follows_each_lifecycle_step() {
     let o = l.facts.message("P").unwrap().opened.clone().unwrap();
     assert_eq!((o.at, o.count), (t0().plus_seconds(5 * MIN), 2));
 }
+
+#[test]
+fn a_report_by_no_party_of_the_message_is_a_recorded_anomaly() {
+    let mut l = Log::new();
+    l.sent("M1", "bekymringsmelding", "altinn", 0);
+    let by = |org: &str, system: &str| json!({"org": org, "system": system});
+    // The recipient opens it: a party.
+    l.push(json!({"type": "opened", "message": "M1", "at": ts(HOUR), "by_role": "leder",
+        "reporter": by(KOMMUNE, "familia")}));
+    // A third organisation settles it: recorded, and flagged.
+    let settled = l.push(json!({"type": "resolved", "message": "M1", "at": ts(2 * HOUR),
+        "outcome": "false_alarm", "reporter": by(OTHER, "websak")}));
+    // A channel reports for either side: not flagged.
+    l.push(json!({"type": "acknowledged", "message": "M1", "at": ts(3 * HOUR),
+        "reporter": by(OTHER, "altinn")}));
+    // A `sent` declared for another organisation.
+    let forged = l.push(json!({"type": "sent", "message": "M2", "at": ts(0), "from": KOMMUNE,
+        "to": POLICE, "channel": "altinn", "category": "document",
+        "content_digest": format!("sha256:{}", "ab".repeat(32)), "reporter": by(OTHER, "websak")}));
+    let found = |msg: &str| -> Vec<(u64, Option<String>)> {
+        l.facts
+            .message(msg)
+            .unwrap()
+            .anomalies
+            .iter()
+            .filter(|a| a.kind == AnomalyKind::NonPartyReport)
+            .map(|a| (a.seq, a.detail.clone()))
+            .collect()
+    };
+    assert_eq!(
+        found("M1"),
+        vec![(settled, Some(format!("resolved reported by {OTHER}")))]
+    );
+    assert_eq!(
+        found("M2"),
+        vec![(forged, Some(format!("sent reported by {OTHER}")))]
+    );
+    assert_eq!(l.facts.parties("M1"), Some((POLICE, KOMMUNE)));
+}

@@ -112,7 +112,8 @@ pub const CHANNELS: [&str; 8] = [
 /// The `reporter.system` names of channel adapters (the server's mappers): a channel
 /// reports facts about the messages it carries for either party, so its reports are
 /// not a non-party's (docs/projections.md, `non_party_report`).
-pub const CHANNEL_SYSTEMS: [&str; 4] = ["altinn", "eformidling", "fiks-io", "fiks-bekymringsmelding"];
+pub const CHANNEL_SYSTEMS: [&str; 4] =
+    ["altinn", "eformidling", "fiks-io", "fiks-bekymringsmelding"];
 
 /// Categories of message.
 pub const CATEGORIES: [&str; 4] = ["bekymringsmelding", "underretning", "document", "other"];
@@ -170,6 +171,8 @@ pub struct Event {
     message: String,
     new_message: Option<String>,
     reporter_org: String,
+    sender: Option<String>,
+    recipient: Option<String>,
     canonical: Vec<u8>,
 }
 
@@ -208,6 +211,11 @@ impl Event {
                 .map(str::to_string),
             _ => None,
         };
+        let party = |k: &str| match kind {
+            EventType::Sent => obj.get(k).and_then(Value::as_str).map(str::to_string),
+            _ => None,
+        };
+        let (sender, recipient) = (party("from"), party("to"));
         let reporter_org = obj
             .get("reporter")
             .and_then(|r| r.get("org"))
@@ -231,6 +239,8 @@ impl Event {
             message,
             new_message,
             reporter_org,
+            sender,
+            recipient,
             canonical,
         })
     }
@@ -255,6 +265,16 @@ impl Event {
     /// the entry that declared it.
     pub fn linked_message(&self) -> Option<&str> {
         self.new_message.as_deref()
+    }
+
+    /// The sending organisation a `sent` declares (`from`); `None` for other types.
+    pub fn sender(&self) -> Option<&str> {
+        self.sender.as_deref()
+    }
+
+    /// The receiving organisation a `sent` declares (`to`); `None` for other types.
+    pub fn recipient(&self) -> Option<&str> {
+        self.recipient.as_deref()
     }
 
     /// The organisation that reported it (`reporter.org`).

@@ -198,6 +198,8 @@ struct JwtVerifier {
     issuer: String,
     audience: String,
     leeway: u64,
+    /// Claim name → the scope it grants (a name may grant several).
+    scopes: Vec<(String, Scope)>,
 }
 
 #[derive(Deserialize)]
@@ -230,6 +232,7 @@ impl JwtVerifier {
             issuer: c.issuer.clone(),
             audience: c.audience.clone(),
             leeway: c.leeway_seconds,
+            scopes: c.scopes.clone(),
         })
     }
 
@@ -281,11 +284,14 @@ impl JwtVerifier {
                 )
             })?
             .to_string();
-        let scopes: Vec<Scope> = c
-            .scope
-            .split_whitespace()
-            .filter_map(Scope::from_name)
-            .collect();
+        let mut scopes: Vec<Scope> = Vec::new();
+        for name in c.scope.split_whitespace() {
+            for (n, scope) in &self.scopes {
+                if n == name && !scopes.contains(scope) {
+                    scopes.push(*scope);
+                }
+            }
+        }
         Ok(Principal {
             org,
             scopes,

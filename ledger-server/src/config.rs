@@ -47,6 +47,9 @@ pub struct ServerConfig {
     pub max_batch_events: usize,
     /// A request that takes longer is answered 503 (appends still either commit or not).
     pub request_timeout: Duration,
+    /// Organisations that run a channel (e.g. Digdir for Altinn): they may report the
+    /// facts of any message their channel carries (`[tenant] channel_operators`).
+    pub channel_operators: Vec<String>,
     /// Static API tokens (hashes only): written by `ledger token create`.
     pub tokens_file: PathBuf,
     /// Maskinporten-shaped JWT access tokens, if configured.
@@ -101,6 +104,9 @@ pub struct JwtConfig {
     pub audience: String,
     /// Clock leeway for `exp`/`nbf`, seconds.
     pub leeway_seconds: u64,
+    /// The names in a token's `scope` claim that grant each scope (`[auth.jwt.scopes]`;
+    /// real Maskinporten scopes carry their owner's prefix, e.g. `nav:ledger/write`).
+    pub scopes: Vec<(String, crate::auth::Scope)>,
 }
 
 #[derive(Deserialize, Default)]
@@ -112,6 +118,15 @@ struct RawConfig {
     auth: RawAuth,
     #[serde(default)]
     privacy: RawPrivacy,
+    #[serde(default)]
+    tenant: RawTenant,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawTenant {
+    #[serde(default)]
+    channel_operators: Vec<String>,
 }
 
 #[derive(Deserialize, Default)]
@@ -147,12 +162,65 @@ struct RawJwt {
     issuer: String,
     audience: String,
     leeway_seconds: Option<u64>,
+    scopes: Option<RawScopes>,
+}
+
+/// `[auth.jwt.scopes]`: for each scope, the claim names that grant it.
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawScopes {
+    write: Option<OneOrMany>,
+    read: Option<OneOrMany>,
+    audit: Option<OneOrMany>,
+    regulator: Option<OneOrMany>,
+    admin: Option<OneOrMany>,
+}
+
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum OneOrMany {
+    One(String),
+    Many(Vec<String>),
 }
 
 #[derive(Deserialize, Default)]
 #[serde(deny_unknown_fields)]
 struct RawPrivacy {
     pseudonym_key_file: Option<PathBuf>,
+}
+
+/// The claim names of each scope: as configured, else the scope's own name.
+fn jwt_scopes(raw: RawScopes) -> Result<Vec<(String, crate::auth::Scope)>, String> {
+    use crate::auth::Scope;
+    let mut out = Vec::new();
+    for (scope, names) in [
+        (Scope::Write, raw.write),
+        (Scope::Read, raw.read),
+        (Scope::Audit, raw.audit),
+        (Scope::Regulator, raw.regulator),
+        (Scope::Admin, raw.admin),
+    ] {
+        let names = match names {
+            None => vec![scope.name().to_string()],
+            Some(OneOrMany::One(n)) => vec![n],
+            Some(OneOrMany::Many(v)) => v,
+        };
+        if names.is_empty() {
+            return Err(format!(
+                "auth.jwt.scopes.{}: give at least one name",
+                &scope.name()["ledger:".len()..]
+            ));
+        }
+        for n in names {
+            if n.is_empty() || n.len() > 255 || n.chars().any(char::is_whitespace) {
+                return Err(format!(
+                    "auth.jwt.scopes: {n:?} is not a scope name (1 to 255 characters, no spaces)"
+                ));
+            }
+            out.push((n, scope));
+        }
+    }
+    Ok(out)
 }
 
 /// Defaults.
@@ -296,12 +364,23 @@ impl ServerConfig {
                 .auth
                 .tokens_file
                 .unwrap_or_else(|| crate::tokens::FILE_NAME.into())),
-            jwt: raw.auth.jwt.map(|j| JwtConfig {
-                jwks_file: at(j.jwks_file),
-                issuer: j.issuer,
-                audience: j.audience,
-                leeway_seconds: j.leeway_seconds.unwrap_or(30),
-            }),
+            jwt: match raw.auth.jwt {
+                None => None,
+                Some(j) => Some(JwtConfig {
+                    scopes: jwt_scopes(j.scopes.unwrap_or_default()).map_err(invalid)?,
+                    jwks_file: at(j.jwks_file),
+                    issuer: j.issuer,
+                    audience: j.audience,
+                    leeway_seconds: j.leeway_seconds.unwrap_or(30),
+                }),
+            },
+            channel_operators: {
+                for org in &raw.tenant.channel_operators {
+                    ledger_core::ids::check_orgnr(org)
+                        .map_err(|e| invalid(format!("tenant.channel_operators: {org:?}: {e}")))?;
+                }
+                raw.tenant.channel_operators
+            },
             pseudonym_key_file: at(raw
                 .privacy
                 .pseudonym_key_file

@@ -218,10 +218,15 @@ impl From<ledger_core::StoreError> for ApiError {
     fn from(e: ledger_core::StoreError) -> Self {
         use ledger_core::StoreError as E;
         match e {
-            E::Conflict { id, seq } => ApiError::new(
+            // The seq is not named: event ids are one namespace across organisations
+            // (format 1), so the entry may be another organisation's.
+            E::Conflict { id, .. } => ApiError::new(
                 StatusCode::CONFLICT,
                 "conflict",
-                format!("event id {id:?} is already recorded at seq {seq} with different content"),
+                format!(
+                    "event id {id:?} is already recorded with different content; nothing was recorded \
+                     (a retry must send the same event; a new event needs a new id)"
+                ),
             ),
             E::OutOfRange(m) => ApiError::bad_request("out_of_range", m),
             // Another server holds the writer lease, or the database is unreachable:

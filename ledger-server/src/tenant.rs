@@ -1,17 +1,34 @@
 //! The tenant boundary, in one place: which messages, entries and stream items a
-//! principal may see. Every read handler asks here; nothing else decides.
+//! principal may see, and which events it may report. Every handler (questions, the
+//! stream, the audit endpoints, the write endpoints) asks here; nothing else looks at
+//! scopes to decide reach. README "Who can write what" is the rule in words.
 //!
+//! Reading:
 //! - `ledger:regulator` sees everything; `ledger:audit` sees every entry (checkpoints,
-//!   proofs and raw entries are about the whole log, not about messages).
+//!   proofs, raw entries and receipts are about the whole log), but no verdicts;
 //! - `ledger:read` sees a message when the principal's organisation is its sender or
-//!   its recipient (inherited through resends), and the entries it reported itself.
-//! - A message the principal may not see is answered as if it did not exist (404), so
-//!   the boundary does not leak which message ids exist.
+//!   its recipient (inherited through resends), and the entries it reported itself;
+//! - `ledger:write` alone sees the receipts of its own reports, nothing else.
+//!
+//! A message the principal may not see is answered as if it did not exist (404), so
+//! the boundary does not leak which message ids exist.
+//!
+//! Writing (`ledger:write`): every event is reported by the token's organisation;
+//! a `sent` declares that organisation as its sender, for a message id no other
+//! sender has used; any other event is about a message the organisation is a party
+//! of (sender or recipient), or it is a channel operator named in `ledger.toml`. A
+//! refusal is decided from the request and the recorded parties only, and an unknown
+//! message is refused exactly as another organisation's is.
 
-use ledger_core::projection::{Evaluation, Filter};
+use ledger_core::Event;
+use ledger_core::event::EventType;
+use ledger_core::projection::{Evaluation, Facts, Filter};
+use serde_json::json;
 
 use crate::auth::{Principal, Scope};
 use crate::error::ApiError;
+use crate::mappers::RefResolver;
+use crate::projector::VerdictChange;
 
 /// How much of the ledger's messages a principal reads.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -20,6 +37,26 @@ pub enum Reach {
     All,
     /// Messages this organisation sent or received.
     Party(String),
+}
+
+/// How much of the log's entries (receipts) a principal reads.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum EntryReach {
+    /// Every entry.
+    All,
+    /// Entries about messages this organisation is a party of, and its own reports.
+    Party(String),
+    /// Only the entries this organisation reported itself.
+    Own(String),
+}
+
+/// What a principal receives on `GET /v1/stream`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StreamAccess {
+    /// Receipts of entries.
+    pub receipts: EntryReach,
+    /// Verdict changes, if any.
+    pub verdicts: Option<Reach>,
 }
 
 /// The principal's reach over messages; 403 without a reading scope.
@@ -31,6 +68,28 @@ pub fn message_reach(p: &Principal) -> Result<Reach, ApiError> {
     Ok(Reach::Party(p.org.clone()))
 }
 
+/// The principal's reach over entries; 403 without any scope that reads or writes.
+pub fn entry_reach(p: &Principal) -> Result<EntryReach, ApiError> {
+    if p.has(Scope::Regulator) || p.has(Scope::Audit) {
+        return Ok(EntryReach::All);
+    }
+    if p.has(Scope::Read) {
+        return Ok(EntryReach::Party(p.org.clone()));
+    }
+    p.require(&[Scope::Read, Scope::Write, Scope::Audit, Scope::Regulator])?;
+    Ok(EntryReach::Own(p.org.clone()))
+}
+
+/// What the principal receives on the stream: receipts as far as its entry reach
+/// goes, verdict changes only as far as its message reach goes (an audit or a
+/// write-only token gets none: `/v1/messages` refuses them too).
+pub fn stream_access(p: &Principal) -> Result<StreamAccess, ApiError> {
+    Ok(StreamAccess {
+        receipts: entry_reach(p)?,
+        verdicts: message_reach(p).ok(),
+    })
+}
+
 /// Narrows a question's filter to the principal's reach.
 pub fn scoped(reach: &Reach, mut filter: Filter) -> Filter {
     if let Reach::Party(org) = reach {
@@ -39,18 +98,38 @@ pub fn scoped(reach: &Reach, mut filter: Filter) -> Filter {
     filter
 }
 
-/// Whether an evaluated message is within reach.
-pub fn may_see(reach: &Reach, e: &Evaluation<'_>) -> bool {
+/// The predicate itself: whether a message with these parties is within reach.
+pub fn may_see_parties(reach: &Reach, from: Option<&str>, to: Option<&str>) -> bool {
     match reach {
         Reach::All => true,
-        Reach::Party(org) => e.from == Some(org.as_str()) || e.to == Some(org.as_str()),
+        Reach::Party(org) => from == Some(org.as_str()) || to == Some(org.as_str()),
     }
 }
 
-/// Whether a stream item about an entry is within reach: the entry's message is, or the
-/// principal reported the entry itself.
-pub fn may_see_entry(p: &Principal, reporter_org: &str, message_visible: bool) -> bool {
-    p.has(Scope::Regulator) || p.has(Scope::Audit) || message_visible || reporter_org == p.org
+/// Whether an evaluated message is within reach.
+pub fn may_see(reach: &Reach, e: &Evaluation<'_>) -> bool {
+    may_see_parties(reach, e.from, e.to)
+}
+
+/// Whether a verdict change is within reach.
+pub fn may_see_change(reach: &Reach, c: &VerdictChange) -> bool {
+    may_see_parties(reach, c.sender.as_deref(), c.recipient.as_deref())
+}
+
+/// Whether an entry is within reach: `message_visible` says whether its message is
+/// within the given message reach (asked only when it matters).
+pub fn may_see_entry(
+    reach: &EntryReach,
+    reporter_org: &str,
+    message_visible: impl FnOnce(&Reach) -> bool,
+) -> bool {
+    match reach {
+        EntryReach::All => true,
+        EntryReach::Own(org) => reporter_org == org,
+        EntryReach::Party(org) => {
+            reporter_org == org || message_visible(&Reach::Party(org.clone()))
+        }
+    }
 }
 
 /// 403 unless the principal may fetch checkpoints, proofs and raw entries.
@@ -58,28 +137,160 @@ pub fn require_audit(p: &Principal) -> Result<(), ApiError> {
     p.require(&[Scope::Audit, Scope::Regulator])
 }
 
-/// 403 unless every event is reported by the principal's own organisation.
-pub fn require_own_reports<'a>(
+/// Whether the principal's organisation runs a channel (`[tenant] channel_operators`).
+fn is_operator(p: &Principal, operators: &[String]) -> bool {
+    operators.contains(&p.org)
+}
+
+/// 403 unless the principal may report every one of `events` (README "Who can write
+/// what"): reported by its own organisation; a `sent` from itself, for a message id
+/// no other sender has used; any other event about a message it is a party of, as
+/// recorded in `facts` or declared by an earlier `sent` of the same request, unless
+/// it is a channel operator. An unknown message is refused exactly as another
+/// organisation's message is, so the answer tells nothing of other organisations.
+pub fn authorize_events(
     p: &Principal,
-    reporters: impl Iterator<Item = &'a str>,
+    events: &[Event],
+    facts: &Facts,
+    operators: &[String],
 ) -> Result<(), ApiError> {
     p.require(&[Scope::Write])?;
-    let foreign: Vec<usize> = reporters
+    let foreign: Vec<usize> = events
+        .iter()
         .enumerate()
-        .filter(|(_, org)| *org != p.org)
+        .filter(|(_, e)| e.reporter_org() != p.org)
         .map(|(i, _)| i)
         .collect();
-    if foreign.is_empty() {
+    if !foreign.is_empty() {
+        return Err(ApiError::forbidden(
+            "foreign_reporter",
+            format!(
+                "reporter.org must be the token's organisation {}; {} event(s) report for another (first at index {}); nothing was recorded",
+                p.org,
+                foreign.len(),
+                foreign[0]
+            ),
+        )
+        .with_details(json!({ "indexes": foreign })));
+    }
+    let operator = is_operator(p, operators);
+    // Messages this request declares itself (a `sent` earlier in the batch).
+    let mut declared: Vec<(&str, &str, &str)> = Vec::new();
+    let mut refused: Vec<usize> = Vec::new();
+    for (i, e) in events.iter().enumerate() {
+        let recorded = facts.parties(e.message());
+        let in_request = declared
+            .iter()
+            .find(|(m, _, _)| *m == e.message())
+            .map(|&(_, f, t)| (f, t));
+        let parties = recorded.or(in_request);
+        let ok = match e.kind() {
+            EventType::Sent => {
+                let from = e.sender().unwrap_or_default();
+                let own_id = parties.is_none_or(|(f, _)| f == from);
+                if from == p.org && own_id {
+                    declared.push((e.message(), from, e.recipient().unwrap_or_default()));
+                }
+                from == p.org && own_id
+            }
+            _ => operator || parties.is_some_and(|(f, t)| f == p.org || t == p.org),
+        };
+        if !ok {
+            refused.push(i);
+        }
+    }
+    if refused.is_empty() {
         return Ok(());
     }
     Err(ApiError::forbidden(
-        "foreign_reporter",
+        "not_a_party",
         format!(
-            "reporter.org must be the token's organisation {}; {} event(s) report for another (first at index {}); nothing was recorded",
+            "{} event(s) (first at index {}) are about a message your organisation {} is not a party of, \
+             or not recorded yet (a sent must be from {} and use a message id no other sender has used); \
+             nothing was recorded",
+            refused.len(),
+            refused[0],
             p.org,
-            foreign.len(),
-            foreign[0]
+            p.org
         ),
     )
-    .with_details(serde_json::json!({ "indexes": foreign })))
+    .with_details(json!({ "indexes": refused })))
+}
+
+/// Resolves channel identifiers (a correspondence id, a conversation id) to messages,
+/// for one principal: only to messages its organisation is a party of (any message,
+/// for a channel operator). Another organisation's message is then "unmatched", the
+/// same answer as an identifier nobody declared, so a channel event can neither
+/// settle another's message nor tell that it exists.
+pub struct PartyResolver<'a> {
+    inner: &'a dyn RefResolver,
+    facts: &'a Facts,
+    org: &'a str,
+    operator: bool,
+}
+
+impl<'a> PartyResolver<'a> {
+    /// The principal's resolver over `inner` (the projection's refs) and `facts`.
+    pub fn new(
+        p: &'a Principal,
+        inner: &'a dyn RefResolver,
+        facts: &'a Facts,
+        operators: &[String],
+    ) -> PartyResolver<'a> {
+        PartyResolver {
+            inner,
+            facts,
+            org: &p.org,
+            operator: is_operator(p, operators),
+        }
+    }
+}
+
+impl RefResolver for PartyResolver<'_> {
+    fn message_by_ref(&self, key: &str, value: &str) -> Option<String> {
+        let m = self.inner.message_by_ref(key, value)?;
+        if self.operator {
+            return Some(m);
+        }
+        let (from, to) = self.facts.parties(&m)?;
+        (from == self.org || to == self.org).then_some(m)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn principal(scopes: &[Scope]) -> Principal {
+        Principal {
+            org: "974760673".into(),
+            scopes: scopes.to_vec(),
+            subject: "token:t".into(),
+        }
+    }
+
+    #[test]
+    fn each_scope_reaches_what_the_rule_says() {
+        let org = "974760673".to_string();
+        let cases: [(&[Scope], Option<Reach>, Option<EntryReach>); 6] = [
+            (&[Scope::Regulator], Some(Reach::All), Some(EntryReach::All)),
+            (&[Scope::Audit], None, Some(EntryReach::All)),
+            (
+                &[Scope::Read],
+                Some(Reach::Party(org.clone())),
+                Some(EntryReach::Party(org.clone())),
+            ),
+            (&[Scope::Write], None, Some(EntryReach::Own(org.clone()))),
+            (&[Scope::Admin], None, None),
+            (&[], None, None),
+        ];
+        for (scopes, messages, entries) in cases {
+            let p = principal(scopes);
+            assert_eq!(message_reach(&p).ok(), messages, "{scopes:?}");
+            assert_eq!(entry_reach(&p).ok(), entries.clone(), "{scopes:?}");
+            let stream = stream_access(&p).ok();
+            assert_eq!(stream.as_ref().map(|s| s.receipts.clone()), entries);
+            assert_eq!(stream.and_then(|s| s.verdicts), messages);
+        }
+    }
 }

@@ -791,18 +791,26 @@ fn a_report_by_no_party_of_the_message_is_a_recorded_anomaly() {
     l.sent("M1", "bekymringsmelding", "altinn", 0);
     let by = |org: &str, system: &str| json!({"org": org, "system": system});
     // The recipient opens it: a party.
-    l.push(json!({"type": "opened", "message": "M1", "at": ts(HOUR), "by_role": "leder",
-        "reporter": by(KOMMUNE, "familia")}));
+    l.push(
+        json!({"type": "opened", "message": "M1", "at": ts(HOUR), "by_role": "leder",
+        "reporter": by(KOMMUNE, "familia")}),
+    );
     // A third organisation settles it: recorded, and flagged.
-    let settled = l.push(json!({"type": "resolved", "message": "M1", "at": ts(2 * HOUR),
-        "outcome": "false_alarm", "reporter": by(OTHER, "websak")}));
+    let settled = l.push(
+        json!({"type": "resolved", "message": "M1", "at": ts(2 * HOUR),
+        "outcome": "false_alarm", "reporter": by(OTHER, "websak")}),
+    );
     // A channel reports for either side: not flagged.
-    l.push(json!({"type": "acknowledged", "message": "M1", "at": ts(3 * HOUR),
-        "reporter": by(OTHER, "altinn")}));
+    l.push(
+        json!({"type": "acknowledged", "message": "M1", "at": ts(3 * HOUR),
+        "reporter": by(OTHER, "altinn")}),
+    );
     // A `sent` declared for another organisation.
-    let forged = l.push(json!({"type": "sent", "message": "M2", "at": ts(0), "from": KOMMUNE,
+    let forged = l.push(
+        json!({"type": "sent", "message": "M2", "at": ts(0), "from": KOMMUNE,
         "to": POLICE, "channel": "altinn", "category": "document",
-        "content_digest": format!("sha256:{}", "ab".repeat(32)), "reporter": by(OTHER, "websak")}));
+        "content_digest": format!("sha256:{}", "ab".repeat(32)), "reporter": by(OTHER, "websak")}),
+    );
     let found = |msg: &str| -> Vec<(u64, Option<String>)> {
         l.facts
             .message(msg)

@@ -35,12 +35,11 @@ use serde_json::{Value, json};
 use tokio::sync::OwnedSemaphorePermit;
 
 use super::{AppState, Auth};
-use crate::auth::{Principal, Scope};
 use crate::error::ApiError;
 #[allow(unused_imports)]
 use crate::openapi::ErrorBody;
 use crate::projector::Position;
-use crate::tenant::{self, Reach};
+use crate::tenant::{self, EntryReach, Reach, StreamAccess};
 
 /// Receipts read from the log per step: what one stream holds in memory at most.
 const STEP: u64 = 64;
@@ -88,8 +87,7 @@ impl Cursor {
 
 struct Session {
     s: AppState,
-    p: Principal,
-    reach: Reach,
+    access: StreamAccess,
     cursor: Cursor,
     rx: tokio::sync::watch::Receiver<u64>,
     pending: VecDeque<Event>,
@@ -137,12 +135,7 @@ pub(crate) async fn stream(
     headers: HeaderMap,
     Query(q): Query<StreamQuery>,
 ) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, ApiError> {
-    p.require(&[Scope::Read, Scope::Write, Scope::Audit, Scope::Regulator])?;
-    let reach = if p.has(Scope::Regulator) || p.has(Scope::Audit) {
-        Reach::All
-    } else {
-        Reach::Party(p.org.clone())
-    };
+    let access = tenant::stream_access(&p)?;
     let resume = headers
         .get("last-event-id")
         .and_then(|v| v.to_str().ok())
@@ -212,8 +205,7 @@ pub(crate) async fn stream(
     let rx = s.projector.subscribe();
     let session = Session {
         s,
-        p,
-        reach,
+        access,
         cursor,
         rx,
         pending,
@@ -270,13 +262,12 @@ async fn fill(st: &mut Session) -> bool {
         let from = st.cursor.next_seq;
         let to = covered.min(from + STEP);
         let s = st.s.clone();
-        let p = st.p.clone();
-        let reach = st.reach.clone();
+        let reach = st.access.receipts.clone();
         let Ok(_reading) = st.s.streams.reads.clone().acquire_owned().await else {
             st.done = true;
             return false;
         };
-        let items = tokio::task::spawn_blocking(move || receipts(&s, &p, &reach, from, to)).await;
+        let items = tokio::task::spawn_blocking(move || receipts(&s, &reach, from, to)).await;
         match items {
             Ok(Ok(items)) => {
                 for (seq, data) in items {
@@ -328,13 +319,11 @@ async fn fill(st: &mut Session) -> bool {
     }
     for c in changes {
         st.cursor.verdicts = c.pos;
-        let visible = match &st.reach {
-            Reach::All => true,
-            Reach::Party(org) => {
-                c.sender.as_deref() == Some(org.as_str())
-                    || c.recipient.as_deref() == Some(org.as_str())
-            }
-        };
+        let visible = st
+            .access
+            .verdicts
+            .as_ref()
+            .is_some_and(|r| tenant::may_see_change(r, &c));
         if visible {
             st.pending.push_back(
                 Event::default()
@@ -350,8 +339,7 @@ async fn fill(st: &mut Session) -> bool {
 /// Receipts of entries `from .. to` the principal may see, as (seq, data).
 fn receipts(
     s: &AppState,
-    p: &Principal,
-    reach: &Reach,
+    reach: &EntryReach,
     from: u64,
     to: u64,
 ) -> Result<Vec<(u64, Value)>, ledger_core::StoreError> {
@@ -371,10 +359,11 @@ fn receipts(
         let ev: Value = serde_json::from_str(parsed.event).unwrap_or(Value::Null);
         let message = ev["message"].as_str().unwrap_or_default();
         let reporter = ev["reporter"]["org"].as_str().unwrap_or_default();
-        let message_visible = eval
-            .evaluate(message)
-            .is_some_and(|e| tenant::may_see(reach, &e));
-        if !tenant::may_see_entry(p, reporter, message_visible) {
+        let message_visible = |r: &Reach| {
+            eval.evaluate(message)
+                .is_some_and(|e| tenant::may_see(r, &e))
+        };
+        if !tenant::may_see_entry(reach, reporter, message_visible) {
             continue;
         }
         out.push((

@@ -248,9 +248,39 @@ pub(crate) async fn post_events(
     if !bad.is_empty() {
         return Err(rejected("events", bad, raw.len()));
     }
-    tenant::require_own_reports(&p, events.iter().map(Event::reporter_org))?;
+    authorize(&s, &p, &events).await?;
     let receipts = append(&s, events).await?;
     Ok(Json(json!({ "receipts": receipts })))
+}
+
+/// The longest an append waits for the projection to know the messages it is about.
+const PARTIES_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// 403 unless the principal may report every event (`tenant::authorize_events`),
+/// judged against the parties recorded up to now: for anything but `sent`s the
+/// projection is first brought up to the log's size (a `sent` just acknowledged
+/// counts), or the answer is 503 (retry) rather than a refusal on stale facts.
+async fn authorize(
+    s: &AppState,
+    p: &crate::auth::Principal,
+    events: &[Event],
+) -> Result<(), ApiError> {
+    p.require(&[Scope::Write])?;
+    if events
+        .iter()
+        .any(|e| e.kind() != ledger_core::event::EventType::Sent)
+    {
+        let size = ledger_core::Store::size(&*s.store);
+        if s.projector.wait_covered(size, PARTIES_WAIT).await < size {
+            return Err(ApiError::busy(
+                "not_yet_covered",
+                "the ledger is catching up on recent entries; retry (nothing was recorded)",
+                1,
+            ));
+        }
+    }
+    let live = s.projector.read();
+    tenant::authorize_events(p, events, &live.facts, &s.config.channel_operators)
 }
 
 /// Which mapper a channel endpoint uses.
@@ -312,11 +342,16 @@ async fn channel_events(
     // Each item on its own: what maps is recorded, whatever else is in the batch.
     let mut outcomes = Vec::with_capacity(values.len());
     let mut events: Vec<Event> = Vec::new();
+    // A `sent` acknowledged just before its channel events must resolve them.
+    let size = ledger_core::Store::size(&*s.store);
+    s.projector.wait_covered(size, PARTIES_WAIT).await;
     {
         let live = s.projector.read();
+        let resolver =
+            tenant::PartyResolver::new(&p, &*live, &live.facts, &s.config.channel_operators);
         let cx = MapContext {
             reporter_org: &p.org,
-            resolver: &*live,
+            resolver: &resolver,
             pseudonymizer: &s.pseudonymizer,
         };
         for v in &values {
@@ -397,14 +432,14 @@ async fn channel_events(
                     Outcome::Recorded(r)
                 }
                 None => {
-                    let (id, seq) = conflicts
+                    let (id, _) = conflicts
                         .iter()
                         .find(|(id, _)| id == events[k].id())
                         .expect("an event not recorded was refused as a conflict");
                     Outcome::Rejected {
                         reason: "conflict",
                         message: format!(
-                            "maps to event id {id:?}, already recorded at seq {seq} with different content"
+                            "maps to event id {id:?}, already recorded with different content"
                         ),
                     }
                 }

@@ -1008,3 +1008,28 @@ fn plain_http_off_loopback_and_bad_tls_files_are_refused_at_start() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+#[test]
+fn jwt_scope_names_are_the_ones_configured() {
+    // Real Maskinporten scopes carry their owner's prefix.
+    let jwks = repo_root().join("tests/fixtures/jwt/jwks.json");
+    let s = Server::start(&format!(
+        "[auth.jwt]\njwks_file = {jwks:?}\nissuer = \"https://test.maskinporten.no/\"\naudience = \"https://ledger.test/\"\n\
+         [auth.jwt.scopes]\nwrite = \"digdir:meldingslogg.skriv\"\nread = [\"digdir:meldingslogg.les\", \"digdir:meldingslogg.skriv\"]\n"
+    ));
+    let aud = "https://ledger.test/";
+    let ev = sent("e1", "M1", POLICE, KOMMUNE).to_string();
+    let token = |scope: &str| jwt("issuer-es256.pem", claims(POLICE, scope, aud, now() + 600));
+    // The built-in names no longer grant anything once names are configured.
+    let (st, v) = post(&s, "/v1/events", &token("ledger:write"), &ev);
+    assert_eq!(st, 403, "{v}");
+    let (st, v) = post(&s, "/v1/events", &token("digdir:meldingslogg.skriv"), &ev);
+    assert_eq!(st, 200, "{v}");
+    // One name may grant two scopes.
+    let both = token("digdir:meldingslogg.skriv");
+    wait_for_message(&s, &both, "M1");
+    let (st, _) = get(&s, "/v1/messages/M1", &token("digdir:meldingslogg.les"));
+    assert_eq!(st, 200);
+    let (st, _) = get(&s, "/v1/messages/M1", &token("ledger:read"));
+    assert_eq!(st, 403);
+}

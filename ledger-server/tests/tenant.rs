@@ -1,0 +1,420 @@
+//! The tenant boundary, as a matrix: every endpoint × every scope × a message of the
+//! caller's own, another organisation's, and none; and every event type reported by
+//! a party, a non-party and a channel operator (README "Who can write what").
+//!
+//! Invariants: a non-party is answered exactly as if the message did not exist;
+//! nothing a non-party sends is recorded; the stream gives no one more than
+//! `/v1/messages` does.
+
+mod common;
+
+use std::io::{BufRead, BufReader, Write};
+use std::net::TcpStream;
+use std::time::Duration;
+
+use common::*;
+use ledger_server::Scope;
+use serde_json::{Value, json};
+
+/// A third organisation, party to nothing.
+const OTHER: &str = "957241867";
+/// A channel operator, named in `[tenant] channel_operators`.
+const OPERATOR: &str = "991825827";
+
+fn event(id: &str, kind: &str, message: &str, org: &str) -> Value {
+    let mut v = json!({
+        "id": id, "type": kind, "message": message, "at": "2023-05-02T10:00:00Z",
+        "reporter": {"org": org, "system": "case"},
+    });
+    let o = v.as_object_mut().unwrap();
+    match kind {
+        "opened" => {
+            o.insert("by_role".into(), json!("saksbehandler"));
+        }
+        "deleted" => {
+            o.insert("reason".into(), json!("retention"));
+        }
+        "failed" => {
+            o.insert("error".into(), json!("timeout"));
+        }
+        "handed_off" => {
+            o.insert("from_system".into(), json!("fiks-mottak"));
+            o.insert("to_system".into(), json!("familia"));
+        }
+        "received" => {
+            o.insert("system".into(), json!("familia"));
+        }
+        "resent" => {
+            o.insert("new_message".into(), json!(format!("{message}-BREV")));
+            o.insert("channel".into(), json!("letter"));
+        }
+        "resolved" => {
+            o.insert("outcome".into(), json!("false_alarm"));
+        }
+        "notice" => {
+            o.insert("notice".into(), json!("not_opened"));
+            o.insert("status".into(), json!("reminded"));
+            o.insert("system".into(), json!("altinn"));
+        }
+        _ => {}
+    }
+    v
+}
+
+const NON_SENT: [&str; 11] = [
+    "delivered",
+    "handed_off",
+    "received",
+    "opened",
+    "acknowledged",
+    "expired",
+    "deleted",
+    "failed",
+    "resent",
+    "resolved",
+    "notice",
+];
+
+/// The error body without the parts that name the request itself.
+fn normalized(r: &Reply) -> (u16, Value) {
+    let mut b = r.body.clone();
+    if let Some(e) = b.get_mut("error") {
+        e.as_object_mut().unwrap().remove("message");
+    }
+    (r.status, b)
+}
+
+fn post_json(s: &TestServer, token: &str, v: &Value) -> Reply {
+    post(s, "/v1/events", token, "application/json", &v.to_string())
+}
+
+fn history_ids(s: &TestServer, reg: &str, message: &str) -> Vec<String> {
+    let r = get(s, &format!("/v1/messages/{message}"), reg);
+    assert_eq!(r.status, 200, "{}", r.text);
+    r.body["history"]
+        .as_array()
+        .or_else(|| r.body["entries"].as_array())
+        .map(|h| {
+            h.iter()
+                .map(|e| {
+                    e["event"]["id"]
+                        .as_str()
+                        .or(e["id"].as_str())
+                        .unwrap_or_default()
+                        .to_string()
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+#[test]
+fn reads_answer_a_non_party_as_if_the_message_did_not_exist() {
+    let s = TestServer::start("");
+    let police_w = s.token(POLICE, &[Scope::Write]);
+    assert_eq!(
+        post_json(&s, &police_w, &sent("e-own", "M-OWN")).status,
+        200
+    );
+
+    let none = String::new();
+    let tokens: Vec<(&str, String)> = vec![
+        ("no token", none),
+        ("police read", s.token(POLICE, &[Scope::Read])),
+        ("kommune read", s.token(KOMMUNE, &[Scope::Read])),
+        ("other read", s.token(OTHER, &[Scope::Read])),
+        ("other write", s.token(OTHER, &[Scope::Write])),
+        ("other audit", s.token(OTHER, &[Scope::Audit])),
+        ("other regulator", s.token(OTHER, &[Scope::Regulator])),
+        ("other admin", s.token(OTHER, &[Scope::Admin])),
+    ];
+    // (endpoint, expected status per principal, in the order above)
+    let q = "now=2023-06-01T00:00:00Z";
+    let matrix: Vec<(String, [u16; 8])> = vec![
+        (
+            format!("/v1/messages/M-OWN?{q}"),
+            [401, 200, 200, 404, 403, 403, 200, 403],
+        ),
+        (
+            format!("/v1/messages/M-NONE?{q}"),
+            [401, 404, 404, 404, 403, 403, 404, 403],
+        ),
+        (
+            format!("/v1/messages?{q}"),
+            [401, 200, 200, 200, 403, 403, 200, 403],
+        ),
+        (
+            format!("/v1/reports/lost?{q}"),
+            [401, 200, 200, 200, 403, 403, 200, 403],
+        ),
+        (
+            format!("/v1/stats?{q}"),
+            [401, 200, 200, 200, 403, 403, 200, 403],
+        ),
+        (
+            "/v1/checkpoint".into(),
+            [401, 403, 403, 403, 403, 200, 200, 403],
+        ),
+        (
+            "/v1/entries?from=0&limit=10".into(),
+            [401, 403, 403, 403, 403, 200, 200, 403],
+        ),
+        (
+            "/v1/proofs/inclusion?seq=0".into(),
+            [401, 403, 403, 403, 403, 200, 200, 403],
+        ),
+        ("/metrics".into(), [401, 403, 403, 403, 403, 403, 403, 200]),
+    ];
+    for (path, want) in &matrix {
+        for ((who, token), want) in tokens.iter().zip(want) {
+            let r = get(&s, path, token);
+            assert_eq!(r.status, *want, "{who} GET {path}: {}", r.text);
+        }
+    }
+    // "Not yours" and "does not exist" are the same answer.
+    let other = &tokens[3].1;
+    let a = get(&s, &format!("/v1/messages/M-OWN?{q}"), other);
+    let b = get(&s, &format!("/v1/messages/M-NONE?{q}"), other);
+    assert_eq!(normalized(&a), normalized(&b));
+    assert_eq!(
+        a.text.replace("M-OWN", "M-X"),
+        b.text.replace("M-NONE", "M-X")
+    );
+    // Lists, reports and stats hold none of another organisation's messages.
+    for path in [
+        format!("/v1/messages?{q}"),
+        format!("/v1/reports/lost?{q}"),
+        format!("/v1/stats?{q}"),
+    ] {
+        let r = get(&s, &path, other);
+        assert!(!r.text.contains("M-OWN"), "{path}: {}", r.text);
+    }
+    let r = get(&s, &format!("/v1/stats?{q}"), other);
+    assert!(
+        !r.text.contains("\"count\":1"),
+        "another's message counted: {}",
+        r.text
+    );
+}
+
+#[test]
+fn writes_by_a_non_party_are_refused_as_for_an_unknown_message_and_record_nothing() {
+    let s = TestServer::start(&format!("[tenant]\nchannel_operators = [\"{OPERATOR}\"]\n"));
+    let police = s.token(POLICE, &[Scope::Write]);
+    let kommune = s.token(KOMMUNE, &[Scope::Write]);
+    let other = s.token(OTHER, &[Scope::Write]);
+    let operator = s.token(OPERATOR, &[Scope::Write]);
+    let reg = s.token(OTHER, &[Scope::Regulator]);
+    assert_eq!(post_json(&s, &police, &sent("e-own", "M-OWN")).status, 200);
+    let before = history_ids(&s, &reg, "M-OWN");
+    assert_eq!(before, ["e-own"]);
+
+    for kind in NON_SENT {
+        // Another organisation, about a message it is no party of, and about none.
+        let on_own = post_json(
+            &s,
+            &other,
+            &event(&format!("x-{kind}"), kind, "M-OWN", OTHER),
+        );
+        let on_none = post_json(
+            &s,
+            &other,
+            &event(&format!("y-{kind}"), kind, "M-NONE", OTHER),
+        );
+        assert_eq!(on_own.status, 403, "{kind}: {}", on_own.text);
+        assert_eq!(on_own.body["error"]["code"], "not_a_party", "{kind}");
+        assert_eq!(normalized(&on_own), normalized(&on_none), "{kind}");
+        assert_eq!(on_own.text, on_none.text, "{kind}: the answers differ");
+    }
+    assert_eq!(history_ids(&s, &reg, "M-OWN"), before, "nothing recorded");
+
+    // A `sent` declared for another organisation, and one for a message id that
+    // another sender already uses.
+    let mut forged = sent("e-forged", "M-FORGED");
+    forged["reporter"]["org"] = json!(OTHER);
+    let r = post_json(&s, &other, &forged);
+    assert_eq!(
+        (r.status, r.body["error"]["code"].clone()),
+        (403, json!("not_a_party")),
+        "{}",
+        r.text
+    );
+    let mut squat = sent("e-squat", "M-OWN");
+    squat["reporter"]["org"] = json!(OTHER);
+    squat["from"] = json!(OTHER);
+    let r = post_json(&s, &other, &squat);
+    assert_eq!(r.status, 403, "{}", r.text);
+    assert_eq!(history_ids(&s, &reg, "M-OWN"), before);
+
+    // Parties and the channel operator are heard.
+    for (token, org, kind) in [
+        (&kommune, KOMMUNE, "opened"),
+        (&kommune, KOMMUNE, "acknowledged"),
+        (&police, POLICE, "delivered"),
+        (&operator, OPERATOR, "expired"),
+    ] {
+        let r = post_json(&s, token, &event(&format!("p-{kind}"), kind, "M-OWN", org));
+        assert_eq!(r.status, 200, "{org} {kind}: {}", r.text);
+    }
+    // A sent and its receipt-side events in one request by the sender's own party.
+    let batch = json!([
+        sent("e-b1", "M-BATCH"),
+        event("e-b2", "delivered", "M-BATCH", POLICE)
+    ]);
+    assert_eq!(post_json(&s, &police, &batch).status, 200);
+
+    // A conflict names no seq (the entry may be another organisation's).
+    let mut clash = event("p-opened", "opened", "M-OWN", OTHER);
+    clash["by_role"] = json!("other");
+    let r = post_json(&s, &other, &clash);
+    assert!(matches!(r.status, 403 | 409), "{}", r.text);
+    let r = post_json(&s, &kommune, &{
+        let mut v = event("p-opened", "opened", "M-OWN", KOMMUNE);
+        v["by_role"] = json!("leder");
+        v
+    });
+    assert_eq!(r.status, 409, "{}", r.text);
+    assert!(!r.text.contains("seq"), "{}", r.text);
+}
+
+#[test]
+fn a_channel_event_never_finds_another_organisations_message() {
+    let s = TestServer::start("");
+    let police = s.token(POLICE, &[Scope::Write]);
+    let other = s.token(OTHER, &[Scope::Write]);
+    let reg = s.token(OTHER, &[Scope::Regulator]);
+    assert_eq!(post_json(&s, &police, &sent("e-own", "M-OWN")).status, 200);
+    let before = history_ids(&s, &reg, "M-OWN");
+    // An Altinn "read" for the police's correspondence, and for one nobody declared.
+    let read = |corr: &str, id: &str| {
+        json!({
+            "specversion": "1.0", "id": id,
+            "type": "no.altinn.correspondence.correspondencereceiverread",
+            "source": "https://platform.tt02.altinn.no/correspondence/api/v1/correspondence",
+            "resourceinstance": corr, "time": "2023-05-02T10:00:00Z",
+            "subject": format!("/organisation/{OTHER}"),
+        })
+    };
+    let on_own = post(
+        &s,
+        "/v1/cloudevents",
+        &other,
+        "application/cloudevents+json",
+        &read("corr-M-OWN", "ce-1").to_string(),
+    );
+    let on_none = post(
+        &s,
+        "/v1/cloudevents",
+        &other,
+        "application/cloudevents+json",
+        &read("corr-NOBODY", "ce-2").to_string(),
+    );
+    assert_eq!(
+        on_own.status, on_none.status,
+        "{} / {}",
+        on_own.text, on_none.text
+    );
+    let unmatched = |r: &Reply| r.body["receipts"][0]["unmatched"].clone();
+    assert_eq!(unmatched(&on_own), unmatched(&on_none));
+    assert_eq!(
+        history_ids(&s, &reg, "M-OWN"),
+        before,
+        "attached to another's message"
+    );
+}
+
+/// Opens `GET /v1/stream` and returns a reader of its events.
+fn open_stream(s: &TestServer, token: &str) -> BufReader<TcpStream> {
+    let mut c = TcpStream::connect(s.addr).unwrap();
+    c.set_read_timeout(Some(Duration::from_millis(1500)))
+        .unwrap();
+    write!(
+        c,
+        "GET /v1/stream HTTP/1.1\r\nHost: localhost\r\nAuthorization: Bearer {token}\r\nAccept: text/event-stream\r\n\r\n"
+    )
+    .unwrap();
+    let mut r = BufReader::new(c);
+    let mut status = String::new();
+    r.read_line(&mut status).unwrap();
+    assert!(status.starts_with("HTTP/1.1 200"), "{status}");
+    loop {
+        let mut h = String::new();
+        r.read_line(&mut h).unwrap();
+        if h.trim().is_empty() {
+            break;
+        }
+    }
+    r
+}
+
+/// Every event the stream sends until it falls quiet.
+fn drain(r: &mut BufReader<TcpStream>) -> Vec<(String, Value)> {
+    let mut out = Vec::new();
+    let (mut ev, mut data) = (String::new(), String::new());
+    loop {
+        let mut line = String::new();
+        match r.read_line(&mut line) {
+            Ok(0) | Err(_) => return out,
+            Ok(_) => {}
+        }
+        let line = line.trim_end_matches(['\r', '\n']);
+        if let Some(x) = line.strip_prefix("event: ") {
+            ev = x.to_string();
+        } else if let Some(x) = line.strip_prefix("data: ") {
+            data.push_str(x);
+        } else if line.is_empty() && !data.is_empty() {
+            out.push((
+                ev.clone(),
+                serde_json::from_str(&data).unwrap_or(Value::Null),
+            ));
+            data.clear();
+        }
+    }
+}
+
+#[test]
+fn the_stream_gives_no_one_more_than_the_questions_do() {
+    let s = TestServer::start("[server]\nsweep_interval_seconds = 1\n");
+    let police = s.token(POLICE, &[Scope::Write]);
+    let kommune = s.token(KOMMUNE, &[Scope::Write]);
+    let mut regulator = open_stream(&s, &s.token(OTHER, &[Scope::Regulator]));
+    let mut audit = open_stream(&s, &s.token(OTHER, &[Scope::Audit]));
+    let mut other_read = open_stream(&s, &s.token(OTHER, &[Scope::Read]));
+    let mut other_write = open_stream(&s, &s.token(OTHER, &[Scope::Write]));
+    assert_eq!(post_json(&s, &police, &sent("e-own", "M-OWN")).status, 200);
+    for kind in ["delivered", "opened", "acknowledged"] {
+        let org = if kind == "delivered" { POLICE } else { KOMMUNE };
+        let token = if kind == "delivered" {
+            &police
+        } else {
+            &kommune
+        };
+        let r = post_json(&s, token, &event(&format!("p-{kind}"), kind, "M-OWN", org));
+        assert_eq!(r.status, 200, "{}", r.text);
+    }
+    let reg = drain(&mut regulator);
+    assert!(
+        reg.iter().any(|(e, _)| e == "verdict"),
+        "the regulator sees verdict changes: {reg:?}"
+    );
+    assert_eq!(reg.iter().filter(|(e, _)| e == "receipt").count(), 4);
+    let aud = drain(&mut audit);
+    assert_eq!(
+        aud.iter().filter(|(e, _)| e == "receipt").count(),
+        4,
+        "{aud:?}"
+    );
+    assert!(
+        !aud.iter().any(|(e, _)| e == "verdict"),
+        "an audit token gets no verdicts (/v1/messages refuses it): {aud:?}"
+    );
+    for (who, got) in [
+        ("other read", drain(&mut other_read)),
+        ("other write", drain(&mut other_write)),
+    ] {
+        assert!(
+            got.iter().all(|(e, _)| e != "receipt" && e != "verdict"),
+            "{who} sees another's message: {got:?}"
+        );
+    }
+}

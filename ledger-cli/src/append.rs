@@ -152,7 +152,10 @@ pub(crate) fn run(dir: &Path, file: &Path, _json: bool) -> Result<u8> {
                 return Ok(());
             }
         };
-        let problem = match Event::from_json(line) {
+        let problem = match Event::from_json(line).and_then(|ev| {
+            ledger_core::admission::check(&ev)?;
+            Ok(ev)
+        }) {
             Err(e) => Some(e.to_string()),
             Ok(ev) => {
                 events += 1;

@@ -62,7 +62,7 @@ pub fn complete_orgnr(first8: &str) -> Option<String> {
 
 /// Whether eleven digits carry the two mod-11 control digits of a national identity
 /// number (fødselsnummer or D-number).
-fn is_national_id(d: &[u8; 11]) -> bool {
+pub(crate) fn is_national_id(d: &[u8; 11]) -> bool {
     const W1: [u32; 9] = [3, 7, 6, 1, 8, 9, 4, 5, 2];
     const W2: [u32; 10] = [5, 4, 3, 2, 7, 6, 5, 4, 3, 2];
     let control = |ws: &[u32], n: usize| -> Option<u8> {

@@ -17,6 +17,7 @@
 //! ```
 #![deny(missing_docs)]
 
+pub mod admission;
 pub mod bundle;
 pub mod checkpoint;
 pub mod entry;

@@ -17,7 +17,8 @@ pub mod pseudonym;
 
 pub use pseudonym::Pseudonymizer;
 
-use ledger_core::ids::{check_orgnr, contains_national_id};
+use ledger_core::admission::may_hold_national_id;
+use ledger_core::ids::check_orgnr;
 use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
 use time::UtcOffset;
@@ -292,7 +293,7 @@ pub fn shown(s: &str) -> String {
     if s.chars().count() > MAX {
         out.push('…');
     }
-    if contains_national_id(s) || contains_national_id(&out) {
+    if may_hold_national_id(s) || may_hold_national_id(&out) {
         return "<redacted: holds what looks like a national identity number>".into();
     }
     out
@@ -427,7 +428,7 @@ pub(crate) fn resolve(
 
 fn synthetic_message(cx: &MapContext<'_>, key: &str, prefix: &str, value: &str) -> String {
     let plain = format!("{prefix}:{value}");
-    if plain.chars().count() <= ledger_core::limits::ID_CHARS_MAX && !contains_national_id(&plain) {
+    if plain.chars().count() <= ledger_core::limits::ID_CHARS_MAX && !may_hold_national_id(&plain) {
         plain
     } else {
         format!("{prefix}:{}", cx.pseudonymizer.pseudonym(key, value))

@@ -236,7 +236,11 @@ pub(crate) async fn post_events(
     let mut events = Vec::with_capacity(raw.len());
     let mut bad = Vec::new();
     for (i, r) in raw.iter().enumerate() {
-        match Event::from_json(r.get().as_bytes()) {
+        let admitted = Event::from_json(r.get().as_bytes()).and_then(|e| {
+            ledger_core::admission::check(&e)?;
+            Ok(e)
+        });
+        match admitted {
             Ok(e) => events.push(e),
             Err(e) => bad.push(json!({
                 "index": i,
@@ -362,7 +366,11 @@ async fn channel_events(
             let outcome = match r {
                 Ok(m) => {
                     let matched = m.matched;
-                    match Event::from_value(m.event) {
+                    let admitted = Event::from_value(m.event).and_then(|e| {
+                        ledger_core::admission::check(&e)?;
+                        Ok(e)
+                    });
+                    match admitted {
                         Ok(e) => {
                             events.push(e);
                             Outcome::Mapped {

@@ -1,0 +1,85 @@
+//! No national identity number gets in, however it is written (issue 11, FORMAT.md
+//! §3.8): each of the outside tester's forms, in every field it was tried in, is
+//! refused with the field named, and nothing is recorded.
+
+mod common;
+
+use common::*;
+use ledger_server::Scope;
+use serde_json::json;
+
+/// A synthetic, well-formed number (valid control digits).
+const FNR: &str = "01010012356";
+
+fn forms() -> Vec<String> {
+    vec![
+        "0101\u{200b}0012356".into(),
+        "0101\u{ad}0012356".into(),
+        "010100\u{2060}12356".into(),
+        "010100\u{202f}12356".into(),
+        "010100\u{2013}12356".into(),
+        "010100/12356".into(),
+        "010100_12356".into(),
+        "010100  12356".into(),
+        "010100\t12356".into(),
+        "01.01.00 12356".into(),
+        "0101 0012356".into(),
+        format!("9{FNR}7"),
+    ]
+}
+
+#[test]
+fn every_form_in_every_field_is_refused_and_named() {
+    let s = TestServer::start("");
+    let w = s.token(POLICE, &[Scope::Write, Scope::Audit]);
+    for (k, form) in forms().into_iter().enumerate() {
+        let tries = [
+            ("id", {
+                let mut v = sent(&format!("x{k}"), &format!("M{k}"));
+                v["id"] = json!(form);
+                v
+            }),
+            ("message", {
+                let mut v = sent(&format!("m{k}"), &form);
+                v.as_object_mut().unwrap().remove("refs");
+                v
+            }),
+            ("refs.websak", {
+                let mut v = sent(&format!("r{k}"), &format!("R{k}"));
+                v["refs"]["websak"] = json!(form);
+                v
+            }),
+        ];
+        for (field, ev) in tries {
+            let r = post(&s, "/v1/events", &w, "application/json", &ev.to_string());
+            assert_eq!(r.status, 422, "{form:?} in {field}: {}", r.text);
+            assert_eq!(r.body["error"]["details"][0]["field"], field, "{form:?}");
+            assert!(!r.text.contains(FNR), "the answer repeats it: {}", r.text);
+        }
+    }
+    // As an integer, and free text in refs.
+    let mut v = sent("seq", "M-SEQ");
+    v["reporter"]["seq"] = json!(15076500565u64);
+    let r = post(&s, "/v1/events", &w, "application/json", &v.to_string());
+    assert_eq!(
+        r.body["error"]["details"][0]["field"], "reporter.seq",
+        "{}",
+        r.text
+    );
+    let mut v = sent("barn", "M-BARN");
+    v["refs"] = json!({"barn": "Ola Nordmann f. 01.01.2015, Storgata 1"});
+    let r = post(&s, "/v1/events", &w, "application/json", &v.to_string());
+    assert_eq!(
+        r.body["error"]["details"][0]["field"], "refs.barn",
+        "{}",
+        r.text
+    );
+    // Nothing of it was recorded.
+    let r = get(&s, "/v1/checkpoint", &w);
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert!(
+        r.text.contains("\n0\n"),
+        "entries were recorded: {}",
+        r.text
+    );
+}

@@ -153,8 +153,8 @@ fn is_candidate(w: &[Digit]) -> bool {
 /// Checks the admission rules on an event already valid by the format: every text
 /// value (but timestamps and the content digest) with [`hides_national_id`],
 /// `reporter.seq` ≤ [`REPORTER_SEQ_MAX`], and every `refs` value a reference (an
-/// identifier: letters, digits and `. _ : / + = -`, starting with a letter or digit,
-/// holding at least one digit).
+/// identifier: ASCII letters, digits and `. _ : / + = -`, starting with a letter or
+/// digit: never a sentence, a name with spaces or an address).
 pub fn check(event: &Event) -> Result<(), EventError> {
     let v: serde_json::Value = serde_json::from_slice(event.canonical_bytes())
         .expect("an event's canonical bytes are JSON");
@@ -176,9 +176,9 @@ pub fn check(event: &Event) -> Result<(), EventError> {
                 return Err(refuse(
                     &format!("refs.{k}"),
                     format!(
-                        "{s:?} is not a reference: refs hold identifiers (letters, digits and . _ : / + = -, \
-                         at least one digit), never names or sentences; keep descriptions in your own \
-                         system, or use a keyed pseudonym"
+                        "{s:?} is not a reference: refs hold identifiers (ASCII letters, digits and \
+                         . _ : / + = -), never names or sentences; keep descriptions in your own system, \
+                         or use a keyed pseudonym"
                     ),
                 ));
             }
@@ -188,12 +188,10 @@ pub fn check(event: &Event) -> Result<(), EventError> {
 }
 
 fn is_reference(s: &str) -> bool {
-    let mut chars = s.chars();
-    chars.next().is_some_and(|c| c.is_ascii_alphanumeric())
+    s.chars().next().is_some_and(|c| c.is_ascii_alphanumeric())
         && s.chars().all(|c| {
             c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | ':' | '/' | '+' | '=' | '-')
         })
-        && s.chars().any(|c| c.is_ascii_digit())
 }
 
 fn scan(v: &serde_json::Value, path: &str) -> Result<(), EventError> {

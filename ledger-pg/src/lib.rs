@@ -5,8 +5,10 @@
 pub mod copy;
 pub mod engine;
 pub mod migrate;
+mod redact;
 mod store;
 
 pub use engine::Engine;
 pub use migrate::{MIGRATIONS, MigrateError, Migration, Report, migrate, schema_version};
+pub use redact::redact;
 pub use store::PgStore;

@@ -12,6 +12,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, mpsc};
 use std::time::{Duration, Instant};
 
+use crate::redact;
 use ledger_core::checkpoint::check_origin;
 use ledger_core::entry::{self, format_recorded_at, write_entry};
 use ledger_core::merkle::{self, Frontier, SubtreeSource};
@@ -312,28 +313,6 @@ impl Drop for PgStore {
 fn hash32(b: &[u8]) -> Result<Hash, StoreError> {
     b.try_into()
         .map_err(|_| StoreError::Corrupt(format!("a stored hash of {} bytes", b.len())))
-}
-
-/// The URL (or `key=value` connection string) without its password, for messages.
-fn redact(url: &str) -> String {
-    if let Some(s) = url.find("://") {
-        return match url.rfind('@') {
-            Some(at) if at > s => {
-                let creds = &url[s + 3..at];
-                let user = creds.split_once(':').map_or(creds, |(user, _)| user);
-                format!("{}{user}:***{}", &url[..s + 3], &url[at..])
-            }
-            _ => url.to_string(),
-        };
-    }
-    // `host=db password=secret …`: every value after `password=` is hidden.
-    url.split_whitespace()
-        .map(|kv| match kv.split_once('=') {
-            Some((k, _)) if k.eq_ignore_ascii_case("password") => format!("{k}=***"),
-            _ => kv.to_string(),
-        })
-        .collect::<Vec<_>>()
-        .join(" ")
 }
 
 impl Store for PgStore {

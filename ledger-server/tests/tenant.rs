@@ -113,7 +113,7 @@ fn reads_answer_a_non_party_as_if_the_message_did_not_exist() {
     let s = TestServer::start("");
     let police_w = s.token(POLICE, &[Scope::Write]);
     assert_eq!(
-        post_json(&s, &police_w, &sent("e-own", "M-OWN")).status,
+        post_json(&s, &police_w, &sent("e-own", "M-OWN-1")).status,
         200
     );
 
@@ -132,11 +132,11 @@ fn reads_answer_a_non_party_as_if_the_message_did_not_exist() {
     let q = "now=2023-06-01T00:00:00Z";
     let matrix: Vec<(String, [u16; 8])> = vec![
         (
-            format!("/v1/messages/M-OWN?{q}"),
+            format!("/v1/messages/M-OWN-1?{q}"),
             [401, 200, 200, 404, 403, 403, 200, 403],
         ),
         (
-            format!("/v1/messages/M-NONE?{q}"),
+            format!("/v1/messages/M-NONE-2?{q}"),
             [401, 404, 404, 404, 403, 403, 404, 403],
         ),
         (
@@ -173,12 +173,12 @@ fn reads_answer_a_non_party_as_if_the_message_did_not_exist() {
     }
     // "Not yours" and "does not exist" are the same answer.
     let other = &tokens[3].1;
-    let a = get(&s, &format!("/v1/messages/M-OWN?{q}"), other);
-    let b = get(&s, &format!("/v1/messages/M-NONE?{q}"), other);
+    let a = get(&s, &format!("/v1/messages/M-OWN-1?{q}"), other);
+    let b = get(&s, &format!("/v1/messages/M-NONE-2?{q}"), other);
     assert_eq!(normalized(&a), normalized(&b));
     assert_eq!(
-        a.text.replace("M-OWN", "M-X"),
-        b.text.replace("M-NONE", "M-X")
+        a.text.replace("M-OWN-1", "M-X"),
+        b.text.replace("M-NONE-2", "M-X")
     );
     // Lists, reports and stats hold none of another organisation's messages.
     for path in [
@@ -187,7 +187,7 @@ fn reads_answer_a_non_party_as_if_the_message_did_not_exist() {
         format!("/v1/stats?{q}"),
     ] {
         let r = get(&s, &path, other);
-        assert!(!r.text.contains("M-OWN"), "{path}: {}", r.text);
+        assert!(!r.text.contains("M-OWN-1"), "{path}: {}", r.text);
     }
     let r = get(&s, &format!("/v1/stats?{q}"), other);
     assert!(
@@ -205,8 +205,11 @@ fn writes_by_a_non_party_are_refused_as_for_an_unknown_message_and_record_nothin
     let other = s.token(OTHER, &[Scope::Write]);
     let operator = s.token(OPERATOR, &[Scope::Write]);
     let reg = s.token(OTHER, &[Scope::Regulator]);
-    assert_eq!(post_json(&s, &police, &sent("e-own", "M-OWN")).status, 200);
-    let before = history_ids(&s, &reg, "M-OWN");
+    assert_eq!(
+        post_json(&s, &police, &sent("e-own", "M-OWN-1")).status,
+        200
+    );
+    let before = history_ids(&s, &reg, "M-OWN-1");
     assert_eq!(before, ["e-own"]);
 
     for kind in NON_SENT {
@@ -214,23 +217,23 @@ fn writes_by_a_non_party_are_refused_as_for_an_unknown_message_and_record_nothin
         let on_own = post_json(
             &s,
             &other,
-            &event(&format!("x-{kind}"), kind, "M-OWN", OTHER),
+            &event(&format!("x-{kind}"), kind, "M-OWN-1", OTHER),
         );
         let on_none = post_json(
             &s,
             &other,
-            &event(&format!("y-{kind}"), kind, "M-NONE", OTHER),
+            &event(&format!("y-{kind}"), kind, "M-NONE-2", OTHER),
         );
         assert_eq!(on_own.status, 403, "{kind}: {}", on_own.text);
         assert_eq!(on_own.body["error"]["code"], "not_a_party", "{kind}");
         assert_eq!(normalized(&on_own), normalized(&on_none), "{kind}");
         assert_eq!(on_own.text, on_none.text, "{kind}: the answers differ");
     }
-    assert_eq!(history_ids(&s, &reg, "M-OWN"), before, "nothing recorded");
+    assert_eq!(history_ids(&s, &reg, "M-OWN-1"), before, "nothing recorded");
 
     // A `sent` declared for another organisation, and one for a message id that
     // another sender already uses.
-    let mut forged = sent("e-forged", "M-FORGED");
+    let mut forged = sent("e-forged", "M-FORGED-4");
     forged["reporter"]["org"] = json!(OTHER);
     let r = post_json(&s, &other, &forged);
     assert_eq!(
@@ -239,12 +242,12 @@ fn writes_by_a_non_party_are_refused_as_for_an_unknown_message_and_record_nothin
         "{}",
         r.text
     );
-    let mut squat = sent("e-squat", "M-OWN");
+    let mut squat = sent("e-squat", "M-OWN-1");
     squat["reporter"]["org"] = json!(OTHER);
     squat["from"] = json!(OTHER);
     let r = post_json(&s, &other, &squat);
     assert_eq!(r.status, 403, "{}", r.text);
-    assert_eq!(history_ids(&s, &reg, "M-OWN"), before);
+    assert_eq!(history_ids(&s, &reg, "M-OWN-1"), before);
 
     // Parties and the channel operator are heard.
     for (token, org, kind) in [
@@ -253,23 +256,27 @@ fn writes_by_a_non_party_are_refused_as_for_an_unknown_message_and_record_nothin
         (&police, POLICE, "delivered"),
         (&operator, OPERATOR, "expired"),
     ] {
-        let r = post_json(&s, token, &event(&format!("p-{kind}"), kind, "M-OWN", org));
+        let r = post_json(
+            &s,
+            token,
+            &event(&format!("p-{kind}"), kind, "M-OWN-1", org),
+        );
         assert_eq!(r.status, 200, "{org} {kind}: {}", r.text);
     }
     // A sent and its receipt-side events in one request by the sender's own party.
     let batch = json!([
-        sent("e-b1", "M-BATCH"),
-        event("e-b2", "delivered", "M-BATCH", POLICE)
+        sent("e-b1", "M-BATCH-3"),
+        event("e-b2", "delivered", "M-BATCH-3", POLICE)
     ]);
     assert_eq!(post_json(&s, &police, &batch).status, 200);
 
     // A conflict names no seq (the entry may be another organisation's).
-    let mut clash = event("p-opened", "opened", "M-OWN", OTHER);
+    let mut clash = event("p-opened", "opened", "M-OWN-1", OTHER);
     clash["by_role"] = json!("other");
     let r = post_json(&s, &other, &clash);
     assert!(matches!(r.status, 403 | 409), "{}", r.text);
     let r = post_json(&s, &kommune, &{
-        let mut v = event("p-opened", "opened", "M-OWN", KOMMUNE);
+        let mut v = event("p-opened", "opened", "M-OWN-1", KOMMUNE);
         v["by_role"] = json!("leder");
         v
     });
@@ -283,8 +290,11 @@ fn a_channel_event_never_finds_another_organisations_message() {
     let police = s.token(POLICE, &[Scope::Write]);
     let other = s.token(OTHER, &[Scope::Write]);
     let reg = s.token(OTHER, &[Scope::Regulator]);
-    assert_eq!(post_json(&s, &police, &sent("e-own", "M-OWN")).status, 200);
-    let before = history_ids(&s, &reg, "M-OWN");
+    assert_eq!(
+        post_json(&s, &police, &sent("e-own", "M-OWN-1")).status,
+        200
+    );
+    let before = history_ids(&s, &reg, "M-OWN-1");
     // An Altinn "read" for the police's correspondence, and for one nobody declared.
     let read = |corr: &str, id: &str| {
         json!({
@@ -300,14 +310,14 @@ fn a_channel_event_never_finds_another_organisations_message() {
         "/v1/cloudevents",
         &other,
         "application/cloudevents+json",
-        &read("corr-M-OWN", "ce-1").to_string(),
+        &read("corr-M-OWN-1", "ce-1").to_string(),
     );
     let on_none = post(
         &s,
         "/v1/cloudevents",
         &other,
         "application/cloudevents+json",
-        &read("corr-NOBODY", "ce-2").to_string(),
+        &read("corr-NOBODY-9", "ce-2").to_string(),
     );
     assert_eq!(
         on_own.status, on_none.status,
@@ -317,7 +327,7 @@ fn a_channel_event_never_finds_another_organisations_message() {
     let unmatched = |r: &Reply| r.body["receipts"][0]["unmatched"].clone();
     assert_eq!(unmatched(&on_own), unmatched(&on_none));
     assert_eq!(
-        history_ids(&s, &reg, "M-OWN"),
+        history_ids(&s, &reg, "M-OWN-1"),
         before,
         "attached to another's message"
     );
@@ -381,7 +391,10 @@ fn the_stream_gives_no_one_more_than_the_questions_do() {
     let mut audit = open_stream(&s, &s.token(OTHER, &[Scope::Audit]));
     let mut other_read = open_stream(&s, &s.token(OTHER, &[Scope::Read]));
     let mut other_write = open_stream(&s, &s.token(OTHER, &[Scope::Write]));
-    assert_eq!(post_json(&s, &police, &sent("e-own", "M-OWN")).status, 200);
+    assert_eq!(
+        post_json(&s, &police, &sent("e-own", "M-OWN-1")).status,
+        200
+    );
     for kind in ["delivered", "opened", "acknowledged"] {
         let org = if kind == "delivered" { POLICE } else { KOMMUNE };
         let token = if kind == "delivered" {
@@ -389,7 +402,11 @@ fn the_stream_gives_no_one_more_than_the_questions_do() {
         } else {
             &kommune
         };
-        let r = post_json(&s, token, &event(&format!("p-{kind}"), kind, "M-OWN", org));
+        let r = post_json(
+            &s,
+            token,
+            &event(&format!("p-{kind}"), kind, "M-OWN-1", org),
+        );
         assert_eq!(r.status, 200, "{}", r.text);
     }
     let reg = drain(&mut regulator);

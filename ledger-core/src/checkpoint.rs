@@ -181,6 +181,8 @@ impl SigningKey {
         let (Some(raw), Some(id), Some(name)) = (raw, id, name) else {
             return Err(bad("expected PRIVATE+KEY+name+id+key"));
         };
+        // A name no note may carry would sign notes its own verifier refuses.
+        check_origin(name).map_err(|e| bad(&format!("the key's name: {e}")))?;
         let raw = B64.decode(raw).map_err(|_| bad("key is not base64"))?;
         if raw.len() != 33 || raw[0] != ALG_ED25519 {
             return Err(bad("not an Ed25519 key"));

@@ -228,9 +228,9 @@ pub fn find_valid_frame(
 ) -> Option<usize> {
     let hdr = FRAME_HEADER_BYTES as usize;
     let mut at = from;
-    while at + hdr < bytes.len() {
+    while at < bytes.len().saturating_sub(hdr) {
         let len = u32::from_le_bytes(bytes[at..at + 4].try_into().expect("4 bytes")) as usize;
-        if len > 0 && len <= max_payload && at + hdr + len <= bytes.len() {
+        if len > 0 && len <= max_payload && len <= bytes.len() - at - hdr {
             let payload = &bytes[at + hdr..at + hdr + len];
             let crc = u32::from_le_bytes(bytes[at + 4..at + 8].try_into().expect("4 bytes"));
             if looks_right(payload) && crc32c::crc32c(payload) == crc {

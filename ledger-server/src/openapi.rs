@@ -60,8 +60,9 @@ pub(crate) struct ErrorDetail {
     code: String,
     /// What was wrong, where and why.
     message: String,
-    /// Particulars: for a rejected batch, one `{index, field, message}` per bad event.
-    #[schema(value_type = Option<Object>)]
+    /// Particulars: for a rejected batch, an array of one `{index, field, message}` per
+    /// bad event; for a refused write, `{indexes}`. Any JSON value.
+    #[schema(value_type = Option<serde_json::Value>)]
     details: Option<serde_json::Value>,
 }
 

@@ -70,17 +70,14 @@ fn a_read_with_min_seq_reflects_the_receipt() {
     // Every question says what it reflects, asked for or not.
     let r = get(&s, "/v1/stats", &w);
     assert_eq!(covered(&r), r.body["covered"].as_u64().unwrap());
-    // A seq the log does not hold (yet): 503 after the bounded wait, with Retry-After.
+    // A seq the log does not hold: 400 at once (no request is held waiting for it).
     let t = Instant::now();
     let r = get(&s, "/v1/stats?min_seq=1000000", &w);
-    assert_eq!(r.status, 503, "{}", r.text);
-    assert_eq!(r.body["error"]["code"], "not_yet_covered");
-    assert!(r.header("retry-after").is_some(), "{:?}", r.headers);
-    assert!(
-        t.elapsed() < Duration::from_secs(4),
-        "bounded wait: {:?}",
-        t.elapsed()
-    );
+    assert_eq!(r.status, 400, "{}", r.text);
+    assert_eq!(r.body["error"]["code"], "out_of_range");
+    assert!(t.elapsed() < Duration::from_secs(1), "{:?}", t.elapsed());
+    let r = get(&s, "/v1/stats?min_seq=9223372036854775808", &w);
+    assert_eq!(r.status, 400, "{}", r.text);
     let r = get(&s, "/v1/stats?min_seq=x", &w);
     assert_eq!(r.status, 400, "{}", r.text);
 }

@@ -269,8 +269,8 @@ pub fn describe(v: &Value, pz: &Pseudonymizer) -> String {
     ] {
         if let Some(s) = m.get(key).and_then(Value::as_str) {
             parts.push(format!("{key}={:?}", shown(s)));
-        } else if let Some(n) = m.get(key).and_then(Value::as_i64) {
-            parts.push(format!("{key}={n}"));
+        } else if let Some(n) = m.get(key).filter(|v| v.is_number()) {
+            parts.push(format!("{key}={}", shown(&n.to_string())));
         }
     }
     for key in ["subject", "alternativesubject"] {

@@ -2,14 +2,14 @@
 //! everything needed to verify the log without trusting this server.
 
 use axum::Json;
-use axum::extract::{Query, State};
+use axum::extract::State;
 use axum::http::header::CONTENT_TYPE;
 use axum::response::{IntoResponse, Response};
 use ledger_core::Store;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::{AppState, Auth};
+use super::{ApiQuery, AppState, Auth};
 use crate::error::ApiError;
 #[allow(unused_imports)]
 use crate::openapi::ErrorBody;
@@ -70,13 +70,13 @@ pub(crate) struct CheckpointsQuery {
 #[utoipa::path(get, path = "/checkpoints", tag = "audit",
     params(("size" = Option<u64>, Query, description = "The checkpoint of exactly this size"),
         ("from" = Option<u64>, Query, description = "Checkpoints of this size or larger"), ("limit" = Option<usize>, Query, description = "1–1000 (100)")),
-    responses((status = 200, description = "{checkpoints: [{size, note}]}", body = Object), (status = 401, description = "No or bad token", body = ErrorBody), (status = 403, description = "Missing scope", body = ErrorBody),
+    responses((status = 200, description = "{checkpoints: [{size, note}]}", body = Object), (status = 400, description = "A malformed query parameter, named", body = ErrorBody), (status = 401, description = "No or bad token", body = ErrorBody), (status = 403, description = "Missing scope", body = ErrorBody),
         (status = 404, description = "No checkpoint of that size", body = ErrorBody)),
     security(("bearer" = [])))]
 pub(crate) async fn get_checkpoints(
     State(s): State<AppState>,
     Auth(p): Auth,
-    Query(q): Query<CheckpointsQuery>,
+    ApiQuery(q): ApiQuery<CheckpointsQuery>,
 ) -> Result<Json<Value>, ApiError> {
     tenant::require_audit(&p)?;
     let store = s.store.clone();
@@ -117,7 +117,7 @@ pub(crate) struct InclusionQuery {
 pub(crate) async fn get_inclusion(
     State(s): State<AppState>,
     Auth(p): Auth,
-    Query(q): Query<InclusionQuery>,
+    ApiQuery(q): ApiQuery<InclusionQuery>,
 ) -> Result<Json<Value>, ApiError> {
     tenant::require_audit(&p)?;
     let store = s.store.clone();
@@ -151,7 +151,7 @@ pub(crate) struct ConsistencyQuery {
 pub(crate) async fn get_consistency(
     State(s): State<AppState>,
     Auth(p): Auth,
-    Query(q): Query<ConsistencyQuery>,
+    ApiQuery(q): ApiQuery<ConsistencyQuery>,
 ) -> Result<Json<Value>, ApiError> {
     tenant::require_audit(&p)?;
     let store = s.store.clone();
@@ -189,7 +189,7 @@ pub(crate) struct EntriesQuery {
 pub(crate) async fn get_entries(
     State(s): State<AppState>,
     Auth(p): Auth,
-    Query(q): Query<EntriesQuery>,
+    ApiQuery(q): ApiQuery<EntriesQuery>,
 ) -> Result<Response, ApiError> {
     tenant::require_audit(&p)?;
     let store = s.store.clone();

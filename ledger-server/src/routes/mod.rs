@@ -92,6 +92,24 @@ impl FromRequestParts<AppState> for Auth {
     }
 }
 
+/// A query string, parsed; a malformed one is a 400 with the JSON error body every
+/// answer uses (axum's own `Query` answers such requests in plain text).
+pub(crate) struct ApiQuery<T>(pub T);
+
+impl<S: Send + Sync, T: serde::de::DeserializeOwned> FromRequestParts<S> for ApiQuery<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, s: &S) -> Result<Self, ApiError> {
+        match axum::extract::Query::<T>::from_request_parts(parts, s).await {
+            Ok(axum::extract::Query(v)) => Ok(ApiQuery(v)),
+            Err(e) => Err(ApiError::bad_request(
+                "bad_query",
+                format!("the query string is not understood: {}", e.body_text()),
+            )),
+        }
+    }
+}
+
 /// Counts refused requests by reason for `/metrics` (the reason travels in the
 /// response's extensions; bodies are never inspected).
 async fn count_rejections(State(s): State<AppState>, req: Request, next: Next) -> Response {

@@ -12,7 +12,7 @@
 use std::time::Duration;
 
 use axum::Json;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use axum::http::HeaderValue;
 use axum::http::header::HeaderName;
 use base64::Engine;
@@ -23,7 +23,7 @@ use ledger_core::{Store, event};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::{AppState, Auth};
+use super::{ApiQuery, AppState, Auth};
 use crate::error::ApiError;
 #[allow(unused_imports)]
 use crate::openapi::ErrorBody;
@@ -73,17 +73,20 @@ async fn await_min_seq(s: &AppState, min_seq: Option<u64>) -> Result<(), ApiErro
     let Some(seq) = min_seq else {
         return Ok(());
     };
+    // No entry has that seq: nothing to wait for (and no request is held for it).
+    let size = s.store.size();
+    if seq >= size {
+        return Err(ApiError::bad_request(
+            "out_of_range",
+            format!("min_seq={seq}: the log holds {size} entries, so no entry has that seq"),
+        ));
+    }
     let wait = MIN_SEQ_WAIT_MAX.min(s.config.request_timeout / 2);
     let covered = s.projector.wait_covered(seq.saturating_add(1), wait).await;
     if covered > seq {
         return Ok(());
     }
-    let size = s.store.size();
-    let why = if seq >= size {
-        format!("the log holds {size} entries, so no entry has seq {seq} yet")
-    } else {
-        format!("the projection covers the entries below seq {covered}")
-    };
+    let why = format!("the projection covers the entries below seq {covered}");
     Err(ApiError::busy(
         "not_yet_covered",
         format!(
@@ -184,16 +187,16 @@ fn entry_json(bytes: &[u8]) -> Value {
     params(("id" = String, Path, description = "Message id"),
         ("as_of" = Option<String>, Query, description = "RFC 3339: answer with the entries recorded by then"),
         ("now" = Option<String>, Query, description = "RFC 3339: judge deadlines at this time (default: the server's clock, or as_of)"),
-        ("min_seq" = Option<u64>, Query, description = "Answer only once the projection reflects the entry at this seq (a receipt's seq): waits up to 5 s, else 503 with Retry-After")),
+        ("min_seq" = Option<u64>, Query, description = "Answer only once the projection reflects the entry at this seq (a receipt's seq): waits up to 5 s, else 503 with Retry-After; 400 if the log has no such entry")),
     responses((status = 200, description = "{message, covered, now, as_of, status, evaluation, facts, history}", body = Object, headers(("Ledger-Covered" = u64, description = "The answer reflects the entries below this seq (the body's covered)"))),
-        (status = 401, description = "No or bad token", body = ErrorBody), (status = 403, description = "Missing scope", body = ErrorBody), (status = 404, description = "Unknown, or not the caller's organisation's message", body = ErrorBody),
+        (status = 400, description = "A malformed query parameter, named", body = ErrorBody), (status = 401, description = "No or bad token", body = ErrorBody), (status = 403, description = "Missing scope", body = ErrorBody), (status = 404, description = "Unknown, or not the caller's organisation's message", body = ErrorBody),
         (status = 503, description = "min_seq not reflected within 5 s (Retry-After)", body = ErrorBody)),
     security(("bearer" = [])))]
 pub(crate) async fn get_message(
     State(s): State<AppState>,
     Auth(p): Auth,
     Path(id): Path<String>,
-    Query(w): Query<When>,
+    ApiQuery(w): ApiQuery<When>,
 ) -> Result<Answer, ApiError> {
     let reach = tenant::message_reach(&p)?;
     let as_of = time_param("as_of", &w.as_of)?;
@@ -279,7 +282,7 @@ fn decode_cursor(c: &str) -> Result<(i128, String), ApiError> {
         ("since" = Option<String>, Query, description = "Sent at or after (RFC 3339)"), ("until" = Option<String>, Query, description = "Sent before"),
         ("now" = Option<String>, Query), ("limit" = Option<usize>, Query, description = "Page size, 1–1000 (100)"),
         ("cursor" = Option<String>, Query, description = "next_cursor of the previous page"),
-        ("min_seq" = Option<u64>, Query, description = "Answer only once the projection reflects the entry at this seq (a receipt's seq): waits up to 5 s, else 503 with Retry-After")),
+        ("min_seq" = Option<u64>, Query, description = "Answer only once the projection reflects the entry at this seq (a receipt's seq): waits up to 5 s, else 503 with Retry-After; 400 if the log has no such entry")),
     responses((status = 200, description = "{covered, now, total, items: [evaluation], next_cursor}", body = Object, headers(("Ledger-Covered" = u64, description = "The answer reflects the entries below this seq (the body's covered)"))),
         (status = 400, body = ErrorBody), (status = 401, description = "No or bad token", body = ErrorBody), (status = 403, description = "Missing scope", body = ErrorBody),
         (status = 503, description = "min_seq not reflected within 5 s (Retry-After)", body = ErrorBody)),
@@ -287,7 +290,7 @@ fn decode_cursor(c: &str) -> Result<(i128, String), ApiError> {
 pub(crate) async fn list_messages(
     State(s): State<AppState>,
     Auth(p): Auth,
-    Query(q): Query<Params>,
+    ApiQuery(q): ApiQuery<Params>,
 ) -> Result<Answer, ApiError> {
     let reach = tenant::message_reach(&p)?;
     let filter = tenant::scoped(&reach, q.filter()?);
@@ -333,7 +336,7 @@ pub(crate) async fn list_messages(
         ("category" = Option<String>, Query), ("channel" = Option<String>, Query),
         ("since" = Option<String>, Query), ("until" = Option<String>, Query), ("now" = Option<String>, Query),
         ("kind" = Option<String>, Query, description = "anomalies only: one anomaly kind"),
-        ("min_seq" = Option<u64>, Query, description = "Answer only once the projection reflects the entry at this seq (a receipt's seq): waits up to 5 s, else 503 with Retry-After")),
+        ("min_seq" = Option<u64>, Query, description = "Answer only once the projection reflects the entry at this seq (a receipt's seq): waits up to 5 s, else 503 with Retry-After; 400 if the log has no such entry")),
     responses((status = 200, description = "{report, covered, now, count, rows}", body = Object, headers(("Ledger-Covered" = u64, description = "The answer reflects the entries below this seq (the body's covered)"))),
         (status = 400, body = ErrorBody), (status = 401, description = "No or bad token", body = ErrorBody), (status = 403, description = "Missing scope", body = ErrorBody), (status = 404, description = "No such report", body = ErrorBody),
         (status = 503, description = "min_seq not reflected within 5 s (Retry-After)", body = ErrorBody)),
@@ -342,7 +345,7 @@ pub(crate) async fn get_report(
     State(s): State<AppState>,
     Auth(p): Auth,
     Path(kind): Path<String>,
-    Query(q): Query<Params>,
+    ApiQuery(q): ApiQuery<Params>,
 ) -> Result<Answer, ApiError> {
     let reach = tenant::message_reach(&p)?;
     let filter = tenant::scoped(&reach, q.filter()?);
@@ -408,7 +411,7 @@ pub(crate) async fn get_report(
         ("from" = Option<String>, Query), ("to" = Option<String>, Query), ("party" = Option<String>, Query),
         ("category" = Option<String>, Query), ("channel" = Option<String>, Query),
         ("since" = Option<String>, Query), ("until" = Option<String>, Query), ("now" = Option<String>, Query),
-        ("min_seq" = Option<u64>, Query, description = "Answer only once the projection reflects the entry at this seq (a receipt's seq): waits up to 5 s, else 503 with Retry-After")),
+        ("min_seq" = Option<u64>, Query, description = "Answer only once the projection reflects the entry at this seq (a receipt's seq): waits up to 5 s, else 503 with Retry-After; 400 if the log has no such entry")),
     responses((status = 200, description = "{covered, now, groups: [{group, total, verdicts, with_anomalies}]}", body = Object, headers(("Ledger-Covered" = u64, description = "The answer reflects the entries below this seq (the body's covered)"))),
         (status = 400, body = ErrorBody), (status = 401, description = "No or bad token", body = ErrorBody), (status = 403, description = "Missing scope", body = ErrorBody),
         (status = 503, description = "min_seq not reflected within 5 s (Retry-After)", body = ErrorBody)),
@@ -416,7 +419,7 @@ pub(crate) async fn get_report(
 pub(crate) async fn get_stats(
     State(s): State<AppState>,
     Auth(p): Auth,
-    Query(q): Query<Params>,
+    ApiQuery(q): ApiQuery<Params>,
 ) -> Result<Answer, ApiError> {
     let reach = tenant::message_reach(&p)?;
     let filter = tenant::scoped(&reach, q.filter()?);

@@ -23,7 +23,7 @@ use std::time::Duration;
 
 use std::sync::atomic::Ordering;
 
-use axum::extract::{Query, State};
+use axum::extract::State;
 use axum::http::HeaderMap;
 use axum::response::sse::{Event, KeepAlive, Sse};
 use futures_util::Stream;
@@ -34,7 +34,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 use tokio::sync::OwnedSemaphorePermit;
 
-use super::{AppState, Auth};
+use super::{ApiQuery, AppState, Auth};
 use crate::error::ApiError;
 #[allow(unused_imports)]
 use crate::openapi::ErrorBody;
@@ -133,7 +133,7 @@ pub(crate) async fn stream(
     State(s): State<AppState>,
     Auth(p): Auth,
     headers: HeaderMap,
-    Query(q): Query<StreamQuery>,
+    ApiQuery(q): ApiQuery<StreamQuery>,
 ) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, ApiError> {
     let access = tenant::stream_access(&p)?;
     let resume = headers

@@ -103,7 +103,10 @@ pub(crate) struct Shared {
     /// Appends, syncs and reads of the log's files (a fault-injecting layer in tests).
     pub io: Arc<dyn LogIo>,
     pub info: LedgerInfo,
-    pub db: Database,
+    db: Option<Database>,
+    /// Whether the index may be sealed at close (see `seal`): the session saw no
+    /// damage and no failed write.
+    pub sealable: AtomicBool,
     pub segments: RwLock<Vec<Segment>>,
     /// Entries committed and indexed: what readers may see.
     pub size: AtomicU64,
@@ -118,6 +121,25 @@ pub(crate) struct Shared {
 }
 
 impl Shared {
+    /// The index database (present until the store is dropped).
+    pub(crate) fn db(&self) -> &Database {
+        self.db
+            .as_ref()
+            .expect("the index is open while the store is")
+    }
+
+    /// [`index_guard`], remembering damage: a damaged index is never sealed.
+    pub(crate) fn guard<T>(
+        &self,
+        f: impl FnOnce() -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        let r = index_guard(f);
+        if matches!(r, Err(StoreError::IndexDamaged(_))) {
+            self.sealable.store(false, Ordering::Release);
+        }
+        r
+    }
+
     /// A consistent view of the index: the in-memory part and a redb snapshot. The
     /// lock is taken before the transaction begins, so an entry the writer flushes
     /// meanwhile is in one of the two (see `writer::write_generation`).
@@ -131,7 +153,7 @@ impl Shared {
         StoreError,
     > {
         let recent = self.recent.read().expect("lock");
-        let txn = self.db.begin_read().map_err(redb::Error::from)?;
+        let txn = self.db().begin_read().map_err(redb::Error::from)?;
         Ok((recent, txn))
     }
 }
@@ -354,7 +376,8 @@ impl FileStore {
             dir: dir.to_path_buf(),
             io,
             info: info.clone(),
-            db,
+            db: Some(db),
+            sealable: AtomicBool::new(false),
             segments: RwLock::new(segments),
             size: AtomicU64::new(0),
             poisoned: AtomicBool::new(false),
@@ -376,7 +399,7 @@ impl FileStore {
         };
 
         let (frontier, ck_len, latest_ck) =
-            index_guard(|| catch_up(&shared, size, &key, &mut report))?;
+            shared.guard(|| catch_up(&shared, size, &key, &mut report))?;
         shared.size.store(size, Ordering::Release);
 
         let ck_path = dir.join("checkpoints.log");
@@ -433,6 +456,7 @@ impl FileStore {
         if !report.lines().is_empty() {
             append_recovery_log(dir, &report);
         }
+        shared.sealable.store(true, Ordering::Release);
         let (tx, handle) = writer::spawn(state);
         Ok((
             FileStore {
@@ -458,7 +482,7 @@ impl FileStore {
     /// newest appends' index entries to disk first.
     pub fn index_digest(&self) -> Result<Hash, StoreError> {
         self.request(Vec::new())?;
-        index::digest(&self.shared.db)
+        index::digest(self.shared.db())
     }
 
     /// Sends a request to the writer and waits for its answer. An empty request asks
@@ -628,7 +652,7 @@ fn catch_up(
     report: &mut OpenReport,
 ) -> Result<(Frontier, u64, u64), StoreError> {
     let alg = shared.info.hash;
-    let txn = shared.db.begin_write()?;
+    let txn = shared.db().begin_write()?;
     index::create_tables(&txn)?;
     let (frontier, ck_len, latest) = {
         let mut t = Tables::open(&txn)?;
@@ -759,12 +783,14 @@ fn read_checkpoints(
 /// checks its pages and, in debug builds, panics on some corrupt files.
 fn open_index(dir: &Path) -> Result<Database, StoreError> {
     let path = dir.join("index.redb");
+    // Every page's checksum is checked at open (a plain open trusts a file altered
+    // outside redb, and a flipped byte in a key then answers "not recorded" for a
+    // recorded event id), unless the file is exactly as this store sealed it when it
+    // last closed cleanly: then nothing has written to it since.
+    let trusted = unseal(dir);
     let opened = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-        // Every page's checksum is checked at open: a plain open trusts a file
-        // altered outside redb, and a flipped byte in a key then answers "not
-        // recorded" for a recorded event id (a retry would be appended twice).
         Database::builder()
-            .set_check_integrity_on_open(true)
+            .set_check_integrity_on_open(!trusted)
             .create(&path)
     }));
     match opened {
@@ -782,6 +808,46 @@ fn open_index(dir: &Path) -> Result<Database, StoreError> {
         }
         Ok(Err(e)) => Err(StoreError::IndexDamaged(e.to_string())),
         Err(panic) => Err(StoreError::IndexDamaged(panic_text(panic.as_ref()))),
+    }
+}
+
+const SEAL: &str = "index.seal";
+
+/// What identifies one state of `index.redb` on disk: its length, modification and
+/// change times (the change time cannot be set back by any tool) and inode.
+fn index_state(dir: &Path) -> Option<String> {
+    use std::os::unix::fs::MetadataExt;
+    let m = fs::metadata(dir.join("index.redb")).ok()?;
+    Some(format!(
+        "{} {}.{} {}.{} {}",
+        m.len(),
+        m.mtime(),
+        m.mtime_nsec(),
+        m.ctime(),
+        m.ctime_nsec(),
+        m.ino()
+    ))
+}
+
+/// Reads and removes the seal: whether `index.redb` is as the last clean close left
+/// it. A session that does not end cleanly leaves no seal, so the next open checks.
+fn unseal(dir: &Path) -> bool {
+    let sealed = fs::read_to_string(dir.join(SEAL)).ok();
+    let _ = fs::remove_file(dir.join(SEAL));
+    sealed.is_some_and(|s| index_state(dir).is_some_and(|now| now == s.trim()))
+}
+
+impl Drop for Shared {
+    fn drop(&mut self) {
+        // Closed (redb writes its clean-shutdown state as it closes), then sealed, so
+        // the next open may skip the page-by-page check.
+        drop(self.db.take());
+        if self.sealable.load(Ordering::Acquire)
+            && !self.poisoned.load(Ordering::Acquire)
+            && let Some(state) = index_state(&self.dir)
+        {
+            let _ = fs::write(self.dir.join(SEAL), format!("{state}\n"));
+        }
     }
 }
 
@@ -979,7 +1045,7 @@ pub(crate) fn scan_entries(
 /// The nearest (seq, offset) at or before `seq` that the index records, within the
 /// segment that starts at `first`.
 fn start_point(shared: &Shared, first: u64, seq: u64) -> Result<(u64, u64), StoreError> {
-    index_guard(|| {
+    shared.guard(|| {
         let stride = seq - seq % OFFSET_STRIDE;
         if stride <= first {
             return Ok((first, HEADER_BYTES));
@@ -1157,7 +1223,7 @@ impl Store for FileStore {
     }
 
     fn message_seqs(&self, message: &str) -> Result<Vec<u64>, StoreError> {
-        index_guard(|| {
+        self.shared.guard(|| {
             let size = self.size();
             let (recent, txn) = self.shared.read_view()?;
             let t = txn.open_multimap_table(index::MESSAGES)?;
@@ -1173,7 +1239,7 @@ impl Store for FileStore {
     }
 
     fn event_seq(&self, id: &str) -> Result<Option<u64>, StoreError> {
-        index_guard(|| {
+        self.shared.guard(|| {
             let size = self.size();
             let (recent, txn) = self.shared.read_view()?;
             if let Some(s) = recent.id(id) {
@@ -1185,7 +1251,7 @@ impl Store for FileStore {
     }
 
     fn subtree(&self, level: u32, index: u64) -> Result<Hash, StoreError> {
-        index_guard(|| {
+        self.shared.guard(|| {
             self.check_size((index + 1) << level)?;
             if level >= NODE_LEVEL_MIN {
                 let (recent, txn) = self.shared.read_view()?;
@@ -1205,7 +1271,7 @@ impl Store for FileStore {
     }
 
     fn latest_checkpoint(&self) -> Result<SignedCheckpoint, StoreError> {
-        index_guard(|| {
+        self.shared.guard(|| {
             let (recent, txn) = self.shared.read_view()?;
             if let Some((size, note)) = recent.checkpoints(0).pop() {
                 return Ok(SignedCheckpoint {
@@ -1229,7 +1295,7 @@ impl Store for FileStore {
         from_size: u64,
         limit: usize,
     ) -> Result<Vec<SignedCheckpoint>, StoreError> {
-        index_guard(|| {
+        self.shared.guard(|| {
             let (recent, txn) = self.shared.read_view()?;
             let t = txn.open_table(index::CHECKPOINTS)?;
             let mut out = Vec::new();

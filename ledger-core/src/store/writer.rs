@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use redb::{Durability, ReadableDatabase};
 
-use super::file::{Segment, Shared, index_guard, log_dir, scan_entries, sync_dir};
+use super::file::{Segment, Shared, log_dir, scan_entries, sync_dir};
 use super::index::{self, InMemory, Recent, Tables};
 use super::{Receipt, StoreError};
 use crate::checkpoint::{Checkpoint, SigningKey};
@@ -140,8 +140,8 @@ fn write_generation(
         .io
         .sync(checkpoints, &checkpoints_path(shared))
         .map_err(StoreError::io("fsync checkpoints.log"))?;
-    let txn = index_guard(|| {
-        let mut txn = shared.db.begin_write()?;
+    let txn = shared.guard(|| {
+        let mut txn = shared.db().begin_write()?;
         txn.set_durability(Durability::Immediate)?;
         {
             let mut t = Tables::open(&txn)?;
@@ -153,7 +153,7 @@ fn write_generation(
     // memory or in a read transaction begun after the commit, never in neither. (A
     // panic in redb is caught inside, so it never poisons the lock.)
     let mut memory = shared.recent.write().expect("lock");
-    index_guard(|| txn.commit().map_err(StoreError::from))?;
+    shared.guard(|| txn.commit().map_err(StoreError::from))?;
     memory.flushing = None;
     Ok(())
 }
@@ -170,7 +170,7 @@ struct IdLookup<'a> {
 impl<'a> IdLookup<'a> {
     fn new(shared: &'a Shared) -> Result<Self, StoreError> {
         let memory = shared.recent.read().expect("lock");
-        let txn = shared.db.begin_read().map_err(redb::Error::from)?;
+        let txn = shared.db().begin_read().map_err(redb::Error::from)?;
         Ok(IdLookup { memory, txn })
     }
 
@@ -297,7 +297,7 @@ impl WriterState {
         let mut fresh: HashMap<&str, (u64, Hash, &[u8]), foldhash::fast::RandomState> =
             HashMap::default();
         for req in batch {
-            let plans = match index_guard(|| self.plan(req, &fresh, base)) {
+            let plans = match self.shared.guard(|| self.plan(req, &fresh, base)) {
                 Ok(p) => p,
                 Err(e @ StoreError::Conflict { .. }) => {
                     results.push(Err(e));

@@ -512,10 +512,15 @@ pub fn verify_store(
                 )
                 .map_err(io_err("read checkpoints.log"))?
                 {
-                    None => chain.report.warnings.push(format!(
+                    None if matches!(e, FrameError::Truncated { .. }) => chain.report.warnings.push(format!(
                         "checkpoints.log ends in a torn record at offset {at} ({e}); the next open \
                          cuts it (a checkpoint that was never fsynced)"
                     )),
+                    None => chain.fault(
+                        None,
+                        format!("checkpoints.log offset {at}"),
+                        format!("{e} (the last record is complete but damaged)"),
+                    ),
                     Some(next) => chain.fault(
                         None,
                         format!("checkpoints.log offset {at}"),
@@ -588,7 +593,13 @@ pub fn verify_store(
                 )
                 .ok()
                 .flatten();
-                if last_segment && valid_after.is_none() {
+                // Only a frame the file ends inside can be a torn write the verifier
+                // may pass over; a complete frame that fails its CRC may be bit rot in
+                // an acknowledged entry, which the files alone cannot tell apart.
+                if last_segment
+                    && valid_after.is_none()
+                    && matches!(e, FrameError::Truncated { .. })
+                {
                     chain.report.warnings.push(format!(
                         "{place}: the log ends in a torn record ({e}); a write was interrupted and never \
                          acknowledged; the next open cuts it"

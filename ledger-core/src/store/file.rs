@@ -7,7 +7,9 @@
 //! log/*.seg          segments, named by first seq
 //! checkpoints.log    every signed checkpoint, framed like entries
 //! index.redb         derived: ids, messages, offsets, Merkle subtrees, checkpoints
+//! index.seal         the index's state at the last clean close (skips the check at open)
 //! recovery.log       what each recovery found and did, one line each
+//! recovery/          the bytes of every torn record cut, saved before the cut
 //! ```
 
 use std::fs::{self, File, OpenOptions};

@@ -187,6 +187,63 @@ pub fn check(event: &Event) -> Result<(), EventError> {
     scan(&v, "")
 }
 
+/// The fields that name a system, a role or a reason: codes, not words about people.
+const CODE_FIELDS: [&str; 8] = [
+    "reporter.system",
+    "system",
+    "from_system",
+    "to_system",
+    "by_role",
+    "reason",
+    "error",
+    "status",
+];
+
+/// The admission rules for reports that come over the API (`POST /v1/events` and the
+/// channel mappers), beyond [`check`]: no free text at all. `reason`, `error`,
+/// `status`, `by_role` and the system names are codes and `journal_ref` an
+/// identifier (the shape of a reference), and `note` is refused: what a person needs
+/// to read stays in the reporter's own case system. The operator's `ledger append`
+/// may still record format 1's free text (FORMAT.md §3.8).
+pub fn check_api(event: &Event) -> Result<(), EventError> {
+    check(event)?;
+    let v: serde_json::Value = serde_json::from_slice(event.canonical_bytes())
+        .expect("an event's canonical bytes are JSON");
+    for path in CODE_FIELDS {
+        let value = match path.split_once('.') {
+            Some((a, b)) => &v[a][b],
+            None => &v[path],
+        };
+        if let Some(s) = value.as_str()
+            && !is_reference(s)
+        {
+            return Err(refuse(
+                path,
+                format!(
+                    "{s:?} is not a code: over the API it is one word (ASCII letters, digits and \
+                     . _ : / + = -), never free text"
+                ),
+            ));
+        }
+    }
+    if let Some(s) = v["journal_ref"].as_str()
+        && !is_reference(s)
+    {
+        return Err(refuse(
+            "journal_ref",
+            format!("{s:?} is not an identifier (ASCII letters, digits and . _ : / + = -)"),
+        ));
+    }
+    if v.get("note").is_some() {
+        return Err(refuse(
+            "note",
+            "free text is not accepted over the API: keep the note in your own case system \
+             (the outcome says what was done)",
+        ));
+    }
+    Ok(())
+}
+
 fn is_reference(s: &str) -> bool {
     s.chars().next().is_some_and(|c| c.is_ascii_alphanumeric())
         && s.chars().all(|c| {

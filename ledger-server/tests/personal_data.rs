@@ -83,3 +83,60 @@ fn every_form_in_every_field_is_refused_and_named() {
         r.text
     );
 }
+
+#[test]
+fn no_free_text_over_the_api() {
+    let s = TestServer::start("");
+    let w = s.token(POLICE, &[Scope::Write]);
+    let r = post(
+        &s,
+        "/v1/events",
+        &w,
+        "application/json",
+        &sent("e1", "M1").to_string(),
+    );
+    assert_eq!(r.status, 200, "{}", r.text);
+    let base = |kind: &str| {
+        json!({"id": format!("x-{kind}"), "type": kind, "message": "M1",
+               "at": "2023-05-02T10:00:00Z", "reporter": {"org": POLICE, "system": "websak"}})
+    };
+    let cases = [
+        ("reason", {
+            let mut v = base("deleted");
+            v["reason"] = json!("mor Kari Nordmann ringte, ADHD-utredning");
+            v
+        }),
+        ("error", {
+            let mut v = base("failed");
+            v["error"] = json!("the recipient Ola Nordmann moved");
+            v
+        }),
+        ("note", {
+            let mut v = base("resolved");
+            v["outcome"] = json!("false_alarm");
+            v["note"] = json!("spoke to the mother, Kari");
+            v
+        }),
+        ("by_role", {
+            let mut v = base("opened");
+            v["by_role"] = json!("Kari Nordmann");
+            v
+        }),
+        ("journal_ref", {
+            let mut v = base("received");
+            v["system"] = json!("familia");
+            v["journal_ref"] = json!("sak om Ola, 12");
+            v
+        }),
+    ];
+    for (field, ev) in cases {
+        let r = post(&s, "/v1/events", &w, "application/json", &ev.to_string());
+        assert_eq!(r.status, 422, "{field}: {}", r.text);
+        assert_eq!(r.body["error"]["details"][0]["field"], field, "{}", r.text);
+    }
+    // Codes and identifiers pass.
+    let mut ok = base("deleted");
+    ok["reason"] = json!("retention");
+    let r = post(&s, "/v1/events", &w, "application/json", &ok.to_string());
+    assert_eq!(r.status, 200, "{}", r.text);
+}

@@ -237,7 +237,7 @@ pub(crate) async fn post_events(
     let mut bad = Vec::new();
     for (i, r) in raw.iter().enumerate() {
         let admitted = Event::from_json(r.get().as_bytes()).and_then(|e| {
-            ledger_core::admission::check(&e)?;
+            ledger_core::admission::check_api(&e)?;
             Ok(e)
         });
         match admitted {
@@ -367,7 +367,7 @@ async fn channel_events(
                 Ok(m) => {
                     let matched = m.matched;
                     let admitted = Event::from_value(m.event).and_then(|e| {
-                        ledger_core::admission::check(&e)?;
+                        ledger_core::admission::check_api(&e)?;
                         Ok(e)
                     });
                     match admitted {

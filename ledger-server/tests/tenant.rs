@@ -123,6 +123,9 @@ fn reads_answer_a_non_party_as_if_the_message_did_not_exist() {
         post_json(&s, &police_w, &sent("e-own", "M-OWN-1")).status,
         200
     );
+    // Questions are answered once the projection reflects the entry.
+    let reg = s.token(OTHER, &[Scope::Regulator]);
+    assert_eq!(history_ids(&s, &reg, "M-OWN-1"), ["e-own"]);
 
     let none = String::new();
     let tokens: Vec<(&str, String)> = vec![

@@ -143,6 +143,12 @@ enum Command {
         /// checked exactly and events are covered by the chain and signed roots.
         #[arg(long)]
         deep: bool,
+        /// Also report entries that hold what today's admission rules refuse (free
+        /// text, what may be a national identity number), by entry and field, never
+        /// the value: a log written under older rules cannot be changed, but you learn
+        /// what it holds. Warnings, not faults.
+        #[arg(long)]
+        privacy: bool,
     },
     /// Rebuild every derived index from the log, and say whether it differed.
     Reindex,
@@ -462,11 +468,12 @@ fn run(cli: Cli) -> Result<u8> {
             trusted,
             unique_ids,
             deep,
+            privacy,
         } => {
             if bundle.is_some() {
                 require_key(key.as_deref(), insecure_no_key, "verify --bundle")?;
             }
-            let mut opts = verify_options(unique_ids, deep, key.as_deref(), trusted)?;
+            let mut opts = verify_options(unique_ids, deep, privacy, key.as_deref(), trusted)?;
             let bar = output::progress_bytes("verifying");
             let report = match &bundle {
                 Some(b) => verify::verify_bundle(b, &opts, &bar),
@@ -684,12 +691,13 @@ fn run_remote(r: remote::Remote, command: Command, as_json: bool) -> Result<u8> 
             trusted,
             unique_ids,
             deep,
+            privacy,
         } => {
             if bundle.is_some() {
                 return unsupported("verify --bundle");
             }
             require_key(key.as_deref(), insecure_no_key, "verify --server")?;
-            let opts = verify_options(unique_ids, deep, key.as_deref(), trusted)?;
+            let opts = verify_options(unique_ids, deep, privacy, key.as_deref(), trusted)?;
             remote::verify(&r, &opts, as_json)
         }
         _ => unsupported("this command"),
@@ -712,12 +720,14 @@ fn require_key(key: Option<&str>, insecure_no_key: bool, what: &str) -> Result<(
 fn verify_options(
     unique_ids: bool,
     deep: bool,
+    privacy: bool,
     key: Option<&str>,
     trusted: Option<PathBuf>,
 ) -> Result<VerifyOptions> {
     Ok(VerifyOptions {
         unique_ids,
         deep,
+        privacy,
         key: key.map(read_key).transpose()?,
         trusted: trusted
             .map(|p| std::fs::read_to_string(&p).with_context(|| format!("read {}", p.display())))

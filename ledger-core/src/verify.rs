@@ -56,6 +56,11 @@ pub struct VerifyOptions {
     /// envelope of every entry is checked exactly and the event is covered by the
     /// chain and the signed roots, but not re-validated.
     pub deep: bool,
+    /// Also read every event with today's admission rules (FORMAT.md §3.8, the API's,
+    /// the strictest): what an older rule let into the log is reported as warnings
+    /// naming the entry and the field, never the value. The log cannot be changed;
+    /// the operator learns what it holds.
+    pub privacy: bool,
 }
 
 /// One thing that is wrong.
@@ -163,7 +168,27 @@ struct Chain {
     /// seq. Sorted at the end, neighbours with equal hashes are repeats.
     ids: Option<Vec<(u128, u64)>>,
     deep: bool,
+    privacy: bool,
+    /// Entries the privacy scan reported, and those it only counted.
+    privacy_found: u64,
     report: VerifyReport,
+}
+
+/// Privacy findings listed one by one; the rest are counted.
+const PRIVACY_SHOWN: u64 = 100;
+
+/// What the admission rule refusing `field` is about, in words that never repeat the
+/// value.
+fn privacy_rule(field: &str) -> &'static str {
+    match field {
+        "note" => "a free-text note",
+        "reason" | "error" | "status" | "by_role" | "system" | "from_system" | "to_system"
+        | "reporter.system" => "free text where a code belongs",
+        "journal_ref" => "free text where an identifier belongs",
+        "reporter.seq" => "a sequence number of ten or more digits",
+        f if f.starts_with("refs.") => "free text where an identifier belongs",
+        _ => "what may be a national identity number",
+    }
 }
 
 /// The one field `--unique-ids` needs from an event it does not validate.
@@ -208,6 +233,19 @@ impl Chain {
                     let h = blake3::hash(id.as_bytes());
                     let h = u128::from_le_bytes(h.as_bytes()[..16].try_into().expect("16 bytes"));
                     ids.push((h, seq));
+                }
+                if self.privacy
+                    && let Ok(ev) = crate::Event::from_json(p.event.as_bytes())
+                    && let Err(e) = crate::admission::check_api(&ev)
+                {
+                    self.privacy_found += 1;
+                    if self.privacy_found <= PRIVACY_SHOWN {
+                        self.report.warnings.push(format!(
+                            "entry {seq}: field `{}` holds {} (today's admission rules would refuse it)",
+                            e.field,
+                            privacy_rule(&e.field)
+                        ));
+                    }
                 }
                 if p.seq != seq {
                     self.fault(
@@ -324,6 +362,18 @@ impl Chain {
 
     fn finish(mut self, info: &LedgerInfo) -> VerifyReport {
         let size = self.frontier.size();
+        if self.privacy {
+            let more = self.privacy_found.saturating_sub(PRIVACY_SHOWN);
+            self.report.warnings.push(format!(
+                "privacy: {} entries hold what today's admission rules would refuse{}",
+                self.privacy_found,
+                if more > 0 {
+                    format!(" ({more} not listed)")
+                } else {
+                    String::new()
+                }
+            ));
+        }
         if let Some(mut ids) = self.ids.take() {
             ids.sort_unstable();
             for w in ids.windows(2) {
@@ -470,6 +520,8 @@ fn new_chain(info: &LedgerInfo, opts: &VerifyOptions) -> Chain {
         captured: HashMap::new(),
         ids: opts.unique_ids.then(Vec::new),
         deep: opts.deep,
+        privacy: opts.privacy,
+        privacy_found: 0,
         report: VerifyReport::default(),
     }
 }

@@ -207,3 +207,31 @@ fn a_closed_pipe_ends_a_command_quietly_never_a_panic() {
         );
     }
 }
+
+#[test]
+fn verify_privacy_names_what_older_rules_let_in_but_never_the_value() {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = tmp.path().join("data");
+    ledger_ok(&d, &["init", "--origin", "ledger.example/scan"]);
+    ledger_ok(&d, &["append", &sample()]);
+    let v: Value =
+        serde_json::from_str(&ledger_ok(&d, &["verify", "--privacy", "--json"])).unwrap();
+    assert_eq!(v["ok"], true, "warnings, not faults: {v}");
+    let warnings: Vec<&str> = v["warnings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|w| w.as_str().unwrap())
+        .collect();
+    let notes: Vec<&&str> = warnings.iter().filter(|w| w.contains("`note`")).collect();
+    assert_eq!(notes.len(), 4, "{warnings:?}");
+    assert!(
+        warnings.iter().any(|w| w.starts_with("privacy: 4 entries")),
+        "{warnings:?}"
+    );
+    // The sample's notes are free text; none of it is repeated.
+    assert!(!v.to_string().contains("resent by letter"), "{v}");
+    // Without the flag, nothing of the kind is said.
+    let v: Value = serde_json::from_str(&ledger_ok(&d, &["verify", "--json"])).unwrap();
+    assert!(!v.to_string().contains("privacy"), "{v}");
+}

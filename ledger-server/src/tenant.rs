@@ -137,6 +137,27 @@ pub fn require_audit(p: &Principal) -> Result<(), ApiError> {
     p.require(&[Scope::Audit, Scope::Regulator])
 }
 
+/// Which endpoint reports: a party's own system (`/v1/events`), or a channel's events
+/// mapped for a party (`/v1/cloudevents`, `/v1/channels/…`), which may relay the
+/// other side's facts as the channel saw them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Via {
+    /// `POST /v1/events`.
+    Events,
+    /// A channel endpoint.
+    Channel,
+}
+
+/// Whether a party's adapter relays what a channel says (`reporter.system` names a
+/// channel: `ledger_core::event::CHANNEL_SYSTEMS`), as a sender's Altinn adapter
+/// reports the recipient's reading.
+fn relayed_from_channel(e: &Event) -> bool {
+    serde_json::from_slice::<serde_json::Value>(e.canonical_bytes())
+        .ok()
+        .and_then(|v| v["reporter"]["system"].as_str().map(str::to_string))
+        .is_some_and(|s| ledger_core::event::CHANNEL_SYSTEMS.contains(&s.as_str()))
+}
+
 /// Whether the principal's organisation runs a channel (`[tenant] channel_operators`).
 fn is_operator(p: &Principal, operators: &[String]) -> bool {
     operators.contains(&p.org)
@@ -148,11 +169,15 @@ fn is_operator(p: &Principal, operators: &[String]) -> bool {
 /// recorded in `facts` or declared by an earlier `sent` of the same request, unless
 /// it is a channel operator. An unknown message is refused exactly as another
 /// organisation's message is, so the answer tells nothing of other organisations.
+/// Then each side reports its own facts (`wrong_side`): handed_off, received, opened
+/// and acknowledged are the recipient's (a sender relays them only through a channel
+/// endpoint), resent the sender's.
 pub fn authorize_events(
     p: &Principal,
     events: &[Event],
     facts: &Facts,
     operators: &[String],
+    via: Via,
 ) -> Result<(), ApiError> {
     p.require(&[Scope::Write])?;
     let foreign: Vec<usize> = events
@@ -177,6 +202,7 @@ pub fn authorize_events(
     // Messages this request declares itself (a `sent` earlier in the batch).
     let mut declared: Vec<(&str, &str, &str)> = Vec::new();
     let mut refused: Vec<usize> = Vec::new();
+    let mut wrong_side: Vec<usize> = Vec::new();
     for (i, e) in events.iter().enumerate() {
         let recorded = facts.parties(e.message());
         let in_request = declared
@@ -197,10 +223,44 @@ pub fn authorize_events(
         };
         if !ok {
             refused.push(i);
+            continue;
+        }
+        // A party, but is it its side's fact? What happens at the recipient is the
+        // recipient's to report (or a channel's, through the channel endpoints, where
+        // a sender relays what its channel says); a resend is the sender's.
+        let side_ok = operator
+            || match e.kind() {
+                EventType::HandedOff
+                | EventType::Received
+                | EventType::Opened
+                | EventType::Acknowledged => {
+                    via == Via::Channel
+                        || parties.is_some_and(|(_, t)| t == p.org)
+                        || relayed_from_channel(e)
+                }
+                EventType::Resent => parties.is_some_and(|(f, _)| f == p.org),
+                _ => true,
+            };
+        if !side_ok {
+            wrong_side.push(i);
         }
     }
-    if refused.is_empty() {
+    if refused.is_empty() && wrong_side.is_empty() {
         return Ok(());
+    }
+    if refused.is_empty() {
+        return Err(ApiError::forbidden(
+            "wrong_side",
+            format!(
+                "{} event(s) (first at index {}) report the other side's fact: handed_off, received, \
+                 opened and acknowledged are the recipient's to report (or a channel's: the channel \
+                 endpoints, or a reporter.system naming a channel), resent the sender's; nothing was \
+                 recorded",
+                wrong_side.len(),
+                wrong_side[0]
+            ),
+        )
+        .with_details(json!({ "indexes": wrong_side })));
     }
     Err(ApiError::forbidden(
         "not_a_party",

@@ -259,6 +259,28 @@ fn writes_by_a_non_party_are_refused_as_for_an_unknown_message_and_record_nothin
     assert_eq!(r.status, 403, "{}", r.text);
     assert_eq!(history_ids(&s, &reg, "M-OWN-1"), before);
 
+    // A party reports its own side's facts only: the recipient's system says it was
+    // opened, the sender's says it resent.
+    for (token, org, kind) in [
+        (&police, POLICE, "opened"),
+        (&police, POLICE, "acknowledged"),
+        (&police, POLICE, "received"),
+        (&kommune, KOMMUNE, "resent"),
+    ] {
+        let r = post_json(
+            &s,
+            token,
+            &event(&format!("w-{kind}"), kind, "M-OWN-1", org),
+        );
+        assert_eq!(
+            (r.status, r.body["error"]["code"].clone()),
+            (403, json!("wrong_side")),
+            "{org} {kind}: {}",
+            r.text
+        );
+    }
+    assert_eq!(history_ids(&s, &reg, "M-OWN-1"), before);
+
     // Parties and the channel operator are heard.
     for (token, org, kind) in [
         (&kommune, KOMMUNE, "opened"),

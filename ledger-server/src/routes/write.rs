@@ -284,7 +284,13 @@ async fn authorize(
         }
     }
     let live = s.projector.read();
-    tenant::authorize_events(p, events, &live.facts, &s.config.channel_operators)
+    tenant::authorize_events(
+        p,
+        events,
+        &live.facts,
+        &s.config.channel_operators,
+        tenant::Via::Events,
+    )
 }
 
 /// Which mapper a channel endpoint uses.

@@ -209,7 +209,7 @@ async fn append(s: &AppState, events: Vec<Event>) -> Result<Vec<Value>, ApiError
 #[utoipa::path(post, path = "/events", tag = "report",
     request_body(content = Object, description = "One event (schemas/event.schema.json), a JSON array of events, or JSON Lines with Content-Type application/x-ndjson. All are recorded or none.", content_type = "application/json"),
     responses((status = 200, description = "One receipt per event, in order, after the durable commit; a retry of a recorded event gets its original receipt", body = Receipts),
-        (status = 400, description = "Not JSON", body = ErrorBody), (status = 401, description = "No or bad token", body = ErrorBody), (status = 403, description = "Missing scope", body = ErrorBody),
+        (status = 400, description = "Not JSON", body = ErrorBody), (status = 401, description = "No or bad token", body = ErrorBody), (status = 403, description = "Missing scope, or the tenant rule refuses an event (foreign_reporter, not_a_party, wrong_side; the indexes named; README \"Who can write what\"); nothing recorded", body = ErrorBody),
         (status = 409, description = "An event id already recorded with other content", body = ErrorBody),
         (status = 413, description = "Body or batch over the limit", body = ErrorBody),
         (status = 422, description = "Invalid events, each named by index and field; nothing recorded", body = ErrorBody),

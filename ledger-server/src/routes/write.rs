@@ -261,36 +261,39 @@ pub(crate) async fn post_events(
 const PARTIES_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// 403 unless the principal may report every event (`tenant::authorize_events`),
-/// judged against the parties recorded up to now: for anything but `sent`s the
-/// projection is first brought up to the log's size (a `sent` just acknowledged
-/// counts), or the answer is 503 (retry) rather than a refusal on stale facts.
+/// judged against the parties recorded up to now. A refusal is never made on stale
+/// facts: before refusing, the projection is brought up to the log's size at the
+/// request's start (a `sent` acknowledged just before counts), or the answer is 503
+/// (retry). The common case, events about messages the projection knows, waits for
+/// nothing.
 async fn authorize(
     s: &AppState,
     p: &crate::auth::Principal,
     events: &[Event],
 ) -> Result<(), ApiError> {
     p.require(&[Scope::Write])?;
-    if events
-        .iter()
-        .any(|e| e.kind() != ledger_core::event::EventType::Sent)
-    {
-        let size = ledger_core::Store::size(&*s.store);
-        if s.projector.wait_covered(size, PARTIES_WAIT).await < size {
-            return Err(ApiError::busy(
-                "not_yet_covered",
-                "the ledger is catching up on recent entries; retry (nothing was recorded)",
-                1,
-            ));
-        }
+    let size = ledger_core::Store::size(&*s.store);
+    let judge = || {
+        let live = s.projector.read();
+        tenant::authorize_events(
+            p,
+            events,
+            &live.facts,
+            &s.config.channel_operators,
+            tenant::Via::Events,
+        )
+    };
+    if judge().is_ok() {
+        return Ok(());
     }
-    let live = s.projector.read();
-    tenant::authorize_events(
-        p,
-        events,
-        &live.facts,
-        &s.config.channel_operators,
-        tenant::Via::Events,
-    )
+    if s.projector.wait_covered(size, PARTIES_WAIT).await < size {
+        return Err(ApiError::busy(
+            "not_yet_covered",
+            "the ledger is catching up on recent entries; retry (nothing was recorded)",
+            1,
+        ));
+    }
+    judge()
 }
 
 /// Which mapper a channel endpoint uses.

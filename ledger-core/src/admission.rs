@@ -56,12 +56,15 @@ pub fn hides_national_id(s: &str) -> bool {
     let mut broken = true;
     for c in s.chars() {
         let cat = c.general_category();
+        // Invisible: format characters, combining marks, and the Hangul fillers
+        // (letters by category, but default-ignorable and drawn as nothing).
         if matches!(
             cat,
             GeneralCategory::Format
                 | GeneralCategory::NonspacingMark
                 | GeneralCategory::EnclosingMark
-        ) {
+        ) || matches!(c, '\u{115F}' | '\u{1160}' | '\u{3164}' | '\u{FFA0}')
+        {
             continue;
         }
         if c.is_numeric() {
@@ -87,22 +90,15 @@ pub fn hides_national_id(s: &str) -> bool {
     if !current.is_empty() {
         groups.push((current, false));
     }
-    // Windows of eleven inside long groups.
-    for (g, _) in &groups {
-        if g.len() >= 11 && g.windows(11).any(is_candidate) {
-            return true;
-        }
-    }
-    // Two or more joined groups of eleven digits in all.
-    for start in 0..groups.len() {
-        let mut digits: Vec<Digit> = groups[start].0.clone();
-        let mut k = start;
-        while digits.len() < 11 && groups[k].1 && k + 1 < groups.len() {
-            k += 1;
-            digits.extend_from_slice(&groups[k].0);
-        }
-        if k > start && digits.len() == 11 && is_candidate(&digits) {
-            return true;
+    // Chains of joined groups, their digits run together: every window of eleven.
+    let mut chain: Vec<Digit> = Vec::new();
+    for (g, joins) in &groups {
+        chain.extend_from_slice(g);
+        if !joins {
+            if chain.len() >= 11 && chain.windows(11).any(is_candidate) {
+                return true;
+            }
+            chain.clear();
         }
     }
     false
@@ -322,6 +318,9 @@ mod tests {
             "٠١٠١٠٠١٢٣٥٦".into(),
             "0101001235\u{2076}".into(),
             "0\u{301}1010012356".into(),
+            "010100\u{3164}12356".into(),
+            "7010100 12356".into(),
+            "010100 123568".into(),
         ];
         for f in &forms {
             assert!(hides_national_id(f), "{f:?}");

@@ -199,8 +199,31 @@ pub fn authorize_events(
         .with_details(json!({ "indexes": foreign })));
     }
     let operator = is_operator(p, operators);
-    // Messages this request declares itself (a `sent` earlier in the batch).
+    // Messages this request declares itself, wherever in the batch: its `sent`s (from
+    // the principal, for ids not in use) and the new messages of its resends (which
+    // keep the parties of what they resend).
     let mut declared: Vec<(&str, &str, &str)> = Vec::new();
+    for e in events {
+        if e.kind() == EventType::Sent
+            && e.sender() == Some(p.org.as_str())
+            && facts.parties(e.message()).is_none()
+        {
+            declared.push((e.message(), &p.org, e.recipient().unwrap_or_default()));
+        }
+    }
+    for e in events {
+        if let (EventType::Resent, Some(new)) = (e.kind(), e.linked_message())
+            && facts.message(new).is_none()
+            && let Some((f, t)) = facts.parties(e.message()).or_else(|| {
+                declared
+                    .iter()
+                    .find(|d| d.0 == e.message())
+                    .map(|d| (d.1, d.2))
+            })
+        {
+            declared.push((new, f, t));
+        }
+    }
     let mut refused: Vec<usize> = Vec::new();
     let mut wrong_side: Vec<usize> = Vec::new();
     for (i, e) in events.iter().enumerate() {
@@ -214,10 +237,26 @@ pub fn authorize_events(
             EventType::Sent => {
                 let from = e.sender().unwrap_or_default();
                 let own_id = parties.is_none_or(|(f, _)| f == from);
-                if from == p.org && own_id {
-                    declared.push((e.message(), from, e.recipient().unwrap_or_default()));
-                }
-                from == p.org && own_id
+                // The ids of unmatched channel events are the mappers' to make.
+                let reserved = crate::mappers::SYNTHETIC_PREFIXES
+                    .iter()
+                    .any(|x| e.message().starts_with(x));
+                from == p.org && own_id && !reserved
+            }
+            // A resend links two messages: the new one must be unknown or the
+            // principal's own, or a resend would borrow another's facts (and tell
+            // that it exists).
+            EventType::Resent => {
+                let party = |m: &str| {
+                    facts
+                        .parties(m)
+                        .or_else(|| declared.iter().find(|d| d.0 == m).map(|d| (d.1, d.2)))
+                        .is_some_and(|(f, t)| f == p.org || t == p.org)
+                };
+                let new_ok = e
+                    .linked_message()
+                    .is_some_and(|n| facts.message(n).is_none() || party(n));
+                (operator || parties.is_some_and(|(f, t)| f == p.org || t == p.org)) && new_ok
             }
             _ => operator || parties.is_some_and(|(f, t)| f == p.org || t == p.org),
         };

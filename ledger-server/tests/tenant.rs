@@ -281,6 +281,36 @@ fn writes_by_a_non_party_are_refused_as_for_an_unknown_message_and_record_nothin
     }
     assert_eq!(history_ids(&s, &reg, "M-OWN-1"), before);
 
+    // A resend may not link to another organisation's message (it would borrow its
+    // facts and tell that it exists); the mappers' ids are theirs to make.
+    let mut own_x = sent("e-x-own", "M-X-5");
+    own_x["reporter"]["org"] = json!(OTHER);
+    own_x["from"] = json!(OTHER);
+    own_x["to"] = json!(POLICE);
+    own_x["refs"] = json!({"case": "x-5"});
+    assert_eq!(post_json(&s, &other, &own_x).status, 200);
+    let mut borrow = event("x-resent", "resent", "M-X-5", OTHER);
+    borrow["new_message"] = json!("M-OWN-1");
+    let r = post_json(&s, &other, &borrow);
+    assert_eq!(r.body["error"]["code"], "not_a_party", "{}", r.text);
+    let mut synthetic = sent("e-syn", "altinn-correspondence:corr-9");
+    synthetic["refs"] = json!({"case": "s-9"});
+    let r = post_json(&s, &police, &synthetic);
+    assert_eq!(r.body["error"]["code"], "not_a_party", "{}", r.text);
+    assert_eq!(history_ids(&s, &reg, "M-OWN-1"), before);
+    // A batch may name its message before the sent that declares it, and a resend's
+    // new message in the same batch.
+    let mut resend = event("n-3", "resent", "M-NEW-6", POLICE);
+    resend["new_message"] = json!("M-NEW-6-BREV");
+    let batch = json!([
+        event("n-1", "delivered", "M-NEW-6", POLICE),
+        sent("n-2", "M-NEW-6"),
+        resend,
+        event("n-4", "delivered", "M-NEW-6-BREV", POLICE),
+    ]);
+    let r = post_json(&s, &police, &batch);
+    assert_eq!(r.status, 200, "{}", r.text);
+
     // Parties and the channel operator are heard.
     for (token, org, kind) in [
         (&kommune, KOMMUNE, "opened"),

@@ -484,7 +484,7 @@ impl FileStore {
     /// newest appends' index entries to disk first.
     pub fn index_digest(&self) -> Result<Hash, StoreError> {
         self.request(Vec::new())?;
-        index::digest(self.shared.db())
+        self.shared.guard(|| index::digest(self.shared.db()))
     }
 
     /// Sends a request to the writer and waits for its answer. An empty request asks
@@ -736,6 +736,13 @@ fn read_checkpoints(
     let io = |what: &str| StoreError::io(format!("{what} {}", path.display()));
     let file = File::open(path).map_err(io("open"))?;
     let len = file.metadata().map_err(io("stat"))?.len();
+    if from > len {
+        return Err(StoreError::Corrupt(format!(
+            "the index has read {} up to offset {from}, but it is {len} bytes: it was cut or \
+             replaced; refusing to go on (run `ledger reindex` if the index is the stale part)",
+            path.display()
+        )));
+    }
     let mut buf = vec![0u8; (len.saturating_sub(from)) as usize];
     file.read_exact_at(&mut buf, from).map_err(io("read"))?;
     let mut pos = 0usize;
@@ -947,6 +954,7 @@ fn cut_torn_tail(dir: &Path, path: &Path, offset: u64, why: &str) -> Result<u64,
     }
     write_file_synced(&saved, &bytes, 0o600)?;
     sync_dir(&saved_dir)?;
+    sync_dir(dir)?;
     let now = entry::format_recorded_at(time::OffsetDateTime::now_utc());
     let line = format!(
         "{now} recovery: cutting a torn last record from {} at offset {offset} ({} bytes: {why}); \
@@ -963,6 +971,7 @@ fn cut_torn_tail(dir: &Path, path: &Path, offset: u64, why: &str) -> Result<u64,
     log.write_all(line.as_bytes())
         .and_then(|_| log.sync_all())
         .map_err(StoreError::io("write recovery.log"))?;
+    sync_dir(dir)?;
     let w = OpenOptions::new()
         .write(true)
         .open(path)

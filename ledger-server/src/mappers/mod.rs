@@ -23,6 +23,16 @@ use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
 use time::UtcOffset;
 
+/// The prefixes of the message ids the mappers make for channel events that match no
+/// `sent` (`<prefix>:<channel id>`): no reporter may declare such a message itself.
+pub const SYNTHETIC_PREFIXES: [&str; 5] = [
+    "altinn-correspondence:",
+    "eformidling-message:",
+    "eformidling-conversation:",
+    "fiks-message:",
+    "fiks-bekymringsmelding:",
+];
+
 /// Finds the ledger message a channel identifier belongs to, through the `refs` of `sent` events.
 pub trait RefResolver {
     /// `key` is a refs key of a `sent` event (e.g. "altinn_correspondence",

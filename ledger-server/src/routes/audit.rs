@@ -29,12 +29,13 @@ pub(crate) async fn get_ledger(
     Auth(p): Auth,
 ) -> Result<Json<Value>, ApiError> {
     tenant::require_audit(&p)?;
+    let size = super::store_size(&s).await?;
     let info = s.store.info();
     Ok(Json(json!({
         "origin": info.origin,
         "hash": info.hash.name(),
         "format": info.format,
-        "size": s.store.size(),
+        "size": size,
         "verifier_key": s.store.verifier_key().to_string(),
     })))
 }

@@ -92,6 +92,15 @@ impl FromRequestParts<AppState> for Auth {
     }
 }
 
+/// The log's size, asked off the async workers: on PostgreSQL a server without the
+/// writer lease asks the database, which blocks.
+pub(crate) async fn store_size(s: &AppState) -> Result<u64, ApiError> {
+    let store = s.store.clone();
+    tokio::task::spawn_blocking(move || ledger_core::Store::size(&*store))
+        .await
+        .map_err(|_| ApiError::unavailable("the store could not be asked its size; retry"))
+}
+
 /// A query string, parsed; a malformed one is a 400 with the JSON error body every
 /// answer uses (axum's own `Query` answers such requests in plain text).
 pub(crate) struct ApiQuery<T>(pub T);

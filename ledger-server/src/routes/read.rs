@@ -74,7 +74,7 @@ async fn await_min_seq(s: &AppState, min_seq: Option<u64>) -> Result<(), ApiErro
         return Ok(());
     };
     // No entry has that seq: nothing to wait for (and no request is held for it).
-    let size = s.store.size();
+    let size = super::store_size(s).await?;
     if seq >= size {
         return Err(ApiError::bad_request(
             "out_of_range",

@@ -272,7 +272,7 @@ async fn authorize(
     events: &[Event],
 ) -> Result<(), ApiError> {
     p.require(&[Scope::Write])?;
-    let size = ledger_core::Store::size(&*s.store);
+    let size = super::store_size(s).await?;
     let judge = || {
         let live = s.projector.read();
         tenant::authorize_events(
@@ -356,8 +356,16 @@ async fn channel_events(
     let mut outcomes = Vec::with_capacity(values.len());
     let mut events: Vec<Event> = Vec::new();
     // A `sent` acknowledged just before its channel events must resolve them.
-    let size = ledger_core::Store::size(&*s.store);
-    s.projector.wait_covered(size, PARTIES_WAIT).await;
+    let size = super::store_size(&s).await?;
+    if s.projector.wait_covered(size, PARTIES_WAIT).await < size {
+        // Mapped on stale facts, an event of a message just sent would be filed as
+        // unmatched for good (its redelivery would then conflict): retry instead.
+        return Err(ApiError::busy(
+            "not_yet_covered",
+            "the ledger is catching up on recent entries; redeliver (nothing was recorded)",
+            1,
+        ));
+    }
     {
         let live = s.projector.read();
         let resolver =

@@ -571,14 +571,29 @@ impl WriterState {
         let first = self.frontier.size();
         let dir = log_dir(&self.shared.dir);
         let path = dir.join(segment::segment_name(first));
+        if path.exists() {
+            return Err(StoreError::Corrupt(format!(
+                "{} exists already; refusing to write over a segment",
+                path.display()
+            )));
+        }
+        // Made whole under another name and renamed: a crash mid-roll leaves at most a
+        // `.seg.new` file (ignored, and reused by the next roll), never a last segment
+        // too short to hold its header, which open would have to refuse.
+        let fresh = dir.join(format!("{}.new", segment::segment_name(first)));
         let mut f = OpenOptions::new()
-            .create_new(true)
+            .create(true)
             .append(true)
-            .open(&path)
-            .map_err(StoreError::io(format!("create {}", path.display())))?;
-        f.write_all(&segment::header(segment::SEGMENT_MAGIC, first))
+            .open(&fresh)
+            .map_err(StoreError::io(format!("create {}", fresh.display())))?;
+        f.set_len(0)
+            .and_then(|_| f.write_all(&segment::header(segment::SEGMENT_MAGIC, first)))
             .and_then(|_| f.sync_all())
-            .map_err(StoreError::io(format!("write {}", path.display())))?;
+            .map_err(StoreError::io(format!("write {}", fresh.display())))?;
+        std::fs::rename(&fresh, &path).map_err(StoreError::io(format!(
+            "rename {} into place",
+            fresh.display()
+        )))?;
         sync_dir(&dir)?;
         let reader =
             File::open(&path).map_err(StoreError::io(format!("open {}", path.display())))?;

@@ -193,3 +193,20 @@ fn a_damaged_index_is_an_error_not_a_panic_and_reindex_rebuilds_it() {
             .contains("damaged"))
     );
 }
+
+#[test]
+fn a_segment_cut_short_while_it_was_being_created_is_ignored() {
+    // A crash in the middle of a roll leaves only the new segment's temporary file.
+    let (_d, path) = closed_store(1, 5);
+    std::fs::write(
+        path.join("log").join("00000000000000000005.seg.new"),
+        b"LDGR",
+    )
+    .unwrap();
+    let (s, report) = FileStore::open(&path).unwrap();
+    assert!(report.is_clean(), "{report:?}");
+    assert_eq!(s.size(), 5);
+    s.append(vec![event("after")]).unwrap();
+    drop(s);
+    assert!(verifies(&path));
+}

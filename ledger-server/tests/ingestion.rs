@@ -51,13 +51,7 @@ fn a_batch_with_an_unknown_type_records_every_event_that_maps() {
     batch.push(value("altinn-attachment-published.json"));
     batch.push(value("altinn-validate-subscription.json"));
     let body = serde_json::to_string(&batch).unwrap();
-    let r = post(
-        &s,
-        "/v1/cloudevents",
-        &w,
-        "application/cloudevents-batch+json",
-        &body,
-    );
+    let r = cloudevents(&s, &w, BATCH, &body);
     assert_eq!(r.status, 200, "{}", r.text);
     let results = r.body["results"].as_array().unwrap();
     assert_eq!(results.len(), batch.len(), "one result per item");
@@ -101,13 +95,7 @@ fn a_batch_with_an_unknown_type_records_every_event_that_maps() {
         "the five events that map are in the log"
     );
     // The redelivery (what a channel does after a refusal) changes nothing.
-    let again = post(
-        &s,
-        "/v1/cloudevents",
-        &w,
-        "application/cloudevents-batch+json",
-        &body,
-    );
+    let again = cloudevents(&s, &w, BATCH, &body);
     assert_eq!(again.status, 200, "{}", again.text);
     assert!(
         again.body["receipts"]
@@ -195,26 +183,14 @@ fn malformed_items_are_named_and_only_a_wholly_bad_body_is_refused() {
     // One event without its time: nothing usable, 422 naming the field.
     let mut broken = value("altinn-correspondence-published.json");
     broken.as_object_mut().unwrap().remove("time");
-    let r = post(
-        &s,
-        "/v1/cloudevents",
-        &w,
-        "application/cloudevents+json",
-        &broken.to_string(),
-    );
+    let r = cloudevents(&s, &w, ONE, &broken.to_string());
     assert_eq!(r.status, 422, "{}", r.text);
     assert_eq!(r.body["error"]["details"][0]["reason"], "missing_field");
     assert!(entries(&s, &w).is_empty());
     // Beside a good one: the good one is recorded, the broken one named.
     broken["id"] = json!("another-id");
     let body = json!([value("altinn-correspondence-published.json"), broken]).to_string();
-    let r = post(
-        &s,
-        "/v1/cloudevents",
-        &w,
-        "application/cloudevents-batch+json",
-        &body,
-    );
+    let r = cloudevents(&s, &w, BATCH, &body);
     assert_eq!(r.status, 200, "{}", r.text);
     assert_eq!(r.body["results"][0]["outcome"], "recorded");
     assert_eq!(r.body["results"][1]["outcome"], "rejected");
@@ -227,13 +203,7 @@ fn an_event_conflicting_with_a_recorded_one_does_not_hold_up_the_rest() {
     let s = TestServer::start("");
     let w = s.token(POLICE, &[Scope::Write, Scope::Audit]);
     let first = value("altinn-correspondence-published.json");
-    let r = post(
-        &s,
-        "/v1/cloudevents",
-        &w,
-        "application/cloudevents+json",
-        &first.to_string(),
-    );
+    let r = cloudevents(&s, &w, ONE, &first.to_string());
     assert_eq!(r.status, 200, "{}", r.text);
     // The same source and id with another type: another ledger event under the same id.
     let mut changed = first.clone();
@@ -241,16 +211,18 @@ fn an_event_conflicting_with_a_recorded_one_does_not_hold_up_the_rest() {
     let mut other = first.clone();
     other["id"] = json!("0d6c2a5e-0000-4000-8000-000000000002");
     let body = json!([changed, other]).to_string();
-    let r = post(
-        &s,
-        "/v1/cloudevents",
-        &w,
-        "application/cloudevents-batch+json",
-        &body,
-    );
+    let r = cloudevents(&s, &w, BATCH, &body);
     assert_eq!(r.status, 200, "{}", r.text);
     assert_eq!(r.body["results"][0]["outcome"], "rejected");
     assert_eq!(r.body["results"][0]["reason"], "conflict");
     assert_eq!(r.body["results"][1]["outcome"], "recorded");
     assert_eq!(entries(&s, &w).len(), 2);
+}
+
+const ONE: &str = "application/cloudevents+json";
+const BATCH: &str = "application/cloudevents-batch+json";
+
+/// `POST /v1/cloudevents` as `w`.
+fn cloudevents(s: &TestServer, w: &str, content_type: &str, body: &str) -> Reply {
+    post(s, "/v1/cloudevents", w, content_type, body)
 }

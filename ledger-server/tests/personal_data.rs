@@ -11,21 +11,27 @@ use serde_json::json;
 /// A synthetic, well-formed number (valid control digits).
 const FNR: &str = "01010012356";
 
+/// The number as the outside tester wrote it: split by an invisible character, by
+/// each separator people and programs put between its parts, as a date and five
+/// digits, 4+7, and inside a longer run.
 fn forms() -> Vec<String> {
-    vec![
-        "0101\u{200b}0012356".into(),
-        "0101\u{ad}0012356".into(),
-        "010100\u{2060}12356".into(),
-        "010100\u{202f}12356".into(),
-        "010100\u{2013}12356".into(),
-        "010100/12356".into(),
-        "010100_12356".into(),
-        "010100  12356".into(),
-        "010100\t12356".into(),
-        "01.01.00 12356".into(),
-        "0101 0012356".into(),
-        format!("9{FNR}7"),
-    ]
+    let (head, tail) = FNR.split_at(6);
+    let mut out: Vec<String> = ["\u{200b}", "\u{ad}", "\u{2060}"]
+        .iter()
+        .map(|inv| format!("{}{inv}{}", &FNR[..4], &FNR[4..]))
+        .collect();
+    for sep in ["\u{202f}", "\u{2013}", "/", "_", "  ", "\t"] {
+        out.push(format!("{head}{sep}{tail}"));
+    }
+    out.push(format!(
+        "{}.{}.{} {tail}",
+        &head[..2],
+        &head[2..4],
+        &head[4..]
+    ));
+    out.push(format!("{} {}", &FNR[..4], &FNR[4..]));
+    out.push(format!("9{FNR}7"));
+    out
 }
 
 #[test]

@@ -118,19 +118,7 @@ fn stream(s: &TestServer, token: &str, query: &str) -> Result<impl std::io::BufR
         .call()
         .unwrap();
     if resp.status().as_u16() != 200 {
-        let status = resp.status().as_u16();
-        let headers = resp
-            .headers()
-            .iter()
-            .map(|(n, v)| (n.to_string(), v.to_str().unwrap_or("").to_string()))
-            .collect();
-        let text = resp.into_body().read_to_string().unwrap();
-        return Err(Reply {
-            status,
-            headers,
-            body: serde_json::from_str(&text).unwrap_or(Value::Null),
-            text,
-        });
+        return Err(into_reply(resp));
     }
     Ok(BufReader::new(resp.into_body().into_reader()))
 }

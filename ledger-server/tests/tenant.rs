@@ -419,29 +419,12 @@ fn open_stream(s: &TestServer, token: &str) -> BufReader<TcpStream> {
     r
 }
 
-/// Every event the stream sends until it falls quiet.
+/// Every event the stream sends until it falls quiet (the read times out).
 fn drain(r: &mut BufReader<TcpStream>) -> Vec<(String, Value)> {
-    let mut out = Vec::new();
-    let (mut ev, mut data) = (String::new(), String::new());
-    loop {
-        let mut line = String::new();
-        match r.read_line(&mut line) {
-            Ok(0) | Err(_) => return out,
-            Ok(_) => {}
-        }
-        let line = line.trim_end_matches(['\r', '\n']);
-        if let Some(x) = line.strip_prefix("event: ") {
-            ev = x.to_string();
-        } else if let Some(x) = line.strip_prefix("data: ") {
-            data.push_str(x);
-        } else if line.is_empty() && !data.is_empty() {
-            out.push((
-                ev.clone(),
-                serde_json::from_str(&data).unwrap_or(Value::Null),
-            ));
-            data.clear();
-        }
-    }
+    read_sse(r, usize::MAX)
+        .into_iter()
+        .map(|(event, _, data)| (event, data))
+        .collect()
 }
 
 #[test]

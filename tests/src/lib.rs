@@ -162,3 +162,38 @@ pub fn recorded_event_ids(dir: &Path) -> std::collections::HashSet<String> {
         })
         .collect()
 }
+
+/// Reads Server-Sent Events (event, id, data) from a stream response until `n` have
+/// arrived or the stream ends (or a read times out).
+pub fn read_sse(
+    reader: &mut impl std::io::BufRead,
+    n: usize,
+) -> Vec<(String, String, serde_json::Value)> {
+    let mut out = Vec::new();
+    let (mut ev, mut id, mut data) = (String::new(), String::new(), String::new());
+    while out.len() < n {
+        let mut line = String::new();
+        if reader.read_line(&mut line).unwrap_or(0) == 0 {
+            break;
+        }
+        let line = line.trim_end_matches(['\r', '\n']);
+        if line.is_empty() {
+            if !data.is_empty() {
+                out.push((
+                    ev.clone(),
+                    id.clone(),
+                    serde_json::from_str(&data).unwrap_or(serde_json::Value::Null),
+                ));
+            }
+            ev.clear();
+            data.clear();
+        } else if let Some(x) = line.strip_prefix("event: ") {
+            ev = x.to_string();
+        } else if let Some(x) = line.strip_prefix("id: ") {
+            id = x.to_string();
+        } else if let Some(x) = line.strip_prefix("data: ") {
+            data.push_str(x);
+        }
+    }
+    out
+}

@@ -133,7 +133,11 @@ impl Reply {
 }
 
 fn reply(resp: Result<ureq::http::Response<ureq::Body>, ureq::Error>) -> Reply {
-    let resp = resp.expect("HTTP round trip");
+    into_reply(resp.expect("HTTP round trip"))
+}
+
+/// A response, read whole.
+pub fn into_reply(resp: ureq::http::Response<ureq::Body>) -> Reply {
     let status = resp.status().as_u16();
     let headers = resp
         .headers()
@@ -194,30 +198,5 @@ pub fn repo_root() -> PathBuf {
         .to_path_buf()
 }
 
-/// Reads Server-Sent Events (event, id, data) from a stream response until `n`
-/// have arrived or the stream ends.
-pub fn read_sse(reader: &mut impl std::io::BufRead, n: usize) -> Vec<(String, String, Value)> {
-    let mut out = Vec::new();
-    let (mut ev, mut id, mut data) = (String::new(), String::new(), String::new());
-    while out.len() < n {
-        let mut line = String::new();
-        if reader.read_line(&mut line).unwrap_or(0) == 0 {
-            break;
-        }
-        let line = line.trim_end_matches(['\r', '\n']);
-        if line.is_empty() {
-            if !data.is_empty() {
-                out.push((ev.clone(), id.clone(), serde_json::from_str(&data).unwrap()));
-            }
-            ev.clear();
-            data.clear();
-        } else if let Some(x) = line.strip_prefix("event: ") {
-            ev = x.to_string();
-        } else if let Some(x) = line.strip_prefix("id: ") {
-            id = x.to_string();
-        } else if let Some(x) = line.strip_prefix("data: ") {
-            data.push_str(x);
-        }
-    }
-    out
-}
+#[allow(unused_imports)] // not every test binary reads streams
+pub use ledger_tests::read_sse;

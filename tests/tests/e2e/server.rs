@@ -1,7 +1,7 @@
 //! `ledger serve` end to end: the real binary on a free loopback port, spoken to over
 //! HTTP. Each test starts its own server on its own ledger.
 
-use std::io::{BufRead, BufReader, Read};
+use std::io::{BufReader, Read};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -725,28 +725,7 @@ fn sse(
     let resp = r.call().unwrap();
     assert_eq!(resp.status().as_u16(), 200);
     let mut reader = BufReader::new(resp.into_body().into_reader());
-    let mut out = Vec::new();
-    let (mut ev, mut id, mut data) = (String::new(), String::new(), String::new());
-    while out.len() < n {
-        let mut line = String::new();
-        if reader.read_line(&mut line).unwrap() == 0 {
-            break;
-        }
-        let line = line.trim_end_matches(['\r', '\n']);
-        if line.is_empty() {
-            if !data.is_empty() {
-                out.push((ev.clone(), id.clone(), serde_json::from_str(&data).unwrap()));
-            }
-            ev.clear();
-            data.clear();
-        } else if let Some(x) = line.strip_prefix("event: ") {
-            ev = x.to_string();
-        } else if let Some(x) = line.strip_prefix("id: ") {
-            id = x.to_string();
-        } else if let Some(x) = line.strip_prefix("data: ") {
-            data.push_str(x);
-        }
-    }
+    let out = ledger_tests::read_sse(&mut reader, n);
     let _ = reader.get_mut().read(&mut [0u8; 0]);
     out
 }

@@ -103,7 +103,7 @@ fn for_each_line(input: &Input, mut f: impl FnMut(u64, Line<'_>, u64) -> Result<
     }
 }
 
-pub(crate) fn run(dir: &Path, file: &Path, _json: bool) -> Result<u8> {
+pub(crate) fn run(dir: &Path, file: &Path, event_format: Option<u8>, _json: bool) -> Result<u8> {
     let input = if file == Path::new("-") {
         let mut spool =
             tempfile::NamedTempFile::new().context("make a temporary file for stdin")?;
@@ -122,6 +122,17 @@ pub(crate) fn run(dir: &Path, file: &Path, _json: bool) -> Result<u8> {
         }
     };
     let store = crate::open(dir)?;
+    let ledger_format = u8::try_from(store.info().format).unwrap_or(u8::MAX);
+    let format = event_format.unwrap_or(ledger_format);
+    if u64::from(format) > store.info().format {
+        return Err(InputError(format!(
+            "--event-format {format}: this ledger holds format {} entries (`ledger upgrade` moves it \
+             to format {})",
+            store.info().format,
+            ledger_core::event::FORMAT_LATEST
+        ))
+        .into());
+    }
     let name = if file == Path::new("-") {
         "stdin".to_string()
     } else {
@@ -152,7 +163,7 @@ pub(crate) fn run(dir: &Path, file: &Path, _json: bool) -> Result<u8> {
                 return Ok(());
             }
         };
-        let problem = match Event::from_json(line).and_then(|ev| {
+        let problem = match Event::from_json_as(line, format).and_then(|ev| {
             ledger_core::admission::check(&ev)?;
             Ok(ev)
         }) {
@@ -160,14 +171,14 @@ pub(crate) fn run(dir: &Path, file: &Path, _json: bool) -> Result<u8> {
             Ok(ev) => {
                 events += 1;
                 let digest = *blake3::hash(ev.canonical_bytes()).as_bytes();
-                match seen.get(ev.id()) {
+                match seen.get(ev.id_key()) {
                     Some((first, d)) if *d != digest => Some(format!(
                         "event id {:?} appears on line {first} with different content",
                         ev.id()
                     )),
                     Some(_) => None,
                     None => {
-                        seen.insert(ev.id().to_string(), (n, digest));
+                        seen.insert(ev.id_key().to_string(), (n, digest));
                         conflict_with_store(&store, &ev)?
                     }
                 }
@@ -231,7 +242,7 @@ pub(crate) fn run(dir: &Path, file: &Path, _json: bool) -> Result<u8> {
             ))
             .into());
         };
-        let ev = Event::from_json(line)
+        let ev = Event::from_json_as(line, format)
             .map_err(|e| InputError(format!("{name} line {n} changed while appending: {e}")))?;
         chunk.push((n, ev));
         if chunk.len() >= CHUNK_EVENTS {
@@ -253,12 +264,12 @@ pub(crate) fn run(dir: &Path, file: &Path, _json: bool) -> Result<u8> {
 
 /// Whether the event's id is recorded with other content.
 fn conflict_with_store(store: &dyn ledger_core::Store, ev: &Event) -> Result<Option<String>> {
-    let Some(seq) = store.event_seq(ev.id())? else {
+    let Some(seq) = store.event_seq(ev.id_key())? else {
         return Ok(None);
     };
     let bytes = store.entry(seq)?;
     let p = entry::parse_entry(&bytes).with_context(|| format!("entry {seq} is unreadable"))?;
-    if p.event.as_bytes() == ev.canonical_bytes() {
+    if p.event.as_bytes() == ev.canonical_bytes() && p.v == ev.format() {
         Ok(None)
     } else {
         Ok(Some(format!(

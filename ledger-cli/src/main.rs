@@ -96,9 +96,19 @@ enum Command {
     /// The whole input is checked first: if any line is bad, every bad line is reported
     /// and nothing is appended. Events already recorded with the same content get
     /// their original receipt (appending is idempotent by event id).
+    ///
+    /// Events are read by the rules of the ledger's format (`ledger.json`; 2 for
+    /// ledgers made by this version): every format-2 event names its message's
+    /// `from` and `to`, and its ids are scoped by reporter (schemas/FORMAT.md §3.9).
     Append {
         /// JSON Lines file of events, or '-' for standard input.
         file: PathBuf,
+        /// Read the events by the rules of this format instead of the ledger's:
+        /// `1` imports format-1 events (no `from`/`to` but on `sent`, one global id
+        /// namespace) into a format-2 ledger, e.g. the rest of a message begun before
+        /// `ledger upgrade`.
+        #[arg(long, value_name = "1|2", value_parser = clap::value_parser!(u8).range(1..=2))]
+        event_format: Option<u8>,
     },
     /// Every event of one message, in the order recorded.
     History {
@@ -152,6 +162,21 @@ enum Command {
     },
     /// Rebuild every derived index from the log, and say whether it differed.
     Reindex,
+    /// Move the ledger to a newer format (schemas/FORMAT.md §1); nothing recorded
+    /// changes.
+    ///
+    /// Format 2 scopes identifiers: a message is (from, to, id) and an event id is
+    /// its reporter's own, so no organisation can claim or probe another's ids, and
+    /// its events carry no free text. After the upgrade the API takes format-2
+    /// events only; earlier entries keep their bytes and verify as before. Stop
+    /// `ledger serve` first (PostgreSQL: restart every server after).
+    ///
+    /// Example: ledger upgrade --format 2
+    Upgrade {
+        /// The format to move to.
+        #[arg(long, value_name = "N", default_value_t = 2, value_parser = clap::value_parser!(u64).range(1..=2))]
+        format: u64,
+    },
     /// One message: its verdict, deadlines, anomalies, resend chain and history.
     ///
     /// Example: ledger status POL-2023-00048 --as-of 2023-05-08T00:00:00Z
@@ -410,7 +435,7 @@ fn run(cli: Cli) -> Result<u8> {
             }
             Ok(0)
         }
-        Command::Append { file } => append::run(dir, &file, cli.json),
+        Command::Append { file, event_format } => append::run(dir, &file, event_format, cli.json),
         Command::History { message } => {
             let store = open(dir)?;
             output::history(&store, &message, cli.json)?;
@@ -495,6 +520,20 @@ fn run(cli: Cli) -> Result<u8> {
             bar.0.finish_and_clear();
             output::verify_report(&report, cli.json)?;
             Ok(if report.ok() { 0 } else { EXIT_FAULTS })
+        }
+        Command::Upgrade { format } => {
+            let old = ledger_pg::engine::upgrade(dir, format).context("upgrade failed")?;
+            let new = old.max(format);
+            if cli.json {
+                output::json(&serde_json::json!({ "from": old, "to": new }))?;
+            } else if old >= format {
+                println!("the ledger already holds format {old}; nothing changed");
+            } else {
+                println!(
+                    "the ledger now takes format {new} events (it held format {old}); nothing recorded changed"
+                );
+            }
+            Ok(0)
         }
         Command::Reindex => {
             if dir.join(ledger_pg::engine::STORE_FILE).exists() {

@@ -138,8 +138,17 @@ pub(crate) fn history_table(rows: &[HistoryRow]) -> Table {
     t
 }
 
-pub(crate) fn history(store: &dyn Store, message: &str, as_json: bool) -> Result<()> {
-    let seqs = store.message_seqs(message)?;
+pub(crate) fn history(store: &dyn Store, name: &str, as_json: bool) -> Result<()> {
+    let key = match crate::questions::resolve_message(store, name) {
+        Ok(k) => k,
+        // No event names it: an empty history, as before.
+        Err(_) if ledger_core::projection::find_messages(store, name)?.is_empty() => {
+            name.to_string()
+        }
+        Err(e) => return Err(e),
+    };
+    let message = ledger_core::event::split_message_key(&key).1;
+    let seqs = store.message_seqs(&key)?;
     let rows = history_rows(store, &seqs)?;
     if as_json {
         return json(&json!({"message": message, "entries": history_json(&rows)}));

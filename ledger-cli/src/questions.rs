@@ -301,8 +301,13 @@ pub(crate) const REPORT_COLUMNS: [&str; 13] = [
 
 fn report_cells(e: &Evaluation) -> [String; 13] {
     let o = |v: &Option<&str>| v.unwrap_or_default().to_string();
+    let bare = |v: &Option<&str>| {
+        v.map(|k| ledger_core::event::split_message_key(k).1)
+            .unwrap_or_default()
+            .to_string()
+    };
     [
-        e.message.to_string(),
+        e.id().to_string(),
         e.verdict.name().to_string(),
         e.reason.to_string(),
         o(&e.category),
@@ -312,8 +317,8 @@ fn report_cells(e: &Evaluation) -> [String; 13] {
         short(e.origin_at),
         short(e.due),
         short(e.opened_at),
-        o(&e.via),
-        o(&e.resent_to),
+        bare(&e.via),
+        bare(&e.resent_to),
         (e.recorded_anomalies + e.evaluated_anomalies.len()).to_string(),
     ]
 }
@@ -470,7 +475,10 @@ fn print_anomalies(
         .map(|r| {
             vec![
                 r.kind.name().to_string(),
-                o(&r.message),
+                r.message
+                    .as_deref()
+                    .map(|k| ledger_core::event::split_message_key(k).1.to_string())
+                    .unwrap_or_default(),
                 o(&r.org),
                 o(&r.system),
                 r.seq.to_string(),
@@ -549,13 +557,42 @@ pub(crate) fn stats(
     Ok(0)
 }
 
+/// The one message a reader names: a bare id, or `FROM/TO/ID` where organisations
+/// use the same id (format 2). Several candidates are an error that names them.
+pub(crate) fn resolve_message(store: &dyn Store, name: &str) -> Result<String> {
+    let keys = projection::find_messages(store, name)?;
+    match keys.len() {
+        0 => Err(anyhow!(InputError(format!(
+            "no event names message {name:?}"
+        )))),
+        1 => Ok(keys.into_iter().next().expect("one")),
+        n => {
+            let names: Vec<String> = keys.iter().map(|k| path_of(k)).collect();
+            Err(anyhow!(InputError(format!(
+                "{n} messages have the id {name:?}; name one as FROM/TO/ID: {}",
+                names.join(", ")
+            ))))
+        }
+    }
+}
+
+/// How a reader names a message key: `FROM/TO/ID` (format 2) or its id (format 1).
+pub(crate) fn path_of(key: &str) -> String {
+    match ledger_core::event::split_message_key(key) {
+        (Some((f, t)), id) => format!("{f}/{t}/{id}"),
+        (None, id) => id.to_string(),
+    }
+}
+
 pub(crate) fn status(
     dir: &Path,
     store: &dyn Store,
-    message: &str,
+    name: &str,
     when: &When,
     as_json: bool,
 ) -> Result<u8> {
+    let key = resolve_message(store, name)?;
+    let message = key.as_str();
     let (policy, policy_source) = load_policy(dir, when.policy.as_deref())?;
     let (as_of, now_flag) = when.times()?;
     let now = as_of.or(now_flag).unwrap_or_else(Instant::now);
@@ -584,7 +621,9 @@ pub(crate) fn status(
     let history = output::history_rows(store, &seqs)?;
     if as_json {
         output::json(&json!({
-            "message": message,
+            "message": e.id(),
+            "from": e.from,
+            "to": e.to,
             "now": now,
             "as_of": as_of,
             "policy": policy_source,
@@ -597,7 +636,7 @@ pub(crate) fn status(
         return Ok(0);
     }
     let o = |v: &Option<&str>| v.unwrap_or("-").to_string();
-    println!("message    {message}");
+    println!("message    {}", path_of(message));
     println!(
         "verdict    {} ({}){}",
         e.verdict.name(),
@@ -620,12 +659,16 @@ pub(crate) fn status(
         o(&e.category)
     );
     if let Some(l) = &m.resent_from {
-        println!("resent of  {} at {}", l.message, short(Some(l.at)));
+        println!(
+            "resent of  {} at {}",
+            path_of(&l.message),
+            short(Some(l.at))
+        );
     }
     for l in &m.resent_to {
         println!(
             "resent as  {} at {} via {}",
-            l.message,
+            path_of(&l.message),
             short(Some(l.at)),
             l.channel
         );
@@ -812,10 +855,10 @@ pub(crate) struct View<'a> {
 impl<'a> View<'a> {
     pub(crate) fn new(eval: Evaluator<'a>) -> View<'a> {
         let mut by_ref: std::collections::HashMap<&str, Vec<&str>> = Default::default();
-        for (id, m) in eval.facts().messages() {
+        for (key, m) in eval.facts().messages() {
             if let Some(s) = &m.sent {
                 for v in s.refs.values() {
-                    by_ref.entry(v).or_default().push(id);
+                    by_ref.entry(v).or_default().push(key);
                 }
             }
         }
@@ -827,20 +870,43 @@ impl<'a> View<'a> {
     }
 }
 
-impl LedgerView for View<'_> {
-    fn is_known(&self, message: &str) -> bool {
+impl View<'_> {
+    /// The key of a message as reconcile names it ([`path_of`]).
+    fn key_of(&self, name: &str) -> Option<&str> {
         self.eval
             .facts()
-            .message(message)
+            .find(name)
+            .into_iter()
+            .find(|k| path_of(k) == name)
+    }
+}
+
+/// Reconcile names messages as readers do ([`path_of`]): a format-1 message by its
+/// id, a format-2 message as FROM/TO/ID; a list row's bare id names every message
+/// of that id.
+impl LedgerView for View<'_> {
+    fn is_known(&self, message: &str) -> bool {
+        self.key_of(message)
+            .and_then(|k| self.eval.facts().message(k))
             .is_some_and(|m| m.is_known())
+    }
+    fn named(&self, message: &str) -> Vec<String> {
+        let facts = self.eval.facts();
+        facts
+            .find(message)
+            .into_iter()
+            .filter(|k| facts.message(k).is_some_and(|m| m.is_known()))
+            .map(path_of)
+            .collect()
     }
     fn messages_with_ref(&self, r: &str) -> Vec<String> {
         self.by_ref
             .get(r)
-            .map(|v| v.iter().map(|s| s.to_string()).collect())
+            .map(|v| v.iter().map(|k| path_of(k)).collect())
             .unwrap_or_default()
     }
-    fn describe(&self, message: &str) -> Option<LedgerMessage> {
+    fn describe(&self, name: &str) -> Option<LedgerMessage> {
+        let message = self.key_of(name)?;
         let m = self.eval.facts().message(message)?;
         let e = self.eval.evaluate(message)?;
         Some(LedgerMessage {
@@ -888,7 +954,7 @@ pub(crate) fn reconcile(
     } else {
         eval.evaluate_all()
             .filter(|e| e.origin_at.is_some() && filter.matches(e))
-            .map(|e| e.message.to_string())
+            .map(|e| path_of(e.message))
             .collect()
     };
     let view = View::new(b.evaluator());

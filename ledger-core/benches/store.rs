@@ -123,7 +123,7 @@ fn framed(events: &[Event]) -> Vec<Vec<u8>> {
         .iter()
         .enumerate()
         .map(|(i, e)| {
-            let bytes = entry_bytes(i as u64, &prev, &at, e.canonical_bytes());
+            let bytes = entry_bytes(i as u64, &prev, &at, 1, e.canonical_bytes());
             prev = alg.leaf(&bytes);
             let mut f = Vec::with_capacity(bytes.len() + 8);
             encode_frame(&mut f, &bytes);

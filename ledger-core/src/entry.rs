@@ -1,7 +1,8 @@
 //! Entries: what the ledger stores and hashes.
 //!
 //! An entry is the RFC 8785 canonical JSON of
-//! `{"event":{…},"prev":HEX,"recorded_at":TIME,"seq":N,"v":1}`. Because JCS sorts keys
+//! `{"event":{…},"prev":HEX,"recorded_at":TIME,"seq":N,"v":V}`, where `V` is the
+//! format (1 or 2) whose rules the event obeys. Because JCS sorts keys
 //! and the envelope's strings need no escaping, the canonical bytes are the
 //! concatenation built by [`entry_bytes`]; [`parse_entry`] checks stored bytes are
 //! exactly that form.
@@ -11,11 +12,8 @@ use serde_json::value::RawValue;
 use time::OffsetDateTime;
 use time::macros::format_description;
 
-use crate::event::{Event, EventError};
+use crate::event::{Event, EventError, FORMATS};
 use crate::hash::{Hash, from_hex, to_hex};
-
-/// The entry format version this code writes and reads.
-pub const ENTRY_VERSION: u64 = 1;
 
 /// Formats the ledger's clock for `recorded_at`: UTC, always six fractional digits,
 /// so the field has a fixed width of 27 characters.
@@ -59,16 +57,30 @@ pub fn is_recorded_at(s: &str) -> bool {
     s.len() == 27 && time::PrimitiveDateTime::parse(s, &f).is_ok()
 }
 
-/// The canonical bytes of an entry.
-pub fn entry_bytes(seq: u64, prev: &Hash, recorded_at: &str, event_canonical: &[u8]) -> Vec<u8> {
+/// The canonical bytes of an entry whose event obeys format `v`.
+pub fn entry_bytes(
+    seq: u64,
+    prev: &Hash,
+    recorded_at: &str,
+    v: u8,
+    event_canonical: &[u8],
+) -> Vec<u8> {
     let mut out = Vec::with_capacity(event_canonical.len() + 160);
-    write_entry(&mut out, seq, prev, recorded_at, event_canonical);
+    write_entry(&mut out, seq, prev, recorded_at, v, event_canonical);
     out
 }
 
 /// Appends the canonical bytes of an entry to `out`.
-pub fn write_entry(out: &mut Vec<u8>, seq: u64, prev: &Hash, recorded_at: &str, event: &[u8]) {
+pub fn write_entry(
+    out: &mut Vec<u8>,
+    seq: u64,
+    prev: &Hash,
+    recorded_at: &str,
+    v: u8,
+    event: &[u8],
+) {
     debug_assert!(is_recorded_at(recorded_at));
+    debug_assert!(FORMATS.contains(&v));
     out.extend_from_slice(b"{\"event\":");
     out.extend_from_slice(event);
     out.extend_from_slice(b",\"prev\":\"");
@@ -77,7 +89,9 @@ pub fn write_entry(out: &mut Vec<u8>, seq: u64, prev: &Hash, recorded_at: &str, 
     out.extend_from_slice(recorded_at.as_bytes());
     out.extend_from_slice(b"\",\"seq\":");
     out.extend_from_slice(seq.to_string().as_bytes());
-    out.extend_from_slice(b",\"v\":1}");
+    out.extend_from_slice(b",\"v\":");
+    out.push(b'0' + v);
+    out.push(b'}');
 }
 
 /// The fields of a stored entry.
@@ -91,6 +105,8 @@ pub struct ParsedEntry<'a> {
     pub recorded_at: &'a str,
     /// The event's canonical bytes as stored.
     pub event: &'a str,
+    /// The format whose rules the event obeys (1 or 2).
+    pub v: u8,
 }
 
 #[derive(Deserialize)]
@@ -112,7 +128,7 @@ pub enum EntryError {
     #[error("not an entry: {0}")]
     Malformed(String),
     /// A format version this code does not know.
-    #[error("entry format version {0} is not supported (this code reads version 1)")]
+    #[error("entry format version {0} is not supported (this code reads versions 1 and 2)")]
     Version(u64),
     /// `prev` is not 64 hex digits.
     #[error("`prev` is not 64 lowercase hex digits")]
@@ -132,9 +148,10 @@ pub enum EntryError {
 pub fn parse_entry(bytes: &[u8]) -> Result<ParsedEntry<'_>, EntryError> {
     let env: Envelope<'_> =
         serde_json::from_slice(bytes).map_err(|e| EntryError::Malformed(e.to_string()))?;
-    if env.v != ENTRY_VERSION {
-        return Err(EntryError::Version(env.v));
-    }
+    let v = match u8::try_from(env.v) {
+        Ok(v) if FORMATS.contains(&v) => v,
+        _ => return Err(EntryError::Version(env.v)),
+    };
     let prev = match from_hex(env.prev) {
         Some(p) if env.prev.bytes().all(|c| !c.is_ascii_uppercase()) => p,
         _ => return Err(EntryError::BadPrev),
@@ -147,19 +164,24 @@ pub fn parse_entry(bytes: &[u8]) -> Result<ParsedEntry<'_>, EntryError> {
         prev,
         recorded_at: env.recorded_at,
         event: env.event.get(),
+        v,
     })
 }
 
 /// Parses stored entry bytes by their fixed canonical layout, without a JSON parser:
 /// `{"event":` EVENT `,"prev":"` 64 hex `","recorded_at":"` 27 characters
-/// `","seq":` N `,"v":1}`. The envelope is checked completely (it is canonical or
+/// `","seq":` N `,"v":` V `}`. The envelope is checked completely (it is canonical or
 /// refused); the event is only checked to be braces around UTF-8, not validated:
 /// that is [`check_entry`]'s work, at about ten times the cost. This is what lets
 /// `verify` check a chain at disk speed.
 pub fn parse_envelope(bytes: &[u8]) -> Result<ParsedEntry<'_>, EntryError> {
     let fast = || -> Option<ParsedEntry<'_>> {
         let rest = bytes.strip_prefix(b"{\"event\":")?;
-        let rest = rest.strip_suffix(b",\"v\":1}")?;
+        let (rest, v) = match rest.strip_suffix(b"}")?.split_last_chunk::<6>()? {
+            (rest, b",\"v\":1") => (rest, 1),
+            (rest, b",\"v\":2") => (rest, 2),
+            _ => return None,
+        };
         // seq: canonical digits at the end.
         let digits = rest.iter().rev().take_while(|c| c.is_ascii_digit()).count();
         let (rest, seq_text) = rest.split_at(rest.len() - digits);
@@ -189,6 +211,7 @@ pub fn parse_envelope(bytes: &[u8]) -> Result<ParsedEntry<'_>, EntryError> {
             prev,
             recorded_at,
             event,
+            v,
         })
     };
     match fast() {
@@ -206,15 +229,70 @@ pub fn parse_envelope(bytes: &[u8]) -> Result<ParsedEntry<'_>, EntryError> {
 /// the event.
 pub fn check_entry(bytes: &[u8]) -> Result<(ParsedEntry<'_>, Event), EntryError> {
     let p = parse_entry(bytes)?;
-    let event = Event::from_json(p.event.as_bytes()).map_err(EntryError::Event)?;
+    let event = Event::from_json_as(p.event.as_bytes(), p.v).map_err(EntryError::Event)?;
     if event.canonical_bytes() != p.event.as_bytes() {
         return Err(EntryError::NotCanonical);
     }
-    let rebuilt = entry_bytes(p.seq, &p.prev, p.recorded_at, event.canonical_bytes());
+    let rebuilt = entry_bytes(p.seq, &p.prev, p.recorded_at, p.v, event.canonical_bytes());
     if rebuilt != bytes {
         return Err(EntryError::NotCanonical);
     }
     Ok((p, event))
+}
+
+/// The keys a store files an entry under, computed from its stored event (not
+/// validated) as the writer computed them from the [`crate::Event`], by the same
+/// functions.
+pub struct IndexKeys {
+    /// [`crate::event::id_key`].
+    pub id: String,
+    /// [`crate::event::message_key`].
+    pub message: String,
+    /// The key of a `resent`'s new message.
+    pub new_message: Option<String>,
+}
+
+#[derive(serde::Deserialize)]
+struct StoredFields<'a> {
+    #[serde(borrow)]
+    id: std::borrow::Cow<'a, str>,
+    #[serde(borrow)]
+    message: std::borrow::Cow<'a, str>,
+    #[serde(borrow)]
+    new_message: Option<std::borrow::Cow<'a, str>>,
+    #[serde(borrow)]
+    from: Option<std::borrow::Cow<'a, str>>,
+    #[serde(borrow)]
+    to: Option<std::borrow::Cow<'a, str>>,
+    #[serde(borrow)]
+    reporter: StoredReporter<'a>,
+}
+
+#[derive(serde::Deserialize)]
+struct StoredReporter<'a> {
+    #[serde(borrow)]
+    org: std::borrow::Cow<'a, str>,
+}
+
+/// Reads the keys of a stored event of format `v`.
+pub fn index_keys(event: &str, v: u8) -> Result<IndexKeys, String> {
+    use crate::event::{id_key, message_key};
+    let f: StoredFields<'_> =
+        serde_json::from_str(event).map_err(|e| format!("event has no id or message: {e}"))?;
+    let (from, to) = (
+        f.from.as_deref().unwrap_or(""),
+        f.to.as_deref().unwrap_or(""),
+    );
+    if v >= 2 && (f.from.is_none() || f.to.is_none()) {
+        return Err("a format-2 event without `from` and `to`".into());
+    }
+    Ok(IndexKeys {
+        id: id_key(v, &f.reporter.org, &f.id).into_owned(),
+        message: message_key(v, from, to, &f.message).into_owned(),
+        new_message: f
+            .new_message
+            .map(|n| message_key(v, from, to, &n).into_owned()),
+    })
 }
 
 #[cfg(test)]
@@ -232,7 +310,7 @@ mod tests {
         let prev = HashAlg::Blake3.genesis("test");
         let at = format_recorded_at(OffsetDateTime::UNIX_EPOCH);
         assert_eq!(at, "1970-01-01T00:00:00.000000Z");
-        let bytes = entry_bytes(42, &prev, &at, event.canonical_bytes());
+        let bytes = entry_bytes(42, &prev, &at, 1, event.canonical_bytes());
         let value: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
         assert_eq!(serde_json_canonicalizer::to_vec(&value).unwrap(), bytes);
         let (p, e) = check_entry(&bytes).unwrap();
@@ -248,7 +326,7 @@ mod tests {
         });
         let event = Event::from_value(ev).unwrap();
         let at = format_recorded_at(OffsetDateTime::UNIX_EPOCH);
-        let good = entry_bytes(0, &[0; 32], &at, event.canonical_bytes());
+        let good = entry_bytes(0, &[0; 32], &at, 1, event.canonical_bytes());
         let spaced = String::from_utf8(good.clone())
             .unwrap()
             .replacen(":", ": ", 1);
@@ -256,13 +334,42 @@ mod tests {
             check_entry(spaced.as_bytes()).unwrap_err(),
             EntryError::NotCanonical
         );
+        let v3 = String::from_utf8(good.clone())
+            .unwrap()
+            .replace("\"v\":1}", "\"v\":3}");
+        assert_eq!(
+            check_entry(v3.as_bytes()).unwrap_err(),
+            EntryError::Version(3)
+        );
+        // A format-1 event under `"v":2` is judged by format 2's rules: it names no
+        // parties, so it is invalid.
         let v2 = String::from_utf8(good)
             .unwrap()
             .replace("\"v\":1}", "\"v\":2}");
-        assert_eq!(
-            check_entry(v2.as_bytes()).unwrap_err(),
-            EntryError::Version(2)
-        );
+        match check_entry(v2.as_bytes()).unwrap_err() {
+            EntryError::Event(e) => assert_eq!(e.field, "from"),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn format_2_entries_carry_their_version_and_scoped_keys() {
+        let ev = serde_json::json!({
+            "id": "e1", "type": "opened", "message": "M-3", "at": "2023-01-01T00:00:00Z",
+            "reporter": {"org": "964338531", "system": "websak"},
+            "from": "974760673", "to": "964338531", "by_role": "saksbehandler"
+        });
+        let event = Event::from_value_as(ev, 2).unwrap();
+        assert_eq!(event.format(), 2);
+        assert_eq!(event.id_key(), "964338531\u{1f}e1");
+        assert_eq!(event.key(), "974760673\u{1f}964338531\u{1f}M-3");
+        let at = format_recorded_at(OffsetDateTime::UNIX_EPOCH);
+        let bytes = entry_bytes(3, &[0; 32], &at, 2, event.canonical_bytes());
+        assert!(bytes.ends_with(b",\"v\":2}"));
+        let fast = parse_envelope(&bytes).unwrap();
+        let (full, e) = check_entry(&bytes).unwrap();
+        assert_eq!((fast.v, full.v), (2, 2));
+        assert_eq!(e, event);
     }
 
     #[test]
@@ -274,18 +381,19 @@ mod tests {
         let prev = HashAlg::Sha256.genesis("t");
         let at = format_recorded_at(OffsetDateTime::UNIX_EPOCH);
         for seq in [0, 7, 10, 123456789, u64::MAX] {
-            let bytes = entry_bytes(seq, &prev, &at, event.canonical_bytes());
+            let bytes = entry_bytes(seq, &prev, &at, 1, event.canonical_bytes());
             let fast = parse_envelope(&bytes).unwrap();
             let (full, _) = check_entry(&bytes).unwrap();
             assert_eq!(
-                (fast.seq, fast.prev, fast.recorded_at, fast.event),
-                (full.seq, full.prev, full.recorded_at, full.event)
+                (fast.seq, fast.prev, fast.recorded_at, fast.event, fast.v),
+                (full.seq, full.prev, full.recorded_at, full.event, full.v)
             );
         }
-        let good = String::from_utf8(entry_bytes(7, &prev, &at, event.canonical_bytes())).unwrap();
+        let good =
+            String::from_utf8(entry_bytes(7, &prev, &at, 1, event.canonical_bytes())).unwrap();
         for bad in [
             good.replace(",\"seq\":7", ",\"seq\":07"),
-            good.replace(",\"v\":1}", ",\"v\":2}"),
+            good.replace(",\"v\":1}", ",\"v\":3}"),
             good.replace(",\"seq\":7", ", \"seq\":7"),
             good.replacen(&to_hex(&prev)[..2], "AB", 1),
             good.replace("00.000000Z", "00.00000Z"),

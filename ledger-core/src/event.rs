@@ -163,9 +163,79 @@ fn err(field: impl Into<String>, reason: impl Into<String>) -> EventError {
     }
 }
 
+/// The event formats this code reads: an entry's `v` names the rules its event
+/// obeys (FORMAT.md §1, §3.9).
+pub const FORMATS: std::ops::RangeInclusive<u8> = 1..=2;
+
+/// The format new ledgers write, and the API accepts.
+pub const FORMAT_LATEST: u8 = 2;
+
+/// Separates the parts of a scoped key. A control character, which no identifier
+/// may hold, so a format-2 key never equals a format-1 identifier.
+pub const KEY_SEPARATOR: char = '\u{1f}';
+
+/// The idempotency key of an event: format 1, its `id`; format 2, the pair
+/// (`reporter.org`, `id`), so one organisation's ids never collide with another's.
+pub fn id_key<'a>(format: u8, org: &str, id: &'a str) -> std::borrow::Cow<'a, str> {
+    if format >= 2 {
+        format!("{org}{KEY_SEPARATOR}{id}").into()
+    } else {
+        id.into()
+    }
+}
+
+/// The key of the message an event is about: format 1, its `message`; format 2, the
+/// triple (`from`, `to`, `message`), so a message id is the sender's and recipient's
+/// own and nobody else can claim or probe it.
+pub fn message_key<'a>(
+    format: u8,
+    from: &str,
+    to: &str,
+    message: &'a str,
+) -> std::borrow::Cow<'a, str> {
+    if format >= 2 {
+        format!("{from}{KEY_SEPARATOR}{to}{KEY_SEPARATOR}{message}").into()
+    } else {
+        message.into()
+    }
+}
+
+/// Takes a message key apart: (`from`, `to`) for a format-2 key, and the bare
+/// message id. The only function that reads a key's inside.
+pub fn split_message_key(key: &str) -> (Option<(&str, &str)>, &str) {
+    let mut parts = key.splitn(3, KEY_SEPARATOR);
+    match (parts.next(), parts.next(), parts.next()) {
+        (Some(from), Some(to), Some(message)) => (Some((from, to)), message),
+        _ => (None, key),
+    }
+}
+
+/// The key a reader names as `FROM/TO/ID` (two organisation numbers' digits, then
+/// the message id), or `None` when `name` has not that form.
+pub fn key_from_path(name: &str) -> Option<String> {
+    let b = name.as_bytes();
+    let form = b.len() > 20
+        && b[9] == b'/'
+        && b[19] == b'/'
+        && b[..9].iter().chain(&b[10..19]).all(u8::is_ascii_digit);
+    form.then(|| message_key(2, &name[..9], &name[10..19], &name[20..]).into_owned())
+}
+
+/// The second name a store files a format-2 message's entries under: its bare id
+/// behind the separator (so it equals no key and no format-1 id). Asking the store
+/// for it finds every format-2 message of that id, whoever its parties are; the
+/// caller then keeps those it may show.
+pub fn bare_alias(key: &str) -> Option<String> {
+    match split_message_key(key) {
+        (Some(_), id) => Some(format!("{KEY_SEPARATOR}{id}")),
+        (None, _) => None,
+    }
+}
+
 /// A validated event with its canonical bytes.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Event {
+    format: u8,
     id: String,
     kind: EventType,
     message: String,
@@ -173,12 +243,21 @@ pub struct Event {
     reporter_org: String,
     sender: Option<String>,
     recipient: Option<String>,
+    /// Format 2 only: the scoped keys (format 1's are the bare ids).
+    id_key: Option<String>,
+    key: Option<String>,
+    linked_key: Option<String>,
     canonical: Vec<u8>,
 }
 
 impl Event {
-    /// Parses and validates one event from JSON text.
+    /// Parses and validates one event from JSON text by the rules of format 1.
     pub fn from_json(bytes: &[u8]) -> Result<Event, EventError> {
+        Self::from_json_as(bytes, 1)
+    }
+
+    /// Parses and validates one event by the rules of the given format (1 or 2).
+    pub fn from_json_as(bytes: &[u8], format: u8) -> Result<Event, EventError> {
         // Whitespace may make the input larger than its canonical form, but not by
         // more than this; anything larger is refused before parsing.
         if bytes.len() > 4 * limits::EVENT_BYTES_MAX {
@@ -193,17 +272,29 @@ impl Event {
         }
         let strict: StrictValue =
             serde_json::from_slice(bytes).map_err(|e| err("", format!("malformed JSON: {e}")))?;
-        Self::from_value(strict.0)
+        Self::from_value_as(strict.0, format)
     }
 
-    /// Validates an already parsed value. Floats and large integers are rejected
-    /// here as well, so values built in code obey the same rules as parsed text.
+    /// Validates an already parsed value by the rules of format 1. Floats and large
+    /// integers are rejected here as well, so values built in code obey the same
+    /// rules as parsed text.
     pub fn from_value(value: Value) -> Result<Event, EventError> {
+        Self::from_value_as(value, 1)
+    }
+
+    /// Validates an already parsed value by the rules of the given format (1 or 2).
+    pub fn from_value_as(value: Value, format: u8) -> Result<Event, EventError> {
+        if !FORMATS.contains(&format) {
+            return Err(err(
+                "",
+                format!("event format {format} is not supported (this build reads 1 and 2)"),
+            ));
+        }
         check_numbers_and_depth(&value, "", 0)?;
         let obj = value
             .as_object()
             .ok_or_else(|| err("", "an event must be a JSON object"))?;
-        let (id, kind, message) = validate(obj)?;
+        let (id, kind, message) = validate(obj, format)?;
         let new_message = match kind {
             EventType::Resent => obj
                 .get("new_message")
@@ -212,6 +303,7 @@ impl Event {
             _ => None,
         };
         let party = |k: &str| match kind {
+            _ if format >= 2 => obj.get(k).and_then(Value::as_str).map(str::to_string),
             EventType::Sent => obj.get(k).and_then(Value::as_str).map(str::to_string),
             _ => None,
         };
@@ -233,7 +325,20 @@ impl Event {
                 ),
             ));
         }
-        Ok(Event {
+        let (mut id_key_v2, mut key, mut linked_key) = (None, None, None);
+        if format >= 2 {
+            let (from, to) = (
+                sender.as_deref().unwrap_or_default(),
+                recipient.as_deref().unwrap_or_default(),
+            );
+            id_key_v2 = Some(id_key(format, &reporter_org, &id).into_owned());
+            key = Some(message_key(format, from, to, &message).into_owned());
+            linked_key = new_message
+                .as_deref()
+                .map(|n| message_key(format, from, to, n).into_owned());
+        }
+        let event = Event {
+            format,
             id,
             kind,
             message,
@@ -241,8 +346,37 @@ impl Event {
             reporter_org,
             sender,
             recipient,
+            id_key: id_key_v2,
+            key,
+            linked_key,
             canonical,
-        })
+        };
+        if format >= 2 {
+            // Format 2 has no free text: the rules admission applies to every new
+            // report are, for a format-2 event, part of its validity (FORMAT.md §3.9).
+            crate::admission::check_api(&event)?;
+        }
+        Ok(event)
+    }
+
+    /// The format whose rules this event obeys (its entry's `v`).
+    pub fn format(&self) -> u8 {
+        self.format
+    }
+
+    /// The key under which the store deduplicates it: see [`id_key`].
+    pub fn id_key(&self) -> &str {
+        self.id_key.as_deref().unwrap_or(&self.id)
+    }
+
+    /// The key of the message it is about: see [`message_key`].
+    pub fn key(&self) -> &str {
+        self.key.as_deref().unwrap_or(&self.message)
+    }
+
+    /// The key of a `resent`'s new message.
+    pub fn linked_key(&self) -> Option<&str> {
+        self.linked_key.as_deref().or(self.new_message.as_deref())
     }
 
     /// The reporter's idempotency key.
@@ -267,12 +401,13 @@ impl Event {
         self.new_message.as_deref()
     }
 
-    /// The sending organisation a `sent` declares (`from`); `None` for other types.
+    /// The sending organisation (`from`): of a `sent` in format 1, of every event in
+    /// format 2; `None` for other format-1 types.
     pub fn sender(&self) -> Option<&str> {
         self.sender.as_deref()
     }
 
-    /// The receiving organisation a `sent` declares (`to`); `None` for other types.
+    /// The receiving organisation (`to`), as [`Event::sender`].
     pub fn recipient(&self) -> Option<&str> {
         self.recipient.as_deref()
     }
@@ -581,7 +716,10 @@ fn check_digest(path: &str, s: &str) -> Result<(), EventError> {
     }
 }
 
-fn validate(obj: &Map<String, Value>) -> Result<(String, EventType, String), EventError> {
+fn validate(
+    obj: &Map<String, Value>,
+    format: u8,
+) -> Result<(String, EventType, String), EventError> {
     let mut f = Fields::new(obj, "");
     let type_name = f.req_str("type")?;
     let kind = EventType::from_name(type_name).ok_or_else(|| {
@@ -615,6 +753,11 @@ fn validate(obj: &Map<String, Value>) -> Result<(String, EventType, String), Eve
                 format!("expected an object, found {}", kind_of(other)),
             ));
         }
+    }
+    if format >= 2 && kind != EventType::Sent {
+        // Every format-2 event names its message's parties: the message is theirs.
+        check_orgnr_field("from", f.req_str("from")?)?;
+        check_orgnr_field("to", f.req_str("to")?)?;
     }
     match kind {
         EventType::Sent => {
@@ -699,7 +842,10 @@ fn validate(obj: &Map<String, Value>) -> Result<(String, EventType, String), Eve
         }
         EventType::Resolved => {
             check_enum("outcome", f.req_str("outcome")?, &OUTCOMES)?;
-            if let Some(n) = f.opt_str("note")? {
+            // Format 2 has no `note`: it is then an unknown field.
+            if format == 1
+                && let Some(n) = f.opt_str("note")?
+            {
                 check_text("note", n, Text::Free)?;
             }
         }

@@ -466,6 +466,15 @@ fn json_reason(e: &serde_json::Error) -> String {
 pub trait LedgerView {
     /// Whether a message with this id is known (has a `sent`, or was declared by a resend).
     fn is_known(&self, message: &str) -> bool;
+    /// The known messages a list row's message id names: the message itself, or
+    /// (format 2, where organisations may use the same id) each message of that id.
+    fn named(&self, message: &str) -> Vec<String> {
+        if self.is_known(message) {
+            vec![message.to_string()]
+        } else {
+            Vec::new()
+        }
+    }
     /// Known messages one of whose `sent.refs` values equals `r` (any key).
     fn messages_with_ref(&self, r: &str) -> Vec<String>;
     /// The message's refs as (key, value), its origin time (UTC RFC 3339) and its
@@ -571,10 +580,16 @@ enum Found {
 }
 
 fn find(row: &ListRow, ledger: &dyn LedgerView) -> Found {
-    if let Some(m) = &row.message
-        && ledger.is_known(m)
-    {
-        return Found::One(m.clone());
+    if let Some(m) = &row.message {
+        let mut named = ledger.named(m);
+        match named.len() {
+            0 => {}
+            1 => return Found::One(named.pop().expect("one")),
+            _ => {
+                named.sort();
+                return Found::Several(named);
+            }
+        }
     }
     let Some(r) = &row.r#ref else {
         return Found::Nothing;

@@ -167,6 +167,8 @@ struct Chain {
     /// With [`VerifyOptions::unique_ids`]: a 128-bit hash of each event id, with its
     /// seq. Sorted at the end, neighbours with equal hashes are repeats.
     ids: Option<Vec<(u128, u64)>>,
+    /// The highest entry format `ledger.json` allows.
+    format: u64,
     deep: bool,
     privacy: bool,
     /// Entries the privacy scan reported, and those it only counted.
@@ -191,11 +193,20 @@ fn privacy_rule(field: &str) -> &'static str {
     }
 }
 
-/// The one field `--unique-ids` needs from an event it does not validate.
+/// The fields `--unique-ids` needs from an event it does not validate: its id and,
+/// in format 2, the organisation that scopes it.
 #[derive(serde::Deserialize)]
 struct EventId<'a> {
     #[serde(borrow)]
     id: std::borrow::Cow<'a, str>,
+    #[serde(borrow, default)]
+    reporter: Option<ReporterOrg<'a>>,
+}
+
+#[derive(serde::Deserialize)]
+struct ReporterOrg<'a> {
+    #[serde(borrow)]
+    org: std::borrow::Cow<'a, str>,
 }
 
 impl Chain {
@@ -223,11 +234,26 @@ impl Chain {
         match parsed {
             Err(e) => self.fault(Some(seq), place(), format!("entry {seq}: {e}")),
             Ok((p, event)) => {
+                if u64::from(p.v) > self.format {
+                    self.fault(
+                        Some(seq),
+                        place(),
+                        format!(
+                            "entry {seq} is format {}, but ledger.json says the ledger holds format {}",
+                            p.v, self.format
+                        ),
+                    );
+                }
                 if let Some(ids) = &mut self.ids {
+                    // Format 1 ids share one namespace; format 2 ids are scoped by
+                    // the reporting organisation (FORMAT.md §3.9).
                     let id = match &event {
-                        Some(e) => std::borrow::Cow::Borrowed(e.id()),
+                        Some(e) => std::borrow::Cow::Borrowed(e.id_key()),
                         None => serde_json::from_str::<EventId<'_>>(p.event)
-                            .map(|e| e.id)
+                            .map(|e| {
+                                let org = e.reporter.map(|r| r.org).unwrap_or_default();
+                                crate::event::id_key(p.v, &org, &e.id).into_owned().into()
+                            })
                             .unwrap_or_default(),
                     };
                     let h = blake3::hash(id.as_bytes());
@@ -235,7 +261,7 @@ impl Chain {
                     ids.push((h, seq));
                 }
                 if self.privacy
-                    && let Ok(ev) = crate::Event::from_json(p.event.as_bytes())
+                    && let Ok(ev) = crate::Event::from_json_as(p.event.as_bytes(), p.v)
                     && let Err(e) = crate::admission::check_api(&ev)
                 {
                     self.privacy_found += 1;
@@ -519,6 +545,7 @@ fn new_chain(info: &LedgerInfo, opts: &VerifyOptions) -> Chain {
         wanted: HashSet::new(),
         captured: HashMap::new(),
         ids: opts.unique_ids.then(Vec::new),
+        format: info.format,
         deep: opts.deep,
         privacy: opts.privacy,
         privacy_found: 0,
@@ -762,6 +789,13 @@ pub fn verify_bundle(
     };
     let info: LedgerInfo = serde_json::from_str(&read("ledger.json")?)
         .map_err(|e| VerifyError::Setup(format!("ledger.json: {e}")))?;
+    if !(1..=u64::from(crate::event::FORMAT_LATEST)).contains(&info.format) {
+        return Err(VerifyError::Setup(format!(
+            "ledger.json: format {} is not supported (this build reads formats 1 to {})",
+            info.format,
+            crate::event::FORMAT_LATEST
+        )));
+    }
     let stored_key = read("verifier.key").unwrap_or_default();
     let mut chain = new_chain(&info, opts);
     let (key, trusted) = setup(&info, &stored_key, opts, &mut chain)?;

@@ -308,25 +308,17 @@ const MUNI_ALTINN: u16 = 2;
 
 /// `opened.by_role`, indexed by an event's `aux`.
 const ROLES: [&str; 3] = ["barnevernsleder", "saksbehandler", "arkivar"];
-/// `failed.error`, indexed by an event's `aux`.
+/// `failed.error`, indexed by an event's `aux`: codes, as format 2 requires (what a
+/// person reads about the failure stays in the reporter's own system).
 const ERRORS: [&str; 4] = [
-    "eFormidling: no receipt from the integration point (timeout)",
-    "FIKS IO: recipient account not found",
-    "SMTP 550: mailbox unavailable",
-    "eFormidling: outgoing transport unavailable (connection reset)",
+    "eformidling:timeout",
+    "fiks-io:recipient_not_found",
+    "smtp:550",
+    "eformidling:transport_unavailable",
 ];
 const ERROR_BROKEN: u8 = 3;
-/// `resolved.outcome` and `resolved.note`, indexed by an event's `aux`.
-const RESOLUTIONS: [(&str, &str); 2] = [
-    (
-        "resent_and_confirmed",
-        "resent by letter after the 2023 review; receipt confirmed",
-    ),
-    (
-        "known_via_other_channel",
-        "the report reached the child welfare service by phone; the hand-off never arrived",
-    ),
-];
+/// `resolved.outcome`, indexed by an event's `aux`.
+const RESOLUTIONS: [&str; 2] = ["resent_and_confirmed", "known_via_other_channel"];
 const RESOLVED_RESENT: u8 = 0;
 const RESOLVED_OTHER_CHANNEL: u8 = 1;
 /// Flag in `Ev::aux`: the event is dropped before appending (an injected gap).
@@ -1297,7 +1289,7 @@ impl Scenario {
         };
         let _ = write!(
             out,
-            "{{\"id\":\"{system}-{org}-{seq}\",\"type\":\"{}\",\"message\":\"",
+            "{{\"id\":\"{system}-{org}-e{seq}\",\"type\":\"{}\",\"message\":\"",
             e.kind.name()
         );
         self.push_name(out, about);
@@ -1307,6 +1299,17 @@ impl Scenario {
             out,
             "\",\"reporter\":{{\"org\":\"{org}\",\"system\":\"{system}\",\"seq\":{seq}}}"
         );
+        if e.kind != Kind::Sent {
+            // Format 2: every event names its message's parties (a resend keeps
+            // its original's).
+            let about = &self.msgs[about as usize];
+            let _ = write!(
+                out,
+                ",\"from\":\"{}\",\"to\":\"{}\"",
+                self.org_number(about.from),
+                self.org_number(about.to)
+            );
+        }
         let aux = usize::from(e.aux & !DROPPED);
         match e.kind {
             Kind::Sent => self.write_sent(out, e.msg),
@@ -1341,8 +1344,7 @@ impl Scenario {
                 let _ = write!(out, "\",\"channel\":\"{}\"", m.channel.name());
             }
             Kind::Resolved => {
-                let (outcome, note) = RESOLUTIONS[aux];
-                let _ = write!(out, ",\"outcome\":\"{outcome}\",\"note\":\"{note}\"");
+                let _ = write!(out, ",\"outcome\":\"{}\"", RESOLUTIONS[aux]);
             }
             // delivered, acknowledged, expired: nothing beyond the common fields
             _ => {}

@@ -117,7 +117,7 @@ pub fn to_postgres(
                 if p.prev != prev {
                     bad = Some(seq);
                 }
-                let ev: serde_json::Value = serde_json::from_str(p.event)
+                let keys = entry::index_keys(p.event, p.v)
                     .map_err(|e| StoreError::Corrupt(format!("entry {seq}: {e}")))?;
                 let leaf = alg.leaf(b);
                 frontier.push(leaf, |level, index, h| {
@@ -128,16 +128,22 @@ pub fn to_postgres(
                     }
                 });
                 seqs.push(seq as i64);
-                ids.push(ev["id"].as_str().unwrap_or_default().to_string());
+                ids.push(keys.id);
                 leaves.push(leaf.to_vec());
                 prevs.push(prev.to_vec());
                 bytes.push(b.to_vec());
-                idx_m.push(ev["message"].as_str().unwrap_or_default().to_string());
-                idx_s.push(seq as i64);
-                if ev["type"] == "resent"
-                    && let Some(n) = ev["new_message"].as_str()
-                {
-                    idx_m.push(n.to_string());
+                let mut aliases: Vec<String> = Vec::new();
+                for m in std::iter::once(keys.message).chain(keys.new_message) {
+                    if let Some(a) = ledger_core::event::bare_alias(&m)
+                        && !aliases.contains(&a)
+                    {
+                        aliases.push(a);
+                    }
+                    idx_m.push(m);
+                    idx_s.push(seq as i64);
+                }
+                for a in aliases {
+                    idx_m.push(a);
                     idx_s.push(seq as i64);
                 }
                 prev = leaf;

@@ -61,7 +61,7 @@ pub fn init_postgres(dir: &Path, url: &str, opts: &InitOptions) -> Result<Verifi
     std::fs::create_dir_all(dir).map_err(StoreError::io(format!("create {}", dir.display())))?;
     let key = SigningKey::generate(&opts.origin)?;
     let info = LedgerInfo {
-        format: 1,
+        format: u64::from(ledger_core::event::FORMAT_LATEST),
         origin: opts.origin.clone(),
         hash: opts.hash,
     };
@@ -86,6 +86,21 @@ pub fn init_postgres(dir: &Path, url: &str, opts: &InitOptions) -> Result<Verifi
     // Last: a directory without it is not a ledger. It may hold a password: 0600.
     write_new(&dir.join(STORE_FILE), &json, 0o600)?;
     Ok(verifier)
+}
+
+/// Raises the format of the ledger in `dir` to `to` (schemas/FORMAT.md §1), on
+/// whichever engine it uses; returns the format it had. Nothing in the log changes:
+/// the format says which entries the ledger may take from now on.
+pub fn upgrade(dir: &Path, to: u64) -> Result<u64, StoreError> {
+    let path = dir.join(STORE_FILE);
+    if !path.exists() {
+        return FileStore::upgrade(dir, to);
+    }
+    let text = std::fs::read(&path).map_err(StoreError::io(format!("read {}", path.display())))?;
+    let file: StoreFile = serde_json::from_slice(&text)
+        .map_err(|e| StoreError::Corrupt(format!("{}: {e}", path.display())))?;
+    let url = std::env::var(URL_ENV).unwrap_or(file.url);
+    PgStore::upgrade(&url, to)
 }
 
 /// Opens the ledger in `dir` on whichever engine it uses; the second value lists

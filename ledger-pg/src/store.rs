@@ -118,6 +118,30 @@ pub struct PgStore {
 impl PgStore {
     /// Creates the ledger's schema in the (empty) database at `url` and records its
     /// identity; the signing key stays with the caller (in the ledger directory).
+    /// Raises the ledger's format to `to` (never lowers it); returns the format it
+    /// had. Running servers keep the format they read at start: restart them.
+    pub fn upgrade(url: &str, to: u64) -> Result<u64, StoreError> {
+        let cfg = parse_url(url)?;
+        let rt = runtime()?;
+        rt.block_on(async {
+            let mut c = connect(&cfg).await?;
+            let tx = c.transaction().await.map_err(db)?;
+            let row = tx
+                .query_opt("SELECT format FROM ledger_info FOR UPDATE", &[])
+                .await
+                .map_err(db)?
+                .ok_or_else(|| StoreError::Database("ledger_info is empty".into()))?;
+            let old = row.get::<_, i32>(0) as u64;
+            if old < to {
+                tx.execute("UPDATE ledger_info SET format = $1", &[&(to as i32)])
+                    .await
+                    .map_err(db)?;
+            }
+            tx.commit().await.map_err(db)?;
+            Ok(old)
+        })
+    }
+
     pub fn init(url: &str, info: &LedgerInfo, key: &SigningKey) -> Result<(), StoreError> {
         check_origin(&info.origin)?;
         let cfg = parse_url(url)?;
@@ -192,6 +216,12 @@ impl PgStore {
             let hash: HashAlg = hash
                 .parse()
                 .map_err(|e| StoreError::Corrupt(format!("ledger_info.hash: {e}")))?;
+            if !(1..=i32::from(ledger_core::event::FORMAT_LATEST)).contains(&format) {
+                return Err(StoreError::Corrupt(format!(
+                    "ledger_info.format {format} is not supported (this build reads formats 1 to {})",
+                    ledger_core::event::FORMAT_LATEST
+                )));
+            }
             let verifier: VerifierKey = vk
                 .parse()
                 .map_err(|e| StoreError::Corrupt(format!("ledger_info.verifier_key: {e}")))?;
@@ -763,7 +793,7 @@ impl Writer {
         let alg = self.shared.info.hash;
         let ids: Vec<&str> = group
             .iter()
-            .flat_map(|r| r.events.iter().map(Event::id))
+            .flat_map(|r| r.events.iter().map(Event::id_key))
             .collect();
         let recorded: HashMap<String, (u64, Hash, Vec<u8>)> = self.shared.block_on(async {
             let rows = self
@@ -813,7 +843,15 @@ impl Writer {
             // the same event, or the request is a conflict.
             let mut mine: HashMap<&str, &[u8]> = HashMap::new();
             for ev in &req.events {
-                if let Some(b) = mine.get(ev.id()) {
+                if u64::from(ev.format()) > self.shared.info.format {
+                    conflict = Some(StoreError::FormatTooNew {
+                        id: ev.id().to_string(),
+                        event: ev.format(),
+                        ledger: self.shared.info.format,
+                    });
+                    break;
+                }
+                if let Some(b) = mine.get(ev.id_key()) {
                     if *b != ev.canonical_bytes() {
                         conflict = Some(StoreError::Conflict {
                             id: ev.id().to_string(),
@@ -824,9 +862,9 @@ impl Writer {
                     plans.push(Plan::New);
                     continue;
                 }
-                if let Some((seq, hash, stored)) = recorded.get(ev.id()) {
+                if let Some((seq, hash, stored)) = recorded.get(ev.id_key()) {
                     let same = entry::parse_entry(stored)
-                        .map(|p| p.event.as_bytes() == ev.canonical_bytes())
+                        .map(|p| p.event.as_bytes() == ev.canonical_bytes() && p.v == ev.format())
                         .unwrap_or(false);
                     if !same {
                         conflict = Some(StoreError::Conflict {
@@ -836,7 +874,7 @@ impl Writer {
                         break;
                     }
                     plans.push(Plan::Duplicate(*seq, *hash));
-                } else if let Some((seq, hash, b)) = fresh.get(ev.id()) {
+                } else if let Some((seq, hash, b)) = fresh.get(ev.id_key()) {
                     if *b != ev.canonical_bytes() {
                         conflict = Some(StoreError::Conflict {
                             id: ev.id().to_string(),
@@ -846,7 +884,7 @@ impl Writer {
                     }
                     plans.push(Plan::Duplicate(*seq, *hash));
                 } else {
-                    mine.insert(ev.id(), ev.canonical_bytes());
+                    mine.insert(ev.id_key(), ev.canonical_bytes());
                     plans.push(Plan::New);
                 }
             }
@@ -861,13 +899,20 @@ impl Writer {
                     continue;
                 }
                 // The same id twice in one request: the first one's receipt.
-                if let Some((seq, hash, _)) = fresh.get(ev.id()) {
+                if let Some((seq, hash, _)) = fresh.get(ev.id_key()) {
                     receipts.push(Receipt::duplicate(*seq, *hash));
                     continue;
                 }
                 let seq = frontier.size();
                 let mut buf = Vec::with_capacity(ev.canonical_bytes().len() + 160);
-                write_entry(&mut buf, seq, &prev, &recorded_at, ev.canonical_bytes());
+                write_entry(
+                    &mut buf,
+                    seq,
+                    &prev,
+                    &recorded_at,
+                    ev.format(),
+                    ev.canonical_bytes(),
+                );
                 let leaf = alg.leaf(&buf);
                 frontier.push(leaf, |level, index, h| {
                     if level >= NODE_LEVEL_MIN {
@@ -877,17 +922,21 @@ impl Writer {
                     }
                 });
                 seqs.push(seq as i64);
-                event_ids.push(ev.id());
+                event_ids.push(ev.id_key());
                 leaves.push(leaf.to_vec());
                 prevs.push(prev.to_vec());
                 bytes.push(buf);
-                idx_messages.push(ev.message());
-                idx_seqs.push(seq as i64);
-                if let Some(n) = ev.linked_message() {
-                    idx_messages.push(n);
+                for m in std::iter::once(ev.key()).chain(ev.linked_key()) {
+                    idx_messages.push(m.to_string());
                     idx_seqs.push(seq as i64);
+                    if let Some(a) = ledger_core::event::bare_alias(m)
+                        && !idx_messages.iter().rev().take(2).any(|x| *x == a)
+                    {
+                        idx_messages.push(a);
+                        idx_seqs.push(seq as i64);
+                    }
                 }
-                fresh.insert(ev.id(), (seq, leaf, ev.canonical_bytes()));
+                fresh.insert(ev.id_key(), (seq, leaf, ev.canonical_bytes()));
                 prev = leaf;
                 receipts.push(Receipt::new(seq, leaf));
             }

@@ -72,7 +72,11 @@ struct Ring {
 pub struct Live {
     /// The facts of the log prefix `0 .. facts.covered()`.
     pub facts: Facts,
+    /// (refs key, value) → the first message that declared it.
     refs: FastMap<(String, String), String>,
+    /// (party, refs key, value) → the first message of that party (its sender or
+    /// recipient) that declared it.
+    party_refs: FastMap<(String, String, String), String>,
     verdicts: FastMap<String, Verdict>,
 }
 
@@ -80,6 +84,12 @@ impl RefResolver for Live {
     fn message_by_ref(&self, key: &str, value: &str) -> Option<String> {
         self.refs
             .get(&(key.to_string(), value.to_string()))
+            .cloned()
+    }
+
+    fn message_for_party(&self, party: &str, key: &str, value: &str) -> Option<String> {
+        self.party_refs
+            .get(&(party.to_string(), key.to_string(), value.to_string()))
             .cloned()
     }
 }
@@ -124,6 +134,7 @@ impl Projector {
         let mut live = Live {
             facts,
             refs: FastMap::default(),
+            party_refs: FastMap::default(),
             verdicts: FastMap::default(),
         };
         let now = Instant::now();
@@ -433,6 +444,11 @@ fn index_refs<'a>(live: &mut Live, ids: impl Iterator<Item = &'a str>) {
             live.refs
                 .entry((k.to_string(), v.to_string()))
                 .or_insert_with(|| id.to_string());
+            for party in [&sent.from, &sent.to] {
+                live.party_refs
+                    .entry((party.to_string(), k.to_string(), v.to_string()))
+                    .or_insert_with(|| id.to_string());
+            }
         }
     }
 }

@@ -106,6 +106,25 @@ pub fn may_see_parties(reach: &Reach, from: Option<&str>, to: Option<&str>) -> b
     }
 }
 
+/// The keys of the messages a reader may mean by `id` (a bare id or `FROM/TO/ID`)
+/// and may see: within reach by their parties.
+pub fn find_messages(reach: &Reach, facts: &Facts, id: &str) -> Vec<String> {
+    facts
+        .find(id)
+        .into_iter()
+        .filter(|k| {
+            let parties = facts
+                .parties(k)
+                .or(ledger_core::event::split_message_key(k).0);
+            match parties {
+                Some((f, t)) => may_see_parties(reach, Some(f), Some(t)),
+                None => *reach == Reach::All,
+            }
+        })
+        .map(str::to_string)
+        .collect()
+}
+
 /// Whether an evaluated message is within reach.
 pub fn may_see(reach: &Reach, e: &Evaluation<'_>) -> bool {
     may_see_parties(reach, e.from, e.to)
@@ -199,6 +218,9 @@ pub fn authorize_events(
         .with_details(json!({ "indexes": foreign })));
     }
     let operator = is_operator(p, operators);
+    if events.iter().all(|e| e.format() >= 2) {
+        return authorize_scoped(p, events, operator);
+    }
     // Messages this request declares itself, wherever in the batch: its `sent`s (from
     // the principal, for ids not in use) and the new messages of its resends (which
     // keep the parties of what they resend).
@@ -316,6 +338,76 @@ pub fn authorize_events(
     .with_details(json!({ "indexes": refused })))
 }
 
+/// The tenant rule for format-2 events, which name their message's parties
+/// (`from`, `to`) and whose message is the triple (`from`, `to`, `message`): decided
+/// from the events and the token alone. Whether any message exists never enters
+/// the answer, and no organisation can reach another's message by its id, since
+/// the id is scoped by the parties.
+fn authorize_scoped(p: &Principal, events: &[Event], operator: bool) -> Result<(), ApiError> {
+    let org = p.org.as_str();
+    let mut refused: Vec<usize> = Vec::new();
+    let mut wrong_side: Vec<usize> = Vec::new();
+    for (i, e) in events.iter().enumerate() {
+        let (from, to) = (
+            e.sender().unwrap_or_default(),
+            e.recipient().unwrap_or_default(),
+        );
+        let party = org == from || org == to;
+        let (allowed, own_side) = match e.kind() {
+            EventType::Sent => {
+                // The ids of unmatched channel events are the mappers' to make.
+                let reserved = crate::mappers::SYNTHETIC_PREFIXES
+                    .iter()
+                    .any(|x| e.message().starts_with(x));
+                (party && !reserved, from == org)
+            }
+            EventType::Resent => (party, from == org),
+            EventType::HandedOff
+            | EventType::Received
+            | EventType::Opened
+            | EventType::Acknowledged => (
+                party || operator,
+                operator || to == org || relayed_from_channel(e),
+            ),
+            EventType::Resolved => (party, true),
+            _ => (party || operator, true),
+        };
+        if !allowed {
+            refused.push(i);
+        } else if !own_side {
+            wrong_side.push(i);
+        }
+    }
+    if refused.is_empty() && wrong_side.is_empty() {
+        return Ok(());
+    }
+    if refused.is_empty() {
+        return Err(ApiError::forbidden(
+            "wrong_side",
+            format!(
+                "{} event(s) (first at index {}) report the other side's fact: sent and resent are \
+                 the sender's (`from`) to report; handed_off, received, opened and acknowledged the \
+                 recipient's (`to`), or a channel's (the channel endpoints, or a reporter.system \
+                 naming a channel); nothing was recorded",
+                wrong_side.len(),
+                wrong_side[0]
+            ),
+        )
+        .with_details(json!({ "indexes": wrong_side })));
+    }
+    Err(ApiError::forbidden(
+        "not_a_party",
+        format!(
+            "{} event(s) (first at index {}) name a message whose `from` and `to` are not your \
+             organisation {org}: report only about messages your organisation sends or receives; \
+             nothing was recorded",
+            refused.len(),
+            refused[0],
+        ),
+    )
+    .with_details(json!({ "indexes": refused })))
+}
+
 /// Resolves channel identifiers (a correspondence id, a conversation id) to messages,
 /// for one principal: only to messages its organisation is a party of (any message,
 /// for a channel operator). Another organisation's message is then "unmatched", the
@@ -347,10 +439,10 @@ impl<'a> PartyResolver<'a> {
 
 impl RefResolver for PartyResolver<'_> {
     fn message_by_ref(&self, key: &str, value: &str) -> Option<String> {
-        let m = self.inner.message_by_ref(key, value)?;
         if self.operator {
-            return Some(m);
+            return self.inner.message_by_ref(key, value);
         }
+        let m = self.inner.message_for_party(self.org, key, value)?;
         let (from, to) = self.facts.parties(&m)?;
         (from == self.org || to == self.org).then_some(m)
     }

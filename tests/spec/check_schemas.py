@@ -1,12 +1,16 @@
 #!/usr/bin/env python3
 """Checks schemas/ against its samples, offline.
 
-Every file in schemas/samples/valid must validate against schemas/event.schema.json;
-every file in schemas/samples/invalid must be rejected; every file in
-schemas/samples/invalid-code-only must be *accepted* (those are the rules only the
-code can check, see the README there). The $refs between the schema files resolve
-through a `referencing` registry built from the files themselves, so nothing is
-fetched. `format` is asserted (date-time, with the installed rfc3339-validator).
+Format 1: every file in schemas/samples/valid must validate against
+schemas/event.schema.json; every file in schemas/samples/invalid must be rejected;
+every file in schemas/samples/invalid-code-only must be *accepted* (those are the rules
+only the code can check, see the README there). Format 2: the same for
+schemas/samples/v2/{valid,invalid,invalid-code-only} against
+schemas/v2/event.schema.json. Each valid sample, wrapped in an entry envelope of its
+format ("v":1 or "v":2), must also pass that format's entry schema. The $refs between
+the schema files resolve through a `referencing` registry built from the files
+themselves, so nothing is fetched. `format` is asserted (date-time, with the installed
+rfc3339-validator).
 
 Exit 0 and print a summary line when all holds, 1 with the offending files if not.
 
@@ -49,42 +53,54 @@ def samples(kind):
         yield f, json.loads(f.read_text(encoding="utf-8"))
 
 
-def main():
-    registry = load_registry()
-    event = validator(registry, "event.schema.json")
-    entry = validator(registry, "entry.schema.json")
-    problems = []
+def check_format(registry, v, problems):
+    """Checks the samples of format `v` (schemas/samples/, or schemas/samples/v2/) against
+    that format's event and entry schemas; returns (valid, invalid, code-only) counts."""
+    prefix = "" if v == 1 else f"v{v}/"
+    event = validator(registry, f"{prefix}event.schema.json")
+    entry = validator(registry, f"{prefix}entry.schema.json")
 
     valid = 0
-    for f, doc in samples("valid"):
+    for f, doc in samples(f"{prefix}valid"):
         errors = sorted(event.iter_errors(doc), key=lambda e: list(e.path))
         if errors:
-            problems.append(f"valid sample rejected: {f.name}: {errors[0].message}")
+            problems.append(f"valid sample rejected: {prefix}{f.name}: {errors[0].message}")
         valid += 1
-        # The same event wrapped in an entry envelope must pass entry.schema.json.
+        # The same event wrapped in an entry envelope must pass the entry schema.
         env = {"event": doc, "prev": "00" * 32, "recorded_at": "2023-05-08T07:30:00.000000Z",
-               "seq": valid - 1, "v": 1}
+               "seq": valid - 1, "v": v}
         if not entry.is_valid(env):
-            problems.append(f"entry envelope of valid sample rejected: {f.name}")
+            problems.append(f"entry envelope of valid sample rejected: {prefix}{f.name}")
+        # ... and not under another format's `v`.
+        if entry.is_valid(dict(env, v=3 - v)):
+            problems.append(f"{prefix}entry.schema.json accepts \"v\":{3 - v}: {f.name}")
 
     invalid = 0
-    for f, doc in samples("invalid"):
+    for f, doc in samples(f"{prefix}invalid"):
         if event.is_valid(doc):
-            problems.append(f"invalid sample accepted: {f.name}")
+            problems.append(f"invalid sample accepted: {prefix}{f.name}")
         invalid += 1
 
     code_only = 0
-    for f, doc in samples("invalid-code-only"):
+    for f, doc in samples(f"{prefix}invalid-code-only"):
         errors = list(event.iter_errors(doc))
         if errors:
             problems.append(
-                f"code-only sample should pass the schemas but is rejected: {f.name}: {errors[0].message}"
+                f"code-only sample should pass the schemas but is rejected: {prefix}{f.name}: {errors[0].message}"
             )
         code_only += 1
 
-    bad_entry = {"event": {}, "prev": "AB" * 32, "recorded_at": "2023-05-08T07:30:00Z", "seq": -1, "v": 2}
+    bad_entry = {"event": {}, "prev": "AB" * 32, "recorded_at": "2023-05-08T07:30:00Z", "seq": -1, "v": 3}
     if entry.is_valid(bad_entry):
-        problems.append("entry.schema.json accepts a malformed envelope")
+        problems.append(f"{prefix}entry.schema.json accepts a malformed envelope")
+    return valid, invalid, code_only
+
+
+def main():
+    registry = load_registry()
+    problems = []
+    valid, invalid, code_only = check_format(registry, 1, problems)
+    valid2, invalid2, code_only2 = check_format(registry, 2, problems)
 
     if problems:
         for p in problems:
@@ -92,7 +108,9 @@ def main():
         print(f"schemas: {len(problems)} problem(s)", file=sys.stderr)
         return 1
     print(f"schemas: {valid} valid accepted, {invalid} invalid rejected, "
-          f"{code_only} code-only accepted (rejected only by ledger-core)")
+          f"{code_only} code-only accepted (rejected only by ledger-core); "
+          f"format 2: {valid2} valid accepted, {invalid2} invalid rejected, "
+          f"{code_only2} code-only accepted")
     return 0
 
 

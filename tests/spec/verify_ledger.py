@@ -3,7 +3,9 @@
 
 verify_ledger.py (--store DIR | --bundle DIR_OR_TAR) [--key KEYSTRING | --key @FILE]
 Checks frame CRC-32Cs, canonical entries, gapless seqs, the prev chain, the RFC 6962 root at
-every checkpoint, and every checkpoint's Ed25519 signature and key id. Prints
+every checkpoint, and every checkpoint's Ed25519 signature and key id. Reads formats 1 and 2:
+entries `"v":1` and `"v":2`, none above ledger.json's `format`; event ids unique per format
+(v1: `id`; v2: `reporter.org` and `id`). Prints
 `OK: N entries, root HEX, K checkpoints` (exit 0) or the first fault (exit 1).
 Needs only the standard library, `cryptography`, and `blake3` for BLAKE3 ledgers."""
 import argparse, atexit, base64, binascii, hashlib, json, re, shutil, struct, sys, tarfile, tempfile
@@ -15,6 +17,7 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 ENTRY_MAX, NOTE_MAX, INT_LIMIT = 66048, 65536, 2**53           # FORMAT.md 3.6, 10, 4
+FORMATS = (1, 2)                                                # FORMAT.md 1, 5, 9
 TYPES = {"sent", "delivered", "handed_off", "received", "opened", "acknowledged",
          "expired", "deleted", "failed", "resent", "resolved", "notice"}
 HEX64 = re.compile(r"[0-9a-f]{64}\Z")
@@ -138,10 +141,11 @@ def frames(data, magic, first, limit, last_file, name):
         off, seq = off + 8 + n, None if seq is None else seq + 1
 
 class Chain:
-    def __init__(self, H, origin, checkpoints):
-        self.H, self.checkpoints = H, checkpoints          # checkpoints: size -> root
+    def __init__(self, H, origin, checkpoints, fmt):
+        self.H, self.checkpoints, self.format = H, checkpoints, fmt   # checkpoints: size -> root
         self.prev, self.seq, self.last_time = H(b"\x02" + origin.encode()), 0, ""
-        self.frontier, self.ids = [], set()                # frontier: [(leaves, hash)], largest first
+        self.frontier = []                                 # [(leaves, hash)], largest first
+        self.ids = set()                                   # ("1", id) and ("2", reporter.org, id): FORMAT.md 3.9
 
     def root(self):  # MTH: fold the perfect subtrees from the right (RFC 6962 2.1)
         acc = None
@@ -157,8 +161,11 @@ class Chain:
             e = strict_json(data)
             if not isinstance(e, dict) or set(e) != {"event", "prev", "recorded_at", "seq", "v"}:
                 raise ValueError("not an object with exactly event, prev, recorded_at, seq, v")
-            if type(e["v"]) is not int or e["v"] != 1:  # (True == 1 in Python)
-                raise ValueError(f"entry format version {e['v']!r} is not 1")
+            if type(e["v"]) is not int or e["v"] not in FORMATS:  # (True == 1 in Python)
+                raise ValueError(f"entry format version {e['v']!r} is not 1 or 2")
+            if e["v"] > self.format:
+                raise ValueError(f"entry format version {e['v']} is above the ledger's format "
+                                 f"{self.format} (ledger.json)")
             if canonical(e).encode("utf-8") != data:
                 raise ValueError("bytes are not in canonical (RFC 8785) form")
         except (ValueError, UnicodeError) as err:
@@ -178,9 +185,17 @@ class Chain:
             raise Fault(f"{where}: recorded_at {t!r} is not YYYY-MM-DDTHH:MM:SS.ffffffZ", seq) from None
         if t < self.last_time:
             raise Fault(f"{where}: recorded_at {t} is earlier than the previous entry's {self.last_time}", seq)
-        if ev["id"] in self.ids:
-            raise Fault(f"{where}: event id {ev['id']!r} is recorded twice", seq)
-        self.ids.add(ev["id"])
+        if e["v"] == 1:
+            key, of = ("1", ev["id"]), ""
+        else:  # format 2: the message's parties on every event; ids scoped by reporter.org
+            org = ev["reporter"].get("org") if isinstance(ev.get("reporter"), dict) else None
+            for name, value in (("from", ev.get("from")), ("to", ev.get("to")), ("reporter.org", org)):
+                if not isinstance(value, str):
+                    raise Fault(f"{where}: format-2 event lacks a string `{name}`", seq)
+            key, of = ("2", org, ev["id"]), f" of reporter {org}"
+        if key in self.ids:
+            raise Fault(f"{where}: event id {ev['id']!r}{of} is recorded twice", seq)
+        self.ids.add(key)
         self.last_time, self.prev, self.seq = t, self.H(b"\x00" + data), seq + 1
         self.frontier.append((1, self.prev))
         while len(self.frontier) > 1 and self.frontier[-1][0] == self.frontier[-2][0]:
@@ -206,8 +221,9 @@ def verify(args):
         subdirs = [p for p in tmp.iterdir() if p.is_dir()]
         d = subdirs[0] if not (tmp / "ledger.json").exists() and len(subdirs) == 1 else tmp
     info = json.loads((d / "ledger.json").read_text("utf-8"))
-    if not isinstance(info, dict) or set(info) != {"format", "origin", "hash"} or info["format"] != 1:
-        raise Fault(f"ledger.json: expected format 1 with exactly format, origin, hash; found {info!r}")
+    if (not isinstance(info, dict) or set(info) != {"format", "origin", "hash"}
+            or type(info["format"]) is not int or info["format"] not in FORMATS):
+        raise Fault(f"ledger.json: expected format 1 or 2 with exactly format, origin, hash; found {info!r}")
     H = hash_function(info["hash"])
     if args.key:
         key = Key(Path(args.key[1:]).read_text("utf-8") if args.key.startswith("@") else args.key)
@@ -234,7 +250,7 @@ def verify(args):
         raise Fault("no signed checkpoint")
     if checkpoints.get(0, H(b"")) != H(b""):
         raise Fault("the checkpoint of size 0 does not sign the empty root H()")
-    chain = Chain(H, info["origin"], checkpoints)
+    chain = Chain(H, info["origin"], checkpoints, info["format"])
     if args.store:
         segs = sorted((int(p.name[:20]), p) for p in (d / "log").iterdir() if re.fullmatch(r"[0-9]{20}\.seg", p.name))
         if not segs or segs[0][0] != 0:

@@ -528,6 +528,28 @@ impl Facts {
             .map(|(k, v)| (k.as_str(), v))
     }
 
+    /// The keys of the messages a reader may mean by `id`: the format-1 message of
+    /// that id; the format-2 message `FROM/TO/ID` when `id` has that form; and every
+    /// format-2 message whose bare id is `id` (two organisations may use one id).
+    /// The caller keeps those it may show.
+    pub fn find(&self, id: &str) -> Vec<&str> {
+        let mut out = Vec::new();
+        if let Some((k, _)) = self.messages.get_key_value(id) {
+            out.push(k.as_str());
+        }
+        if let Some(key) = crate::event::key_from_path(id)
+            && let Some((k, _)) = self.messages.get_key_value(&key)
+        {
+            out.push(k.as_str());
+        }
+        for k in self.messages.scoped_keys(id) {
+            if !out.contains(&k.as_str()) {
+                out.push(k.as_str());
+            }
+        }
+        out
+    }
+
     /// Every message, in no particular order.
     pub fn messages(&self) -> impl Iterator<Item = (&str, &MessageFacts)> {
         self.messages.iter().map(|(k, v)| (k.as_str(), v))
@@ -595,10 +617,10 @@ impl Facts {
         }
         let recorded_at = Instant::parse(parsed.recorded_at)
             .ok_or_else(|| bad(format!("bad recorded_at {:?}", parsed.recorded_at)))?;
-        let view = EventView::parse(parsed.event).map_err(bad)?;
+        let view = EventView::parse(parsed.event, parsed.v).map_err(bad)?;
         self.apply(seq, recorded_at, &view)?;
-        touched(&view.f.message);
-        if let Some(n) = &view.f.new_message {
+        touched(&view.key);
+        if let Some(n) = &view.linked {
             touched(n);
         }
         Ok(())
@@ -628,8 +650,12 @@ impl Facts {
         if crate::event::CHANNEL_SYSTEMS.contains(&&*v.f.reporter.system) {
             return false;
         }
-        self.parties(&v.f.message)
-            .is_some_and(|(from, to)| org != from && org != to)
+        // Format 2: the event names its parties; format 1: the first `sent` did.
+        let parties = match crate::event::split_message_key(&v.key) {
+            (Some(p), _) => Some(p),
+            (None, _) => self.parties(&v.key),
+        };
+        parties.is_some_and(|(from, to)| org != from && org != to)
     }
 
     pub(crate) fn apply(
@@ -660,7 +686,7 @@ impl Facts {
                 }
             }
         }
-        let id: &str = &v.f.message;
+        let id: &str = &v.key;
         let non_party = self.non_party(v);
         let m = self.messages.entry(id);
         if non_party {
@@ -668,6 +694,11 @@ impl Facts {
             m.raise(AnomalyKind::NonPartyReport, seq, None, Some(detail));
         }
         m.seqs.push(seq);
+        if non_party && v.key.contains(crate::event::KEY_SEPARATOR) {
+            // A format-2 fact from a non-party is in the history and flagged, and
+            // moves nothing: no deadline, verdict or link (docs/projections.md §1.1).
+            return Ok(());
+        }
         if v.at > skewed(recorded_at, 1) {
             m.raise(AnomalyKind::AtAfterRecorded, seq, None, None);
         }
@@ -847,8 +878,8 @@ impl Facts {
     /// §1.2: accept a resend link unless it would give a message two parents or
     /// close a cycle.
     fn link(&mut self, seq: u64, v: &EventView<'_>) {
-        let from: &str = &v.f.message;
-        let to = v.req(&v.f.new_message);
+        let from: &str = &v.key;
+        let to = v.linked.as_deref().unwrap_or_default().to_string();
         let channel = v.req(&v.f.channel);
         let existing = self.messages.get(&to).and_then(|n| n.resent_from.as_ref());
         let conflict = match existing {

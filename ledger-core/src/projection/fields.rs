@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 
 use serde::Deserialize;
 
-use crate::event::EventType;
+use crate::event::{EventType, message_key};
 
 use super::Instant;
 
@@ -69,6 +69,10 @@ pub(crate) struct Fields<'a> {
 
 /// An event as the projections see it.
 pub(crate) struct EventView<'a> {
+    /// The key of the message it is about ([`crate::event::message_key`]).
+    pub key: Cow<'a, str>,
+    /// A `resent`'s new message's key.
+    pub linked: Option<Cow<'a, str>>,
     pub kind: EventType,
     pub at: Instant,
     pub expires_at: Option<Instant>,
@@ -76,7 +80,8 @@ pub(crate) struct EventView<'a> {
 }
 
 impl<'a> EventView<'a> {
-    pub fn parse(json: &'a str) -> Result<EventView<'a>, String> {
+    /// Reads an event of format `v` (its entry's).
+    pub fn parse(json: &'a str, v: u8) -> Result<EventView<'a>, String> {
         let f: Fields<'a> =
             serde_json::from_str(json).map_err(|e| format!("unreadable event: {e}"))?;
         let kind = EventType::from_name(&f.kind)
@@ -109,7 +114,24 @@ impl<'a> EventView<'a> {
         if let Some((name, _)) = required.iter().find(|(_, present)| !present) {
             return Err(missing(name));
         }
+        if v >= 2 && (f.from.is_none() || f.to.is_none()) {
+            return Err(missing("from` and `to"));
+        }
+        let (from, to) = (
+            f.from.as_deref().unwrap_or(""),
+            f.to.as_deref().unwrap_or(""),
+        );
+        let key = match message_key(v, from, to, &f.message) {
+            Cow::Borrowed(_) => f.message.clone(),
+            owned => Cow::Owned(owned.into_owned()),
+        };
+        let linked = f
+            .new_message
+            .as_deref()
+            .map(|n| Cow::Owned(message_key(v, from, to, n).into_owned()));
         Ok(EventView {
+            key,
+            linked,
             kind,
             at,
             expires_at,

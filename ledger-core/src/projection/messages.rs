@@ -27,13 +27,24 @@ fn shard_of(id: &str) -> usize {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) struct MessageMap {
     shards: Vec<Shard>,
+    /// Format-2 keys by their bare message id: two organisations may use one id, and
+    /// a reader asks by the id it knows.
+    scoped: HashMap<String, Vec<String>, foldhash::fast::RandomState>,
 }
 
 impl Default for MessageMap {
     fn default() -> Self {
         MessageMap {
             shards: (0..SHARDS).map(|_| Shard::default()).collect(),
+            scoped: HashMap::default(),
         }
+    }
+}
+
+fn scoped_id(key: &str) -> Option<&str> {
+    match crate::event::split_message_key(key) {
+        (Some(_), id) => Some(id),
+        (None, _) => None,
     }
 }
 
@@ -46,7 +57,25 @@ impl MessageMap {
                 .iter()
                 .enumerate()
                 .all(|(i, s)| s.keys().all(|k| shard_of(k) == i));
-        placed.then_some(MessageMap { shards })
+        if !placed {
+            return None;
+        }
+        let mut scoped: HashMap<String, Vec<String>, foldhash::fast::RandomState> =
+            HashMap::default();
+        for k in shards.iter().flat_map(|s| s.keys()) {
+            if let Some(id) = scoped_id(k) {
+                scoped.entry(id.to_string()).or_default().push(k.clone());
+            }
+        }
+        for keys in scoped.values_mut() {
+            keys.sort_unstable();
+        }
+        Some(MessageMap { shards, scoped })
+    }
+
+    /// The format-2 keys whose bare message id is `id`, in key order.
+    pub(crate) fn scoped_keys(&self, id: &str) -> &[String] {
+        self.scoped.get(id).map_or(&[], Vec::as_slice)
     }
 
     /// The shards, in order.
@@ -73,6 +102,11 @@ impl MessageMap {
         let shard = &mut self.shards[shard_of(id)];
         if !shard.contains_key(id) {
             shard.insert(id.to_string(), Box::default());
+            if let Some(bare) = scoped_id(id) {
+                let keys = self.scoped.entry(bare.to_string()).or_default();
+                let at = keys.partition_point(|k| k.as_str() < id);
+                keys.insert(at, id.to_string());
+            }
         }
         shard.get_mut(id).expect("inserted")
     }

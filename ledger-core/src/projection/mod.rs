@@ -173,6 +173,36 @@ pub fn recorded_at_before(store: &dyn Store, size: u64) -> Result<Instant, Proje
     })
 }
 
+/// The keys of the messages a reader may mean by `id`, from the store's message
+/// index alone (no projection): the format-1 message `id`; the format-2 message
+/// `FROM/TO/ID` when `id` has that form; every format-2 message whose bare id is
+/// `id`. In key order, without repeats; the caller keeps those it may show.
+pub fn find_messages(store: &dyn Store, id: &str) -> Result<Vec<String>, ProjectionError> {
+    let mut out: Vec<String> = Vec::new();
+    if !store.message_seqs(id)?.is_empty() {
+        out.push(id.to_string());
+    }
+    if let Some(key) = crate::event::key_from_path(id)
+        && !store.message_seqs(&key)?.is_empty()
+    {
+        out.push(key);
+    }
+    let alias = format!("{}{id}", crate::event::KEY_SEPARATOR);
+    for seq in store.message_seqs(&alias)? {
+        let bytes = store.entry(seq)?;
+        let bad = |reason: String| ProjectionError::BadEntry { seq, reason };
+        let parsed = entry::parse_envelope(&bytes).map_err(|e| bad(e.to_string()))?;
+        let keys = entry::index_keys(parsed.event, parsed.v).map_err(bad)?;
+        for k in std::iter::once(keys.message).chain(keys.new_message) {
+            if crate::event::split_message_key(&k).1 == id && !out.contains(&k) {
+                out.push(k);
+            }
+        }
+    }
+    out.sort_unstable();
+    Ok(out)
+}
+
 /// The facts of one message's resend family only, from entries `0 .. to`: exact for
 /// every message of the family (their facts depend on nothing else), and fast, since
 /// it reads only their entries through the message index. Reporter streams are
@@ -201,11 +231,11 @@ pub fn family_facts(
                         seq,
                         reason: e.to_string(),
                     })?;
-                let view = fields::EventView::parse(parsed.event)
+                let view = fields::EventView::parse(parsed.event, parsed.v)
                     .map_err(|reason| ProjectionError::BadEntry { seq, reason })?;
                 if view.kind == EventType::Resent {
-                    pending.push(view.f.message.to_string());
-                    pending.push(view.req(&view.f.new_message));
+                    pending.push(view.key.to_string());
+                    pending.extend(view.linked.as_deref().map(str::to_string));
                 }
             }
             entries.insert(seq, bytes);

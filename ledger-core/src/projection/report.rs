@@ -83,7 +83,8 @@ pub fn report<'a>(
 pub struct AnomalyRow {
     /// Which kind.
     pub kind: AnomalyKind,
-    /// The message, for message anomalies.
+    /// The message's key, for message anomalies (answers show its bare id).
+    #[serde(serialize_with = "bare_id")]
     pub message: Option<String>,
     /// The reporter organisation, for stream anomalies.
     pub org: Option<String>,
@@ -100,6 +101,13 @@ pub struct AnomalyRow {
     pub from: Option<u64>,
     /// Last missing reporter seq, for gaps.
     pub to: Option<u64>,
+}
+
+fn bare_id<S: serde::Serializer>(key: &Option<String>, s: S) -> Result<S::Ok, S::Error> {
+    match key {
+        Some(k) => s.serialize_some(crate::event::split_message_key(k).1),
+        None => s.serialize_none(),
+    }
 }
 
 /// Every anomaly: recorded ones of messages passing the filter, evaluated ones, and

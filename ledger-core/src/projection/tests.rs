@@ -46,7 +46,7 @@ impl Log {
             .or_insert(json!({"org": POLICE, "system": "test"}));
         let event = Event::from_value(v).expect("valid test event");
         let seq = self.n;
-        let bytes = entry_bytes(seq, &[0; 32], recorded_at, event.canonical_bytes());
+        let bytes = entry_bytes(seq, &[0; 32], recorded_at, 1, event.canonical_bytes());
         self.facts.apply_entry(seq, &bytes).expect("applies");
         self.n += 1;
         seq

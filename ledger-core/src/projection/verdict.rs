@@ -114,10 +114,30 @@ pub enum ExpirySource {
     Policy,
 }
 
+fn bare_id<S: serde::Serializer>(key: &&str, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(crate::event::split_message_key(key).1)
+}
+
+fn bare_ids<S: serde::Serializer>(key: &Option<&str>, s: S) -> Result<S::Ok, S::Error> {
+    match key {
+        Some(k) => s.serialize_some(crate::event::split_message_key(k).1),
+        None => s.serialize_none(),
+    }
+}
+
+impl Evaluation<'_> {
+    /// The message's own id (a format-2 key without its parties).
+    pub fn id(&self) -> &str {
+        crate::event::split_message_key(self.message).1
+    }
+}
+
 /// A message judged under a policy at a time.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct Evaluation<'a> {
-    /// The message.
+    /// The message's key ([`crate::event::message_key`]); answers show its bare id
+    /// and its parties.
+    #[serde(serialize_with = "bare_id")]
     pub message: &'a str,
     /// The verdict.
     pub verdict: Verdict,
@@ -138,8 +158,10 @@ pub struct Evaluation<'a> {
     /// The earliest open signal in its resend chain.
     pub opened_at: Option<Instant>,
     /// The resend that gave that signal, when not the message itself.
+    #[serde(serialize_with = "bare_ids")]
     pub via: Option<&'a str>,
     /// The last message of its resend chain, when it was resent.
+    #[serde(serialize_with = "bare_ids")]
     pub resent_to: Option<&'a str>,
     /// When the channel deletes it.
     pub expires_at: Option<Instant>,
@@ -422,8 +444,12 @@ impl<'a> Evaluator<'a> {
             reason,
             category: sent.map(|s| s.category.as_str()),
             channel,
-            from: sent.map(|s| s.from.as_str()),
-            to: sent.map(|s| s.to.as_str()),
+            from: sent
+                .map(|s| s.from.as_str())
+                .or(crate::event::split_message_key(id).0.map(|p| p.0)),
+            to: sent
+                .map(|s| s.to.as_str())
+                .or(crate::event::split_message_key(id).0.map(|p| p.1)),
             origin_at,
             due: decided,
             opened_at: open_at,

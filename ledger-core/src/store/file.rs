@@ -27,8 +27,9 @@ use super::io::{LogIo, OsIo};
 use super::writer::{self, Request, WriterState};
 use super::{LedgerInfo, Receipt, SignedCheckpoint, Store, StoreError};
 use crate::checkpoint::{Checkpoint, SigningKey, VerifierKey, check_origin};
-use crate::entry::{self, ENTRY_VERSION};
+use crate::entry;
 use crate::event::Event;
+use crate::event::FORMAT_LATEST;
 use crate::hash::{Hash, HashAlg};
 use crate::merkle::{self, Frontier, SubtreeSource};
 use crate::segment::{self, FrameError, FrameReader, HEADER_BYTES};
@@ -204,9 +205,9 @@ pub fn read_info(dir: &Path) -> Result<LedgerInfo, StoreError> {
     };
     let info: LedgerInfo = serde_json::from_str(&text)
         .map_err(|e| StoreError::Corrupt(format!("{}: {e}", p.display())))?;
-    if info.format != ENTRY_VERSION {
+    if !(1..=u64::from(FORMAT_LATEST)).contains(&info.format) {
         return Err(StoreError::Corrupt(format!(
-            "{}: format {} is not supported (this build reads format {ENTRY_VERSION})",
+            "{}: format {} is not supported (this build reads formats 1 to {FORMAT_LATEST})",
             p.display(),
             info.format
         )));
@@ -215,6 +216,37 @@ pub fn read_info(dir: &Path) -> Result<LedgerInfo, StoreError> {
 }
 
 impl FileStore {
+    /// Raises the ledger's format to `to` (never lowers it); returns the format it
+    /// had. Holds the store (no server may run on it) while `ledger.json` is
+    /// replaced atomically. Nothing in the log changes.
+    pub fn upgrade(dir: &Path, to: u64) -> Result<u64, StoreError> {
+        if !(1..=u64::from(FORMAT_LATEST)).contains(&to) {
+            return Err(StoreError::OutOfRange(format!(
+                "format {to} does not exist (this build knows formats 1 to {FORMAT_LATEST})"
+            )));
+        }
+        let (store, _report) = FileStore::open(dir)?;
+        let old = store.shared.info.format;
+        if old < to {
+            let info = LedgerInfo {
+                format: to,
+                ..store.shared.info.clone()
+            };
+            let mut json = serde_json::to_string_pretty(&info).expect("serializable");
+            json.push('\n');
+            let tmp = dir.join("ledger.json.new");
+            let _ = fs::remove_file(&tmp);
+            write_file_synced(&tmp, json.as_bytes(), 0o644)?;
+            fs::rename(&tmp, dir.join("ledger.json")).map_err(StoreError::io(format!(
+                "replace {}",
+                dir.join("ledger.json").display()
+            )))?;
+            sync_dir(dir)?;
+        }
+        drop(store);
+        Ok(old)
+    }
+
     /// Creates a new ledger in `dir` (which must not exist or be empty): its files, a
     /// new signing key, and the signed checkpoint of the empty log.
     pub fn init(dir: &Path, opts: &InitOptions) -> Result<VerifierKey, StoreError> {
@@ -231,7 +263,7 @@ impl FileStore {
         let key = SigningKey::generate(&opts.origin)?;
         let verifier = key.verifier();
         let info = LedgerInfo {
-            format: ENTRY_VERSION,
+            format: u64::from(FORMAT_LATEST),
             origin: opts.origin.clone(),
             hash: opts.hash,
         };
@@ -677,7 +709,7 @@ fn catch_up(
             scan_entries(shared, covered, size, &mut |seq, offset, bytes| {
                 let ev = entry::parse_entry(bytes)
                     .map_err(|e| StoreError::Corrupt(format!("entry {seq}: {e}")))?;
-                let keys = event_keys(ev.event)
+                let keys = entry::index_keys(ev.event, ev.v)
                     .map_err(|e| StoreError::Corrupt(format!("entry {seq}: {e}")))?;
                 let first = segs.contains(&seq);
                 generation.index_entry(
@@ -983,20 +1015,6 @@ fn cut_torn_tail(dir: &Path, path: &Path, offset: u64, why: &str) -> Result<u64,
             path.display()
         )))?;
     Ok(bytes.len() as u64)
-}
-
-/// Extracts the event id and message id from an event's canonical JSON.
-/// The keys the index files an entry under.
-#[derive(serde::Deserialize)]
-pub(crate) struct EventKeys {
-    pub id: String,
-    pub message: String,
-    /// Only `resent` events have one.
-    pub new_message: Option<String>,
-}
-
-pub(crate) fn event_keys(event: &str) -> Result<EventKeys, String> {
-    serde_json::from_str(event).map_err(|e| format!("event has no id or message: {e}"))
 }
 
 fn segment_bounds(shared: &Shared) -> Vec<u64> {

@@ -111,11 +111,22 @@ impl Recent {
         segment_first: bool,
     ) {
         self.ids.insert(id.to_string(), seq);
-        for m in std::iter::once(message).chain(linked) {
-            match self.messages.get_mut(m) {
+        let aliases = [message]
+            .into_iter()
+            .chain(linked)
+            .filter_map(crate::event::bare_alias);
+        for m in [message]
+            .into_iter()
+            .chain(linked)
+            .map(std::borrow::Cow::Borrowed)
+            .chain(aliases.map(std::borrow::Cow::Owned))
+        {
+            match self.messages.get_mut(&*m) {
+                // A resend within one message family names the same alias twice.
+                Some(v) if v.last() == Some(&seq) => {}
                 Some(v) => v.push(seq),
                 None => {
-                    self.messages.insert(m.to_string(), vec![seq]);
+                    self.messages.insert(m.into_owned(), vec![seq]);
                 }
             }
         }

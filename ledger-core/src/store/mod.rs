@@ -27,7 +27,7 @@ use crate::merkle::{self, SubtreeSource};
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct LedgerInfo {
-    /// Entry format version (1).
+    /// The highest entry format the ledger may hold (1 or 2; FORMAT.md §9).
     pub format: u64,
     /// The log's origin: its name in checkpoints and the name of its key.
     pub origin: String,
@@ -236,6 +236,19 @@ pub enum StoreError {
     #[error("corrupt store: {0} (run `ledger verify` for a full report)")]
     Corrupt(String),
     /// The event id is recorded with other content.
+    #[error(
+        "event {id:?} is format {event}, but this ledger holds format {ledger} entries \
+         (run `ledger upgrade` to move it to format {event})"
+    )]
+    FormatTooNew {
+        /// The event's id.
+        id: String,
+        /// The event's format.
+        event: u8,
+        /// The ledger's format (`ledger.json`).
+        ledger: u64,
+    },
+    /// An event with this id is already recorded with different content.
     #[error("event id {id:?} is already recorded at seq {seq} with different content")]
     Conflict {
         /// The event id.

@@ -299,7 +299,7 @@ impl WriterState {
         for req in batch {
             let plans = match self.shared.guard(|| self.plan(req, &fresh, base)) {
                 Ok(p) => p,
-                Err(e @ StoreError::Conflict { .. }) => {
+                Err(e @ (StoreError::Conflict { .. } | StoreError::FormatTooNew { .. })) => {
                     results.push(Err(e));
                     continue;
                 }
@@ -311,7 +311,7 @@ impl WriterState {
                     receipts.push(Receipt::duplicate(seq, hash));
                     continue;
                 }
-                if let Some(&(seq, hash, _)) = fresh.get(ev.id()) {
+                if let Some(&(seq, hash, _)) = fresh.get(ev.id_key()) {
                     receipts.push(Receipt::duplicate(seq, hash));
                     continue;
                 }
@@ -324,6 +324,7 @@ impl WriterState {
                     seq,
                     &self.prev,
                     &recorded_at,
+                    ev.format(),
                     ev.canonical_bytes(),
                 );
                 let bytes = &buf[start..];
@@ -335,16 +336,16 @@ impl WriterState {
                 buf[start - 4..start].copy_from_slice(&crc);
                 staged.entries.push((
                     seq,
-                    ev.id(),
-                    ev.message(),
-                    ev.linked_message(),
+                    ev.id_key(),
+                    ev.key(),
+                    ev.linked_key(),
                     offset,
                     seq == self.segment_first,
                 ));
                 self.frontier
                     .push(hash, |l, i, h| staged.nodes.push((l, i, *h)));
                 self.prev = hash;
-                fresh.insert(ev.id(), (seq, hash, ev.canonical_bytes()));
+                fresh.insert(ev.id_key(), (seq, hash, ev.canonical_bytes()));
                 receipts.push(Receipt::new(seq, hash));
             }
             results.push(Ok(receipts));
@@ -408,7 +409,14 @@ impl WriterState {
         {
             let lookup = IdLookup::new(&self.shared)?;
             for (i, ev) in req.events.iter().enumerate() {
-                if let Some(&(seq, _, bytes)) = fresh.get(ev.id()) {
+                if u64::from(ev.format()) > self.shared.info.format {
+                    return Err(StoreError::FormatTooNew {
+                        id: ev.id().to_string(),
+                        event: ev.format(),
+                        ledger: self.shared.info.format,
+                    });
+                }
+                if let Some(&(seq, _, bytes)) = fresh.get(ev.id_key()) {
                     if bytes != ev.canonical_bytes() {
                         return Err(StoreError::Conflict {
                             id: ev.id().to_string(),
@@ -418,7 +426,7 @@ impl WriterState {
                     plans.push(Plan::New); // resolved to the fresh receipt when appending
                     continue;
                 }
-                if let Some(bytes) = mine.get(ev.id()) {
+                if let Some(bytes) = mine.get(ev.id_key()) {
                     if *bytes != ev.canonical_bytes() {
                         return Err(StoreError::Conflict {
                             id: ev.id().to_string(),
@@ -428,13 +436,13 @@ impl WriterState {
                     plans.push(Plan::New);
                     continue;
                 }
-                match lookup.seq(ev.id())? {
+                match lookup.seq(ev.id_key())? {
                     Some(seq) => {
                         recorded.push((i, seq));
                         plans.push(Plan::New); // replaced below
                     }
                     None => {
-                        mine.insert(ev.id(), ev.canonical_bytes());
+                        mine.insert(ev.id_key(), ev.canonical_bytes());
                         plans.push(Plan::New);
                     }
                 }
@@ -451,7 +459,7 @@ impl WriterState {
                 stored.ok_or_else(|| StoreError::Corrupt(format!("entry {seq} is missing")))?;
             let p = entry::parse_entry(&stored)
                 .map_err(|e| StoreError::Corrupt(format!("entry {seq}: {e}")))?;
-            if p.event.as_bytes() != ev.canonical_bytes() {
+            if p.event.as_bytes() != ev.canonical_bytes() || p.v != ev.format() {
                 return Err(StoreError::Conflict {
                     id: ev.id().to_string(),
                     seq,

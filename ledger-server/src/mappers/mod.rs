@@ -38,6 +38,14 @@ pub trait RefResolver {
     /// `key` is a refs key of a `sent` event (e.g. "altinn_correspondence",
     /// "eformidling_conversation", "fiks_message"), `value` its value.
     fn message_by_ref(&self, key: &str, value: &str) -> Option<String>;
+
+    /// As [`RefResolver::message_by_ref`], among the messages `party` sends or
+    /// receives only: another organisation's earlier use of the same channel id
+    /// does not hide the party's own message.
+    fn message_for_party(&self, party: &str, key: &str, value: &str) -> Option<String> {
+        let _ = party;
+        self.message_by_ref(key, value)
+    }
 }
 
 /// Who reports (from the authenticated token) and how to map.
@@ -48,6 +56,9 @@ pub struct MapContext<'a> {
     pub resolver: &'a dyn RefResolver,
     /// Makes keyed pseudonyms of what must not be stored in the clear.
     pub pseudonymizer: &'a Pseudonymizer,
+    /// The event format to make (the ledger's): format 2 names the message's parties
+    /// on every event.
+    pub format: u8,
 }
 
 /// One mapped ledger event: the JSON object of a ledger event (format 1), ready for
@@ -389,7 +400,25 @@ pub(crate) fn finish(cx: &MapContext<'_>, d: Draft) -> Mapped {
     };
     ev.insert("type".into(), Value::from(kind));
     ev.insert("id".into(), Value::from(d.id));
-    ev.insert("message".into(), Value::from(d.message));
+    let mut matched = d.matched;
+    match ledger_core::event::split_message_key(&d.message) {
+        (Some((from, to)), id) => {
+            ev.insert("from".into(), Value::from(from));
+            ev.insert("to".into(), Value::from(to));
+            ev.insert("message".into(), Value::from(id));
+        }
+        // Format 2, unmatched: filed in the reporter's own space (from = to = the
+        // reporter), where nobody else's message is.
+        (None, id) if cx.format >= 2 => {
+            matched = false;
+            ev.insert("from".into(), Value::from(cx.reporter_org));
+            ev.insert("to".into(), Value::from(cx.reporter_org));
+            ev.insert("message".into(), Value::from(id));
+        }
+        (None, id) => {
+            ev.insert("message".into(), Value::from(id));
+        }
+    }
     ev.insert("at".into(), Value::from(d.at));
     ev.insert("reporter".into(), Value::Object(reporter));
     match d.fact {
@@ -413,7 +442,7 @@ pub(crate) fn finish(cx: &MapContext<'_>, d: Draft) -> Mapped {
     }
     Mapped {
         event: Value::Object(ev),
-        matched: d.matched,
+        matched,
     }
 }
 
@@ -619,6 +648,7 @@ pub(crate) mod testkit {
             reporter_org: org,
             resolver,
             pseudonymizer,
+            format: 1,
         }
     }
 

@@ -161,6 +161,7 @@ pub(crate) fn api(timeout: std::time::Duration) -> (Router<AppState>, utoipa::op
         .routes(routes!(write::post_eformidling))
         .routes(routes!(read::list_messages))
         .routes(routes!(read::get_message))
+        .routes(routes!(read::get_scoped_message))
         .routes(routes!(read::get_report))
         .routes(routes!(read::get_stats))
         .routes(routes!(audit::get_ledger))

@@ -206,22 +206,59 @@ pub(crate) async fn get_message(
     tokio::task::spawn_blocking(move || {
         let store = st.store.as_ref();
         let not_found = || ApiError::not_found(format!("no message {id:?} is recorded"));
+        // Which message: the id as a reader knows it, among those within reach (two
+        // organisations may each have a message of that id; another's is never
+        // named, so the answer is the same whether it exists or not).
+        let key = {
+            let live = st.projector.read();
+            let keys = tenant::find_messages(&reach, &live.facts, &id);
+            match keys.len() {
+                0 => return Err(not_found()),
+                1 => keys[0].clone(),
+                _ => {
+                    let candidates: Vec<Value> = keys
+                        .iter()
+                        .map(|k| {
+                            let (parties, bare) = ledger_core::event::split_message_key(k);
+                            json!({
+                                "message": bare,
+                                "from": parties.map(|p| p.0),
+                                "to": parties.map(|p| p.1),
+                                "path": parties.map(|(f, t)| format!("/v1/messages/{f}/{t}/{bare}")),
+                            })
+                        })
+                        .collect();
+                    return Err(ApiError::new(
+                        axum::http::StatusCode::MULTIPLE_CHOICES,
+                        "ambiguous_message",
+                        format!(
+                            "{} messages of id {id:?} are within your reach; ask for one as \
+                             /v1/messages/FROM/TO/ID",
+                            keys.len()
+                        ),
+                    )
+                    .with_details(json!({ "candidates": candidates })));
+                }
+            }
+        };
         let answer = |facts: &projection::Facts, now: Instant| -> Result<Value, ApiError> {
             let e = Evaluator::new(facts, st.projector.policy(), now)
-                .evaluate(&id)
+                .evaluate(&key)
                 .ok_or_else(not_found)?;
             if !tenant::may_see(&reach, &e) {
                 return Err(not_found());
             }
-            let m = facts.message(&id).ok_or_else(not_found)?;
+            let m = facts.message(&key).ok_or_else(not_found)?;
             let history: Vec<Value> = store
-                .message_seqs(&id)?
+                .message_seqs(&key)?
                 .into_iter()
                 .filter(|&seq| seq < facts.covered())
                 .map(|seq| store.entry(seq).map(|b| entry_json(&b)))
                 .collect::<Result<_, _>>()?;
             Ok(json!({
-                "message": id,
+                "message": e.id(),
+                "from": e.from,
+                "to": e.to,
                 "covered": facts.covered(),
                 "now": now,
                 "as_of": as_of,
@@ -234,7 +271,7 @@ pub(crate) async fn get_message(
         match as_of {
             Some(t) => {
                 let n = projection::prefix_at(store, t)?;
-                let facts = projection::family_facts(store, &id, n)?.ok_or_else(not_found)?;
+                let facts = projection::family_facts(store, &key, n)?.ok_or_else(not_found)?;
                 answer(&facts, now.unwrap_or(t))
             }
             None => {
@@ -246,6 +283,25 @@ pub(crate) async fn get_message(
     .await
     .map_err(ApiError::internal)?
     .map(answer)
+}
+
+/// `GET /v1/messages/{from}/{to}/{id}`: one message by its full name (format 2: the
+/// id is the sender's and recipient's own), as `GET /v1/messages/{id}` answers.
+#[utoipa::path(get, path = "/messages/{from}/{to}/{id}", tag = "ask",
+    params(("from" = String, Path, description = "The sending organisation"), ("to" = String, Path, description = "The receiving organisation"), ("id" = String, Path, description = "The message id"),
+        ("as_of" = Option<String>, Query, description = "Answer as of this time (RFC 3339)"),
+        ("now" = Option<String>, Query, description = "Judge at this time (RFC 3339)"),
+        ("min_seq" = Option<u64>, Query, description = "Answer only once the projection reflects the entry at this seq")),
+    responses((status = 200, description = "As GET /messages/{id}", body = Object),
+        (status = 400, description = "A malformed query parameter, named", body = ErrorBody), (status = 401, description = "No or bad token", body = ErrorBody), (status = 403, description = "Missing scope", body = ErrorBody), (status = 404, description = "Unknown, or not the caller's organisation's message", body = ErrorBody)),
+    security(("bearer" = [])))]
+pub(crate) async fn get_scoped_message(
+    state: State<AppState>,
+    auth: Auth,
+    Path((from, to, id)): Path<(String, String, String)>,
+    when: ApiQuery<When>,
+) -> Result<Answer, ApiError> {
+    get_message(state, auth, Path(format!("{from}/{to}/{id}")), when).await
 }
 
 /// Row order and cursor key: send time, then id.

@@ -157,7 +157,7 @@ fn rewrite_events_from(
         } else {
             let p = parse_entry(e).unwrap();
             let ev = change(i, p.event);
-            entry_bytes(i as u64, &prev, p.recorded_at, ev.as_bytes())
+            entry_bytes(i as u64, &prev, p.recorded_at, p.v, ev.as_bytes())
         };
         prev = alg.leaf(&bytes);
         f.push(prev, |_, _, _| {});

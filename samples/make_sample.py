@@ -18,13 +18,21 @@ def orgnr(seed):
 
 police = {name: orgnr(name) for name in ["Øst politidistrikt", "Sør-Vest politidistrikt", "Trøndelag politidistrikt"]}
 kommuner = {name: orgnr(name) for name in ["Bergen kommune", "Lillestrøm kommune", "Stavanger kommune", "Trondheim kommune"]}
-events, seqs = [], {}
+events, seqs, parties = [], {}, {}
 
 def ev(kind, msg, at, org, rsys, **kw):
+    """One format-2 event (schemas/FORMAT.md 3.9): every event names its message's
+    parties; a resend's new message keeps its original's."""
     seqs[(org, rsys)] = seqs.get((org, rsys), 0) + 1
-    e = {"id": f"{rsys}-{org}-{seqs[(org, rsys)]}", "type": kind, "message": msg,
+    e = {"id": f"{rsys}-{org}-e{seqs[(org, rsys)]}", "type": kind, "message": msg,
          "at": at.strftime("%Y-%m-%dT%H:%M:%SZ"), "reporter": {"org": org, "system": rsys, "seq": seqs[(org, rsys)]}}
     e.update(kw)
+    if kind == "sent":
+        parties[msg] = (e["from"], e["to"])
+    else:
+        e["from"], e["to"] = parties[msg]
+    if kind == "resent":
+        parties[e["new_message"]] = parties[msg]
     events.append(e)
 
 t0 = datetime(2022, 11, 1, 8, 0, tzinfo=timezone.utc)
@@ -70,8 +78,7 @@ for e in [x for x in events if x["type"] == "expired"][:4]:
     porg = e["reporter"]["org"]
     ev("resent", msg, at, porg, "websak", new_message=msg + "-BREV", channel="letter")
     ev("received", msg + "-BREV", at + timedelta(days=3), porg, "websak", system="post-kvittering")
-    ev("resolved", msg, at + timedelta(days=4), porg, "websak", outcome="resent_and_confirmed",
-       note="resent by letter after the 2023 review; receipt confirmed by phone")
+    ev("resolved", msg, at + timedelta(days=4), porg, "websak", outcome="resent_and_confirmed")
 
 events.sort(key=lambda e: e["at"])
 with open(__file__.replace("make_sample.py", "incident-2023.jsonl"), "w") as f:

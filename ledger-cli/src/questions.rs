@@ -576,6 +576,12 @@ pub(crate) fn resolve_message(store: &dyn Store, name: &str) -> Result<String> {
     }
 }
 
+/// A message key's bare id (a resend family shares its parties, so within one
+/// message's answer the bare ids of its relatives are unambiguous).
+fn bare_of(key: &str) -> &str {
+    ledger_core::event::split_message_key(key).1
+}
+
 /// How a reader names a message key: `FROM/TO/ID` (format 2) or its id (format 1).
 pub(crate) fn path_of(key: &str) -> String {
     match ledger_core::event::split_message_key(key) {
@@ -636,7 +642,7 @@ pub(crate) fn status(
         return Ok(0);
     }
     let o = |v: &Option<&str>| v.unwrap_or("-").to_string();
-    println!("message    {}", path_of(message));
+    println!("message    {}", e.id());
     println!(
         "verdict    {} ({}){}",
         e.verdict.name(),
@@ -668,7 +674,7 @@ pub(crate) fn status(
     for l in &m.resent_to {
         println!(
             "resent as  {} at {} via {}",
-            path_of(&l.message),
+            bare_of(&l.message),
             short(Some(l.at)),
             l.channel
         );
@@ -677,7 +683,7 @@ pub(crate) fn status(
         let via = e
             .via
             .as_ref()
-            .map(|v| format!(" (via {v})"))
+            .map(|v| format!(" (via {})", bare_of(v)))
             .unwrap_or_default();
         println!("opened     {}{via}", short(Some(t)));
     }

@@ -644,6 +644,12 @@ fn compare_row(
 
 fn ledger_row(message: &str, ledger: &dyn LedgerView) -> Difference {
     let found = ledger.describe(message).unwrap_or_default();
+    // `message` as the lists name it (its bare id); `ledger_message` the ledger's
+    // own name for it (FROM/TO/ID in format 2).
+    let bare = match crate::event::key_from_path(message) {
+        Some(k) => crate::event::split_message_key(&k).1.to_string(),
+        None => message.to_owned(),
+    };
     let mut refs = found.refs;
     refs.sort();
     let refs: Vec<String> = refs.iter().map(|(k, v)| format!("{k}={v}")).collect();
@@ -651,7 +657,7 @@ fn ledger_row(message: &str, ledger: &dyn LedgerView) -> Difference {
         class: DiffClass::InLedgerNotReceived,
         list: "ledger",
         line: None,
-        message: message.to_owned(),
+        message: bare,
         r#ref: refs.join(";"),
         at: found.origin_at.unwrap_or_default(),
         ledger_message: message.to_owned(),

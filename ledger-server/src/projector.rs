@@ -43,7 +43,8 @@ pub struct VerdictChange {
     /// Where it sits in the stream.
     #[serde(skip)]
     pub pos: Position,
-    /// The message.
+    /// The message's key; shown as its bare id, with `sender` and `recipient`.
+    #[serde(serialize_with = "bare_id")]
     pub message: String,
     /// Its verdict before (none: new to the ledger).
     pub from: Option<Verdict>,
@@ -53,12 +54,14 @@ pub struct VerdictChange {
     pub reason: String,
     /// When the change was noticed.
     pub noticed_at: Instant,
-    /// Sender, for the tenant boundary.
-    #[serde(skip)]
+    /// Sender (also decides the tenant boundary).
     pub sender: Option<String>,
-    /// Recipient, for the tenant boundary.
-    #[serde(skip)]
+    /// Recipient (also decides the tenant boundary).
     pub recipient: Option<String>,
+}
+
+fn bare_id<S: serde::Serializer>(key: &str, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(ledger_core::event::split_message_key(key).1)
 }
 
 /// Recent verdict changes, and the newest position no longer kept.

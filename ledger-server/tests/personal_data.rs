@@ -104,7 +104,8 @@ fn no_free_text_over_the_api() {
     assert_eq!(r.status, 200, "{}", r.text);
     let base = |kind: &str| {
         json!({"id": format!("x-{kind}"), "type": kind, "message": "M1",
-               "at": "2023-05-02T10:00:00Z", "reporter": {"org": POLICE, "system": "websak"}})
+               "at": "2023-05-02T10:00:00Z", "reporter": {"org": POLICE, "system": "websak"},
+               "from": POLICE, "to": KOMMUNE})
     };
     let cases = [
         ("reason", {

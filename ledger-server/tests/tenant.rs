@@ -21,10 +21,12 @@ const OTHER: &str = "957241867";
 /// A channel operator, named in `[tenant] channel_operators`.
 const OPERATOR: &str = "991825827";
 
+/// A format-2 event of `org` about the message (POLICE, KOMMUNE, `message`); set
+/// `from` and `to` for another.
 fn event(id: &str, kind: &str, message: &str, org: &str) -> Value {
     let mut v = json!({
         "id": id, "type": kind, "message": message, "at": "2023-05-02T10:00:00Z",
-        "reporter": {"org": org, "system": "case"},
+        "reporter": {"org": org, "system": "case"}, "from": POLICE, "to": KOMMUNE,
     });
     let o = v.as_object_mut().unwrap();
     match kind {
@@ -87,6 +89,10 @@ fn normalized(r: &Reply) -> (u16, Value) {
 fn post_json(s: &TestServer, token: &str, v: &Value) -> Reply {
     post(s, "/v1/events", token, "application/json", &v.to_string())
 }
+
+/// How the police's message M-OWN-1 is named where another organisation may use the
+/// same id.
+const OWN: &str = "974760673/964338531/M-OWN-1";
 
 /// The ids of a message's history, once the projection reflects every entry recorded
 /// so far (`reg` holds `ledger:regulator`).
@@ -219,7 +225,7 @@ fn writes_by_a_non_party_are_refused_as_for_an_unknown_message_and_record_nothin
         post_json(&s, &police, &sent("e-own", "M-OWN-1")).status,
         200
     );
-    let before = history_ids(&s, &reg, "M-OWN-1");
+    let before = history_ids(&s, &reg, OWN);
     assert_eq!(before, ["e-own"]);
 
     for kind in NON_SENT {
@@ -239,7 +245,7 @@ fn writes_by_a_non_party_are_refused_as_for_an_unknown_message_and_record_nothin
         assert_eq!(normalized(&on_own), normalized(&on_none), "{kind}");
         assert_eq!(on_own.text, on_none.text, "{kind}: the answers differ");
     }
-    assert_eq!(history_ids(&s, &reg, "M-OWN-1"), before, "nothing recorded");
+    assert_eq!(history_ids(&s, &reg, OWN), before, "nothing recorded");
 
     // A `sent` declared for another organisation, and one for a message id that
     // another sender already uses.
@@ -252,12 +258,15 @@ fn writes_by_a_non_party_are_refused_as_for_an_unknown_message_and_record_nothin
         "{}",
         r.text
     );
+    // The same message id used by another sender is that sender's own message
+    // (format 2: a message is (from, to, id)); the police's is untouched.
     let mut squat = sent("e-squat", "M-OWN-1");
     squat["reporter"]["org"] = json!(OTHER);
     squat["from"] = json!(OTHER);
     let r = post_json(&s, &other, &squat);
-    assert_eq!(r.status, 403, "{}", r.text);
-    assert_eq!(history_ids(&s, &reg, "M-OWN-1"), before);
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(r.body["receipts"][0]["duplicate"], false, "{}", r.text);
+    assert_eq!(history_ids(&s, &reg, OWN), before);
 
     // A party reports its own side's facts only: the recipient's system says it was
     // opened, the sender's says it resent.
@@ -279,10 +288,11 @@ fn writes_by_a_non_party_are_refused_as_for_an_unknown_message_and_record_nothin
             r.text
         );
     }
-    assert_eq!(history_ids(&s, &reg, "M-OWN-1"), before);
+    assert_eq!(history_ids(&s, &reg, OWN), before);
 
-    // A resend may not link to another organisation's message (it would borrow its
-    // facts and tell that it exists); the mappers' ids are theirs to make.
+    // A resend cannot link to another organisation's message (it would borrow its
+    // facts): its new message keeps the resender's parties, so it is the
+    // resender's own; the mappers' ids are theirs to make.
     let mut own_x = sent("e-x-own", "M-X-5");
     own_x["reporter"]["org"] = json!(OTHER);
     own_x["from"] = json!(OTHER);
@@ -290,14 +300,17 @@ fn writes_by_a_non_party_are_refused_as_for_an_unknown_message_and_record_nothin
     own_x["refs"] = json!({"case": "x-5"});
     assert_eq!(post_json(&s, &other, &own_x).status, 200);
     let mut borrow = event("x-resent", "resent", "M-X-5", OTHER);
+    borrow["from"] = json!(OTHER);
+    borrow["to"] = json!(POLICE);
     borrow["new_message"] = json!("M-OWN-1");
     let r = post_json(&s, &other, &borrow);
-    assert_eq!(r.body["error"]["code"], "not_a_party", "{}", r.text);
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(history_ids(&s, &reg, OWN), before, "borrowed");
     let mut synthetic = sent("e-syn", "altinn-correspondence:corr-9");
     synthetic["refs"] = json!({"case": "s-9"});
     let r = post_json(&s, &police, &synthetic);
     assert_eq!(r.body["error"]["code"], "not_a_party", "{}", r.text);
-    assert_eq!(history_ids(&s, &reg, "M-OWN-1"), before);
+    assert_eq!(history_ids(&s, &reg, OWN), before);
     // A batch may name its message before the sent that declares it, and a resend's
     // new message in the same batch.
     let mut resend = event("n-3", "resent", "M-NEW-6", POLICE);
@@ -479,4 +492,121 @@ fn the_stream_gives_no_one_more_than_the_questions_do() {
             "{who} sees another's message: {got:?}"
         );
     }
+}
+
+/// A fourth organisation.
+const THIRD: &str = "889640782";
+
+/// Issue 11, defects 4 and 6: an organisation that uses another's message id or
+/// event id first makes its own message and its own event; it neither takes the
+/// other's message (404 for its owner, its entries to the squatter) nor blocks the
+/// other's event, and a channel id it declared too does not hide the owner's message.
+#[test]
+fn identifiers_are_each_organisations_own() {
+    let s = TestServer::start("");
+    let police = s.token(POLICE, &[Scope::Write]);
+    let other = s.token(OTHER, &[Scope::Write]);
+    let kommune = s.token(KOMMUNE, &[Scope::Write]);
+    let reg = s.token(OTHER, &[Scope::Regulator]);
+
+    // The squatter first: the same message id, the same event id, the same
+    // correspondence id.
+    let mut squat = sent("e-police-1", "M-SQ");
+    squat["reporter"]["org"] = json!(OTHER);
+    squat["from"] = json!(OTHER);
+    squat["to"] = json!(THIRD);
+    let r = post_json(&s, &other, &squat);
+    assert_eq!(r.status, 200, "{}", r.text);
+    let r = post_json(&s, &police, &sent("e-police-1", "M-SQ"));
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(r.body["receipts"][0]["duplicate"], false, "{}", r.text);
+    let police_seq = r.body["receipts"][0]["seq"].as_u64().unwrap();
+
+    // Each reads its own message by the id it knows.
+    let q = format!("now=2023-06-01T00:00:00Z&min_seq={police_seq}");
+    for (org, token) in [(POLICE, &police), (OTHER, &other)] {
+        let read = s.token(org, &[Scope::Read]);
+        let _ = token;
+        let r = get(&s, &format!("/v1/messages/M-SQ?{q}"), &read);
+        assert_eq!(r.status, 200, "{org}: {}", r.text);
+        assert_eq!(r.body["from"], org, "{org}: {}", r.text);
+        assert_eq!(r.body["message"], "M-SQ");
+        let reporters: Vec<&str> = r.body["history"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|h| h["event"]["reporter"]["org"].as_str().unwrap())
+            .collect();
+        assert_eq!(
+            reporters,
+            [org],
+            "{org} sees only its own message's entries"
+        );
+    }
+    // The regulator sees both, and is asked to choose.
+    let r = get(&s, &format!("/v1/messages/M-SQ?{q}"), &reg);
+    assert_eq!(r.status, 409, "{}", r.text);
+    assert_eq!(r.body["error"]["code"], "ambiguous_message");
+    assert_eq!(
+        r.body["error"]["details"]["candidates"]
+            .as_array()
+            .unwrap()
+            .len(),
+        2
+    );
+    let r = get(
+        &s,
+        &format!("/v1/messages/{POLICE}/{KOMMUNE}/M-SQ?{q}"),
+        &reg,
+    );
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(r.body["from"], POLICE);
+    // Another organisation asking by the full name learns nothing either.
+    let third_read = s.token(THIRD, &[Scope::Read]);
+    let a = get(
+        &s,
+        &format!("/v1/messages/{POLICE}/{KOMMUNE}/M-SQ?{q}"),
+        &third_read,
+    );
+    let b = get(
+        &s,
+        &format!("/v1/messages/{POLICE}/{KOMMUNE}/M-NONE?{q}"),
+        &third_read,
+    );
+    assert_eq!((a.status, b.status), (404, 404));
+    assert_eq!(normalized(&a), normalized(&b));
+
+    // The recipient's channel event finds the police's message, though the squatter
+    // declared the same correspondence id first.
+    let read = json!({
+        "specversion": "1.0", "id": "ce-sq-1",
+        "type": "no.altinn.correspondence.correspondencereceiverread",
+        "source": "https://platform.tt02.altinn.no/correspondence/api/v1/correspondence",
+        "resourceinstance": "corr-M-SQ", "time": "2023-05-02T10:00:00Z",
+        "subject": format!("/organisation/{KOMMUNE}"),
+    });
+    let r = post(
+        &s,
+        "/v1/cloudevents",
+        &kommune,
+        "application/cloudevents+json",
+        &read.to_string(),
+    );
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(r.body["receipts"][0]["unmatched"], false, "{}", r.text);
+    let seq = r.body["receipts"][0]["seq"].as_u64().unwrap();
+    let r = get(
+        &s,
+        &format!("/v1/messages/{POLICE}/{KOMMUNE}/M-SQ?now=2023-06-01T00:00:00Z&min_seq={seq}"),
+        &reg,
+    );
+    assert!(r.body["facts"]["opened"].is_object(), "{}", r.text);
+
+    // An event id is its reporter's own: re-sending the police's id with other
+    // content conflicts only with the police's own entry.
+    let mut changed = sent("e-police-1", "M-SQ");
+    changed["category"] = json!("underretning");
+    let r = post_json(&s, &police, &changed);
+    assert_eq!(r.status, 409, "{}", r.text);
+    assert!(!r.text.contains("seq"), "{}", r.text);
 }

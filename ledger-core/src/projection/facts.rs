@@ -186,7 +186,9 @@ impl<'de> Deserialize<'de> for Refs {
 /// A resend link between two messages.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Link {
-    /// The other message.
+    /// The other message's key. Shown to people (JSON) as its bare id: both ends of
+    /// a link have the same parties; stored (postcard) whole.
+    #[serde(serialize_with = "link_message")]
     pub message: String,
     /// The `resent` entry.
     pub seq: u64,
@@ -194,6 +196,14 @@ pub struct Link {
     pub at: Instant,
     /// The new message's channel.
     pub channel: String,
+}
+
+fn link_message<S: serde::Serializer>(key: &str, s: S) -> Result<S::Ok, S::Error> {
+    if s.is_human_readable() {
+        s.serialize_str(crate::event::split_message_key(key).1)
+    } else {
+        s.serialize_str(key)
+    }
 }
 
 /// The first event of a type (smallest `at`, ties by seq) and how many there were.

@@ -189,7 +189,7 @@ fn entry_json(bytes: &[u8]) -> Value {
         ("now" = Option<String>, Query, description = "RFC 3339: judge deadlines at this time (default: the server's clock, or as_of)"),
         ("min_seq" = Option<u64>, Query, description = "Answer only once the projection reflects the entry at this seq (a receipt's seq): waits up to 5 s, else 503 with Retry-After; 400 if the log has no such entry")),
     responses((status = 200, description = "{message, covered, now, as_of, status, evaluation, facts, history}", body = Object, headers(("Ledger-Covered" = u64, description = "The answer reflects the entries below this seq (the body's covered)"))),
-        (status = 400, description = "A malformed query parameter, named", body = ErrorBody), (status = 401, description = "No or bad token", body = ErrorBody), (status = 403, description = "Missing scope", body = ErrorBody), (status = 404, description = "Unknown, or not the caller's organisation's message", body = ErrorBody),
+        (status = 400, description = "A malformed query parameter, named", body = ErrorBody), (status = 401, description = "No or bad token", body = ErrorBody), (status = 403, description = "Missing scope", body = ErrorBody), (status = 404, description = "Unknown, or not the caller's organisation's message", body = ErrorBody), (status = 409, description = "ambiguous_message: several messages of this id are within reach (organisations may use the same id); details.candidates names each as /v1/messages/FROM/TO/ID", body = ErrorBody),
         (status = 503, description = "min_seq not reflected within 5 s (Retry-After)", body = ErrorBody)),
     security(("bearer" = [])))]
 pub(crate) async fn get_message(
@@ -228,8 +228,10 @@ pub(crate) async fn get_message(
                             })
                         })
                         .collect();
+                    // 409, not 300: HTTP clients follow a 3xx, and this one has
+                        // no single place to go.
                     return Err(ApiError::new(
-                        axum::http::StatusCode::MULTIPLE_CHOICES,
+                        axum::http::StatusCode::CONFLICT,
                         "ambiguous_message",
                         format!(
                             "{} messages of id {id:?} are within your reach; ask for one as \

@@ -359,9 +359,13 @@ fn receipts(
         let ev: Value = serde_json::from_str(parsed.event).unwrap_or(Value::Null);
         let message = ev["message"].as_str().unwrap_or_default();
         let reporter = ev["reporter"]["org"].as_str().unwrap_or_default();
-        let message_visible = |r: &Reach| {
-            eval.evaluate(message)
-                .is_some_and(|e| tenant::may_see(r, &e))
+        let key = ledger_core::entry::index_keys(parsed.event, parsed.v)
+            .map(|k| k.message)
+            .unwrap_or_default();
+        let message_visible = |r: &Reach| match ledger_core::event::split_message_key(&key) {
+            // Format 2: the entry names its parties.
+            (Some((from, to)), _) => tenant::may_see_parties(r, Some(from), Some(to)),
+            (None, _) => eval.evaluate(&key).is_some_and(|e| tenant::may_see(r, &e)),
         };
         if !tenant::may_see_entry(reach, reporter, message_visible) {
             continue;

@@ -214,6 +214,32 @@ fn verify_privacy_names_what_older_rules_let_in_but_never_the_value() {
     let d = tmp.path().join("data");
     ledger_ok(&d, &["init", "--origin", "ledger.example/scan"]);
     ledger_ok(&d, &["append", &sample()]);
+    // A format-2 log holds no free text: nothing to say.
+    let v: Value =
+        serde_json::from_str(&ledger_ok(&d, &["verify", "--privacy", "--json"])).unwrap();
+    assert!(v.to_string().contains("privacy: 0 entries"), "{v}");
+    // Format-1 events, as an older ledger holds them (imported with
+    // --event-format 1): free-text notes.
+    let old = tmp.path().join("old.jsonl");
+    let lines: String = (0..4)
+        .map(|i| {
+            format!(
+                "{}\n",
+                serde_json::json!({
+                    "id": format!("old-{i}"), "type": "resolved", "message": format!("OLD-{i}"),
+                    "at": "2023-05-08T09:30:00Z",
+                    "reporter": {"org": "974760673", "system": "websak"},
+                    "outcome": "resent_and_confirmed",
+                    "note": "resent by letter after the 2023 review; receipt confirmed by phone"
+                })
+            )
+        })
+        .collect();
+    std::fs::write(&old, lines).unwrap();
+    ledger_ok(
+        &d,
+        &["append", "--event-format", "1", old.to_str().unwrap()],
+    );
     let v: Value =
         serde_json::from_str(&ledger_ok(&d, &["verify", "--privacy", "--json"])).unwrap();
     assert_eq!(v["ok"], true, "warnings, not faults: {v}");

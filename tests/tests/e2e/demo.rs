@@ -133,9 +133,16 @@ fn the_same_seed_gives_the_same_ledger_facts() {
 }
 
 /// Reconcile rows as (class, list, line, message, ref), from the binary's JSON or the truth.
+/// The rows as (class, list, line, message, ref), sorted; a ledger row names a
+/// format-2 message as FROM/TO/ID, the scenario by its bare id.
 fn reconcile_rows(rows: &Value) -> Vec<(String, String, Value, String, String)> {
     let text = |x: &Value, k: &str| x[k].as_str().expect(k).to_string();
-    rows.as_array()
+    let bare = |m: String| match ledger_core::event::key_from_path(&m) {
+        Some(k) => ledger_core::event::split_message_key(&k).1.to_string(),
+        None => m,
+    };
+    let mut out: Vec<_> = rows
+        .as_array()
         .expect("rows")
         .iter()
         .map(|x| {
@@ -143,11 +150,13 @@ fn reconcile_rows(rows: &Value) -> Vec<(String, String, Value, String, String)> 
                 text(x, "class"),
                 text(x, "list"),
                 x["line"].clone(),
-                text(x, "message"),
+                bare(text(x, "message")),
                 text(x, "ref"),
             )
         })
-        .collect()
+        .collect();
+    out.sort_by(|a, b| format!("{a:?}").cmp(&format!("{b:?}")));
+    out
 }
 
 /// (kind, message) of an anomaly row or a truth entry.

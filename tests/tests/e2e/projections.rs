@@ -38,6 +38,11 @@ impl Events {
         if v.get("reporter").is_none() {
             v["reporter"] = json!({"org": POLICE, "system": "websak", "seq": self.n});
         }
+        // Format 2: every event names its message's parties.
+        if v.get("from").is_none() {
+            v["from"] = json!(POLICE);
+            v["to"] = json!(KOMMUNE);
+        }
         self.lines.push(v);
         self
     }
@@ -100,7 +105,7 @@ fn every_verdict(d: &Path) {
             "failed",
             "A2",
             t(31 * DAY + 3600),
-            json!({"error": "no route"}),
+            json!({"error": "no_route"}),
         )
         .ev(
             "resent",
@@ -189,14 +194,15 @@ fn reports_find_every_verdict_in_every_format() {
         "{table}"
     );
 
-    // Filters: --channel on the effective channel; --to; orphans match no filter.
+    // Filters: --channel on the effective channel; --to. An orphan matches no filter
+    // on what only a `sent` says, but a format-2 orphan names its parties.
     assert_eq!(
         report_ids(&d, "completed", &["--now", &now, "--channel", "letter"]),
         vec!["A3"]
     );
     assert_eq!(
         report_ids(&d, "completed", &["--now", &now, "--to", KOMMUNE]),
-        vec!["A2", "A3", "OK"]
+        vec!["A2", "A3", "GHOST", "OK"]
     );
     assert_eq!(
         report_ids(&d, "completed", &["--now", &now, "--to", OTHER]),

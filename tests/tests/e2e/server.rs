@@ -211,9 +211,10 @@ fn appends_questions_proofs_and_entries_over_http() {
     let lines = format!(
         "{}\n{}\n",
         json!({"id": "e4", "type": "delivered", "message": "M1", "at": "2023-05-01T10:05:00Z",
-               "reporter": {"org": POLICE, "system": "altinn"}}),
+               "reporter": {"org": POLICE, "system": "altinn"}, "from": POLICE, "to": KOMMUNE}),
         json!({"id": "e5", "type": "opened", "message": "M1", "at": "2023-05-02T10:05:00Z",
-               "reporter": {"org": POLICE, "system": "altinn"}, "by_role": "saksbehandler"})
+               "reporter": {"org": POLICE, "system": "altinn"}, "by_role": "saksbehandler",
+               "from": POLICE, "to": KOMMUNE})
     );
     let (st, v) = call(
         &s.url("/v1/events"),
@@ -750,7 +751,8 @@ fn the_stream_delivers_receipts_and_verdict_changes_and_resumes() {
     assert_eq!(rest[0].2["seq"], 2);
     // A verdict change: M0 opened.
     let opened = json!({"id": "o0", "type": "opened", "message": "M0", "at": "2023-05-02T10:00:00Z",
-        "reporter": {"org": POLICE, "system": "altinn"}, "by_role": "saksbehandler"});
+        "reporter": {"org": POLICE, "system": "altinn"}, "by_role": "saksbehandler",
+        "from": POLICE, "to": KOMMUNE});
     let (st, _) = post(&s, "/v1/events", &w, &opened.to_string());
     assert_eq!(st, 200);
     let next = sse(&s, &w, Some(&rest[0].1), "", 2);

@@ -132,18 +132,13 @@ pub fn to_postgres(
                 leaves.push(leaf.to_vec());
                 prevs.push(prev.to_vec());
                 bytes.push(b.to_vec());
-                let mut aliases: Vec<String> = Vec::new();
                 for m in std::iter::once(keys.message).chain(keys.new_message) {
-                    if let Some(a) = ledger_core::event::bare_alias(&m)
-                        && !aliases.contains(&a)
-                    {
-                        aliases.push(a);
+                    // A resend's two messages differ in id, so their aliases do.
+                    if let Some(a) = ledger_core::event::bare_alias(&m) {
+                        idx_m.push(a);
+                        idx_s.push(seq as i64);
                     }
                     idx_m.push(m);
-                    idx_s.push(seq as i64);
-                }
-                for a in aliases {
-                    idx_m.push(a);
                     idx_s.push(seq as i64);
                 }
                 prev = leaf;

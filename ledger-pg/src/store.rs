@@ -929,9 +929,8 @@ impl Writer {
                 for m in std::iter::once(ev.key()).chain(ev.linked_key()) {
                     idx_messages.push(m.to_string());
                     idx_seqs.push(seq as i64);
-                    if let Some(a) = ledger_core::event::bare_alias(m)
-                        && !idx_messages.iter().rev().take(2).any(|x| *x == a)
-                    {
+                    // A resend's two messages differ in id, so their aliases do.
+                    if let Some(a) = ledger_core::event::bare_alias(m) {
                         idx_messages.push(a);
                         idx_seqs.push(seq as i64);
                     }

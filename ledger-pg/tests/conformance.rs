@@ -53,7 +53,7 @@ impl PgHarness {
     fn new(url: String) -> PgHarness {
         let key = SigningKey::generate("ledger.example/conformance").unwrap();
         let info = LedgerInfo {
-            format: 1,
+            format: u64::from(ledger_core::event::FORMAT_LATEST),
             origin: "ledger.example/conformance".into(),
             hash: HashAlg::Blake3,
         };
@@ -94,6 +94,19 @@ fn ev(id: &str, message: &str, kind: &str) -> Event {
             r#"{{"id":"{id}","type":"{kind}","message":"{message}","at":"2023-05-08T09:30:00Z","reporter":{{"org":"974760673","system":"websak"}}{extra}}}"#
         )
         .as_bytes(),
+    )
+    .unwrap()
+}
+
+/// A format-2 `sent` of `org` (to `to`), as the API takes it.
+fn ev2(id: &str, message: &str, org: &str, to: &str, category: &str) -> Event {
+    Event::from_json_as(
+        format!(
+            r#"{{"id":"{id}","type":"sent","message":"{message}","at":"2023-05-08T09:30:00Z","reporter":{{"org":"{org}","system":"websak"}},"from":"{org}","to":"{to}","channel":"altinn","category":"{category}","content_digest":"sha256:{}"}}"#,
+            "ab".repeat(32)
+        )
+        .as_bytes(),
+        2,
     )
     .unwrap()
 }
@@ -266,6 +279,47 @@ fn suite(h: &dyn Harness) -> String {
             assert!(recorded(n) > t, "{who}: {n} is later");
         }
     }
+
+    // Format 2: event ids are their reporter's own, messages their parties'.
+    let (a, b, d) = ("974760673", "964338531", "889640782");
+    let r = store
+        .append(vec![
+            ev2("v2-1", "M-V2", a, b, "document"),
+            ev2("v2-1", "M-V2", b, d, "document"),
+        ])
+        .unwrap();
+    assert!(
+        !r[0].duplicate && !r[1].duplicate,
+        "{who}: two organisations, one id"
+    );
+    let again = store
+        .append(vec![ev2("v2-1", "M-V2", b, d, "document")])
+        .unwrap();
+    assert_eq!(
+        (again[0].seq, again[0].duplicate),
+        (r[1].seq, true),
+        "{who}"
+    );
+    // The same id, other content: a conflict with the reporter's own entry only.
+    let e = store
+        .append(vec![ev2("v2-1", "M-V2", a, b, "underretning")])
+        .unwrap_err();
+    assert!(matches!(e, StoreError::Conflict { .. }), "{who}: {e}");
+    // A format-1 event with a v2 event's bytes is another namespace's event.
+    assert!(store.event_seq("v2-1").unwrap().is_none(), "{who}");
+    let key = ledger_core::event::id_key(2, b, "v2-1");
+    assert_eq!(store.event_seq(&key).unwrap(), Some(r[1].seq), "{who}");
+    // Each message is found under its own key, and both under the bare id's alias.
+    let k_ab = ledger_core::event::message_key(2, a, b, "M-V2");
+    assert_eq!(store.message_seqs(&k_ab).unwrap(), vec![r[0].seq], "{who}");
+    let keys = projection::find_messages(store.as_ref(), "M-V2").unwrap();
+    assert_eq!(keys.len(), 2, "{who}: {keys:?}");
+    let path = format!("{a}/{b}/M-V2");
+    assert_eq!(
+        projection::find_messages(store.as_ref(), &path).unwrap(),
+        vec![k_ab.to_string()],
+        "{who}"
+    );
 
     // Projections read the store through the trait: the same facts from both.
     let facts = projection::replay(store.as_ref(), store.size(), &mut |_| {}).unwrap();

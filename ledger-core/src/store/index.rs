@@ -122,8 +122,6 @@ impl Recent {
             .chain(aliases.map(std::borrow::Cow::Owned))
         {
             match self.messages.get_mut(&*m) {
-                // A resend within one message family names the same alias twice.
-                Some(v) if v.last() == Some(&seq) => {}
                 Some(v) => v.push(seq),
                 None => {
                     self.messages.insert(m.into_owned(), vec![seq]);

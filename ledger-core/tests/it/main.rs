@@ -2,6 +2,7 @@
 
 mod corruption;
 mod faults;
+mod format2;
 mod recovery;
 mod rfc6962;
 mod store;

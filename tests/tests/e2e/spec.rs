@@ -119,6 +119,20 @@ fn the_code_agrees_with_the_schemas_on_every_sample() {
             "code accepts invalid sample {n}"
         );
     }
+    // Format 2 (FORMAT.md §3.9), its own samples.
+    let valid = samples("v2/valid");
+    let invalid = samples("v2/invalid");
+    assert!(valid.len() >= 12 && invalid.len() >= 10);
+    for (n, b) in &valid {
+        Event::from_json_as(b, 2)
+            .unwrap_or_else(|e| panic!("code rejects valid format-2 sample {n}: {e}"));
+    }
+    for (n, b) in invalid.iter().chain(&samples("v2/invalid-code-only")) {
+        assert!(
+            Event::from_json_as(b, 2).is_err(),
+            "code accepts invalid format-2 sample {n}"
+        );
+    }
     if python_ready() {
         let out = python(&["tests/spec/check_schemas.py"]);
         assert!(out.contains("schemas:"), "{out}");

@@ -167,6 +167,17 @@ pub(crate) fn run(dir: &Path, file: &Path, event_format: Option<u8>, _json: bool
             ledger_core::admission::check(&ev)?;
             Ok(ev)
         }) {
+            // On an older ledger, say what would make a newer event go in.
+            Err(e)
+                if format < ledger_core::event::FORMAT_LATEST
+                    && Event::from_json_as(line, ledger_core::event::FORMAT_LATEST).is_ok() =>
+            {
+                Some(format!(
+                    "{e} (it is a valid format-{} event, but this ledger holds format {format}: \
+                     run `ledger upgrade` first)",
+                    ledger_core::event::FORMAT_LATEST
+                ))
+            }
             Err(e) => Some(e.to_string()),
             Ok(ev) => {
                 events += 1;

@@ -60,7 +60,7 @@ fn main() {
     let mut events = Vec::with_capacity(scenario.event_count());
     scenario
         .for_each_event(&mut |line| {
-            events.push(Event::from_json(line.as_bytes()).expect("demo events are valid"));
+            events.push(Event::from_json_as(line.as_bytes(), 2).expect("demo events are valid"));
             Ok(())
         })
         .expect("generate");

@@ -261,3 +261,88 @@ fn verify_privacy_names_what_older_rules_let_in_but_never_the_value() {
     let v: Value = serde_json::from_str(&ledger_ok(&d, &["verify", "--json"])).unwrap();
     assert!(!v.to_string().contains("privacy"), "{v}");
 }
+
+/// Issue 11, defect 7: on a format-2 ledger (what `ledger init` makes) `ledger append`
+/// takes no free text at all, so nothing about a person can reach the chain through
+/// it; `--event-format 1` imports older events, still under admission's
+/// national-id rules; `ledger upgrade` moves an older ledger.
+#[test]
+fn append_takes_no_free_text_on_a_format_2_ledger() {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = tmp.path().join("data");
+    ledger_ok(&d, &["init", "--origin", "ledger.example/text"]);
+    let write = |name: &str, v: &Value| {
+        let p = tmp.path().join(name);
+        std::fs::write(&p, format!("{v}\n")).unwrap();
+        p
+    };
+    let base = serde_json::json!({
+        "id": "r-1", "type": "resolved", "message": "M-1", "at": "2023-05-08T09:30:00Z",
+        "reporter": {"org": "974760673", "system": "websak"},
+        "from": "974760673", "to": "964338531", "outcome": "false_alarm"
+    });
+    let cases = [
+        ("note", {
+            let mut v = base.clone();
+            v["note"] = serde_json::json!("spoke to the mother, Kari");
+            v
+        }),
+        (
+            "reason",
+            serde_json::json!({
+                "id": "d-1", "type": "deleted", "message": "M-1", "at": "2023-05-08T09:30:00Z",
+                "reporter": {"org": "974760673", "system": "websak"},
+                "from": "974760673", "to": "964338531", "reason": "mor Kari ringte, ADHD"
+            }),
+        ),
+        ("message", {
+            let mut v = base.clone();
+            v["message"] = serde_json::json!("0101\u{2060}0012356");
+            v
+        }),
+    ];
+    for (field, v) in cases {
+        let p = write(&format!("{field}.jsonl"), &v);
+        let out = ledger(&d, &["append", p.to_str().unwrap()]);
+        assert_eq!(out.status.code(), Some(2), "{field}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains(&format!("field `{field}`")), "{field}: {err}");
+    }
+    let p = write("ok.jsonl", &base);
+    ledger_ok(&d, &["append", p.to_str().unwrap()]);
+    // Older events, imported as such: no parties on a resolution, a note allowed by
+    // format 1, but never a national identity number.
+    let mut old = base.clone();
+    let o = old.as_object_mut().unwrap();
+    o.remove("from");
+    o.remove("to");
+    o.insert("id".into(), serde_json::json!("old-1"));
+    o.insert("note".into(), serde_json::json!("resent by letter"));
+    let p = write("old.jsonl", &old);
+    let out = ledger(&d, &["append", p.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2), "format 2 by default");
+    ledger_ok(&d, &["append", "--event-format", "1", p.to_str().unwrap()]);
+    old["id"] = serde_json::json!("old-2");
+    old["note"] = serde_json::json!("barnet 0101\u{2060}0012356");
+    let p = write("old-id.jsonl", &old);
+    let out = ledger(&d, &["append", "--event-format", "1", p.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2));
+    ledger_ok(&d, &["verify", "--deep", "--unique-ids"]);
+
+    // An older ledger moves to format 2 by `ledger upgrade`, and only then takes it.
+    let info = d.join("ledger.json");
+    let text = std::fs::read_to_string(&info).unwrap();
+    std::fs::write(&info, text.replace("\"format\": 2", "\"format\": 1")).unwrap();
+    let p = write("new.jsonl", &{
+        let mut v = base.clone();
+        v["id"] = serde_json::json!("r-2");
+        v
+    });
+    let out = ledger(&d, &["append", p.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("ledger upgrade"));
+    let v: Value = serde_json::from_str(&ledger_ok(&d, &["--json", "upgrade"])).unwrap();
+    assert_eq!((v["from"].as_u64(), v["to"].as_u64()), (Some(1), Some(2)));
+    ledger_ok(&d, &["append", p.to_str().unwrap()]);
+    ledger_ok(&d, &["verify", "--deep", "--unique-ids"]);
+}

@@ -110,7 +110,11 @@ fn decode(data: &[u8]) {
 
 fn built(data: &[u8]) {
     // Either format: a format-2 event only when it is valid as one.
-    let v = if data.first().is_some_and(|b| b % 2 == 0) { 2 } else { 1 };
+    let v = if data.first().is_some_and(|b| b % 2 == 0) {
+        2
+    } else {
+        1
+    };
     let Ok(event) = Event::from_json_as(data, v).or_else(|_| Event::from_json(data)) else {
         return;
     };

@@ -17,9 +17,12 @@ use ledger_core::limits::EVENT_BYTES_MAX;
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
-    let Ok(event) = Event::from_json(data) else {
+    // Both formats (FORMAT.md §3.9), by the input's length.
+    let format = 1 + (data.len() % 2) as u8;
+    let Ok(event) = Event::from_json_as(data, format) else {
         return;
     };
+    assert_eq!(event.format(), format);
     let canonical = event.canonical_bytes();
     assert!(
         canonical.len() <= EVENT_BYTES_MAX,
@@ -27,7 +30,7 @@ fuzz_target!(|data: &[u8]| {
     );
 
     // A fixed point: canonical bytes parse to themselves.
-    let again = Event::from_json(canonical).unwrap_or_else(|e| {
+    let again = Event::from_json_as(canonical, format).unwrap_or_else(|e| {
         panic!(
             "canonical bytes of an accepted event are refused: {e}\n{}",
             String::from_utf8_lossy(canonical)
@@ -58,7 +61,8 @@ fuzz_target!(|data: &[u8]| {
 
     // The same JSON given as a value (what the mappers and the server hand over).
     let original: serde_json::Value = serde_json::from_slice(data).expect("accepted input is JSON");
-    let from_value = Event::from_value(original).expect("from_value refuses what from_json took");
+    let from_value =
+        Event::from_value_as(original, format).expect("from_value refuses what from_json took");
     assert_eq!(from_value.canonical_bytes(), canonical);
 
     // The event inside an entry: the full check and the envelope parser agree.
@@ -67,6 +71,7 @@ fuzz_target!(|data: &[u8]| {
         data.len() as u64,
         &prev,
         "2023-05-08T12:34:56.789012Z",
+        event.format(),
         canonical,
     );
     let (full, ev) = check_entry(&bytes).expect("an entry built from a valid event checks");

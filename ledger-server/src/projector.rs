@@ -75,11 +75,12 @@ struct Ring {
 pub struct Live {
     /// The facts of the log prefix `0 .. facts.covered()`.
     pub facts: Facts,
-    /// (refs key, value) → the first message that declared it.
-    refs: FastMap<(String, String), String>,
+    /// (refs key, value) → the first message that declared it (smallest `sent` seq),
+    /// with that seq.
+    refs: FastMap<(String, String), (u64, String)>,
     /// (party, refs key, value) → the first message of that party (its sender or
-    /// recipient) that declared it.
-    party_refs: FastMap<(String, String, String), String>,
+    /// recipient) that declared it, with its `sent` seq.
+    party_refs: FastMap<(String, String, String), (u64, String)>,
     verdicts: FastMap<String, Verdict>,
 }
 
@@ -87,13 +88,13 @@ impl RefResolver for Live {
     fn message_by_ref(&self, key: &str, value: &str) -> Option<String> {
         self.refs
             .get(&(key.to_string(), value.to_string()))
-            .cloned()
+            .map(|(_, m)| m.clone())
     }
 
     fn message_for_party(&self, party: &str, key: &str, value: &str) -> Option<String> {
         self.party_refs
             .get(&(party.to_string(), key.to_string(), value.to_string()))
-            .cloned()
+            .map(|(_, m)| m.clone())
     }
 }
 
@@ -443,14 +444,25 @@ fn index_refs<'a>(live: &mut Live, ids: impl Iterator<Item = &'a str>) {
         let Some(sent) = live.facts.message(id).and_then(|m| m.sent.as_ref()) else {
             continue;
         };
+        // "First" is the smallest `sent` seq, whatever order messages are indexed
+        // in (at start they come in no particular order).
+        let first = |slot: &mut (u64, String)| {
+            if sent.seq < slot.0 {
+                *slot = (sent.seq, id.to_string());
+            }
+        };
         for (k, v) in sent.refs.iter() {
-            live.refs
-                .entry((k.to_string(), v.to_string()))
-                .or_insert_with(|| id.to_string());
+            first(
+                live.refs
+                    .entry((k.to_string(), v.to_string()))
+                    .or_insert((u64::MAX, String::new())),
+            );
             for party in [&sent.from, &sent.to] {
-                live.party_refs
-                    .entry((party.to_string(), k.to_string(), v.to_string()))
-                    .or_insert_with(|| id.to_string());
+                first(
+                    live.party_refs
+                        .entry((party.to_string(), k.to_string(), v.to_string()))
+                        .or_insert((u64::MAX, String::new())),
+                );
             }
         }
     }

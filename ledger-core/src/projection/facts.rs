@@ -894,7 +894,10 @@ impl Facts {
         let existing = self.messages.get(&to).and_then(|n| n.resent_from.as_ref());
         let conflict = match existing {
             Some(l) if l.message == from => return,
-            Some(l) => Some(format!("already_resent_from:{}", l.message)),
+            Some(l) => Some(format!(
+                "already_resent_from:{}",
+                crate::event::split_message_key(&l.message).1
+            )),
             None if self.is_ancestor(&to, from) => Some("cycle".to_string()),
             None => None,
         };

@@ -456,6 +456,11 @@ pub(crate) fn resolve(
 ) -> (String, bool) {
     for (key, _, value) in candidates {
         if let Some(m) = cx.resolver.message_by_ref(key, value) {
+            // A format-2 event needs its message's parties; a format-1 message
+            // (begun before `ledger upgrade`) cannot give them.
+            if cx.format >= 2 && ledger_core::event::split_message_key(&m).0.is_none() {
+                continue;
+            }
             return (m, true);
         }
     }

@@ -283,7 +283,7 @@ pub(crate) const ANOMALY_COLUMNS: [&str; 9] = [
 ];
 
 /// The columns of a verdict report, as table and CSV headers.
-pub(crate) const REPORT_COLUMNS: [&str; 13] = [
+pub(crate) const REPORT_COLUMNS: [&str; 14] = [
     "message",
     "verdict",
     "reason",
@@ -297,9 +297,10 @@ pub(crate) const REPORT_COLUMNS: [&str; 13] = [
     "via",
     "resent_to",
     "anomalies",
+    "resolved_by",
 ];
 
-fn report_cells(e: &Evaluation) -> [String; 13] {
+fn report_cells(e: &Evaluation) -> [String; 14] {
     let o = |v: &Option<&str>| v.unwrap_or_default().to_string();
     let bare = |v: &Option<&str>| {
         v.map(|k| ledger_core::event::split_message_key(k).1)
@@ -320,6 +321,7 @@ fn report_cells(e: &Evaluation) -> [String; 13] {
         bare(&e.via),
         bare(&e.resent_to),
         (e.recorded_anomalies + e.evaluated_anomalies.len()).to_string(),
+        o(&e.resolved_by),
     ]
 }
 

@@ -32,9 +32,9 @@ fn sorted_ids(facts: &Facts) -> Vec<&str> {
     ids
 }
 
-/// `H("ledger-projection/2 facts\n" ‖ header ‖ one line per message ‖ per stream)`.
+/// `H("ledger-projection/3 facts\n" ‖ header ‖ one line per message ‖ per stream)`.
 pub fn facts_digest(facts: &Facts, alg: HashAlg) -> Hash {
-    let mut out = b"ledger-projection/2 facts\n".to_vec();
+    let mut out = b"ledger-projection/3 facts\n".to_vec();
     jcs_line(
         &mut out,
         &json!({"covered": facts.covered(), "skew_seconds": SKEW_SECONDS}),
@@ -67,7 +67,7 @@ pub fn facts_digest(facts: &Facts, alg: HashAlg) -> Hash {
 pub fn evaluation_digest(eval: &Evaluator<'_>, policy: &Policy, alg: HashAlg) -> Digests {
     let facts = facts_digest(eval.facts(), alg);
     let policy_digest = policy.digest(alg);
-    let mut out = b"ledger-projection/2 evaluation\n".to_vec();
+    let mut out = b"ledger-projection/3 evaluation\n".to_vec();
     jcs_line(
         &mut out,
         &json!({

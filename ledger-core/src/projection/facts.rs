@@ -256,10 +256,14 @@ pub struct Resolution {
     pub seq: u64,
     /// The outcome.
     pub outcome: String,
-    /// A note, if given.
+    /// A note, if given (format 1 only).
     pub note: Option<String>,
     /// How many `resolved` events.
     pub count: u32,
+    /// Who resolved it: the reporting organisation (`reporter.org`).
+    pub by: String,
+    /// Through which of its systems (`reporter.system`).
+    pub via: String,
 }
 
 /// Everything recorded about one message.
@@ -857,6 +861,8 @@ impl Facts {
                         outcome: v.req(&v.f.outcome),
                         note: v.f.note.as_deref().map(str::to_string),
                         count,
+                        by: v.f.reporter.org.to_string(),
+                        via: v.f.reporter.system.to_string(),
                     });
                 } else if let Some(r) = m.resolved.as_mut() {
                     r.count = count;

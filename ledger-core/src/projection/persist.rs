@@ -3,7 +3,7 @@
 //! (`ledger replay`), and a file that is unreadable or belongs to another history is
 //! reported and rebuilt, never trusted.
 //!
-//! File (version 3): `"ledger-facts/3\n"`; a header (u64 little-endian length, then
+//! File (version 4): `"ledger-facts/4\n"`; a header (u64 little-endian length, then
 //! postcard of {covered, hash of entry covered−1, reporter streams}); then each of the
 //! message shards (u64 little-endian length, then postcard of its (id, facts) pairs);
 //! then CRC-32C of everything before it (4 bytes, little-endian). The shards are
@@ -25,7 +25,7 @@ use crate::store::Store;
 use super::messages::{MessageMap, SHARDS, Shard, ShardSeed, per_shard};
 use super::{Facts, Progress, ProjectionError, Stream, catch_up};
 
-const MAGIC: &[u8] = b"ledger-facts/3\n";
+const MAGIC: &[u8] = b"ledger-facts/4\n";
 /// The file's name in the ledger directory.
 pub const FILE_NAME: &str = "projection.facts";
 

@@ -163,6 +163,9 @@ pub struct Evaluation<'a> {
     /// The last message of its resend chain, when it was resent.
     #[serde(serialize_with = "bare_ids")]
     pub resent_to: Option<&'a str>,
+    /// Who resolved it (the reporting organisation of the deciding `resolved`), when
+    /// it was resolved.
+    pub resolved_by: Option<&'a str>,
     /// When the channel deletes it.
     pub expires_at: Option<Instant>,
     /// Where `expires_at` came from.
@@ -455,6 +458,7 @@ impl<'a> Evaluator<'a> {
             opened_at: open_at,
             via: open.filter(|o| o.2 != id).map(|o| o.2),
             resent_to: last,
+            resolved_by: m.resolved.as_ref().map(|r| r.by.as_str()),
             expires_at,
             expires_source,
             deadlines,

@@ -148,6 +148,19 @@ fn two_organisations_may_use_one_id_and_neither_touches_the_other() {
         m.anomalies
     );
 
+    // A party's resolution counts, and every answer says who resolved it.
+    s.append(vec![v2(other("r-1", "resolved", "M-3", B, A, B)).unwrap()])
+        .unwrap();
+    let facts = projection::replay(&s, s.size(), &mut |_| {}).unwrap();
+    let r = facts.message(&ka).unwrap().resolved.as_ref().unwrap();
+    assert_eq!((r.by.as_str(), r.via.as_str()), (B, "websak"));
+    let eval = Evaluator::new(&facts, &policy, now);
+    let e = serde_json::to_value(eval.evaluate(&ka).unwrap()).unwrap();
+    assert_eq!(
+        (e["verdict"].as_str(), e["resolved_by"].as_str()),
+        (Some("resolved"), Some(B))
+    );
+
     // Verify: a repeat of an id within one organisation is a fault, across two not.
     drop(s);
     let opts = VerifyOptions {

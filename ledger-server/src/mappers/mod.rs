@@ -402,7 +402,7 @@ pub(crate) fn finish(cx: &MapContext<'_>, d: Draft) -> Mapped {
     ev.insert("id".into(), Value::from(d.id));
     let mut matched = d.matched;
     match ledger_core::event::split_message_key(&d.message) {
-        (Some((from, to)), id) => {
+        (Some((from, to)), id) if cx.format >= 2 => {
             ev.insert("from".into(), Value::from(from));
             ev.insert("to".into(), Value::from(to));
             ev.insert("message".into(), Value::from(id));
@@ -415,7 +415,8 @@ pub(crate) fn finish(cx: &MapContext<'_>, d: Draft) -> Mapped {
             ev.insert("to".into(), Value::from(cx.reporter_org));
             ev.insert("message".into(), Value::from(id));
         }
-        (None, id) => {
+        // Format 1 (whose messages are never format-2 keys): the id.
+        (_, id) => {
             ev.insert("message".into(), Value::from(id));
         }
     }

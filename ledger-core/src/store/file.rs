@@ -107,6 +107,9 @@ pub(crate) struct Shared {
     pub io: Arc<dyn LogIo>,
     pub info: LedgerInfo,
     db: Option<Database>,
+    /// The store's lock (`lock`, held while open): released only after the index is
+    /// closed and sealed, so no other process opens the index in between.
+    _lock: File,
     /// Whether the index may be sealed at close (see `seal`): the session saw no
     /// damage and no failed write.
     pub sealable: AtomicBool,
@@ -373,6 +376,7 @@ impl FileStore {
             });
         }
 
+        let lock = lock_store(dir)?;
         let db = open_index(dir)?;
         // Only with the lock held, and only when no evidence says it was acknowledged,
         // is a bad last record cut (see `refuse_unless_torn`).
@@ -418,6 +422,7 @@ impl FileStore {
             pending: AtomicUsize::new(0),
             log_syncs: AtomicU64::new(0),
             recent: RwLock::new(InMemory::default()),
+            _lock: lock,
         });
 
         // Last entry: the chain continues from its hash and its clock.
@@ -818,6 +823,25 @@ fn read_checkpoints(
         }
     }
     Ok((len, torn))
+}
+
+/// Takes the store's lock: one process at a time (the CLI, a server), for the whole
+/// session, the index's close and seal included.
+fn lock_store(dir: &Path) -> Result<File, StoreError> {
+    let path = dir.join("lock");
+    let f = OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(StoreError::io(format!("open {}", path.display())))?;
+    match f.try_lock() {
+        Ok(()) => Ok(f),
+        Err(std::fs::TryLockError::WouldBlock) => Err(StoreError::Locked(dir.to_path_buf())),
+        Err(std::fs::TryLockError::Error(e)) => {
+            Err(StoreError::io(format!("lock {}", path.display()))(e))
+        }
+    }
 }
 
 /// Opens (or creates) the index. Its damage is `IndexDamaged`, never a panic: redb

@@ -246,3 +246,30 @@ fn readers_see_every_acknowledged_entry_across_index_flushes() {
         50 * rounds
     );
 }
+
+/// One process at a time: a second open is refused while the first holds the store,
+/// through its close (index sealed), and succeeds after.
+#[test]
+fn a_store_is_opened_by_one_holder_at_a_time() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("l");
+    FileStore::init(
+        &path,
+        &InitOptions {
+            origin: "test.example/lock".into(),
+            hash: HashAlg::Blake3,
+        },
+    )
+    .unwrap();
+    let (s, _) = FileStore::open(&path).unwrap();
+    s.append(vec![event("e1", "M1", "expired")]).unwrap();
+    match FileStore::open(&path) {
+        Err(StoreError::Locked(p)) => assert_eq!(p, path),
+        Err(e) => panic!("expected Locked, got {e}"),
+        Ok(_) => panic!("a second holder opened the store"),
+    }
+    drop(s);
+    let (s, report) = FileStore::open(&path).unwrap();
+    assert!(report.is_clean(), "{report:?}");
+    assert_eq!(s.size(), 1);
+}

@@ -21,11 +21,12 @@ use crate::{InputError, output};
 #[derive(Args, Clone, Debug, Default)]
 pub(crate) struct When {
     /// Answer as the ledger knew it at this time: only entries recorded by then, and
-    /// deadlines judged at then (RFC 3339, e.g. 2023-05-08T00:00:00Z).
+    /// deadlines judged at then (a date, 2023-05-08 meaning 00:00 UTC, or an RFC 3339
+    /// time).
     #[arg(long, value_name = "T", conflicts_with = "now")]
     pub as_of: Option<String>,
     /// Judge deadlines at this time instead of the clock, over all entries (what-if
-    /// questions, and logs of past years appended today).
+    /// questions, and logs of past years appended today); a date or an RFC 3339 time.
     #[arg(long, value_name = "T")]
     pub now: Option<String>,
     /// Deadline policy (TOML). Default: <dir>/policy.toml if present, else the
@@ -52,10 +53,12 @@ pub(crate) struct Filters {
     /// Only this channel (altinn, eformidling, fiks_io, portal, letter, email, api, other).
     #[arg(long)]
     pub channel: Option<String>,
-    /// Only messages sent at or after T.
+    /// Only messages sent at or after T: a date (2023-01-01, meaning 00:00 UTC that
+    /// day) or an RFC 3339 time.
     #[arg(long, value_name = "T")]
     pub since: Option<String>,
-    /// Only messages sent before T.
+    /// Only messages sent before T (a date means 00:00 UTC that day, so
+    /// `--until 2024-01-01` ends with 2023).
     #[arg(long, value_name = "T")]
     pub until: Option<String>,
 }
@@ -100,11 +103,7 @@ impl When {
 }
 
 fn time_arg(flag: &str, s: &str) -> Result<Instant> {
-    Instant::parse(s).ok_or_else(|| {
-        anyhow!(InputError(format!(
-            "{flag} {s:?} is not an RFC 3339 time (e.g. 2023-05-08T00:00:00Z)"
-        )))
-    })
+    Instant::parse_input(s).map_err(|e| anyhow!(InputError(format!("{flag} {e}"))))
 }
 
 impl Filters {

@@ -54,6 +54,28 @@ impl Instant {
         parse_time(s).map(Instant::from)
     }
 
+    /// Parses a time as people type it in a question: a date `YYYY-MM-DD` (the start
+    /// of that day, UTC) or a full RFC 3339 time. The error says which forms are taken.
+    pub fn parse_input(s: &str) -> Result<Instant, String> {
+        let b = s.as_bytes();
+        if b.len() == 10
+            && b[4] == b'-'
+            && b[7] == b'-'
+            && b.iter()
+                .enumerate()
+                .all(|(i, c)| i == 4 || i == 7 || c.is_ascii_digit())
+        {
+            return Instant::parse(&format!("{s}T00:00:00Z"))
+                .ok_or_else(|| format!("{s:?} is not a calendar date"));
+        }
+        Instant::parse(s).ok_or_else(|| {
+            format!(
+                "{s:?} is neither a date (2023-05-08, meaning 00:00 UTC that day) nor an RFC 3339 \
+                 time (2023-05-08T09:30:00Z, 2023-05-08T11:30:00+02:00)"
+            )
+        })
+    }
+
     /// The current time of the system clock.
     pub fn now() -> Instant {
         Instant::from(OffsetDateTime::now_utc())
@@ -141,6 +163,24 @@ fn parse_plain_utc(b: &[u8]) -> Option<Instant> {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn people_type_dates_and_times() {
+        let day = Instant::parse_input("2020-01-01").unwrap();
+        assert_eq!(day, Instant::parse("2020-01-01T00:00:00Z").unwrap());
+        assert_eq!(
+            Instant::parse_input("2020-01-01T01:00:00+01:00").unwrap(),
+            day
+        );
+        assert!(
+            Instant::parse_input("2020-02-30")
+                .unwrap_err()
+                .contains("calendar")
+        );
+        let e = Instant::parse_input("01.01.2020").unwrap_err();
+        assert!(e.contains("neither a date"), "{e}");
+        assert!(Instant::parse_input("2020-1-1").is_err());
+    }
+
     use super::*;
 
     #[test]

@@ -100,12 +100,8 @@ async fn await_min_seq(s: &AppState, min_seq: Option<u64>) -> Result<(), ApiErro
 fn time_param(name: &str, v: &Option<String>) -> Result<Option<Instant>, ApiError> {
     v.as_deref()
         .map(|s| {
-            Instant::parse(s).ok_or_else(|| {
-                ApiError::bad_request(
-                    "bad_parameter",
-                    format!("{name}={s:?} is not an RFC 3339 time (e.g. 2023-05-08T00:00:00Z)"),
-                )
-            })
+            Instant::parse_input(s)
+                .map_err(|e| ApiError::bad_request("bad_parameter", format!("{name}={e}")))
         })
         .transpose()
 }
@@ -185,8 +181,8 @@ fn entry_json(bytes: &[u8]) -> Value {
 /// ledger knew then (entries recorded by then).
 #[utoipa::path(get, path = "/messages/{id}", tag = "ask",
     params(("id" = String, Path, description = "Message id"),
-        ("as_of" = Option<String>, Query, description = "RFC 3339: answer with the entries recorded by then"),
-        ("now" = Option<String>, Query, description = "RFC 3339: judge deadlines at this time (default: the server's clock, or as_of)"),
+        ("as_of" = Option<String>, Query, description = "A date (YYYY-MM-DD, 00:00 UTC) or RFC 3339 time: answer with the entries recorded by then"),
+        ("now" = Option<String>, Query, description = "A date or RFC 3339 time: judge deadlines at this time (default: the server's clock, or as_of)"),
         ("min_seq" = Option<u64>, Query, description = "Answer only once the projection reflects the entry at this seq (a receipt's seq): waits up to 5 s, else 503 with Retry-After; 400 if the log has no such entry")),
     responses((status = 200, description = "{message, covered, now, as_of, status, evaluation, facts, history}", body = Object, headers(("Ledger-Covered" = u64, description = "The answer reflects the entries below this seq (the body's covered)"))),
         (status = 400, description = "A malformed query parameter, named", body = ErrorBody), (status = 401, description = "No or bad token", body = ErrorBody), (status = 403, description = "Missing scope", body = ErrorBody), (status = 404, description = "Unknown, or not the caller's organisation's message", body = ErrorBody), (status = 409, description = "ambiguous_message: several messages of this id are within reach (organisations may use the same id); details.candidates names each as /v1/messages/FROM/TO/ID", body = ErrorBody),
@@ -291,8 +287,8 @@ pub(crate) async fn get_message(
 /// id is the sender's and recipient's own), as `GET /v1/messages/{id}` answers.
 #[utoipa::path(get, path = "/messages/{from}/{to}/{id}", tag = "ask",
     params(("from" = String, Path, description = "The sending organisation"), ("to" = String, Path, description = "The receiving organisation"), ("id" = String, Path, description = "The message id"),
-        ("as_of" = Option<String>, Query, description = "Answer as of this time (RFC 3339)"),
-        ("now" = Option<String>, Query, description = "Judge at this time (RFC 3339)"),
+        ("as_of" = Option<String>, Query, description = "Answer as of this time (a date, YYYY-MM-DD meaning 00:00 UTC, or RFC 3339)"),
+        ("now" = Option<String>, Query, description = "Judge at this time (a date or RFC 3339)"),
         ("min_seq" = Option<u64>, Query, description = "Answer only once the projection reflects the entry at this seq")),
     responses((status = 200, description = "As GET /messages/{id}", body = Object),
         (status = 400, description = "A malformed query parameter, named", body = ErrorBody), (status = 401, description = "No or bad token", body = ErrorBody), (status = 403, description = "Missing scope", body = ErrorBody), (status = 404, description = "Unknown, or not the caller's organisation's message", body = ErrorBody)),
@@ -337,7 +333,7 @@ fn decode_cursor(c: &str) -> Result<(i128, String), ApiError> {
         ("from" = Option<String>, Query, description = "Sender org number"), ("to" = Option<String>, Query, description = "Recipient org number"),
         ("party" = Option<String>, Query, description = "Sender or recipient org number"),
         ("category" = Option<String>, Query), ("channel" = Option<String>, Query),
-        ("since" = Option<String>, Query, description = "Sent at or after (RFC 3339)"), ("until" = Option<String>, Query, description = "Sent before"),
+        ("since" = Option<String>, Query, description = "Sent at or after (a date, YYYY-MM-DD meaning 00:00 UTC, or RFC 3339)"), ("until" = Option<String>, Query, description = "Sent before (a date or RFC 3339)"),
         ("now" = Option<String>, Query), ("limit" = Option<usize>, Query, description = "Page size, 1–1000 (100)"),
         ("cursor" = Option<String>, Query, description = "next_cursor of the previous page"),
         ("min_seq" = Option<u64>, Query, description = "Answer only once the projection reflects the entry at this seq (a receipt's seq): waits up to 5 s, else 503 with Retry-After; 400 if the log has no such entry")),

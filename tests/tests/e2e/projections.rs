@@ -216,6 +216,26 @@ fn reports_find_every_verdict_in_every_format() {
         report_ids(&d, "open", &["--now", &now, "--until", &t(50 * DAY)]),
         Vec::<String>::new()
     );
+    // Dates as people type them: the start of that day, UTC.
+    let day = &t(50 * DAY)[..10];
+    let sent_day = &t(58 * DAY)[..10];
+    let next_day = &t(59 * DAY)[..10];
+    assert_eq!(
+        report_ids(&d, "open", &["--now", &now, "--since", day]),
+        vec!["NEW"]
+    );
+    assert_eq!(
+        report_ids(&d, "open", &["--now", &now, "--until", next_day]),
+        vec!["NEW"],
+    );
+    assert_eq!(
+        report_ids(&d, "open", &["--now", &now, "--until", sent_day]),
+        Vec::<String>::new(),
+        "--until a date ends before that day"
+    );
+    let out = ledger_tests::ledger(&d, &["report", "open", "--since", "01.01.2023"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("neither a date"));
 
     // Anomalies: the orphan, the evaluated hand-off, the reporter gap.
     let r = ledger_json(

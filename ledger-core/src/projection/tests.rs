@@ -428,6 +428,51 @@ fn rows_25_to_32_hand_offs() {
     assert_eq!(l.verdict("P", 2 * DAY), v(Verdict::Open, "in_flight"));
 }
 
+/// Issue 12, custody: once the recipient's system took the message out of the channel,
+/// the channel's expiry no longer applies.
+#[test]
+fn rows_50_to_52_custody_stops_the_channel_expiry() {
+    // 50: handed off out of Altinn, never received: stuck, however long ago.
+    let mut l = Log::new();
+    l.sent("A", B, "altinn", 0);
+    let hop = l.handed_off("A", "familia", DAY);
+    assert_eq!(
+        l.verdict("A", 40 * DAY),
+        v(Verdict::StuckInHandoff, "handoff_unreceived")
+    );
+    assert_eq!(
+        l.eval("A", 40 * DAY).evaluated_anomalies,
+        vec![(AnomalyKind::HandoffNeverReceived, hop)]
+    );
+    // No expiry warning either, before the hand-off's due.
+    let mut l = Log::new();
+    l.sent("A", D, "altinn", 0);
+    l.handed_off("A", "familia", DAY);
+    l.received("A", "familia", DAY + MIN);
+    assert_eq!(l.verdict("A", 25 * DAY), v(Verdict::Open, "in_flight"));
+    // 51: the channel deletes its own copy after the hand-off: still stuck, not lost.
+    let mut l = Log::new();
+    l.sent("A", B, "altinn", 0);
+    l.handed_off("A", "familia", DAY);
+    l.ev("expired", "A", 30 * DAY);
+    assert_eq!(
+        l.verdict("A", 40 * DAY),
+        v(Verdict::StuckInHandoff, "handoff_unreceived")
+    );
+    // 52: expired before anyone took it out of the channel: lost.
+    let mut l = Log::new();
+    l.sent("A", B, "altinn", 0);
+    l.ev("expired", "A", 30 * DAY);
+    l.handed_off("A", "familia", 31 * DAY);
+    assert_eq!(l.verdict("A", 40 * DAY), v(Verdict::Lost, "expired"));
+    // A deletion counts whenever it comes.
+    let mut l = Log::new();
+    l.sent("A", B, "altinn", 0);
+    l.handed_off("A", "familia", DAY);
+    l.ev("deleted", "A", 2 * DAY);
+    assert_eq!(l.verdict("A", 40 * DAY), v(Verdict::Lost, "deleted"));
+}
+
 #[test]
 fn rows_33_to_34_ack_is_an_open_signal_and_resolution_closes() {
     let mut l = Log::new();

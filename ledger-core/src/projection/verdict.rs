@@ -388,6 +388,12 @@ impl<'a> Evaluator<'a> {
             }
         }
 
+        // Custody (docs/projections.md §2.2): once the recipient's system took the
+        // message out of the channel (its first hand-off), the channel's expiry no
+        // longer applies; an expiry before that still does.
+        let custody_from = m.handoffs.iter().map(|h| h.at).min();
+        let channel_holds = |t: Instant| custody_from.is_none_or(|c| t < c);
+
         let (verdict, reason, decided): (Verdict, &'a str, Option<Instant>) = if let Some(r) =
             resolution
         {
@@ -403,10 +409,15 @@ impl<'a> Evaluator<'a> {
                 _ => (Verdict::Completed, "completed", None),
             }
         } else if let Some(r) = [
-            m.expired.as_ref().map(|_| "expired"),
+            m.expired
+                .as_ref()
+                .filter(|x| channel_holds(x.at))
+                .map(|_| "expired"),
             m.deleted.as_ref().map(|_| "deleted"),
             m.failed.as_ref().map(|_| "failed"),
-            expires_at.filter(|&e| now >= e).map(|_| "expiry_passed"),
+            expires_at
+                .filter(|&e| now >= e && channel_holds(e))
+                .map(|_| "expiry_passed"),
         ]
         .into_iter()
         .flatten()
@@ -419,8 +430,10 @@ impl<'a> Evaluator<'a> {
         } else if let Some(d) = open_due.filter(|&d| now > d) {
             (Verdict::AtRisk, "open_deadline_passed", Some(d))
         } else if let Some(e) = expires_at.filter(|&e| {
-            rule.warn_before_expiry
-                .is_some_and(|w| now >= e.plus_seconds(-w))
+            custody_from.is_none()
+                && rule
+                    .warn_before_expiry
+                    .is_some_and(|w| now >= e.plus_seconds(-w))
         }) {
             (Verdict::AtRisk, "expiry_warning", Some(e))
         } else {

@@ -244,12 +244,14 @@ enum Command {
     },
     /// Compare what a sender says it sent and a receiver says it got with the ledger.
     ///
-    /// Each list is CSV (header with message, ref, at) or JSON Lines ({"message",
-    /// "ref", "at"}). A row matches a ledger message by id, else by any of its
-    /// `refs`. Reports: sent_not_in_ledger, in_ledger_not_received (messages named
+    /// Each list is CSV (header with message, ref, at; or a case system's own export,
+    /// read with --map) or JSON Lines ({"message", "ref", "at"}). A row matches a
+    /// ledger message by id, else by any of its `refs`. Reports: sent_not_in_ledger, in_ledger_not_received (messages named
     /// by the sent list or passing the filters that no received row matches),
     /// received_not_sent, ambiguous_ref. Exit 0 when the lists agree, 1 when
-    /// differences are found, 2 on bad input.
+    /// differences are found, 2 on bad input. Example, for an export with a BOM,
+    /// semicolons and Norwegian headers and dates:
+    ///   ledger reconcile --sent websak.csv --received familia.csv --sent-map message=Dokumentnr,ref=Saksnr,at=Dato --received-map ref=Journalnr
     Reconcile {
         /// What the sender says it sent.
         #[arg(long, value_name = "FILE")]
@@ -257,6 +259,18 @@ enum Command {
         /// What the receiver says it got.
         #[arg(long, value_name = "FILE")]
         received: PathBuf,
+        /// The export's own columns, for both lists: FIELD=COLUMN pairs for the fields
+        /// message, ref and at (e.g. message=Dokumentnr,ref=Saksnr,at=Dato). The
+        /// delimiter (comma, semicolon, tab) and a BOM are recognised by themselves;
+        /// `at` may be 01.07.2018 (with HH:MM) as well as RFC 3339.
+        #[arg(long, value_name = "MAP")]
+        map: Option<String>,
+        /// As --map, for the --sent list only.
+        #[arg(long, value_name = "MAP")]
+        sent_map: Option<String>,
+        /// As --map, for the --received list only.
+        #[arg(long, value_name = "MAP")]
+        received_map: Option<String>,
         #[command(flatten)]
         query: questions::Query,
     },
@@ -589,10 +603,31 @@ fn run(cli: Cli) -> Result<u8> {
         Command::Reconcile {
             sent,
             received,
+            map,
+            sent_map,
+            received_map,
             query,
         } => {
+            let options =
+                |flag: &str, m: Option<&String>| -> Result<ledger_core::reconcile::ListOptions> {
+                    match m {
+                        None => Ok(Default::default()),
+                        Some(text) => ledger_core::reconcile::ListOptions::parse_map(text)
+                            .map_err(|e| InputError(format!("{flag} {text:?}: {e}")).into()),
+                    }
+                };
+            let lists = (
+                (
+                    sent.as_path(),
+                    options("--sent-map", sent_map.as_ref().or(map.as_ref()))?,
+                ),
+                (
+                    received.as_path(),
+                    options("--received-map", received_map.as_ref().or(map.as_ref()))?,
+                ),
+            );
             let store = open(dir)?;
-            questions::reconcile(dir, &store, &sent, &received, &query, cli.json)
+            questions::reconcile(dir, &store, lists, &query, cli.json)
         }
         Command::Demo { seed, messages } => {
             let dir = cli.dir.unwrap_or_else(|| PathBuf::from("ledger-demo"));

@@ -933,27 +933,29 @@ impl LedgerView for View<'_> {
     }
 }
 
+/// A list to read, and how (its column map).
+pub(crate) type ListSource<'a> = (&'a Path, reconcile::ListOptions);
+
 pub(crate) fn reconcile(
     dir: &Path,
     store: &dyn Store,
-    sent: &Path,
-    received: &Path,
+    (sent, received): (ListSource<'_>, ListSource<'_>),
     query: &Query,
     as_json: bool,
 ) -> Result<u8> {
     let (when, format) = (&query.when, query.format(as_json));
     let filter = query.filters.to_filter()?;
-    let read = |p: &Path| -> Result<reconcile::ParsedList> {
+    let read = |(p, opts): &ListSource<'_>| -> Result<reconcile::ParsedList> {
         let bytes = std::fs::read(p).with_context(|| format!("read {}", p.display()))?;
-        let list = reconcile::parse_list(&p.display().to_string(), &bytes)
+        let list = reconcile::parse_list_with(&p.display().to_string(), &bytes, opts)
             .map_err(|e| anyhow!(InputError(e.to_string())))?;
         for w in &list.warnings {
             eprintln!("warning: {w}");
         }
         Ok(list)
     };
-    let sent_list = read(sent)?;
-    let received_list = read(received)?;
+    let sent_list = read(&sent)?;
+    let received_list = read(&received)?;
     let b = basis(dir, store, when)?;
     let eval = b.evaluator();
     let scope: Vec<String> = if filter.is_empty() {

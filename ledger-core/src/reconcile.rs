@@ -117,20 +117,127 @@ pub struct ParsedList {
     pub warnings: Vec<String>,
 }
 
+/// How to read a list that is not in reconcile's own shape: a real case-system
+/// export, with its own column names.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ListOptions {
+    /// (field, column): the list's column holding each of `message`, `ref`, `at`.
+    /// With a map, a field neither mapped nor present as a column is empty in every
+    /// row (an export may have no reference column), but at least `message` or `ref`
+    /// must be there.
+    pub map: Vec<(String, String)>,
+}
+
+impl ListOptions {
+    /// Parses `message=Dokumentnr,ref=Saksnr,at=Dato` (the CLI's `--map`).
+    pub fn parse_map(text: &str) -> Result<ListOptions, String> {
+        let mut map: Vec<(String, String)> = Vec::new();
+        for part in text.split(',').filter(|p| !p.trim().is_empty()) {
+            let (field, column) = part
+                .split_once('=')
+                .ok_or_else(|| format!("{part:?} is not FIELD=COLUMN (e.g. message=Dokumentnr)"))?;
+            let field = field.trim();
+            if !REQUIRED.contains(&field) {
+                return Err(format!(
+                    "{field:?} is not a field reconcile reads (message, ref, at)"
+                ));
+            }
+            if map.iter().any(|(f, _)| f == field) {
+                return Err(format!("{field} is mapped twice"));
+            }
+            map.push((field.to_owned(), column.trim().to_owned()));
+        }
+        if map.is_empty() {
+            return Err("the map is empty (e.g. message=Dokumentnr,at=Dato)".into());
+        }
+        Ok(ListOptions { map })
+    }
+}
+
+/// Parses one list in reconcile's own shape; see [`parse_list_with`].
+pub fn parse_list(name: &str, bytes: &[u8]) -> Result<ParsedList, ListError> {
+    parse_list_with(name, bytes, &ListOptions::default())
+}
+
 /// Parses one list. Chooses CSV or JSON Lines by the file name extension (`.csv`;
 /// `.jsonl` or `.ndjson`, in any case), else by the first non-blank byte (`{` → JSON
 /// Lines, anything else, including nothing, → CSV). A leading UTF-8 BOM is dropped.
 ///
 /// Every bad row is reported (up to [`MAX_REPORTED_PROBLEMS`], then counted), not just
 /// the first, so that one run shows the user everything to fix.
-pub fn parse_list(name: &str, bytes: &[u8]) -> Result<ParsedList, ListError> {
+///
+/// CSV: the delimiter is sniffed from the header line (the most frequent of `,`, `;`
+/// and tab outside quotes; a comma when none occurs), and with [`ListOptions::map`]
+/// the columns are the export's own. `at` may be RFC 3339, a date (`2018-07-01`) or a
+/// Norwegian date (`01.07.2018`, optionally with `HH:MM` or `HH:MM:SS`); it is echoed
+/// as given.
+pub fn parse_list_with(
+    name: &str,
+    bytes: &[u8],
+    opts: &ListOptions,
+) -> Result<ParsedList, ListError> {
     // Stripped here rather than left to the csv crate so that its byte offsets are
     // offsets into the slice `record_line` looks at.
     let bytes = bytes.strip_prefix(BOM).unwrap_or(bytes);
     if is_json_lines(name, bytes) {
         parse_json_lines(name, bytes)
     } else {
-        parse_csv(name, bytes)
+        parse_csv(name, bytes, opts)
+    }
+}
+
+/// The delimiter of a CSV file, from its first line: the most frequent of `,` `;` tab
+/// outside double quotes; ties and none go to the comma.
+fn sniff_delimiter(bytes: &[u8]) -> u8 {
+    let mut counts = [0usize; 3];
+    let mut quoted = false;
+    for &b in bytes.iter().take_while(|&&b| b != b'\n') {
+        match b {
+            b'"' => quoted = !quoted,
+            b',' if !quoted => counts[0] += 1,
+            b';' if !quoted => counts[1] += 1,
+            b'\t' if !quoted => counts[2] += 1,
+            _ => {}
+        }
+    }
+    let best = (0..3)
+        .max_by_key(|&i| (counts[i], usize::from(i == 0)))
+        .expect("three");
+    if counts[best] == 0 {
+        return b',';
+    }
+    [b',', b';', b'\t'][best]
+}
+
+/// Whether `at` is a time a list may give: RFC 3339, `YYYY-MM-DD`, or `DD.MM.YYYY`
+/// with an optional ` HH:MM` or ` HH:MM:SS`.
+fn is_list_time(at: &str) -> bool {
+    if parse_time(at).is_some() || crate::projection::Instant::parse_input(at).is_ok() {
+        return true;
+    }
+    let (date, time) = match at.split_once(' ') {
+        Some((d, t)) => (d, Some(t)),
+        None => (at, None),
+    };
+    let d: Vec<&str> = date.split('.').collect();
+    let num = |s: &str, len: usize| s.len() == len && s.bytes().all(|c| c.is_ascii_digit());
+    if d.len() != 3 || !num(d[0], 2) || !num(d[1], 2) || !num(d[2], 4) {
+        return false;
+    }
+    let iso = format!("{}-{}-{}", d[2], d[1], d[0]);
+    if crate::projection::Instant::parse_input(&iso).is_err() {
+        return false;
+    }
+    match time {
+        None => true,
+        Some(t) => {
+            let p: Vec<&str> = t.split(':').collect();
+            (p.len() == 2 || p.len() == 3)
+                && p.iter().all(|x| num(x, 2))
+                && p[0] < "24"
+                && p[1] < "60"
+                && p.get(2).is_none_or(|s| *s < "60")
+        }
     }
 }
 
@@ -191,9 +298,12 @@ fn check_row(
         reasons.push("message and ref are both empty".to_owned());
     }
     if let Some(at) = &at
-        && parse_time(at).is_none()
+        && !is_list_time(at)
     {
-        reasons.push(format!("at {at:?} is not an RFC 3339 timestamp"));
+        reasons.push(format!(
+            "at {at:?} is not a time (RFC 3339, 2018-07-01, or 01.07.2018 with an optional \
+             HH:MM[:SS])"
+        ));
     }
     if reasons.is_empty() {
         Ok(ListRow {
@@ -215,9 +325,9 @@ fn non_empty(s: String) -> Option<String> {
 // CSV
 
 struct Columns {
-    message: usize,
-    r#ref: usize,
-    at: usize,
+    message: Option<usize>,
+    r#ref: Option<usize>,
+    at: Option<usize>,
     width: usize,
     ignored: Vec<String>,
 }
@@ -228,19 +338,34 @@ impl Columns {
     /// Column names are matched exactly (case and spaces count), like JSON keys: a
     /// near miss such as `Message` then shows up by name in the ignored-columns
     /// warning next to the missing-column error.
-    fn from_header(header: &csv::ByteRecord) -> Result<Self, String> {
+    fn from_header(header: &csv::ByteRecord, opts: &ListOptions) -> Result<Self, String> {
         let mut names = Vec::with_capacity(header.len());
         for (i, field) in header.iter().enumerate() {
             let name = std::str::from_utf8(field)
                 .map_err(|_| format!("header column {} is not valid UTF-8", i + 1))?;
-            names.push(name);
+            names.push(name.trim());
         }
-        let mut found = [0; 3];
+        let mapped = !opts.map.is_empty();
+        // The column each field is read from: the map's, else the field's own name.
+        let column_of = |field: &str| -> String {
+            opts.map
+                .iter()
+                .find(|(f, _)| f == field)
+                .map_or_else(|| field.to_owned(), |(_, c)| c.clone())
+        };
+        let mut found = [None; 3];
         let mut faults = Vec::new();
         for (slot, want) in found.iter_mut().zip(REQUIRED) {
-            let mut at = names.iter().enumerate().filter(|(_, n)| **n == want);
+            let column = column_of(want);
+            let explicit = opts.map.iter().any(|(f, _)| f == want);
+            let mut at = names.iter().enumerate().filter(|(_, n)| **n == column);
             match (at.next(), at.next()) {
-                (Some((i, _)), None) => *slot = i,
+                (Some((i, _)), None) => *slot = Some(i),
+                // With a map, an unmapped field the export lacks is empty in every row.
+                (None, _) if mapped && !explicit => {}
+                (None, _) if explicit => faults.push(format!(
+                    "the header has no `{column}` column (mapped to {want})"
+                )),
                 (None, _) => faults.push(format!("the header has no `{want}` column")),
                 (Some((a, _)), Some((b, _))) => faults.push(format!(
                     "the header has a `{want}` column twice (columns {} and {})",
@@ -249,14 +374,22 @@ impl Columns {
                 )),
             }
         }
+        if mapped && found[0].is_none() && found[1].is_none() && faults.is_empty() {
+            faults.push("neither `message` nor `ref` is among the columns".to_owned());
+        }
         let ignored: Vec<String> = names
             .iter()
-            .filter(|n| !REQUIRED.contains(n))
-            .map(|n| format!("{n:?}"))
+            .enumerate()
+            .filter(|(i, _)| !found.contains(&Some(*i)))
+            .map(|(_, n)| format!("{n:?}"))
             .collect();
         if !faults.is_empty() {
             let mut reason = faults.join("; ");
-            reason.push_str(" (it needs message, ref and at, in any order");
+            reason.push_str(if mapped {
+                " (map the export's columns with message=COLUMN,ref=COLUMN,at=COLUMN"
+            } else {
+                " (it needs message, ref and at, in any order, or a column map"
+            });
             if !ignored.is_empty() {
                 reason.push_str("; other columns: ");
                 reason.push_str(&ignored.join(", "));
@@ -274,13 +407,14 @@ impl Columns {
     }
 }
 
-fn parse_csv(name: &str, bytes: &[u8]) -> Result<ParsedList, ListError> {
+fn parse_csv(name: &str, bytes: &[u8], opts: &ListOptions) -> Result<ParsedList, ListError> {
     // Headers are read as an ordinary record so that the header is checked by our
     // rules, and `flexible` lets a ragged row be reported with the others instead of
     // surfacing as a reader error.
     let mut reader = csv::ReaderBuilder::new()
         .has_headers(false)
         .flexible(true)
+        .delimiter(sniff_delimiter(bytes))
         .from_reader(bytes);
     let mut record = csv::ByteRecord::new();
     let header_error = |line: u64, reason: String| ListError::Header {
@@ -298,7 +432,7 @@ fn parse_csv(name: &str, bytes: &[u8]) -> Result<ParsedList, ListError> {
         }
         Err(e) => return Err(header_error(csv_error_line(&e), format!("bad CSV: {e}"))),
     }
-    let columns = Columns::from_header(&record)
+    let columns = Columns::from_header(&record, opts)
         .map_err(|reason| header_error(record_line(bytes, &record), reason))?;
     let mut warnings = Vec::new();
     if !columns.ignored.is_empty() {
@@ -339,11 +473,11 @@ fn parse_csv(name: &str, bytes: &[u8]) -> Result<ParsedList, ListError> {
             problems.push(line, format!("field {} is not valid UTF-8", i + 1));
             continue;
         }
-        let text = |i: usize| {
+        let text = |i: Option<usize>| {
             record
-                .get(i)
+                .get(i?)
                 .and_then(|f| std::str::from_utf8(f).ok())
-                .map(str::to_owned)
+                .map(|s| s.trim().to_owned())
                 .and_then(non_empty)
         };
         match check_row(
@@ -924,7 +1058,7 @@ mod tests {
         let bad = problems("s.csv", text.as_bytes());
         assert_eq!(lines(&bad), vec![2, 3, 5, 6]);
         assert!(
-            bad[0].reason.contains("not an RFC 3339"),
+            bad[0].reason.contains("is not a time (RFC 3339"),
             "{}",
             bad[0].reason
         );
@@ -1010,6 +1144,54 @@ mod tests {
         );
     }
 
+    /// Issue 12: a real case-system export (semicolons, a BOM, Norwegian headers and
+    /// dates), read with a column map; bad rows named by line.
+    #[test]
+    fn a_norwegian_export_reads_with_a_column_map() {
+        let text = "\u{feff}Saksnr;Dokumentnr;Tittel;Mottaker;Dato\n\
+                    2018/101;POL-1;\"Bekymring; barn\";964338531;01.07.2018\n\
+                    2018/102;POL-2;Melding;964338531;02.07.2018 13:45\n\
+                    2018/103;;Melding;964338531;03.07.2018\n";
+        let opts = ListOptions::parse_map("message=Dokumentnr, ref=Saksnr, at=Dato").unwrap();
+        let list = parse_list_with("eksport.csv", text.as_bytes(), &opts).unwrap();
+        assert_eq!(list.rows.len(), 3);
+        assert_eq!(list.rows[0].message.as_deref(), Some("POL-1"));
+        assert_eq!(list.rows[0].r#ref.as_deref(), Some("2018/101"));
+        assert_eq!(list.rows[1].at.as_deref(), Some("02.07.2018 13:45"));
+        assert_eq!(list.rows[2].message, None);
+        assert!(
+            list.warnings[0].contains("\"Tittel\""),
+            "{:?}",
+            list.warnings
+        );
+        // Without the map the header is refused, naming the way out.
+        let e = parse_list("eksport.csv", text.as_bytes())
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("column map"), "{e}");
+        // Bad dates and a missing mapped column are named.
+        let bad = "Dokumentnr;Dato\nPOL-1;31.02.2018\nPOL-2;1.7.2018\nPOL-3;01.07.2018 25:00\n";
+        let only = ListOptions::parse_map("message=Dokumentnr,at=Dato").unwrap();
+        match parse_list_with("e.csv", bad.as_bytes(), &only).unwrap_err() {
+            ListError::Rows { problems, .. } => {
+                assert_eq!(lines(&problems), vec![2, 3, 4]);
+            }
+            other => panic!("{other}"),
+        }
+        let e = parse_list_with("e.csv", bad.as_bytes(), &opts)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("no `Saksnr` column (mapped to ref)"), "{e}");
+        assert!(
+            ListOptions::parse_map("to=Mottaker")
+                .unwrap_err()
+                .contains("not a field")
+        );
+        // Tabs and commas are sniffed too.
+        let tabs = "message\tref\tat\nM1\tA1\t2023-01-02T09:00:00Z\n";
+        assert_eq!(parse_list("t.csv", tabs.as_bytes()).unwrap().rows.len(), 1);
+    }
+
     #[test]
     fn json_lines_are_strict() {
         let mut bytes = Vec::new();
@@ -1024,7 +1206,7 @@ mod tests {
             b"{\"message\":\"M\xFF\"}",
             br#"{"message":"","ref":""}"#,
             br#"{"message":"M1"} {"message":"M2"}"#,
-            br#"{"message":"M1","at":"2023-01-02"}"#,
+            br#"{"message":"M1","at":"02/01/2023"}"#,
             br#"{"message":"M9"}"#,
         ] {
             bytes.extend_from_slice(line);

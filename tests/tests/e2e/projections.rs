@@ -631,3 +631,77 @@ fn reconcile_compares_both_lists_with_the_ledger() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// Issue 12: `reconcile` reads a case system's own export (a BOM, semicolons,
+/// Norwegian headers and dates) with a column map, and names bad rows.
+#[test]
+fn reconcile_reads_a_real_export_with_a_column_map() {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = init(tmp.path());
+    let mut e = Events::new(0);
+    e.sent("POL-1", "bekymringsmelding", "altinn", t(0));
+    e.sent("POL-2", "bekymringsmelding", "altinn", t(0));
+    e.append(&d);
+    let sent = tmp.path().join("websak.csv");
+    std::fs::write(
+        &sent,
+        "\u{feff}Saksnr;Dokumentnr;Tittel;Mottaker;Dato\n\
+         2023/1;POL-1;\"Bekymring; barn\";964338531;02.01.2023\n\
+         2023/2;POL-2;Melding;964338531;02.01.2023 10:15\n",
+    )
+    .unwrap();
+    let received = tmp.path().join("familia.csv");
+    std::fs::write(&received, "Journalnr;Dokument\nJ-1;POL-1\n").unwrap();
+    let now = t(60 * DAY);
+    let out = reconcile(
+        &d,
+        &sent,
+        &received,
+        &[
+            "--sent-map",
+            "message=Dokumentnr,ref=Saksnr,at=Dato",
+            "--received-map",
+            "message=Dokument,ref=Journalnr",
+            "--now",
+            &now,
+            "--format",
+            "json",
+        ],
+    );
+    let r: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(out.status.code(), Some(1), "{r}");
+    let rows: Vec<(String, String)> = r["differences"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|x| {
+            (
+                x["class"].as_str().unwrap().to_string(),
+                x["message"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        rows,
+        vec![("in_ledger_not_received".to_string(), "POL-2".to_string())]
+    );
+    // A bad date is named by file and line; nothing is compared.
+    std::fs::write(&received, "Journalnr;Dokument;Dato\nJ-1;POL-1;31.02.2023\n").unwrap();
+    let out = reconcile(
+        &d,
+        &sent,
+        &received,
+        &[
+            "--map",
+            "message=Dokumentnr,ref=Saksnr,at=Dato",
+            "--received-map",
+            "message=Dokument,at=Dato",
+        ],
+    );
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("familia.csv:2") && err.contains("31.02.2023"),
+        "{err}"
+    );
+}

@@ -711,8 +711,8 @@ fn run_remote(r: remote::Remote, command: Command, as_json: bool) -> Result<u8> 
     match command {
         Command::History { message } => remote::history(&r, &message, as_json),
         Command::Status { message, when } => {
-            if when.policy.is_some() {
-                return unsupported("--policy");
+            if when.policy.is_some() || when.at_checkpoint.is_some() {
+                return unsupported("--policy or --at-checkpoint");
             }
             remote::status(&r, &message, when.as_of, when.now, as_json)
         }
@@ -721,8 +721,11 @@ fn run_remote(r: remote::Remote, command: Command, as_json: bool) -> Result<u8> 
             kind_filter,
             query,
         } => {
-            if query.when.as_of.is_some() || query.when.policy.is_some() {
-                return unsupported("report --as-of or --policy");
+            if query.when.as_of.is_some()
+                || query.when.policy.is_some()
+                || query.when.at_checkpoint.is_some()
+            {
+                return unsupported("report --as-of, --policy or --at-checkpoint");
             }
             let f = &query.filters;
             let params = vec![

@@ -29,6 +29,12 @@ pub(crate) struct When {
     /// questions, and logs of past years appended today); a date or an RFC 3339 time.
     #[arg(long, value_name = "T")]
     pub now: Option<String>,
+    /// Answer over exactly the entries a signed checkpoint covers (its size, as
+    /// `ledger checkpoint` or a report's `checkpoint` shows it): anyone holding the
+    /// log up to that checkpoint recomputes the same answer. Combine with --now to
+    /// fix the judging time.
+    #[arg(long, value_name = "SIZE", conflicts_with = "as_of")]
+    pub at_checkpoint: Option<u64>,
     /// Deadline policy (TOML). Default: <dir>/policy.toml if present, else the
     /// built-in policy/default.toml.
     #[arg(long, value_name = "FILE")]
@@ -187,6 +193,9 @@ pub(crate) struct Basis {
     pub as_of: Option<Instant>,
     pub policy: Policy,
     pub policy_source: String,
+    /// The signed checkpoint the answer is tied to: the one it was computed over
+    /// (`--at-checkpoint`), else the newest one within the entries it covers.
+    pub checkpoint: Option<ledger_core::SignedCheckpoint>,
 }
 
 /// A Basis lives for one command of a process that exits right after; freeing a
@@ -204,13 +213,45 @@ impl Basis {
     }
 
     fn header(&self, store: &dyn Store) -> Value {
+        let checkpoint = self.checkpoint.as_ref().map(|c| {
+            let root = store
+                .verifier_key()
+                .verify(&c.note)
+                .map(|p| hex::encode(p.root))
+                .unwrap_or_default();
+            json!({
+                "origin": store.info().origin,
+                "size": c.size,
+                "root": root,
+                "note": c.note,
+                "entries_after": self.facts.covered().saturating_sub(c.size),
+            })
+        });
         json!({
             "covered": self.facts.covered(),
+            "checkpoint": checkpoint,
             "now": self.now,
             "as_of": self.as_of,
             "policy": self.policy_source,
             "policy_digest": hex::encode(self.policy.digest(store.info().hash)),
         })
+    }
+
+    /// The footer line of a table: what the answer was computed over.
+    fn over(&self) -> String {
+        let covered = self.facts.covered();
+        match &self.checkpoint {
+            Some(c) if c.size == covered => {
+                format!("over {covered} entries (signed checkpoint {covered})")
+            }
+            Some(c) => format!(
+                "over {covered} entries ({} after the signed checkpoint {}; `--at-checkpoint {}` answers over exactly it)",
+                covered - c.size,
+                c.size,
+                c.size
+            ),
+            None => format!("over {covered} entries"),
+        }
     }
 }
 
@@ -220,21 +261,51 @@ pub(crate) fn basis(dir: &Path, store: &dyn Store, when: &When) -> Result<Basis>
     let (policy, policy_source) = load_policy(dir, when.policy.as_deref())?;
     let (as_of, now_flag) = when.times()?;
     let bar = output::progress_count("projecting");
-    let facts = match as_of {
-        Some(t) => {
+    let mut checkpoint = None;
+    let facts = match (as_of, when.at_checkpoint) {
+        (Some(t), _) => {
             let n = projection::prefix_at(store, t)?;
             bar.0.set_length(n);
             projection::replay(store, n, &mut |k| bar.0.set_position(k))?
         }
-        None => head_facts(dir, store, &bar)?,
+        (None, Some(n)) => {
+            let cp = store
+                .checkpoints(n, 1)?
+                .into_iter()
+                .find(|c| c.size == n)
+                .ok_or_else(|| {
+                    anyhow!(InputError(format!(
+                        "--at-checkpoint {n}: no checkpoint was signed at size {n} (`ledger checkpoint` \
+                         shows the newest; a report's `checkpoint.size` names one)"
+                    )))
+                })?;
+            checkpoint = Some(cp);
+            bar.0.set_length(n);
+            projection::replay(store, n, &mut |k| bar.0.set_position(k))?
+        }
+        (None, None) => head_facts(dir, store, &bar)?,
     };
     bar.0.finish_and_clear();
+    if checkpoint.is_none() {
+        // The newest signed state within what the answer covers.
+        let latest = store.latest_checkpoint()?;
+        checkpoint = if latest.size <= facts.covered() {
+            Some(latest)
+        } else {
+            store
+                .checkpoints(0, usize::MAX)?
+                .into_iter()
+                .rev()
+                .find(|c| c.size <= facts.covered())
+        };
+    }
     Ok(Basis {
         facts,
         now: as_of.or(now_flag).unwrap_or_else(Instant::now),
         as_of,
         policy,
         policy_source,
+        checkpoint,
     })
 }
 
@@ -444,11 +515,11 @@ pub(crate) fn report(
     )?;
     if format == Format::Table {
         eprintln!(
-            "{count} {} message(s), judged at {} under the {} policy, over {} entries",
+            "{count} {} message(s), judged at {} under the {} policy, {}",
             verdict.name(),
             short(Some(b.now)),
             b.policy_source,
-            b.facts.covered()
+            b.over()
         );
     }
     Ok(0)
@@ -603,22 +674,30 @@ pub(crate) fn status(
     let (policy, policy_source) = load_policy(dir, when.policy.as_deref())?;
     let (as_of, now_flag) = when.times()?;
     let now = as_of.or(now_flag).unwrap_or_else(Instant::now);
-    let upto = match as_of {
-        Some(t) => projection::prefix_at(store, t)?,
-        None => store.size(),
+    let upto = match (as_of, when.at_checkpoint) {
+        (Some(t), _) => projection::prefix_at(store, t)?,
+        (None, Some(n)) => {
+            if store.checkpoint_at(n)?.is_none() {
+                return Err(anyhow!(InputError(format!(
+                    "--at-checkpoint {n}: no checkpoint was signed at size {n}"
+                ))));
+            }
+            n
+        }
+        (None, None) => store.size(),
     };
     let Some(facts) = projection::family_facts(store, message, upto)? else {
         let when_note = as_of
             .map(|t| format!(" as of {}", short(Some(t))))
             .unwrap_or_default();
         return Err(anyhow!(InputError(format!(
-            "no event names message {message:?}{when_note}"
+            "no event names message {name:?}{when_note}"
         ))));
     };
     let eval = Evaluator::new(&facts, &policy, now);
     let e = eval
         .evaluate(message)
-        .ok_or_else(|| anyhow!(InputError(format!("no event names message {message:?}"))))?;
+        .ok_or_else(|| anyhow!(InputError(format!("no event names message {name:?}"))))?;
     let m = facts.message(message).expect("evaluated");
     let seqs: Vec<u64> = store
         .message_seqs(message)?
@@ -758,7 +837,7 @@ pub(crate) fn replay(
     as_json: bool,
 ) -> Result<u8> {
     let (policy, policy_source) = load_policy(dir, when.policy.as_deref())?;
-    if when.as_of.is_some() {
+    if when.as_of.is_some() || when.at_checkpoint.is_some() {
         return Err(anyhow!(InputError(
             "replay rebuilds the head projection; use --now T to choose the evaluation time".into()
         )));

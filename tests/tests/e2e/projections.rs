@@ -705,3 +705,79 @@ fn reconcile_reads_a_real_export_with_a_column_map() {
         "{err}"
     );
 }
+
+/// Issue 12: a report names the signed checkpoint it stands on, and `--at-checkpoint`
+/// answers over exactly the entries a checkpoint covers, as anyone holding the log up
+/// to it can recompute.
+#[test]
+fn reports_name_their_checkpoint_and_recompute_at_one() {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = init(tmp.path());
+    let mut e = Events::new(0);
+    e.sent("C1", "bekymringsmelding", "altinn", t(0));
+    e.sent("C2", "bekymringsmelding", "altinn", t(0));
+    e.append(&d);
+    let cp = ledger_json(&d, &["--json", "checkpoint"]);
+    let size = cp["size"].as_u64().unwrap();
+    assert_eq!(size, 2);
+    let mut e = Events::new(10);
+    e.sent("C3", "bekymringsmelding", "altinn", t(0));
+    e.append(&d);
+
+    let now = t(60 * DAY);
+    let head = ledger_json(&d, &["report", "lost", "--now", &now, "--format", "json"]);
+    assert_eq!(head["covered"], 3);
+    assert!(head["checkpoint"]["size"].as_u64().unwrap() <= 3, "{head}");
+    assert_eq!(
+        head["checkpoint"]["origin"], "ledger.example/projections",
+        "{head}"
+    );
+    let at = ledger_json(
+        &d,
+        &[
+            "report",
+            "lost",
+            "--now",
+            &now,
+            "--at-checkpoint",
+            "2",
+            "--format",
+            "json",
+        ],
+    );
+    assert_eq!(at["covered"], 2, "{at}");
+    assert_eq!(at["checkpoint"]["size"], 2);
+    assert_eq!(at["checkpoint"]["note"], cp["note"]);
+    assert_eq!(at["checkpoint"]["root"], cp["root"]);
+    assert_eq!(at["checkpoint"]["entries_after"], 0);
+    assert_eq!(message_ids(&at), vec!["C1", "C2"]);
+    assert_eq!(message_ids(&head), vec!["C1", "C2", "C3"]);
+    // The same answer twice: the same document.
+    let again = ledger_json(
+        &d,
+        &[
+            "report",
+            "lost",
+            "--now",
+            &now,
+            "--at-checkpoint",
+            "2",
+            "--format",
+            "json",
+        ],
+    );
+    assert_eq!(again, at);
+    // Status too; a size no checkpoint was signed at is refused.
+    let s = ledger_json(&d, &["--json", "status", "C2", "--at-checkpoint", "2"]);
+    assert_eq!(s["message"], "C2", "{s}");
+    let out = ledger(&d, &["status", "C3", "--at-checkpoint", "2"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("no event names message \"C3\""),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = ledger(&d, &["report", "lost", "--at-checkpoint", "1"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no checkpoint was signed at size 1"));
+}

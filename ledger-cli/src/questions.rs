@@ -213,20 +213,7 @@ impl Basis {
     }
 
     fn header(&self, store: &dyn Store) -> Value {
-        let checkpoint = self.checkpoint.as_ref().map(|c| {
-            let root = store
-                .verifier_key()
-                .verify(&c.note)
-                .map(|p| hex::encode(p.root))
-                .unwrap_or_default();
-            json!({
-                "origin": store.info().origin,
-                "size": c.size,
-                "root": root,
-                "note": c.note,
-                "entries_after": self.facts.covered().saturating_sub(c.size),
-            })
-        });
+        let checkpoint = checkpoint_json(store, self.checkpoint.as_ref(), self.facts.covered());
         json!({
             "covered": self.facts.covered(),
             "checkpoint": checkpoint,
@@ -253,6 +240,45 @@ impl Basis {
             None => format!("over {covered} entries"),
         }
     }
+}
+
+/// A checkpoint as answers name it: origin, size, root, the signed note, and how many
+/// of the `covered` entries came after it.
+fn checkpoint_json(
+    store: &dyn Store,
+    cp: Option<&ledger_core::SignedCheckpoint>,
+    covered: u64,
+) -> Option<Value> {
+    cp.map(|c| {
+        let root = store
+            .verifier_key()
+            .verify(&c.note)
+            .map(|p| hex::encode(p.root))
+            .unwrap_or_default();
+        json!({
+            "origin": store.info().origin,
+            "size": c.size,
+            "root": root,
+            "note": c.note,
+            "entries_after": covered.saturating_sub(c.size),
+        })
+    })
+}
+
+/// The newest signed checkpoint within the first `covered` entries.
+fn checkpoint_within(
+    store: &dyn Store,
+    covered: u64,
+) -> Result<Option<ledger_core::SignedCheckpoint>> {
+    let latest = store.latest_checkpoint()?;
+    if latest.size <= covered {
+        return Ok(Some(latest));
+    }
+    Ok(store
+        .checkpoints(0, usize::MAX)?
+        .into_iter()
+        .rev()
+        .find(|c| c.size <= covered))
 }
 
 /// Loads the persisted facts (caught up, and saved if they moved), or for --as-of
@@ -288,16 +314,7 @@ pub(crate) fn basis(dir: &Path, store: &dyn Store, when: &When) -> Result<Basis>
     bar.0.finish_and_clear();
     if checkpoint.is_none() {
         // The newest signed state within what the answer covers.
-        let latest = store.latest_checkpoint()?;
-        checkpoint = if latest.size <= facts.covered() {
-            Some(latest)
-        } else {
-            store
-                .checkpoints(0, usize::MAX)?
-                .into_iter()
-                .rev()
-                .find(|c| c.size <= facts.covered())
-        };
+        checkpoint = checkpoint_within(store, facts.covered())?;
     }
     Ok(Basis {
         facts,
@@ -710,6 +727,8 @@ pub(crate) fn status(
             "message": e.id(),
             "from": e.from,
             "to": e.to,
+            "covered": upto,
+            "checkpoint": checkpoint_json(store, checkpoint_within(store, upto)?.as_ref(), upto),
             "now": now,
             "as_of": as_of,
             "policy": policy_source,

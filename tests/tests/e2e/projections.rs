@@ -770,6 +770,10 @@ fn reports_name_their_checkpoint_and_recompute_at_one() {
     // Status too; a size no checkpoint was signed at is refused.
     let s = ledger_json(&d, &["--json", "status", "C2", "--at-checkpoint", "2"]);
     assert_eq!(s["message"], "C2", "{s}");
+    assert_eq!(
+        (s["covered"].as_u64(), s["checkpoint"]["size"].as_u64()),
+        (Some(2), Some(2))
+    );
     let out = ledger(&d, &["status", "C3", "--at-checkpoint", "2"]);
     assert_eq!(out.status.code(), Some(2));
     assert!(

@@ -306,36 +306,15 @@ pub fn authorize_events(
             wrong_side.push(i);
         }
     }
-    if refused.is_empty() && wrong_side.is_empty() {
-        return Ok(());
-    }
-    if refused.is_empty() {
-        return Err(ApiError::forbidden(
-            "wrong_side",
-            format!(
-                "{} event(s) (first at index {}) report the other side's fact: handed_off, received, \
-                 opened and acknowledged are the recipient's to report (or a channel's: the channel \
-                 endpoints, or a reporter.system naming a channel), resent the sender's; nothing was \
-                 recorded",
-                wrong_side.len(),
-                wrong_side[0]
-            ),
-        )
-        .with_details(json!({ "indexes": wrong_side })));
-    }
-    Err(ApiError::forbidden(
-        "not_a_party",
+    refusal(
+        &refused,
+        &wrong_side,
         format!(
-            "{} event(s) (first at index {}) are about a message your organisation {} is not a party of, \
-             or not recorded yet (a sent must be from {} and use a message id no other sender has used); \
-             nothing was recorded",
-            refused.len(),
-            refused[0],
-            p.org,
-            p.org
+            "are about a message your organisation {org} is not a party of, or not recorded yet \
+             (a sent must be from {org} and use a message id no other sender has used)",
+            org = p.org
         ),
     )
-    .with_details(json!({ "indexes": refused })))
 }
 
 /// The tenant rule for format-2 events, which name their message's parties
@@ -378,34 +357,43 @@ fn authorize_scoped(p: &Principal, events: &[Event], operator: bool) -> Result<(
             wrong_side.push(i);
         }
     }
-    if refused.is_empty() && wrong_side.is_empty() {
-        return Ok(());
+    refusal(
+        &refused,
+        &wrong_side,
+        format!(
+            "name a message whose `from` and `to` are not your organisation {org}: report only \
+             about messages your organisation sends or receives"
+        ),
+    )
+}
+
+/// The answer to a write the tenant rule judged: Ok, or 403 naming the events it
+/// refuses (`not_a_party` first, else `wrong_side`) by index. Nothing is recorded.
+fn refusal(refused: &[usize], wrong_side: &[usize], not_a_party: String) -> Result<(), ApiError> {
+    if let Some(&first) = refused.first() {
+        return Err(ApiError::forbidden(
+            "not_a_party",
+            format!(
+                "{} event(s) (first at index {first}) {not_a_party}; nothing was recorded",
+                refused.len()
+            ),
+        )
+        .with_details(json!({ "indexes": refused })));
     }
-    if refused.is_empty() {
+    if let Some(&first) = wrong_side.first() {
         return Err(ApiError::forbidden(
             "wrong_side",
             format!(
-                "{} event(s) (first at index {}) report the other side's fact: sent and resent are \
-                 the sender's (`from`) to report; handed_off, received, opened and acknowledged the \
-                 recipient's (`to`), or a channel's (the channel endpoints, or a reporter.system \
-                 naming a channel); nothing was recorded",
-                wrong_side.len(),
-                wrong_side[0]
+                "{} event(s) (first at index {first}) report the other side's fact: sent and \
+                 resent are the sender's (`from`) to report; handed_off, received, opened and \
+                 acknowledged the recipient's (`to`), or a channel's (the channel endpoints, or a \
+                 reporter.system naming a channel); nothing was recorded",
+                wrong_side.len()
             ),
         )
         .with_details(json!({ "indexes": wrong_side })));
     }
-    Err(ApiError::forbidden(
-        "not_a_party",
-        format!(
-            "{} event(s) (first at index {}) name a message whose `from` and `to` are not your \
-             organisation {org}: report only about messages your organisation sends or receives; \
-             nothing was recorded",
-            refused.len(),
-            refused[0],
-        ),
-    )
-    .with_details(json!({ "indexes": refused })))
+    Ok(())
 }
 
 /// Resolves channel identifiers (a correspondence id, a conversation id) to messages,

@@ -49,6 +49,17 @@ fn store() -> (tempfile::TempDir, std::path::PathBuf, FileStore) {
     (dir, path, s)
 }
 
+/// Every event re-validated by its entry's format, every id unique in its namespace.
+fn verifies_deep(path: &std::path::Path) {
+    let opts = VerifyOptions {
+        unique_ids: true,
+        deep: true,
+        ..Default::default()
+    };
+    let report = verify_store(path, &opts, &()).unwrap();
+    assert!(report.ok(), "{:?}", report.faults);
+}
+
 #[test]
 fn a_format_2_event_names_its_parties_and_holds_no_free_text() {
     assert!(v2(sent("e1", "M1", A, B)).is_ok());
@@ -163,13 +174,7 @@ fn two_organisations_may_use_one_id_and_neither_touches_the_other() {
 
     // Verify: a repeat of an id within one organisation is a fault, across two not.
     drop(s);
-    let opts = VerifyOptions {
-        unique_ids: true,
-        deep: true,
-        ..Default::default()
-    };
-    let report = verify_store(&path, &opts, &()).unwrap();
-    assert!(report.ok(), "{:?}", report.faults);
+    verifies_deep(&path);
 }
 
 #[test]
@@ -197,17 +202,7 @@ fn a_format_1_ledger_takes_format_2_only_after_upgrade() {
     s.append(vec![v2(sent("n-1", "M-2", A, B)).unwrap()])
         .unwrap();
     drop(s);
-    let report = verify_store(
-        &path,
-        &VerifyOptions {
-            deep: true,
-            unique_ids: true,
-            ..Default::default()
-        },
-        &(),
-    )
-    .unwrap();
-    assert!(report.ok(), "{:?}", report.faults);
+    verifies_deep(&path);
 }
 
 #[test]

@@ -111,9 +111,17 @@ enum Command {
         event_format: Option<u8>,
     },
     /// Every event of one message, in the order recorded.
+    ///
+    /// Example: ledger history POL-2022-00017 --as-of 2022-06-01
     History {
-        /// The message id.
+        /// The message id (or FROM/TO/ID).
         message: String,
+        /// Only events that happened by T (event time): a date (00:00 UTC) or RFC 3339.
+        #[arg(long, value_name = "T")]
+        as_of: Option<String>,
+        /// Only entries the ledger had recorded by T (record time).
+        #[arg(long, value_name = "T")]
+        known_at: Option<String>,
     },
     /// The newest signed checkpoint (a C2SP signed note).
     Checkpoint {
@@ -186,20 +194,32 @@ enum Command {
         #[command(flatten)]
         when: questions::When,
     },
-    /// Messages by verdict (lost, at-risk, late, stuck, open, completed, resolved),
-    /// or every anomaly.
+    /// Messages by verdict now (lost, at-risk, late, stuck, open, completed,
+    /// resolved), every incident (what ever went wrong), or every anomaly.
     ///
-    /// Verdicts are defined in docs/projections.md. Filters apply to the message's
-    /// effective fields (a resend inherits its original's), and --since/--until to
-    /// when it was sent. Example:
-    ///   ledger report lost --to 977019397 --since 2023-01-01T00:00:00Z --format csv
+    /// Verdicts and incidents are defined in docs/projections.md. Filters apply to
+    /// the message's effective fields (a resend inherits its original's), and
+    /// --since/--until to when it was sent. Dates are 00:00 UTC. Examples:
+    ///   ledger report lost --to 977019397 --since 2023-01-01 --format csv
+    ///   ledger report lost --ever --category bekymringsmelding --since 2020-01-01
+    ///   ledger report incidents --kind lost_unread,failed --open
     Report {
         /// What to list.
         #[arg(value_enum)]
-        kind: questions::ReportKind,
-        /// With `anomalies`: only this kind (e.g. reporter_seq_gap).
-        #[arg(long = "kind", id = "anomaly_kind", value_name = "KIND")]
+        kind: questions::ReportName,
+        /// With `anomalies`: only this kind (e.g. reporter_seq_gap). With
+        /// `incidents`: only these kinds, comma-separated (lost_unread, failed,
+        /// handoff_never_received, never_delivered, opened_late, ack_late).
+        #[arg(long = "kind", id = "kind_filter", value_name = "KIND")]
         kind_filter: Option<String>,
+        /// With lost, stuck, late or at-risk: every message that was ever in that
+        /// state, whatever its verdict now (a message deleted unread and resent
+        /// months later stays counted), one row per incident with how it ended.
+        #[arg(long)]
+        ever: bool,
+        /// With incidents or --ever: only incidents that have not ended.
+        #[arg(long)]
+        open: bool,
         #[command(flatten)]
         query: questions::Query,
     },
@@ -450,9 +470,18 @@ fn run(cli: Cli) -> Result<u8> {
             Ok(0)
         }
         Command::Append { file, event_format } => append::run(dir, &file, event_format, cli.json),
-        Command::History { message } => {
+        Command::History {
+            message,
+            as_of,
+            known_at,
+        } => {
             let store = open(dir)?;
-            output::history(&store, &message, cli.json)?;
+            let when = questions::When {
+                as_of,
+                known_at,
+                ..Default::default()
+            };
+            output::history(&store, &message, &when, cli.json)?;
             Ok(0)
         }
         Command::Checkpoint { size } => {
@@ -587,10 +616,17 @@ fn run(cli: Cli) -> Result<u8> {
         Command::Report {
             kind,
             kind_filter,
+            ever,
+            open: open_only,
             query,
         } => {
             let store = open(dir)?;
-            questions::report(dir, &store, kind, kind_filter.as_deref(), &query, cli.json)
+            let opts = questions::ReportOptions {
+                kind: kind_filter.as_deref(),
+                ever,
+                open: open_only,
+            };
+            questions::report(dir, &store, kind, opts, &query, cli.json)
         }
         Command::Stats { by, query } => {
             let store = open(dir)?;
@@ -709,23 +745,31 @@ fn run_remote(r: remote::Remote, command: Command, as_json: bool) -> Result<u8> 
         ))))
     };
     match command {
-        Command::History { message } => remote::history(&r, &message, as_json),
-        Command::Status { message, when } => {
-            if when.policy.is_some() || when.at_checkpoint.is_some() {
-                return unsupported("--policy or --at-checkpoint");
+        Command::History {
+            message,
+            as_of,
+            known_at,
+        } => {
+            if as_of.is_some() || known_at.is_some() {
+                return unsupported("history --as-of or --known-at (ask `status` instead)");
             }
-            remote::status(&r, &message, when.as_of, when.now, as_json)
+            remote::history(&r, &message, as_json)
+        }
+        Command::Status { message, when } => {
+            if when.policy.is_some() {
+                return unsupported("--policy");
+            }
+            remote::status(&r, &message, &when, as_json)
         }
         Command::Report {
             kind,
             kind_filter,
+            ever,
+            open: open_only,
             query,
         } => {
-            if query.when.as_of.is_some()
-                || query.when.policy.is_some()
-                || query.when.at_checkpoint.is_some()
-            {
-                return unsupported("report --as-of, --policy or --at-checkpoint");
+            if query.when.policy.is_some() {
+                return unsupported("report --policy");
             }
             let f = &query.filters;
             let params = vec![
@@ -737,7 +781,15 @@ fn run_remote(r: remote::Remote, command: Command, as_json: bool) -> Result<u8> 
                 ("since", f.since.clone()),
                 ("until", f.until.clone()),
                 ("now", query.when.now.clone()),
+                ("as_of", query.when.as_of.clone()),
+                ("known_at", query.when.known_at.clone()),
+                (
+                    "at_checkpoint",
+                    query.when.at_checkpoint.map(|n| n.to_string()),
+                ),
                 ("kind", kind_filter),
+                ("ever", ever.then(|| "true".to_string())),
+                ("open", open_only.then(|| "true".to_string())),
             ];
             let format = query.format.unwrap_or(if as_json {
                 questions::Format::Json

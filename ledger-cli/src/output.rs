@@ -6,11 +6,11 @@ use std::io::Write;
 use anyhow::Result;
 use comfy_table::{Table, presets::UTF8_FULL_CONDENSED};
 use indicatif::{ProgressBar, ProgressStyle};
+use ledger_core::Store;
 use ledger_core::verify::{Progress, VerifyReport};
-use ledger_core::{Store, entry};
 use serde_json::{Value, json};
 
-pub(crate) fn json(v: &Value) -> Result<()> {
+pub(crate) fn json(v: &impl serde::Serialize) -> Result<()> {
     let mut out = std::io::stdout().lock();
     serde_json::to_writer_pretty(&mut out, v)?;
     out.write_all(b"\n")?;
@@ -75,36 +75,7 @@ fn detail(ev: &Value) -> String {
     }
 }
 
-/// One recorded entry of a message's history.
-pub(crate) struct HistoryRow {
-    pub seq: u64,
-    pub recorded_at: String,
-    pub hash: String,
-    pub event: Value,
-}
-
-/// The entries at `seqs`, read and parsed.
-pub(crate) fn history_rows(store: &dyn Store, seqs: &[u64]) -> Result<Vec<HistoryRow>> {
-    let alg = store.info().hash;
-    let mut rows = Vec::with_capacity(seqs.len());
-    for &seq in seqs {
-        let bytes = store.entry(seq)?;
-        let p = entry::parse_entry(&bytes)?;
-        rows.push(HistoryRow {
-            seq,
-            recorded_at: p.recorded_at.to_string(),
-            hash: hex::encode(alg.leaf(&bytes)),
-            event: serde_json::from_str(p.event)?,
-        });
-    }
-    Ok(rows)
-}
-
-pub(crate) fn history_json(rows: &[HistoryRow]) -> Vec<Value> {
-    rows.iter()
-        .map(|r| json!({"seq": r.seq, "recorded_at": r.recorded_at, "hash": r.hash, "event": r.event}))
-        .collect()
-}
+pub(crate) use ledger_core::questions::HistoryEntry as HistoryRow;
 
 pub(crate) fn history_table(rows: &[HistoryRow]) -> Table {
     let mut t = Table::new();
@@ -138,7 +109,12 @@ pub(crate) fn history_table(rows: &[HistoryRow]) -> Table {
     t
 }
 
-pub(crate) fn history(store: &dyn Store, name: &str, as_json: bool) -> Result<()> {
+pub(crate) fn history(
+    store: &dyn Store,
+    name: &str,
+    when: &crate::questions::When,
+    as_json: bool,
+) -> Result<()> {
     let key = match crate::questions::resolve_message(store, name) {
         Ok(k) => k,
         // No event names it: an empty history, as before.
@@ -147,11 +123,17 @@ pub(crate) fn history(store: &dyn Store, name: &str, as_json: bool) -> Result<()
         }
         Err(e) => return Err(e),
     };
+    let timing = when.timing()?;
     let message = ledger_core::event::split_message_key(&key).1;
-    let seqs = store.message_seqs(&key)?;
-    let rows = history_rows(store, &seqs)?;
+    let rows = ledger_core::questions::history_of(store, &key, &timing)
+        .map_err(crate::questions::input_error)?;
     if as_json {
-        return json(&json!({"message": message, "entries": history_json(&rows)}));
+        return json(&json!({
+            "message": message,
+            "as_of": timing.as_of,
+            "known_at": timing.known_at,
+            "entries": rows,
+        }));
     }
     if rows.is_empty() {
         eprintln!("no events are recorded for message {message:?}");

@@ -7,33 +7,40 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result, anyhow};
 use clap::{Args, ValueEnum};
 use comfy_table::{Table, presets::UTF8_FULL_CONDENSED};
+use std::borrow::Cow;
+
+use ledger_core::Store;
 use ledger_core::projection::{
-    self, AnomalyKind, AnomalyRow, Evaluation, Evaluator, Facts, Filter, GroupBy, Instant, Policy,
-    Verdict,
+    self, AnomalyRow, Evaluation, Evaluator, Facts, Filter, IncidentKind, IncidentRow, Instant,
+    Policy, Verdict,
 };
+use ledger_core::questions::{self, Basis, Header, QuestionError, ReportKind, Rows, Timing};
 use ledger_core::reconcile::{self, LedgerMessage, LedgerView};
-use ledger_core::{Store, event};
-use serde_json::{Value, json};
+use serde_json::json;
 
 use crate::{InputError, output};
 
 /// When to judge, and under which policy.
 #[derive(Args, Clone, Debug, Default)]
 pub(crate) struct When {
-    /// Answer as the ledger knew it at this time: only entries recorded by then, and
-    /// deadlines judged at then (a date, 2023-05-08 meaning 00:00 UTC, or an RFC 3339
-    /// time).
+    /// How it stood at T (event time): only events that happened by T, judged at T.
+    /// A date (2023-05-08, meaning 00:00 UTC) or an RFC 3339 time.
     #[arg(long, value_name = "T", conflicts_with = "now")]
     pub as_of: Option<String>,
-    /// Judge deadlines at this time instead of the clock, over all entries (what-if
-    /// questions, and logs of past years appended today); a date or an RFC 3339 time.
+    /// What the ledger knew at T (record time): only entries recorded by T; judged at
+    /// T unless --as-of or --now says otherwise. Combine with --as-of for "how it
+    /// stood at one time, as the ledger knew it at another".
+    #[arg(long, value_name = "T", conflicts_with = "at_checkpoint")]
+    pub known_at: Option<String>,
+    /// Judge deadlines at this time instead of the clock (what-if questions); a
+    /// date or an RFC 3339 time. Events are not cut at it: that is --as-of.
     #[arg(long, value_name = "T")]
     pub now: Option<String>,
     /// Answer over exactly the entries a signed checkpoint covers (its size, as
     /// `ledger checkpoint` or a report's `checkpoint` shows it): anyone holding the
     /// log up to that checkpoint recomputes the same answer. Combine with --now to
     /// fix the judging time.
-    #[arg(long, value_name = "SIZE", conflicts_with = "as_of")]
+    #[arg(long, value_name = "SIZE")]
     pub at_checkpoint: Option<u64>,
     /// Deadline policy (TOML). Default: <dir>/policy.toml if present, else the
     /// built-in policy/default.toml.
@@ -99,64 +106,48 @@ impl Query {
     }
 }
 
-impl When {
-    /// `--as-of` and `--now`, parsed.
-    fn times(&self) -> Result<(Option<Instant>, Option<Instant>)> {
-        let parse =
-            |flag: &str, v: &Option<String>| v.as_deref().map(|s| time_arg(flag, s)).transpose();
-        Ok((parse("--as-of", &self.as_of)?, parse("--now", &self.now)?))
+/// A question's error as the command line names it: `--since "x": …`.
+pub(crate) fn input_error(e: QuestionError) -> anyhow::Error {
+    match e {
+        QuestionError::BadParameter { name, reason } => {
+            anyhow!(InputError(format!("--{} {reason}", name.replace('_', "-"))))
+        }
+        QuestionError::NoCheckpoint(n) => anyhow!(InputError(format!(
+            "--at-checkpoint {n}: no checkpoint was signed at size {n} (`ledger checkpoint` \
+             shows the newest; a report's `checkpoint.size` names one)"
+        ))),
+        other => anyhow!(other),
     }
 }
 
-fn time_arg(flag: &str, s: &str) -> Result<Instant> {
-    Instant::parse_input(s).map_err(|e| anyhow!(InputError(format!("{flag} {e}"))))
+impl When {
+    pub(crate) fn timing(&self) -> Result<Timing> {
+        questions::When {
+            as_of: self.as_of.clone(),
+            known_at: self.known_at.clone(),
+            now: self.now.clone(),
+            at_checkpoint: self.at_checkpoint,
+        }
+        .timing()
+        .map_err(input_error)
+    }
 }
 
 impl Filters {
-    fn to_filter(&self) -> Result<Filter> {
-        if let Some(c) = &self.category
-            && !event::CATEGORIES.contains(&c.as_str())
-        {
-            return Err(anyhow!(InputError(format!(
-                "--category {c:?} is not one of: {}",
-                event::CATEGORIES.join(", ")
-            ))));
-        }
-        if let Some(c) = &self.channel
-            && !event::CHANNELS.contains(&c.as_str())
-        {
-            return Err(anyhow!(InputError(format!(
-                "--channel {c:?} is not one of: {}",
-                event::CHANNELS.join(", ")
-            ))));
-        }
-        for (flag, org) in [
-            ("--from", &self.from),
-            ("--to", &self.to),
-            ("--party", &self.party),
-        ] {
-            if let Some(o) = org {
-                ledger_core::ids::check_orgnr(o)
-                    .map_err(|e| anyhow!(InputError(format!("{flag} {o:?}: {e}"))))?;
-            }
-        }
-        Ok(Filter {
+    pub(crate) fn which(&self) -> questions::Which {
+        questions::Which {
             from: self.from.clone(),
             to: self.to.clone(),
+            party: self.party.clone(),
             category: self.category.clone(),
             channel: self.channel.clone(),
-            since: self
-                .since
-                .as_deref()
-                .map(|s| time_arg("--since", s))
-                .transpose()?,
-            until: self
-                .until
-                .as_deref()
-                .map(|s| time_arg("--until", s))
-                .transpose()?,
-            party: self.party.clone(),
-        })
+            since: self.since.clone(),
+            until: self.until.clone(),
+        }
+    }
+
+    fn to_filter(&self) -> Result<Filter> {
+        self.which().filter().map_err(input_error)
     }
 }
 
@@ -167,8 +158,8 @@ pub(crate) fn load_policy(dir: &Path, flag: Option<&Path>) -> Result<(Policy, St
         None => {
             let p = dir.join("policy.toml");
             if p.exists() {
-                let shown = p.display().to_string();
-                (Some(p), shown)
+                // Named as the server names it, so answers are the same documents.
+                (Some(p), "policy.toml".to_string())
             } else {
                 (None, "built-in default".to_string())
             }
@@ -186,144 +177,87 @@ pub(crate) fn load_policy(dir: &Path, flag: Option<&Path>) -> Result<(Policy, St
     Ok((policy, source))
 }
 
-/// Facts and the evaluation time for a question.
-pub(crate) struct Basis {
-    pub facts: Facts,
-    pub now: Instant,
-    pub as_of: Option<Instant>,
+/// The policy a command judges under, owned for the command's life.
+pub(crate) struct Judge {
     pub policy: Policy,
-    pub policy_source: String,
-    /// The signed checkpoint the answer is tied to: the one it was computed over
-    /// (`--at-checkpoint`), else the newest one within the entries it covers.
-    pub checkpoint: Option<ledger_core::SignedCheckpoint>,
+    pub source: String,
 }
 
-/// A Basis lives for one command of a process that exits right after; freeing a
+impl Judge {
+    pub(crate) fn load(dir: &Path, when: &When) -> Result<Judge> {
+        let (policy, source) = load_policy(dir, when.policy.as_deref())?;
+        Ok(Judge { policy, source })
+    }
+}
+
+/// The facts and time a question is answered over: the persisted head projection
+/// (caught up, and saved if it moved), or a replay in memory for --as-of,
+/// --known-at and --at-checkpoint, never touching the persisted projection.
+pub(crate) fn basis<'a>(
+    dir: &Path,
+    store: &dyn Store,
+    when: &When,
+    judge: &'a Judge,
+) -> Result<Basis<'a>> {
+    let timing = when.timing()?;
+    let bar = output::progress_count("projecting");
+    let size = store.size();
+    bar.0.set_length(size);
+    let b = Basis::new(
+        store,
+        timing,
+        &judge.policy,
+        &judge.source,
+        || {
+            head_facts(dir, store, &bar)
+                .map(Cow::Owned)
+                .map_err(|e| QuestionError::BadParameter {
+                    name: "dir",
+                    reason: format!("{e:#}"),
+                })
+        },
+        &mut |k| bar.0.set_position(k),
+    )
+    .map_err(input_error)?;
+    bar.0.finish_and_clear();
+    Ok(b)
+}
+
+/// A basis lives for one command of a process that exits right after; freeing a
 /// million messages one allocation at a time would cost a sixth of a report, so the
 /// facts are left to the process's exit.
-impl Drop for Basis {
-    fn drop(&mut self) {
-        std::mem::forget(std::mem::take(&mut self.facts));
-    }
+fn leave(b: Basis<'_>) {
+    std::mem::forget(b);
 }
 
-impl Basis {
-    pub fn evaluator(&self) -> Evaluator<'_> {
-        Evaluator::new(&self.facts, &self.policy, self.now)
-    }
-
-    fn header(&self, store: &dyn Store) -> Value {
-        let checkpoint = checkpoint_json(store, self.checkpoint.as_ref(), self.facts.covered());
-        json!({
-            "covered": self.facts.covered(),
-            "checkpoint": checkpoint,
-            "now": self.now,
-            "as_of": self.as_of,
-            "policy": self.policy_source,
-            "policy_digest": hex::encode(self.policy.digest(store.info().hash)),
-        })
-    }
-
-    /// The footer line of a table: what the answer was computed over.
-    fn over(&self) -> String {
-        let covered = self.facts.covered();
-        match &self.checkpoint {
-            Some(c) if c.size == covered => {
-                format!("over {covered} entries (signed checkpoint {covered})")
-            }
-            Some(c) => format!(
-                "over {covered} entries ({} after the signed checkpoint {}; `--at-checkpoint {}` answers over exactly it)",
-                covered - c.size,
-                c.size,
-                c.size
-            ),
-            None => format!("over {covered} entries"),
+/// The footer line of a table: what the answer was computed over.
+fn over(h: &Header) -> String {
+    let covered = h.covered;
+    let mut s = match &h.checkpoint {
+        Some(c) if c.size == covered => {
+            format!("over {covered} entries (signed checkpoint {covered})")
         }
-    }
-}
-
-/// A checkpoint as answers name it: origin, size, root, the signed note, and how many
-/// of the `covered` entries came after it.
-fn checkpoint_json(
-    store: &dyn Store,
-    cp: Option<&ledger_core::SignedCheckpoint>,
-    covered: u64,
-) -> Option<Value> {
-    cp.map(|c| {
-        let root = store
-            .verifier_key()
-            .verify(&c.note)
-            .map(|p| hex::encode(p.root))
-            .unwrap_or_default();
-        json!({
-            "origin": store.info().origin,
-            "size": c.size,
-            "root": root,
-            "note": c.note,
-            "entries_after": covered.saturating_sub(c.size),
-        })
-    })
-}
-
-/// The newest signed checkpoint within the first `covered` entries.
-fn checkpoint_within(
-    store: &dyn Store,
-    covered: u64,
-) -> Result<Option<ledger_core::SignedCheckpoint>> {
-    let latest = store.latest_checkpoint()?;
-    if latest.size <= covered {
-        return Ok(Some(latest));
-    }
-    Ok(store
-        .checkpoints(0, usize::MAX)?
-        .into_iter()
-        .rev()
-        .find(|c| c.size <= covered))
-}
-
-/// Loads the persisted facts (caught up, and saved if they moved), or for --as-of
-/// replays the prefix in memory, never touching the persisted projection.
-pub(crate) fn basis(dir: &Path, store: &dyn Store, when: &When) -> Result<Basis> {
-    let (policy, policy_source) = load_policy(dir, when.policy.as_deref())?;
-    let (as_of, now_flag) = when.times()?;
-    let bar = output::progress_count("projecting");
-    let mut checkpoint = None;
-    let facts = match (as_of, when.at_checkpoint) {
-        (Some(t), _) => {
-            let n = projection::prefix_at(store, t)?;
-            bar.0.set_length(n);
-            projection::replay(store, n, &mut |k| bar.0.set_position(k))?
-        }
-        (None, Some(n)) => {
-            let cp = store
-                .checkpoints(n, 1)?
-                .into_iter()
-                .find(|c| c.size == n)
-                .ok_or_else(|| {
-                    anyhow!(InputError(format!(
-                        "--at-checkpoint {n}: no checkpoint was signed at size {n} (`ledger checkpoint` \
-                         shows the newest; a report's `checkpoint.size` names one)"
-                    )))
-                })?;
-            checkpoint = Some(cp);
-            bar.0.set_length(n);
-            projection::replay(store, n, &mut |k| bar.0.set_position(k))?
-        }
-        (None, None) => head_facts(dir, store, &bar)?,
+        Some(c) => format!(
+            "over {covered} entries ({} after the signed checkpoint {}; `--at-checkpoint {}` answers over exactly it)",
+            covered - c.size,
+            c.size,
+            c.size
+        ),
+        None => format!("over {covered} entries"),
     };
-    bar.0.finish_and_clear();
-    if checkpoint.is_none() {
-        // The newest signed state within what the answer covers.
-        checkpoint = checkpoint_within(store, facts.covered())?;
+    if let Some(t) = h.as_of {
+        s.push_str(&format!(
+            ", as it stood at {} (events that happened by then)",
+            short(Some(t))
+        ));
     }
-    Ok(Basis {
-        facts,
-        now: as_of.or(now_flag).unwrap_or_else(Instant::now),
-        as_of,
-        policy,
-        policy_source,
-        checkpoint,
-    })
+    if let Some(t) = h.known_at {
+        s.push_str(&format!(
+            ", as the ledger knew it at {} (entries recorded by then)",
+            short(Some(t))
+        ));
+    }
+    s
 }
 
 fn head_facts(dir: &Path, store: &dyn Store, bar: &output::Bar) -> Result<Facts> {
@@ -387,6 +321,12 @@ pub(crate) const REPORT_COLUMNS: [&str; 14] = [
     "resolved_by",
 ];
 
+/// The columns of an incident report, as table and CSV headers.
+pub(crate) const INCIDENT_COLUMNS: [&str; 14] = [
+    "message", "kind", "cause", "began_at", "ended_by", "ended_at", "via", "evidence", "verdict",
+    "category", "channel", "from", "to", "sent_at",
+];
+
 fn report_cells(e: &Evaluation) -> [String; 14] {
     let o = |v: &Option<&str>| v.unwrap_or_default().to_string();
     let bare = |v: &Option<&str>| {
@@ -409,6 +349,31 @@ fn report_cells(e: &Evaluation) -> [String; 14] {
         bare(&e.resent_to),
         (e.recorded_anomalies + e.evaluated_anomalies.len()).to_string(),
         o(&e.resolved_by),
+    ]
+}
+
+fn incident_cells(r: &IncidentRow) -> Vec<String> {
+    let o = |v: &Option<&str>| v.unwrap_or_default().to_string();
+    let i = &r.incident;
+    vec![
+        bare_of(r.message).to_string(),
+        i.kind.name().to_string(),
+        o(&i.cause),
+        short(Some(i.began_at)),
+        i.ended_by.unwrap_or("(open)").to_string(),
+        short(i.ended_at),
+        i.via.map(bare_of).unwrap_or_default().to_string(),
+        i.evidence
+            .iter()
+            .map(u64::to_string)
+            .collect::<Vec<_>>()
+            .join(" "),
+        r.verdict.name().to_string(),
+        o(&r.category),
+        o(&r.channel),
+        o(&r.from),
+        o(&r.to),
+        short(r.sent_at),
     ]
 }
 
@@ -438,7 +403,7 @@ pub(crate) fn print_rows(format: Format, header: &[&str], rows: Vec<Vec<String>>
 
 /// What `ledger report` lists.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
-pub(crate) enum ReportKind {
+pub(crate) enum ReportName {
     /// Expired, deleted or failed unopened, and no resend opened.
     Lost,
     /// A deadline passed without its event, or expiry is near.
@@ -449,6 +414,9 @@ pub(crate) enum ReportKind {
     Stuck,
     /// Every anomaly: odd stories, unknown messages, reporter gaps.
     Anomalies,
+    /// Everything that ever went wrong, as episodes (also after a resend or a
+    /// resolution put it right): --kind lost_unread,failed,... selects kinds.
+    Incidents,
     /// In flight within deadlines.
     Open,
     /// Opened (and acknowledged) in time.
@@ -457,108 +425,104 @@ pub(crate) enum ReportKind {
     Resolved,
 }
 
-impl ReportKind {
+impl ReportName {
     /// The name in `GET /v1/reports/{kind}`.
     pub(crate) fn path_name(self) -> &'static str {
         match self {
-            ReportKind::Lost => "lost",
-            ReportKind::AtRisk => "at-risk",
-            ReportKind::Late => "late",
-            ReportKind::Stuck => "stuck",
-            ReportKind::Anomalies => "anomalies",
-            ReportKind::Open => "open",
-            ReportKind::Completed => "completed",
-            ReportKind::Resolved => "resolved",
+            ReportName::Lost => "lost",
+            ReportName::AtRisk => "at-risk",
+            ReportName::Late => "late",
+            ReportName::Stuck => "stuck",
+            ReportName::Anomalies => "anomalies",
+            ReportName::Incidents => "incidents",
+            ReportName::Open => "open",
+            ReportName::Completed => "completed",
+            ReportName::Resolved => "resolved",
         }
     }
+}
+
+/// How a report was asked for, beyond its filters.
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct ReportOptions<'a> {
+    /// `--kind`: an anomaly kind, or incident kinds (comma-separated).
+    pub kind: Option<&'a str>,
+    /// `--ever`: who was ever in that state (the incidents of its kinds).
+    pub ever: bool,
+    /// `--open`: incidents not yet ended.
+    pub open: bool,
 }
 
 pub(crate) fn report(
     dir: &Path,
     store: &dyn Store,
-    kind: ReportKind,
-    anomaly_kind: Option<&str>,
+    name: ReportName,
+    opts: ReportOptions<'_>,
     query: &Query,
     as_json: bool,
 ) -> Result<u8> {
-    let (when, format) = (&query.when, query.format(as_json));
+    let format = query.format(as_json);
     let filter = query.filters.to_filter()?;
-    let anomaly_kind = anomaly_kind
-        .map(|k| {
-            AnomalyKind::from_name(k).ok_or_else(|| {
-                let names: Vec<&str> = AnomalyKind::ALL.iter().map(|k| k.name()).collect();
-                anyhow!(InputError(format!(
-                    "--kind {k:?} is not one of: {}",
-                    names.join(", ")
-                )))
-            })
-        })
-        .transpose()?;
-    let b = basis(dir, store, when)?;
-    let eval = b.evaluator();
-    if kind == ReportKind::Anomalies {
-        let rows = projection::anomaly_rows(&eval, &filter, anomaly_kind);
-        return print_anomalies(store, &b, rows, format);
-    }
-    if anomaly_kind.is_some() {
-        return Err(anyhow!(InputError(
-            "--kind applies to `report anomalies` only".into()
-        )));
-    }
-    let verdict = match kind {
-        ReportKind::Lost => Verdict::Lost,
-        ReportKind::AtRisk => Verdict::AtRisk,
-        ReportKind::Late => Verdict::Late,
-        ReportKind::Stuck => Verdict::StuckInHandoff,
-        ReportKind::Open => Verdict::Open,
-        ReportKind::Completed => Verdict::Completed,
-        ReportKind::Resolved => Verdict::Resolved,
-        ReportKind::Anomalies => unreachable!("handled above"),
-    };
-    let rows = projection::report(&eval, &[verdict], &filter);
+    let kind = ReportKind::parse(name.path_name(), opts.kind, opts.ever, opts.open)
+        .map_err(input_error)?;
+    let judge = Judge::load(dir, &query.when)?;
+    let b = basis(dir, store, &query.when, &judge)?;
+    let answer = questions::report(store, &b, &kind, &filter);
     if format == Format::Json {
-        let mut v = b.header(store);
-        v["verdict"] = json!(verdict.name());
-        v["count"] = json!(rows.len());
-        v["messages"] = serde_json::to_value(&rows)?;
-        output::json(&v)?;
+        output::json(&answer)?;
+        leave(b);
         return Ok(0);
     }
-    let count = rows.len();
-    print_rows(
-        format,
-        &REPORT_COLUMNS,
-        rows.iter().map(|e| report_cells(e).to_vec()).collect(),
-    )?;
+    let count = answer.count;
+    let what = match &kind {
+        ReportKind::Verdict(v) => format!("{} message(s)", v.name()),
+        ReportKind::Anomalies(_) => "anomalies".to_string(),
+        ReportKind::Incidents { kinds, open_only } => format!(
+            "{}incident(s){}",
+            if *open_only { "open " } else { "" },
+            if kinds.is_empty() {
+                String::new()
+            } else {
+                format!(
+                    " of kind {}",
+                    kinds
+                        .iter()
+                        .map(|k| k.name())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                )
+            }
+        ),
+    };
+    match &answer.rows {
+        Rows::Messages(rows) => print_rows(
+            format,
+            &REPORT_COLUMNS,
+            rows.iter().map(|e| report_cells(e).to_vec()).collect(),
+        )?,
+        Rows::Incidents(rows) => print_rows(
+            format,
+            &INCIDENT_COLUMNS,
+            rows.iter().map(incident_cells).collect(),
+        )?,
+        Rows::Anomalies(rows) => print_anomalies(rows, format)?,
+    }
     if format == Format::Table {
         eprintln!(
-            "{count} {} message(s), judged at {} under the {} policy, {}",
-            verdict.name(),
-            short(Some(b.now)),
-            b.policy_source,
-            b.over()
+            "{count} {what}, judged at {} under the {} policy, {}",
+            short(Some(answer.header.now)),
+            answer.header.policy,
+            over(&answer.header)
         );
     }
+    leave(b);
     Ok(0)
 }
 
-fn print_anomalies(
-    store: &dyn Store,
-    b: &Basis,
-    rows: Vec<AnomalyRow>,
-    format: Format,
-) -> Result<u8> {
-    if format == Format::Json {
-        let mut v = b.header(store);
-        v["count"] = json!(rows.len());
-        v["anomalies"] = serde_json::to_value(&rows)?;
-        output::json(&v)?;
-        return Ok(0);
-    }
+fn print_anomalies(rows: &[AnomalyRow], format: Format) -> Result<()> {
     let header = ANOMALY_COLUMNS;
     let o = |v: &Option<String>| v.clone().unwrap_or_default();
     let n = |v: Option<u64>| v.map(|x| x.to_string()).unwrap_or_default();
-    let count = rows.len();
     let cells = rows
         .iter()
         .map(|r| {
@@ -578,11 +542,7 @@ fn print_anomalies(
             ]
         })
         .collect();
-    print_rows(format, &header, cells)?;
-    if format == Format::Table {
-        eprintln!("{count} anomalies");
-    }
-    Ok(0)
+    print_rows(format, &header, cells)
 }
 
 /// How `ledger stats` groups.
@@ -607,29 +567,31 @@ pub(crate) fn stats(
     query: &Query,
     as_json: bool,
 ) -> Result<u8> {
-    let (when, format) = (&query.when, query.format(as_json));
+    let format = query.format(as_json);
     let filter = query.filters.to_filter()?;
-    let b = basis(dir, store, when)?;
-    let group = match by {
-        None => GroupBy::All,
-        Some(By::From) => GroupBy::From,
-        Some(By::To) => GroupBy::To,
-        Some(By::Channel) => GroupBy::Channel,
-        Some(By::Category) => GroupBy::Category,
-        Some(By::Month) => GroupBy::Month,
-    };
-    let rows = projection::stats(&b.evaluator(), group, &filter);
+    let group = questions::group_by(by.map(|b| match b {
+        By::From => "from",
+        By::To => "to",
+        By::Channel => "channel",
+        By::Category => "category",
+        By::Month => "month",
+    }))
+    .map_err(input_error)?;
+    let judge = Judge::load(dir, &query.when)?;
+    let b = basis(dir, store, &query.when, &judge)?;
+    let answer = questions::stats(store, &b, group, &filter);
     if format == Format::Json {
-        let mut v = b.header(store);
-        v["by"] = json!(by.map(|b| format!("{b:?}").to_lowercase()));
-        v["groups"] = serde_json::to_value(&rows)?;
-        output::json(&v)?;
+        output::json(&answer)?;
+        leave(b);
         return Ok(0);
     }
     let mut header = vec!["group", "total"];
     header.extend(Verdict::ALL.iter().map(|v| v.name()));
     header.push("with_anomalies");
-    let cells = rows
+    header.extend(IncidentKind::ALL.iter().map(|k| k.name()));
+    header.push("with_incidents");
+    let cells = answer
+        .groups
         .iter()
         .map(|r| {
             let mut c = vec![r.group.clone(), r.total.to_string()];
@@ -639,10 +601,25 @@ pub(crate) fn stats(
                     .map(|v| r.verdicts[v.name()].to_string()),
             );
             c.push(r.with_anomalies.to_string());
+            c.extend(
+                IncidentKind::ALL
+                    .iter()
+                    .map(|k| r.incidents[k.name()].to_string()),
+            );
+            c.push(r.with_incidents.to_string());
             c
         })
         .collect();
     print_rows(format, &header, cells)?;
+    if format == Format::Table {
+        eprintln!(
+            "judged at {} under the {} policy, {}",
+            short(Some(answer.header.now)),
+            answer.header.policy,
+            over(&answer.header)
+        );
+    }
+    leave(b);
     Ok(0)
 }
 
@@ -687,59 +664,39 @@ pub(crate) fn status(
     as_json: bool,
 ) -> Result<u8> {
     let key = resolve_message(store, name)?;
-    let message = key.as_str();
-    let (policy, policy_source) = load_policy(dir, when.policy.as_deref())?;
-    let (as_of, now_flag) = when.times()?;
-    let now = as_of.or(now_flag).unwrap_or_else(Instant::now);
-    let upto = match (as_of, when.at_checkpoint) {
-        (Some(t), _) => projection::prefix_at(store, t)?,
-        (None, Some(n)) => {
-            if store.checkpoint_at(n)?.is_none() {
-                return Err(anyhow!(InputError(format!(
-                    "--at-checkpoint {n}: no checkpoint was signed at size {n}"
-                ))));
-            }
-            n
-        }
-        (None, None) => store.size(),
-    };
-    let Some(facts) = projection::family_facts(store, message, upto)? else {
-        let when_note = as_of
-            .map(|t| format!(" as of {}", short(Some(t))))
-            .unwrap_or_default();
+    let judge = Judge::load(dir, when)?;
+    let timing = when.timing()?;
+    let Some((facts, cp)) = questions::message_facts(store, &key, &timing).map_err(input_error)?
+    else {
+        let when_note = match (timing.as_of, timing.known_at) {
+            (Some(t), _) => format!(" that happened by {}", short(Some(t))),
+            (None, Some(t)) => format!(" recorded by {}", short(Some(t))),
+            _ => String::new(),
+        };
         return Err(anyhow!(InputError(format!(
-            "no event names message {name:?}{when_note}"
+            "no event{when_note} names message {name:?}"
         ))));
     };
-    let eval = Evaluator::new(&facts, &policy, now);
-    let e = eval
-        .evaluate(message)
+    let checkpoint = match cp {
+        Some(c) => Some(c),
+        None => questions::checkpoint_within(store, facts.covered())?,
+    };
+    let b = Basis {
+        facts: Cow::Owned(facts),
+        now: timing.judged_at(Instant::now()),
+        timing,
+        policy: &judge.policy,
+        policy_source: &judge.source,
+        checkpoint,
+    };
+    let a = questions::message(store, &b, &key)
+        .map_err(input_error)?
         .ok_or_else(|| anyhow!(InputError(format!("no event names message {name:?}"))))?;
-    let m = facts.message(message).expect("evaluated");
-    let seqs: Vec<u64> = store
-        .message_seqs(message)?
-        .into_iter()
-        .filter(|&s| s < upto)
-        .collect();
-    let history = output::history_rows(store, &seqs)?;
     if as_json {
-        output::json(&json!({
-            "message": e.id(),
-            "from": e.from,
-            "to": e.to,
-            "covered": upto,
-            "checkpoint": checkpoint_json(store, checkpoint_within(store, upto)?.as_ref(), upto),
-            "now": now,
-            "as_of": as_of,
-            "policy": policy_source,
-            "policy_digest": hex::encode(policy.digest(store.info().hash)),
-            "status": m.status().name(),
-            "evaluation": e,
-            "facts": m,
-            "history": output::history_json(&history),
-        }))?;
+        output::json(&a)?;
         return Ok(0);
     }
+    let (e, m) = (&a.evaluation, a.facts);
     let o = |v: &Option<&str>| v.unwrap_or("-").to_string();
     println!("message    {}", e.id());
     println!(
@@ -750,7 +707,7 @@ pub(crate) fn status(
             .map(|d| format!(", due {}", short(Some(d))))
             .unwrap_or_default()
     );
-    println!("status     {}", m.status().name());
+    println!("status     {}", a.status);
     println!(
         "sent       {} {} → {} via {} ({})",
         if e.origin_at.is_some() {
@@ -794,13 +751,10 @@ pub(crate) fn status(
         println!("expires    {} ({src})", short(Some(x)));
     }
     println!(
-        "judged at  {}{} under the {policy_source} policy",
-        short(Some(now)),
-        if as_of.is_some() {
-            " (as of: entries recorded by then)"
-        } else {
-            ""
-        }
+        "judged at  {} under the {} policy, {}",
+        short(Some(a.header.now)),
+        a.header.policy,
+        over(&a.header)
     );
     if !e.deadlines.is_empty() {
         let mut t = Table::new();
@@ -822,16 +776,42 @@ pub(crate) fn status(
         }
         println!("{t}");
     }
+    if !a.incidents.is_empty() {
+        let mut t = Table::new();
+        t.load_preset(UTF8_FULL_CONDENSED);
+        t.set_header([
+            "incident", "cause", "began", "ended by", "ended", "evidence",
+        ]);
+        for i in &a.incidents {
+            t.add_row([
+                i.kind.name().to_string(),
+                i.cause.unwrap_or_default().to_string(),
+                short(Some(i.began_at)),
+                match (i.ended_by, i.via) {
+                    (Some(b), Some(v)) => format!("{b} ({})", bare_of(v)),
+                    (Some(b), None) => b.to_string(),
+                    (None, _) => "(still open)".to_string(),
+                },
+                short(i.ended_at),
+                i.evidence
+                    .iter()
+                    .map(u64::to_string)
+                    .collect::<Vec<_>>()
+                    .join(" "),
+            ]);
+        }
+        println!("{t}");
+    }
     if !m.anomalies.is_empty() || !e.evaluated_anomalies.is_empty() {
         let mut t = Table::new();
         t.load_preset(UTF8_FULL_CONDENSED);
         t.set_header(["anomaly", "seq", "other seq", "detail"]);
-        for a in &m.anomalies {
+        for an in &m.anomalies {
             t.add_row([
-                a.kind.name().to_string(),
-                a.seq.to_string(),
-                a.other_seq.map(|s| s.to_string()).unwrap_or_default(),
-                a.detail.clone().unwrap_or_default(),
+                an.kind.name().to_string(),
+                an.seq.to_string(),
+                an.other_seq.map(|s| s.to_string()).unwrap_or_default(),
+                an.detail.clone().unwrap_or_default(),
             ]);
         }
         for (k, seq) in &e.evaluated_anomalies {
@@ -844,7 +824,7 @@ pub(crate) fn status(
         }
         println!("{t}");
     }
-    println!("{}", output::history_table(&history));
+    println!("{}", output::history_table(&a.history));
     Ok(0)
 }
 
@@ -856,7 +836,7 @@ pub(crate) fn replay(
     as_json: bool,
 ) -> Result<u8> {
     let (policy, policy_source) = load_policy(dir, when.policy.as_deref())?;
-    if when.as_of.is_some() || when.at_checkpoint.is_some() {
+    if when.as_of.is_some() || when.known_at.is_some() || when.at_checkpoint.is_some() {
         return Err(anyhow!(InputError(
             "replay rebuilds the head projection; use --now T to choose the evaluation time".into()
         )));
@@ -868,7 +848,7 @@ pub(crate) fn replay(
     let facts = projection::replay(store, size, &mut |k| bar.0.set_position(k))?;
     let elapsed = started.elapsed();
     bar.0.finish_and_clear();
-    let now = match when.times()?.1 {
+    let now = match when.timing()?.now {
         Some(t) => t,
         None => projection::recorded_at_before(store, size)?,
     };
@@ -1054,7 +1034,8 @@ pub(crate) fn reconcile(
     };
     let sent_list = read(&sent)?;
     let received_list = read(&received)?;
-    let b = basis(dir, store, when)?;
+    let judge = Judge::load(dir, when)?;
+    let b = basis(dir, store, when, &judge)?;
     let eval = b.evaluator();
     let scope: Vec<String> = if filter.is_empty() {
         Vec::new()
@@ -1068,7 +1049,7 @@ pub(crate) fn reconcile(
     let diffs = reconcile::reconcile(&sent_list.rows, &received_list.rows, &view, &scope);
     let summary = reconcile::summary(&diffs);
     if format == Format::Json {
-        let mut v = b.header(store);
+        let mut v = serde_json::to_value(b.header(store))?;
         v["summary"] = json!(
             summary
                 .iter()

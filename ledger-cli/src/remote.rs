@@ -157,14 +157,18 @@ pub(crate) fn history(r: &Remote, message: &str, as_json: bool) -> Result<u8> {
 pub(crate) fn status(
     r: &Remote,
     message: &str,
-    as_of: Option<String>,
-    now: Option<String>,
+    when: &crate::questions::When,
     as_json: bool,
 ) -> Result<u8> {
     let v = r.get(&format!(
         "/v1/messages/{}{}",
         enc(message),
-        query(&[("as_of", as_of), ("now", now)])
+        query(&[
+            ("as_of", when.as_of.clone()),
+            ("known_at", when.known_at.clone()),
+            ("now", when.now.clone()),
+            ("at_checkpoint", when.at_checkpoint.map(|n| n.to_string())),
+        ])
     ))?;
     if as_json {
         output::json(&v)?;
@@ -218,13 +222,29 @@ pub(crate) fn report(
         Value::String(s) => s.clone(),
         other => other.to_string(),
     };
-    use crate::questions::{ANOMALY_COLUMNS, REPORT_COLUMNS};
+    use crate::questions::{ANOMALY_COLUMNS, INCIDENT_COLUMNS, REPORT_COLUMNS};
     let anomalies = kind == "anomalies";
+    let incidents = v["report"] == "incidents";
     let table: Vec<Vec<String>> = rows
         .iter()
         .map(|r| {
             if anomalies {
                 return ANOMALY_COLUMNS.iter().map(|k| cell(&r[*k])).collect();
+            }
+            if incidents {
+                return INCIDENT_COLUMNS
+                    .iter()
+                    .map(|k| match *k {
+                        "evidence" => r[*k]
+                            .as_array()
+                            .into_iter()
+                            .flatten()
+                            .map(cell)
+                            .collect::<Vec<_>>()
+                            .join(" "),
+                        k => cell(&r[k]),
+                    })
+                    .collect();
             }
             REPORT_COLUMNS
                 .iter()
@@ -242,6 +262,8 @@ pub(crate) fn report(
         .collect();
     let header: &[&str] = if anomalies {
         &ANOMALY_COLUMNS
+    } else if incidents {
+        &INCIDENT_COLUMNS
     } else {
         &REPORT_COLUMNS
     };

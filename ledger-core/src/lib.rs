@@ -27,6 +27,7 @@ pub mod ids;
 pub mod limits;
 pub mod merkle;
 pub mod projection;
+pub mod questions;
 pub mod reconcile;
 pub mod segment;
 pub mod store;

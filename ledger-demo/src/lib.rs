@@ -70,6 +70,10 @@ pub struct Truth {
     pub anomalies: Vec<TruthAnomaly>,
     /// The `reporter_seq_gap` ranges, sorted by (org, system, from).
     pub gaps: Vec<TruthGap>,
+    /// Every message that was ever lost (deleted, expired or failed before anyone
+    /// opened it or a resend of it), whatever its verdict now, sorted.
+    #[serde(default)]
+    pub ever_lost: Vec<TruthIncident>,
     /// The expected rows of `ledger reconcile --sent police-export.csv --received
     /// municipality.csv`, sorted by class (table order), list, line, message.
     pub reconcile: Vec<TruthReconcile>,
@@ -82,6 +86,17 @@ pub struct TruthAnomaly {
     pub kind: String,
     /// The message the anomaly is about.
     pub message: String,
+}
+
+/// One expected loss incident (docs/projections.md §2.6).
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct TruthIncident {
+    /// `lost_unread` or `failed`.
+    pub kind: String,
+    /// The message.
+    pub message: String,
+    /// How it ended by [`T_END`]: `resend_opened`, or `None` while still open.
+    pub ended_by: Option<String>,
 }
 
 /// One expected `reporter_seq_gap`: the reporter numbers `from ..= to` of a stream never
@@ -511,6 +526,8 @@ struct Gen {
     /// (followed by its `delivered`, `opened` and `acknowledged`).
     obd_candidates: Vec<u32>,
     anomalies: Vec<(Anomaly, u32)>,
+    /// Loss incidents: (message, `lost_unread` or `failed`, ended by a resend's open).
+    losses: Vec<(u32, &'static str, bool)>,
     gaps: Vec<(u16, u32, u32)>,
     dropped: usize,
 }
@@ -562,6 +579,7 @@ pub fn generate(opts: &Options) -> Scenario {
         events: g.events,
         dropped: g.dropped,
         anomalies: g.anomalies,
+        losses: g.losses,
         gaps: g.gaps,
         truth: OnceLock::new(),
     }
@@ -582,6 +600,7 @@ impl Gen {
             numbers: [0; 4],
             obd_candidates: Vec::new(),
             anomalies: Vec::new(),
+            losses: Vec::new(),
             gaps: Vec::new(),
             dropped: 0,
         }
@@ -849,6 +868,7 @@ impl Gen {
                 let r = self.rng.range(2 * DAY, 4 * DAY);
                 let a = self.rng.range(DAY, 2 * DAY);
                 self.push(c.at(sent + f), msg, websak, Kind::Failed, channel.error());
+                self.losses.push((msg, "failed", true));
                 let resent = c.at(sent + DAY);
                 let letter = self.resend(msg, websak, Suffix::Brev, Channel::Letter, resent);
                 let received = c.at(resent + r);
@@ -869,6 +889,9 @@ impl Gen {
                 let r1 = self.resend(msg, websak, Suffix::R1, Channel::Email, r1_at);
                 let error = Channel::Email.error();
                 self.push(c.at(r1_at + 10 * MIN), r1, websak, Kind::Failed, error);
+                // Both failures end when the letter (the second resend) arrives.
+                self.losses.push((msg, "failed", true));
+                self.losses.push((r1, "failed", true));
                 let r2_at = c.at(sent + DAY);
                 let r2 = self.resend(r1, websak, Suffix::R2, Channel::Letter, r2_at);
                 self.push(c.at(sent + 3 * DAY), r2, websak, Kind::Received, 0);
@@ -883,6 +906,8 @@ impl Gen {
                 self.push(c.at(sent + d), msg, police_altinn, Kind::Delivered, 0);
                 let expired = c.at(sent + 30 * DAY);
                 self.push(expired, msg, police_altinn, Kind::Expired, 0);
+                // Expired unread; a resend's receipt (a letter's open) ends it.
+                self.losses.push((msg, "lost_unread", response < 95));
                 if response >= 95 {
                     // Never resent: still lost at T_END.
                     self.settle(msg, Verdict::Lost, 0);
@@ -987,6 +1012,7 @@ impl Gen {
         if self.orgs[usize::from(muni)].broken && broken < 40 {
             let f = self.rng.range(5 * MIN, 30 * MIN);
             self.push(c.at(sent + f), msg, fiks, Kind::Failed, ERROR_BROKEN);
+            self.losses.push((msg, "failed", false));
             self.settle(msg, Verdict::Lost, 0);
             return;
         }
@@ -1145,6 +1171,8 @@ pub struct Scenario {
     events: Vec<Ev>,
     dropped: usize,
     anomalies: Vec<(Anomaly, u32)>,
+    /// Loss incidents: (message, `lost_unread` or `failed`, ended by a resend's open).
+    losses: Vec<(u32, &'static str, bool)>,
     gaps: Vec<(u16, u32, u32)>,
     truth: OnceLock<Truth>,
 }
@@ -1541,6 +1569,16 @@ impl Scenario {
             })
             .collect();
         gaps.sort();
+        let mut ever_lost: Vec<TruthIncident> = self
+            .losses
+            .iter()
+            .map(|&(m, kind, ended)| TruthIncident {
+                kind: kind.to_owned(),
+                message: self.name(m),
+                ended_by: ended.then(|| "resend_opened".to_owned()),
+            })
+            .collect();
+        ever_lost.sort();
         Truth {
             now: T_END.to_owned(),
             seed: self.seed,
@@ -1548,6 +1586,7 @@ impl Scenario {
             verdicts,
             anomalies,
             gaps,
+            ever_lost,
             reconcile: self.reconcile_truth(),
         }
     }

@@ -104,20 +104,22 @@ pub fn openapi_yaml() -> String {
     routes::openapi_yaml()
 }
 
-/// The policy verdicts are judged under: `<dir>/policy.toml`, else the built-in one.
-fn policy(dir: &Path) -> Result<Policy, ServeError> {
+/// The policy verdicts are judged under: `<dir>/policy.toml`, else the built-in one;
+/// and where it came from, as answers name it (the CLI names them alike).
+fn policy(dir: &Path) -> Result<(Policy, &'static str), ServeError> {
     let p = dir.join("policy.toml");
     if !p.exists() {
-        return Ok(Policy::default_policy());
+        return Ok((Policy::default_policy(), "built-in default"));
     }
     let text = std::fs::read_to_string(&p).map_err(|e| ServeError::File {
         path: p.display().to_string(),
         reason: e.to_string(),
     })?;
-    Policy::parse(&text).map_err(|e| ServeError::File {
+    let policy = Policy::parse(&text).map_err(|e| ServeError::File {
         path: p.display().to_string(),
         reason: e.to_string(),
-    })
+    })?;
+    Ok((policy, "policy.toml"))
 }
 
 /// Serves the ledger in `dir` until `shutdown` resolves, then drains: requests in

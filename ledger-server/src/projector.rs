@@ -103,6 +103,7 @@ pub struct Projector {
     store: Arc<Engine>,
     dir: PathBuf,
     policy: Policy,
+    policy_source: &'static str,
     live: RwLock<Live>,
     ring: Mutex<Ring>,
     /// Entries covered when this process started: earlier changes were never kept.
@@ -122,7 +123,7 @@ impl Projector {
     pub fn start(
         store: Arc<Engine>,
         dir: PathBuf,
-        policy: Policy,
+        (policy, policy_source): (Policy, &'static str),
         metrics: Arc<Metrics>,
         sweep_interval: Duration,
     ) -> Result<(Arc<Projector>, std::thread::JoinHandle<()>), projection::ProjectionError> {
@@ -163,6 +164,7 @@ impl Projector {
             store,
             dir,
             policy,
+            policy_source,
             live: RwLock::new(live),
             ring: Mutex::new(Ring::default()),
             origin: covered_at_start,
@@ -186,6 +188,11 @@ impl Projector {
     /// The policy verdicts are judged under.
     pub fn policy(&self) -> &Policy {
         &self.policy
+    }
+
+    /// Where the policy came from (`policy.toml` or `built-in default`).
+    pub fn policy_source(&self) -> &'static str {
+        self.policy_source
     }
 
     /// Read access to the live state.

@@ -84,9 +84,9 @@ pub fn report_ids(dir: &Path, kind: &str, args: &[&str]) -> Vec<String> {
 
 /// The sorted `message` ids of a report's JSON.
 pub fn message_ids(report: &serde_json::Value) -> Vec<String> {
-    let mut v: Vec<String> = report["messages"]
+    let mut v: Vec<String> = report["rows"]
         .as_array()
-        .expect("a report's messages")
+        .expect("a report's rows")
         .iter()
         .map(|m| m["message"].as_str().expect("an id").to_string())
         .collect();

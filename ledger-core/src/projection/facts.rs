@@ -616,6 +616,31 @@ impl Facts {
         self.apply_entry_noting(seq, bytes, &mut |_| {})
     }
 
+    /// As [`Facts::apply_entry`], but an event that happened after `happened_by`
+    /// (its `at`) is passed over: the facts of "how it stood at T" (§5). The entry
+    /// still counts as covered.
+    pub fn apply_entry_happened_by(
+        &mut self,
+        seq: u64,
+        bytes: &[u8],
+        happened_by: Instant,
+    ) -> Result<(), ProjectionError> {
+        let bad = |reason: String| ProjectionError::BadEntry { seq, reason };
+        let parsed = entry::parse_envelope(bytes).map_err(|e| bad(e.to_string()))?;
+        let view = EventView::parse(parsed.event, parsed.v).map_err(bad)?;
+        if view.at <= happened_by {
+            return self.apply_entry(seq, bytes);
+        }
+        if seq != self.covered {
+            return Err(ProjectionError::OutOfOrder {
+                expected: self.covered,
+                got: seq,
+            });
+        }
+        self.covered = seq + 1;
+        Ok(())
+    }
+
     /// As [`Facts::apply_entry`], and names the messages whose facts it changed (the
     /// event's message, and a resend's new message) to `touched`.
     pub fn apply_entry_noting(
@@ -642,7 +667,12 @@ impl Facts {
 
     /// Applies an entry of a subset of the log (one message family): seqs ascend
     /// but may skip. Stream state is then partial.
-    pub(crate) fn apply_sparse(&mut self, seq: u64, bytes: &[u8]) -> Result<(), ProjectionError> {
+    pub(crate) fn apply_sparse(
+        &mut self,
+        seq: u64,
+        bytes: &[u8],
+        happened_by: Option<Instant>,
+    ) -> Result<(), ProjectionError> {
         if seq < self.covered {
             return Err(ProjectionError::OutOfOrder {
                 expected: self.covered,
@@ -650,7 +680,10 @@ impl Facts {
             });
         }
         self.covered = seq;
-        self.apply_entry(seq, bytes)
+        match happened_by {
+            Some(t) => self.apply_entry_happened_by(seq, bytes, t),
+            None => self.apply_entry(seq, bytes),
+        }
     }
 
     /// Whether the event's reporter is no party of its message (as known so far): a

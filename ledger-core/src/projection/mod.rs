@@ -21,6 +21,7 @@
 mod digest;
 mod facts;
 mod fields;
+mod incident;
 mod instant;
 mod messages;
 mod persist;
@@ -38,10 +39,13 @@ pub use facts::{
     Anomaly, AnomalyKind, Duplicate, Facts, Gap, Hop, Link, Mark, MessageFacts, Receipt, Refs,
     Resolution, Sent, Status, Stream,
 };
+pub use incident::{Incident, IncidentKind};
 pub use instant::Instant;
 pub use persist::{CatchUp, FILE_NAME, load_or_rebuild, save};
 pub use policy::{DEFAULT_POLICY, Policy, PolicyError, Rule, parse_duration};
-pub use report::{AnomalyRow, Filter, GroupBy, StatsRow, anomaly_rows, report, stats};
+pub use report::{
+    AnomalyRow, Filter, GroupBy, IncidentRow, StatsRow, anomaly_rows, incident_rows, report, stats,
+};
 pub use verdict::{
     Deadline, DeadlineKind, DeadlineState, Evaluation, Evaluator, ExpirySource, Verdict,
 };
@@ -96,13 +100,41 @@ pub fn catch_up(
     to: u64,
     progress: &mut Progress<'_>,
 ) -> Result<(), ProjectionError> {
+    catch_up_happened_by(store, facts, to, None, progress)
+}
+
+/// Builds the facts of entries `0 .. to` from scratch, leaving out every event that
+/// happened (its `at`) after `happened_by`: how things stood at that time, as far as
+/// the ledger learned it by entry `to` (§5).
+pub fn replay_happened_by(
+    store: &dyn Store,
+    to: u64,
+    happened_by: Instant,
+    progress: &mut Progress<'_>,
+) -> Result<Facts, ProjectionError> {
+    let mut facts = Facts::default();
+    catch_up_happened_by(store, &mut facts, to, Some(happened_by), progress)?;
+    Ok(facts)
+}
+
+fn catch_up_happened_by(
+    store: &dyn Store,
+    facts: &mut Facts,
+    to: u64,
+    happened_by: Option<Instant>,
+    progress: &mut Progress<'_>,
+) -> Result<(), ProjectionError> {
     let from = facts.covered();
     if from >= to {
         return Ok(());
     }
     let mut failure = None;
     let result = store.scan(from, to, &mut |seq, bytes| {
-        if let Err(e) = facts.apply_entry(seq, bytes) {
+        let applied = match happened_by {
+            Some(t) => facts.apply_entry_happened_by(seq, bytes, t),
+            None => facts.apply_entry(seq, bytes),
+        };
+        if let Err(e) = applied {
             failure = Some(e);
             return Err(StoreError::Corrupt(format!(
                 "entry {seq} cannot be projected"
@@ -207,10 +239,14 @@ pub fn find_messages(store: &dyn Store, id: &str) -> Result<Vec<String>, Project
 /// every message of the family (their facts depend on nothing else), and fast, since
 /// it reads only their entries through the message index. Reporter streams are
 /// not computed. `None` if no entry names the message.
+///
+/// With `happened_by`, events that happened after it are left out (§5); a message
+/// none of whose events happened by then is `None` too.
 pub fn family_facts(
     store: &dyn Store,
     message: &str,
     to: u64,
+    happened_by: Option<Instant>,
 ) -> Result<Option<Facts>, ProjectionError> {
     let mut seen = BTreeSet::new();
     let mut seqs = BTreeSet::new();
@@ -246,7 +282,10 @@ pub fn family_facts(
     }
     let mut facts = Facts::default();
     for (seq, bytes) in entries {
-        facts.apply_sparse(seq, &bytes)?;
+        facts.apply_sparse(seq, &bytes, happened_by)?;
+    }
+    if facts.message(message).is_none() {
+        return Ok(None);
     }
     Ok(Some(facts))
 }

@@ -7,6 +7,7 @@ use serde::Serialize;
 
 use super::Instant;
 use super::facts::AnomalyKind;
+use super::incident::{Incident, IncidentKind};
 use super::messages::per_shard;
 use super::verdict::{Evaluation, Evaluator, Verdict};
 
@@ -75,6 +76,81 @@ pub fn report<'a>(
     });
     let mut rows: Vec<Evaluation<'a>> = parts.into_iter().flatten().collect();
     rows.sort_unstable_by(|a, b| (a.origin_at, &a.message).cmp(&(b.origin_at, &b.message)));
+    rows
+}
+
+/// One incident of a message, with the message's effective fields and current
+/// verdict: a row of `report incidents`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct IncidentRow<'a> {
+    /// The message's key (answers show its bare id).
+    #[serde(serialize_with = "bare_key")]
+    pub message: &'a str,
+    /// Effective sender.
+    pub from: Option<&'a str>,
+    /// Effective recipient.
+    pub to: Option<&'a str>,
+    /// Effective category.
+    pub category: Option<&'a str>,
+    /// Effective channel.
+    pub channel: Option<&'a str>,
+    /// When it was sent.
+    pub sent_at: Option<Instant>,
+    /// Where the message stands now.
+    pub verdict: Verdict,
+    /// The episode.
+    #[serde(flatten)]
+    pub incident: Incident<'a>,
+}
+
+fn bare_key<S: serde::Serializer>(key: &&str, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(crate::event::split_message_key(key).1)
+}
+
+/// The incidents of one of `kinds` (every kind if empty) of messages passing the
+/// filter, by `began_at`, then message, then kind; `open_only` keeps those not ended.
+/// Judged shard by shard on every core.
+pub fn incident_rows<'a>(
+    eval: &Evaluator<'a>,
+    kinds: &[IncidentKind],
+    filter: &Filter,
+    open_only: bool,
+) -> Vec<IncidentRow<'a>> {
+    let shards = eval.facts().shards();
+    let parts = per_shard(|i| {
+        let mut rows = Vec::new();
+        for (id, m) in &shards[i] {
+            let e = eval.evaluate_known(id, m);
+            if !filter.matches(&e) {
+                continue;
+            }
+            for incident in eval.incidents(&e) {
+                if (kinds.is_empty() || kinds.contains(&incident.kind))
+                    && (!open_only || incident.is_open())
+                {
+                    rows.push(IncidentRow {
+                        message: e.message,
+                        from: e.from,
+                        to: e.to,
+                        category: e.category,
+                        channel: e.channel,
+                        sent_at: e.origin_at,
+                        verdict: e.verdict,
+                        incident,
+                    });
+                }
+            }
+        }
+        rows
+    });
+    let mut rows: Vec<IncidentRow<'a>> = parts.into_iter().flatten().collect();
+    rows.sort_unstable_by(|a, b| {
+        (a.incident.began_at, a.message, a.incident.kind).cmp(&(
+            b.incident.began_at,
+            b.message,
+            b.incident.kind,
+        ))
+    });
     rows
 }
 
@@ -238,6 +314,11 @@ pub struct StatsRow {
     pub verdicts: BTreeMap<&'static str, u64>,
     /// Messages with at least one anomaly.
     pub with_anomalies: u64,
+    /// Per incident kind, every kind present (zero included): how many incidents
+    /// of that kind the group's messages had, ended or not.
+    pub incidents: BTreeMap<&'static str, u64>,
+    /// Messages with at least one incident.
+    pub with_incidents: u64,
 }
 
 /// Counts per verdict, grouped, for messages passing the filter; groups sorted.
@@ -263,12 +344,20 @@ pub fn stats(eval: &Evaluator<'_>, by: GroupBy, filter: &Filter) -> Vec<StatsRow
             let row = groups.entry(key).or_insert_with_key(|key| StatsRow {
                 group: key.clone(),
                 verdicts: Verdict::ALL.iter().map(|v| (v.name(), 0)).collect(),
+                incidents: IncidentKind::ALL.iter().map(|k| (k.name(), 0)).collect(),
                 ..StatsRow::default()
             });
             row.total += 1;
             *row.verdicts.entry(e.verdict.name()).or_default() += 1;
             if e.recorded_anomalies + e.evaluated_anomalies.len() > 0 {
                 row.with_anomalies += 1;
+            }
+            let incidents = eval.incidents(&e);
+            if !incidents.is_empty() {
+                row.with_incidents += 1;
+            }
+            for i in incidents {
+                *row.incidents.entry(i.kind.name()).or_default() += 1;
             }
         }
         groups
@@ -283,8 +372,12 @@ pub fn stats(eval: &Evaluator<'_>, by: GroupBy, filter: &Filter) -> Vec<StatsRow
                 Some(total) => {
                     total.total += row.total;
                     total.with_anomalies += row.with_anomalies;
+                    total.with_incidents += row.with_incidents;
                     for (v, n) in row.verdicts {
                         *total.verdicts.entry(v).or_default() += n;
+                    }
+                    for (k, n) in row.incidents {
+                        *total.incidents.entry(k).or_default() += n;
                     }
                 }
             }

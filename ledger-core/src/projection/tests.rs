@@ -876,3 +876,256 @@ fn a_report_by_no_party_of_the_message_is_a_recorded_anomaly() {
     );
     assert_eq!(l.facts.parties("M1"), Some((POLICE, KOMMUNE)));
 }
+
+// ---------------------------------------------------------------------------------
+// Incidents (§2.6): episodes that stay counted whatever the verdict is now.
+
+/// (kind, began_at offset, cause, ended_by, ended_at offset) of a message's incidents.
+type Episode = (
+    IncidentKind,
+    i64,
+    Option<String>,
+    Option<&'static str>,
+    Option<i64>,
+);
+
+impl Log {
+    fn incidents(&self, msg: &str, now: i64) -> Vec<Episode> {
+        let policy = Policy::default_policy();
+        let eval = Evaluator::new(&self.facts, &policy, t0().plus_seconds(now));
+        let e = eval.evaluate(msg).expect("known");
+        let off = |t: Instant| ((t.nanos() - t0().nanos()) / 1_000_000_000) as i64;
+        eval.incidents(&e)
+            .into_iter()
+            .map(|i| {
+                (
+                    i.kind,
+                    off(i.began_at),
+                    i.cause.map(str::to_string),
+                    i.ended_by,
+                    i.ended_at.map(off),
+                )
+            })
+            .collect()
+    }
+}
+
+fn ep(
+    kind: IncidentKind,
+    began: i64,
+    cause: Option<&str>,
+    ended_by: Option<&'static str>,
+    ended: Option<i64>,
+) -> Episode {
+    (kind, began, cause.map(str::to_string), ended_by, ended)
+}
+
+#[test]
+fn incident_expired_unread_stays_counted_after_the_resend_is_opened() {
+    let mut l = Log::new();
+    l.sent("A", B, "altinn", 0);
+    l.ev("delivered", "A", 10 * MIN);
+    l.ev("expired", "A", 30 * DAY);
+    l.resent("A", "A-BREV", "letter", 100 * DAY);
+    l.received("A-BREV", "websak", 103 * DAY);
+    assert_eq!(l.verdict("A", 200 * DAY), v(Verdict::Late, "opened_late"));
+    assert_eq!(
+        l.incidents("A", 200 * DAY),
+        vec![
+            // Not opened within its 7 days, then overtaken by the loss.
+            ep(
+                IncidentKind::OpenedLate,
+                7 * DAY,
+                None,
+                Some("lost"),
+                Some(30 * DAY)
+            ),
+            ep(
+                IncidentKind::LostUnread,
+                30 * DAY,
+                Some("expired"),
+                Some("resend_opened"),
+                Some(103 * DAY)
+            ),
+        ]
+    );
+    // Before the deadline, nothing went wrong; without the resend, the loss is open
+    // (a resend made after T is left out by an event-time as-of, §5).
+    assert!(l.incidents("A", 7 * DAY).is_empty());
+    let mut l = Log::new();
+    l.sent("A", B, "altinn", 0);
+    l.ev("expired", "A", 30 * DAY);
+    assert_eq!(
+        l.incidents("A", 50 * DAY)[1],
+        ep(
+            IncidentKind::LostUnread,
+            30 * DAY,
+            Some("expired"),
+            None,
+            None
+        )
+    );
+}
+
+#[test]
+fn incident_expiry_passing_is_a_loss_and_a_deadline_at_the_loss_is_not_separate() {
+    let mut l = Log::new();
+    l.sent("A", D, "altinn", 0);
+    l.ev("delivered", "A", 10 * MIN);
+    // Document: open within 30 days, Altinn expiry after 30 days, the same instant.
+    assert_eq!(
+        l.incidents("A", 40 * DAY),
+        vec![ep(
+            IncidentKind::LostUnread,
+            30 * DAY,
+            Some("expiry_passed"),
+            None,
+            None
+        )]
+    );
+    assert!(l.incidents("A", 30 * DAY - 1).is_empty());
+}
+
+#[test]
+fn incident_stuck_handoff_stays_an_incident_when_resolved_or_received_late() {
+    let mut l = Log::new();
+    l.sent("A", B, "portal", 0);
+    l.handed_off("A", "familia", DAY);
+    l.resolved("A", "known_via_other_channel", 60 * DAY);
+    assert_eq!(
+        l.verdict("A", 70 * DAY),
+        v(Verdict::Resolved, "known_via_other_channel")
+    );
+    assert_eq!(
+        l.incidents("A", 70 * DAY),
+        vec![
+            ep(
+                IncidentKind::HandoffNeverReceived,
+                2 * DAY,
+                None,
+                Some("resolved"),
+                Some(60 * DAY)
+            ),
+            // It reached the recipient's side (the hand-off), so it is opened late.
+            ep(
+                IncidentKind::OpenedLate,
+                7 * DAY,
+                None,
+                Some("resolved"),
+                Some(60 * DAY)
+            ),
+        ]
+    );
+    // Without the resolution: both open, however long ago (custody: no expiry).
+    let mut l = Log::new();
+    l.sent("A", B, "altinn", 0);
+    l.handed_off("A", "familia", DAY);
+    let kinds: Vec<_> = l
+        .incidents("A", 400 * DAY)
+        .into_iter()
+        .map(|i| (i.0, i.3))
+        .collect();
+    assert_eq!(
+        kinds,
+        vec![
+            (IncidentKind::HandoffNeverReceived, None),
+            (IncidentKind::OpenedLate, None)
+        ]
+    );
+    // Received late: ended by the receipt.
+    let mut l = Log::new();
+    l.sent("A", D, "portal", 0);
+    l.handed_off("A", "familia", DAY);
+    l.received("A", "familia", 3 * DAY);
+    assert_eq!(
+        l.incidents("A", 10 * DAY),
+        vec![ep(
+            IncidentKind::HandoffNeverReceived,
+            2 * DAY,
+            None,
+            Some("received"),
+            Some(3 * DAY)
+        )]
+    );
+}
+
+#[test]
+fn incident_never_delivered_differs_from_opened_late() {
+    let mut l = Log::new();
+    l.sent("A", D, "email", 0);
+    assert_eq!(
+        l.incidents("A", 31 * DAY),
+        vec![ep(IncidentKind::NeverDelivered, 30 * DAY, None, None, None)]
+    );
+    l.ev("delivered", "A", 35 * DAY);
+    assert_eq!(
+        l.incidents("A", 40 * DAY),
+        vec![ep(
+            IncidentKind::NeverDelivered,
+            30 * DAY,
+            None,
+            Some("delivered"),
+            Some(35 * DAY)
+        )]
+    );
+    let mut l = Log::new();
+    l.sent("A", D, "email", 0);
+    l.ev("delivered", "A", DAY);
+    l.ev("opened", "A", 32 * DAY);
+    assert_eq!(
+        l.incidents("A", 40 * DAY),
+        vec![ep(
+            IncidentKind::OpenedLate,
+            30 * DAY,
+            None,
+            Some("opened"),
+            Some(32 * DAY)
+        )]
+    );
+}
+
+#[test]
+fn incident_failure_ack_late_and_what_is_no_incident() {
+    // Failed, resent, the resend opened.
+    let mut l = Log::new();
+    l.sent("A", D, "eformidling", 0);
+    l.ev("failed", "A", 10 * MIN);
+    l.resent("A", "A-R1", "letter", DAY);
+    l.received("A-R1", "websak", 3 * DAY);
+    assert_eq!(
+        l.incidents("A", 40 * DAY),
+        vec![ep(
+            IncidentKind::Failed,
+            10 * MIN,
+            Some("timeout"),
+            Some("resend_opened"),
+            Some(3 * DAY)
+        )]
+    );
+    // Opened in time, acknowledged late.
+    let mut l = Log::new();
+    l.sent("A", B, "altinn", 0);
+    l.ev("opened", "A", DAY);
+    l.ev("acknowledged", "A", 20 * DAY);
+    assert_eq!(
+        l.incidents("A", 40 * DAY),
+        vec![ep(
+            IncidentKind::AckLate,
+            14 * DAY,
+            None,
+            Some("acknowledged"),
+            Some(20 * DAY)
+        )]
+    );
+    // Opened before the expiry: no loss. Resolved before the deletion: no incident.
+    let mut l = Log::new();
+    l.sent("A", D, "altinn", 0);
+    l.ev("opened", "A", DAY);
+    l.ev("expired", "A", 30 * DAY);
+    assert!(l.incidents("A", 40 * DAY).is_empty());
+    let mut l = Log::new();
+    l.sent("A", D, "email", 0);
+    l.resolved("A", "false_alarm", 5 * DAY);
+    l.ev("deleted", "A", 6 * DAY);
+    assert!(l.incidents("A", 40 * DAY).is_empty());
+}

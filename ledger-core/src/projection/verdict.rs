@@ -5,7 +5,7 @@
 use serde::Serialize;
 
 use super::Instant;
-use super::facts::{AnomalyKind, Facts, MessageFacts};
+use super::facts::{AnomalyKind, Facts, MessageFacts, Resolution};
 use super::policy::{Policy, Rule};
 
 /// What a regulator filters on.
@@ -178,6 +178,16 @@ pub struct Evaluation<'a> {
     pub recorded_anomalies: usize,
 }
 
+/// Open and acknowledgement signals of a resend chain.
+pub(crate) struct ChainSignals<'a> {
+    /// The earliest open signal: (at, seq, the message that gave it).
+    pub open: Option<(Instant, u64, &'a str)>,
+    /// The earliest acknowledgement: (at, seq).
+    pub ack: Option<(Instant, u64)>,
+    /// Messages in the chain.
+    pub len: usize,
+}
+
 /// Judges messages of one set of facts under one policy at one time.
 pub struct Evaluator<'a> {
     facts: &'a Facts,
@@ -273,6 +283,37 @@ impl<'a> Evaluator<'a> {
         .min()
     }
 
+    /// The earliest open signal and acknowledgement in the message's resend chain
+    /// (itself and every resend reachable from it): a resend's open counts for the
+    /// original, however long the chain.
+    pub(crate) fn chain_signals(&self, id: &'a str, m: &'a MessageFacts) -> ChainSignals<'a> {
+        let chain = self.descendants(id, m);
+        let mut open: Option<(Instant, u64, &'a str)> = None;
+        let mut ack: Option<(Instant, u64)> = None;
+        for (d, dm) in &chain {
+            if let Some((at, seq)) = self.open_signal(d, dm)
+                && open.is_none_or(|(oa, os, _)| (at, seq) < (oa, os))
+            {
+                open = Some((at, seq, d));
+            }
+            if let Some(a) = &dm.acknowledged
+                && ack.is_none_or(|x| (a.at, a.seq) < x)
+            {
+                ack = Some((a.at, a.seq));
+            }
+        }
+        ChainSignals {
+            open,
+            ack,
+            len: chain.len(),
+        }
+    }
+
+    /// The `resolved` that closes the message: its own or its nearest ancestor's.
+    pub(crate) fn resolution_of(&self, id: &'a str, m: &'a MessageFacts) -> Option<&'a Resolution> {
+        self.lineage(id, m).find_map(|(_, m)| m.resolved.as_ref())
+    }
+
     /// Judges one message; `None` if the ledger has never heard of it.
     pub fn evaluate(&self, id: &str) -> Option<Evaluation<'a>> {
         let (id, m) = self.facts.get(id)?;
@@ -309,21 +350,10 @@ impl<'a> Evaluator<'a> {
             (None, Some(o), Some(d)) => (Some(o.plus_seconds(d)), Some(ExpirySource::Policy)),
             _ => (None, None),
         };
-        // A resend's open counts for the original, however long the chain.
-        let chain = self.descendants(id, m);
-        let mut open: Option<(Instant, u64, &str)> = None;
-        let mut ack: Option<Instant> = None;
-        for (d, dm) in &chain {
-            if let Some((at, seq)) = self.open_signal(d, dm)
-                && open.is_none_or(|(oa, os, _)| (at, seq) < (oa, os))
-            {
-                open = Some((at, seq, d));
-            }
-            if let Some(a) = &dm.acknowledged {
-                ack = Some(ack.map_or(a.at, |x| x.min(a.at)));
-            }
-        }
-        let resolution = self.lineage(id, m).find_map(|(_, m)| m.resolved.as_ref());
+        let signals = self.chain_signals(id, m);
+        let (open, ack) = (signals.open, signals.ack.map(|a| a.0));
+        let chain_len = signals.len;
+        let resolution = self.resolution_of(id, m);
 
         let due = |within: Option<i64>| origin_at.zip(within).map(|(o, w)| o.plus_seconds(w));
         let state = |due: Instant, at: Option<Instant>| match at {
@@ -442,7 +472,7 @@ impl<'a> Evaluator<'a> {
 
         let mut last = None;
         let mut cur = m;
-        for _ in 0..chain.len() {
+        for _ in 0..chain_len {
             match cur.resent_to.last() {
                 Some(l) => {
                     last = Some(l.message.as_str());

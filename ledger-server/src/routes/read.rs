@@ -16,10 +16,10 @@ use axum::extract::{Path, State};
 use axum::http::HeaderValue;
 use axum::http::header::HeaderName;
 use base64::Engine;
-use ledger_core::projection::{
-    self, AnomalyKind, Evaluation, Evaluator, Filter, GroupBy, Instant, Verdict,
-};
-use ledger_core::{Store, event};
+use std::borrow::Cow;
+
+use ledger_core::projection::{self, Evaluation, Evaluator, Filter, Instant, Verdict};
+use ledger_core::questions::{self, QuestionError, ReportKind, Rows, Timing};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
@@ -42,6 +42,16 @@ pub(crate) struct Params {
     until: Option<String>,
     /// Judge at this time instead of the server's clock.
     now: Option<String>,
+    /// Event time: how things stood then.
+    as_of: Option<String>,
+    /// Record time: what the ledger knew then.
+    known_at: Option<String>,
+    /// Over exactly the checkpoint of this size.
+    at_checkpoint: Option<u64>,
+    /// Reports: everyone ever in that state (incidents).
+    ever: Option<bool>,
+    /// Incidents: only those not ended.
+    open: Option<bool>,
     /// Comma-separated verdicts (`GET /v1/messages` only).
     verdict: Option<String>,
     /// `GET /v1/stats` grouping.
@@ -106,44 +116,82 @@ fn time_param(name: &str, v: &Option<String>) -> Result<Option<Instant>, ApiErro
         .transpose()
 }
 
+/// A question's error as the API names it: `since=…: …`.
+fn question_error(e: QuestionError) -> ApiError {
+    match e {
+        QuestionError::BadParameter { name, reason } => {
+            ApiError::bad_request("bad_parameter", format!("{name}={reason}"))
+        }
+        QuestionError::NoCheckpoint(n) => ApiError::not_found(format!(
+            "at_checkpoint={n}: no checkpoint was signed at size {n}"
+        )),
+        QuestionError::Projection(e) => e.into(),
+        QuestionError::Store(e) => e.into(),
+    }
+}
+
 impl Params {
-    fn filter(&self) -> Result<Filter, ApiError> {
-        let bad = |m: String| ApiError::bad_request("bad_parameter", m);
-        if let Some(c) = &self.category
-            && !event::CATEGORIES.contains(&c.as_str())
-        {
-            return Err(bad(format!(
-                "category={c:?} is not one of {}",
-                event::CATEGORIES.join(", ")
-            )));
-        }
-        if let Some(c) = &self.channel
-            && !event::CHANNELS.contains(&c.as_str())
-        {
-            return Err(bad(format!(
-                "channel={c:?} is not one of {}",
-                event::CHANNELS.join(", ")
-            )));
-        }
-        for (name, v) in [
-            ("from", &self.from),
-            ("to", &self.to),
-            ("party", &self.party),
-        ] {
-            if let Some(o) = v {
-                ledger_core::ids::check_orgnr(o).map_err(|e| bad(format!("{name}={o:?}: {e}")))?;
-            }
-        }
-        Ok(Filter {
+    fn which(&self) -> questions::Which {
+        questions::Which {
             from: self.from.clone(),
             to: self.to.clone(),
+            party: self.party.clone(),
             category: self.category.clone(),
             channel: self.channel.clone(),
-            since: time_param("since", &self.since)?,
-            until: time_param("until", &self.until)?,
-            party: self.party.clone(),
-        })
+            since: self.since.clone(),
+            until: self.until.clone(),
+        }
     }
+
+    fn filter(&self) -> Result<Filter, ApiError> {
+        self.which().filter().map_err(question_error)
+    }
+
+    fn timing(&self) -> Result<Timing, ApiError> {
+        questions::When {
+            as_of: self.as_of.clone(),
+            known_at: self.known_at.clone(),
+            now: self.now.clone(),
+            at_checkpoint: self.at_checkpoint,
+        }
+        .timing()
+        .map_err(question_error)
+    }
+}
+
+/// The basis of a question inside the server: the live projection, or a replay in
+/// memory for as_of, known_at and at_checkpoint (the live one is never touched).
+fn with_basis<T>(
+    st: &AppState,
+    timing: Timing,
+    f: impl FnOnce(&questions::Basis<'_>) -> Result<T, ApiError>,
+) -> Result<T, ApiError> {
+    let store = st.store.as_ref();
+    let policy = st.projector.policy();
+    let source = st.projector.policy_source();
+    if timing.needs_replay() {
+        let b = questions::Basis::new(
+            store,
+            timing,
+            policy,
+            source,
+            || unreachable!("a replay needs no head"),
+            &mut |_| {},
+        )
+        .map_err(question_error)?;
+        return f(&b);
+    }
+    let live = st.projector.read();
+    let b = questions::Basis::new(
+        store,
+        timing,
+        policy,
+        source,
+        || Ok(Cow::Borrowed(&live.facts)),
+        &mut |_| {},
+    )
+    .map_err(question_error)?;
+    f(&b)
 }
 
 fn verdicts_of(list: &str) -> Result<Vec<Verdict>, ApiError> {
@@ -163,18 +211,16 @@ fn verdicts_of(list: &str) -> Result<Vec<Verdict>, ApiError> {
         .collect()
 }
 
-/// `?as_of=` and `?now=` of `GET /v1/messages/{id}`.
+/// `?as_of=`, `?known_at=`, `?now=` and `?at_checkpoint=` of `GET /v1/messages/{id}`.
 #[derive(Deserialize, Default)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct When {
     as_of: Option<String>,
+    known_at: Option<String>,
     now: Option<String>,
+    at_checkpoint: Option<u64>,
     /// Answer only once the projection covers this seq.
     min_seq: Option<u64>,
-}
-
-fn entry_json(bytes: &[u8]) -> Value {
-    serde_json::from_slice(bytes).unwrap_or(Value::Null)
 }
 
 /// `GET /v1/messages/{id}`: state, verdict and history; `?as_of=` answers with what the
@@ -195,8 +241,14 @@ pub(crate) async fn get_message(
     ApiQuery(w): ApiQuery<When>,
 ) -> Result<Answer, ApiError> {
     let reach = tenant::message_reach(&p)?;
-    let as_of = time_param("as_of", &w.as_of)?;
-    let now = time_param("now", &w.now)?;
+    let timing = questions::When {
+        as_of: w.as_of.clone(),
+        known_at: w.known_at.clone(),
+        now: w.now.clone(),
+        at_checkpoint: w.at_checkpoint,
+    }
+    .timing()
+    .map_err(question_error)?;
     await_min_seq(&s, w.min_seq).await?;
     let st = s.clone();
     tokio::task::spawn_blocking(move || {
@@ -225,7 +277,7 @@ pub(crate) async fn get_message(
                         })
                         .collect();
                     // 409, not 300: HTTP clients follow a 3xx, and this one has
-                        // no single place to go.
+                    // no single place to go.
                     return Err(ApiError::new(
                         axum::http::StatusCode::CONFLICT,
                         "ambiguous_message",
@@ -239,44 +291,35 @@ pub(crate) async fn get_message(
                 }
             }
         };
-        let answer = |facts: &projection::Facts, now: Instant| -> Result<Value, ApiError> {
-            let e = Evaluator::new(facts, st.projector.policy(), now)
-                .evaluate(&key)
+        let answer = |b: &questions::Basis<'_>| -> Result<Value, ApiError> {
+            let a = questions::message(store, b, &key)
+                .map_err(question_error)?
                 .ok_or_else(not_found)?;
-            if !tenant::may_see(&reach, &e) {
+            if !tenant::may_see(&reach, &a.evaluation) {
                 return Err(not_found());
             }
-            let m = facts.message(&key).ok_or_else(not_found)?;
-            let history: Vec<Value> = store
-                .message_seqs(&key)?
-                .into_iter()
-                .filter(|&seq| seq < facts.covered())
-                .map(|seq| store.entry(seq).map(|b| entry_json(&b)))
-                .collect::<Result<_, _>>()?;
-            Ok(json!({
-                "message": e.id(),
-                "from": e.from,
-                "to": e.to,
-                "covered": facts.covered(),
-                "now": now,
-                "as_of": as_of,
-                "status": m.status().name(),
-                "evaluation": e,
-                "facts": m,
-                "history": history,
-            }))
+            serde_json::to_value(&a).map_err(ApiError::internal)
         };
-        match as_of {
-            Some(t) => {
-                let n = projection::prefix_at(store, t)?;
-                let facts = projection::family_facts(store, &key, n)?.ok_or_else(not_found)?;
-                answer(&facts, now.unwrap_or(t))
-            }
-            None => {
-                let live = st.projector.read();
-                answer(&live.facts, now.unwrap_or_else(Instant::now))
-            }
+        if timing.needs_replay() {
+            // One message's family only: fast, and the live projection untouched.
+            let (facts, cp) = questions::message_facts(store, &key, &timing)
+                .map_err(question_error)?
+                .ok_or_else(not_found)?;
+            let checkpoint = match cp {
+                Some(c) => Some(c),
+                None => questions::checkpoint_within(store, facts.covered())?,
+            };
+            let b = questions::Basis {
+                facts: Cow::Owned(facts),
+                now: timing.judged_at(Instant::now()),
+                timing,
+                policy: st.projector.policy(),
+                policy_source: st.projector.policy_source(),
+                checkpoint,
+            };
+            return answer(&b);
         }
+        with_basis(&st, timing, |b| answer(b))
     })
     .await
     .map_err(ApiError::internal)?
@@ -403,59 +446,35 @@ pub(crate) async fn get_report(
 ) -> Result<Answer, ApiError> {
     let reach = tenant::message_reach(&p)?;
     let filter = tenant::scoped(&reach, q.filter()?);
-    let now = time_param("now", &q.now)?.unwrap_or_else(Instant::now);
-    let anomalies = kind == "anomalies";
-    let verdict = if anomalies {
-        None
-    } else {
-        Some(Verdict::from_name(&kind).ok_or_else(|| {
-            ApiError::not_found(format!(
-                "no report {kind:?}: lost, at-risk, late, stuck, open, completed, resolved or anomalies"
-            ))
-        })?)
-    };
-    let anomaly_kind = q
-        .kind
-        .as_deref()
-        .map(|k| {
-            AnomalyKind::from_name(k).ok_or_else(|| {
-                ApiError::bad_request(
-                    "bad_parameter",
-                    format!("kind={k:?} is not an anomaly kind"),
-                )
-            })
-        })
-        .transpose()?;
+    let timing = q.timing()?;
+    let report = ReportKind::parse(
+        &kind,
+        q.kind.as_deref(),
+        q.ever.unwrap_or(false),
+        q.open.unwrap_or(false),
+    )
+    .map_err(|e| match e {
+        QuestionError::BadParameter {
+            name: "report",
+            reason,
+        } => ApiError::not_found(reason),
+        other => question_error(other),
+    })?;
     await_min_seq(&s, q.min_seq).await?;
     let st = s.clone();
     tokio::task::spawn_blocking(move || {
-        let live = st.projector.read();
-        let eval = Evaluator::new(&live.facts, st.projector.policy(), now);
-        let rows = match verdict {
-            Some(v) => json!(projection::report(&eval, &[v], &filter)),
-            None => {
-                let rows = projection::anomaly_rows(&eval, &filter, anomaly_kind);
-                // Stream anomalies name no message: a reader sees its own streams only.
-                let rows: Vec<_> = rows
-                    .into_iter()
-                    .filter(|r| match (&reach, &r.org) {
-                        (Reach::Party(org), Some(o)) => o == org,
-                        _ => true,
-                    })
-                    .collect();
-                json!(rows)
+        with_basis(&st, timing, |b| {
+            let mut a = questions::report(st.store.as_ref(), b, &report, &filter);
+            // Stream anomalies name no message: a reader sees its own streams only.
+            if let (Rows::Anomalies(rows), Reach::Party(org)) = (&mut a.rows, &reach) {
+                rows.retain(|r| r.org.as_ref().is_none_or(|o| o == org));
+                a.count = rows.len();
             }
-        };
-        json!({
-            "report": kind,
-            "covered": live.facts.covered(),
-            "now": now,
-            "count": rows.as_array().map_or(0, Vec::len),
-            "rows": rows,
+            serde_json::to_value(&a).map_err(ApiError::internal)
         })
     })
     .await
-    .map_err(ApiError::internal)
+    .map_err(ApiError::internal)?
     .map(answer)
 }
 
@@ -477,33 +496,17 @@ pub(crate) async fn get_stats(
 ) -> Result<Answer, ApiError> {
     let reach = tenant::message_reach(&p)?;
     let filter = tenant::scoped(&reach, q.filter()?);
-    let now = time_param("now", &q.now)?.unwrap_or_else(Instant::now);
-    let by = match q.by.as_deref() {
-        None | Some("all") => GroupBy::All,
-        Some("from") => GroupBy::From,
-        Some("to") => GroupBy::To,
-        Some("channel") => GroupBy::Channel,
-        Some("category") => GroupBy::Category,
-        Some("month") => GroupBy::Month,
-        Some(other) => {
-            return Err(ApiError::bad_request(
-                "bad_parameter",
-                format!("by={other:?} is not one of all, from, to, channel, category, month"),
-            ));
-        }
-    };
+    let timing = q.timing()?;
+    let by = questions::group_by(q.by.as_deref()).map_err(question_error)?;
     await_min_seq(&s, q.min_seq).await?;
     let st = s.clone();
     tokio::task::spawn_blocking(move || {
-        let live = st.projector.read();
-        let eval = Evaluator::new(&live.facts, st.projector.policy(), now);
-        json!({
-            "covered": live.facts.covered(),
-            "now": now,
-            "groups": projection::stats(&eval, by, &filter),
+        with_basis(&st, timing, |b| {
+            serde_json::to_value(questions::stats(st.store.as_ref(), b, by, &filter))
+                .map_err(ApiError::internal)
         })
     })
     .await
-    .map_err(ApiError::internal)
+    .map_err(ApiError::internal)?
     .map(answer)
 }

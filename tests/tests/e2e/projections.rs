@@ -166,7 +166,7 @@ fn reports_find_every_verdict_in_every_format() {
         assert_eq!(r, r2);
     }
     let late = ledger_json(&d, &["report", "late", "--now", &now, "--format", "json"]);
-    let a = &late["messages"][0];
+    let a = &late["rows"][0];
     assert_eq!(a["reason"], "opened_late");
     assert_eq!(a["via"], "A3");
     assert_eq!(a["resent_to"], "A3");
@@ -242,7 +242,7 @@ fn reports_find_every_verdict_in_every_format() {
         &d,
         &["report", "anomalies", "--now", &now, "--format", "json"],
     );
-    let kinds: Vec<(String, String)> = r["anomalies"]
+    let kinds: Vec<(String, String)> = r["rows"]
         .as_array()
         .unwrap()
         .iter()
@@ -261,7 +261,7 @@ fn reports_find_every_verdict_in_every_format() {
         kinds.contains(&("handoff_never_received".into(), "STUCK".into())),
         "{kinds:?}"
     );
-    let gap = r["anomalies"]
+    let gap = r["rows"]
         .as_array()
         .unwrap()
         .iter()
@@ -317,7 +317,7 @@ fn reports_find_every_verdict_in_every_format() {
         &d,
         &["stats", "--by", "month", "--now", &now, "--format", "csv"],
     );
-    assert!(csv.starts_with("group,total,lost,stuck_in_handoff,at_risk,late,open,completed,resolved,with_anomalies\n2023-01,"), "{csv}");
+    assert!(csv.starts_with("group,total,lost,stuck_in_handoff,at_risk,late,open,completed,resolved,with_anomalies,lost_unread,failed,handoff_never_received,never_delivered,opened_late,ack_late,with_incidents\n2023-01,"), "{csv}");
 
     // Bad arguments are usage errors that say what is wrong.
     let out = ledger(&d, &["report", "lost", "--channel", "pigeon"]);
@@ -382,7 +382,7 @@ fn last_recorded_at(d: &Path, msg: &str) -> String {
 }
 
 #[test]
-fn as_of_answers_what_the_ledger_knew_then() {
+fn known_at_answers_what_the_ledger_knew_then() {
     let tmp = tempfile::tempdir().unwrap();
     let d = init(tmp.path());
     let start = Instant::now();
@@ -445,7 +445,7 @@ fn as_of_answers_what_the_ledger_knew_then() {
     );
     e.append(&d);
 
-    let then = ledger_json(&d, &["status", "M", "--as-of", &cut, "--json"]);
+    let then = ledger_json(&d, &["status", "M", "--known-at", &cut, "--json"]);
     assert_eq!(then["evaluation"]["verdict"], "at_risk");
     assert_eq!(
         then["history"].as_array().unwrap().len(),
@@ -457,19 +457,25 @@ fn as_of_answers_what_the_ledger_knew_then() {
 
     let at_risk = ledger_json(
         &d,
-        &["report", "at-risk", "--as-of", &cut, "--format", "json"],
+        &["report", "at-risk", "--known-at", &cut, "--format", "json"],
     );
     assert!(message_ids(&at_risk).contains(&"M".to_string()));
-    let lost = ledger_json(&d, &["report", "lost", "--as-of", &cut, "--format", "json"]);
+    let lost = ledger_json(
+        &d,
+        &["report", "lost", "--known-at", &cut, "--format", "json"],
+    );
     assert_eq!(message_ids(&lost), vec!["C", "C2"]);
-    let open = ledger_json(&d, &["report", "open", "--as-of", &cut, "--format", "json"]);
+    let open = ledger_json(
+        &d,
+        &["report", "open", "--known-at", &cut, "--format", "json"],
+    );
     assert_eq!(message_ids(&open), vec!["C3"]);
     for msg in ["C", "C2", "C3"] {
         let s = ledger_json(&d, &["status", msg, "--now", &cut, "--json"]);
         let v = s["evaluation"]["verdict"].as_str().unwrap().to_string();
         assert!(v == "completed" || v == "late", "{msg} now {v}");
     }
-    // The head projection was not touched by --as-of questions.
+    // The head projection was not touched by --known-at questions.
     let s = ledger_json(&d, &["stats", "--now", &cut, "--format", "json"]);
     assert_eq!(s["covered"], 10);
 }
@@ -545,7 +551,7 @@ fn a_damaged_projection_is_reported_and_rebuilt_and_verify_catches_drift() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("checksum") && err.contains("rebuilt"), "{err}");
     let after: Value = serde_json::from_slice(&out.stdout).unwrap();
-    assert_eq!(before["messages"], after["messages"]);
+    assert_eq!(before["rows"], after["rows"]);
     // Incremental catch-up equals a full replay.
     let mut e = Events::new(100);
     e.ev("opened", "LOST", t(31 * DAY), json!({"by_role": "leder"}));

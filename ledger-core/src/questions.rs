@@ -1,0 +1,720 @@
+//! The questions a regulator asks, asked once: the parameters (as a reader types
+//! them, on the command line or in a URL), the facts and time they are answered
+//! over, and the answer documents. `ledger status|history|report|stats` and the
+//! API's `GET /v1/messages/…`, `/v1/reports/…` and `/v1/stats` build their answers
+//! here, so `--json` prints the document the API returns (docs/projections.md §2.4,
+//! §5).
+
+use std::borrow::Cow;
+
+use serde::Serialize;
+
+use crate::event;
+use crate::projection::{
+    self, AnomalyKind, AnomalyRow, Evaluation, Evaluator, Facts, Filter, GroupBy, IncidentKind,
+    IncidentRow, Instant, MessageFacts, Policy, ProjectionError, StatsRow, Verdict,
+};
+use crate::store::{SignedCheckpoint, Store, StoreError};
+
+/// Why a question cannot be answered as asked.
+#[derive(Debug, thiserror::Error)]
+pub enum QuestionError {
+    /// A parameter is malformed or out of place; `name` is its bare name (`since`),
+    /// which the CLI shows as `--since` and the API as `since=`.
+    #[error("{name}: {reason}")]
+    BadParameter {
+        /// The parameter.
+        name: &'static str,
+        /// What is wrong, with the value as given.
+        reason: String,
+    },
+    /// No checkpoint was signed at the size asked for.
+    #[error(
+        "at_checkpoint: no checkpoint was signed at size {0} (`ledger checkpoint` shows the newest; an answer's `checkpoint.size` names one)"
+    )]
+    NoCheckpoint(u64),
+    /// The projection could not be built.
+    #[error(transparent)]
+    Projection(#[from] ProjectionError),
+    /// The store failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+fn bad(name: &'static str, reason: String) -> QuestionError {
+    QuestionError::BadParameter { name, reason }
+}
+
+/// Which messages, as typed: organisation numbers, a category, a channel, and a
+/// send-time range (dates as people type them, or RFC 3339).
+#[derive(Clone, Debug, Default)]
+pub struct Which {
+    /// Sender organisation.
+    pub from: Option<String>,
+    /// Recipient organisation.
+    pub to: Option<String>,
+    /// Sender or recipient.
+    pub party: Option<String>,
+    /// Category.
+    pub category: Option<String>,
+    /// Channel.
+    pub channel: Option<String>,
+    /// Sent at or after.
+    pub since: Option<String>,
+    /// Sent before.
+    pub until: Option<String>,
+}
+
+impl Which {
+    /// The filter, every value checked.
+    pub fn filter(&self) -> Result<Filter, QuestionError> {
+        for (name, value, allowed) in [
+            ("category", &self.category, &event::CATEGORIES[..]),
+            ("channel", &self.channel, &event::CHANNELS[..]),
+        ] {
+            if let Some(v) = value
+                && !allowed.contains(&v.as_str())
+            {
+                return Err(bad(
+                    name,
+                    format!("{v:?} is not one of: {}", allowed.join(", ")),
+                ));
+            }
+        }
+        for (name, org) in [
+            ("from", &self.from),
+            ("to", &self.to),
+            ("party", &self.party),
+        ] {
+            if let Some(o) = org {
+                crate::ids::check_orgnr(o).map_err(|e| bad(name, format!("{o:?}: {e}")))?;
+            }
+        }
+        Ok(Filter {
+            from: self.from.clone(),
+            to: self.to.clone(),
+            category: self.category.clone(),
+            channel: self.channel.clone(),
+            since: time("since", &self.since)?,
+            until: time("until", &self.until)?,
+            party: self.party.clone(),
+        })
+    }
+}
+
+fn time(name: &'static str, v: &Option<String>) -> Result<Option<Instant>, QuestionError> {
+    v.as_deref()
+        .map(|s| Instant::parse_input(s).map_err(|e| bad(name, e)))
+        .transpose()
+}
+
+/// When, as typed: the two time axes, a judging time, a checkpoint.
+#[derive(Clone, Debug, Default)]
+pub struct When {
+    /// Event time: how things stood at T (only events that happened by T, judged
+    /// at T).
+    pub as_of: Option<String>,
+    /// Record time: what the ledger knew at T (only entries recorded by T).
+    pub known_at: Option<String>,
+    /// Judge deadlines at this time.
+    pub now: Option<String>,
+    /// Answer over exactly the entries of the checkpoint of this size.
+    pub at_checkpoint: Option<u64>,
+}
+
+/// [`When`], parsed and checked.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Timing {
+    /// Event-time cut-off.
+    pub as_of: Option<Instant>,
+    /// Record-time cut-off.
+    pub known_at: Option<Instant>,
+    /// Judging time, when given.
+    pub now: Option<Instant>,
+    /// Checkpoint size.
+    pub at_checkpoint: Option<u64>,
+}
+
+impl When {
+    /// Parses and checks the combination: `now` with `as_of` is refused (as-of
+    /// judges at T), and so is `known_at` with `at_checkpoint` (two prefixes).
+    pub fn timing(&self) -> Result<Timing, QuestionError> {
+        let t = Timing {
+            as_of: time("as_of", &self.as_of)?,
+            known_at: time("known_at", &self.known_at)?,
+            now: time("now", &self.now)?,
+            at_checkpoint: self.at_checkpoint,
+        };
+        if t.as_of.is_some() && t.now.is_some() {
+            return Err(bad(
+                "now",
+                "cannot be combined with as_of, which judges at its own time".into(),
+            ));
+        }
+        if t.known_at.is_some() && t.at_checkpoint.is_some() {
+            return Err(bad(
+                "known_at",
+                "cannot be combined with at_checkpoint: each names the entries to use".into(),
+            ));
+        }
+        Ok(t)
+    }
+}
+
+impl Timing {
+    /// Whether the head projection cannot answer: a prefix or an event-time cut.
+    pub fn needs_replay(&self) -> bool {
+        self.as_of.is_some() || self.known_at.is_some() || self.at_checkpoint.is_some()
+    }
+
+    /// The judging time: `now`, else `as_of`, else `known_at`, else `clock`.
+    pub fn judged_at(&self, clock: Instant) -> Instant {
+        self.now.or(self.as_of).or(self.known_at).unwrap_or(clock)
+    }
+
+    /// The entries the answer is computed over (a prefix of the log), and the
+    /// checkpoint it was asked at.
+    pub fn prefix(
+        &self,
+        store: &dyn Store,
+    ) -> Result<(u64, Option<SignedCheckpoint>), QuestionError> {
+        if let Some(n) = self.at_checkpoint {
+            let cp = store
+                .checkpoints(n, 1)?
+                .into_iter()
+                .find(|c| c.size == n)
+                .ok_or(QuestionError::NoCheckpoint(n))?;
+            return Ok((n, Some(cp)));
+        }
+        match self.known_at {
+            Some(t) => Ok((projection::prefix_at(store, t)?, None)),
+            None => Ok((store.size(), None)),
+        }
+    }
+}
+
+/// A signed checkpoint as answers name it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct CheckpointRef {
+    /// The log's origin line.
+    pub origin: String,
+    /// Entries it commits to.
+    pub size: u64,
+    /// Its root hash (hex).
+    pub root: String,
+    /// The signed note.
+    pub note: String,
+    /// How many of the answer's entries came after it.
+    pub entries_after: u64,
+}
+
+/// What every answer says about what it was computed over.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Header {
+    /// The entries it reflects: those below this seq.
+    pub covered: u64,
+    /// The newest signed checkpoint within them (or the one asked for).
+    pub checkpoint: Option<CheckpointRef>,
+    /// When deadlines were judged.
+    pub now: Instant,
+    /// Event-time cut-off, if any.
+    pub as_of: Option<Instant>,
+    /// Record-time cut-off, if any.
+    pub known_at: Option<Instant>,
+    /// Where the policy came from.
+    pub policy: String,
+    /// The policy's digest (hex).
+    pub policy_digest: String,
+}
+
+/// The newest signed checkpoint within the first `covered` entries.
+pub fn checkpoint_within(
+    store: &dyn Store,
+    covered: u64,
+) -> Result<Option<SignedCheckpoint>, StoreError> {
+    let latest = store.latest_checkpoint()?;
+    if latest.size <= covered {
+        return Ok(Some(latest));
+    }
+    Ok(store
+        .checkpoints(0, usize::MAX)?
+        .into_iter()
+        .rev()
+        .find(|c| c.size <= covered))
+}
+
+fn checkpoint_ref(store: &dyn Store, c: &SignedCheckpoint, covered: u64) -> CheckpointRef {
+    let root = store
+        .verifier_key()
+        .verify(&c.note)
+        .map(|p| hex::encode(p.root))
+        .unwrap_or_default();
+    CheckpointRef {
+        origin: store.info().origin.clone(),
+        size: c.size,
+        root,
+        note: c.note.clone(),
+        entries_after: covered.saturating_sub(c.size),
+    }
+}
+
+/// The facts, time and policy an answer is computed over.
+pub struct Basis<'a> {
+    /// The facts.
+    pub facts: Cow<'a, Facts>,
+    /// The judging time.
+    pub now: Instant,
+    /// The cut-offs asked for.
+    pub timing: Timing,
+    /// The policy.
+    pub policy: &'a Policy,
+    /// Where it came from.
+    pub policy_source: &'a str,
+    /// The checkpoint named in the answer.
+    pub checkpoint: Option<SignedCheckpoint>,
+}
+
+impl<'a> Basis<'a> {
+    /// The basis of a question asked with `timing`: the head projection (from
+    /// `head`, only called when no replay is needed) or a replay of the prefix and
+    /// event-time cut asked for; the checkpoint asked at, else the newest one within
+    /// the entries covered.
+    pub fn new(
+        store: &dyn Store,
+        timing: Timing,
+        policy: &'a Policy,
+        policy_source: &'a str,
+        head: impl FnOnce() -> Result<Cow<'a, Facts>, QuestionError>,
+        progress: &mut projection::Progress<'_>,
+    ) -> Result<Basis<'a>, QuestionError> {
+        let (facts, checkpoint) = if timing.needs_replay() {
+            let (n, cp) = timing.prefix(store)?;
+            let facts = match timing.as_of {
+                Some(t) => projection::replay_happened_by(store, n, t, progress)?,
+                None => projection::replay(store, n, progress)?,
+            };
+            (Cow::Owned(facts), cp)
+        } else {
+            (head()?, None)
+        };
+        let checkpoint = match checkpoint {
+            Some(c) => Some(c),
+            None => checkpoint_within(store, facts.covered())?,
+        };
+        Ok(Basis {
+            facts,
+            now: timing.judged_at(Instant::now()),
+            timing,
+            policy,
+            policy_source,
+            checkpoint,
+        })
+    }
+
+    /// An evaluator over the basis.
+    pub fn evaluator(&self) -> Evaluator<'_> {
+        Evaluator::new(&self.facts, self.policy, self.now)
+    }
+
+    /// What the answer was computed over.
+    pub fn header(&self, store: &dyn Store) -> Header {
+        let covered = self.facts.covered();
+        Header {
+            covered,
+            checkpoint: self
+                .checkpoint
+                .as_ref()
+                .map(|c| checkpoint_ref(store, c, covered)),
+            now: self.now,
+            as_of: self.timing.as_of,
+            known_at: self.timing.known_at,
+            policy: self.policy_source.to_string(),
+            policy_digest: hex::encode(self.policy.digest(store.info().hash)),
+        }
+    }
+}
+
+/// What a report lists.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ReportKind {
+    /// Messages whose verdict is this one now.
+    Verdict(Verdict),
+    /// Anomalies, optionally of one kind.
+    Anomalies(Option<AnomalyKind>),
+    /// Incidents of these kinds (all if empty); `open_only` keeps those not ended.
+    Incidents {
+        /// Kinds.
+        kinds: Vec<IncidentKind>,
+        /// Only those still open.
+        open_only: bool,
+    },
+}
+
+impl ReportKind {
+    /// The report named as in `GET /v1/reports/{name}` and `ledger report NAME`:
+    /// a verdict (`lost`, `at-risk`, `late`, `stuck`, `open`, `completed`,
+    /// `resolved`), `anomalies` or `incidents`. With `ever`, a verdict report asks
+    /// which messages were ever in that state: the incidents of its kinds.
+    pub fn parse(
+        name: &str,
+        kind: Option<&str>,
+        ever: bool,
+        open_only: bool,
+    ) -> Result<ReportKind, QuestionError> {
+        let kinds = |list: &str| -> Result<Vec<IncidentKind>, QuestionError> {
+            list.split(',')
+                .filter(|s| !s.is_empty())
+                .map(|k| {
+                    IncidentKind::from_name(k).ok_or_else(|| {
+                        bad(
+                            "kind",
+                            format!(
+                                "{k:?} is not an incident kind: {}",
+                                IncidentKind::ALL.map(|k| k.name()).join(", ")
+                            ),
+                        )
+                    })
+                })
+                .collect()
+        };
+        match name {
+            "anomalies" => {
+                if ever || open_only {
+                    return Err(bad("ever", "applies to verdict reports only".into()));
+                }
+                let k = kind
+                    .map(|k| {
+                        AnomalyKind::from_name(k).ok_or_else(|| {
+                            bad(
+                                "kind",
+                                format!(
+                                    "{k:?} is not an anomaly kind: {}",
+                                    AnomalyKind::ALL.map(|k| k.name()).join(", ")
+                                ),
+                            )
+                        })
+                    })
+                    .transpose()?;
+                Ok(ReportKind::Anomalies(k))
+            }
+            "incidents" => Ok(ReportKind::Incidents {
+                kinds: kind.map(kinds).transpose()?.unwrap_or_default(),
+                open_only,
+            }),
+            _ => {
+                let v = Verdict::from_name(name).ok_or_else(|| {
+                    bad(
+                        "report",
+                        format!(
+                            "no report {name:?}: lost, at-risk, late, stuck, open, completed, resolved, anomalies or incidents"
+                        ),
+                    )
+                })?;
+                if kind.is_some() {
+                    return Err(bad(
+                        "kind",
+                        "applies to `anomalies` and `incidents` reports only".into(),
+                    ));
+                }
+                if !ever {
+                    if open_only {
+                        return Err(bad("open", "applies to incidents only".into()));
+                    }
+                    return Ok(ReportKind::Verdict(v));
+                }
+                let kinds = ever_kinds(v).ok_or_else(|| {
+                    bad(
+                        "ever",
+                        format!("applies to lost, stuck, late and at-risk, not {}", v.name()),
+                    )
+                })?;
+                Ok(ReportKind::Incidents {
+                    kinds: kinds.to_vec(),
+                    open_only,
+                })
+            }
+        }
+    }
+
+    /// The report's name in answers.
+    pub fn name(&self) -> &'static str {
+        match self {
+            ReportKind::Verdict(v) => v.name(),
+            ReportKind::Anomalies(_) => "anomalies",
+            ReportKind::Incidents { .. } => "incidents",
+        }
+    }
+}
+
+/// The incident kinds that mean "was ever `v`" (docs/projections.md §2.6).
+pub fn ever_kinds(v: Verdict) -> Option<&'static [IncidentKind]> {
+    match v {
+        Verdict::Lost => Some(&[IncidentKind::LostUnread, IncidentKind::Failed]),
+        Verdict::StuckInHandoff => Some(&[IncidentKind::HandoffNeverReceived]),
+        Verdict::Late => Some(&[IncidentKind::OpenedLate, IncidentKind::AckLate]),
+        Verdict::AtRisk => Some(&[
+            IncidentKind::OpenedLate,
+            IncidentKind::NeverDelivered,
+            IncidentKind::AckLate,
+        ]),
+        _ => None,
+    }
+}
+
+/// The rows of a report.
+#[derive(Clone, Debug, Serialize)]
+#[serde(untagged)]
+pub enum Rows<'a> {
+    /// Evaluated messages.
+    Messages(Vec<Evaluation<'a>>),
+    /// Anomalies.
+    Anomalies(Vec<AnomalyRow>),
+    /// Incidents.
+    Incidents(Vec<IncidentRow<'a>>),
+}
+
+impl Rows<'_> {
+    /// How many.
+    pub fn len(&self) -> usize {
+        match self {
+            Rows::Messages(r) => r.len(),
+            Rows::Anomalies(r) => r.len(),
+            Rows::Incidents(r) => r.len(),
+        }
+    }
+
+    /// Whether there are none.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// The answer to a report: `GET /v1/reports/{kind}` and `ledger report --json`.
+#[derive(Clone, Debug, Serialize)]
+pub struct ReportAnswer<'a> {
+    /// Which report.
+    pub report: &'static str,
+    /// What it was computed over.
+    #[serde(flatten)]
+    pub header: Header,
+    /// For `incidents`: the kinds asked for (every kind if empty).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub kinds: Option<Vec<IncidentKind>>,
+    /// Rows.
+    pub count: usize,
+    /// The rows.
+    pub rows: Rows<'a>,
+}
+
+/// Answers a report over a basis.
+pub fn report<'a>(
+    store: &dyn Store,
+    basis: &'a Basis<'_>,
+    kind: &ReportKind,
+    filter: &Filter,
+) -> ReportAnswer<'a> {
+    let eval = basis.evaluator();
+    let (rows, kinds) = match kind {
+        ReportKind::Verdict(v) => (
+            Rows::Messages(projection::report(&eval, &[*v], filter)),
+            None,
+        ),
+        ReportKind::Anomalies(k) => (
+            Rows::Anomalies(projection::anomaly_rows(&eval, filter, *k)),
+            None,
+        ),
+        ReportKind::Incidents { kinds, open_only } => (
+            Rows::Incidents(projection::incident_rows(&eval, kinds, filter, *open_only)),
+            Some(kinds.clone()),
+        ),
+    };
+    ReportAnswer {
+        report: kind.name(),
+        header: basis.header(store),
+        kinds,
+        count: rows.len(),
+        rows,
+    }
+}
+
+/// How stats group, by name: `all`, `from`, `to`, `channel`, `category`, `month`.
+pub fn group_by(name: Option<&str>) -> Result<GroupBy, QuestionError> {
+    Ok(match name {
+        None | Some("all") => GroupBy::All,
+        Some("from") => GroupBy::From,
+        Some("to") => GroupBy::To,
+        Some("channel") => GroupBy::Channel,
+        Some("category") => GroupBy::Category,
+        Some("month") => GroupBy::Month,
+        Some(other) => {
+            return Err(bad(
+                "by",
+                format!("{other:?} is not one of all, from, to, channel, category, month"),
+            ));
+        }
+    })
+}
+
+/// The answer of `GET /v1/stats` and `ledger stats --json`.
+#[derive(Clone, Debug, Serialize)]
+pub struct StatsAnswer {
+    /// The grouping (`null`: one group).
+    pub by: Option<&'static str>,
+    /// What it was computed over.
+    #[serde(flatten)]
+    pub header: Header,
+    /// Counts per group.
+    pub groups: Vec<StatsRow>,
+}
+
+/// Counts per verdict and per incident kind.
+pub fn stats(store: &dyn Store, basis: &Basis<'_>, by: GroupBy, filter: &Filter) -> StatsAnswer {
+    let name = match by {
+        GroupBy::All => None,
+        GroupBy::From => Some("from"),
+        GroupBy::To => Some("to"),
+        GroupBy::Channel => Some("channel"),
+        GroupBy::Category => Some("category"),
+        GroupBy::Month => Some("month"),
+    };
+    StatsAnswer {
+        by: name,
+        header: basis.header(store),
+        groups: projection::stats(&basis.evaluator(), by, filter),
+    }
+}
+
+/// One entry of a message's history.
+#[derive(Clone, Debug, Serialize)]
+pub struct HistoryEntry {
+    /// Its seq.
+    pub seq: u64,
+    /// When the ledger recorded it.
+    pub recorded_at: String,
+    /// Its leaf hash (hex).
+    pub hash: String,
+    /// The event, as recorded.
+    pub event: serde_json::Value,
+}
+
+/// The entries `seqs`, as histories show them.
+pub fn history(store: &dyn Store, seqs: &[u64]) -> Result<Vec<HistoryEntry>, QuestionError> {
+    let alg = store.info().hash;
+    seqs.iter()
+        .map(|&seq| {
+            let bytes = store.entry(seq)?;
+            let p = crate::entry::parse_entry(&bytes).map_err(|e| ProjectionError::BadEntry {
+                seq,
+                reason: e.to_string(),
+            })?;
+            let event = serde_json::from_str(p.event).map_err(|e| ProjectionError::BadEntry {
+                seq,
+                reason: e.to_string(),
+            })?;
+            Ok(HistoryEntry {
+                seq,
+                recorded_at: p.recorded_at.to_string(),
+                hash: hex::encode(alg.leaf(&bytes)),
+                event,
+            })
+        })
+        .collect()
+}
+
+/// A message's entries within what `timing` asks for: recorded within its prefix
+/// and, for an event-time as-of, happened by then.
+pub fn history_of(
+    store: &dyn Store,
+    key: &str,
+    timing: &Timing,
+) -> Result<Vec<HistoryEntry>, QuestionError> {
+    let (n, _) = timing.prefix(store)?;
+    history_within(store, key, n, timing.as_of)
+}
+
+fn history_within(
+    store: &dyn Store,
+    key: &str,
+    n: u64,
+    as_of: Option<Instant>,
+) -> Result<Vec<HistoryEntry>, QuestionError> {
+    let seqs: Vec<u64> = store
+        .message_seqs(key)?
+        .into_iter()
+        .filter(|&s| s < n)
+        .collect();
+    let mut rows = history(store, &seqs)?;
+    if let Some(t) = as_of {
+        rows.retain(|r| {
+            r.event
+                .get("at")
+                .and_then(|a| a.as_str())
+                .and_then(Instant::parse)
+                .is_some_and(|at| at <= t)
+        });
+    }
+    Ok(rows)
+}
+
+/// The answer about one message: `GET /v1/messages/{id}` and `ledger status --json`.
+#[derive(Clone, Debug, Serialize)]
+pub struct MessageAnswer<'a> {
+    /// Its bare id.
+    pub message: &'a str,
+    /// Sender.
+    pub from: Option<&'a str>,
+    /// Recipient.
+    pub to: Option<&'a str>,
+    /// What it was computed over.
+    #[serde(flatten)]
+    pub header: Header,
+    /// Its lifecycle status.
+    pub status: &'static str,
+    /// Its verdict and deadlines.
+    pub evaluation: Evaluation<'a>,
+    /// What went wrong in its life.
+    pub incidents: Vec<projection::Incident<'a>>,
+    /// What the log says about it.
+    pub facts: &'a MessageFacts,
+    /// Its entries (within the basis, and for an event-time as-of, those that
+    /// happened by then).
+    pub history: Vec<HistoryEntry>,
+}
+
+/// The facts of one message's family over the basis `timing` asks for (fast: only
+/// its entries are read). `None` if no event of it is within.
+pub fn message_facts(
+    store: &dyn Store,
+    key: &str,
+    timing: &Timing,
+) -> Result<Option<(Facts, Option<SignedCheckpoint>)>, QuestionError> {
+    let (n, cp) = timing.prefix(store)?;
+    Ok(projection::family_facts(store, key, n, timing.as_of)?.map(|f| (f, cp)))
+}
+
+/// Answers about one message over a basis (from [`message_facts`], or the head).
+/// `None` if the basis does not know it.
+pub fn message<'a>(
+    store: &dyn Store,
+    basis: &'a Basis<'_>,
+    key: &str,
+) -> Result<Option<MessageAnswer<'a>>, QuestionError> {
+    let evaluator = basis.evaluator();
+    let Some(e) = evaluator.evaluate(key) else {
+        return Ok(None);
+    };
+    let m = basis.facts.message(key).expect("evaluated");
+    let covered = basis.facts.covered();
+    let id = crate::event::split_message_key(e.message).1;
+    Ok(Some(MessageAnswer {
+        message: id,
+        from: e.from,
+        to: e.to,
+        header: basis.header(store),
+        status: m.status().name(),
+        incidents: evaluator.incidents(&e),
+        evaluation: e,
+        facts: m,
+        history: history_within(store, key, covered, basis.timing.as_of)?,
+    }))
+}

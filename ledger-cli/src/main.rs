@@ -423,6 +423,45 @@ pub(crate) fn open(cli_dir: &std::path::Path) -> Result<ledger_pg::Engine> {
     Ok(store)
 }
 
+/// The ledger a question reads: the store itself, or a read-only snapshot of its log
+/// when `dir` is an export bundle, holds no `signing.key`, or another process (a
+/// running `ledger serve`) holds the store. Only appending and signing need the key
+/// and the lock.
+pub(crate) fn open_reader(dir: &std::path::Path) -> Result<Box<dyn Store>> {
+    use ledger_core::store::{Snapshot, SnapshotSource};
+    let snapshot = |why: &str| -> Result<Box<dyn Store>> {
+        eprintln!("note: reading {} read-only ({why})", dir.display());
+        questions::set_read_only();
+        let s = Snapshot::open(dir)
+            .with_context(|| format!("cannot read the ledger at {}", dir.display()))?;
+        Ok(Box::new(s))
+    };
+    match SnapshotSource::of(dir) {
+        Some(SnapshotSource::Bundle) => return snapshot("an export bundle"),
+        Some(SnapshotSource::StoreDir) if !dir.join("signing.key").exists() => {
+            return snapshot("no signing.key here");
+        }
+        _ => {}
+    }
+    match ledger_pg::engine::open(dir) {
+        Ok((store, report)) => {
+            for line in report {
+                eprintln!("warning: {line}");
+            }
+            Ok(Box::new(store))
+        }
+        Err(ledger_core::StoreError::Locked(_))
+            if SnapshotSource::of(dir) == Some(SnapshotSource::StoreDir) =>
+        {
+            snapshot("another process, such as `ledger serve`, holds the store")
+        }
+        Err(e) => {
+            Err(anyhow::Error::new(e)
+                .context(format!("cannot open the ledger at {}", dir.display())))
+        }
+    }
+}
+
 fn read_key(arg: &str) -> Result<VerifierKey> {
     let text = match arg.strip_prefix('@') {
         Some(path) => {
@@ -475,17 +514,19 @@ fn run(cli: Cli) -> Result<u8> {
             as_of,
             known_at,
         } => {
-            let store = open(dir)?;
+            let store = open_reader(dir)?;
+            let store = store.as_ref();
             let when = questions::When {
                 as_of,
                 known_at,
                 ..Default::default()
             };
-            output::history(&store, &message, &when, cli.json)?;
+            output::history(store, &message, &when, cli.json)?;
             Ok(0)
         }
         Command::Checkpoint { size } => {
-            let store = open(dir)?;
+            let store = open_reader(dir)?;
+            let store = store.as_ref();
             let cp = match size {
                 None => store.latest_checkpoint()?,
                 Some(s) => store
@@ -505,7 +546,8 @@ fn run(cli: Cli) -> Result<u8> {
             Ok(0)
         }
         Command::Prove(p) => {
-            let store = open(dir)?;
+            let store = open_reader(dir)?;
+            let store = store.as_ref();
             let latest = store.latest_checkpoint()?;
             let alg = store.info().hash;
             let value = match p {
@@ -610,8 +652,9 @@ fn run(cli: Cli) -> Result<u8> {
             Ok(0)
         }
         Command::Status { message, when } => {
-            let store = open(dir)?;
-            questions::status(dir, &store, &message, &when, cli.json)
+            let store = open_reader(dir)?;
+            let store = store.as_ref();
+            questions::status(dir, store, &message, &when, cli.json)
         }
         Command::Report {
             kind,
@@ -620,21 +663,24 @@ fn run(cli: Cli) -> Result<u8> {
             open: open_only,
             query,
         } => {
-            let store = open(dir)?;
+            let store = open_reader(dir)?;
+            let store = store.as_ref();
             let opts = questions::ReportOptions {
                 kind: kind_filter.as_deref(),
                 ever,
                 open: open_only,
             };
-            questions::report(dir, &store, kind, opts, &query, cli.json)
+            questions::report(dir, store, kind, opts, &query, cli.json)
         }
         Command::Stats { by, query } => {
-            let store = open(dir)?;
-            questions::stats(dir, &store, by, &query, cli.json)
+            let store = open_reader(dir)?;
+            let store = store.as_ref();
+            questions::stats(dir, store, by, &query, cli.json)
         }
         Command::Replay { verify, when } => {
-            let store = open(dir)?;
-            questions::replay(dir, &store, verify, &when, cli.json)
+            let store = open_reader(dir)?;
+            let store = store.as_ref();
+            questions::replay(dir, store, verify, &when, cli.json)
         }
         Command::Reconcile {
             sent,
@@ -662,8 +708,9 @@ fn run(cli: Cli) -> Result<u8> {
                     options("--received-map", received_map.as_ref().or(map.as_ref()))?,
                 ),
             );
-            let store = open(dir)?;
-            questions::reconcile(dir, &store, lists, &query, cli.json)
+            let store = open_reader(dir)?;
+            let store = store.as_ref();
+            questions::reconcile(dir, store, lists, &query, cli.json)
         }
         Command::Demo { seed, messages } => {
             let dir = cli.dir.unwrap_or_else(|| PathBuf::from("ledger-demo"));
@@ -715,10 +762,11 @@ fn run(cli: Cli) -> Result<u8> {
             serve::token(dir, config.as_deref(), command, cli.json)
         }
         Command::Export { out } => {
-            let store = open(dir)?;
+            let store = open_reader(dir)?;
+            let store = store.as_ref();
             let bar = output::progress_count("exporting");
             let summary =
-                ledger_core::bundle::export(&store, &out, &bar).context("export failed")?;
+                ledger_core::bundle::export(store, &out, &bar).context("export failed")?;
             bar.0.finish_and_clear();
             if cli.json {
                 output::json(&serde_json::json!({

@@ -260,7 +260,26 @@ fn over(h: &Header) -> String {
     s
 }
 
+/// Set when the ledger is read through a read-only snapshot (see `open_reader`):
+/// nothing may be written into its directory, not even the derived projection
+/// (a running server owns it; a bundle is evidence).
+static READ_ONLY: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+pub(crate) fn set_read_only() {
+    READ_ONLY.store(true, std::sync::atomic::Ordering::Relaxed);
+}
+
+fn read_only() -> bool {
+    READ_ONLY.load(std::sync::atomic::Ordering::Relaxed)
+}
+
 fn head_facts(dir: &Path, store: &dyn Store, bar: &output::Bar) -> Result<Facts> {
+    if read_only() {
+        // The persisted projection may lag or lead this snapshot: replay it.
+        return Ok(projection::replay(store, store.size(), &mut |k| {
+            bar.0.set_position(k)
+        })?);
+    }
     bar.0.set_length(store.size());
     let (facts, report) = projection::load_or_rebuild(dir, store, &mut |k| bar.0.set_position(k))?;
     if let Some(why) = &report.rebuilt_because {
@@ -869,7 +888,7 @@ pub(crate) fn replay(
                 report.loaded
             ));
         }
-    } else {
+    } else if !read_only() {
         projection::save(dir, store, &facts)?;
     }
     let rate = size as f64 / elapsed.as_secs_f64().max(1e-9);
@@ -905,6 +924,7 @@ pub(crate) fn replay(
         match (&differs, verify) {
             (None, true) => println!("verified: the persisted projection equals a fresh replay"),
             (Some(d), _) => println!("MISMATCH: {d}"),
+            (None, false) if read_only() => println!("read-only: the projection was not saved"),
             (None, false) => println!("saved to {}", dir.join(projection::FILE_NAME).display()),
         }
     }

@@ -185,7 +185,7 @@ fn main() {
     let mut lat = Vec::with_capacity(queries);
     for id in ids.iter().step_by(step).take(queries) {
         let t = Instant::now();
-        let f = projection::family_facts(&plain, id, n)
+        let f = projection::family_facts(&plain, id, n, None)
             .expect("family")
             .expect("known");
         let e = Evaluator::new(&f, &policy, now)

@@ -502,6 +502,9 @@ pub struct ReportAnswer<'a> {
     pub kinds: Option<Vec<IncidentKind>>,
     /// Rows.
     pub count: usize,
+    /// `H(JCS(rows))` in hex, with the ledger's hash function: two answers with the
+    /// same digest list the same rows, so a regulator compares one line.
+    pub digest: String,
     /// The rows.
     pub rows: Rows<'a>,
 }
@@ -533,8 +536,16 @@ pub fn report<'a>(
         header: basis.header(store),
         kinds,
         count: rows.len(),
+        digest: rows_digest(store, &rows),
         rows,
     }
+}
+
+/// `H(JCS(rows))`, hex.
+pub fn rows_digest(store: &dyn Store, rows: &impl Serialize) -> String {
+    let value = serde_json::to_value(rows).expect("rows serialize");
+    let bytes = serde_json_canonicalizer::to_vec(&value).expect("json values canonicalize");
+    hex::encode(store.info().hash.digest(&[&bytes]))
 }
 
 /// How stats group, by name: `all`, `from`, `to`, `channel`, `category`, `month`.

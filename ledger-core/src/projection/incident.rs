@@ -98,6 +98,9 @@ impl Incident<'_> {
     }
 }
 
+/// A loss that may begin an episode: (at, evidence seq, kind, cause).
+type Loss<'a> = (Instant, u64, IncidentKind, Option<&'a str>);
+
 /// An event that may end an episode: (at, seq, how, via).
 type Ending<'a> = (Instant, u64, &'static str, Option<&'a str>);
 
@@ -141,7 +144,7 @@ impl<'a> Evaluator<'a> {
         let held = |t: Instant| custody_from.is_none_or(|c| t < c);
         let expires = e.expires_at.filter(|&x| x <= now && held(x));
         let sent_seq = m.sent.as_ref().map(|s| s.seq);
-        let candidates: [Option<(Instant, u64, IncidentKind, Option<&'a str>)>; 4] = [
+        let candidates: [Option<Loss<'a>>; 4] = [
             m.expired
                 .as_ref()
                 .filter(|x| held(x.at))

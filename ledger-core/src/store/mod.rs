@@ -9,6 +9,7 @@
 mod file;
 mod index;
 pub mod io;
+mod snapshot;
 mod writer;
 
 use std::path::PathBuf;
@@ -17,6 +18,7 @@ use serde::{Deserialize, Serialize};
 
 pub use file::{FileStore, InitOptions, OpenReport, read_info, reindex};
 pub use io::{LogIo, OsIo};
+pub use snapshot::{Snapshot, SnapshotSource};
 
 use crate::checkpoint::{CheckpointError, VerifierKey};
 use crate::event::Event;
@@ -226,6 +228,13 @@ pub enum StoreError {
     /// Another process holds the store.
     #[error("the store at {0} is in use by another process (is `ledger serve` running on it?)")]
     Locked(PathBuf),
+    /// An append or a signature asked of a read-only copy (a bundle, a directory
+    /// without `signing.key`, or a store another process holds).
+    #[error(
+        "{0} is open read-only (an export bundle, no signing.key, or another process holds it): \
+         only the ledger's own writer with its signing key appends and signs"
+    )]
+    ReadOnly(PathBuf),
     /// The directory holds no ledger.
     #[error("no ledger at {0} (create one with `ledger init --origin NAME`)")]
     NotALedger(PathBuf),

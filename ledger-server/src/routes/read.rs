@@ -469,6 +469,7 @@ pub(crate) async fn get_report(
             if let (Rows::Anomalies(rows), Reach::Party(org)) = (&mut a.rows, &reach) {
                 rows.retain(|r| r.org.as_ref().is_none_or(|o| o == org));
                 a.count = rows.len();
+                a.digest = questions::rows_digest(st.store.as_ref(), rows);
             }
             serde_json::to_value(&a).map_err(ApiError::internal)
         })

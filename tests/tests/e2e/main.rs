@@ -1,5 +1,6 @@
 //! End-to-end tests: the real `ledger` binary on real directories.
 
+mod answers;
 mod bad_input;
 mod cli;
 mod crash;

@@ -66,6 +66,11 @@ pub(crate) fn run(dir: &Path, seed: u64, messages: usize, as_json: bool) -> Resu
     write("truth.json", &serde_json::to_vec_pretty(truth)?)?;
     write("police-export.csv", scenario.police_export_csv().as_bytes())?;
     write("municipality.csv", scenario.municipality_csv().as_bytes())?;
+    // Names for the fictitious organisation numbers, read by every question.
+    write(
+        ledger_core::directory::FILE_NAME,
+        scenario.organisations_csv().as_bytes(),
+    )?;
 
     let (store, _) = FileStore::open(dir)?;
     let bar = output::progress_count("appending");

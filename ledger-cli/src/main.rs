@@ -765,8 +765,15 @@ fn run(cli: Cli) -> Result<u8> {
             let store = open_reader(dir)?;
             let store = store.as_ref();
             let bar = output::progress_count("exporting");
-            let summary =
-                ledger_core::bundle::export(store, &out, &bar).context("export failed")?;
+            let summary = ledger_core::bundle::export_with_names(
+                store,
+                &out,
+                &bar,
+                Some(dir.join(ledger_core::directory::FILE_NAME))
+                    .filter(|p| p.exists())
+                    .as_deref(),
+            )
+            .context("export failed")?;
             bar.0.finish_and_clear();
             if cli.json {
                 output::json(&serde_json::json!({

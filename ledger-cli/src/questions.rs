@@ -10,6 +10,7 @@ use comfy_table::{Table, presets::UTF8_FULL_CONDENSED};
 use std::borrow::Cow;
 
 use ledger_core::Store;
+use ledger_core::directory::Directory;
 use ledger_core::projection::{
     self, AnomalyRow, Evaluation, Evaluator, Facts, Filter, IncidentKind, IncidentRow, Instant,
     Policy, Verdict,
@@ -146,8 +147,8 @@ impl Filters {
         }
     }
 
-    fn to_filter(&self) -> Result<Filter> {
-        self.which().filter().map_err(input_error)
+    fn to_filter(&self, names: &Directory) -> Result<Filter> {
+        self.which().filter_in(names).map_err(input_error)
     }
 }
 
@@ -177,16 +178,34 @@ pub(crate) fn load_policy(dir: &Path, flag: Option<&Path>) -> Result<(Policy, St
     Ok((policy, source))
 }
 
-/// The policy a command judges under, owned for the command's life.
+/// The policy a command judges under and the names it shows, owned for the
+/// command's life.
 pub(crate) struct Judge {
     pub policy: Policy,
     pub source: String,
+    pub names: Directory,
 }
 
 impl Judge {
     pub(crate) fn load(dir: &Path, when: &When) -> Result<Judge> {
         let (policy, source) = load_policy(dir, when.policy.as_deref())?;
-        Ok(Judge { policy, source })
+        let names = Directory::load(dir).map_err(|e| anyhow!(InputError(e.to_string())))?;
+        Ok(Judge {
+            policy,
+            source,
+            names,
+        })
+    }
+
+    /// How a table shows an organisation: its name and number, or the number alone.
+    fn label(&self, number: Option<&str>) -> String {
+        match number {
+            None => String::new(),
+            Some(n) => match self.names.name(n) {
+                Some(name) => format!("{name} ({n})"),
+                None => n.to_string(),
+            },
+        }
     }
 }
 
@@ -218,7 +237,8 @@ pub(crate) fn basis<'a>(
         },
         &mut |k| bar.0.set_position(k),
     )
-    .map_err(input_error)?;
+    .map_err(input_error)?
+    .named(&judge.names);
     bar.0.finish_and_clear();
     Ok(b)
 }
@@ -481,10 +501,10 @@ pub(crate) fn report(
     as_json: bool,
 ) -> Result<u8> {
     let format = query.format(as_json);
-    let filter = query.filters.to_filter()?;
     let kind = ReportKind::parse(name.path_name(), opts.kind, opts.ever, opts.open)
         .map_err(input_error)?;
     let judge = Judge::load(dir, &query.when)?;
+    let filter = query.filters.to_filter(&judge.names)?;
     let b = basis(dir, store, &query.when, &judge)?;
     let answer = questions::report(store, &b, &kind, &filter);
     if format == Format::Json {
@@ -513,18 +533,50 @@ pub(crate) fn report(
             }
         ),
     };
+    // Tables name organisations beside their numbers; CSV keeps the number in its
+    // column and adds the names at the end, so scripts keep their column positions.
+    let named = |cells: &mut Vec<String>, from: usize, to: usize| {
+        let (f, t) = (cells[from].clone(), cells[to].clone());
+        let name = |n: &str| judge.names.name(n).unwrap_or_default().to_string();
+        if format == Format::Csv {
+            cells.push(name(&f));
+            cells.push(name(&t));
+        } else {
+            cells[from] = judge.label(Some(&f).filter(|x| !x.is_empty()).map(|x| x.as_str()));
+            cells[to] = judge.label(Some(&t).filter(|x| !x.is_empty()).map(|x| x.as_str()));
+        }
+    };
+    let with_names = |columns: &[&'static str]| -> Vec<&'static str> {
+        let mut h = columns.to_vec();
+        if format == Format::Csv {
+            h.extend(["from_name", "to_name"]);
+        }
+        h
+    };
     match &answer.rows {
         Rows::Messages(rows) => print_rows(
             format,
-            &REPORT_COLUMNS,
-            rows.iter().map(|e| report_cells(e).to_vec()).collect(),
+            &with_names(&REPORT_COLUMNS),
+            rows.iter()
+                .map(|e| {
+                    let mut c = report_cells(e).to_vec();
+                    named(&mut c, 5, 6);
+                    c
+                })
+                .collect(),
         )?,
         Rows::Incidents(rows) => print_rows(
             format,
-            &INCIDENT_COLUMNS,
-            rows.iter().map(incident_cells).collect(),
+            &with_names(&INCIDENT_COLUMNS),
+            rows.iter()
+                .map(|r| {
+                    let mut c = incident_cells(r);
+                    named(&mut c, 11, 12);
+                    c
+                })
+                .collect(),
         )?,
-        Rows::Anomalies(rows) => print_anomalies(rows, format)?,
+        Rows::Anomalies(rows) => print_anomalies(rows, format, &judge)?,
     }
     if format == Format::Table {
         eprintln!(
@@ -538,7 +590,7 @@ pub(crate) fn report(
     Ok(0)
 }
 
-fn print_anomalies(rows: &[AnomalyRow], format: Format) -> Result<()> {
+fn print_anomalies(rows: &[AnomalyRow], format: Format, judge: &Judge) -> Result<()> {
     let header = ANOMALY_COLUMNS;
     let o = |v: &Option<String>| v.clone().unwrap_or_default();
     let n = |v: Option<u64>| v.map(|x| x.to_string()).unwrap_or_default();
@@ -551,7 +603,11 @@ fn print_anomalies(rows: &[AnomalyRow], format: Format) -> Result<()> {
                     .as_deref()
                     .map(|k| ledger_core::event::split_message_key(k).1.to_string())
                     .unwrap_or_default(),
-                o(&r.org),
+                if format == Format::Table {
+                    judge.label(r.org.as_deref())
+                } else {
+                    o(&r.org)
+                },
                 o(&r.system),
                 r.seq.to_string(),
                 n(r.other_seq),
@@ -587,7 +643,6 @@ pub(crate) fn stats(
     as_json: bool,
 ) -> Result<u8> {
     let format = query.format(as_json);
-    let filter = query.filters.to_filter()?;
     let group = questions::group_by(by.map(|b| match b {
         By::From => "from",
         By::To => "to",
@@ -597,6 +652,7 @@ pub(crate) fn stats(
     }))
     .map_err(input_error)?;
     let judge = Judge::load(dir, &query.when)?;
+    let filter = query.filters.to_filter(&judge.names)?;
     let b = basis(dir, store, &query.when, &judge)?;
     let answer = questions::stats(store, &b, group, &filter);
     if format == Format::Json {
@@ -613,7 +669,11 @@ pub(crate) fn stats(
         .groups
         .iter()
         .map(|r| {
-            let mut c = vec![r.group.clone(), r.total.to_string()];
+            let group = match by {
+                Some(By::From | By::To) if format == Format::Table => judge.label(Some(&r.group)),
+                _ => r.group.clone(),
+            };
+            let mut c = vec![group, r.total.to_string()];
             c.extend(
                 Verdict::ALL
                     .iter()
@@ -707,6 +767,7 @@ pub(crate) fn status(
         policy: &judge.policy,
         policy_source: &judge.source,
         checkpoint,
+        directory: &judge.names,
     };
     let a = questions::message(store, &b, &key)
         .map_err(input_error)?
@@ -734,8 +795,8 @@ pub(crate) fn status(
         } else {
             "never (unknown message)".into()
         },
-        o(&e.from),
-        o(&e.to),
+        e.from.map_or("-".into(), |f| judge.label(Some(f))),
+        e.to.map_or("-".into(), |t| judge.label(Some(t))),
         o(&e.channel),
         o(&e.category)
     );
@@ -1042,7 +1103,8 @@ pub(crate) fn reconcile(
     as_json: bool,
 ) -> Result<u8> {
     let (when, format) = (&query.when, query.format(as_json));
-    let filter = query.filters.to_filter()?;
+    let judge = Judge::load(dir, when)?;
+    let filter = query.filters.to_filter(&judge.names)?;
     let read = |(p, opts): &ListSource<'_>| -> Result<reconcile::ParsedList> {
         let bytes = std::fs::read(p).with_context(|| format!("read {}", p.display()))?;
         let list = reconcile::parse_list_with(&p.display().to_string(), &bytes, opts)
@@ -1054,7 +1116,6 @@ pub(crate) fn reconcile(
     };
     let sent_list = read(&sent)?;
     let received_list = read(&received)?;
-    let judge = Judge::load(dir, when)?;
     let b = basis(dir, store, when, &judge)?;
     let eval = b.evaluator();
     let scope: Vec<String> = if filter.is_empty() {

@@ -28,6 +28,8 @@ Files
   checkpoint       the newest signed checkpoint (C2SP signed note, Ed25519)
   checkpoints.txt  earlier signed checkpoints, separated by one empty line
   verifier.key     the public key (compare it with the one you were given!)
+  organisations.csv  (if present) names for organisation numbers, a reader's aid:
+                   no signature covers it
 
 Verify by hand (H is the hash function named in ledger.json)
   1. For each line i (from 0) of entries.jsonl, without its newline: check it is
@@ -53,6 +55,18 @@ pub fn export(
     store: &dyn Store,
     out: &Path,
     progress: &dyn Progress,
+) -> Result<ExportSummary, StoreError> {
+    export_with_names(store, out, progress, None)
+}
+
+/// As [`export`], with the ledger's organisation directory (`organisations.csv`)
+/// beside the log, so the bundle's answers show names too. It is a reader's aid,
+/// not evidence: no signature covers it.
+pub fn export_with_names(
+    store: &dyn Store,
+    out: &Path,
+    progress: &dyn Progress,
+    names: Option<&Path>,
 ) -> Result<ExportSummary, StoreError> {
     if out.exists() {
         return Err(StoreError::AlreadyExists(out.to_path_buf()));
@@ -84,6 +98,10 @@ pub fn export(
     .map_err(io("verifier.key"))?;
     fs::write(dir.join("checkpoint"), &latest.note).map_err(io("checkpoint"))?;
     fs::write(dir.join("README"), README).map_err(io("README"))?;
+    if let Some(p) = names {
+        fs::copy(p, dir.join(crate::directory::FILE_NAME))
+            .map_err(StoreError::io(format!("copy {}", p.display())))?;
+    }
 
     let mut cks =
         BufWriter::new(File::create(dir.join("checkpoints.txt")).map_err(io("checkpoints.txt"))?);

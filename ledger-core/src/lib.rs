@@ -20,6 +20,7 @@
 pub mod admission;
 pub mod bundle;
 pub mod checkpoint;
+pub mod directory;
 pub mod entry;
 pub mod event;
 pub mod hash;

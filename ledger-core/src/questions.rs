@@ -6,9 +6,11 @@
 //! §5).
 
 use std::borrow::Cow;
+use std::collections::BTreeMap;
 
 use serde::Serialize;
 
+use crate::directory::{self, Directory};
 use crate::event;
 use crate::projection::{
     self, AnomalyKind, AnomalyRow, Evaluation, Evaluator, Facts, Filter, GroupBy, IncidentKind,
@@ -68,6 +70,27 @@ pub struct Which {
 impl Which {
     /// The filter, every value checked.
     pub fn filter(&self) -> Result<Filter, QuestionError> {
+        self.filter_in(&directory::EMPTY)
+    }
+
+    /// The filter, organisations given by name resolved through `names` (a name
+    /// matching several is an error that lists them).
+    pub fn filter_in(&self, names: &Directory) -> Result<Filter, QuestionError> {
+        let resolve = |name: &'static str, v: &Option<String>| {
+            v.as_deref()
+                .map(|o| names.resolve(o).map_err(|e| bad(name, e.to_string())))
+                .transpose()
+        };
+        let resolved = Which {
+            from: resolve("from", &self.from)?,
+            to: resolve("to", &self.to)?,
+            party: resolve("party", &self.party)?,
+            ..self.clone()
+        };
+        resolved.checked()
+    }
+
+    fn checked(&self) -> Result<Filter, QuestionError> {
         for (name, value, allowed) in [
             ("category", &self.category, &event::CATEGORIES[..]),
             ("channel", &self.channel, &event::CHANNELS[..]),
@@ -272,6 +295,8 @@ pub struct Basis<'a> {
     pub policy_source: &'a str,
     /// The checkpoint named in the answer.
     pub checkpoint: Option<SignedCheckpoint>,
+    /// Names for organisation numbers.
+    pub directory: &'a Directory,
 }
 
 impl<'a> Basis<'a> {
@@ -308,7 +333,13 @@ impl<'a> Basis<'a> {
             policy,
             policy_source,
             checkpoint,
+            directory: &directory::EMPTY,
         })
+    }
+
+    /// The same basis, naming organisations from `directory`.
+    pub fn named(self, directory: &'a Directory) -> Basis<'a> {
+        Basis { directory, ..self }
     }
 
     /// An evaluator over the basis.
@@ -502,6 +533,9 @@ pub struct ReportAnswer<'a> {
     pub kinds: Option<Vec<IncidentKind>>,
     /// Rows.
     pub count: usize,
+    /// Names of the organisations in the rows, by number (from the organisation
+    /// directory; empty without one).
+    pub organisations: BTreeMap<String, String>,
     /// `H(JCS(rows))` in hex, with the ledger's hash function: two answers with the
     /// same digest list the same rows, so a regulator compares one line.
     pub digest: String,
@@ -531,11 +565,17 @@ pub fn report<'a>(
             Some(kinds.clone()),
         ),
     };
+    let numbers: Vec<&str> = match &rows {
+        Rows::Messages(r) => r.iter().flat_map(|e| [e.from, e.to]).flatten().collect(),
+        Rows::Incidents(r) => r.iter().flat_map(|e| [e.from, e.to]).flatten().collect(),
+        Rows::Anomalies(r) => r.iter().filter_map(|a| a.org.as_deref()).collect(),
+    };
     ReportAnswer {
         report: kind.name(),
         header: basis.header(store),
         kinds,
         count: rows.len(),
+        organisations: basis.directory.names(numbers),
         digest: rows_digest(store, &rows),
         rows,
     }
@@ -576,6 +616,8 @@ pub struct StatsAnswer {
     pub header: Header,
     /// Counts per group.
     pub groups: Vec<StatsRow>,
+    /// Names of the groups that are organisations, by number.
+    pub organisations: BTreeMap<String, String>,
 }
 
 /// Counts per verdict and per incident kind.
@@ -588,10 +630,18 @@ pub fn stats(store: &dyn Store, basis: &Basis<'_>, by: GroupBy, filter: &Filter)
         GroupBy::Category => Some("category"),
         GroupBy::Month => Some("month"),
     };
+    let groups = projection::stats(&basis.evaluator(), by, filter);
+    let organisations = match by {
+        GroupBy::From | GroupBy::To => basis
+            .directory
+            .names(groups.iter().map(|g| g.group.as_str())),
+        _ => BTreeMap::new(),
+    };
     StatsAnswer {
         by: name,
         header: basis.header(store),
-        groups: projection::stats(&basis.evaluator(), by, filter),
+        groups,
+        organisations,
     }
 }
 
@@ -676,6 +726,8 @@ pub struct MessageAnswer<'a> {
     pub from: Option<&'a str>,
     /// Recipient.
     pub to: Option<&'a str>,
+    /// Names of the sender and recipient, by number.
+    pub organisations: BTreeMap<String, String>,
     /// What it was computed over.
     #[serde(flatten)]
     pub header: Header,
@@ -721,6 +773,7 @@ pub fn message<'a>(
         message: id,
         from: e.from,
         to: e.to,
+        organisations: basis.directory.names([e.from, e.to].into_iter().flatten()),
         header: basis.header(store),
         status: m.status().name(),
         incidents: evaluator.incidents(&e),

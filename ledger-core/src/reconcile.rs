@@ -17,7 +17,7 @@ use crate::event::parse_time;
 /// (the wrong file, say) would otherwise bury the first, telling lines.
 pub const MAX_REPORTED_PROBLEMS: usize = 50;
 
-const BOM: &[u8] = b"\xEF\xBB\xBF";
+pub(crate) const BOM: &[u8] = b"\xEF\xBB\xBF";
 
 /// One row of a list: what a sender says it sent or a receiver says it got.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -188,7 +188,7 @@ pub fn parse_list_with(
 
 /// The delimiter of a CSV file, from its first line: the most frequent of `,` `;` tab
 /// outside double quotes; ties and none go to the comma.
-fn sniff_delimiter(bytes: &[u8]) -> u8 {
+pub(crate) fn sniff_delimiter(bytes: &[u8]) -> u8 {
     let mut counts = [0usize; 3];
     let mut quoted = false;
     for &b in bytes.iter().take_while(|&&b| b != b'\n') {

@@ -1259,6 +1259,43 @@ impl Scenario {
         csv(&self.lists().received)
     }
 
+    /// `organisations.csv`: the scenario's organisations in the shape of the
+    /// Enhetsregisteret's download (`organisasjonsnummer,navn,organisasjonsform.kode`).
+    /// Every number is fictitious and every name says `(demo)`: no real
+    /// organisation is given a number it does not have.
+    pub fn organisations_csv(&self) -> String {
+        const DISTRICTS: [&str; POLICE] = [
+            "Oslo",
+            "Øst",
+            "Innlandet",
+            "Sør-Øst",
+            "Agder",
+            "Sør-Vest",
+            "Vest",
+            "Møre og Romsdal",
+            "Trøndelag",
+            "Nordland",
+            "Troms",
+            "Finnmark",
+        ];
+        let mut out = String::from("organisasjonsnummer,navn,organisasjonsform.kode\n");
+        for i in 0..self.orgs.len() {
+            let (name, kind) = match i {
+                i if i < POLICE => (format!("{} politidistrikt (demo)", DISTRICTS[i]), "ORGL"),
+                i if i < POLICE + MUNICIPALITIES => {
+                    (format!("Kommune {:03} (demo)", i - POLICE + 1), "KOMM")
+                }
+                i if i == POLICE + MUNICIPALITIES => ("Bekymringsportalen (demo)".into(), "ORGL"),
+                i => (
+                    format!("Statsetat {:02} (demo)", i - POLICE - MUNICIPALITIES),
+                    "STAT",
+                ),
+            };
+            let _ = writeln!(out, "{},{name},{kind}", self.org_number(i as u16));
+        }
+        out
+    }
+
     fn org_number(&self, org: u16) -> &str {
         std::str::from_utf8(&self.orgs[usize::from(org)].number).expect("ASCII digits")
     }

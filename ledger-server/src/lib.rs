@@ -144,6 +144,14 @@ pub async fn serve(
     let key = pseudonym_key(&config.pseudonym_key_file)?;
     let auth = auth::Authenticator::new(&config.tokens_file, config.jwt.as_ref())?;
     let policy = policy(&dir)?;
+    let directory =
+        ledger_core::directory::Directory::load(&dir).map_err(|e| ServeError::File {
+            path: dir
+                .join(ledger_core::directory::FILE_NAME)
+                .display()
+                .to_string(),
+            reason: e.to_string(),
+        })?;
     let metrics = Arc::new(metrics::Metrics::default());
     let (store, projector, projector_thread) = {
         let dir = dir.clone();
@@ -181,6 +189,7 @@ pub async fn serve(
         config,
         shutting_down: AtomicBool::new(false),
         commit_lock: tokio::sync::Mutex::new(()),
+        directory,
     }));
     let app = routes::router(state.clone());
     let draining = state.clone();

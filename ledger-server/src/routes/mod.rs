@@ -38,6 +38,8 @@ pub(crate) struct Inner {
     pub shutting_down: AtomicBool,
     /// Held around each append when `server.commit = "per_request"`.
     pub commit_lock: tokio::sync::Mutex<()>,
+    /// Names for organisation numbers (`organisations.csv`; empty without one).
+    pub directory: ledger_core::directory::Directory,
 }
 
 /// What bounds the streams: clients at once, replays at once, and log reads at once

@@ -143,8 +143,8 @@ impl Params {
         }
     }
 
-    fn filter(&self) -> Result<Filter, ApiError> {
-        self.which().filter().map_err(question_error)
+    fn filter(&self, names: &ledger_core::directory::Directory) -> Result<Filter, ApiError> {
+        self.which().filter_in(names).map_err(question_error)
     }
 
     fn timing(&self) -> Result<Timing, ApiError> {
@@ -178,7 +178,8 @@ fn with_basis<T>(
             || unreachable!("a replay needs no head"),
             &mut |_| {},
         )
-        .map_err(question_error)?;
+        .map_err(question_error)?
+        .named(&st.directory);
         return f(&b);
     }
     let live = st.projector.read();
@@ -190,7 +191,8 @@ fn with_basis<T>(
         || Ok(Cow::Borrowed(&live.facts)),
         &mut |_| {},
     )
-    .map_err(question_error)?;
+    .map_err(question_error)?
+    .named(&st.directory);
     f(&b)
 }
 
@@ -316,6 +318,7 @@ pub(crate) async fn get_message(
                 policy: st.projector.policy(),
                 policy_source: st.projector.policy_source(),
                 checkpoint,
+                directory: &st.directory,
             };
             return answer(&b);
         }
@@ -390,7 +393,7 @@ pub(crate) async fn list_messages(
     ApiQuery(q): ApiQuery<Params>,
 ) -> Result<Answer, ApiError> {
     let reach = tenant::message_reach(&p)?;
-    let filter = tenant::scoped(&reach, q.filter()?);
+    let filter = tenant::scoped(&reach, q.filter(&s.directory)?);
     let verdicts = match &q.verdict {
         Some(v) => verdicts_of(v)?,
         None => Verdict::ALL.to_vec(),
@@ -445,7 +448,7 @@ pub(crate) async fn get_report(
     ApiQuery(q): ApiQuery<Params>,
 ) -> Result<Answer, ApiError> {
     let reach = tenant::message_reach(&p)?;
-    let filter = tenant::scoped(&reach, q.filter()?);
+    let filter = tenant::scoped(&reach, q.filter(&s.directory)?);
     let timing = q.timing()?;
     let report = ReportKind::parse(
         &kind,
@@ -496,7 +499,7 @@ pub(crate) async fn get_stats(
     ApiQuery(q): ApiQuery<Params>,
 ) -> Result<Answer, ApiError> {
     let reach = tenant::message_reach(&p)?;
-    let filter = tenant::scoped(&reach, q.filter()?);
+    let filter = tenant::scoped(&reach, q.filter(&s.directory)?);
     let timing = q.timing()?;
     let by = questions::group_by(q.by.as_deref()).map_err(question_error)?;
     await_min_seq(&s, q.min_seq).await?;

@@ -209,6 +209,51 @@ fn ever_lost_matches_the_ground_truth(d: &Path, truth: &Value, seed: &str) {
     );
     assert_eq!(losses(&district_answer["rows"]), expected, "seed {seed}");
     assert!(!expected.is_empty());
+
+    // The same question by the district's name, from the demo's organisations.csv.
+    let name = district_answer["organisations"][&district]
+        .as_str()
+        .expect("the demo names its organisations")
+        .to_string();
+    assert!(name.ends_with("politidistrikt (demo)"), "{name}");
+    let by_name = ledger_json(
+        d,
+        &[
+            "report",
+            "incidents",
+            "--kind",
+            "lost_unread",
+            "--from",
+            &name,
+            "--category",
+            "bekymringsmelding",
+            "--since",
+            "2020-01-01",
+            "--until",
+            "2024-01-01",
+            "--now",
+            T_END,
+            "--format",
+            "json",
+        ],
+    );
+    assert_eq!(by_name["rows"], district_answer["rows"]);
+    let out = ledger(d, &["report", "lost", "--from", "politidistrikt"]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("names 12 organisations"), "{err}");
+    let out = ledger(d, &["report", "lost", "--from", "Atlantis"]);
+    assert_eq!(out.status.code(), Some(2));
+    let table = ledger_ok(
+        d,
+        &[
+            "report", "lost", "--ever", "--from", &district, "--now", T_END,
+        ],
+    );
+    assert!(
+        table.contains(&name[..10]),
+        "names beside numbers in tables:\n{table}"
+    );
 }
 
 #[test]

@@ -223,11 +223,16 @@ enum Command {
         #[command(flatten)]
         query: questions::Query,
     },
-    /// Counts of messages per verdict, optionally grouped.
+    /// Counts of messages per verdict and of incidents per kind, optionally grouped.
+    ///
+    /// Keys combine: `--by from,month` counts per sender and month sent, so "concern
+    /// reports lost per month per district" is one question:
+    ///   ledger stats --by from,month --category bekymringsmelding --since 2020-01-01
     Stats {
-        /// Group by sender, recipient, channel, category or month sent.
-        #[arg(long, value_enum)]
-        by: Option<questions::By>,
+        /// Group by sender, recipient, channel, category and/or month sent
+        /// (comma-separated).
+        #[arg(long, value_enum, value_delimiter = ',')]
+        by: Vec<questions::By>,
         #[command(flatten)]
         query: questions::Query,
     },
@@ -675,7 +680,7 @@ fn run(cli: Cli) -> Result<u8> {
         Command::Stats { by, query } => {
             let store = open_reader(dir)?;
             let store = store.as_ref();
-            questions::stats(dir, store, by, &query, cli.json)
+            questions::stats(dir, store, &by, &query, cli.json)
         }
         Command::Replay { verify, when } => {
             let store = open_reader(dir)?;

@@ -638,29 +638,44 @@ pub(crate) enum By {
 pub(crate) fn stats(
     dir: &Path,
     store: &dyn Store,
-    by: Option<By>,
+    by: &[By],
     query: &Query,
     as_json: bool,
 ) -> Result<u8> {
     let format = query.format(as_json);
-    let group = questions::group_by(by.map(|b| match b {
-        By::From => "from",
-        By::To => "to",
-        By::Channel => "channel",
-        By::Category => "category",
-        By::Month => "month",
-    }))
+    let names: Vec<&str> = by
+        .iter()
+        .map(|b| match b {
+            By::From => "from",
+            By::To => "to",
+            By::Channel => "channel",
+            By::Category => "category",
+            By::Month => "month",
+        })
+        .collect();
+    let group = questions::group_by(
+        Some(&names.join(","))
+            .filter(|s| !s.is_empty())
+            .map(|s| s.as_str()),
+    )
     .map_err(input_error)?;
     let judge = Judge::load(dir, &query.when)?;
     let filter = query.filters.to_filter(&judge.names)?;
     let b = basis(dir, store, &query.when, &judge)?;
-    let answer = questions::stats(store, &b, group, &filter);
+    let answer = questions::stats(store, &b, &group, &filter);
     if format == Format::Json {
         output::json(&answer)?;
         leave(b);
         return Ok(0);
     }
-    let mut header = vec!["group", "total"];
+    // One column per key when there are several (charts want them apart).
+    let keys: Vec<&'static str> = answer.by.clone();
+    let mut header: Vec<&str> = if keys.len() > 1 {
+        keys.clone()
+    } else {
+        vec!["group"]
+    };
+    header.push("total");
     header.extend(Verdict::ALL.iter().map(|v| v.name()));
     header.push("with_anomalies");
     header.extend(IncidentKind::ALL.iter().map(|k| k.name()));
@@ -669,11 +684,19 @@ pub(crate) fn stats(
         .groups
         .iter()
         .map(|r| {
-            let group = match by {
-                Some(By::From | By::To) if format == Format::Table => judge.label(Some(&r.group)),
-                _ => r.group.clone(),
+            let show = |k: &str, v: &String| match k {
+                "from" | "to" if format == Format::Table => judge.label(Some(v)),
+                _ => v.clone(),
             };
-            let mut c = vec![group, r.total.to_string()];
+            let mut c: Vec<String> = if keys.len() > 1 {
+                keys.iter().map(|k| show(k, &r.keys[k])).collect()
+            } else {
+                match keys.first() {
+                    Some(k) => vec![show(k, &r.group)],
+                    None => vec![r.group.clone()],
+                }
+            };
+            c.push(r.total.to_string());
             c.extend(
                 Verdict::ALL
                     .iter()

@@ -588,60 +588,55 @@ pub fn rows_digest(store: &dyn Store, rows: &impl Serialize) -> String {
     hex::encode(store.info().hash.digest(&[&bytes]))
 }
 
-/// How stats group, by name: `all`, `from`, `to`, `channel`, `category`, `month`.
-pub fn group_by(name: Option<&str>) -> Result<GroupBy, QuestionError> {
-    Ok(match name {
-        None | Some("all") => GroupBy::All,
-        Some("from") => GroupBy::From,
-        Some("to") => GroupBy::To,
-        Some("channel") => GroupBy::Channel,
-        Some("category") => GroupBy::Category,
-        Some("month") => GroupBy::Month,
-        Some(other) => {
-            return Err(bad(
+/// How stats group, by name: none (`all`), or keys from `from`, `to`, `channel`,
+/// `category`, `month`, comma-separated (`from,month`: per sender and month).
+pub fn group_by(names: Option<&str>) -> Result<Vec<GroupBy>, QuestionError> {
+    let Some(list) = names.filter(|n| *n != "all") else {
+        return Ok(Vec::new());
+    };
+    let mut keys = Vec::new();
+    for n in list.split(',').map(str::trim).filter(|n| !n.is_empty()) {
+        let k = GroupBy::from_name(n).ok_or_else(|| {
+            bad(
                 "by",
-                format!("{other:?} is not one of all, from, to, channel, category, month"),
-            ));
+                format!("{n:?} is not one of all, from, to, channel, category, month"),
+            )
+        })?;
+        if keys.contains(&k) {
+            return Err(bad("by", format!("{n:?} is given twice")));
         }
-    })
+        keys.push(k);
+    }
+    Ok(keys)
 }
 
 /// The answer of `GET /v1/stats` and `ledger stats --json`.
 #[derive(Clone, Debug, Serialize)]
 pub struct StatsAnswer {
-    /// The grouping (`null`: one group).
-    pub by: Option<&'static str>,
+    /// The grouping keys (empty: one group, `all`).
+    pub by: Vec<&'static str>,
     /// What it was computed over.
     #[serde(flatten)]
     pub header: Header,
     /// Counts per group.
     pub groups: Vec<StatsRow>,
-    /// Names of the groups that are organisations, by number.
+    /// Names of the organisations among the groups' keys, by number.
     pub organisations: BTreeMap<String, String>,
 }
 
 /// Counts per verdict and per incident kind.
-pub fn stats(store: &dyn Store, basis: &Basis<'_>, by: GroupBy, filter: &Filter) -> StatsAnswer {
-    let name = match by {
-        GroupBy::All => None,
-        GroupBy::From => Some("from"),
-        GroupBy::To => Some("to"),
-        GroupBy::Channel => Some("channel"),
-        GroupBy::Category => Some("category"),
-        GroupBy::Month => Some("month"),
-    };
+pub fn stats(store: &dyn Store, basis: &Basis<'_>, by: &[GroupBy], filter: &Filter) -> StatsAnswer {
     let groups = projection::stats(&basis.evaluator(), by, filter);
-    let organisations = match by {
-        GroupBy::From | GroupBy::To => basis
-            .directory
-            .names(groups.iter().map(|g| g.group.as_str())),
-        _ => BTreeMap::new(),
-    };
+    let numbers = groups.iter().flat_map(|g| {
+        ["from", "to"]
+            .into_iter()
+            .filter_map(|k| g.keys.get(k).map(String::as_str))
+    });
     StatsAnswer {
-        by: name,
+        by: by.iter().map(|k| k.name()).collect(),
         header: basis.header(store),
+        organisations: basis.directory.names(numbers),
         groups,
-        organisations,
     }
 }
 

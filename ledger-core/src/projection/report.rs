@@ -286,11 +286,10 @@ pub fn anomaly_rows(
     rows
 }
 
-/// How `stats` groups.
+/// A key `stats` groups by; several combine (`from` and `month`: one group per
+/// sender and month).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum GroupBy {
-    /// One group.
-    All,
     /// Sender organisation.
     From,
     /// Recipient organisation.
@@ -303,11 +302,52 @@ pub enum GroupBy {
     Month,
 }
 
+impl GroupBy {
+    /// Every key, in the order names list them.
+    pub const ALL: [GroupBy; 5] = [
+        GroupBy::From,
+        GroupBy::To,
+        GroupBy::Channel,
+        GroupBy::Category,
+        GroupBy::Month,
+    ];
+
+    /// The key's name.
+    pub fn name(self) -> &'static str {
+        match self {
+            GroupBy::From => "from",
+            GroupBy::To => "to",
+            GroupBy::Channel => "channel",
+            GroupBy::Category => "category",
+            GroupBy::Month => "month",
+        }
+    }
+
+    /// Parses a name.
+    pub fn from_name(s: &str) -> Option<GroupBy> {
+        Self::ALL.into_iter().find(|k| k.name() == s)
+    }
+
+    fn value(self, e: &Evaluation<'_>) -> String {
+        match self {
+            GroupBy::From => e.from.map(str::to_string),
+            GroupBy::To => e.to.map(str::to_string),
+            GroupBy::Channel => e.channel.map(str::to_string),
+            GroupBy::Category => e.category.map(str::to_string),
+            GroupBy::Month => e.origin_at.map(|t| t.to_string()[..7].to_string()),
+        }
+        .unwrap_or_else(|| "unknown".into())
+    }
+}
+
 /// Counts per verdict in one group.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
 pub struct StatsRow {
-    /// The group (`all`, an org number, a channel …; `unknown` for orphans).
+    /// The group: its key values joined by `/` (`all` without keys; `unknown` for
+    /// a value an orphan lacks).
     pub group: String,
+    /// The group's value of each key, by key name.
+    pub keys: BTreeMap<&'static str, String>,
     /// Messages in the group.
     pub total: u64,
     /// Per verdict name, every verdict present (zero included).
@@ -321,9 +361,10 @@ pub struct StatsRow {
     pub with_incidents: u64,
 }
 
-/// Counts per verdict, grouped, for messages passing the filter; groups sorted.
-/// Counted shard by shard on every core.
-pub fn stats(eval: &Evaluator<'_>, by: GroupBy, filter: &Filter) -> Vec<StatsRow> {
+/// Counts per verdict and incident kind, grouped by the keys `by` (one group when
+/// empty), for messages passing the filter; groups sorted. Counted shard by shard
+/// on every core.
+pub fn stats(eval: &Evaluator<'_>, by: &[GroupBy], filter: &Filter) -> Vec<StatsRow> {
     let shards = eval.facts().shards();
     let parts = per_shard(|i| {
         let mut groups: BTreeMap<String, StatsRow> = BTreeMap::new();
@@ -332,17 +373,15 @@ pub fn stats(eval: &Evaluator<'_>, by: GroupBy, filter: &Filter) -> Vec<StatsRow
             if !filter.matches(&e) {
                 continue;
             }
-            let key = match by {
-                GroupBy::All => Some("all".to_string()),
-                GroupBy::From => e.from.map(str::to_string),
-                GroupBy::To => e.to.map(str::to_string),
-                GroupBy::Channel => e.channel.map(str::to_string),
-                GroupBy::Category => e.category.map(str::to_string),
-                GroupBy::Month => e.origin_at.map(|t| t.to_string()[..7].to_string()),
-            }
-            .unwrap_or_else(|| "unknown".into());
+            let values: Vec<String> = by.iter().map(|k| k.value(&e)).collect();
+            let key = if by.is_empty() {
+                "all".to_string()
+            } else {
+                values.join("/")
+            };
             let row = groups.entry(key).or_insert_with_key(|key| StatsRow {
                 group: key.clone(),
+                keys: by.iter().map(|k| k.name()).zip(values).collect(),
                 verdicts: Verdict::ALL.iter().map(|v| (v.name(), 0)).collect(),
                 incidents: IncidentKind::ALL.iter().map(|k| (k.name(), 0)).collect(),
                 ..StatsRow::default()

@@ -506,7 +506,7 @@ pub(crate) async fn get_stats(
     let st = s.clone();
     tokio::task::spawn_blocking(move || {
         with_basis(&st, timing, |b| {
-            serde_json::to_value(questions::stats(st.store.as_ref(), b, by, &filter))
+            serde_json::to_value(questions::stats(st.store.as_ref(), b, &by, &filter))
                 .map_err(ApiError::internal)
         })
     })

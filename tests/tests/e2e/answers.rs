@@ -147,6 +147,17 @@ fn as_of_is_event_time_and_known_at_is_record_time_on_backfilled_data() {
     let stats = ledger_json(&d, &["stats", "--as-of", t, "--json"]);
     assert_eq!(stats["groups"][0]["verdicts"]["lost"], 1);
     assert_eq!(stats["groups"][0]["incidents"]["lost_unread"], 1);
+    // Per sender and month: the chart of "lost per month per district" in one question.
+    let chart = ledger_json(&d, &["stats", "--by", "from,month", "--json"]);
+    assert_eq!(chart["by"], json!(["from", "month"]));
+    let jan = &chart["groups"][0];
+    assert_eq!(jan["group"], format!("{POLICE}/2021-01"));
+    assert_eq!(jan["keys"], json!({"from": POLICE, "month": "2021-01"}));
+    assert_eq!(jan["total"], 3, "X, Y and Z; the resend was sent in June");
+    assert_eq!(jan["incidents"]["lost_unread"], 1);
+    assert_eq!(jan["incidents"]["handoff_never_received"], 1);
+    let csv = ledger_ok(&d, &["stats", "--by", "from,month", "--format", "csv"]);
+    assert!(csv.starts_with("from,month,total,"), "{csv}");
     let history = ledger_json(&d, &["--json", "history", "X", "--as-of", t]);
     assert_eq!(history["entries"].as_array().unwrap().len(), 3);
 

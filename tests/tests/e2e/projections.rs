@@ -179,7 +179,7 @@ fn reports_find_every_verdict_in_every_format() {
     let lines: Vec<&str> = csv.lines().collect();
     assert_eq!(
         lines[0],
-        "message,verdict,reason,category,channel,from,to,sent_at,due,opened_at,via,resent_to,anomalies,resolved_by"
+        "message,verdict,reason,category,channel,from,to,sent_at,due,opened_at,via,resent_to,anomalies,resolved_by,from_name,to_name"
     );
     assert_eq!(lines.len(), 5);
     assert!(

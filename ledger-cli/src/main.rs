@@ -220,6 +220,10 @@ enum Command {
         /// With incidents or --ever: only incidents that have not ended.
         #[arg(long)]
         open: bool,
+        /// With reported-late: how long after an event the ledger may learn of it
+        /// before that is a finding (e.g. 1h, 7d; default 24h).
+        #[arg(long, value_name = "DURATION")]
+        over: Option<String>,
         #[command(flatten)]
         query: questions::Query,
     },
@@ -666,14 +670,16 @@ fn run(cli: Cli) -> Result<u8> {
             kind_filter,
             ever,
             open: open_only,
+            over,
             query,
         } => {
             let store = open_reader(dir)?;
             let store = store.as_ref();
-            let opts = questions::ReportOptions {
+            let opts = ledger_core::questions::ReportOptions {
                 kind: kind_filter.as_deref(),
                 ever,
                 open: open_only,
+                over: over.as_deref(),
             };
             questions::report(dir, store, kind, opts, &query, cli.json)
         }
@@ -826,6 +832,7 @@ fn run_remote(r: remote::Remote, command: Command, as_json: bool) -> Result<u8> 
             kind_filter,
             ever,
             open: open_only,
+            over,
             query,
         } => {
             if query.when.policy.is_some() {
@@ -850,6 +857,7 @@ fn run_remote(r: remote::Remote, command: Command, as_json: bool) -> Result<u8> 
                 ("kind", kind_filter),
                 ("ever", ever.then(|| "true".to_string())),
                 ("open", open_only.then(|| "true".to_string())),
+                ("over", over),
             ];
             let format = query.format.unwrap_or(if as_json {
                 questions::Format::Json

@@ -15,7 +15,9 @@ use ledger_core::projection::{
     self, AnomalyRow, Evaluation, Evaluator, Facts, Filter, IncidentKind, IncidentRow, Instant,
     Policy, Verdict,
 };
-use ledger_core::questions::{self, Basis, Header, QuestionError, ReportKind, Rows, Timing};
+use ledger_core::questions::{
+    self, Basis, Header, QuestionError, ReportKind, ReportOptions, Rows, Timing,
+};
 use ledger_core::reconcile::{self, LedgerMessage, LedgerView};
 use serde_json::json;
 
@@ -360,6 +362,19 @@ pub(crate) const REPORT_COLUMNS: [&str; 14] = [
     "resolved_by",
 ];
 
+/// The columns of the reported-late finding, as table and CSV headers.
+pub(crate) const LATE_COLUMNS: [&str; 9] = [
+    "seq",
+    "message",
+    "from",
+    "to",
+    "type",
+    "at",
+    "recorded_at",
+    "delay_seconds",
+    "reporter",
+];
+
 /// The columns of an incident report, as table and CSV headers.
 pub(crate) const INCIDENT_COLUMNS: [&str; 14] = [
     "message", "kind", "cause", "began_at", "ended_by", "ended_at", "via", "evidence", "verdict",
@@ -456,6 +471,9 @@ pub(crate) enum ReportName {
     /// Everything that ever went wrong, as episodes (also after a resend or a
     /// resolution put it right): --kind lost_unread,failed,... selects kinds.
     Incidents,
+    /// Events the ledger learned of more than --over (24h) after they happened: a
+    /// finding of their own (backfills, a reporter that was down, a clock that lies).
+    ReportedLate,
     /// In flight within deadlines.
     Open,
     /// Opened (and acknowledged) in time.
@@ -474,22 +492,12 @@ impl ReportName {
             ReportName::Stuck => "stuck",
             ReportName::Anomalies => "anomalies",
             ReportName::Incidents => "incidents",
+            ReportName::ReportedLate => "reported-late",
             ReportName::Open => "open",
             ReportName::Completed => "completed",
             ReportName::Resolved => "resolved",
         }
     }
-}
-
-/// How a report was asked for, beyond its filters.
-#[derive(Clone, Copy, Debug, Default)]
-pub(crate) struct ReportOptions<'a> {
-    /// `--kind`: an anomaly kind, or incident kinds (comma-separated).
-    pub kind: Option<&'a str>,
-    /// `--ever`: who was ever in that state (the incidents of its kinds).
-    pub ever: bool,
-    /// `--open`: incidents not yet ended.
-    pub open: bool,
 }
 
 pub(crate) fn report(
@@ -501,12 +509,11 @@ pub(crate) fn report(
     as_json: bool,
 ) -> Result<u8> {
     let format = query.format(as_json);
-    let kind = ReportKind::parse(name.path_name(), opts.kind, opts.ever, opts.open)
-        .map_err(input_error)?;
+    let kind = ReportKind::parse(name.path_name(), &opts).map_err(input_error)?;
     let judge = Judge::load(dir, &query.when)?;
     let filter = query.filters.to_filter(&judge.names)?;
     let b = basis(dir, store, &query.when, &judge)?;
-    let answer = questions::report(store, &b, &kind, &filter);
+    let answer = questions::report(store, &b, &kind, &filter).map_err(input_error)?;
     if format == Format::Json {
         output::json(&answer)?;
         leave(b);
@@ -516,6 +523,9 @@ pub(crate) fn report(
     let what = match &kind {
         ReportKind::Verdict(v) => format!("{} message(s)", v.name()),
         ReportKind::Anomalies(_) => "anomalies".to_string(),
+        ReportKind::ReportedLate { over_seconds } => {
+            format!("event(s) recorded more than {over_seconds} s after they happened")
+        }
         ReportKind::Incidents { kinds, open_only } => format!(
             "{}incident(s){}",
             if *open_only { "open " } else { "" },
@@ -577,6 +587,27 @@ pub(crate) fn report(
                 .collect(),
         )?,
         Rows::Anomalies(rows) => print_anomalies(rows, format, &judge)?,
+        Rows::Entries(rows) => print_rows(
+            format,
+            &with_names(&LATE_COLUMNS),
+            rows.iter()
+                .map(|r| {
+                    let mut c = vec![
+                        r.seq.to_string(),
+                        r.message.clone(),
+                        r.from.clone().unwrap_or_default(),
+                        r.to.clone().unwrap_or_default(),
+                        r.kind.name().to_string(),
+                        short(Some(r.at)),
+                        short(Some(r.recorded_at)),
+                        r.delay_seconds.to_string(),
+                        format!("{}/{}", r.reporter_org, r.reporter_system),
+                    ];
+                    named(&mut c, 2, 3);
+                    c
+                })
+                .collect(),
+        )?,
     }
     if format == Format::Table {
         eprintln!(

@@ -222,7 +222,7 @@ pub(crate) fn report(
         Value::String(s) => s.clone(),
         other => other.to_string(),
     };
-    use crate::questions::{ANOMALY_COLUMNS, INCIDENT_COLUMNS, REPORT_COLUMNS};
+    use crate::questions::{ANOMALY_COLUMNS, INCIDENT_COLUMNS, LATE_COLUMNS, REPORT_COLUMNS};
     let anomalies = kind == "anomalies";
     let incidents = v["report"] == "incidents";
     let table: Vec<Vec<String>> = rows
@@ -230,6 +230,19 @@ pub(crate) fn report(
         .map(|r| {
             if anomalies {
                 return ANOMALY_COLUMNS.iter().map(|k| cell(&r[*k])).collect();
+            }
+            if v["report"] == "reported_late" {
+                return LATE_COLUMNS
+                    .iter()
+                    .map(|k| match *k {
+                        "reporter" => format!(
+                            "{}/{}",
+                            cell(&r["reporter_org"]),
+                            cell(&r["reporter_system"])
+                        ),
+                        k => cell(&r[k]),
+                    })
+                    .collect();
             }
             if incidents {
                 return INCIDENT_COLUMNS
@@ -262,6 +275,8 @@ pub(crate) fn report(
         .collect();
     let header: &[&str] = if anomalies {
         &ANOMALY_COLUMNS
+    } else if v["report"] == "reported_late" {
+        &LATE_COLUMNS
     } else if incidents {
         &INCIDENT_COLUMNS
     } else {

@@ -372,6 +372,11 @@ pub enum ReportKind {
     Verdict(Verdict),
     /// Anomalies, optionally of one kind.
     Anomalies(Option<AnomalyKind>),
+    /// Events the ledger recorded more than `over_seconds` after they happened.
+    ReportedLate {
+        /// The threshold.
+        over_seconds: i64,
+    },
     /// Incidents of these kinds (all if empty); `open_only` keeps those not ended.
     Incidents {
         /// Kinds.
@@ -386,12 +391,11 @@ impl ReportKind {
     /// a verdict (`lost`, `at-risk`, `late`, `stuck`, `open`, `completed`,
     /// `resolved`), `anomalies` or `incidents`. With `ever`, a verdict report asks
     /// which messages were ever in that state: the incidents of its kinds.
-    pub fn parse(
-        name: &str,
-        kind: Option<&str>,
-        ever: bool,
-        open_only: bool,
-    ) -> Result<ReportKind, QuestionError> {
+    pub fn parse(name: &str, opts: &ReportOptions<'_>) -> Result<ReportKind, QuestionError> {
+        let (kind, ever, open_only) = (opts.kind, opts.ever, opts.open);
+        if opts.over.is_some() && name != "reported-late" {
+            return Err(bad("over", "applies to `reported-late` only".into()));
+        }
         let kinds = |list: &str| -> Result<Vec<IncidentKind>, QuestionError> {
             list.split(',')
                 .filter(|s| !s.is_empty())
@@ -428,6 +432,19 @@ impl ReportKind {
                     .transpose()?;
                 Ok(ReportKind::Anomalies(k))
             }
+            "reported-late" | "reported_late" => {
+                if ever || open_only || kind.is_some() {
+                    return Err(bad(
+                        "ever",
+                        "reported-late takes --over only (and the filters)".into(),
+                    ));
+                }
+                let text = opts.over.unwrap_or(REPORTED_LATE_DEFAULT);
+                let over_seconds = projection::parse_duration(text)
+                    .map_err(|e| bad("over", format!("{text:?}: {e}")))?
+                    .ok_or_else(|| bad("over", "must be a duration, not none".into()))?;
+                Ok(ReportKind::ReportedLate { over_seconds })
+            }
             "incidents" => Ok(ReportKind::Incidents {
                 kinds: kind.map(kinds).transpose()?.unwrap_or_default(),
                 open_only,
@@ -437,7 +454,7 @@ impl ReportKind {
                     bad(
                         "report",
                         format!(
-                            "no report {name:?}: lost, at-risk, late, stuck, open, completed, resolved, anomalies or incidents"
+                            "no report {name:?}: lost, at-risk, late, stuck, open, completed, resolved, anomalies, incidents or reported-late"
                         ),
                     )
                 })?;
@@ -472,10 +489,27 @@ impl ReportKind {
         match self {
             ReportKind::Verdict(v) => v.name(),
             ReportKind::Anomalies(_) => "anomalies",
+            ReportKind::ReportedLate { .. } => "reported_late",
             ReportKind::Incidents { .. } => "incidents",
         }
     }
 }
+
+/// How a report was asked for, beyond its filters, as typed.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct ReportOptions<'a> {
+    /// An anomaly kind, or incident kinds (comma-separated).
+    pub kind: Option<&'a str>,
+    /// Who was ever in that state (the incidents of its kinds).
+    pub ever: bool,
+    /// Incidents not yet ended.
+    pub open: bool,
+    /// `reported-late`: the delay that counts as late (a policy duration).
+    pub over: Option<&'a str>,
+}
+
+/// What `reported-late` counts as late unless asked otherwise.
+pub const REPORTED_LATE_DEFAULT: &str = "24h";
 
 /// The incident kinds that mean "was ever `v`" (docs/projections.md §2.6).
 pub fn ever_kinds(v: Verdict) -> Option<&'static [IncidentKind]> {
@@ -502,6 +536,86 @@ pub enum Rows<'a> {
     Anomalies(Vec<AnomalyRow>),
     /// Incidents.
     Incidents(Vec<IncidentRow<'a>>),
+    /// Entries recorded late.
+    Entries(Vec<LateEntry>),
+}
+
+/// An event the ledger learned of late: a row of `reported-late`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct LateEntry {
+    /// Its entry.
+    pub seq: u64,
+    /// Its message (bare id).
+    pub message: String,
+    /// The message's sender.
+    pub from: Option<String>,
+    /// The message's recipient.
+    pub to: Option<String>,
+    /// The event's type.
+    #[serde(rename = "type")]
+    pub kind: crate::EventType,
+    /// When it happened, as reported.
+    pub at: Instant,
+    /// When the ledger recorded it.
+    pub recorded_at: Instant,
+    /// `recorded_at − at`, in seconds.
+    pub delay_seconds: i64,
+    /// Who reported it.
+    pub reporter_org: String,
+    /// Through which system.
+    pub reporter_system: String,
+}
+
+/// The entries within the basis recorded more than `over` seconds after they
+/// happened, of messages passing the filter, in seq order.
+fn reported_late(
+    store: &dyn Store,
+    basis: &Basis<'_>,
+    over: i64,
+    filter: &Filter,
+) -> Result<Vec<LateEntry>, QuestionError> {
+    let eval = basis.evaluator();
+    let mut rows = Vec::new();
+    let mut failure = None;
+    store
+        .scan(0, basis.facts.covered(), &mut |seq, bytes| {
+            let t = match projection::entry_times(seq, bytes) {
+                Ok(t) => t,
+                Err(e) => {
+                    failure = Some(e);
+                    return Err(StoreError::Corrupt(format!("entry {seq} cannot be read")));
+                }
+            };
+            if basis.timing.as_of.is_some_and(|a| t.at > a)
+                || t.recorded_at <= t.at.plus_seconds(over)
+            {
+                return Ok(());
+            }
+            let Some(e) = eval.evaluate(&t.key) else {
+                return Ok(());
+            };
+            if !filter.matches(&e) {
+                return Ok(());
+            }
+            rows.push(LateEntry {
+                seq,
+                message: e.id().to_string(),
+                from: e.from.map(str::to_string),
+                to: e.to.map(str::to_string),
+                kind: t.kind,
+                at: t.at,
+                recorded_at: t.recorded_at,
+                delay_seconds: ((t.recorded_at.nanos() - t.at.nanos()) / 1_000_000_000) as i64,
+                reporter_org: t.org,
+                reporter_system: t.system,
+            });
+            Ok(())
+        })
+        .map_err(|e| match failure.take() {
+            Some(p) => QuestionError::Projection(p),
+            None => QuestionError::Store(e),
+        })?;
+    Ok(rows)
 }
 
 impl Rows<'_> {
@@ -511,6 +625,7 @@ impl Rows<'_> {
             Rows::Messages(r) => r.len(),
             Rows::Anomalies(r) => r.len(),
             Rows::Incidents(r) => r.len(),
+            Rows::Entries(r) => r.len(),
         }
     }
 
@@ -549,7 +664,7 @@ pub fn report<'a>(
     basis: &'a Basis<'_>,
     kind: &ReportKind,
     filter: &Filter,
-) -> ReportAnswer<'a> {
+) -> Result<ReportAnswer<'a>, QuestionError> {
     let eval = basis.evaluator();
     let (rows, kinds) = match kind {
         ReportKind::Verdict(v) => (
@@ -564,13 +679,22 @@ pub fn report<'a>(
             Rows::Incidents(projection::incident_rows(&eval, kinds, filter, *open_only)),
             Some(kinds.clone()),
         ),
+        ReportKind::ReportedLate { over_seconds } => (
+            Rows::Entries(reported_late(store, basis, *over_seconds, filter)?),
+            None,
+        ),
     };
     let numbers: Vec<&str> = match &rows {
         Rows::Messages(r) => r.iter().flat_map(|e| [e.from, e.to]).flatten().collect(),
         Rows::Incidents(r) => r.iter().flat_map(|e| [e.from, e.to]).flatten().collect(),
         Rows::Anomalies(r) => r.iter().filter_map(|a| a.org.as_deref()).collect(),
+        Rows::Entries(r) => r
+            .iter()
+            .flat_map(|e| [e.from.as_deref(), e.to.as_deref(), Some(&e.reporter_org)])
+            .flatten()
+            .collect(),
     };
-    ReportAnswer {
+    Ok(ReportAnswer {
         report: kind.name(),
         header: basis.header(store),
         kinds,
@@ -578,7 +702,7 @@ pub fn report<'a>(
         organisations: basis.directory.names(numbers),
         digest: rows_digest(store, &rows),
         rows,
-    }
+    })
 }
 
 /// `H(JCS(rows))`, hex.

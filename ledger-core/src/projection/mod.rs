@@ -164,6 +164,41 @@ pub fn replay(
     Ok(facts)
 }
 
+/// When an entry's event happened and when the ledger recorded it, with whose
+/// report it was: what the reported-late finding reads.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct EntryTimes {
+    /// The message's key.
+    pub key: String,
+    /// The event's type.
+    pub kind: EventType,
+    /// When it happened, as reported.
+    pub at: Instant,
+    /// When the ledger recorded it.
+    pub recorded_at: Instant,
+    /// The reporting organisation.
+    pub org: String,
+    /// The reporting system.
+    pub system: String,
+}
+
+/// Reads [`EntryTimes`] from stored entry bytes.
+pub fn entry_times(seq: u64, bytes: &[u8]) -> Result<EntryTimes, ProjectionError> {
+    let bad = |reason: String| ProjectionError::BadEntry { seq, reason };
+    let parsed = entry::parse_envelope(bytes).map_err(|e| bad(e.to_string()))?;
+    let recorded_at = Instant::parse(parsed.recorded_at)
+        .ok_or_else(|| bad(format!("bad recorded_at {:?}", parsed.recorded_at)))?;
+    let view = fields::EventView::parse(parsed.event, parsed.v).map_err(bad)?;
+    Ok(EntryTimes {
+        key: view.key.to_string(),
+        kind: view.kind,
+        at: view.at,
+        recorded_at,
+        org: view.f.reporter.org.to_string(),
+        system: view.f.reporter.system.to_string(),
+    })
+}
+
 /// The number of entries recorded at or before `t`: the prefix the ledger knew at
 /// `t`. `recorded_at` never decreases along the log, so this is a binary search.
 pub fn prefix_at(store: &dyn Store, t: Instant) -> Result<u64, ProjectionError> {

@@ -52,6 +52,8 @@ pub(crate) struct Params {
     ever: Option<bool>,
     /// Incidents: only those not ended.
     open: Option<bool>,
+    /// Reported-late: the delay that counts as late.
+    over: Option<String>,
     /// Comma-separated verdicts (`GET /v1/messages` only).
     verdict: Option<String>,
     /// `GET /v1/stats` grouping.
@@ -452,9 +454,12 @@ pub(crate) async fn get_report(
     let timing = q.timing()?;
     let report = ReportKind::parse(
         &kind,
-        q.kind.as_deref(),
-        q.ever.unwrap_or(false),
-        q.open.unwrap_or(false),
+        &questions::ReportOptions {
+            kind: q.kind.as_deref(),
+            ever: q.ever.unwrap_or(false),
+            open: q.open.unwrap_or(false),
+            over: q.over.as_deref(),
+        },
     )
     .map_err(|e| match e {
         QuestionError::BadParameter {
@@ -467,7 +472,8 @@ pub(crate) async fn get_report(
     let st = s.clone();
     tokio::task::spawn_blocking(move || {
         with_basis(&st, timing, |b| {
-            let mut a = questions::report(st.store.as_ref(), b, &report, &filter);
+            let mut a = questions::report(st.store.as_ref(), b, &report, &filter)
+                .map_err(question_error)?;
             // Stream anomalies name no message: a reader sees its own streams only.
             if let (Rows::Anomalies(rows), Reach::Party(org)) = (&mut a.rows, &reach) {
                 rows.retain(|r| r.org.as_ref().is_none_or(|o| o == org));

@@ -200,6 +200,26 @@ fn as_of_is_event_time_and_known_at_is_record_time_on_backfilled_data() {
     );
     assert_eq!(ids(&both), ["X"]);
 
+    // Every event here was reported years after it happened: a finding of its own.
+    let late = ledger_json(&d, &["report", "reported-late", "--json"]);
+    assert_eq!(late["report"], "reported_late");
+    assert_eq!(late["count"], 10);
+    assert_eq!(late["rows"][0]["type"], "sent");
+    assert!(late["rows"][0]["delay_seconds"].as_i64().unwrap() > 365 * 86_400);
+    let none = ledger_json(
+        &d,
+        &["report", "reported-late", "--over", "36500d", "--json"],
+    );
+    assert_eq!(none["count"], 0);
+    let then = ledger_json(&d, &["report", "reported-late", "--as-of", t, "--json"]);
+    assert_eq!(
+        then["count"], 8,
+        "the resend and its receipt happened after T"
+    );
+    let out = ledger(&d, &["report", "reported-late", "--over", "soon"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--over"));
+
     // Bad combinations are usage errors that say what is wrong.
     let out = ledger(&d, &["report", "lost", "--as-of", t, "--now", t]);
     assert_eq!(out.status.code(), Some(2));

@@ -18,7 +18,7 @@ use axum::http::header::HeaderName;
 use base64::Engine;
 use std::borrow::Cow;
 
-use ledger_core::projection::{self, Evaluation, Evaluator, Filter, Instant, Verdict};
+use ledger_core::projection::{self, Evaluation, Filter, Instant, Verdict};
 use ledger_core::questions::{self, QuestionError, ReportKind, Rows, Timing};
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -107,15 +107,6 @@ async fn await_min_seq(s: &AppState, min_seq: Option<u64>) -> Result<(), ApiErro
         ),
         1,
     ))
-}
-
-fn time_param(name: &str, v: &Option<String>) -> Result<Option<Instant>, ApiError> {
-    v.as_deref()
-        .map(|s| {
-            Instant::parse_input(s)
-                .map_err(|e| ApiError::bad_request("bad_parameter", format!("{name}={e}")))
-        })
-        .transpose()
 }
 
 /// A question's error as the API names it: `since=…: …`.
@@ -227,17 +218,19 @@ pub(crate) struct When {
     min_seq: Option<u64>,
 }
 
-/// `GET /v1/messages/{id}`: state, verdict and history; `?as_of=` answers with what the
-/// ledger knew then (entries recorded by then).
 #[utoipa::path(get, path = "/messages/{id}", tag = "ask",
-    params(("id" = String, Path, description = "Message id"),
-        ("as_of" = Option<String>, Query, description = "A date (YYYY-MM-DD, 00:00 UTC) or RFC 3339 time: answer with the entries recorded by then"),
-        ("now" = Option<String>, Query, description = "A date or RFC 3339 time: judge deadlines at this time (default: the server's clock, or as_of)"),
+    params(("id" = String, Path, description = "Message id (a bare id, or FROM/TO/ID)"),
+        ("as_of" = Option<String>, Query, description = "Event time: how it stood then (only events that happened by T, judged at T); a date (YYYY-MM-DD, 00:00 UTC) or RFC 3339"),
+        ("known_at" = Option<String>, Query, description = "Record time: what the ledger knew then (only entries recorded by T); a date or RFC 3339. Combines with as_of"),
+        ("now" = Option<String>, Query, description = "Judge deadlines at this time (a date or RFC 3339; not with as_of)"),
+        ("at_checkpoint" = Option<u64>, Query, description = "Answer over exactly the entries of the signed checkpoint of this size (404 if none was signed at it; not with known_at)"),
         ("min_seq" = Option<u64>, Query, description = "Answer only once the projection reflects the entry at this seq (a receipt's seq): waits up to 5 s, else 503 with Retry-After; 400 if the log has no such entry")),
-    responses((status = 200, description = "{message, covered, now, as_of, status, evaluation, facts, history}", body = Object, headers(("Ledger-Covered" = u64, description = "The answer reflects the entries below this seq (the body's covered)"))),
-        (status = 400, description = "A malformed query parameter, named", body = ErrorBody), (status = 401, description = "No or bad token", body = ErrorBody), (status = 403, description = "Missing scope", body = ErrorBody), (status = 404, description = "Unknown, or not the caller's organisation's message", body = ErrorBody), (status = 409, description = "ambiguous_message: several messages of this id are within reach (organisations may use the same id); details.candidates names each as /v1/messages/FROM/TO/ID", body = ErrorBody),
+    responses((status = 200, description = "The same document as `ledger status --json`: {message, from, to, organisations, covered, checkpoint {origin, size, root, note, entries_after} (the newest signed checkpoint within the entries the answer covers, or the one asked for), now, as_of, known_at, policy, policy_digest, status, evaluation, incidents, facts, history}", body = Object, headers(("Ledger-Covered" = u64, description = "The answer reflects the entries below this seq (the body's covered)"))),
+        (status = 400, description = "A malformed query parameter, named", body = ErrorBody), (status = 401, description = "No or bad token", body = ErrorBody), (status = 403, description = "Missing scope", body = ErrorBody), (status = 404, description = "Unknown, not the caller's organisation's message, or no checkpoint at at_checkpoint", body = ErrorBody), (status = 409, description = "ambiguous_message: several messages of this id are within reach (organisations may use the same id); details.candidates names each as /v1/messages/FROM/TO/ID", body = ErrorBody),
         (status = 503, description = "min_seq not reflected within 5 s (Retry-After)", body = ErrorBody)),
     security(("bearer" = [])))]
+/// `GET /v1/messages/{id}`: state, verdict, incidents and history, as it stood at
+/// `as_of` (event time) and as the ledger knew it at `known_at` (record time).
 pub(crate) async fn get_message(
     State(s): State<AppState>,
     Auth(p): Auth,
@@ -335,8 +328,10 @@ pub(crate) async fn get_message(
 /// id is the sender's and recipient's own), as `GET /v1/messages/{id}` answers.
 #[utoipa::path(get, path = "/messages/{from}/{to}/{id}", tag = "ask",
     params(("from" = String, Path, description = "The sending organisation"), ("to" = String, Path, description = "The receiving organisation"), ("id" = String, Path, description = "The message id"),
-        ("as_of" = Option<String>, Query, description = "Answer as of this time (a date, YYYY-MM-DD meaning 00:00 UTC, or RFC 3339)"),
-        ("now" = Option<String>, Query, description = "Judge at this time (a date or RFC 3339)"),
+        ("as_of" = Option<String>, Query, description = "Event time: how it stood then (only events that happened by T, judged at T); a date (YYYY-MM-DD, 00:00 UTC) or RFC 3339"),
+        ("known_at" = Option<String>, Query, description = "Record time: what the ledger knew then (only entries recorded by T); a date or RFC 3339. Combines with as_of"),
+        ("now" = Option<String>, Query, description = "Judge deadlines at this time (a date or RFC 3339; not with as_of)"),
+        ("at_checkpoint" = Option<u64>, Query, description = "Answer over exactly the entries of the signed checkpoint of this size (404 if none was signed at it; not with known_at)"),
         ("min_seq" = Option<u64>, Query, description = "Answer only once the projection reflects the entry at this seq")),
     responses((status = 200, description = "As GET /messages/{id}", body = Object),
         (status = 400, description = "A malformed query parameter, named", body = ErrorBody), (status = 401, description = "No or bad token", body = ErrorBody), (status = 403, description = "Missing scope", body = ErrorBody), (status = 404, description = "Unknown, or not the caller's organisation's message", body = ErrorBody)),
@@ -378,14 +373,18 @@ fn decode_cursor(c: &str) -> Result<(i128, String), ApiError> {
 /// page never repeats or skips a message that was there before.
 #[utoipa::path(get, path = "/messages", tag = "ask",
     params(("verdict" = Option<String>, Query, description = "Comma-separated: open, at-risk, late, completed, lost, stuck, resolved"),
-        ("from" = Option<String>, Query, description = "Sender org number"), ("to" = Option<String>, Query, description = "Recipient org number"),
-        ("party" = Option<String>, Query, description = "Sender or recipient org number"),
+        ("from" = Option<String>, Query, description = "Sender: an org number, or a name from organisations.csv (an ambiguous name is a 400 naming the candidates)"), ("to" = Option<String>, Query, description = "Recipient: an org number or a name"),
+        ("party" = Option<String>, Query, description = "Sender or recipient: an org number or a name"),
         ("category" = Option<String>, Query), ("channel" = Option<String>, Query),
         ("since" = Option<String>, Query, description = "Sent at or after (a date, YYYY-MM-DD meaning 00:00 UTC, or RFC 3339)"), ("until" = Option<String>, Query, description = "Sent before (a date or RFC 3339)"),
-        ("now" = Option<String>, Query), ("limit" = Option<usize>, Query, description = "Page size, 1–1000 (100)"),
+        ("as_of" = Option<String>, Query, description = "Event time: how it stood then (only events that happened by T, judged at T); a date (YYYY-MM-DD, 00:00 UTC) or RFC 3339"),
+        ("known_at" = Option<String>, Query, description = "Record time: what the ledger knew then (only entries recorded by T); a date or RFC 3339. Combines with as_of"),
+        ("now" = Option<String>, Query, description = "Judge deadlines at this time (a date or RFC 3339; not with as_of)"),
+        ("at_checkpoint" = Option<u64>, Query, description = "Answer over exactly the entries of the signed checkpoint of this size (404 if none was signed at it; not with known_at)"),
+        ("limit" = Option<usize>, Query, description = "Page size, 1–1000 (100)"),
         ("cursor" = Option<String>, Query, description = "next_cursor of the previous page"),
         ("min_seq" = Option<u64>, Query, description = "Answer only once the projection reflects the entry at this seq (a receipt's seq): waits up to 5 s, else 503 with Retry-After; 400 if the log has no such entry")),
-    responses((status = 200, description = "{covered, now, total, items: [evaluation], next_cursor}", body = Object, headers(("Ledger-Covered" = u64, description = "The answer reflects the entries below this seq (the body's covered)"))),
+    responses((status = 200, description = "{covered, checkpoint {origin, size, root, note, entries_after} (the newest signed checkpoint within the entries the answer covers, or the one asked for), now, as_of, known_at, policy, policy_digest, total, organisations, rows: [evaluation], next_cursor}", body = Object, headers(("Ledger-Covered" = u64, description = "The answer reflects the entries below this seq (the body's covered)"))),
         (status = 400, body = ErrorBody), (status = 401, description = "No or bad token", body = ErrorBody), (status = 403, description = "Missing scope", body = ErrorBody),
         (status = 503, description = "min_seq not reflected within 5 s (Retry-After)", body = ErrorBody)),
     security(("bearer" = [])))]
@@ -402,45 +401,57 @@ pub(crate) async fn list_messages(
     };
     let limit = q.limit.unwrap_or(100).clamp(1, 1000);
     let after = q.cursor.as_deref().map(decode_cursor).transpose()?;
-    let now = time_param("now", &q.now)?.unwrap_or_else(Instant::now);
+    let timing = q.timing()?;
     await_min_seq(&s, q.min_seq).await?;
     let st = s.clone();
     tokio::task::spawn_blocking(move || {
-        let live = st.projector.read();
-        let eval = Evaluator::new(&live.facts, st.projector.policy(), now);
-        let rows = projection::report(&eval, &verdicts, &filter);
-        let start = match &after {
-            Some(a) => rows.partition_point(|e| key(e) <= *a),
-            None => 0,
-        };
-        let page: Vec<&Evaluation<'_>> = rows[start..].iter().take(limit).collect();
-        let next = (start + page.len() < rows.len())
-            .then(|| page.last().map(|e| encode_cursor(&key(e))))
-            .flatten();
-        json!({
-            "covered": live.facts.covered(),
-            "now": now,
-            "total": rows.len(),
-            "items": page,
-            "next_cursor": next,
+        with_basis(&st, timing, |b| {
+            let eval = b.evaluator();
+            let rows = projection::report(&eval, &verdicts, &filter);
+            let start = match &after {
+                Some(a) => rows.partition_point(|e| key(e) <= *a),
+                None => 0,
+            };
+            let page: Vec<&Evaluation<'_>> = rows[start..].iter().take(limit).collect();
+            let next = (start + page.len() < rows.len())
+                .then(|| page.last().map(|e| encode_cursor(&key(e))))
+                .flatten();
+            let names = st
+                .directory
+                .names(page.iter().flat_map(|e| [e.from, e.to]).flatten());
+            let mut body =
+                serde_json::to_value(b.header(st.store.as_ref())).map_err(ApiError::internal)?;
+            body["total"] = json!(rows.len());
+            body["organisations"] = json!(names);
+            body["rows"] = json!(page);
+            body["next_cursor"] = json!(next);
+            Ok(body)
         })
     })
     .await
-    .map_err(ApiError::internal)
+    .map_err(ApiError::internal)?
     .map(answer)
 }
 
-/// `GET /v1/reports/{kind}`: lost, at-risk, late, stuck, open, completed, resolved, or
-/// anomalies; every row passing the filters.
+/// `GET /v1/reports/{kind}`: a verdict now, incidents (ever), anomalies, or reported-late;
+/// every row passing the filters.
 #[utoipa::path(get, path = "/reports/{kind}", tag = "ask",
-    params(("kind" = String, Path, description = "lost, at-risk, late, stuck, open, completed, resolved or anomalies"),
-        ("from" = Option<String>, Query), ("to" = Option<String>, Query), ("party" = Option<String>, Query),
+    params(("kind" = String, Path, description = "A verdict now (lost, at-risk, late, stuck, open, completed, resolved), incidents (what ever went wrong), anomalies, or reported-late"),
+        ("from" = Option<String>, Query, description = "Sender: an org number, or a name from organisations.csv (an ambiguous name is a 400 naming the candidates)"), ("to" = Option<String>, Query, description = "Recipient: an org number or a name"),
+        ("party" = Option<String>, Query, description = "Sender or recipient: an org number or a name"),
         ("category" = Option<String>, Query), ("channel" = Option<String>, Query),
-        ("since" = Option<String>, Query), ("until" = Option<String>, Query), ("now" = Option<String>, Query),
-        ("kind" = Option<String>, Query, description = "anomalies only: one anomaly kind"),
+        ("since" = Option<String>, Query, description = "Sent at or after (a date, YYYY-MM-DD meaning 00:00 UTC, or RFC 3339)"), ("until" = Option<String>, Query, description = "Sent before (a date or RFC 3339)"),
+        ("as_of" = Option<String>, Query, description = "Event time: how it stood then (only events that happened by T, judged at T); a date (YYYY-MM-DD, 00:00 UTC) or RFC 3339"),
+        ("known_at" = Option<String>, Query, description = "Record time: what the ledger knew then (only entries recorded by T); a date or RFC 3339. Combines with as_of"),
+        ("now" = Option<String>, Query, description = "Judge deadlines at this time (a date or RFC 3339; not with as_of)"),
+        ("at_checkpoint" = Option<u64>, Query, description = "Answer over exactly the entries of the signed checkpoint of this size (404 if none was signed at it; not with known_at)"),
+        ("kind" = Option<String>, Query, description = "anomalies: one anomaly kind; incidents: comma-separated incident kinds (lost_unread, failed, handoff_never_received, never_delivered, opened_late, ack_late)"),
+        ("ever" = Option<bool>, Query, description = "lost, stuck, late or at-risk: every message ever in that state, as incident rows, whatever its verdict now"),
+        ("open" = Option<bool>, Query, description = "incidents or ever: only incidents not yet ended"),
+        ("over" = Option<String>, Query, description = "reported-late: the delay after which an event recorded late is a finding (a duration such as 1h or 7d; 24h)"),
         ("min_seq" = Option<u64>, Query, description = "Answer only once the projection reflects the entry at this seq (a receipt's seq): waits up to 5 s, else 503 with Retry-After; 400 if the log has no such entry")),
-    responses((status = 200, description = "{report, covered, now, count, rows}", body = Object, headers(("Ledger-Covered" = u64, description = "The answer reflects the entries below this seq (the body's covered)"))),
-        (status = 400, body = ErrorBody), (status = 401, description = "No or bad token", body = ErrorBody), (status = 403, description = "Missing scope", body = ErrorBody), (status = 404, description = "No such report", body = ErrorBody),
+    responses((status = 200, description = "The same document as `ledger report KIND --json`: {report, covered, checkpoint {origin, size, root, note, entries_after} (the newest signed checkpoint within the entries the answer covers, or the one asked for), now, as_of, known_at, policy, policy_digest, kinds (incidents), count, organisations, digest (H(JCS(rows)), hex), rows}", body = Object, headers(("Ledger-Covered" = u64, description = "The answer reflects the entries below this seq (the body's covered)"))),
+        (status = 400, body = ErrorBody), (status = 401, description = "No or bad token", body = ErrorBody), (status = 403, description = "Missing scope", body = ErrorBody), (status = 404, description = "No such report, or no checkpoint at at_checkpoint", body = ErrorBody),
         (status = 503, description = "min_seq not reflected within 5 s (Retry-After)", body = ErrorBody)),
     security(("bearer" = [])))]
 pub(crate) async fn get_report(
@@ -488,15 +499,20 @@ pub(crate) async fn get_report(
     .map(answer)
 }
 
-/// `GET /v1/stats?by=from|to|channel|category|month`: counts per verdict.
+/// `GET /v1/stats?by=from,month`: counts per verdict and per incident kind.
 #[utoipa::path(get, path = "/stats", tag = "ask",
-    params(("by" = Option<String>, Query, description = "all, from, to, channel, category or month"),
-        ("from" = Option<String>, Query), ("to" = Option<String>, Query), ("party" = Option<String>, Query),
+    params(("by" = Option<String>, Query, description = "all, or keys from: from, to, channel, category, month (comma-separated: from,month counts per sender and month sent)"),
+        ("from" = Option<String>, Query, description = "Sender: an org number, or a name from organisations.csv (an ambiguous name is a 400 naming the candidates)"), ("to" = Option<String>, Query, description = "Recipient: an org number or a name"),
+        ("party" = Option<String>, Query, description = "Sender or recipient: an org number or a name"),
         ("category" = Option<String>, Query), ("channel" = Option<String>, Query),
-        ("since" = Option<String>, Query), ("until" = Option<String>, Query), ("now" = Option<String>, Query),
+        ("since" = Option<String>, Query, description = "Sent at or after (a date, YYYY-MM-DD meaning 00:00 UTC, or RFC 3339)"), ("until" = Option<String>, Query, description = "Sent before (a date or RFC 3339)"),
+        ("as_of" = Option<String>, Query, description = "Event time: how it stood then (only events that happened by T, judged at T); a date (YYYY-MM-DD, 00:00 UTC) or RFC 3339"),
+        ("known_at" = Option<String>, Query, description = "Record time: what the ledger knew then (only entries recorded by T); a date or RFC 3339. Combines with as_of"),
+        ("now" = Option<String>, Query, description = "Judge deadlines at this time (a date or RFC 3339; not with as_of)"),
+        ("at_checkpoint" = Option<u64>, Query, description = "Answer over exactly the entries of the signed checkpoint of this size (404 if none was signed at it; not with known_at)"),
         ("min_seq" = Option<u64>, Query, description = "Answer only once the projection reflects the entry at this seq (a receipt's seq): waits up to 5 s, else 503 with Retry-After; 400 if the log has no such entry")),
-    responses((status = 200, description = "{covered, now, groups: [{group, total, verdicts, with_anomalies}]}", body = Object, headers(("Ledger-Covered" = u64, description = "The answer reflects the entries below this seq (the body's covered)"))),
-        (status = 400, body = ErrorBody), (status = 401, description = "No or bad token", body = ErrorBody), (status = 403, description = "Missing scope", body = ErrorBody),
+    responses((status = 200, description = "The same document as `ledger stats --json`: {by, covered, checkpoint {origin, size, root, note, entries_after} (the newest signed checkpoint within the entries the answer covers, or the one asked for), now, as_of, known_at, policy, policy_digest, groups: [{group, keys, total, verdicts, with_anomalies, incidents, with_incidents}], organisations}", body = Object, headers(("Ledger-Covered" = u64, description = "The answer reflects the entries below this seq (the body's covered)"))),
+        (status = 400, body = ErrorBody), (status = 401, description = "No or bad token", body = ErrorBody), (status = 403, description = "Missing scope", body = ErrorBody), (status = 404, description = "No checkpoint at at_checkpoint", body = ErrorBody),
         (status = 503, description = "min_seq not reflected within 5 s (Retry-After)", body = ErrorBody)),
     security(("bearer" = [])))]
 pub(crate) async fn get_stats(

@@ -289,11 +289,11 @@ fn appends_questions_proofs_and_entries_over_http() {
         &format!("/v1/messages?limit=2&cursor={cursor}&now=2023-05-20T00:00:00Z"),
         &w,
     );
-    let ids: Vec<&str> = p1["items"]
+    let ids: Vec<&str> = p1["rows"]
         .as_array()
         .unwrap()
         .iter()
-        .chain(p2["items"].as_array().unwrap())
+        .chain(p2["rows"].as_array().unwrap())
         .map(|e| e["message"].as_str().unwrap())
         .collect();
     assert_eq!(ids.len(), 3);

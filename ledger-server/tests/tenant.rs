@@ -610,3 +610,72 @@ fn identifiers_are_each_organisations_own() {
     assert_eq!(r.status, 409, "{}", r.text);
     assert!(!r.text.contains("seq"), "{}", r.text);
 }
+
+#[test]
+fn incidents_late_reports_and_past_answers_stay_inside_the_boundary() {
+    let s = TestServer::start("");
+    let police_w = s.token(POLICE, &[Scope::Write]);
+    // Sent and deleted unread in May 2023, recorded today: a loss, reported late.
+    assert_eq!(
+        post_json(&s, &police_w, &sent("e-own", "M-OWN-1")).status,
+        200
+    );
+    let deleted = event("e-del", "deleted", "M-OWN-1", POLICE);
+    assert_eq!(post_json(&s, &police_w, &deleted).status, 200);
+    let reg = s.token(OTHER, &[Scope::Regulator]);
+    assert_eq!(history_ids(&s, &reg, "M-OWN-1").len(), 2);
+
+    let police = s.token(POLICE, &[Scope::Read]);
+    let other = s.token(OTHER, &[Scope::Read]);
+    let q = "now=2023-06-01";
+    let own = get(&s, &format!("/v1/reports/incidents?{q}"), &police);
+    assert_eq!(own.status, 200, "{}", own.text);
+    assert_eq!(own.body["rows"][0]["kind"], "lost_unread");
+    assert_eq!(own.body["rows"][0]["cause"], "deleted");
+    let own_late = get(&s, "/v1/reports/reported-late", &police);
+    assert_eq!(own_late.body["count"], 2, "{}", own_late.text);
+
+    // Another organisation sees none of it, through any question or time axis.
+    for path in [
+        format!("/v1/reports/incidents?{q}"),
+        format!("/v1/reports/lost?ever=true&{q}"),
+        format!("/v1/reports/lost?ever=true&{q}&from={POLICE}"),
+        "/v1/reports/reported-late".to_string(),
+        "/v1/reports/reported-late?over=1s&as_of=2023-05-03".to_string(),
+        format!("/v1/reports/incidents?as_of=2023-05-03&party={POLICE}"),
+        format!("/v1/messages?as_of=2023-05-03&{}", "verdict=lost"),
+    ] {
+        let r = get(&s, &path, &other);
+        assert_eq!(r.status, 200, "{path}: {}", r.text);
+        assert!(!r.text.contains("M-OWN-1"), "{path}: {}", r.text);
+        let n = r.body["count"].as_u64().or(r.body["total"].as_u64());
+        assert_eq!(n, Some(0), "{path}: {}", r.text);
+    }
+    let stats = get(&s, &format!("/v1/stats?by=from,month&{q}"), &other);
+    assert_eq!(stats.body["groups"], json!([]), "{}", stats.text);
+    // As of a past date, "not yours" is still "does not exist".
+    let a = get(&s, "/v1/messages/M-OWN-1?as_of=2023-05-03", &other);
+    let b = get(&s, "/v1/messages/M-NONE-2?as_of=2023-05-03", &other);
+    assert_eq!((a.status, b.status), (404, 404));
+    assert_eq!(normalized(&a), normalized(&b));
+
+    // Hostile or malformed parameters are named 400s (or 404 for a checkpoint that
+    // was never signed), never a partial answer.
+    for (path, status) in [
+        ("/v1/stats?by=from,from", 400),
+        ("/v1/stats?by=weather", 400),
+        ("/v1/reports/lost?as_of=2023-13-45", 400),
+        ("/v1/reports/lost?as_of=2023-05-01&now=2023-05-01", 400),
+        ("/v1/reports/reported-late?over=-1h", 400),
+        ("/v1/reports/completed?ever=true", 400),
+        ("/v1/reports/incidents?kind=vanished", 400),
+        ("/v1/reports/lost?over=1h", 400),
+        ("/v1/reports/lost?from=Nobody%20Municipality", 400),
+        ("/v1/reports/lost?at_checkpoint=999999", 404),
+        ("/v1/reports/weather", 404),
+    ] {
+        let r = get(&s, path, &police);
+        assert_eq!(r.status, status, "{path}: {}", r.text);
+        assert!(r.text.contains("\"error\""), "{path}: {}", r.text);
+    }
+}

@@ -589,11 +589,17 @@ fn run(cli: Cli) -> Result<u8> {
             deep,
             privacy,
         } => {
+            let mut opts = verify_options(unique_ids, deep, privacy, key.as_deref(), trusted)?;
+            let bar = output::progress_bytes("verifying");
+            // `--dir` naming a bundle verifies it as one (with the key you hold).
+            let bundle = bundle.or_else(|| {
+                (ledger_core::store::SnapshotSource::of(dir)
+                    == Some(ledger_core::store::SnapshotSource::Bundle))
+                .then(|| dir.to_path_buf())
+            });
             if bundle.is_some() {
                 require_key(key.as_deref(), insecure_no_key, "verify --bundle")?;
             }
-            let mut opts = verify_options(unique_ids, deep, privacy, key.as_deref(), trusted)?;
-            let bar = output::progress_bytes("verifying");
             let report = match &bundle {
                 Some(b) => verify::verify_bundle(b, &opts, &bar),
                 None if dir.join(ledger_pg::engine::STORE_FILE).exists() => {

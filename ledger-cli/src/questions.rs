@@ -609,14 +609,16 @@ pub(crate) fn report(
                 .collect(),
         )?,
     }
-    if format == Format::Table {
-        eprintln!(
-            "{count} {what}, judged at {} under the {} policy, {}",
-            short(Some(answer.header.now)),
-            answer.header.policy,
-            over(&answer.header)
-        );
-    }
+    // The footer goes to stderr, so the table or CSV on stdout stays clean; it says
+    // what a regulator needs to recompute the answer.
+    eprintln!(
+        "{count} {what}, judged at {} under the {} policy (digest {}), {}; rows digest {}",
+        short(Some(answer.header.now)),
+        answer.header.policy,
+        &answer.header.policy_digest[..16],
+        over(&answer.header),
+        &answer.digest[..16]
+    );
     leave(b);
     Ok(0)
 }
@@ -744,14 +746,13 @@ pub(crate) fn stats(
         })
         .collect();
     print_rows(format, &header, cells)?;
-    if format == Format::Table {
-        eprintln!(
-            "judged at {} under the {} policy, {}",
-            short(Some(answer.header.now)),
-            answer.header.policy,
-            over(&answer.header)
-        );
-    }
+    eprintln!(
+        "judged at {} under the {} policy (digest {}), {}",
+        short(Some(answer.header.now)),
+        answer.header.policy,
+        &answer.header.policy_digest[..16],
+        over(&answer.header)
+    );
     leave(b);
     Ok(0)
 }

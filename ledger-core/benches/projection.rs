@@ -14,7 +14,9 @@ use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use ledger_core::projection::{self, Evaluator, Filter, Instant as At, Policy, Verdict};
+use ledger_core::projection::{
+    self, Evaluator, Filter, IncidentKind, Instant as At, Policy, Verdict,
+};
 use ledger_core::store::{FileStore, InitOptions, Store};
 use ledger_core::{Event, HashAlg};
 
@@ -159,6 +161,10 @@ fn main() {
     let mut runs = Vec::new();
     let mut lost = 0;
     let mut load_secs = 0.0;
+    // Beside it, in the same runs over the same loaded facts: `report incidents`
+    // (every message's episodes) and `report lost --ever`.
+    let (mut incident_runs, mut ever_runs) = (Vec::new(), Vec::new());
+    let (mut incidents, mut ever) = (0, 0);
     for _ in 0..5 {
         let t = Instant::now();
         let (loaded, report) =
@@ -168,14 +174,28 @@ fn main() {
         let eval = Evaluator::new(&loaded, &policy, now);
         lost = projection::report(&eval, &[Verdict::Lost], &Filter::default()).len();
         runs.push(t.elapsed());
+        let i = Instant::now();
+        incidents = projection::incident_rows(&eval, &[], &Filter::default(), false).len();
+        incident_runs.push(i.elapsed().as_secs_f64() + load_secs);
+        let i = Instant::now();
+        let kinds = [IncidentKind::LostUnread, IncidentKind::Failed];
+        ever = projection::incident_rows(&eval, &kinds, &Filter::default(), false).len();
+        ever_runs.push(i.elapsed().as_secs_f64() + load_secs);
     }
     runs.sort();
+    incident_runs.sort_by(f64::total_cmp);
+    ever_runs.sort_by(f64::total_cmp);
     println!(
         "report lost over {} messages: median {:.3} s (load {:.3} s of it; {lost} lost; file {:.1} MiB)",
         replayed.message_count(),
         runs[2].as_secs_f64(),
         load_secs,
         size as f64 / 1048576.0
+    );
+    println!(
+        "report incidents (every kind), same load: median {:.3} s ({incidents} incidents); \
+         report lost --ever: median {:.3} s ({ever} rows)",
+        incident_runs[2], ever_runs[2]
     );
 
     // 4. `status` of single messages: the family's entries through the index.

@@ -7,7 +7,7 @@ use serde::Serialize;
 
 use super::Instant;
 use super::facts::MessageFacts;
-use super::verdict::{DeadlineKind, Evaluation, Evaluator};
+use super::verdict::{DeadlineKind, DeadlineState, Evaluation, Evaluator};
 
 /// What kind of thing went wrong.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
@@ -125,6 +125,21 @@ impl<'a> Evaluator<'a> {
             return Vec::new();
         };
         let now = self.now();
+        // Most messages went right: every incident needs a deadline not met in time, a
+        // loss event, or an expiry passed before any open. This test is implied by
+        // the rules below; it only spares the work.
+        let late = |d: &super::verdict::Deadline| {
+            matches!(d.state, DeadlineState::Missed | DeadlineState::MetLate)
+        };
+        let may_have = e.deadlines.iter().any(late)
+            || m.expired.is_some()
+            || m.deleted.is_some()
+            || m.failed.is_some()
+            || e.expires_at
+                .is_some_and(|x| x <= now && e.opened_at.is_none_or(|o| o > x));
+        if !may_have {
+            return Vec::new();
+        }
         let chain = self.chain_signals(id, m);
         let open = chain.open;
         let resolved = self

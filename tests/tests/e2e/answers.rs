@@ -268,6 +268,10 @@ fn a_bundle_without_the_signing_key_answers_every_question_the_same() {
             assert_eq!(original["digest"].as_str().unwrap().len(), 64);
         }
     }
+    // `--dir BUNDLE verify` verifies it as a bundle, and wants the key you hold.
+    let key = std::fs::read_to_string(d.join("verifier.key")).unwrap();
+    ledger_ok(&bundle, &["verify", "--key", key.trim()]);
+    assert_eq!(ledger(&bundle, &["verify"]).status.code(), Some(2));
     let h = ledger_json(&bundle, &["--json", "history", "X"]);
     assert_eq!(h["entries"].as_array().unwrap().len(), 4);
     ledger_ok(&bundle, &["prove", "inclusion", "--seq", "2"]);

@@ -204,7 +204,8 @@ impl Directory {
 
     /// The organisation number a reader means: a number as given, or a name: the
     /// one organisation of exactly that name (case aside), else the one whose name
-    /// contains it; several are [`DirectoryError::Ambiguous`].
+    /// begins with it, else the one whose name contains it; several at the first
+    /// step that finds any are [`DirectoryError::Ambiguous`].
     pub fn resolve(&self, input: &str) -> Result<String, DirectoryError> {
         let compact = input.replace(' ', "");
         if compact.len() == 9 && compact.bytes().all(|b| b.is_ascii_digit()) {
@@ -234,6 +235,14 @@ impl Directory {
         if let Some(r) = pick(exact) {
             return r;
         }
+        let starting: Vec<&Organisation> = self
+            .by_number
+            .values()
+            .filter(|o| o.name.to_lowercase().starts_with(&wanted))
+            .collect();
+        if let Some(r) = pick(starting) {
+            return r;
+        }
         let partial: Vec<&Organisation> = self
             .by_number
             .values()
@@ -248,17 +257,24 @@ mod tests {
     use super::*;
 
     const REGISTER: &str = "\u{feff}organisasjonsnummer;navn;organisasjonsform.kode;forretningsadresse.kommune\n\
-        974760673;Demo politidistrikt Øst;ORGL;OSLO\n\
+        974760673;Øst politidistrikt (demo);ORGL;OSLO\n\
+        912147347;Sør-Øst politidistrikt (demo);ORGL;\n\
         964338531;Demo kommune 001;KOMM;BERGEN\n\
         937884117;Demo kommune 002;KOMM;\n";
 
     #[test]
     fn reads_the_registers_shape_and_resolves_names() {
         let d = Directory::parse("organisations.csv", REGISTER.as_bytes()).unwrap();
-        assert_eq!(d.len(), 3);
+        assert_eq!(d.len(), 4);
         assert_eq!(d.name("964338531"), Some("Demo kommune 001"));
-        assert_eq!(d.resolve("demo POLITIDISTRIKT øst").unwrap(), "974760673");
-        assert_eq!(d.resolve("politidistrikt").unwrap(), "974760673");
+        assert_eq!(d.resolve("ØST politidistrikt (DEMO)").unwrap(), "974760673");
+        // The name it begins with, before the names it is within (Sør-Øst).
+        assert_eq!(d.resolve("Øst politidistrikt").unwrap(), "974760673");
+        assert_eq!(d.resolve("sør-øst").unwrap(), "912147347");
+        assert!(matches!(
+            d.resolve("politidistrikt"),
+            Err(DirectoryError::Ambiguous { total: 2, .. })
+        ));
         assert_eq!(d.resolve("974 760 673").unwrap(), "974760673");
         match d.resolve("Demo kommune") {
             Err(DirectoryError::Ambiguous { candidates, .. }) => assert_eq!(candidates.len(), 2),

@@ -385,7 +385,7 @@ fn decode_cursor(c: &str) -> Result<(i128, String), ApiError> {
         ("cursor" = Option<String>, Query, description = "next_cursor of the previous page"),
         ("min_seq" = Option<u64>, Query, description = "Answer only once the projection reflects the entry at this seq (a receipt's seq): waits up to 5 s, else 503 with Retry-After; 400 if the log has no such entry")),
     responses((status = 200, description = "{covered, checkpoint {origin, size, root, note, entries_after} (the newest signed checkpoint within the entries the answer covers, or the one asked for), now, as_of, known_at, policy, policy_digest, total, organisations, rows: [evaluation], next_cursor}", body = Object, headers(("Ledger-Covered" = u64, description = "The answer reflects the entries below this seq (the body's covered)"))),
-        (status = 400, body = ErrorBody), (status = 401, description = "No or bad token", body = ErrorBody), (status = 403, description = "Missing scope", body = ErrorBody),
+        (status = 400, body = ErrorBody), (status = 401, description = "No or bad token", body = ErrorBody), (status = 403, description = "Missing scope", body = ErrorBody), (status = 404, description = "No checkpoint was signed at at_checkpoint", body = ErrorBody),
         (status = 503, description = "min_seq not reflected within 5 s (Retry-After)", body = ErrorBody)),
     security(("bearer" = [])))]
 pub(crate) async fn list_messages(

@@ -346,6 +346,17 @@ enum Command {
     /// Print the server's OpenAPI description (YAML), generated from the code; it is
     /// what schemas/openapi.yaml holds.
     Openapi,
+    /// Run a witness (c2sp.org/tlog-witness) for other organisations' ledgers: it
+    /// cosigns a log's checkpoint only if it is consistent with the last one it
+    /// cosigned, so no log can show two histories. --dir is the witness's directory.
+    ///
+    /// Two commands run one:
+    ///   ledger --dir w witness init --name witness.tilsyn.example
+    ///   ledger --dir w witness add-log --key @bergen/verifier.key && ledger --dir w witness serve
+    Witness {
+        #[command(subcommand)]
+        command: serve::WitnessCommand,
+    },
     /// Static API tokens for the server: create (shown once), list, revoke.
     Token {
         /// Configuration file naming the tokens file [default: <dir>/ledger.toml if present].
@@ -380,7 +391,10 @@ enum Prove {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    if !matches!(cli.command, Command::Serve { .. } | Command::BenchLoad(_)) {
+    if !matches!(
+        cli.command,
+        Command::Serve { .. } | Command::BenchLoad(_) | Command::Witness { .. }
+    ) {
         // `ledger report … | head`: a closed pipe ends the command quietly, as it
         // does any Unix filter, instead of a panic in the middle of a `println!`.
         // The server keeps Rust's default (a closed socket is an error to handle).
@@ -778,6 +792,7 @@ fn run(cli: Cli) -> Result<u8> {
         Command::Token { config, command } => {
             serve::token(dir, config.as_deref(), command, cli.json)
         }
+        Command::Witness { command } => serve::witness(dir, command, cli.json),
         Command::Export { out } => {
             let store = open_reader(dir)?;
             let store = store.as_ref();

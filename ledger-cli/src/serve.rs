@@ -132,6 +132,113 @@ pub(crate) fn token(
     Ok(0)
 }
 
+/// What `ledger witness` does.
+#[derive(clap::Subcommand, Debug)]
+pub(crate) enum WitnessCommand {
+    /// A new witness in --dir: a fresh Ed25519 cosignature/v1 key named NAME (a
+    /// schema-less URL such as witness.tilsyn.example), its public key in
+    /// witness.vkey, and an empty witness.toml. Prints the public key: give it to
+    /// everyone who checks the logs you witness (their tlog-policy names it).
+    Init {
+        /// The witness's name.
+        #[arg(long)]
+        name: String,
+    },
+    /// Witness one more log: its verifier key (the log's verifier.key, or @FILE) and
+    /// its tree's hash function.
+    AddLog {
+        /// The log's verifier key, or @FILE.
+        #[arg(long)]
+        key: String,
+        /// sha256 (RFC 6962 exactly, what every C2SP witness speaks) or blake3.
+        #[arg(long, default_value = "sha256")]
+        hash: String,
+    },
+    /// Serve the tlog-witness protocol (POST /add-checkpoint) until SIGTERM or
+    /// Ctrl-C. Prints the address it listens on.
+    Serve {
+        /// Address to listen on.
+        #[arg(long, default_value = "127.0.0.1:7380")]
+        listen: SocketAddr,
+    },
+}
+
+pub(crate) fn witness(dir: &Path, command: WitnessCommand, as_json: bool) -> Result<u8> {
+    use ledger_server::witness as w;
+    let input = |e: w::WitnessSetupError| anyhow!(InputError(e.to_string()));
+    match command {
+        WitnessCommand::Init { name } => {
+            let vkey = w::init(dir, &name).map_err(input)?;
+            if as_json {
+                crate::output::json(&json!({"dir": dir, "name": name, "verifier_key": vkey}))?;
+            } else {
+                println!("created witness {name:?} in {}", dir.display());
+                println!("its public key (for every tlog-policy that counts on it):\n{vkey}");
+                println!(
+                    "next: ledger --dir {} witness add-log --key @<the log's verifier.key>",
+                    dir.display()
+                );
+            }
+        }
+        WitnessCommand::AddLog { key, hash } => {
+            let key = match key.strip_prefix('@') {
+                Some(path) => std::fs::read_to_string(path)
+                    .with_context(|| format!("read key file {path}"))?,
+                None => key,
+            };
+            let hash: ledger_core::HashAlg = hash
+                .parse()
+                .map_err(|e| anyhow!(InputError(format!("--hash: {e}"))))?;
+            let origin = w::add_log(dir, &key, hash).map_err(input)?;
+            if as_json {
+                crate::output::json(&json!({"origin": origin, "hash": hash.name()}))?;
+            } else {
+                println!(
+                    "witnessing {origin:?} ({}); restart `ledger witness serve`",
+                    hash.name()
+                );
+            }
+        }
+        WitnessCommand::Serve { listen } => {
+            let runtime = tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()
+                .context("start the async runtime")?;
+            let dir: PathBuf = dir.to_path_buf();
+            runtime
+                .block_on(w::serve(
+                    dir,
+                    listen,
+                    shutdown_signal("ledger witness"),
+                    |url| {
+                        println!("ledger witness: listening on {url}");
+                        let _ = std::io::stdout().flush();
+                    },
+                ))
+                .map_err(input)?;
+            eprintln!("ledger witness: stopped");
+        }
+    }
+    Ok(0)
+}
+
+/// Resolves at SIGTERM or Ctrl-C.
+async fn shutdown_signal(who: &'static str) {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+            .expect("install the SIGTERM handler");
+        tokio::select! {
+            _ = ctrl_c => {},
+            _ = term.recv() => {},
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = ctrl_c.await;
+    eprintln!("{who}: shutting down: finishing requests in flight");
+}
+
 pub(crate) fn serve(
     dir: &Path,
     listen: Option<SocketAddr>,
@@ -148,23 +255,7 @@ pub(crate) fn serve(
     let dir: PathBuf = dir.to_path_buf();
     runtime
         .block_on(async move {
-            let shutdown = async {
-                let ctrl_c = tokio::signal::ctrl_c();
-                #[cfg(unix)]
-                {
-                    let mut term =
-                        tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-                            .expect("install the SIGTERM handler");
-                    tokio::select! {
-                        _ = ctrl_c => {},
-                        _ = term.recv() => {},
-                    }
-                }
-                #[cfg(not(unix))]
-                let _ = ctrl_c.await;
-                eprintln!("ledger serve: shutting down: finishing requests in flight");
-            };
-            ledger_server::serve(dir, cfg, shutdown, |url| {
+            ledger_server::serve(dir, cfg, shutdown_signal("ledger serve"), |url| {
                 // Scripts and tests read the bound address from this line.
                 println!("ledger serve: listening on {url}");
                 let _ = std::io::stdout().flush();

@@ -20,6 +20,7 @@
 pub mod admission;
 pub mod bundle;
 pub mod checkpoint;
+pub mod cosignature;
 pub mod directory;
 pub mod entry;
 pub mod event;
@@ -27,12 +28,15 @@ pub mod hash;
 pub mod ids;
 pub mod limits;
 pub mod merkle;
+pub mod note;
 pub mod projection;
 pub mod questions;
 pub mod reconcile;
 pub mod segment;
 pub mod store;
+pub mod tlog_policy;
 pub mod verify;
+pub mod witness;
 
 pub use checkpoint::{Checkpoint, SigningKey, VerifierKey};
 pub use event::{Event, EventError, EventType};

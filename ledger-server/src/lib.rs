@@ -18,6 +18,7 @@ mod routes;
 pub mod tenant;
 mod tls;
 pub mod tokens;
+pub mod witness;
 
 use std::future::Future;
 use std::io::Write;

@@ -10,3 +10,4 @@ mod projections;
 mod server;
 mod spec;
 mod tamper;
+mod witness;

@@ -1,0 +1,221 @@
+//! `ledger witness`: two commands run one, and it speaks c2sp.org/tlog-witness over
+//! HTTP to a real ledger's checkpoints and proofs, answering every status the
+//! protocol defines.
+
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+
+use base64::Engine as _;
+use ledger_core::cosignature::CosignerVerifier;
+use ledger_core::note::Note;
+use ledger_tests::{event_line, ledger_bin, ledger_json, ledger_ok};
+use serde_json::Value;
+
+fn start_witness(dir: &Path) -> (Child, String) {
+    let mut child = Command::new(ledger_bin())
+        .arg("--dir")
+        .arg(dir)
+        .args(["witness", "serve", "--listen", "127.0.0.1:0"])
+        .stdout(Stdio::piped())
+        .stderr(std::fs::File::create(dir.join("witness.err")).unwrap())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(child.stdout.take().unwrap()),
+        &mut line,
+    )
+    .unwrap();
+    let base = line
+        .trim()
+        .strip_prefix("ledger witness: listening on ")
+        .unwrap_or_else(|| panic!("{line:?}"))
+        .to_string();
+    (child, base)
+}
+
+struct Reply {
+    status: u16,
+    content_type: String,
+    body: String,
+}
+
+fn post(base: &str, body: &str) -> Reply {
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .build()
+        .into();
+    let resp = agent
+        .post(&format!("{base}/add-checkpoint"))
+        .send(body)
+        .unwrap();
+    let status = resp.status().as_u16();
+    let content_type = resp
+        .headers()
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_string();
+    let body = resp.into_body().read_to_string().unwrap();
+    Reply {
+        status,
+        content_type,
+        body,
+    }
+}
+
+fn append(ledger: &Path, from: usize, n: usize) {
+    let file = ledger.with_extension(format!("batch{from}.jsonl"));
+    let text: String = (from..from + n)
+        .map(|i| event_line(&format!("e{i}"), &format!("M{i}")) + "\n")
+        .collect();
+    std::fs::write(&file, text).unwrap();
+    ledger_ok(ledger, &["append", file.to_str().unwrap()]);
+}
+
+fn checkpoint(ledger: &Path) -> (u64, String) {
+    let v = ledger_json(ledger, &["--json", "checkpoint"]);
+    (
+        v["size"].as_u64().unwrap(),
+        v["note"].as_str().unwrap().to_string(),
+    )
+}
+
+fn proof_lines(ledger: &Path, from: u64, to: u64) -> String {
+    let v: Value = serde_json::from_str(&ledger_ok(
+        ledger,
+        &[
+            "prove",
+            "consistency",
+            "--from",
+            &from.to_string(),
+            "--to",
+            &to.to_string(),
+        ],
+    ))
+    .unwrap();
+    v["path"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| {
+            let raw = hex::decode(h.as_str().unwrap()).unwrap();
+            format!(
+                "{}\n",
+                base64::engine::general_purpose::STANDARD.encode(raw)
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn a_witness_cosigns_consistent_checkpoints_and_answers_every_status() {
+    for hash in ["sha256", "blake3"] {
+        let tmp = tempfile::tempdir().unwrap();
+        let ledger = tmp.path().join("ledger");
+        ledger_ok(
+            &ledger,
+            &[
+                "init",
+                "--origin",
+                "ledger.example/witnessed",
+                "--hash",
+                hash,
+            ],
+        );
+        let wdir = tmp.path().join("witness");
+        // Two commands (and adding the log) run a witness.
+        let init = ledger_json(
+            &wdir,
+            &[
+                "--json",
+                "witness",
+                "init",
+                "--name",
+                "witness.tilsyn.example",
+            ],
+        );
+        let vkey: CosignerVerifier = init["verifier_key"].as_str().unwrap().parse().unwrap();
+        let key_file = format!("@{}", ledger.join("verifier.key").display());
+        ledger_ok(
+            &wdir,
+            &["witness", "add-log", "--key", &key_file, "--hash", hash],
+        );
+        let again = ledger_tests::ledger(&wdir, &["witness", "init", "--name", "w2.example"]);
+        assert_eq!(
+            again.status.code(),
+            Some(2),
+            "a witness's key is never replaced"
+        );
+
+        append(&ledger, 0, 5);
+        let (s1, cp1) = checkpoint(&ledger);
+        append(&ledger, 5, 7);
+        let (s2, cp2) = checkpoint(&ledger);
+        let (mut child, base) = start_witness(&wdir);
+
+        // 200: first contact, with a cosignature that verifies over the note text.
+        let r = post(&base, &format!("old 0\n\n{cp1}"));
+        assert_eq!(r.status, 200, "{hash}: {}", r.body);
+        let text = Note::parse(&cp1).unwrap().text;
+        vkey.verify_line(&text, &r.body).unwrap();
+        // 409 with the size, exactly as the spec's clients parse it.
+        let r = post(&base, &format!("old 0\n\n{cp2}"));
+        assert_eq!(
+            (r.status, r.content_type.as_str()),
+            (409, "text/x.tlog.size")
+        );
+        assert_eq!(r.body, format!("{s1}\n"));
+        // 422: a proof that is not the proof.
+        let r = post(
+            &base,
+            &format!("old {s1}\n{}\n{cp2}", proof_lines(&ledger, 1, s2)),
+        );
+        assert_eq!(r.status, 422, "{}", r.body);
+        // 200 with the right proof; the monitoring endpoint shows it cosigned.
+        let r = post(
+            &base,
+            &format!("old {s1}\n{}\n{cp2}", proof_lines(&ledger, s1, s2)),
+        );
+        assert_eq!(r.status, 200, "{}", r.body);
+        // 400: old beyond the checkpoint, or not a request at all.
+        assert_eq!(post(&base, &format!("old {}\n\n{cp2}", s2 + 1)).status, 400);
+        assert_eq!(post(&base, "hello").status, 400);
+        // 403: the same origin signed by another key; 404: another origin.
+        let other = tmp.path().join("other");
+        ledger_ok(
+            &other,
+            &[
+                "init",
+                "--origin",
+                "ledger.example/witnessed",
+                "--hash",
+                hash,
+            ],
+        );
+        append(&other, 0, 3);
+        assert_eq!(
+            post(&base, &format!("old {s2}\n\n{}", checkpoint(&other).1)).status,
+            403
+        );
+        let stranger = tmp.path().join("stranger");
+        ledger_ok(&stranger, &["init", "--origin", "ledger.example/stranger"]);
+        assert_eq!(
+            post(&base, &format!("old 0\n\n{}", checkpoint(&stranger).1)).status,
+            404
+        );
+        // 413 for a body over 16 KiB (axum's limit; never read whole).
+        assert!(post(&base, &"x".repeat(20_000)).status >= 400);
+
+        let _ = Command::new("kill")
+            .args(["-TERM", &child.id().to_string()])
+            .status();
+        let _ = child.wait();
+        // The state outlives the process: after a restart the witness still knows s2.
+        let (mut child, base) = start_witness(&wdir);
+        let r = post(&base, &format!("old 0\n\n{cp2}"));
+        assert_eq!((r.status, r.body), (409, format!("{s2}\n")));
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+}

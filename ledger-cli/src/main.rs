@@ -9,6 +9,7 @@ mod bench_load;
 mod demo;
 mod output;
 mod questions;
+mod receipts;
 mod remote;
 mod serve;
 
@@ -123,6 +124,16 @@ enum Command {
         #[arg(long, value_name = "T")]
         known_at: Option<String>,
     },
+    /// A receipt a sender keeps: the entry of an event, its inclusion proof and the
+    /// signed checkpoint, as a c2sp.org/tlog-proof@v1 file anyone checks offline with
+    /// `ledger verify-receipt`.
+    ///
+    /// Example: ledger receipt e-2023-0042 --org 974760673 --out e-2023-0042.tlog-proof
+    Receipt(receipts::ReceiptArgs),
+    /// Check a receipt with no network and no ledger: the log's signature and the
+    /// witness quorum of a tlog-policy you trust, and the entry's inclusion. Exit 0
+    /// when it holds, 1 when it does not.
+    VerifyReceipt(receipts::VerifyReceiptArgs),
     /// The newest signed checkpoint (a C2SP signed note).
     Checkpoint {
         /// The checkpoint of exactly this size instead of the newest.
@@ -793,6 +804,11 @@ fn run(cli: Cli) -> Result<u8> {
             serve::token(dir, config.as_deref(), command, cli.json)
         }
         Command::Witness { command } => serve::witness(dir, command, cli.json),
+        Command::Receipt(args) => {
+            let store = open_reader(dir)?;
+            receipts::receipt(store.as_ref(), &args, cli.json)
+        }
+        Command::VerifyReceipt(args) => receipts::verify_receipt(&args, cli.json),
         Command::Export { out } => {
             let store = open_reader(dir)?;
             let store = store.as_ref();

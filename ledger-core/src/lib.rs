@@ -35,6 +35,7 @@ pub mod reconcile;
 pub mod segment;
 pub mod store;
 pub mod tlog_policy;
+pub mod tlog_proof;
 pub mod verify;
 pub mod witness;
 

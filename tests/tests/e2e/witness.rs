@@ -219,3 +219,207 @@ fn a_witness_cosigns_consistent_checkpoints_and_answers_every_status() {
         let _ = child.wait();
     }
 }
+
+fn cosign(base: &str, old: u64, proof: &str, note: &str) -> Reply {
+    post(base, &format!("old {old}\n{proof}\n{note}"))
+}
+
+/// Receipts a sender keeps, checked with no network and no ledger under policies
+/// of two witnesses (2-of-2 and 1-of-2), and a fork's receipt refused.
+#[test]
+fn receipts_verify_offline_under_a_witness_policy_and_a_forks_do_not() {
+    let tmp = tempfile::tempdir().unwrap();
+    let ledger = tmp.path().join("ledger");
+    ledger_ok(
+        &ledger,
+        &[
+            "init",
+            "--origin",
+            "ledger.example/receipts",
+            "--hash",
+            "sha256",
+        ],
+    );
+    append(&ledger, 0, 3);
+    // A fork made by whoever holds the log's key: a copy at size 3 that will go on
+    // with another entry 3 (same origin, same key, re-signed).
+    let fork = tmp.path().join("fork");
+    copy_dir(&ledger, &fork);
+    append(&ledger, 3, 3);
+    append_fork(&fork);
+    let (size, note) = checkpoint(&ledger);
+    let key_file = format!("@{}", ledger.join("verifier.key").display());
+    let mut witnesses = Vec::new();
+    for name in ["witness.tilsyn.example", "witness.politiet.example"] {
+        let wdir = tmp.path().join(name);
+        let v = ledger_json(&wdir, &["--json", "witness", "init", "--name", name]);
+        ledger_ok(&wdir, &["witness", "add-log", "--key", &key_file]);
+        let (child, base) = start_witness(&wdir);
+        witnesses.push((child, base, v["verifier_key"].as_str().unwrap().to_string()));
+    }
+    // The log's checkpoint, cosigned by both (what the log will serve).
+    let mut cosigned = note.clone();
+    for (_, base, _) in &witnesses {
+        let r = cosign(base, 0, "", &note);
+        assert_eq!(r.status, 200, "{}", r.body);
+        cosigned.push_str(&r.body);
+    }
+
+    // The receipt of event e3, as the sender asks for it (format 2: with its org).
+    let out = ledger_tests::ledger(&ledger, &["receipt", "e3"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--org"));
+    let file = tmp.path().join("e3.tlog-proof");
+    ledger_ok(
+        &ledger,
+        &[
+            "receipt",
+            "e3",
+            "--org",
+            "974760673",
+            "--out",
+            file.to_str().unwrap(),
+        ],
+    );
+    let text = std::fs::read_to_string(&file).unwrap();
+    assert!(text.starts_with("c2sp.org/tlog-proof@v1\nextra "), "{text}");
+    assert!(text.contains("\nindex 3\n"));
+    // The log serves the cosigned checkpoint: the receipt carries it.
+    let with_cosigs = text.replace(&note, &cosigned);
+    std::fs::write(&file, &with_cosigs).unwrap();
+
+    let vkey = std::fs::read_to_string(ledger.join("verifier.key")).unwrap();
+    let policy = |quorum: &str| {
+        let p = tmp
+            .path()
+            .join(format!("policy-{}", quorum.replace(' ', "-")));
+        std::fs::write(
+            &p,
+            format!(
+                "log {}\nwitness tilsyn {}\nwitness politi {}\n{quorum}\n",
+                vkey.trim(),
+                witnesses[0].2,
+                witnesses[1].2
+            ),
+        )
+        .unwrap();
+        p
+    };
+    let both = policy("group both all tilsyn politi\nquorum both");
+    let one = policy("group one any tilsyn politi\nquorum one");
+    let check = |file: &Path, p: &Path| {
+        ledger_tests::ledger(
+            tmp.path(),
+            &[
+                "--json",
+                "verify-receipt",
+                file.to_str().unwrap(),
+                "--policy",
+                p.to_str().unwrap(),
+            ],
+        )
+    };
+    for p in [&both, &one] {
+        let out = check(&file, p);
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "{}",
+            String::from_utf8_lossy(&out.stdout)
+        );
+        let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(
+            (v["index"].as_u64(), v["size"].as_u64()),
+            (Some(3), Some(size))
+        );
+        assert_eq!(v["event"]["id"], "e3");
+    }
+    // Only one cosignature: 1-of-2 holds, 2-of-2 does not.
+    let one_sig = text.replace(
+        &note,
+        &format!("{note}{}", cosign(&witnesses[0].1, size, "", &note).body),
+    );
+    let one_file = tmp.path().join("one.tlog-proof");
+    std::fs::write(&one_file, one_sig).unwrap();
+    assert_eq!(check(&one_file, &one).status.code(), Some(0));
+    let out = check(&one_file, &both);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("quorum"));
+
+    // Another entry's bytes under this path: not included.
+    let forged = with_cosigs.replacen(
+        &with_cosigs.lines().nth(1).unwrap().to_string(),
+        &format!(
+            "extra {}",
+            base64::engine::general_purpose::STANDARD.encode(b"{}")
+        ),
+        1,
+    );
+    let forged_file = tmp.path().join("forged.tlog-proof");
+    std::fs::write(&forged_file, forged).unwrap();
+    let out = check(&forged_file, &one);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("not included"));
+
+    // A fork: same origin and key, entry 3 different, re-signed. The witnesses that
+    // cosigned the original refuse it, so its receipts never meet a witness quorum.
+    let (fsize, fnote) = checkpoint(&fork);
+    assert_eq!(fsize, size);
+    for (_, base, _) in &witnesses {
+        let r = cosign(base, size, "", &fnote);
+        assert_eq!(r.status, 409, "same size, another root: a split view");
+    }
+    let ffile = tmp.path().join("fork.tlog-proof");
+    ledger_ok(
+        &fork,
+        &[
+            "receipt",
+            "e3",
+            "--org",
+            "974760673",
+            "--out",
+            ffile.to_str().unwrap(),
+        ],
+    );
+    let out = check(&ffile, &one);
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    for (mut child, _, _) in witnesses {
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for e in std::fs::read_dir(from).unwrap() {
+        let e = e.unwrap();
+        let target = to.join(e.file_name());
+        if e.file_type().unwrap().is_dir() {
+            copy_dir(&e.path(), &target);
+        } else {
+            std::fs::copy(e.path(), target).unwrap();
+        }
+    }
+}
+
+/// The fork's entries 3..6: e3 names another message.
+fn append_fork(fork: &Path) {
+    let file = fork.with_extension("fork.jsonl");
+    let text: String = (3..6)
+        .map(|i| {
+            let msg = if i == 3 {
+                "M-HIDDEN".to_string()
+            } else {
+                format!("M{i}")
+            };
+            event_line(&format!("e{i}"), &msg) + "\n"
+        })
+        .collect();
+    std::fs::write(&file, text).unwrap();
+    ledger_ok(fork, &["append", file.to_str().unwrap()]);
+}

@@ -423,3 +423,127 @@ fn append_fork(fork: &Path) {
     std::fs::write(&file, text).unwrap();
     ledger_ok(fork, &["append", file.to_str().unwrap()]);
 }
+
+/// SIGKILL at any moment never makes the witness cosign two roots for one size, and
+/// never lets it forget a size it cosigned: a client races a log and its fork (the
+/// same key) against a witness killed again and again.
+#[test]
+fn a_witness_killed_at_any_moment_never_cosigns_two_roots_for_one_size() {
+    use ledger_core::checkpoint::{Checkpoint, SigningKey};
+    use ledger_core::{HashAlg, merkle};
+    use std::collections::BTreeMap;
+
+    let tmp = tempfile::tempdir().unwrap();
+    let origin = "ledger.example/killed";
+    let log = SigningKey::generate(origin).unwrap();
+    let wdir = tmp.path().join("witness");
+    ledger_ok(
+        &wdir,
+        &["witness", "init", "--name", "witness.crash.example"],
+    );
+    ledger_ok(
+        &wdir,
+        &["witness", "add-log", "--key", &log.verifier().to_string()],
+    );
+
+    // Two histories under one key: they agree up to 10 entries, then differ.
+    let alg = HashAlg::Sha256;
+    let leaves = |fork: bool| -> Vec<[u8; 32]> {
+        (0..4000)
+            .map(|i| {
+                let tag = if fork && i >= 10 { "fork" } else { "log" };
+                alg.leaf(format!("{tag} {i}").as_bytes())
+            })
+            .collect()
+    };
+    let histories = [leaves(false), leaves(true)];
+    let note = |h: usize, n: u64| {
+        log.sign(&Checkpoint {
+            origin: origin.into(),
+            size: n,
+            root: merkle::root_of(alg, &histories[h][..n as usize]),
+        })
+    };
+    let proof = |h: usize, old: u64, new: u64| -> String {
+        let src = (alg, &histories[h][..]);
+        merkle::consistency_proof(alg, &src, old, new)
+            .unwrap()
+            .iter()
+            .map(|x| format!("{}\n", base64::engine::general_purpose::STANDARD.encode(x)))
+            .collect()
+    };
+
+    let mut cosigned: BTreeMap<u64, [u8; 32]> = BTreeMap::new();
+    let mut floor = 0u64;
+    let mut refused = 0u64;
+    let mut rng = 0x9e37_79b9_7f4a_7c15u64;
+    let mut next = |m: u64| {
+        rng ^= rng << 13;
+        rng ^= rng >> 7;
+        rng ^= rng << 17;
+        rng % m
+    };
+    for round in 0..25 {
+        let (mut child, base) = start_witness(&wdir);
+        // What the witness holds now: never below what it cosigned before the kill.
+        let r = post(&base, &format!("old 0\n\n{}", note(0, 0)));
+        let have: u64 = if r.status == 200 {
+            0
+        } else {
+            r.body.trim().parse().unwrap()
+        };
+        assert!(
+            have >= floor,
+            "round {round}: the witness forgot size {floor} (has {have})"
+        );
+        let killer = {
+            let pid = child.id();
+            let wait = 5 + next(100);
+            std::thread::spawn(move || {
+                std::thread::sleep(std::time::Duration::from_millis(wait));
+                let _ = Command::new("kill")
+                    .args(["-KILL", &pid.to_string()])
+                    .status();
+            })
+        };
+        let mut at = have;
+        for _ in 0..500 {
+            if at >= 3990 {
+                break;
+            }
+            let h = next(2) as usize;
+            let to = at + 1 + next(5);
+            let agent: ureq::Agent = ureq::Agent::config_builder()
+                .http_status_as_error(false)
+                .build()
+                .into();
+            let body = format!("old {at}\n{}\n{}", proof(h, at, to), note(h, to));
+            let Ok(resp) = agent.post(&format!("{base}/add-checkpoint")).send(&body) else {
+                break; // killed
+            };
+            let status = resp.status().as_u16();
+            let text = resp.into_body().read_to_string().unwrap_or_default();
+            match status {
+                200 => {
+                    let root = merkle::root_of(alg, &histories[h][..to as usize]);
+                    if let Some(prev) = cosigned.insert(to, root) {
+                        assert_eq!(prev, root, "two roots cosigned for size {to}");
+                    }
+                    floor = floor.max(to);
+                    at = to;
+                }
+                409 => at = text.trim().parse().unwrap_or(at),
+                422 => refused += 1, // the other history: refused, as it must be
+                other => panic!("round {round}: unexpected {other}: {text}"),
+            }
+        }
+        killer.join().unwrap();
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+    assert!(
+        cosigned.len() > 20,
+        "the race cosigned too little to mean anything: {} sizes, {refused} refused",
+        cosigned.len()
+    );
+}

@@ -806,7 +806,7 @@ fn run(cli: Cli) -> Result<u8> {
         Command::Witness { command } => serve::witness(dir, command, cli.json),
         Command::Receipt(args) => {
             let store = open_reader(dir)?;
-            receipts::receipt(store.as_ref(), &args, cli.json)
+            receipts::receipt(dir, store.as_ref(), &args, cli.json)
         }
         Command::VerifyReceipt(args) => receipts::verify_receipt(&args, cli.json),
         Command::Export { out } => {

@@ -12,6 +12,9 @@ use serde_json::json;
 
 use crate::{InputError, output};
 
+/// The ledger's witness policy file (`ledger serve` submits to its witnesses).
+const WITNESS_POLICY: &str = "witness.policy";
+
 /// Which entries `ledger receipt` proves.
 #[derive(Args, Debug)]
 pub(crate) struct ReceiptArgs {
@@ -53,8 +56,14 @@ fn seq_of(store: &dyn Store, id: &str, org: Option<&str>) -> Result<u64> {
     ))))
 }
 
-pub(crate) fn receipt(store: &dyn Store, args: &ReceiptArgs, as_json: bool) -> Result<u8> {
-    let checkpoint = store.latest_checkpoint()?.note;
+pub(crate) fn receipt(
+    dir: &Path,
+    store: &dyn Store,
+    args: &ReceiptArgs,
+    as_json: bool,
+) -> Result<u8> {
+    let plain = store.latest_checkpoint()?.note;
+    let cosigned = ledger_core::checkpoint::read_cosigned(dir, store.verifier_key());
     let seqs: Vec<u64> = match (&args.id, args.seq, &args.message) {
         (_, Some(s), _) => vec![s],
         (Some(id), None, _) => vec![seq_of(store, id, args.org.as_deref())?],
@@ -64,10 +73,24 @@ pub(crate) fn receipt(store: &dyn Store, args: &ReceiptArgs, as_json: bool) -> R
         }
         (None, None, None) => unreachable!("clap requires one"),
     };
+    // The witnessed checkpoint when it covers the entry: that is what a reader's
+    // policy can check; else the log's newest, said so.
     let proofs = seqs
         .iter()
         .map(|&s| {
-            TlogProof::build(store, s, &checkpoint).map_err(|e| anyhow!(InputError(e.to_string())))
+            let note = match &cosigned {
+                Some((size, note)) if *size > s => note,
+                _ => {
+                    if cosigned.is_some() || dir.join(WITNESS_POLICY).exists() {
+                        eprintln!(
+                            "note: entry {s} is not yet in a checkpoint the witnesses cosigned; \
+                             this receipt carries the log's signature only (ask again shortly)"
+                        );
+                    }
+                    &plain
+                }
+            };
+            TlogProof::build(store, s, note).map_err(|e| anyhow!(InputError(e.to_string())))
         })
         .collect::<Result<Vec<_>>>()?;
     let mut written = Vec::new();

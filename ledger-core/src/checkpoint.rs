@@ -361,6 +361,20 @@ pub fn split_notes(text: &str) -> Vec<String> {
     notes
 }
 
+/// The file in a ledger's directory holding its newest checkpoint that reached the
+/// witness quorum of its `witness.policy`: the log's note with the witnesses'
+/// cosignature lines after its signature (`ledger serve` writes it, atomically).
+pub const COSIGNED_FILE: &str = "checkpoint.cosigned";
+
+/// The newest cosigned checkpoint of the ledger in `dir`, if there is one and the
+/// log's own signature on it verifies under `key`: (size, the note with its
+/// cosignatures). Which cosignatures count is the reader's policy's business.
+pub fn read_cosigned(dir: &std::path::Path, key: &VerifierKey) -> Option<(u64, String)> {
+    let note = std::fs::read_to_string(dir.join(COSIGNED_FILE)).ok()?;
+    let cp = key.verify(&note).ok()?;
+    Some((cp.size, note))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -19,6 +19,7 @@ pub mod tenant;
 mod tls;
 pub mod tokens;
 pub mod witness;
+mod witnessing;
 
 use std::future::Future;
 use std::io::Write;
@@ -154,7 +155,7 @@ pub async fn serve(
             reason: e.to_string(),
         })?;
     let metrics = Arc::new(metrics::Metrics::default());
-    let (store, projector, projector_thread) = {
+    let (store, projector, projector_thread, witnessing) = {
         let dir = dir.clone();
         let metrics = metrics.clone();
         let sweep = config.sweep_interval;
@@ -164,8 +165,17 @@ pub async fn serve(
                 eprintln!("ledger serve: {}", error::redact(&line));
             }
             let store = Arc::new(store);
-            let (p, h) = projector::Projector::start(store.clone(), dir, policy, metrics, sweep)?;
-            Ok((store, p, h))
+            let witness_policy =
+                witnessing::Witnessing::policy(&dir).map_err(|reason| ServeError::File {
+                    path: dir.join(witnessing::POLICY_FILE).display().to_string(),
+                    reason,
+                })?;
+            let witnessing = witness_policy.map(|p| {
+                witnessing::Witnessing::start(store.clone(), dir.clone(), p, metrics.clone())
+            });
+            let (p, h) =
+                projector::Projector::start(store.clone(), dir.clone(), policy, metrics, sweep)?;
+            Ok((store, p, h, witnessing))
         })
         .await
         .map_err(|e| ServeError::Net(e.to_string()))??
@@ -191,6 +201,8 @@ pub async fn serve(
         shutting_down: AtomicBool::new(false),
         commit_lock: tokio::sync::Mutex::new(()),
         directory,
+        witnessing: witnessing.as_ref().map(|w| w.0.clone()),
+        dir: dir.clone(),
     }));
     let app = routes::router(state.clone());
     let draining = state.clone();
@@ -206,8 +218,14 @@ pub async fn serve(
     });
     conn::serve(listener, tls, app, limits, metrics, shutdown).await;
     projector.stop();
+    if let Some((w, _)) = &witnessing {
+        w.stop();
+    }
     let _ = tokio::task::spawn_blocking(move || {
         let _ = projector_thread.join();
+        if let Some((_, thread)) = witnessing {
+            let _ = thread.join();
+        }
         store.close();
     })
     .await;

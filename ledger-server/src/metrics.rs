@@ -28,6 +28,9 @@ pub struct Metrics {
     connections_closed: Family<Labels, Counter>,
     stream_clients: Gauge,
     replaying_streams: Gauge,
+    witness_alarms: Family<Labels, Gauge>,
+    cosigned_size: Gauge,
+    witnessing_seconds: Histogram,
 }
 
 impl Default for Metrics {
@@ -45,6 +48,24 @@ impl Default for Metrics {
         let connections_closed = Family::<Labels, Counter>::default();
         let stream_clients = Gauge::default();
         let replaying_streams = Gauge::default();
+        let witness_alarms = Family::<Labels, Gauge>::default();
+        let cosigned_size = Gauge::default();
+        let witnessing_seconds = Histogram::new(exponential_buckets(0.005, 2.0, 14));
+        registry.register(
+            "witness_alarms",
+            "Witness alarms raised, by witness and kind (split_view, refused, ahead, quorum_late, unreachable); 0 when cleared",
+            witness_alarms.clone(),
+        );
+        registry.register(
+            "cosigned_checkpoint_size",
+            "Size of the newest checkpoint that reached the witness quorum",
+            cosigned_size.clone(),
+        );
+        registry.register(
+            "checkpoint_to_cosigned_seconds",
+            "Time from a checkpoint's first submission to its witness quorum",
+            witnessing_seconds.clone(),
+        );
         registry.register(
             "open_connections",
             "Client connections open now (at most server.max_connections)",
@@ -119,11 +140,30 @@ impl Default for Metrics {
             connections_closed,
             stream_clients,
             replaying_streams,
+            witness_alarms,
+            cosigned_size,
+            witnessing_seconds,
         }
     }
 }
 
 impl Metrics {
+    /// A witness alarm raised (1) or cleared (0).
+    pub fn witness_alarm(&self, witness: &str, kind: &str, raised: bool) {
+        self.witness_alarms
+            .get_or_create(&vec![
+                ("witness".into(), witness.into()),
+                ("kind".into(), kind.into()),
+            ])
+            .set(i64::from(raised));
+    }
+
+    /// A checkpoint reached the witness quorum after `seconds`.
+    pub fn cosigned(&self, size: u64, seconds: f64) {
+        self.cosigned_size.set(size as i64);
+        self.witnessing_seconds.observe(seconds);
+    }
+
     /// An append request committed.
     pub fn appended(&self, events: usize, new: usize, seconds: f64) {
         self.appended.inc_by(new as u64);

@@ -42,7 +42,7 @@ pub(crate) async fn get_ledger(
 
 /// `GET /v1/checkpoint`: the newest signed checkpoint, a C2SP signed note.
 #[utoipa::path(get, path = "/checkpoint", tag = "audit",
-    responses((status = 200, description = "The newest signed checkpoint (C2SP signed note)", body = String, content_type = "text/plain"), (status = 401, description = "No or bad token", body = ErrorBody), (status = 403, description = "Missing scope", body = ErrorBody)),
+    responses((status = 200, description = "The newest signed checkpoint (C2SP signed note); with a witness.policy, the newest one that reached the witness quorum, with the witnesses' cosignature lines", body = String, content_type = "text/plain"), (status = 401, description = "No or bad token", body = ErrorBody), (status = 403, description = "Missing scope", body = ErrorBody)),
     security(("bearer" = [])))]
 pub(crate) async fn get_checkpoint(
     State(s): State<AppState>,
@@ -50,10 +50,22 @@ pub(crate) async fn get_checkpoint(
 ) -> Result<Response, ApiError> {
     tenant::require_audit(&p)?;
     let store = s.store.clone();
-    let cp = tokio::task::spawn_blocking(move || store.latest_checkpoint())
-        .await
-        .map_err(ApiError::internal)??;
-    Ok(([(CONTENT_TYPE, "text/plain; charset=utf-8")], cp.note).into_response())
+    let witnessed = s.witnessing.is_some();
+    let dir = s.dir.clone();
+    let note = tokio::task::spawn_blocking(move || {
+        // With witnesses, the newest checkpoint that reached their quorum, with their
+        // cosignatures: the one a reader can trust without trusting the operator.
+        match witnessed
+            .then(|| ledger_core::checkpoint::read_cosigned(&dir, store.verifier_key()))
+            .flatten()
+        {
+            Some((_, note)) => Ok(note),
+            None => store.latest_checkpoint().map(|c| c.note),
+        }
+    })
+    .await
+    .map_err(ApiError::internal)??;
+    Ok(([(CONTENT_TYPE, "text/plain; charset=utf-8")], note).into_response())
 }
 
 #[derive(Deserialize)]

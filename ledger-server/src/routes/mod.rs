@@ -40,6 +40,10 @@ pub(crate) struct Inner {
     pub commit_lock: tokio::sync::Mutex<()>,
     /// Names for organisation numbers (`organisations.csv`; empty without one).
     pub directory: ledger_core::directory::Directory,
+    /// The witnessing thread, when the ledger has a `witness.policy`.
+    pub witnessing: Option<Arc<crate::witnessing::Witnessing>>,
+    /// The ledger's directory.
+    pub dir: std::path::PathBuf,
 }
 
 /// What bounds the streams: clients at once, replays at once, and log reads at once

@@ -25,7 +25,17 @@ pub(crate) async fn healthz() -> &'static str {
         (status = 503, description = "Shutting down, or the store stopped accepting appends", body = String, content_type = "text/plain")))]
 pub(crate) async fn readyz(State(s): State<AppState>) -> Response {
     if s.ready() {
-        (StatusCode::OK, "ready\n").into_response()
+        // Witness alarms do not stop appends, but an operator's probe sees them.
+        let alarms = s
+            .witnessing
+            .as_ref()
+            .map(|w| w.status().alarms)
+            .unwrap_or_default();
+        let mut body = String::from("ready\n");
+        for a in alarms {
+            body.push_str(&format!("witness alarm: {a}\n"));
+        }
+        (StatusCode::OK, body).into_response()
     } else {
         (StatusCode::SERVICE_UNAVAILABLE, "not ready\n").into_response()
     }

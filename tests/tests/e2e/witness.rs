@@ -547,3 +547,164 @@ fn a_witness_killed_at_any_moment_never_cosigns_two_roots_for_one_size() {
         cosigned.len()
     );
 }
+
+fn readyz(base: &str) -> String {
+    ureq::get(&format!("{base}/readyz"))
+        .call()
+        .unwrap()
+        .into_body()
+        .read_to_string()
+        .unwrap()
+}
+
+fn wait_for(what: &str, mut f: impl FnMut() -> bool) {
+    for _ in 0..200 {
+        if f() {
+            return;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    panic!("timed out waiting for {what}");
+}
+
+/// The whole loop on loopback: `ledger serve` submits its checkpoints to two
+/// witnesses, keeps their cosignatures, serves the cosigned checkpoint, and its
+/// receipts verify offline under 2-of-2; a fork of it shown to the same witnesses is
+/// refused and raises the fork's alarm.
+#[test]
+fn a_served_log_is_cosigned_and_its_fork_raises_the_alarm() {
+    let tmp = tempfile::tempdir().unwrap();
+    let ledger = tmp.path().join("ledger");
+    ledger_ok(
+        &ledger,
+        &[
+            "init",
+            "--origin",
+            "ledger.example/served",
+            "--hash",
+            "sha256",
+        ],
+    );
+    append(&ledger, 0, 3);
+    let fork = tmp.path().join("fork");
+    copy_dir(&ledger, &fork);
+    append(&ledger, 3, 3);
+    append_fork(&fork);
+
+    let key_file = format!("@{}", ledger.join("verifier.key").display());
+    let mut witnesses = Vec::new();
+    for name in ["witness.tilsyn.example", "witness.politiet.example"] {
+        let wdir = tmp.path().join(name);
+        let v = ledger_json(&wdir, &["--json", "witness", "init", "--name", name]);
+        ledger_ok(&wdir, &["witness", "add-log", "--key", &key_file]);
+        let (child, base) = start_witness(&wdir);
+        witnesses.push((child, base, v["verifier_key"].as_str().unwrap().to_string()));
+    }
+    let vkey = std::fs::read_to_string(ledger.join("verifier.key")).unwrap();
+    let policy = format!(
+        "log {}\nwitness tilsyn {} {}\nwitness politi {} {}\ngroup both all tilsyn politi\nquorum both\n",
+        vkey.trim(),
+        witnesses[0].2,
+        witnesses[0].1,
+        witnesses[1].2,
+        witnesses[1].1
+    );
+    for dir in [&ledger, &fork] {
+        std::fs::write(dir.join("witness.policy"), &policy).unwrap();
+    }
+    let policy_file = tmp.path().join("reader.policy");
+    std::fs::write(&policy_file, &policy).unwrap();
+
+    let (mut server, base) = ledger_tests::serve(&ledger);
+    wait_for("the cosigned checkpoint", || {
+        ledger.join("checkpoint.cosigned").exists()
+    });
+    let note = std::fs::read_to_string(ledger.join("checkpoint.cosigned")).unwrap();
+    assert_eq!(Note::parse(&note).unwrap().signatures.len(), 3, "{note}");
+    // The server's /v1/checkpoint is that note.
+    let v: Value = serde_json::from_str(&ledger_ok(
+        &ledger,
+        &[
+            "--json",
+            "token",
+            "create",
+            "--org",
+            "974760673",
+            "--scope",
+            "ledger:audit",
+        ],
+    ))
+    .unwrap();
+    let served = ureq::get(&format!("{base}/v1/checkpoint"))
+        .header(
+            "Authorization",
+            &format!("Bearer {}", v["token"].as_str().unwrap()),
+        )
+        .call()
+        .unwrap()
+        .into_body()
+        .read_to_string()
+        .unwrap();
+    assert_eq!(served, note);
+    assert_eq!(readyz(&base), "ready\n");
+
+    // A receipt taken while the server runs carries the cosigned checkpoint and
+    // verifies offline under 2-of-2.
+    let file = tmp.path().join("e4.tlog-proof");
+    ledger_ok(
+        &ledger,
+        &[
+            "receipt",
+            "e4",
+            "--org",
+            "974760673",
+            "--out",
+            file.to_str().unwrap(),
+        ],
+    );
+    let out = ledger_tests::ledger(
+        tmp.path(),
+        &[
+            "verify-receipt",
+            file.to_str().unwrap(),
+            "--policy",
+            policy_file.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    let said = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(said.contains("cosigned by: tilsyn, politi"), "{said}");
+
+    // The fork, served to the same witnesses: refused, and the fork's server says so.
+    let (mut forked, fork_base) = ledger_tests::serve(&fork);
+    wait_for("the fork's alarm", || {
+        readyz(&fork_base).contains("witness alarm")
+    });
+    let alarm = readyz(&fork_base);
+    assert!(
+        alarm.contains("split view") || alarm.contains("refused"),
+        "{alarm}"
+    );
+    assert!(!fork.join("checkpoint.cosigned").exists());
+    assert!(
+        std::fs::read_to_string(fork.join("serve.err"))
+            .unwrap()
+            .contains("ALARM")
+    );
+
+    for child in [&mut server, &mut forked] {
+        let _ = Command::new("kill")
+            .args(["-TERM", &child.id().to_string()])
+            .status();
+        let _ = child.wait();
+    }
+    for (mut child, _, _) in witnesses {
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+}

@@ -151,9 +151,15 @@ pub fn may_see_entry(
     }
 }
 
-/// 403 unless the principal may fetch checkpoints, proofs and raw entries.
+/// 403 unless the principal may fetch raw entries (and the whole log's metadata).
 pub fn require_audit(p: &Principal) -> Result<(), ApiError> {
     p.require(&[Scope::Audit, Scope::Regulator])
+}
+
+/// 403 unless the principal holds any scope that reads or writes: checkpoints and
+/// proofs are hashes and sizes, so every party may check the log it relies on.
+pub fn require_any(p: &Principal) -> Result<(), ApiError> {
+    p.require(&[Scope::Read, Scope::Write, Scope::Audit, Scope::Regulator])
 }
 
 /// Which endpoint reports: a party's own system (`/v1/events`), or a channel's events

@@ -42,13 +42,13 @@ pub(crate) async fn get_ledger(
 
 /// `GET /v1/checkpoint`: the newest signed checkpoint, a C2SP signed note.
 #[utoipa::path(get, path = "/checkpoint", tag = "audit",
-    responses((status = 200, description = "The newest signed checkpoint (C2SP signed note); with a witness.policy, the newest one that reached the witness quorum, with the witnesses' cosignature lines", body = String, content_type = "text/plain"), (status = 401, description = "No or bad token", body = ErrorBody), (status = 403, description = "Missing scope", body = ErrorBody)),
+    responses((status = 200, description = "The newest signed checkpoint (C2SP signed note); with a witness.policy, the newest one that reached the witness quorum, with the witnesses' cosignature lines", body = String, content_type = "text/plain"), (status = 401, description = "No or bad token", body = ErrorBody), (status = 403, description = "No scope at all", body = ErrorBody)),
     security(("bearer" = [])))]
 pub(crate) async fn get_checkpoint(
     State(s): State<AppState>,
     Auth(p): Auth,
 ) -> Result<Response, ApiError> {
-    tenant::require_audit(&p)?;
+    tenant::require_any(&p)?;
     let store = s.store.clone();
     let witnessed = s.witnessing.is_some();
     let dir = s.dir.clone();
@@ -91,7 +91,7 @@ pub(crate) async fn get_checkpoints(
     Auth(p): Auth,
     ApiQuery(q): ApiQuery<CheckpointsQuery>,
 ) -> Result<Json<Value>, ApiError> {
-    tenant::require_audit(&p)?;
+    tenant::require_any(&p)?;
     let store = s.store.clone();
     tokio::task::spawn_blocking(move || -> Result<Value, ApiError> {
         if let Some(size) = q.size {
@@ -132,7 +132,7 @@ pub(crate) async fn get_inclusion(
     Auth(p): Auth,
     ApiQuery(q): ApiQuery<InclusionQuery>,
 ) -> Result<Json<Value>, ApiError> {
-    tenant::require_audit(&p)?;
+    tenant::require_any(&p)?;
     let store = s.store.clone();
     tokio::task::spawn_blocking(move || -> Result<Value, ApiError> {
         let size = match q.size {
@@ -166,7 +166,7 @@ pub(crate) async fn get_consistency(
     Auth(p): Auth,
     ApiQuery(q): ApiQuery<ConsistencyQuery>,
 ) -> Result<Json<Value>, ApiError> {
-    tenant::require_audit(&p)?;
+    tenant::require_any(&p)?;
     let store = s.store.clone();
     tokio::task::spawn_blocking(move || -> Result<Value, ApiError> {
         let to = match q.to {
@@ -227,4 +227,64 @@ pub(crate) async fn get_entries(
     .await
     .map_err(ApiError::internal)??;
     Ok(([(CONTENT_TYPE, "application/x-ndjson")], body).into_response())
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct ReceiptQuery {
+    seq: u64,
+}
+
+/// `GET /v1/receipts?seq=N`: the entry's receipt, a c2sp.org/tlog-proof@v1 file (the
+/// entry, its inclusion path, and the newest checkpoint that covers it: the cosigned
+/// one when the ledger has witnesses). Only for an entry within the caller's reach:
+/// another organisation's is answered as if it did not exist.
+#[utoipa::path(get, path = "/receipts", tag = "audit",
+    params(("seq" = u64, Query, description = "The entry (a receipt's seq)")),
+    responses((status = 200, description = "The tlog-proof, for `ledger verify-receipt`", body = String, content_type = "text/plain"),
+        (status = 400, description = "A malformed query parameter", body = ErrorBody), (status = 401, description = "No or bad token", body = ErrorBody), (status = 403, description = "No scope at all", body = ErrorBody),
+        (status = 404, description = "No such entry within reach", body = ErrorBody),
+        (status = 503, description = "Recorded, but no checkpoint covers it yet (Retry-After)", body = ErrorBody)),
+    security(("bearer" = [])))]
+pub(crate) async fn get_receipt(
+    State(s): State<AppState>,
+    Auth(p): Auth,
+    ApiQuery(q): ApiQuery<ReceiptQuery>,
+) -> Result<Response, ApiError> {
+    let reach = tenant::entry_reach(&p)?;
+    let st = s.clone();
+    let text = tokio::task::spawn_blocking(move || -> Result<String, ApiError> {
+        let store = st.store.as_ref();
+        let none = || ApiError::not_found(format!("no entry {} is within your reach", q.seq));
+        if q.seq >= store.size() {
+            return Err(none());
+        }
+        let bytes = store.entry(q.seq)?;
+        {
+            let live = st.projector.read();
+            let eval = ledger_core::projection::Evaluator::new(
+                &live.facts,
+                st.projector.policy(),
+                ledger_core::projection::Instant::now(),
+            );
+            if !super::stream::entry_within_reach(&eval, &reach, &bytes) {
+                return Err(none());
+            }
+        }
+        let note = match ledger_core::checkpoint::read_cosigned(&st.dir, store.verifier_key()) {
+            Some((size, note)) if st.witnessing.is_some() && size > q.seq => note,
+            _ => store.latest_checkpoint()?.note,
+        };
+        ledger_core::tlog_proof::TlogProof::build(store, q.seq, &note)
+            .map(|p| p.to_text())
+            .map_err(|e| match e {
+                ledger_core::tlog_proof::ProofFileError::NotYetCheckpointed { .. } => {
+                    ApiError::busy("not_yet_checkpointed", e.to_string(), 1)
+                }
+                other => ApiError::internal(other),
+            })
+    })
+    .await
+    .map_err(ApiError::internal)??;
+    Ok(([(CONTENT_TYPE, "text/plain; charset=utf-8")], text).into_response())
 }

@@ -176,6 +176,7 @@ pub(crate) fn api(timeout: std::time::Duration) -> (Router<AppState>, utoipa::op
         .routes(routes!(audit::get_inclusion))
         .routes(routes!(audit::get_consistency))
         .routes(routes!(audit::get_entries))
+        .routes(routes!(audit::get_receipt))
         .layer(tower_http::timeout::TimeoutLayer::with_status_code(
             StatusCode::SERVICE_UNAVAILABLE,
             timeout,

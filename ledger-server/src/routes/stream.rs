@@ -337,6 +337,25 @@ async fn fill(st: &mut Session) -> bool {
 }
 
 /// Receipts of entries `from .. to` the principal may see, as (seq, data).
+/// Whether the stored entry is within the entry reach: its reporter's, or (for a
+/// read token) its message's parties' (format 2: named in the entry; format 1: from
+/// the projection).
+pub(crate) fn entry_within_reach(eval: &Evaluator<'_>, reach: &EntryReach, bytes: &[u8]) -> bool {
+    let Ok(parsed) = ledger_core::entry::parse_envelope(bytes) else {
+        return false;
+    };
+    let ev: Value = serde_json::from_str(parsed.event).unwrap_or(Value::Null);
+    let reporter = ev["reporter"]["org"].as_str().unwrap_or_default();
+    let key = ledger_core::entry::index_keys(parsed.event, parsed.v)
+        .map(|k| k.message)
+        .unwrap_or_default();
+    let message_visible = |r: &Reach| match ledger_core::event::split_message_key(&key) {
+        (Some((from, to)), _) => tenant::may_see_parties(r, Some(from), Some(to)),
+        (None, _) => eval.evaluate(&key).is_some_and(|e| tenant::may_see(r, &e)),
+    };
+    tenant::may_see_entry(reach, reporter, message_visible)
+}
+
 fn receipts(
     s: &AppState,
     reach: &EntryReach,
@@ -358,16 +377,7 @@ fn receipts(
         };
         let ev: Value = serde_json::from_str(parsed.event).unwrap_or(Value::Null);
         let message = ev["message"].as_str().unwrap_or_default();
-        let reporter = ev["reporter"]["org"].as_str().unwrap_or_default();
-        let key = ledger_core::entry::index_keys(parsed.event, parsed.v)
-            .map(|k| k.message)
-            .unwrap_or_default();
-        let message_visible = |r: &Reach| match ledger_core::event::split_message_key(&key) {
-            // Format 2: the entry names its parties.
-            (Some((from, to)), _) => tenant::may_see_parties(r, Some(from), Some(to)),
-            (None, _) => eval.evaluate(&key).is_some_and(|e| tenant::may_see(r, &e)),
-        };
-        if !tenant::may_see_entry(reach, reporter, message_visible) {
+        if !entry_within_reach(&eval, reach, &bytes) {
             continue;
         }
         out.push((

@@ -679,6 +679,31 @@ fn a_served_log_is_cosigned_and_its_fork_raises_the_alarm() {
     );
     let said = String::from_utf8_lossy(&out.stdout).to_string();
     assert!(said.contains("cosigned by: tilsyn, politi"), "{said}");
+    // The same receipt from the API, to the sending organisation's read token.
+    let read: Value = serde_json::from_str(&ledger_ok(
+        &ledger,
+        &[
+            "--json",
+            "token",
+            "create",
+            "--org",
+            "974760673",
+            "--scope",
+            "ledger:read",
+        ],
+    ))
+    .unwrap();
+    let api_receipt = ureq::get(&format!("{base}/v1/receipts?seq=4"))
+        .header(
+            "Authorization",
+            &format!("Bearer {}", read["token"].as_str().unwrap()),
+        )
+        .call()
+        .unwrap()
+        .into_body()
+        .read_to_string()
+        .unwrap();
+    assert_eq!(api_receipt, std::fs::read_to_string(&file).unwrap());
 
     // The fork, served to the same witnesses: refused, and the fork's server says so.
     let (mut forked, fork_base) = ledger_tests::serve(&fork);

@@ -197,3 +197,42 @@ pub fn read_sse(
     }
     out
 }
+
+/// Whether python3 and the packages the spec tests need are there. In CI their
+/// absence fails the test; elsewhere it skips with a message.
+pub fn python_ready() -> bool {
+    let ok = Command::new("python3")
+        .args(["-c", "import blake3, jsonschema, cryptography"])
+        .status()
+        .is_ok_and(|s| s.success());
+    if !ok {
+        assert!(
+            !in_ci(),
+            "python3 with blake3, jsonschema and cryptography is required in CI (scripts/test installs them)"
+        );
+        eprintln!(
+            "SKIPPED: python3 with blake3, jsonschema, cryptography not found; run scripts/test to install them"
+        );
+    }
+    ok
+}
+
+/// `python3 tests/spec/verify_receipt.py FILE --policy POLICY`: its exit code and
+/// what it said (the second implementation of receipts, from the specs alone).
+pub fn python_verify_receipt(file: &Path, policy: &Path) -> (Option<i32>, String) {
+    let out = Command::new("python3")
+        .arg(repo_root().join("tests/spec/verify_receipt.py"))
+        .arg(file)
+        .arg("--policy")
+        .arg(policy)
+        .output()
+        .expect("run python3");
+    (
+        out.status.code(),
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ),
+    )
+}

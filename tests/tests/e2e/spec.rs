@@ -6,26 +6,7 @@ use std::path::Path;
 use std::process::Command;
 
 use ledger_core::Event;
-use ledger_tests::{in_ci, ledger_ok, repo_root};
-
-/// Whether python3 and the packages the spec tests need are there. In CI their
-/// absence fails the test; elsewhere it skips with a message.
-fn python_ready() -> bool {
-    let ok = Command::new("python3")
-        .args(["-c", "import blake3, jsonschema, cryptography"])
-        .status()
-        .is_ok_and(|s| s.success());
-    if !ok {
-        assert!(
-            !in_ci(),
-            "python3 with blake3, jsonschema and cryptography is required in CI (scripts/test installs them)"
-        );
-        eprintln!(
-            "SKIPPED: python3 with blake3, jsonschema, cryptography not found; run scripts/test to install them"
-        );
-    }
-    ok
-}
+use ledger_tests::{ledger_ok, python_ready, repo_root};
 
 fn python(args: &[&str]) -> String {
     let out = Command::new("python3")

@@ -360,6 +360,26 @@ fn receipts_verify_offline_under_a_witness_policy_and_a_forks_do_not() {
     let out = check(&forged_file, &one);
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stdout).contains("not included"));
+    // A second implementation, from the specs alone, agrees on all of it.
+    if ledger_tests::python_ready() {
+        use ledger_tests::python_verify_receipt as py;
+        for (f, p, want) in [
+            (&file, &both, 0),
+            (&file, &one, 0),
+            (&one_file, &one, 0),
+            (&one_file, &both, 1),
+            (&forged_file, &one, 1),
+        ] {
+            let (code, said) = py(f, p);
+            assert_eq!(
+                code,
+                Some(want),
+                "{} under {}: {said}",
+                f.display(),
+                p.display()
+            );
+        }
+    }
 
     // A fork: same origin and key, entry 3 different, re-signed. The witnesses that
     // cosigned the original refuse it, so its receipts never meet a witness quorum.

@@ -116,7 +116,9 @@ pub struct Witness {
     key: CosignerKey,
     logs: HashMap<String, WitnessedLog>,
     state_dir: PathBuf,
-    latest: Mutex<HashMap<String, Latest>>,
+    /// Per log, under its own lock: requests for different logs check and persist
+    /// in parallel (their fsyncs share the file system's journal commits).
+    latest: HashMap<String, Mutex<Option<Latest>>>,
 }
 
 /// The request of `add-checkpoint`, parsed.
@@ -219,8 +221,9 @@ impl Witness {
             .into_iter()
             .map(|l| (l.key.name().to_string(), l))
             .collect();
-        let mut latest = HashMap::new();
+        let mut latest: HashMap<String, Mutex<Option<Latest>>> = HashMap::new();
         for origin in logs.keys() {
+            latest.insert(origin.clone(), Mutex::new(None));
             let path = state_file(state_dir, origin);
             match std::fs::read(&path) {
                 Ok(bytes) => {
@@ -234,7 +237,7 @@ impl Witness {
                             l.origin
                         )));
                     }
-                    latest.insert(origin.clone(), l);
+                    latest.insert(origin.clone(), Mutex::new(Some(l)));
                 }
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
                 Err(e) => return Err(io("read", e)),
@@ -244,7 +247,7 @@ impl Witness {
             key,
             logs,
             state_dir: state_dir.to_path_buf(),
-            latest: Mutex::new(latest),
+            latest,
         })
     }
 
@@ -260,7 +263,7 @@ impl Witness {
 
     /// The last checkpoint cosigned for `origin`.
     pub fn latest(&self, origin: &str) -> Option<Latest> {
-        self.latest.lock().expect("lock").get(origin).cloned()
+        self.latest.get(origin)?.lock().expect("lock").clone()
     }
 
     /// Handles an `add-checkpoint` body at `now` (POSIX seconds): the cosignature
@@ -288,8 +291,8 @@ impl Witness {
                 req.old, cp.size
             )));
         }
-        let mut latest = self.latest.lock().expect("lock");
-        let (have_size, have_root) = match latest.get(&origin) {
+        let mut latest = self.latest[&origin].lock().expect("lock");
+        let (have_size, have_root) = match latest.as_ref() {
             Some(l) => (l.size, l.root.clone()),
             None => (0, hex::encode(log.hash.empty())),
         };
@@ -332,7 +335,7 @@ impl Witness {
             note: format!("{}{line}", req.checkpoint),
         };
         self.persist(&next)?;
-        latest.insert(origin, next);
+        *latest = Some(next);
         Ok(line)
     }
 

@@ -6,7 +6,7 @@ use std::process::Command;
 use ledger_tests::{in_ci, ledger, ledger_bin, ledger_ok, repo_root};
 
 /// A fresh database on the LEDGER_TEST_PG server, as a URL; None (skip) off CI.
-fn database() -> Option<(String, impl Drop)> {
+pub(crate) fn database() -> Option<(String, impl Drop)> {
     let Ok(base) = std::env::var("LEDGER_TEST_PG").map(|u| u.trim().to_string()) else {
         assert!(
             !in_ci(),

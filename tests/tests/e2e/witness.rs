@@ -753,3 +753,82 @@ fn a_served_log_is_cosigned_and_its_fork_raises_the_alarm() {
         let _ = child.wait();
     }
 }
+
+/// The PostgreSQL store submits to its witnesses the same way (the witnessing thread
+/// reads checkpoints and proofs through the store, whichever it is).
+#[test]
+fn a_postgres_ledger_is_cosigned_too() {
+    let Some((url, _db)) = crate::postgres::database() else {
+        return;
+    };
+    let tmp = tempfile::tempdir().unwrap();
+    let ledger = tmp.path().join("ledger");
+    ledger_ok(
+        &ledger,
+        &[
+            "init",
+            "--origin",
+            "ledger.example/pg-witnessed",
+            "--hash",
+            "sha256",
+            "--store",
+            &url,
+        ],
+    );
+    append(&ledger, 0, 4);
+    let wdir = tmp.path().join("witness");
+    let v = ledger_json(
+        &wdir,
+        &["--json", "witness", "init", "--name", "witness.pg.example"],
+    );
+    let key_file = format!("@{}", ledger.join("verifier.key").display());
+    ledger_ok(&wdir, &["witness", "add-log", "--key", &key_file]);
+    let (mut witness, wbase) = start_witness(&wdir);
+    let policy = format!(
+        "log {}\nwitness w {} {wbase}\nquorum w\n",
+        std::fs::read_to_string(ledger.join("verifier.key"))
+            .unwrap()
+            .trim(),
+        v["verifier_key"].as_str().unwrap()
+    );
+    std::fs::write(ledger.join("witness.policy"), &policy).unwrap();
+    let policy_file = tmp.path().join("reader.policy");
+    std::fs::write(&policy_file, &policy).unwrap();
+    let (mut server, _base) = ledger_tests::serve(&ledger);
+    wait_for("the PostgreSQL ledger's cosigned checkpoint", || {
+        ledger.join("checkpoint.cosigned").exists()
+    });
+    let _ = Command::new("kill")
+        .args(["-TERM", &server.id().to_string()])
+        .status();
+    let _ = server.wait();
+    let file = tmp.path().join("e2.tlog-proof");
+    ledger_ok(
+        &ledger,
+        &[
+            "receipt",
+            "e2",
+            "--org",
+            "974760673",
+            "--out",
+            file.to_str().unwrap(),
+        ],
+    );
+    let out = ledger_tests::ledger(
+        tmp.path(),
+        &[
+            "verify-receipt",
+            file.to_str().unwrap(),
+            "--policy",
+            policy_file.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    let _ = witness.kill();
+    let _ = witness.wait();
+}

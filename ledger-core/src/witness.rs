@@ -549,3 +549,39 @@ mod tests {
         );
     }
 }
+
+/// Known answers from transparency-dev/merkle `testdata/consistency/1/happy-path.json`
+/// (SHA-256, RFC 6962): what the witness's 422 check accepts and refuses.
+#[cfg(test)]
+mod known_answers {
+    use super::*;
+
+    fn h(s: &str) -> Hash {
+        B64.decode(s).unwrap().try_into().unwrap()
+    }
+
+    #[test]
+    fn the_go_references_consistency_vector_holds_and_its_corruptions_do_not() {
+        let root1 = h("bjQLnP+zepicpUTmu3gKLHiQHT+zNzh2hRGjBhevoB0=");
+        let root2 = h("XcnaeacGWamtVZy3Ad7ZoqudgjqtL0lgz+Nw7/RgQyg=");
+        let proof = [
+            h("lqKW0iTyhcZ77pPDD4owkVfw2qNdxbh+QQt4YwoJz8c="),
+            h("Xwg/ChozygdqlSeYMlgNs+DvRYS9/x9UyKNg9Q3jAx4="),
+            h("a0eq8p7jwq+a+Im8H7klTavTEXfxYjLdaqsDXKOb9uQ="),
+        ];
+        let alg = HashAlg::Sha256;
+        merkle::verify_consistency(alg, 1, 8, &root1, &root2, &proof).unwrap();
+        // wrong-root1, wrong-root2, truncated-proof, trailing-garbage, swapped sizes.
+        let mut bad_root = root1;
+        bad_root[0] ^= 1;
+        assert!(merkle::verify_consistency(alg, 1, 8, &bad_root, &root2, &proof).is_err());
+        assert!(merkle::verify_consistency(alg, 1, 8, &root1, &bad_root, &proof).is_err());
+        assert!(merkle::verify_consistency(alg, 1, 8, &root1, &root2, &proof[..2]).is_err());
+        let mut longer = proof.to_vec();
+        longer.push(root1);
+        assert!(merkle::verify_consistency(alg, 1, 8, &root1, &root2, &longer).is_err());
+        assert!(merkle::verify_consistency(alg, 8, 1, &root2, &root1, &proof).is_err());
+        // Under BLAKE3 the same bytes prove nothing.
+        assert!(merkle::verify_consistency(HashAlg::Blake3, 1, 8, &root1, &root2, &proof).is_err());
+    }
+}

@@ -16,7 +16,7 @@ use ledger_core::Event;
 use serde_json::value::RawValue;
 use serde_json::{Value, json};
 
-use super::{AppState, Auth};
+use super::{ApiQuery, AppState, Auth};
 use crate::auth::Scope;
 use crate::error::ApiError;
 use crate::mappers::{self, MapContext, MapError};
@@ -207,6 +207,7 @@ async fn append(s: &AppState, events: Vec<Event>) -> Result<Vec<Value>, ApiError
 /// `POST /v1/events`: one event, a JSON array, or JSON Lines
 /// (`Content-Type: application/x-ndjson`).
 #[utoipa::path(post, path = "/events", tag = "report",
+    params(("proofs" = Option<bool>, Query, description = "Wait (up to 10 s) for a checkpoint covering the events (with a witness.policy, one the witness quorum cosigned) and add each receipt's c2sp.org/tlog-proof@v1 text as `proof`; `proofs_pending: true` if none came in time (the events are recorded either way)")),
     request_body(content = Object, description = "One event (schemas/event.schema.json), a JSON array of events, or JSON Lines with Content-Type application/x-ndjson. All are recorded or none.", content_type = "application/json"),
     responses((status = 200, description = "One receipt per event, in order, after the durable commit; a retry of a recorded event gets its original receipt", body = Receipts),
         (status = 400, description = "Not JSON", body = ErrorBody), (status = 401, description = "No or bad token", body = ErrorBody), (status = 403, description = "Missing scope, or the tenant rule refuses an event (foreign_reporter, not_a_party, wrong_side; the indexes named; README \"Who can write what\"); nothing recorded", body = ErrorBody),
@@ -218,6 +219,7 @@ async fn append(s: &AppState, events: Vec<Event>) -> Result<Vec<Value>, ApiError
 pub(crate) async fn post_events(
     State(s): State<AppState>,
     Auth(p): Auth,
+    ApiQuery(q): ApiQuery<EventsQuery>,
     headers: HeaderMap,
     body: Body,
 ) -> Result<Json<Value>, ApiError> {
@@ -257,8 +259,80 @@ pub(crate) async fn post_events(
         return Err(rejected("events", bad, raw.len()));
     }
     authorize(&s, &p, &events).await?;
-    let receipts = append(&s, events).await?;
+    let mut receipts = append(&s, events).await?;
+    if q.proofs.unwrap_or(false) {
+        let pending = attach_proofs(&s, &mut receipts).await;
+        return Ok(Json(
+            json!({ "receipts": receipts, "proofs_pending": pending }),
+        ));
+    }
     Ok(Json(json!({ "receipts": receipts })))
+}
+
+/// `?proofs=true` of `POST /v1/events`.
+#[derive(serde::Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct EventsQuery {
+    /// Wait for a checkpoint covering the events (with a `witness.policy`: one the
+    /// witness quorum cosigned) and answer each receipt with its tlog-proof.
+    proofs: Option<bool>,
+}
+
+/// How long `?proofs=true` waits for the checkpoint (the events are recorded
+/// whatever happens: a late checkpoint is answered without proofs, saying so).
+const PROOFS_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// Adds `proof` (a c2sp.org/tlog-proof@v1 text) to every receipt once a checkpoint
+/// that covers them exists; whether they are still pending after the wait.
+async fn attach_proofs(s: &AppState, receipts: &mut [Value]) -> bool {
+    let Some(last) = receipts.iter().filter_map(|r| r["seq"].as_u64()).max() else {
+        return false;
+    };
+    let wait = PROOFS_WAIT.min(s.config.request_timeout / 2);
+    let start = Instant::now();
+    loop {
+        let st = s.clone();
+        let note = tokio::task::spawn_blocking(move || {
+            use ledger_core::Store as _;
+            let store = st.store.as_ref();
+            if st.witnessing.is_some() {
+                return ledger_core::checkpoint::read_cosigned(&st.dir, store.verifier_key())
+                    .filter(|(size, _)| *size > last)
+                    .map(|(_, note)| note);
+            }
+            store
+                .latest_checkpoint()
+                .ok()
+                .filter(|c| c.size > last)
+                .map(|c| c.note)
+        })
+        .await
+        .ok()
+        .flatten();
+        if let Some(note) = note {
+            let st = s.clone();
+            let seqs: Vec<u64> = receipts.iter().filter_map(|r| r["seq"].as_u64()).collect();
+            let proofs = tokio::task::spawn_blocking(move || {
+                seqs.iter()
+                    .map(|&seq| {
+                        ledger_core::tlog_proof::TlogProof::build(st.store.as_ref(), seq, &note)
+                            .map(|p| p.to_text())
+                            .ok()
+                    })
+                    .collect::<Vec<_>>()
+            })
+            .await
+            .unwrap_or_default();
+            for (r, p) in receipts.iter_mut().zip(proofs) {
+                r["proof"] = json!(p);
+            }
+            return false;
+        }
+        if start.elapsed() >= wait {
+            return true;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
 }
 
 /// The event format the API accepts: the ledger's (`ledger.json`). A format-2 ledger

@@ -668,6 +668,21 @@ fn a_served_log_is_cosigned_and_its_fork_raises_the_alarm() {
     assert_eq!(served, note);
     assert_eq!(readyz(&base), "ready\n");
 
+    // The fork, served to the same witnesses: refused, and the fork's server says so.
+    let (mut forked, fork_base) = ledger_tests::serve(&fork);
+    wait_for("the fork's alarm", || {
+        readyz(&fork_base).contains("witness alarm")
+    });
+    let alarm = readyz(&fork_base);
+    // Same size as the original's cosigned checkpoint, another root.
+    assert!(alarm.contains("split view"), "{alarm}");
+    assert!(!fork.join("checkpoint.cosigned").exists());
+    assert!(
+        std::fs::read_to_string(fork.join("serve.err"))
+            .unwrap()
+            .contains("ALARM")
+    );
+
     // A receipt taken while the server runs carries the cosigned checkpoint and
     // verifies offline under 2-of-2.
     let file = tmp.path().join("e4.tlog-proof");
@@ -724,22 +739,51 @@ fn a_served_log_is_cosigned_and_its_fork_raises_the_alarm() {
         .read_to_string()
         .unwrap();
     assert_eq!(api_receipt, std::fs::read_to_string(&file).unwrap());
-
-    // The fork, served to the same witnesses: refused, and the fork's server says so.
-    let (mut forked, fork_base) = ledger_tests::serve(&fork);
-    wait_for("the fork's alarm", || {
-        readyz(&fork_base).contains("witness alarm")
-    });
-    let alarm = readyz(&fork_base);
-    assert!(
-        alarm.contains("split view") || alarm.contains("refused"),
-        "{alarm}"
-    );
-    assert!(!fork.join("checkpoint.cosigned").exists());
-    assert!(
-        std::fs::read_to_string(fork.join("serve.err"))
+    // A sender may wait for its receipt in the append itself.
+    let write: Value = serde_json::from_str(&ledger_ok(
+        &ledger,
+        &[
+            "--json",
+            "token",
+            "create",
+            "--org",
+            "974760673",
+            "--scope",
+            "ledger:write",
+        ],
+    ))
+    .unwrap();
+    let answer: Value = serde_json::from_str(
+        &ureq::post(&format!("{base}/v1/events?proofs=true"))
+            .header(
+                "Authorization",
+                &format!("Bearer {}", write["token"].as_str().unwrap()),
+            )
+            .header("Content-Type", "application/json")
+            .send(&event_line("e-live", "M-live"))
             .unwrap()
-            .contains("ALARM")
+            .into_body()
+            .read_to_string()
+            .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(answer["proofs_pending"], false, "{answer}");
+    let live = tmp.path().join("live.tlog-proof");
+    std::fs::write(&live, answer["receipts"][0]["proof"].as_str().unwrap()).unwrap();
+    let out = ledger_tests::ledger(
+        tmp.path(),
+        &[
+            "verify-receipt",
+            live.to_str().unwrap(),
+            "--policy",
+            policy_file.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
     );
 
     for child in [&mut server, &mut forked] {

@@ -34,6 +34,7 @@ pub mod questions;
 pub mod reconcile;
 pub mod segment;
 pub mod store;
+pub mod tiles;
 pub mod tlog_policy;
 pub mod tlog_proof;
 pub mod verify;

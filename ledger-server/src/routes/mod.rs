@@ -5,6 +5,7 @@ mod audit;
 mod ops;
 mod read;
 mod stream;
+mod tiles;
 mod write;
 
 use std::sync::Arc;
@@ -203,6 +204,8 @@ pub(crate) fn openapi_yaml() -> String {
 pub(crate) fn router(state: AppState) -> Router {
     let (routes, _) = api(state.config.request_timeout);
     routes
+        .route("/tlog/checkpoint", axum::routing::get(tiles::checkpoint))
+        .route("/tlog/tile/{*path}", axum::routing::get(tiles::tile))
         .fallback(no_route)
         .layer(middleware::from_fn_with_state(
             state.clone(),

@@ -876,3 +876,128 @@ fn a_postgres_ledger_is_cosigned_too() {
     let _ = witness.kill();
     let _ = witness.wait();
 }
+
+fn fetch(url: &str, token: Option<&str>) -> (u16, Vec<u8>, String) {
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .build()
+        .into();
+    let mut req = agent.get(url);
+    if let Some(t) = token {
+        req = req.header("Authorization", &format!("Bearer {t}"));
+    }
+    let resp = req.call().unwrap();
+    let status = resp.status().as_u16();
+    let cache = resp
+        .headers()
+        .get("cache-control")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_string();
+    let body = resp.into_body().read_to_vec().unwrap();
+    (status, body, cache)
+}
+
+/// A monitor checks the log from c2sp.org/tlog-tiles alone: the checkpoint, the hash
+/// tiles (no token) and the entry bundles (audit scope) rebuild the signed root.
+#[test]
+fn the_tiles_rebuild_the_signed_root_for_a_monitor() {
+    use ledger_core::{HashAlg, merkle};
+    let tmp = tempfile::tempdir().unwrap();
+    let ledger = tmp.path().join("ledger");
+    ledger_ok(
+        &ledger,
+        &[
+            "init",
+            "--origin",
+            "ledger.example/tiled",
+            "--hash",
+            "sha256",
+        ],
+    );
+    append(&ledger, 0, 300);
+    let audit: Value = serde_json::from_str(&ledger_ok(
+        &ledger,
+        &[
+            "--json",
+            "token",
+            "create",
+            "--org",
+            "889640782",
+            "--scope",
+            "ledger:audit",
+        ],
+    ))
+    .unwrap();
+    let token = audit["token"].as_str().unwrap().to_string();
+    let (mut server, base) = ledger_tests::serve(&ledger);
+
+    let (st, note, cache) = fetch(&format!("{base}/tlog/checkpoint"), None);
+    assert_eq!((st, cache.as_str()), (200, "max-age=2"));
+    let note = String::from_utf8(note).unwrap();
+    let key: ledger_core::VerifierKey = std::fs::read_to_string(ledger.join("verifier.key"))
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    let cp = key.verify(&note).unwrap();
+    assert_eq!(cp.size, 300);
+
+    // Level 0: one full tile and a partial one of 44; level 1: a partial of width 1.
+    let (st, full, cache) = fetch(&format!("{base}/tlog/tile/0/000"), None);
+    assert_eq!((st, full.len()), (200, 256 * 32));
+    assert!(cache.contains("immutable"));
+    let (_, part, _) = fetch(&format!("{base}/tlog/tile/0/001.p/44"), None);
+    assert_eq!(part.len(), 44 * 32);
+    let (_, top, _) = fetch(&format!("{base}/tlog/tile/1/000.p/1"), None);
+    let leaves: Vec<[u8; 32]> = full
+        .chunks(32)
+        .chain(part.chunks(32))
+        .map(|c| c.try_into().unwrap())
+        .collect();
+    let alg = HashAlg::Sha256;
+    assert_eq!(top, merkle::root_of(alg, &leaves[..256]).to_vec());
+    assert_eq!(
+        merkle::root_of(alg, &leaves),
+        cp.root,
+        "the tiles rebuild the signed root"
+    );
+
+    // Entry bundles: u16 length-prefixed entries hashing to the level-0 tile.
+    let (st, _, _) = fetch(&format!("{base}/tlog/tile/entries/000"), None);
+    assert_eq!(
+        st, 401,
+        "entries say who wrote to whom: not without a token"
+    );
+    let (st, bundle, _) = fetch(&format!("{base}/tlog/tile/entries/001.p/44"), Some(&token));
+    assert_eq!(st, 200);
+    let mut at = 0;
+    let mut i = 256;
+    while at < bundle.len() {
+        let n = u16::from_be_bytes([bundle[at], bundle[at + 1]]) as usize;
+        assert_eq!(
+            alg.leaf(&bundle[at + 2..at + 2 + n]),
+            leaves[i],
+            "entry {i}"
+        );
+        at += 2 + n;
+        i += 1;
+    }
+    assert_eq!(i, 300);
+
+    // Tiles beyond the checkpoint, and paths that are not tiles, are 404s.
+    for path in [
+        "0/001",
+        "0/001.p/45",
+        "0/1",
+        "2/000.p/1",
+        "entries/x001/000",
+    ] {
+        let (st, _, _) = fetch(&format!("{base}/tlog/tile/{path}"), Some(&token));
+        assert_eq!(st, 404, "{path}");
+    }
+    let _ = Command::new("kill")
+        .args(["-TERM", &server.id().to_string()])
+        .status();
+    let _ = server.wait();
+}

@@ -7,6 +7,7 @@
 mod append;
 mod bench_load;
 mod demo;
+mod mirror;
 mod output;
 mod questions;
 mod receipts;
@@ -134,6 +135,14 @@ enum Command {
     /// witness quorum of a tlog-policy you trust, and the entry's inclusion. Exit 0
     /// when it holds, 1 when it does not.
     VerifyReceipt(receipts::VerifyReceiptArgs),
+    /// Follow a log through its tiles into a checked, read-only local copy (a
+    /// monitor's, or the operator's off-site replica) that answers every question
+    /// (`ledger --dir DIR report …`). Fails, saying what is wrong, on any
+    /// inconsistency: a rollback, a rewritten history, a checkpoint your key or
+    /// witness policy does not accept.
+    ///
+    /// Example: ledger mirror --from https://ledger.bergen.example --into mirror --key @bergen.vkey --follow
+    Mirror(mirror::MirrorArgs),
     /// The newest signed checkpoint (a C2SP signed note).
     Checkpoint {
         /// The checkpoint of exactly this size instead of the newest.
@@ -809,6 +818,7 @@ fn run(cli: Cli) -> Result<u8> {
             receipts::receipt(dir, store.as_ref(), &args, cli.json)
         }
         Command::VerifyReceipt(args) => receipts::verify_receipt(&args, cli.json),
+        Command::Mirror(args) => mirror::run(&args, cli.token.as_deref(), cli.json),
         Command::Export { out } => {
             let store = open_reader(dir)?;
             let store = store.as_ref();

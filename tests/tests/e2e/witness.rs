@@ -1001,3 +1001,105 @@ fn the_tiles_rebuild_the_signed_root_for_a_monitor() {
         .status();
     let _ = server.wait();
 }
+
+/// `ledger mirror` keeps a checked copy through the tiles, answers questions from
+/// it, and stops with a clear message on a rollback or a rewritten history (a fork
+/// of the log under the same key).
+#[test]
+fn a_mirror_follows_the_log_and_stops_at_a_fork() {
+    let tmp = tempfile::tempdir().unwrap();
+    let ledger = tmp.path().join("ledger");
+    ledger_ok(
+        &ledger,
+        &[
+            "init",
+            "--origin",
+            "ledger.example/mirrored",
+            "--hash",
+            "sha256",
+        ],
+    );
+    append(&ledger, 0, 3);
+    let fork = tmp.path().join("fork");
+    copy_dir(&ledger, &fork);
+    append(&ledger, 3, 297);
+    append_fork(&fork);
+    let key = format!("@{}", ledger.join("verifier.key").display());
+    let token = |dir: &Path| -> String {
+        let v: Value = serde_json::from_str(&ledger_ok(
+            dir,
+            &[
+                "--json",
+                "token",
+                "create",
+                "--org",
+                "889640782",
+                "--scope",
+                "ledger:audit",
+            ],
+        ))
+        .unwrap();
+        v["token"].as_str().unwrap().to_string()
+    };
+    let (t_log, t_fork) = (token(&ledger), token(&fork));
+    let (mut server, base) = ledger_tests::serve(&ledger);
+    let (mut forked, fork_base) = ledger_tests::serve(&fork);
+    let mirror = |from: &str, into: &Path, tok: &str| {
+        ledger_tests::ledger(
+            tmp.path(),
+            &[
+                "--json",
+                "--token",
+                tok,
+                "mirror",
+                "--from",
+                from,
+                "--into",
+                into.to_str().unwrap(),
+                "--key",
+                &key,
+            ],
+        )
+    };
+
+    let m = tmp.path().join("mirror");
+    let out = mirror(&base, &m, &t_log);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!((v["from"].as_u64(), v["to"].as_u64()), (Some(0), Some(300)));
+    // Again: nothing new. The copy answers questions, read-only.
+    let v: Value = serde_json::from_slice(&mirror(&base, &m, &t_log).stdout).unwrap();
+    assert_eq!(v["to"], 300);
+    let h = ledger_json(&m, &["--json", "history", "M150"]);
+    assert_eq!(h["entries"].as_array().unwrap().len(), 1);
+
+    // The fork (6 entries) after the original (300): a rollback, refused.
+    let out = mirror(&fork_base, &m, &t_fork);
+    assert_ne!(out.status.code(), Some(0));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("went back in time"));
+    // A mirror of the fork, then the original: a rewritten history, refused, and
+    // nothing written.
+    let m2 = tmp.path().join("mirror-of-fork");
+    assert_eq!(mirror(&fork_base, &m2, &t_fork).status.code(), Some(0));
+    let before = std::fs::read(m2.join("entries.jsonl")).unwrap();
+    let out = mirror(&base, &m2, &t_log);
+    assert_ne!(out.status.code(), Some(0));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("INCONSISTENT") && err.contains("rewritten"),
+        "{err}"
+    );
+    assert_eq!(std::fs::read(m2.join("entries.jsonl")).unwrap(), before);
+
+    for child in [&mut server, &mut forked] {
+        let _ = Command::new("kill")
+            .args(["-TERM", &child.id().to_string()])
+            .status();
+        let _ = child.wait();
+    }
+}

@@ -13,7 +13,6 @@ use std::str::FromStr;
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as B64;
 use ed25519_dalek::{Signature, Signer as _};
-use sha2::Digest as _;
 
 use crate::hash::Hash;
 use crate::limits;
@@ -113,12 +112,7 @@ pub fn check_origin(origin: &str) -> Result<(), CheckpointError> {
 }
 
 fn key_id(name: &str, public: &[u8; 32]) -> [u8; 4] {
-    let mut h = sha2::Sha256::new();
-    h.update(name.as_bytes());
-    h.update([0x0A, ALG_ED25519]);
-    h.update(public);
-    let d: [u8; 32] = h.finalize().into();
-    [d[0], d[1], d[2], d[3]]
+    crate::note::key_id(name, ALG_ED25519, public)
 }
 
 /// The ledger's signing key (kept in `signing.key`, mode 0600).
@@ -176,14 +170,10 @@ impl SigningKey {
             .strip_prefix("PRIVATE+KEY+")
             .ok_or_else(|| bad("missing PRIVATE+KEY+ prefix"))?;
         // Names never contain '+'; base64 may, so split from the left.
-        let mut parts = rest.splitn(3, '+');
-        let (name, id, raw) = (parts.next(), parts.next(), parts.next());
-        let (Some(raw), Some(id), Some(name)) = (raw, id, name) else {
-            return Err(bad("expected PRIVATE+KEY+name+id+key"));
-        };
+        let (name, id, raw) = crate::note::split_key_string(rest)
+            .ok_or_else(|| bad("expected PRIVATE+KEY+name+id+base64 key"))?;
         // A name no note may carry would sign notes its own verifier refuses.
         check_origin(name).map_err(|e| bad(&format!("the key's name: {e}")))?;
-        let raw = B64.decode(raw).map_err(|_| bad("key is not base64"))?;
         if raw.len() != 33 || raw[0] != ALG_ED25519 {
             return Err(bad("not an Ed25519 key"));
         }
@@ -305,14 +295,9 @@ impl FromStr for VerifierKey {
     type Err = CheckpointError;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         let bad = |why: &str| CheckpointError::BadKey(why.to_string());
-        let s = s.trim();
-        let mut parts = s.splitn(3, '+');
-        let (name, id, raw) = (parts.next(), parts.next(), parts.next());
-        let (Some(raw), Some(id), Some(name)) = (raw, id, name) else {
-            return Err(bad("expected name+keyid+base64key"));
-        };
+        let (name, id, raw) = crate::note::split_key_string(s)
+            .ok_or_else(|| bad("expected name+keyid+base64 key"))?;
         check_origin(name)?;
-        let raw = B64.decode(raw).map_err(|_| bad("key is not base64"))?;
         if raw.len() != 33 || raw[0] != ALG_ED25519 {
             return Err(bad(
                 "not an Ed25519 verifier key (expected 0x01 followed by 32 bytes)",

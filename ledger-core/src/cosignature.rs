@@ -15,7 +15,6 @@ use std::str::FromStr;
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as B64;
 use ed25519_dalek::{Signature, Signer as _};
-use sha2::Digest as _;
 
 use crate::note::{NoteSignature, parse_line};
 
@@ -56,12 +55,7 @@ fn check_name(name: &str) -> Result<(), CosignatureError> {
 }
 
 fn key_id(name: &str, public: &[u8; 32]) -> [u8; 4] {
-    let mut h = sha2::Sha256::new();
-    h.update(name.as_bytes());
-    h.update([0x0A, TYPE_COSIGNATURE_V1]);
-    h.update(public);
-    let d: [u8; 32] = h.finalize().into();
-    [d[0], d[1], d[2], d[3]]
+    crate::note::key_id(name, TYPE_COSIGNATURE_V1, public)
 }
 
 /// The message a cosignature signs.
@@ -139,12 +133,9 @@ impl CosignerKey {
             .trim_end()
             .strip_prefix("PRIVATE+KEY+")
             .ok_or_else(|| bad_key("missing PRIVATE+KEY+ prefix"))?;
-        let mut parts = rest.splitn(3, '+');
-        let (Some(name), Some(id), Some(raw)) = (parts.next(), parts.next(), parts.next()) else {
-            return Err(bad_key("expected PRIVATE+KEY+name+id+key"));
-        };
+        let (name, id, raw) = crate::note::split_key_string(rest)
+            .ok_or_else(|| bad_key("expected PRIVATE+KEY+name+id+base64 key"))?;
         check_name(name)?;
-        let raw = B64.decode(raw).map_err(|_| bad_key("key is not base64"))?;
         if raw.len() != 33 || raw[0] != TYPE_COSIGNATURE_V1 {
             return Err(bad_key(
                 "not a cosignature/v1 key (0x04 and a 32-byte seed)",
@@ -252,13 +243,9 @@ impl fmt::Debug for CosignerVerifier {
 impl FromStr for CosignerVerifier {
     type Err = CosignatureError;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        let s = s.trim();
-        let mut parts = s.splitn(3, '+');
-        let (Some(name), Some(id), Some(raw)) = (parts.next(), parts.next(), parts.next()) else {
-            return Err(bad_key("expected name+keyid+base64key"));
-        };
+        let (name, id, raw) = crate::note::split_key_string(s)
+            .ok_or_else(|| bad_key("expected name+keyid+base64 key"))?;
         check_name(name)?;
-        let raw = B64.decode(raw).map_err(|_| bad_key("key is not base64"))?;
         if raw.len() != 33 || raw[0] != TYPE_COSIGNATURE_V1 {
             return Err(bad_key(
                 "not a cosignature/v1 verifier key (expected 0x04 followed by 32 bytes)",

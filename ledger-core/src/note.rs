@@ -23,6 +23,26 @@ fn bad(why: impl Into<String>) -> NoteError {
     NoteError::Malformed(why.into())
 }
 
+/// A key id: the first 4 bytes of `SHA-256(name ‖ 0x0A ‖ key type ‖ public key)`
+/// (0x01 a log's Ed25519 key, 0x04 a witness's cosignature/v1 key).
+pub fn key_id(name: &str, key_type: u8, public: &[u8]) -> [u8; 4] {
+    use sha2::Digest as _;
+    let mut h = sha2::Sha256::new();
+    h.update(name.as_bytes());
+    h.update([0x0A, key_type]);
+    h.update(public);
+    let d: [u8; 32] = h.finalize().into();
+    [d[0], d[1], d[2], d[3]]
+}
+
+/// Splits a key string `<name>+<hex id>+<base64 key>` at its first two `+` (names
+/// never hold one; base64 may) and decodes the key; `None` if it has not that shape.
+pub(crate) fn split_key_string(s: &str) -> Option<(&str, &str, Vec<u8>)> {
+    let mut parts = s.trim().splitn(3, '+');
+    let (name, id, raw) = (parts.next()?, parts.next()?, parts.next()?);
+    Some((name, id, B64.decode(raw).ok()?))
+}
+
 /// One signature line.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct NoteSignature {

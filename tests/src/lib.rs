@@ -236,3 +236,17 @@ pub fn python_verify_receipt(file: &Path, policy: &Path) -> (Option<i32>, String
         ),
     )
 }
+
+/// Copies a directory tree (a ledger that no process holds).
+pub fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).expect("create the copy");
+    for e in std::fs::read_dir(from).expect("read the directory") {
+        let e = e.expect("a directory entry");
+        let target = to.join(e.file_name());
+        if e.file_type().expect("its type").is_dir() {
+            copy_dir(&e.path(), &target);
+        } else {
+            std::fs::copy(e.path(), target).expect("copy a file");
+        }
+    }
+}

@@ -243,7 +243,7 @@ fn a_bundle_without_the_signing_key_answers_every_question_the_same() {
     assert!(!bundle.join("signing.key").exists());
     // A copy of the store's directory without its key reads the same way.
     let copy = tmp.path().join("copy");
-    copy_dir(&d, &copy);
+    ledger_tests::copy_dir(&d, &copy);
     std::fs::remove_file(copy.join("signing.key")).unwrap();
 
     let ask = |dir: &Path, args: &[&str]| -> Value {
@@ -290,19 +290,6 @@ fn a_bundle_without_the_signing_key_answers_every_question_the_same() {
     assert_ne!(out.status.code(), Some(0));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("chain") || err.contains("checkpoint"), "{err}");
-}
-
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for e in std::fs::read_dir(from).unwrap() {
-        let e = e.unwrap();
-        let target = to.join(e.file_name());
-        if e.file_type().unwrap().is_dir() {
-            copy_dir(&e.path(), &target);
-        } else {
-            std::fs::copy(e.path(), target).unwrap();
-        }
-    }
 }
 
 fn api_get(base: &str, path: &str, token: &str) -> Value {

@@ -230,33 +230,11 @@ fn cosign(base: &str, old: u64, proof: &str, note: &str) -> Reply {
 fn receipts_verify_offline_under_a_witness_policy_and_a_forks_do_not() {
     let tmp = tempfile::tempdir().unwrap();
     let ledger = tmp.path().join("ledger");
-    ledger_ok(
-        &ledger,
-        &[
-            "init",
-            "--origin",
-            "ledger.example/receipts",
-            "--hash",
-            "sha256",
-        ],
-    );
-    append(&ledger, 0, 3);
-    // A fork made by whoever holds the log's key: a copy at size 3 that will go on
-    // with another entry 3 (same origin, same key, re-signed).
     let fork = tmp.path().join("fork");
-    copy_dir(&ledger, &fork);
-    append(&ledger, 3, 3);
-    append_fork(&fork);
+    ledger_and_fork(&ledger, &fork, "ledger.example/receipts");
     let (size, note) = checkpoint(&ledger);
     let key_file = format!("@{}", ledger.join("verifier.key").display());
-    let mut witnesses = Vec::new();
-    for name in ["witness.tilsyn.example", "witness.politiet.example"] {
-        let wdir = tmp.path().join(name);
-        let v = ledger_json(&wdir, &["--json", "witness", "init", "--name", name]);
-        ledger_ok(&wdir, &["witness", "add-log", "--key", &key_file]);
-        let (child, base) = start_witness(&wdir);
-        witnesses.push((child, base, v["verifier_key"].as_str().unwrap().to_string()));
-    }
+    let witnesses = two_witnesses(tmp.path(), &key_file);
     // The log's checkpoint, cosigned by both (what the log will serve).
     let mut cosigned = note.clone();
     for (_, base, _) in &witnesses {
@@ -411,19 +389,6 @@ fn receipts_verify_offline_under_a_witness_policy_and_a_forks_do_not() {
     for (mut child, _, _) in witnesses {
         let _ = child.kill();
         let _ = child.wait();
-    }
-}
-
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for e in std::fs::read_dir(from).unwrap() {
-        let e = e.unwrap();
-        let target = to.join(e.file_name());
-        if e.file_type().unwrap().is_dir() {
-            copy_dir(&e.path(), &target);
-        } else {
-            std::fs::copy(e.path(), target).unwrap();
-        }
     }
 }
 
@@ -595,31 +560,11 @@ fn wait_for(what: &str, mut f: impl FnMut() -> bool) {
 fn a_served_log_is_cosigned_and_its_fork_raises_the_alarm() {
     let tmp = tempfile::tempdir().unwrap();
     let ledger = tmp.path().join("ledger");
-    ledger_ok(
-        &ledger,
-        &[
-            "init",
-            "--origin",
-            "ledger.example/served",
-            "--hash",
-            "sha256",
-        ],
-    );
-    append(&ledger, 0, 3);
     let fork = tmp.path().join("fork");
-    copy_dir(&ledger, &fork);
-    append(&ledger, 3, 3);
-    append_fork(&fork);
+    ledger_and_fork(&ledger, &fork, "ledger.example/served");
 
     let key_file = format!("@{}", ledger.join("verifier.key").display());
-    let mut witnesses = Vec::new();
-    for name in ["witness.tilsyn.example", "witness.politiet.example"] {
-        let wdir = tmp.path().join(name);
-        let v = ledger_json(&wdir, &["--json", "witness", "init", "--name", name]);
-        ledger_ok(&wdir, &["witness", "add-log", "--key", &key_file]);
-        let (child, base) = start_witness(&wdir);
-        witnesses.push((child, base, v["verifier_key"].as_str().unwrap().to_string()));
-    }
+    let witnesses = two_witnesses(tmp.path(), &key_file);
     let vkey = std::fs::read_to_string(ledger.join("verifier.key")).unwrap();
     let policy = format!(
         "log {}\nwitness tilsyn {} {}\nwitness politi {} {}\ngroup both all tilsyn politi\nquorum both\n",
@@ -1021,7 +966,7 @@ fn a_mirror_follows_the_log_and_stops_at_a_fork() {
     );
     append(&ledger, 0, 3);
     let fork = tmp.path().join("fork");
-    copy_dir(&ledger, &fork);
+    ledger_tests::copy_dir(&ledger, &fork);
     append(&ledger, 3, 297);
     append_fork(&fork);
     let key = format!("@{}", ledger.join("verifier.key").display());
@@ -1102,4 +1047,29 @@ fn a_mirror_follows_the_log_and_stops_at_a_fork() {
             .status();
         let _ = child.wait();
     }
+}
+
+/// A ledger of 6 entries, and its fork by whoever holds its key: a copy at size 3
+/// that goes on with another entry 3 (same origin, same key, re-signed).
+fn ledger_and_fork(ledger: &Path, fork: &Path, origin: &str) {
+    ledger_ok(ledger, &["init", "--origin", origin, "--hash", "sha256"]);
+    append(ledger, 0, 3);
+    ledger_tests::copy_dir(ledger, fork);
+    append(ledger, 3, 3);
+    append_fork(fork);
+}
+
+/// Two running witnesses of the ledger whose verifier key is `key_file` (`@path`):
+/// (process, base URL, public key) each.
+fn two_witnesses(tmp: &Path, key_file: &str) -> Vec<(Child, String, String)> {
+    ["witness.tilsyn.example", "witness.politiet.example"]
+        .into_iter()
+        .map(|name| {
+            let wdir = tmp.join(name);
+            let v = ledger_json(&wdir, &["--json", "witness", "init", "--name", name]);
+            ledger_ok(&wdir, &["witness", "add-log", "--key", key_file]);
+            let (child, base) = start_witness(&wdir);
+            (child, base, v["verifier_key"].as_str().unwrap().to_string())
+        })
+        .collect()
 }

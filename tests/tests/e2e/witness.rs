@@ -178,6 +178,30 @@ fn a_witness_cosigns_consistent_checkpoints_and_answers_every_status() {
             &format!("old {s1}\n{}\n{cp2}", proof_lines(&ledger, s1, s2)),
         );
         assert_eq!(r.status, 200, "{}", r.body);
+        let origin_hash = {
+            use sha2::Digest as _;
+            hex::encode(sha2::Sha256::digest("ledger.example/witnessed"))
+        };
+        let watched = ureq::get(&format!("{base}/{origin_hash}/checkpoint"))
+            .call()
+            .unwrap()
+            .into_body()
+            .read_to_string()
+            .unwrap();
+        assert_eq!(
+            watched,
+            format!("{cp2}{}", r.body),
+            "the last cosigned, with its cosignature"
+        );
+        let agent: ureq::Agent = ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .build()
+            .into();
+        let none = agent
+            .get(&format!("{base}/{}/checkpoint", "00".repeat(32)))
+            .call()
+            .unwrap();
+        assert_eq!(none.status().as_u16(), 404);
         // 400: old beyond the checkpoint, or not a request at all.
         assert_eq!(post(&base, &format!("old {}\n\n{cp2}", s2 + 1)).status, 400);
         assert_eq!(post(&base, "hello").status, 400);

@@ -200,10 +200,7 @@ pub(crate) fn witness(dir: &Path, command: WitnessCommand, as_json: bool) -> Res
             }
         }
         WitnessCommand::Serve { listen } => {
-            let runtime = tokio::runtime::Builder::new_multi_thread()
-                .enable_all()
-                .build()
-                .context("start the async runtime")?;
+            let runtime = runtime()?;
             let dir: PathBuf = dir.to_path_buf();
             runtime
                 .block_on(w::serve(
@@ -220,6 +217,14 @@ pub(crate) fn witness(dir: &Path, command: WitnessCommand, as_json: bool) -> Res
         }
     }
     Ok(0)
+}
+
+/// The servers' async runtime (`ledger serve`, `ledger witness serve`).
+fn runtime() -> Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("start the async runtime")
 }
 
 /// Resolves at SIGTERM or Ctrl-C.
@@ -248,10 +253,7 @@ pub(crate) fn serve(
     if let Some(l) = listen {
         cfg.listen = l;
     }
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .context("start the async runtime")?;
+    let runtime = runtime()?;
     let dir: PathBuf = dir.to_path_buf();
     runtime
         .block_on(async move {

@@ -738,19 +738,22 @@ fn reports_name_their_checkpoint_and_recompute_at_one() {
         head["checkpoint"]["origin"], "ledger.example/projections",
         "{head}"
     );
-    let at = ledger_json(
-        &d,
-        &[
-            "report",
-            "lost",
-            "--now",
-            &now,
-            "--at-checkpoint",
-            "2",
-            "--format",
-            "json",
-        ],
-    );
+    let at_two = || {
+        ledger_json(
+            &d,
+            &[
+                "report",
+                "lost",
+                "--now",
+                &now,
+                "--at-checkpoint",
+                "2",
+                "--format",
+                "json",
+            ],
+        )
+    };
+    let at = at_two();
     assert_eq!(at["covered"], 2, "{at}");
     assert_eq!(at["checkpoint"]["size"], 2);
     assert_eq!(at["checkpoint"]["note"], cp["note"]);
@@ -759,19 +762,7 @@ fn reports_name_their_checkpoint_and_recompute_at_one() {
     assert_eq!(message_ids(&at), vec!["C1", "C2"]);
     assert_eq!(message_ids(&head), vec!["C1", "C2", "C3"]);
     // The same answer twice: the same document.
-    let again = ledger_json(
-        &d,
-        &[
-            "report",
-            "lost",
-            "--now",
-            &now,
-            "--at-checkpoint",
-            "2",
-            "--format",
-            "json",
-        ],
-    );
+    let again = at_two();
     assert_eq!(again, at);
     // Status too; a size no checkpoint was signed at is refused.
     let s = ledger_json(&d, &["--json", "status", "C2", "--at-checkpoint", "2"]);

@@ -655,33 +655,7 @@ fn a_served_log_is_cosigned_and_its_fork_raises_the_alarm() {
     // A receipt taken while the server runs carries the cosigned checkpoint and
     // verifies offline under 2-of-2.
     let file = tmp.path().join("e4.tlog-proof");
-    ledger_ok(
-        &ledger,
-        &[
-            "receipt",
-            "e4",
-            "--org",
-            "974760673",
-            "--out",
-            file.to_str().unwrap(),
-        ],
-    );
-    let out = ledger_tests::ledger(
-        tmp.path(),
-        &[
-            "verify-receipt",
-            file.to_str().unwrap(),
-            "--policy",
-            policy_file.to_str().unwrap(),
-        ],
-    );
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&out.stdout)
-    );
-    let said = String::from_utf8_lossy(&out.stdout).to_string();
+    let said = receipt_verifies(&ledger, "e4", &file, &policy_file);
     assert!(said.contains("cosigned by: tilsyn, politi"), "{said}");
     // The same receipt from the API, to the sending organisation's read token.
     let read: Value = serde_json::from_str(&ledger_ok(
@@ -816,32 +790,7 @@ fn a_postgres_ledger_is_cosigned_too() {
         .status();
     let _ = server.wait();
     let file = tmp.path().join("e2.tlog-proof");
-    ledger_ok(
-        &ledger,
-        &[
-            "receipt",
-            "e2",
-            "--org",
-            "974760673",
-            "--out",
-            file.to_str().unwrap(),
-        ],
-    );
-    let out = ledger_tests::ledger(
-        tmp.path(),
-        &[
-            "verify-receipt",
-            file.to_str().unwrap(),
-            "--policy",
-            policy_file.to_str().unwrap(),
-        ],
-    );
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&out.stdout)
-    );
+    receipt_verifies(&ledger, "e2", &file, &policy_file);
     let _ = witness.kill();
     let _ = witness.wait();
 }
@@ -1096,4 +1045,22 @@ fn two_witnesses(tmp: &Path, key_file: &str) -> Vec<(Child, String, String)> {
             (child, base, v["verifier_key"].as_str().unwrap().to_string())
         })
         .collect()
+}
+
+/// `ledger receipt EVENT --org …` into `file`, then `ledger verify-receipt` of it
+/// under `policy`, which must hold; what the verifier said.
+fn receipt_verifies(ledger: &Path, event: &str, file: &Path, policy: &Path) -> String {
+    let f = file.to_str().unwrap();
+    ledger_ok(
+        ledger,
+        &["receipt", event, "--org", "974760673", "--out", f],
+    );
+    let dir = file.parent().unwrap();
+    let out = ledger_tests::ledger(
+        dir,
+        &["verify-receipt", f, "--policy", policy.to_str().unwrap()],
+    );
+    let said = String::from_utf8_lossy(&out.stdout).to_string();
+    assert_eq!(out.status.code(), Some(0), "{said}");
+    said
 }

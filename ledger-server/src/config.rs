@@ -82,6 +82,9 @@ pub struct ServerConfig {
     /// Streams replaying from the log at once (started, or resumed, more than a chunk
     /// behind the newest entry), until they catch up; 503 with Retry-After beyond.
     pub max_replaying_streams: usize,
+    /// `privacy.public_entry_bundles`: tlog-tiles entry bundles without a token.
+    /// Off by default: hash tiles reveal nothing, entries say who wrote to whom.
+    pub public_entry_bundles: bool,
 }
 
 /// TLS material.
@@ -187,6 +190,7 @@ enum OneOrMany {
 #[serde(deny_unknown_fields)]
 struct RawPrivacy {
     pseudonym_key_file: Option<PathBuf>,
+    public_entry_bundles: Option<bool>,
 }
 
 /// The claim names of each scope: as configured, else the scope's own name.
@@ -334,6 +338,7 @@ impl ServerConfig {
                 DEFAULT_MAX_REPLAYING_STREAMS,
             )?,
             commit_per_request,
+            public_entry_bundles: raw.privacy.public_entry_bundles.unwrap_or(false),
             listen,
             tls,
             allow_plain_http_off_loopback: raw

@@ -1,7 +1,8 @@
 //! The public read API for monitors and mirrors (c2sp.org/tlog-tiles), under
 //! `/tlog`: the checkpoint and the hash tiles need no token (they are hashes and
 //! sizes, and cacheable); entry bundles say who wrote to whom, so they need the
-//! `ledger:audit` or `ledger:regulator` scope.
+//! `ledger:audit` or `ledger:regulator` scope unless the operator sets
+//! `privacy.public_entry_bundles` (README "Mirror and monitor a log").
 
 use axum::extract::{Path, State};
 use axum::http::header::{AUTHORIZATION, CACHE_CONTROL, CONTENT_TYPE};
@@ -48,7 +49,11 @@ pub(crate) async fn tile(
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     let tile = TilePath::parse(&path).map_err(|e| ApiError::not_found(e.to_string()))?;
-    if tile.level.is_none() {
+    // What a shared cache may keep: hash tiles and public entry bundles, for anyone;
+    // entry bundles behind a token, only for the one who asked.
+    let mut cache = "public, max-age=31536000, immutable";
+    if tile.level.is_none() && !s.config.public_entry_bundles {
+        cache = "private, max-age=31536000, immutable";
         let header = headers
             .get(AUTHORIZATION)
             .map(|v| v.to_str().unwrap_or("\u{0}"));
@@ -72,7 +77,7 @@ pub(crate) async fn tile(
     Ok((
         [
             (CONTENT_TYPE, "application/octet-stream"),
-            (CACHE_CONTROL, "public, max-age=31536000, immutable"),
+            (CACHE_CONTROL, cache),
         ],
         bytes,
     )

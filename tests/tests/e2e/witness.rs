@@ -887,8 +887,12 @@ fn the_tiles_rebuild_the_signed_root_for_a_monitor() {
         st, 401,
         "entries say who wrote to whom: not without a token"
     );
-    let (st, bundle, _) = fetch(&format!("{base}/tlog/tile/entries/001.p/44"), Some(&token));
+    let (st, bundle, cache) = fetch(&format!("{base}/tlog/tile/entries/001.p/44"), Some(&token));
     assert_eq!(st, 200);
+    assert!(
+        cache.starts_with("private,"),
+        "a shared cache must not hand entries behind a token to others: {cache}"
+    );
     let mut at = 0;
     let mut i = 256;
     while at < bundle.len() {
@@ -996,6 +1000,36 @@ fn a_mirror_follows_the_log_and_stops_at_a_fork() {
     let h = ledger_json(&m, &["--json", "history", "M150"]);
     assert_eq!(h["entries"].as_array().unwrap().len(), 1);
 
+    // An interrupted round leaves entries past the mirror's checkpoint: never
+    // checked, so the next round cuts them off, says so, and goes on.
+    let entries = m.join("entries.jsonl");
+    let kept = std::fs::read(&entries).unwrap();
+    let mut f = std::fs::OpenOptions::new()
+        .append(true)
+        .open(&entries)
+        .unwrap();
+    std::io::Write::write_all(&mut f, b"{\"event\":{\"half\":").unwrap();
+    drop(f);
+    let out = mirror(&base, &m, &t_log);
+    assert_eq!(out.status.code(), Some(0));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("interrupted round"));
+    assert_eq!(std::fs::read(&entries).unwrap(), kept);
+    // A damaged copy is found, not trusted or repaired.
+    let mut bad = kept.clone();
+    let at = bad.len() / 2;
+    bad[at] ^= 0x01;
+    std::fs::write(&entries, &bad).unwrap();
+    let out = mirror(&base, &m, &t_log);
+    assert_ne!(out.status.code(), Some(0));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("DAMAGED"), "{err}");
+    assert_eq!(
+        std::fs::read(&entries).unwrap(),
+        bad,
+        "reported, not repaired"
+    );
+    std::fs::write(&entries, &kept).unwrap();
+
     // The fork (6 entries) after the original (300): a rollback, refused.
     let out = mirror(&fork_base, &m, &t_fork);
     assert_ne!(out.status.code(), Some(0));
@@ -1020,6 +1054,66 @@ fn a_mirror_follows_the_log_and_stops_at_a_fork() {
             .status();
         let _ = child.wait();
     }
+}
+
+/// An operator may serve entry bundles to anyone (`privacy.public_entry_bundles`):
+/// then a monitor mirrors the log with no token, naming its hash.
+#[test]
+fn public_entry_bundles_let_anyone_mirror() {
+    let tmp = tempfile::tempdir().unwrap();
+    let ledger = tmp.path().join("ledger");
+    ledger_ok(&ledger, &["init", "--origin", "ledger.example/open"]);
+    append(&ledger, 0, 300);
+    std::fs::write(
+        ledger.join("ledger.toml"),
+        "[privacy]\npublic_entry_bundles = true\n",
+    )
+    .unwrap();
+    let (mut server, base) = ledger_tests::serve(&ledger);
+    let (st, _, cache) = fetch(&format!("{base}/tlog/tile/entries/000"), None);
+    assert_eq!(
+        (st, cache.as_str()),
+        (200, "public, max-age=31536000, immutable")
+    );
+    let key = format!("@{}", ledger.join("verifier.key").display());
+    let m = tmp.path().join("mirror");
+    let run = |extra: &[&str]| {
+        let mut args = vec![
+            "--json",
+            "mirror",
+            "--from",
+            &base,
+            "--into",
+            m.to_str().unwrap(),
+            "--key",
+            &key,
+        ];
+        args.extend_from_slice(extra);
+        ledger_tests::ledger(tmp.path(), &args)
+    };
+    let out = run(&[]);
+    assert_ne!(out.status.code(), Some(0));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--hash"));
+    // The wrong hash: the tree does not come out to the signed root.
+    let out = run(&["--hash", "sha256"]);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("INCONSISTENT"));
+    let out = run(&["--hash", "blake3"]);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["to"], 300);
+    assert!(
+        ledger_ok(&m, &["verify", "--key", &key]).starts_with("OK: 300 entries"),
+        "the copy verifies"
+    );
+    let _ = Command::new("kill")
+        .args(["-TERM", &server.id().to_string()])
+        .status();
+    let _ = server.wait();
 }
 
 /// A ledger of 6 entries, and its fork by whoever holds its key: a copy at size 3

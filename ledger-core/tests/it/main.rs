@@ -6,3 +6,4 @@ mod format2;
 mod recovery;
 mod rfc6962;
 mod store;
+mod tlog_proof_kat;

@@ -26,7 +26,16 @@ fn hash(b64: &str) -> [u8; 32] {
 /// empty line, then the checkpoint verbatim.
 #[test]
 fn the_reference_files_byte_for_byte() {
-    let cases: [(&str, Option<&[u8]>, u64, Vec<&str>, &str, &str); 4] = [
+    /// name, extra data, index, hashes, checkpoint, the file.
+    type Case<'a> = (
+        &'a str,
+        Option<&'a [u8]>,
+        u64,
+        Vec<&'a str>,
+        &'a str,
+        &'a str,
+    );
+    let cases: [Case; 4] = [
         (
             "proof without extra data",
             None,

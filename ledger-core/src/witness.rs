@@ -185,6 +185,22 @@ impl AddRequest {
         })
     }
 
+    /// The request a log sends a witness that holds size `old` of it: the consistency
+    /// proof from `old` to the checkpoint `note` of `size` entries, read through the
+    /// store (embedded or PostgreSQL alike).
+    pub fn from_store(
+        store: &dyn crate::Store,
+        old: u64,
+        size: u64,
+        note: &str,
+    ) -> Result<AddRequest, crate::store::StoreError> {
+        Ok(AddRequest {
+            old,
+            proof: store.consistency_proof(old, size)?.path,
+            checkpoint: note.to_string(),
+        })
+    }
+
     /// The request body.
     pub fn to_body(&self) -> String {
         let mut out = format!("old {}\n", self.old);

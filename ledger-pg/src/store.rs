@@ -578,10 +578,26 @@ impl Lease {
 
     fn run(mut self, rx: mpsc::Receiver<Request>) {
         loop {
-            let first = if self.writer.is_some() {
-                match rx.recv() {
+            let first = if let Some(w) = self.writer.as_ref() {
+                // Entries no checkpoint covers yet are signed within CHECKPOINT_EVERY
+                // even if no append follows them, as the embedded store does: a
+                // receipt or a witness needs a checkpoint that covers its entry.
+                let got = match w.checkpoint_due_in() {
+                    None => rx.recv().map_err(|_| mpsc::RecvTimeoutError::Disconnected),
+                    Some(wait) => rx.recv_timeout(wait),
+                };
+                match got {
                     Ok(r) => r,
-                    Err(_) => break,
+                    Err(mpsc::RecvTimeoutError::Timeout) => {
+                        if let Some(Err(e)) = self.writer.as_mut().map(Writer::sign_if_behind) {
+                            eprintln!(
+                                "ledger-pg: a checkpoint could not be signed; giving up the writer lease: {e}"
+                            );
+                            self.release();
+                        }
+                        continue;
+                    }
+                    Err(mpsc::RecvTimeoutError::Disconnected) => break,
                 }
             } else {
                 match rx.recv_timeout(LEASE_RETRY) {
@@ -761,6 +777,13 @@ impl Writer {
             size: frontier.size(),
             root: frontier.root(),
         })
+    }
+
+    /// How long until the entries past the newest checkpoint are due one; None if
+    /// it covers them all.
+    fn checkpoint_due_in(&self) -> Option<Duration> {
+        (self.latest_checkpoint < self.frontier.size())
+            .then(|| CHECKPOINT_EVERY.saturating_sub(self.last_checkpoint_at.elapsed()))
     }
 
     /// Signs a checkpoint of the current size if the newest one is behind it.

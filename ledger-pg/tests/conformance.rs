@@ -326,14 +326,90 @@ fn suite(h: &dyn Harness) -> String {
     hex::encode(facts_digest(&facts, HashAlg::Blake3))
 }
 
+/// What a log's witnessing needs from its store, kept by both: each new checkpoint
+/// with its consistency proof from the size the witness holds (learned from a 409)
+/// is cosigned by a witness, and a request from the wrong size is refused with the
+/// witness's size (ledger-server's witnessing thread sends exactly these requests).
+fn witnessed(h: &dyn Harness) {
+    use ledger_core::cosignature::CosignerKey;
+    use ledger_core::witness::{AddError, AddRequest, Witness, WitnessedLog};
+    let who = h.name();
+    let store = h.open();
+    let state = tempfile::tempdir().unwrap();
+    let witness = Witness::open(
+        CosignerKey::from_seed("witness.example", [7; 32]),
+        vec![WitnessedLog {
+            key: store.verifier_key().clone(),
+            hash: store.info().hash,
+        }],
+        state.path(),
+    )
+    .unwrap();
+    let policy = ledger_core::tlog_policy::Policy::parse(&format!(
+        "log {}\nwitness w {}\nquorum w\n",
+        store.verifier_key(),
+        CosignerKey::from_seed("witness.example", [7; 32]).verifier()
+    ))
+    .unwrap();
+    let mut held = 0;
+    for round in 0..3 {
+        let events = (0..=round * 3)
+            .map(|i| ev(&format!("w{round}-{i}"), &format!("MW{round}"), "sent"))
+            .collect();
+        store.append(events).unwrap();
+        // Each store signs on its own cadence (PostgreSQL: within a second).
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        let cp = loop {
+            let cp = store.latest_checkpoint().unwrap();
+            if cp.size == store.size() {
+                break cp;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "{who}: no checkpoint of size {} within 10 s",
+                store.size()
+            );
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        };
+        // A log that starts from 0 each time: the first round is cosigned, later
+        // ones get a 409 with the witness's size and are cosigned when resent.
+        let first = AddRequest::from_store(store.as_ref(), 0, cp.size, &cp.note).unwrap();
+        let line = match witness.add_checkpoint(first.to_body().as_bytes(), 1_700_000_000) {
+            Ok(line) => {
+                assert_eq!(held, 0, "{who}");
+                line
+            }
+            Err(AddError::Conflict(size)) => {
+                assert_eq!(size, held, "{who}: the 409 says what the witness holds");
+                let again =
+                    AddRequest::from_store(store.as_ref(), size, cp.size, &cp.note).unwrap();
+                witness
+                    .add_checkpoint(again.to_body().as_bytes(), 1_700_000_000)
+                    .unwrap_or_else(|e| panic!("{who}: round {round}: {e}"))
+            }
+            Err(e) => panic!("{who}: round {round}: {e}"),
+        };
+        let cosigned = format!("{}{line}", cp.note);
+        let v = policy
+            .verify(&cosigned)
+            .unwrap_or_else(|e| panic!("{who}: the cosigned checkpoint meets the policy: {e}"));
+        assert_eq!(v.checkpoint.size, cp.size, "{who}");
+        held = cp.size;
+    }
+}
+
 #[test]
 fn both_stores_behave_alike() {
-    let file = suite(&FileHarness::new());
+    let fh = FileHarness::new();
+    let file = suite(&fh);
+    witnessed(&fh);
     let rt = tokio::runtime::Runtime::new().unwrap();
     let Some(db) = rt.block_on(common::test_db()) else {
         return;
     };
-    let pg = suite(&PgHarness::new(db.url()));
+    let pgh = PgHarness::new(db.url());
+    let pg = suite(&pgh);
+    witnessed(&pgh);
     assert_eq!(
         pg, file,
         "the same events give the same facts on both stores"

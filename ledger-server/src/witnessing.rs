@@ -17,12 +17,11 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use base64::Engine as _;
-use base64::engine::general_purpose::STANDARD as B64;
 use ledger_core::Store;
 use ledger_core::checkpoint::COSIGNED_FILE;
 use ledger_core::note::Note;
 use ledger_core::tlog_policy::{Policy, Witness};
+use ledger_core::witness::AddRequest;
 use ledger_pg::Engine;
 
 use crate::metrics::Metrics;
@@ -227,20 +226,13 @@ impl Witnessing {
                 self.alarm(metrics, &name, "ahead", text);
                 return;
             }
-            let proof = match store.consistency_proof(t.size, size) {
-                Ok(p) => p.path,
+            let body = match AddRequest::from_store(store, t.size, size, note) {
+                Ok(r) => r.to_body(),
                 Err(e) => {
                     eprintln!("ledger serve: witnessing: proof {}→{size}: {e}", t.size);
                     return;
                 }
             };
-            let mut body = format!("old {}\n", t.size);
-            for h in &proof {
-                body.push_str(&B64.encode(h));
-                body.push('\n');
-            }
-            body.push('\n');
-            body.push_str(note);
             let resp = match agent.post(&url).send(&body) {
                 Ok(r) => r,
                 Err(e) => {

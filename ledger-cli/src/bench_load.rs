@@ -28,8 +28,12 @@ pub(crate) struct LoadArgs {
     #[arg(long, default_value_t = 10)]
     seconds: u64,
     /// Read instead: GET /v1/messages/{id} of messages written first (one batch per client).
-    #[arg(long)]
+    #[arg(long, conflicts_with = "receipts")]
     read: bool,
+    /// Receipts instead: GET /v1/receipts?seq=N (a c2sp.org/tlog-proof each) of events
+    /// written first (one batch per client).
+    #[arg(long)]
+    receipts: bool,
     /// A label for the run in the output.
     #[arg(long, default_value = "run")]
     label: String,
@@ -151,9 +155,11 @@ async fn drive(a: LoadArgs, server: String, token: String, as_json: bool) -> Res
     let auth = format!("Bearer {token}");
     let events_url = format!("{base}/v1/events");
 
-    // For --read: each client first writes the messages it will read.
-    let mut ids: Vec<Vec<String>> = Vec::new();
-    if a.read {
+    // For --read and --receipts: each client first writes the messages it will read;
+    // `targets` are the URLs it then asks for.
+    let reading = a.read || a.receipts;
+    let mut targets: Vec<Vec<String>> = Vec::new();
+    if reading {
         for c in 0..a.clients {
             let evs: Vec<_> = (0..100).map(|n| event(&a.org, &run, c, n)).collect();
             let (st, body) = send(
@@ -170,21 +176,34 @@ async fn drive(a: LoadArgs, server: String, token: String, as_json: bool) -> Res
                     String::from_utf8_lossy(&body)
                 ));
             }
-            ids.push(
+            let answer: serde_json::Value = serde_json::from_slice(&body)?;
+            targets.push(if a.receipts {
+                answer["receipts"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .map(|r| format!("{base}/v1/receipts?seq={}", r["seq"]))
+                    .collect()
+            } else {
                 evs.iter()
-                    .map(|e| e["message"].as_str().unwrap_or_default().to_string())
-                    .collect(),
-            );
+                    .map(|e| {
+                        format!(
+                            "{base}/v1/messages/{}",
+                            e["message"].as_str().unwrap_or_default()
+                        )
+                    })
+                    .collect()
+            });
         }
-        // The projector follows the log; wait until the last message is visible.
-        let last = ids
+        // The projector follows the log, and a receipt needs a checkpoint that covers
+        // its entry: wait until the last one can be asked for.
+        let last = targets
             .last()
             .and_then(|v| v.last())
             .cloned()
             .unwrap_or_default();
         for _ in 0..200 {
-            let url = format!("{base}/v1/messages/{last}");
-            if send(&client, hyper::Method::GET, &url, &auth, None)
+            if send(&client, hyper::Method::GET, &last, &auth, None)
                 .await?
                 .0
                 == 200
@@ -203,18 +222,17 @@ async fn drive(a: LoadArgs, server: String, token: String, as_json: bool) -> Res
     let mut tasks = Vec::new();
     for c in 0..a.clients {
         let first_error = first_error.clone();
-        let (client, stop, errors, auth, base, events_url, org, run) = (
+        let (client, stop, errors, auth, events_url, org, run) = (
             client.clone(),
             stop.clone(),
             errors.clone(),
             auth.clone(),
-            base.clone(),
             events_url.clone(),
             a.org.clone(),
             run.clone(),
         );
-        let mine = ids.get(c).cloned().unwrap_or_default();
-        let (read, batch) = (a.read, a.batch);
+        let mine = targets.get(c).cloned().unwrap_or_default();
+        let (read, batch) = (reading, a.batch);
         tasks.push(tokio::spawn(async move {
             let mut lat = Vec::new();
             let mut last: Option<String> = None;
@@ -234,8 +252,8 @@ async fn drive(a: LoadArgs, server: String, token: String, as_json: bool) -> Res
                     first_error.lock().expect("lock").get_or_insert(what);
                 };
                 let ok = if read {
-                    let url = format!("{base}/v1/messages/{}", mine[(done % 100) as usize]);
-                    let r = send(&client, hyper::Method::GET, &url, &auth, None).await;
+                    let url = &mine[(done % mine.len() as u64) as usize];
+                    let r = send(&client, hyper::Method::GET, url, &auth, None).await;
                     note(&r);
                     matches!(r, Ok((200, _)))
                 } else {
@@ -310,11 +328,18 @@ async fn drive(a: LoadArgs, server: String, token: String, as_json: bool) -> Res
     lat.sort_unstable();
     let requests = lat.len();
     let errors = errors.load(Ordering::Relaxed);
-    let what = if a.read { "reads" } else { "events" };
+    let what = if a.receipts {
+        "receipts"
+    } else if a.read {
+        "reads"
+    } else {
+        "events"
+    };
     let ms = |d: Duration| d.as_secs_f64() * 1000.0;
     if as_json {
         crate::output::json(&json!({
             "label": a.label, "clients": a.clients, "batch": a.batch, "read": a.read,
+            "receipts": a.receipts,
             "seconds": secs, "requests": requests, "errors": errors,
             "per_second": done as f64 / secs, "requests_per_second": requests as f64 / secs,
             "p50_ms": ms(percentile(&lat, 0.50)), "p99_ms": ms(percentile(&lat, 0.99)),
@@ -338,7 +363,7 @@ async fn drive(a: LoadArgs, server: String, token: String, as_json: bool) -> Res
         if let Some(e) = first_error.lock().expect("lock").as_ref() {
             println!("  first error: {e}");
         }
-        if !a.read {
+        if !reading {
             match lag {
                 Some(l) => println!("  projection caught up {l:.2} s after the load stopped"),
                 None => println!("  projection still behind 300 s after the load stopped"),

@@ -1023,3 +1023,54 @@ fn jwt_scope_names_are_the_ones_configured() {
     let (st, _) = get(&s, "/v1/messages/M1", &token("ledger:read"));
     assert_eq!(st, 403);
 }
+
+/// The load generator BENCHMARKS.md quotes runs each of its modes against a real
+/// server without a failed request: appends, reads of messages, and receipts.
+#[test]
+fn the_load_generator_runs_every_mode_cleanly() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("ledger");
+    ledger_ok(&dir, &["init", "--origin", "ledger.example/load"]);
+    let v: Value = serde_json::from_str(&ledger_ok(
+        &dir,
+        &[
+            "--json",
+            "token",
+            "create",
+            "--org",
+            "974760673",
+            "--scope",
+            "ledger:write,ledger:read",
+        ],
+    ))
+    .unwrap();
+    let token = v["token"].as_str().unwrap().to_string();
+    let (mut server, base) = ledger_tests::serve(&dir);
+    for mode in [None, Some("--read"), Some("--receipts")] {
+        let mut args = vec![
+            "--json",
+            "--server",
+            &base,
+            "--token",
+            &token,
+            "bench-load",
+            "--org",
+            "974760673",
+            "--clients",
+            "4",
+            "--seconds",
+            "1",
+        ];
+        args.extend(mode);
+        let out = ledger_tests::ledger(tmp.path(), &args);
+        let v: Value = serde_json::from_slice(&out.stdout)
+            .unwrap_or_else(|e| panic!("{mode:?}: {e}: {}", String::from_utf8_lossy(&out.stderr)));
+        assert_eq!(out.status.code(), Some(0), "{mode:?}: {v}");
+        assert_eq!(v["errors"], 0, "{mode:?}: {v}");
+        assert!(v["requests"].as_u64().unwrap() > 0, "{mode:?}: {v}");
+    }
+    let _ = Command::new("kill")
+        .args(["-TERM", &server.id().to_string()])
+        .status();
+    let _ = server.wait();
+}

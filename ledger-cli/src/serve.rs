@@ -137,12 +137,20 @@ pub(crate) fn token(
 pub(crate) enum WitnessCommand {
     /// A new witness in --dir: a fresh Ed25519 cosignature/v1 key named NAME (a
     /// schema-less URL such as witness.tilsyn.example), its public key in
-    /// witness.vkey, and an empty witness.toml. Prints the public key: give it to
-    /// everyone who checks the logs you witness (their tlog-policy names it).
+    /// witness.vkey, and witness.toml with the logs given by --log. Prints the public
+    /// key: give it to everyone who checks the logs you witness (their tlog-policy
+    /// names it). Then `ledger witness serve`.
     Init {
         /// The witness's name.
         #[arg(long)]
         name: String,
+        /// A log to witness: its verifier key, or @FILE (repeat for more; more later
+        /// with add-log).
+        #[arg(long = "log", value_name = "KEY")]
+        logs: Vec<String>,
+        /// The hash of the --log logs' trees: sha256 (RFC 6962 exactly) or blake3.
+        #[arg(long, default_value = "sha256")]
+        hash: String,
     },
     /// Witness one more log: its verifier key (the log's verifier.key, or @FILE) and
     /// its tree's hash function.
@@ -167,28 +175,48 @@ pub(crate) fn witness(dir: &Path, command: WitnessCommand, as_json: bool) -> Res
     use ledger_server::witness as w;
     let input = |e: w::WitnessSetupError| anyhow!(InputError(e.to_string()));
     match command {
-        WitnessCommand::Init { name } => {
+        WitnessCommand::Init { name, logs, hash } => {
+            let hash = parse_hash(&hash)?;
+            // Every --log is checked before anything is created.
+            let keys = logs
+                .iter()
+                .map(|k| {
+                    let text = log_key_text(k)?;
+                    text.trim()
+                        .parse::<ledger_core::VerifierKey>()
+                        .map_err(|e| anyhow!(InputError(format!("--log {k}: {e}"))))?;
+                    Ok(text)
+                })
+                .collect::<Result<Vec<_>>>()?;
             let vkey = w::init(dir, &name).map_err(input)?;
+            let origins = keys
+                .iter()
+                .map(|k| w::add_log(dir, k, hash).map_err(input))
+                .collect::<Result<Vec<_>>>()?;
             if as_json {
-                crate::output::json(&json!({"dir": dir, "name": name, "verifier_key": vkey}))?;
+                crate::output::json(&json!({
+                    "dir": dir, "name": name, "verifier_key": vkey, "logs": origins,
+                    "hash": hash.name()
+                }))?;
             } else {
                 println!("created witness {name:?} in {}", dir.display());
                 println!("its public key (for every tlog-policy that counts on it):\n{vkey}");
-                println!(
-                    "next: ledger --dir {} witness add-log --key @<the log's verifier.key>",
-                    dir.display()
-                );
+                for o in &origins {
+                    println!("witnessing {o:?} ({})", hash.name());
+                }
+                if origins.is_empty() {
+                    println!(
+                        "next: ledger --dir {} witness add-log --key @<the log's verifier.key>",
+                        dir.display()
+                    );
+                } else {
+                    println!("next: ledger --dir {} witness serve", dir.display());
+                }
             }
         }
         WitnessCommand::AddLog { key, hash } => {
-            let key = match key.strip_prefix('@') {
-                Some(path) => std::fs::read_to_string(path)
-                    .with_context(|| format!("read key file {path}"))?,
-                None => key,
-            };
-            let hash: ledger_core::HashAlg = hash
-                .parse()
-                .map_err(|e| anyhow!(InputError(format!("--hash: {e}"))))?;
+            let key = log_key_text(&key)?;
+            let hash = parse_hash(&hash)?;
             let origin = w::add_log(dir, &key, hash).map_err(input)?;
             if as_json {
                 crate::output::json(&json!({"origin": origin, "hash": hash.name()}))?;
@@ -217,6 +245,21 @@ pub(crate) fn witness(dir: &Path, command: WitnessCommand, as_json: bool) -> Res
         }
     }
     Ok(0)
+}
+
+/// A log's verifier key as given: the key string, or @FILE.
+fn log_key_text(arg: &str) -> Result<String> {
+    match arg.strip_prefix('@') {
+        Some(path) => {
+            std::fs::read_to_string(path).with_context(|| format!("read key file {path}"))
+        }
+        None => Ok(arg.to_string()),
+    }
+}
+
+fn parse_hash(text: &str) -> Result<ledger_core::HashAlg> {
+    text.parse()
+        .map_err(|e| anyhow!(InputError(format!("--hash: {e}"))))
 }
 
 /// The servers' async runtime (`ledger serve`, `ledger witness serve`).

@@ -1142,8 +1142,14 @@ fn two_witnesses(tmp: &Path, key_file: &str) -> Vec<(Child, String, String)> {
         .into_iter()
         .map(|name| {
             let wdir = tmp.join(name);
-            let v = ledger_json(&wdir, &["--json", "witness", "init", "--name", name]);
-            ledger_ok(&wdir, &["witness", "add-log", "--key", key_file]);
+            // Two commands: init (with the log) and serve.
+            let v = ledger_json(
+                &wdir,
+                &[
+                    "--json", "witness", "init", "--name", name, "--log", key_file,
+                ],
+            );
+            assert_eq!(v["logs"].as_array().unwrap().len(), 1, "{v}");
             let (child, base) = start_witness(&wdir);
             (child, base, v["verifier_key"].as_str().unwrap().to_string())
         })
@@ -1166,4 +1172,26 @@ fn receipt_verifies(ledger: &Path, event: &str, file: &Path, policy: &Path) -> S
     let said = String::from_utf8_lossy(&out.stdout).to_string();
     assert_eq!(out.status.code(), Some(0), "{said}");
     said
+}
+
+/// `witness init --log` checks every log key before it creates anything: a bad one
+/// leaves no half-made witness behind.
+#[test]
+fn witness_init_with_a_bad_log_key_creates_nothing() {
+    let tmp = tempfile::tempdir().unwrap();
+    let wdir = tmp.path().join("w");
+    let out = ledger_tests::ledger(
+        &wdir,
+        &[
+            "witness",
+            "init",
+            "--name",
+            "witness.example",
+            "--log",
+            "not-a-key",
+        ],
+    );
+    assert_ne!(out.status.code(), Some(0));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--log not-a-key"));
+    assert!(!wdir.join("witness.key").exists());
 }

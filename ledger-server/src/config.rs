@@ -7,6 +7,9 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+/// How long a checkpoint may wait for its witness quorum before that is an alarm.
+pub const DEFAULT_QUORUM_WITHIN_SECONDS: u64 = 60;
+
 /// The config file's name in the ledger directory, read when `--config` is not given.
 pub const FILE_NAME: &str = "ledger.toml";
 
@@ -85,6 +88,9 @@ pub struct ServerConfig {
     /// `privacy.public_entry_bundles`: tlog-tiles entry bundles without a token.
     /// Off by default: hash tiles reveal nothing, entries say who wrote to whom.
     pub public_entry_bundles: bool,
+    /// `witnessing.quorum_within_seconds`: a checkpoint not cosigned by the witness
+    /// quorum of `witness.policy` within this long is an alarm.
+    pub quorum_within: Duration,
 }
 
 /// TLS material.
@@ -123,6 +129,14 @@ struct RawConfig {
     privacy: RawPrivacy,
     #[serde(default)]
     tenant: RawTenant,
+    #[serde(default)]
+    witnessing: RawWitnessing,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawWitnessing {
+    quorum_within_seconds: Option<u64>,
 }
 
 #[derive(Deserialize, Default)]
@@ -339,6 +353,11 @@ impl ServerConfig {
             )?,
             commit_per_request,
             public_entry_bundles: raw.privacy.public_entry_bundles.unwrap_or(false),
+            quorum_within: seconds(
+                "witnessing.quorum_within_seconds",
+                raw.witnessing.quorum_within_seconds,
+                DEFAULT_QUORUM_WITHIN_SECONDS,
+            )?,
             listen,
             tls,
             allow_plain_http_off_loopback: raw

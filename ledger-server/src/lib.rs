@@ -159,6 +159,7 @@ pub async fn serve(
         let dir = dir.clone();
         let metrics = metrics.clone();
         let sweep = config.sweep_interval;
+        let quorum_within = config.quorum_within;
         tokio::task::spawn_blocking(move || -> Result<_, ServeError> {
             let (store, report) = ledger_pg::engine::open(&dir)?;
             for line in report {
@@ -171,7 +172,13 @@ pub async fn serve(
                     reason,
                 })?;
             let witnessing = witness_policy.map(|p| {
-                witnessing::Witnessing::start(store.clone(), dir.clone(), p, metrics.clone())
+                witnessing::Witnessing::start(
+                    store.clone(),
+                    dir.clone(),
+                    p,
+                    metrics.clone(),
+                    quorum_within,
+                )
             });
             let (p, h) =
                 projector::Projector::start(store.clone(), dir.clone(), policy, metrics, sweep)?;

@@ -63,7 +63,7 @@ impl Default for Metrics {
         );
         registry.register(
             "checkpoint_to_cosigned_seconds",
-            "Time from a checkpoint's first submission to its witness quorum",
+            "Time from the oldest checkpoint not yet cosigned to the witness quorum on it or a newer one: how long entries wait for a cosigned checkpoint",
             witnessing_seconds.clone(),
         );
         registry.register(

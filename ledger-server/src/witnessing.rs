@@ -29,8 +29,6 @@ use crate::metrics::Metrics;
 /// The policy file in a ledger's directory.
 pub const POLICY_FILE: &str = "witness.policy";
 
-/// How long a checkpoint may wait for its quorum before that is an alarm.
-const QUORUM_WITHIN: Duration = Duration::from_secs(60);
 /// How long to wait for a witness's answer.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 /// The longest pause between attempts at an unreachable witness.
@@ -82,6 +80,7 @@ impl Witnessing {
         dir: PathBuf,
         policy: Policy,
         metrics: Arc<Metrics>,
+        quorum_within: Duration,
     ) -> (Arc<Witnessing>, std::thread::JoinHandle<()>) {
         let w = Arc::new(Witnessing {
             status: Mutex::new(Status::default()),
@@ -90,7 +89,7 @@ impl Witnessing {
         let me = w.clone();
         let handle = std::thread::Builder::new()
             .name("witnessing".into())
-            .spawn(move || me.run(store.as_ref(), &dir, &policy, &metrics))
+            .spawn(move || me.run(store.as_ref(), &dir, &policy, &metrics, quorum_within))
             .expect("spawn the witnessing thread");
         (w, handle)
     }
@@ -114,7 +113,14 @@ impl Witnessing {
         }
     }
 
-    fn run(&self, store: &dyn Store, dir: &Path, policy: &Policy, metrics: &Metrics) {
+    fn run(
+        &self,
+        store: &dyn Store,
+        dir: &Path,
+        policy: &Policy,
+        metrics: &Metrics,
+        quorum_within: Duration,
+    ) {
         let agent: ureq::Agent = ureq::Agent::config_builder()
             .http_status_as_error(false)
             .timeout_global(Some(REQUEST_TIMEOUT))
@@ -136,12 +142,18 @@ impl Witnessing {
         let mut published =
             ledger_core::checkpoint::read_cosigned(dir, store.verifier_key()).map(|c| c.0);
         self.status.lock().expect("lock").cosigned_size = published;
+        // The newest checkpoint not yet cosigned; `since` is when the oldest one not
+        // yet cosigned appeared, kept when a newer checkpoint replaces it, so a log
+        // that signs every second still raises quorum_late when no quorum comes.
         let mut pending: Option<(u64, String, Instant, bool)> = None;
         while !self.stop.load(Ordering::SeqCst) {
             match store.latest_checkpoint() {
                 Ok(cp) if pending.as_ref().is_none_or(|p| cp.size > p.0) => {
                     if published.is_none_or(|s| cp.size > s) {
-                        pending = Some((cp.size, cp.note, Instant::now(), false));
+                        let (since, late) = pending
+                            .as_ref()
+                            .map_or((Instant::now(), false), |p| (p.2, p.3));
+                        pending = Some((cp.size, cp.note, since, late));
                     }
                 }
                 Ok(_) => {}
@@ -178,7 +190,7 @@ impl Witnessing {
                         }
                         Err(e) => eprintln!("ledger serve: witnessing: {e}"),
                     }
-                } else if !*late && since.elapsed() > QUORUM_WITHIN {
+                } else if !*late && since.elapsed() > quorum_within {
                     *late = true;
                     self.alarm(
                         metrics,
@@ -186,7 +198,7 @@ impl Witnessing {
                         "quorum_late",
                         format!(
                             "checkpoint {size} has not reached the witness quorum within {} s",
-                            QUORUM_WITHIN.as_secs()
+                            quorum_within.as_secs()
                         ),
                     );
                 }

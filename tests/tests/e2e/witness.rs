@@ -1195,3 +1195,95 @@ fn witness_init_with_a_bad_log_key_creates_nothing() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("--log not-a-key"));
     assert!(!wdir.join("witness.key").exists());
 }
+
+/// A quorum that never comes is an alarm after `witnessing.quorum_within_seconds`,
+/// even while appends go on and every second brings a newer checkpoint to wait for.
+#[test]
+fn a_quorum_that_never_comes_is_an_alarm_under_steady_appends() {
+    let tmp = tempfile::tempdir().unwrap();
+    let ledger = tmp.path().join("ledger");
+    ledger_ok(&ledger, &["init", "--origin", "ledger.example/unwitnessed"]);
+    let wkey = ledger_tests::ledger(
+        &tmp.path().join("w"),
+        &[
+            "--json",
+            "witness",
+            "init",
+            "--name",
+            "witness.gone.example",
+        ],
+    );
+    let wkey: Value = serde_json::from_slice(&wkey.stdout).unwrap();
+    // The witness never runs: port 1 on loopback refuses every connection.
+    std::fs::write(
+        ledger.join("witness.policy"),
+        format!(
+            "log {}\nwitness gone {} http://127.0.0.1:1\nquorum gone\n",
+            std::fs::read_to_string(ledger.join("verifier.key"))
+                .unwrap()
+                .trim(),
+            wkey["verifier_key"].as_str().unwrap()
+        ),
+    )
+    .unwrap();
+    std::fs::write(
+        ledger.join("ledger.toml"),
+        "[witnessing]\nquorum_within_seconds = 2\n",
+    )
+    .unwrap();
+    let token = |scope: &str| -> String {
+        let v: Value = serde_json::from_str(&ledger_ok(
+            &ledger,
+            &[
+                "--json",
+                "token",
+                "create",
+                "--org",
+                "974760673",
+                "--scope",
+                scope,
+            ],
+        ))
+        .unwrap();
+        v["token"].as_str().unwrap().to_string()
+    };
+    let (write, admin) = (token("ledger:write"), token("ledger:admin"));
+    let (mut server, base) = ledger_tests::serve(&ledger);
+    let started = std::time::Instant::now();
+    let mut i = 0;
+    while !readyz(&base).contains("has not reached the witness quorum within 2 s") {
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(20),
+            "no quorum_late alarm: {}",
+            readyz(&base)
+        );
+        let r = ureq::post(&format!("{base}/v1/events"))
+            .header("Authorization", &format!("Bearer {write}"))
+            .header("Content-Type", "application/json")
+            .send(&event_line(&format!("steady{i}"), &format!("M-steady{i}")))
+            .unwrap();
+        assert_eq!(r.status().as_u16(), 200);
+        i += 1;
+        std::thread::sleep(std::time::Duration::from_millis(300));
+    }
+    let metrics = ureq::get(&format!("{base}/metrics"))
+        .header("Authorization", &format!("Bearer {admin}"))
+        .call()
+        .unwrap()
+        .into_body()
+        .read_to_string()
+        .unwrap();
+    assert!(
+        metrics
+            .lines()
+            .any(|l| l.starts_with("ledger_witness_alarms{")
+                && l.contains("quorum_late")
+                && l.ends_with(" 1")),
+        "{metrics}"
+    );
+    assert!(!ledger.join("checkpoint.cosigned").exists());
+    let _ = Command::new("kill")
+        .args(["-TERM", &server.id().to_string()])
+        .status();
+    let _ = server.wait();
+}

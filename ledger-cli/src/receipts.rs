@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result, anyhow};
 use clap::Args;
 use ledger_core::tlog_policy::Policy;
-use ledger_core::tlog_proof::TlogProof;
+use ledger_core::tlog_proof::{ProofFileError, TlogProof};
 use ledger_core::{HashAlg, Store};
 use serde_json::json;
 
@@ -146,9 +146,11 @@ pub(crate) struct VerifyReceiptArgs {
     /// The tlog-policy file you trust: the log's key, the witnesses' keys, the quorum.
     #[arg(long)]
     pub policy: PathBuf,
-    /// The log's tree hash: sha256 (the spec's) or blake3 (a BLAKE3 ledger).
-    #[arg(long, default_value = "sha256")]
-    pub hash: String,
+    /// The log's tree hash: sha256 (the spec's) or blake3 (a BLAKE3 ledger). Without
+    /// it, both are tried (the signed root pins the tree: an entry cannot reach it
+    /// under the other hash) and the answer says which held.
+    #[arg(long)]
+    pub hash: Option<String>,
     /// The entry's bytes from a file, instead of the copy the receipt carries.
     #[arg(long)]
     pub entry: Option<PathBuf>,
@@ -162,14 +164,38 @@ pub(crate) fn verify_receipt(args: &VerifyReceiptArgs, as_json: bool) -> Result<
         .map_err(|_| anyhow!(InputError("the policy is not UTF-8".into())))?;
     let policy = Policy::parse(&policy_text)
         .map_err(|e| anyhow!(InputError(format!("{}: {e}", args.policy.display()))))?;
-    let hash: HashAlg = args
-        .hash
-        .parse()
-        .map_err(|e| anyhow!(InputError(format!("--hash: {e}"))))?;
+    let hashes = match &args.hash {
+        Some(h) => vec![
+            h.parse::<HashAlg>()
+                .map_err(|e| anyhow!(InputError(format!("--hash: {e}"))))?,
+        ],
+        None => vec![HashAlg::Sha256, HashAlg::Blake3],
+    };
     let entry = args.entry.as_deref().map(read).transpose()?;
     let proof = TlogProof::parse(&text)
         .map_err(|e| anyhow!(InputError(format!("{}: {e}", args.file.display()))))?;
-    let result = proof.verify(&policy, hash, entry.as_deref());
+    let mut tried = Vec::new();
+    let (hash, result) = loop {
+        let h = hashes[tried.len()];
+        let r = proof.verify(&policy, h, entry.as_deref());
+        tried.push(h.name());
+        let not_included = matches!(r, Err(ProofFileError::NotIncluded { .. }));
+        if !not_included || tried.len() == hashes.len() {
+            break (h, r);
+        }
+    };
+    let result = result.map_err(|e| match e {
+        ProofFileError::NotIncluded {
+            index,
+            size,
+            reason,
+        } if tried.len() > 1 => ProofFileError::NotIncluded {
+            index,
+            size,
+            reason: format!("{reason} (under {})", tried.join(" and under ")),
+        },
+        other => other,
+    });
     let event = entry
         .as_deref()
         .or(proof.entry.as_deref())
@@ -180,18 +206,19 @@ pub(crate) fn verify_receipt(args: &VerifyReceiptArgs, as_json: bool) -> Result<
             let cp = &v.checkpoint;
             if as_json {
                 output::json(&json!({
-                    "ok": true, "origin": cp.origin, "size": cp.size,
+                    "ok": true, "origin": cp.origin, "size": cp.size, "hash": hash.name(),
                     "root": hex::encode(cp.root), "index": proof.index,
                     "cosigned_by": v.cosigned.iter().map(|(n, t)| json!({"witness": n, "time": t})).collect::<Vec<_>>(),
                     "event": event,
                 }))?;
             } else {
                 println!(
-                    "OK: entry {} is in {} at size {} (root {}), signed by the log",
+                    "OK: entry {} is in {} at size {} (root {}, {}), signed by the log",
                     proof.index,
                     cp.origin,
                     cp.size,
-                    hex::encode(cp.root)
+                    hex::encode(cp.root),
+                    hash.name()
                 );
                 let names: Vec<&str> = v.cosigned.iter().map(|c| c.0.as_str()).collect();
                 if names.is_empty() {

@@ -148,9 +148,12 @@ pub(crate) enum WitnessCommand {
         /// with add-log).
         #[arg(long = "log", value_name = "KEY")]
         logs: Vec<String>,
-        /// The hash of the --log logs' trees: sha256 (RFC 6962 exactly) or blake3.
-        #[arg(long, default_value = "sha256")]
-        hash: String,
+        /// The hash of the --log logs' trees, needed with --log: sha256 (RFC 6962
+        /// exactly: C2SP logs, ledgers made with --hash sha256) or blake3 (a ledger's
+        /// default). A wrong one would refuse the log's second checkpoint as a
+        /// rewritten history.
+        #[arg(long)]
+        hash: Option<String>,
     },
     /// Witness one more log: its verifier key (the log's verifier.key, or @FILE) and
     /// its tree's hash function.
@@ -158,8 +161,9 @@ pub(crate) enum WitnessCommand {
         /// The log's verifier key, or @FILE.
         #[arg(long)]
         key: String,
-        /// sha256 (RFC 6962 exactly, what every C2SP witness speaks) or blake3.
-        #[arg(long, default_value = "sha256")]
+        /// The log's tree hash: sha256 (RFC 6962 exactly: C2SP logs, ledgers made
+        /// with --hash sha256) or blake3 (a ledger's default; its ledger.json says).
+        #[arg(long)]
         hash: String,
     },
     /// Serve the tlog-witness protocol (POST /add-checkpoint) until SIGTERM or
@@ -176,7 +180,17 @@ pub(crate) fn witness(dir: &Path, command: WitnessCommand, as_json: bool) -> Res
     let input = |e: w::WitnessSetupError| anyhow!(InputError(e.to_string()));
     match command {
         WitnessCommand::Init { name, logs, hash } => {
-            let hash = parse_hash(&hash)?;
+            let hash = match (&hash, logs.is_empty()) {
+                (Some(h), _) => parse_hash(h)?,
+                (None, true) => ledger_core::HashAlg::Sha256,
+                (None, false) => {
+                    return Err(anyhow!(InputError(
+                        "--log needs --hash: sha256 for C2SP logs and ledgers made with \
+                         --hash sha256, blake3 for a ledger's default (its ledger.json says)"
+                            .into()
+                    )));
+                }
+            };
             // Every --log is checked before anything is created.
             let keys = logs
                 .iter()

@@ -15,7 +15,7 @@
 //! stands alone: the leaf is `H(0x00 ‖ extra)`. It is not trusted as such: it counts
 //! only because its hash leads, through the path, to a root the log signed and the
 //! witnesses cosigned. The hash is the log's (SHA-256, as the spec assumes, or
-//! BLAKE3 for BLAKE3 ledgers: schemas/FORMAT.md §15).
+//! BLAKE3 for BLAKE3 ledgers: schemas/FORMAT.md §7, §16).
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as B64;

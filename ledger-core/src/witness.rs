@@ -33,7 +33,7 @@ pub const REQUEST_BYTES_MAX: usize = 16 * 1024;
 
 /// A log the witness witnesses: its origin, its key, and its tree's hash function
 /// (RFC 6962's structure with SHA-256, or with BLAKE3 for this project's BLAKE3
-/// ledgers; schemas/FORMAT.md §15).
+/// ledgers; schemas/FORMAT.md §7, §16).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct WitnessedLog {
     /// The log's key; its name is the origin.

@@ -452,7 +452,14 @@ fn a_witness_killed_at_any_moment_never_cosigns_two_roots_for_one_size() {
     );
     ledger_ok(
         &wdir,
-        &["witness", "add-log", "--key", &log.verifier().to_string()],
+        &[
+            "witness",
+            "add-log",
+            "--key",
+            &log.verifier().to_string(),
+            "--hash",
+            "sha256",
+        ],
     );
 
     // Two histories under one key: they agree up to 10 entries, then differ.
@@ -725,7 +732,10 @@ fn a_postgres_ledger_is_cosigned_too() {
         &["--json", "witness", "init", "--name", "witness.pg.example"],
     );
     let key_file = format!("@{}", ledger.join("verifier.key").display());
-    ledger_ok(&wdir, &["witness", "add-log", "--key", &key_file]);
+    ledger_ok(
+        &wdir,
+        &["witness", "add-log", "--key", &key_file, "--hash", "sha256"],
+    );
     let (mut witness, wbase) = start_witness(&wdir);
     let policy = format!(
         "log {}\nwitness w {} {wbase}\nquorum w\n",
@@ -1146,7 +1156,8 @@ fn two_witnesses(tmp: &Path, key_file: &str) -> Vec<(Child, String, String)> {
             let v = ledger_json(
                 &wdir,
                 &[
-                    "--json", "witness", "init", "--name", name, "--log", key_file,
+                    "--json", "witness", "init", "--name", name, "--log", key_file, "--hash",
+                    "sha256",
                 ],
             );
             assert_eq!(v["logs"].as_array().unwrap().len(), 1, "{v}");
@@ -1189,10 +1200,31 @@ fn witness_init_with_a_bad_log_key_creates_nothing() {
             "witness.example",
             "--log",
             "not-a-key",
+            "--hash",
+            "sha256",
         ],
     );
     assert_ne!(out.status.code(), Some(0));
     assert!(String::from_utf8_lossy(&out.stderr).contains("--log not-a-key"));
+    assert!(!wdir.join("witness.key").exists());
+    // A log's hash is never guessed: a wrong guess refuses its second checkpoint.
+    let key = ledger_core::checkpoint::SigningKey::generate("ledger.example/x")
+        .unwrap()
+        .verifier()
+        .to_string();
+    let out = ledger_tests::ledger(
+        &wdir,
+        &[
+            "witness",
+            "init",
+            "--name",
+            "witness.example",
+            "--log",
+            &key,
+        ],
+    );
+    assert_ne!(out.status.code(), Some(0));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--log needs --hash"));
     assert!(!wdir.join("witness.key").exists());
 }
 
@@ -1286,4 +1318,59 @@ fn a_quorum_that_never_comes_is_an_alarm_under_steady_appends() {
         .args(["-TERM", &server.id().to_string()])
         .status();
     let _ = server.wait();
+}
+
+/// A receipt of a BLAKE3 ledger (the default) verifies with no --hash: the verifier
+/// finds the tree's hash and says which; naming the wrong one fails.
+#[test]
+fn verify_receipt_finds_the_trees_hash() {
+    let tmp = tempfile::tempdir().unwrap();
+    let ledger = tmp.path().join("ledger");
+    ledger_ok(&ledger, &["init", "--origin", "ledger.example/b3"]);
+    append(&ledger, 0, 5);
+    let policy = tmp.path().join("b3.policy");
+    std::fs::write(
+        &policy,
+        format!(
+            "log {}\nquorum none\n",
+            std::fs::read_to_string(ledger.join("verifier.key"))
+                .unwrap()
+                .trim()
+        ),
+    )
+    .unwrap();
+    let file = tmp.path().join("e2.tlog-proof");
+    ledger_ok(
+        &ledger,
+        &[
+            "receipt",
+            "e2",
+            "--org",
+            "974760673",
+            "--out",
+            file.to_str().unwrap(),
+        ],
+    );
+    let verify = |extra: &[&str]| {
+        let mut args = vec![
+            "--json",
+            "verify-receipt",
+            file.to_str().unwrap(),
+            "--policy",
+            policy.to_str().unwrap(),
+        ];
+        args.extend_from_slice(extra);
+        ledger_tests::ledger(tmp.path(), &args)
+    };
+    let out = verify(&[]);
+    assert_eq!(out.status.code(), Some(0));
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        (v["ok"].as_bool(), v["hash"].as_str()),
+        (Some(true), Some("blake3"))
+    );
+    let out = verify(&["--hash", "sha256"]);
+    assert_eq!(out.status.code(), Some(1));
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(v["error"].as_str().unwrap().contains("not included"), "{v}");
 }

@@ -49,7 +49,7 @@ fn slow_client(s: &TestServer) -> TcpStream {
 #[test]
 fn connections_that_send_headers_slowly_are_closed_and_others_still_served() {
     let s = TestServer::start(
-        "[server]\nheader_read_timeout_seconds = 3\nidle_timeout_seconds = 30\nmax_connections = 2000\n",
+        "[server]\nheader_read_timeout_seconds = 8\nidle_timeout_seconds = 30\nmax_connections = 2000\n",
     );
     let reader = s.token(POLICE, &[Scope::Read]);
     let opened = Instant::now();
@@ -57,14 +57,16 @@ fn connections_that_send_headers_slowly_are_closed_and_others_still_served() {
     // While they hang, a normal client is answered.
     let r = get(&s, "/v1/stats", &reader);
     assert_eq!(r.status, 200, "{}", r.text);
+    // The timeout leaves room for 500 connects on a loaded 2-core CI machine (3 s
+    // was once not enough); what counts is that the answer came before it.
     assert!(
-        opened.elapsed() < Duration::from_secs(3),
+        opened.elapsed() < Duration::from_secs(8),
         "answered while the slow connections were still open ({:?})",
         opened.elapsed()
     );
     // Every slow connection is closed by the server once the timeout passes.
     for (i, c) in slow.iter_mut().enumerate() {
-        let left = Duration::from_secs(15).saturating_sub(opened.elapsed());
+        let left = Duration::from_secs(25).saturating_sub(opened.elapsed());
         assert!(
             closed_within(c, left).is_some(),
             "slow connection {i} still open {:?} after it started",
@@ -72,7 +74,7 @@ fn connections_that_send_headers_slowly_are_closed_and_others_still_served() {
         );
     }
     assert!(
-        opened.elapsed() >= Duration::from_millis(2900),
+        opened.elapsed() >= Duration::from_millis(7900),
         "closed by the timeout, not at once ({:?})",
         opened.elapsed()
     );

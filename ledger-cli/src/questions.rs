@@ -12,11 +12,10 @@ use std::borrow::Cow;
 use ledger_core::Store;
 use ledger_core::directory::Directory;
 use ledger_core::projection::{
-    self, AnomalyRow, Evaluation, Evaluator, Facts, Filter, IncidentKind, IncidentRow, Instant,
-    Policy, Verdict,
+    self, Evaluator, Facts, Filter, IncidentKind, Instant, Policy, Verdict,
 };
 use ledger_core::questions::{
-    self, Basis, Header, QuestionError, ReportKind, ReportOptions, Rows, Timing,
+    self, Basis, Header, QuestionError, ReportKind, ReportOptions, Timing,
 };
 use ledger_core::reconcile::{self, LedgerMessage, LedgerView};
 use serde_json::json;
@@ -318,118 +317,7 @@ fn head_facts(dir: &Path, store: &dyn Store, bar: &output::Bar) -> Result<Facts>
     Ok(facts)
 }
 
-fn short(t: Option<Instant>) -> String {
-    match t {
-        None => String::new(),
-        Some(t) => {
-            let s = t.to_string();
-            match s.strip_suffix(".000000000Z") {
-                Some(whole) => format!("{whole}Z"),
-                None => s,
-            }
-        }
-    }
-}
-
-/// The columns of an anomaly report (the JSON fields of a row, in order).
-pub(crate) const ANOMALY_COLUMNS: [&str; 9] = [
-    "kind",
-    "message",
-    "org",
-    "system",
-    "seq",
-    "other_seq",
-    "detail",
-    "from",
-    "to",
-];
-
-/// The columns of a verdict report, as table and CSV headers.
-pub(crate) const REPORT_COLUMNS: [&str; 14] = [
-    "message",
-    "verdict",
-    "reason",
-    "category",
-    "channel",
-    "from",
-    "to",
-    "sent_at",
-    "due",
-    "opened_at",
-    "via",
-    "resent_to",
-    "anomalies",
-    "resolved_by",
-];
-
-/// The columns of the reported-late finding, as table and CSV headers.
-pub(crate) const LATE_COLUMNS: [&str; 9] = [
-    "seq",
-    "message",
-    "from",
-    "to",
-    "type",
-    "at",
-    "recorded_at",
-    "delay_seconds",
-    "reporter",
-];
-
-/// The columns of an incident report, as table and CSV headers.
-pub(crate) const INCIDENT_COLUMNS: [&str; 14] = [
-    "message", "kind", "cause", "began_at", "ended_by", "ended_at", "via", "evidence", "verdict",
-    "category", "channel", "from", "to", "sent_at",
-];
-
-fn report_cells(e: &Evaluation) -> [String; 14] {
-    let o = |v: &Option<&str>| v.unwrap_or_default().to_string();
-    let bare = |v: &Option<&str>| {
-        v.map(|k| ledger_core::event::split_message_key(k).1)
-            .unwrap_or_default()
-            .to_string()
-    };
-    [
-        e.id().to_string(),
-        e.verdict.name().to_string(),
-        e.reason.to_string(),
-        o(&e.category),
-        o(&e.channel),
-        o(&e.from),
-        o(&e.to),
-        short(e.origin_at),
-        short(e.due),
-        short(e.opened_at),
-        bare(&e.via),
-        bare(&e.resent_to),
-        (e.recorded_anomalies + e.evaluated_anomalies.len()).to_string(),
-        o(&e.resolved_by),
-    ]
-}
-
-fn incident_cells(r: &IncidentRow) -> Vec<String> {
-    let o = |v: &Option<&str>| v.unwrap_or_default().to_string();
-    let i = &r.incident;
-    vec![
-        bare_of(r.message).to_string(),
-        i.kind.name().to_string(),
-        o(&i.cause),
-        short(Some(i.began_at)),
-        i.ended_by.unwrap_or("(open)").to_string(),
-        short(i.ended_at),
-        i.via.map(bare_of).unwrap_or_default().to_string(),
-        i.evidence
-            .iter()
-            .map(u64::to_string)
-            .collect::<Vec<_>>()
-            .join(" "),
-        r.verdict.name().to_string(),
-        o(&r.category),
-        o(&r.channel),
-        o(&r.from),
-        o(&r.to),
-        short(r.sent_at),
-    ]
-}
+use ledger_core::report_table::short;
 
 pub(crate) fn print_rows(format: Format, header: &[&str], rows: Vec<Vec<String>>) -> Result<()> {
     let mut out = std::io::stdout().lock();
@@ -544,70 +432,20 @@ pub(crate) fn report(
         ),
     };
     // Tables name organisations beside their numbers; CSV keeps the number in its
-    // column and adds the names at the end, so scripts keep their column positions.
-    let named = |cells: &mut Vec<String>, from: usize, to: usize| {
-        let (f, t) = (cells[from].clone(), cells[to].clone());
-        let name = |n: &str| judge.names.name(n).unwrap_or_default().to_string();
-        if format == Format::Csv {
-            cells.push(name(&f));
-            cells.push(name(&t));
-        } else {
-            cells[from] = judge.label(Some(&f).filter(|x| !x.is_empty()).map(|x| x.as_str()));
-            cells[to] = judge.label(Some(&t).filter(|x| !x.is_empty()).map(|x| x.as_str()));
+    // column and adds the names at the end, so scripts keep their column positions
+    // (ledger_core::report_table: the API's CSV is the same file).
+    let table = ledger_core::report_table::Table::of(&answer.rows);
+    if format == Format::Csv {
+        let csv = table.to_csv(|n| judge.names.name(n).map(str::to_string));
+        std::io::stdout().lock().write_all(csv.as_bytes())?;
+    } else {
+        let mut rows = table.rows;
+        for r in &mut rows {
+            for &c in &table.org_columns {
+                r[c] = judge.label(Some(r[c].as_str()).filter(|x| !x.is_empty()));
+            }
         }
-    };
-    let with_names = |columns: &[&'static str]| -> Vec<&'static str> {
-        let mut h = columns.to_vec();
-        if format == Format::Csv {
-            h.extend(["from_name", "to_name"]);
-        }
-        h
-    };
-    match &answer.rows {
-        Rows::Messages(rows) => print_rows(
-            format,
-            &with_names(&REPORT_COLUMNS),
-            rows.iter()
-                .map(|e| {
-                    let mut c = report_cells(e).to_vec();
-                    named(&mut c, 5, 6);
-                    c
-                })
-                .collect(),
-        )?,
-        Rows::Incidents(rows) => print_rows(
-            format,
-            &with_names(&INCIDENT_COLUMNS),
-            rows.iter()
-                .map(|r| {
-                    let mut c = incident_cells(r);
-                    named(&mut c, 11, 12);
-                    c
-                })
-                .collect(),
-        )?,
-        Rows::Anomalies(rows) => print_anomalies(rows, format, &judge)?,
-        Rows::Entries(rows) => print_rows(
-            format,
-            &with_names(&LATE_COLUMNS),
-            rows.iter()
-                .map(|r| {
-                    let mut c = vec![
-                        r.seq.to_string(),
-                        r.message.clone(),
-                        r.from.clone().unwrap_or_default(),
-                        r.to.clone().unwrap_or_default(),
-                        r.kind.name().to_string(),
-                        short(Some(r.at)),
-                        short(Some(r.recorded_at)),
-                        r.delay_seconds.to_string(),
-                        format!("{}/{}", r.reporter_org, r.reporter_system),
-                    ];
-                    named(&mut c, 2, 3);
-                    c
-                })
-                .collect(),
-        )?,
+        print_rows(format, &table.header, rows)?;
     }
     // The footer goes to stderr, so the table or CSV on stdout stays clean; it says
     // what a regulator needs to recompute the answer.
@@ -621,36 +459,6 @@ pub(crate) fn report(
     );
     leave(b);
     Ok(0)
-}
-
-fn print_anomalies(rows: &[AnomalyRow], format: Format, judge: &Judge) -> Result<()> {
-    let header = ANOMALY_COLUMNS;
-    let o = |v: &Option<String>| v.clone().unwrap_or_default();
-    let n = |v: Option<u64>| v.map(|x| x.to_string()).unwrap_or_default();
-    let cells = rows
-        .iter()
-        .map(|r| {
-            vec![
-                r.kind.name().to_string(),
-                r.message
-                    .as_deref()
-                    .map(|k| ledger_core::event::split_message_key(k).1.to_string())
-                    .unwrap_or_default(),
-                if format == Format::Table {
-                    judge.label(r.org.as_deref())
-                } else {
-                    o(&r.org)
-                },
-                o(&r.system),
-                r.seq.to_string(),
-                n(r.other_seq),
-                o(&r.detail),
-                n(r.from),
-                n(r.to),
-            ]
-        })
-        .collect();
-    print_rows(format, &header, cells)
 }
 
 /// How `ledger stats` groups.

@@ -222,7 +222,9 @@ pub(crate) fn report(
         Value::String(s) => s.clone(),
         other => other.to_string(),
     };
-    use crate::questions::{ANOMALY_COLUMNS, INCIDENT_COLUMNS, LATE_COLUMNS, REPORT_COLUMNS};
+    use ledger_core::report_table::{
+        ANOMALY_COLUMNS, INCIDENT_COLUMNS, LATE_COLUMNS, REPORT_COLUMNS,
+    };
     let anomalies = kind == "anomalies";
     let incidents = v["report"] == "incidents";
     let table: Vec<Vec<String>> = rows

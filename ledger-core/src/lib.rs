@@ -32,6 +32,7 @@ pub mod note;
 pub mod projection;
 pub mod questions;
 pub mod reconcile;
+pub mod report_table;
 pub mod segment;
 pub mod store;
 pub mod tiles;

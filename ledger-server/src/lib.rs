@@ -9,6 +9,7 @@
 pub mod auth;
 pub mod config;
 mod conn;
+mod console;
 mod error;
 pub mod mappers;
 mod metrics;
@@ -210,6 +211,7 @@ pub async fn serve(
         directory,
         witnessing: witnessing.as_ref().map(|w| w.0.clone()),
         dir: dir.clone(),
+        sessions: console::Sessions::default(),
     }));
     let app = routes::router(state.clone());
     let draining = state.clone();

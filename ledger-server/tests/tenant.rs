@@ -172,6 +172,21 @@ fn reads_answer_a_non_party_as_if_the_message_did_not_exist() {
             "/v1/checkpoint".into(),
             [401, 200, 200, 200, 200, 200, 200, 403],
         ),
+        // What identifies the log (its key, its witness policy) is public by nature.
+        (
+            "/v1/ledger".into(),
+            [401, 200, 200, 200, 200, 200, 200, 403],
+        ),
+        // Who you are, to anyone who is someone.
+        (
+            "/v1/whoami".into(),
+            [401, 200, 200, 200, 200, 200, 200, 200],
+        ),
+        // The console's files are public; its data come from the API above.
+        (
+            "/console/app.js".into(),
+            [200, 200, 200, 200, 200, 200, 200, 200],
+        ),
         // A receipt carries the entry: within the entry reach only.
         (
             "/v1/receipts?seq=0".into(),

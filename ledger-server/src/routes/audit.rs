@@ -19,24 +19,31 @@ use crate::tenant;
 const ENTRIES_MAX: u64 = 10_000;
 
 /// `GET /v1/ledger`: what identifies the log (origin, hash function, format), its
-/// size, and the server's verifier key. An auditor compares that key with the one it
-/// was given out of band; it is shown here, never to be trusted from here.
+/// size, the server's verifier key and, with witnesses, its `witness.policy`. All of
+/// it is public by nature, so every scope may ask; a reader compares the key with the
+/// one it was given out of band: it is shown here, never to be trusted from here.
 #[utoipa::path(get, path = "/ledger", tag = "audit",
-    responses((status = 200, description = "{origin, hash, format, size, verifier_key}", body = Object), (status = 401, description = "No or bad token", body = ErrorBody), (status = 403, description = "Missing scope", body = ErrorBody)),
+    responses((status = 200, description = "{origin, hash, format, size, verifier_key, witness_policy (the tlog-policy text, or null)}", body = Object), (status = 401, description = "No or bad token", body = ErrorBody), (status = 403, description = "No scope at all", body = ErrorBody)),
     security(("bearer" = [])))]
 pub(crate) async fn get_ledger(
     State(s): State<AppState>,
     Auth(p): Auth,
 ) -> Result<Json<Value>, ApiError> {
-    tenant::require_audit(&p)?;
+    tenant::require_any(&p)?;
     let size = super::store_size(&s).await?;
     let info = s.store.info();
+    let policy = s
+        .witnessing
+        .is_some()
+        .then(|| std::fs::read_to_string(s.dir.join(crate::witnessing::POLICY_FILE)).ok())
+        .flatten();
     Ok(Json(json!({
         "origin": info.origin,
         "hash": info.hash.name(),
         "format": info.format,
         "size": size,
         "verifier_key": s.store.verifier_key().to_string(),
+        "witness_policy": policy,
     })))
 }
 

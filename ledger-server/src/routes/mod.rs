@@ -45,6 +45,8 @@ pub(crate) struct Inner {
     pub witnessing: Option<Arc<crate::witnessing::Witnessing>>,
     /// The ledger's directory.
     pub dir: std::path::PathBuf,
+    /// The console's log-in sessions.
+    pub sessions: crate::console::Sessions,
 }
 
 /// What bounds the streams: clients at once, replays at once, and log reads at once
@@ -91,12 +93,40 @@ impl FromRequestParts<AppState> for Auth {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, s: &AppState) -> Result<Self, ApiError> {
-        let header = parts
-            .headers
-            .get(AUTHORIZATION)
-            .map(|v| v.to_str().unwrap_or("\u{0}"));
-        s.auth.authenticate(header).map(Auth)
+        authenticate(s, &parts.method, &parts.headers).map(Auth)
     }
+}
+
+/// Who is asking: the one place that decides, for the API, the tiles and the
+/// console alike. A bearer header first; else the console's session cookie, whose
+/// token is authenticated exactly as that header would be (so revocation and expiry
+/// end the session), and which must carry the session's CSRF token on anything but
+/// GET and HEAD.
+pub(crate) fn authenticate(
+    s: &AppState,
+    method: &axum::http::Method,
+    headers: &axum::http::HeaderMap,
+) -> Result<Principal, ApiError> {
+    if let Some(h) = headers.get(AUTHORIZATION) {
+        return s.auth.authenticate(Some(h.to_str().unwrap_or("\u{0}")));
+    }
+    let Some(id) = crate::console::cookie(headers, crate::console::SESSION_COOKIE) else {
+        return s.auth.authenticate(None);
+    };
+    let (credential, csrf) = s.sessions.get(&id).ok_or_else(|| {
+        ApiError::unauthorized(
+            "session_expired",
+            "the console session has ended (logged out, idle for 30 minutes, or 8 hours old); log in again",
+        )
+    })?;
+    let safe = matches!(*method, axum::http::Method::GET | axum::http::Method::HEAD);
+    if !safe && !crate::console::csrf_ok(headers, &csrf) {
+        return Err(ApiError::forbidden(
+            "csrf",
+            "a request that changes state needs the X-CSRF-Token header of its session",
+        ));
+    }
+    s.auth.authenticate(Some(&format!("Bearer {credential}")))
 }
 
 /// The log's size, asked off the async workers: on PostgreSQL a server without the
@@ -171,6 +201,7 @@ pub(crate) fn api(timeout: std::time::Duration) -> (Router<AppState>, utoipa::op
         .routes(routes!(read::get_scoped_message))
         .routes(routes!(read::get_report))
         .routes(routes!(read::get_stats))
+        .routes(routes!(read::whoami))
         .routes(routes!(audit::get_ledger))
         .routes(routes!(audit::get_checkpoint))
         .routes(routes!(audit::get_checkpoints))
@@ -206,6 +237,18 @@ pub(crate) fn router(state: AppState) -> Router {
     routes
         .route("/tlog/checkpoint", axum::routing::get(tiles::checkpoint))
         .route("/tlog/tile/{*path}", axum::routing::get(tiles::tile))
+        .route("/", axum::routing::get(crate::console::root))
+        .route("/console", axum::routing::get(crate::console::root))
+        .route("/console/", axum::routing::get(crate::console::index))
+        .route("/console/login", axum::routing::post(crate::console::login))
+        .route(
+            "/console/logout",
+            axum::routing::post(crate::console::logout),
+        )
+        .route(
+            "/console/{*file}",
+            axum::routing::get(crate::console::asset),
+        )
         .fallback(no_route)
         .layer(middleware::from_fn_with_state(
             state.clone(),

@@ -62,6 +62,12 @@ pub(crate) struct Params {
     kind: Option<String>,
     limit: Option<usize>,
     cursor: Option<String>,
+    /// Reports: rows skipped before the page (with `limit`).
+    offset: Option<usize>,
+    /// Reports: the row field to order by (`-field` for descending).
+    sort: Option<String>,
+    /// Reports: `json` (the default) or `csv` (the CLI's `--format csv`).
+    format: Option<String>,
     /// Answer only once the projection covers this seq.
     min_seq: Option<u64>,
 }
@@ -433,6 +439,21 @@ pub(crate) async fn list_messages(
     .map(answer)
 }
 
+/// `GET /v1/whoami`: who the credential is (its organisation, by number and name,
+/// its scopes, and which token), so a client (the console) can say so.
+#[utoipa::path(get, path = "/whoami", tag = "ask",
+    responses((status = 200, description = "{org, name (from organisations.csv, or null), scopes, subject (token:<name> or jwt:<client>; never the token)}", body = Object),
+        (status = 401, description = "No or bad token", body = ErrorBody)),
+    security(("bearer" = [])))]
+pub(crate) async fn whoami(State(s): State<AppState>, Auth(p): Auth) -> Json<Value> {
+    Json(json!({
+        "org": p.org,
+        "name": s.directory.name(&p.org),
+        "scopes": p.scopes.iter().map(|x| x.name()).collect::<Vec<_>>(),
+        "subject": p.subject,
+    }))
+}
+
 /// `GET /v1/reports/{kind}`: a verdict now, incidents (ever), anomalies, or reported-late;
 /// every row passing the filters.
 #[utoipa::path(get, path = "/reports/{kind}", tag = "ask",
@@ -449,8 +470,12 @@ pub(crate) async fn list_messages(
         ("ever" = Option<bool>, Query, description = "lost, stuck, late or at-risk: every message ever in that state, as incident rows, whatever its verdict now"),
         ("open" = Option<bool>, Query, description = "incidents or ever: only incidents not yet ended"),
         ("over" = Option<String>, Query, description = "reported-late: the delay after which an event recorded late is a finding (a duration such as 1h or 7d; 24h)"),
-        ("min_seq" = Option<u64>, Query, description = "Answer only once the projection reflects the entry at this seq (a receipt's seq): waits up to 5 s, else 503 with Retry-After; 400 if the log has no such entry")),
-    responses((status = 200, description = "The same document as `ledger report KIND --json`: {report, covered, checkpoint {origin, size, root, note, entries_after} (the newest signed checkpoint within the entries the answer covers, or the one asked for), now, as_of, known_at, policy, policy_digest, kinds (incidents), count, organisations, digest (H(JCS(rows)), hex), rows}", body = Object, headers(("Ledger-Covered" = u64, description = "The answer reflects the entries below this seq (the body's covered)"))),
+        ("min_seq" = Option<u64>, Query, description = "Answer only once the projection reflects the entry at this seq (a receipt's seq): waits up to 5 s, else 503 with Retry-After; 400 if the log has no such entry"),
+        ("sort" = Option<String>, Query, description = "Order the rows by this field of a row (`-field`: descending); ties keep the report's order. count and digest stay those of every row"),
+        ("offset" = Option<usize>, Query, description = "Skip this many rows (after sort), for paging"),
+        ("limit" = Option<usize>, Query, description = "At most this many rows (after offset); the document then says offset and limit"),
+        ("format" = Option<String>, Query, description = "json (default) or csv: the same file as `ledger report KIND --format csv` (every row, in sort order), its basis in Ledger-Checkpoint, Ledger-Policy-Digest, Ledger-Judged-At and Ledger-Rows-Digest headers")),
+    responses((status = 200, description = "The same document as `ledger report KIND --json`: {report, covered, checkpoint {origin, size, root, note, entries_after} (the newest signed checkpoint within the entries the answer covers, or the one asked for), now, as_of, known_at, policy, policy_digest, kinds (incidents), count, organisations, digest (H(JCS(rows)), hex), rows}; with format=csv, CSV", content((Object = "application/json"), (String = "text/csv")), headers(("Ledger-Covered" = u64, description = "The answer reflects the entries below this seq (the body's covered)"))),
         (status = 400, body = ErrorBody), (status = 401, description = "No or bad token", body = ErrorBody), (status = 403, description = "Missing scope", body = ErrorBody), (status = 404, description = "No such report, or no checkpoint at at_checkpoint", body = ErrorBody),
         (status = 503, description = "min_seq not reflected within 5 s (Retry-After)", body = ErrorBody)),
     security(("bearer" = [])))]
@@ -459,7 +484,19 @@ pub(crate) async fn get_report(
     Auth(p): Auth,
     Path(kind): Path<String>,
     ApiQuery(q): ApiQuery<Params>,
-) -> Result<Answer, ApiError> {
+) -> Result<axum::response::Response, ApiError> {
+    use axum::response::IntoResponse as _;
+    let csv = match q.format.as_deref() {
+        None | Some("json") => false,
+        Some("csv") => true,
+        Some(other) => {
+            return Err(ApiError::bad_request(
+                "bad_parameter",
+                format!("format={other:?}: give json or csv"),
+            ));
+        }
+    };
+    let (sort, offset, limit) = (q.sort.clone(), q.offset, q.limit);
     let reach = tenant::message_reach(&p)?;
     let filter = tenant::scoped(&reach, q.filter(&s.directory)?);
     let timing = q.timing()?;
@@ -491,12 +528,119 @@ pub(crate) async fn get_report(
                 a.count = rows.len();
                 a.digest = questions::rows_digest(st.store.as_ref(), rows);
             }
-            serde_json::to_value(&a).map_err(ApiError::internal)
+            let mut doc = serde_json::to_value(&a).map_err(ApiError::internal)?;
+            let order = sort_order(
+                doc["rows"].as_array().map_or(&[][..], |r| r),
+                sort.as_deref(),
+            )?;
+            if csv {
+                let mut table = ledger_core::report_table::Table::of(&a.rows);
+                let mut rows: Vec<Option<Vec<String>>> = table.rows.drain(..).map(Some).collect();
+                table.rows = order.iter().filter_map(|&i| rows[i].take()).collect();
+                let text = table.to_csv(|n| st.directory.name(n).map(str::to_string));
+                return Ok(ReportOut::Csv(doc, text));
+            }
+            if let Some(rows) = doc["rows"].as_array_mut() {
+                let mut taken: Vec<Option<Value>> = rows.drain(..).map(Some).collect();
+                let from = offset.unwrap_or(0);
+                *rows = order
+                    .iter()
+                    .skip(from)
+                    .take(limit.unwrap_or(usize::MAX))
+                    .filter_map(|&i| taken[i].take())
+                    .collect();
+            }
+            if offset.is_some() || limit.is_some() {
+                doc["offset"] = json!(offset.unwrap_or(0));
+                doc["limit"] = json!(limit);
+            }
+            Ok(ReportOut::Json(doc))
         })
     })
     .await
     .map_err(ApiError::internal)?
-    .map(answer)
+    .map(|out| match out {
+        ReportOut::Json(doc) => answer(doc).into_response(),
+        ReportOut::Csv(doc, text) => {
+            let h = |v: String| HeaderValue::from_str(&v).unwrap_or(HeaderValue::from_static("?"));
+            let cp = &doc["checkpoint"];
+            (
+                [
+                    (
+                        axum::http::header::CONTENT_TYPE,
+                        HeaderValue::from_static("text/csv; charset=utf-8"),
+                    ),
+                    (COVERED_HEADER, h(doc["covered"].to_string())),
+                    (
+                        HeaderName::from_static("ledger-checkpoint"),
+                        h(format!(
+                            "{} {} {}",
+                            cp["origin"].as_str().unwrap_or(""),
+                            cp["size"],
+                            cp["root"].as_str().unwrap_or("")
+                        )),
+                    ),
+                    (
+                        HeaderName::from_static("ledger-policy-digest"),
+                        h(doc["policy_digest"].as_str().unwrap_or("").to_string()),
+                    ),
+                    (
+                        HeaderName::from_static("ledger-judged-at"),
+                        h(doc["now"].as_str().unwrap_or("").to_string()),
+                    ),
+                    (
+                        HeaderName::from_static("ledger-rows-digest"),
+                        h(doc["digest"].as_str().unwrap_or("").to_string()),
+                    ),
+                ],
+                text,
+            )
+                .into_response()
+        }
+    })
+}
+
+/// A report's answer: its JSON document, or the CSV of its rows (with the document
+/// for the headers that carry its basis).
+enum ReportOut {
+    Json(Value),
+    Csv(Value, String),
+}
+
+/// The order of `rows` by `sort` (a row field, `-field` descending; a stable sort, so
+/// ties keep the report's order); 400 for a field no row has.
+fn sort_order(rows: &[Value], sort: Option<&str>) -> Result<Vec<usize>, ApiError> {
+    let mut order: Vec<usize> = (0..rows.len()).collect();
+    let Some(sort) = sort.filter(|s| !s.is_empty()) else {
+        return Ok(order);
+    };
+    let (field, descending) = match sort.strip_prefix('-') {
+        Some(f) => (f, true),
+        None => (sort, false),
+    };
+    if rows.first().is_some_and(|r| r.get(field).is_none()) {
+        return Err(ApiError::bad_request(
+            "bad_parameter",
+            format!("sort={sort:?}: the rows have no field {field:?}"),
+        ));
+    }
+    let key = |v: &Value| -> (u8, String, f64) {
+        match v {
+            Value::Null => (0, String::new(), 0.0),
+            Value::Number(n) => (1, String::new(), n.as_f64().unwrap_or(0.0)),
+            Value::String(s) => (2, s.clone(), 0.0),
+            other => (3, other.to_string(), 0.0),
+        }
+    };
+    order.sort_by(|&a, &b| {
+        let (ka, kb) = (key(&rows[a][field]), key(&rows[b][field]));
+        let o =
+            ka.0.cmp(&kb.0)
+                .then(ka.2.total_cmp(&kb.2))
+                .then(ka.1.cmp(&kb.1));
+        if descending { o.reverse() } else { o }
+    });
+    Ok(order)
 }
 
 /// `GET /v1/stats?by=from,month`: counts per verdict and per incident kind.

@@ -5,7 +5,7 @@
 //! `privacy.public_entry_bundles` (README "Mirror and monitor a log").
 
 use axum::extract::{Path, State};
-use axum::http::header::{AUTHORIZATION, CACHE_CONTROL, CONTENT_TYPE};
+use axum::http::header::{CACHE_CONTROL, CONTENT_TYPE};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use ledger_core::Store as _;
@@ -54,10 +54,7 @@ pub(crate) async fn tile(
     let mut cache = "public, max-age=31536000, immutable";
     if tile.level.is_none() && !s.config.public_entry_bundles {
         cache = "private, max-age=31536000, immutable";
-        let header = headers
-            .get(AUTHORIZATION)
-            .map(|v| v.to_str().unwrap_or("\u{0}"));
-        let p = s.auth.authenticate(header)?;
+        let p = super::authenticate(&s, &axum::http::Method::GET, &headers)?;
         tenant::require_audit(&p)?;
     }
     let st = s.clone();

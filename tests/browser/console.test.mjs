@@ -1,0 +1,224 @@
+// The console end to end, in Debian's Chromium driven by playwright-core: log in,
+// the overview against the CLI, the district question of the answers issue against
+// the CLI's JSON, a message's timeline, Verify (and a tampered proof failing it),
+// the CSV export against the CLI's, another organisation seeing none of it, the
+// CSRF rule, and an accessibility check (axe-core) of every page. Screenshots of
+// each page go to tests/browser/artifacts/.
+//
+// Needs: the ledger binary (LEDGER_BIN, default target/debug/ledger) and Chromium
+// (CHROMIUM, default /usr/bin/chromium); scripts/browser-test provides both.
+
+import { after, before, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { execFileSync, spawn } from 'node:child_process';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { createRequire } from 'node:module';
+import { chromium } from 'playwright-core';
+
+const require = createRequire(import.meta.url);
+const HERE = import.meta.dirname;
+const ROOT = path.resolve(HERE, '../..');
+const LEDGER = process.env.LEDGER_BIN || path.join(ROOT, 'target/debug/ledger');
+const CHROMIUM = process.env.CHROMIUM || '/usr/bin/chromium';
+const ART = path.join(HERE, 'artifacts');
+const T_END = '2023-06-30T00:00:00Z';
+const REGULATOR = '889640782';
+
+let tmp;
+let dir;
+let server;
+let base;
+let browser;
+const tokens = {};
+
+function ledger(...args) {
+  return execFileSync(LEDGER, ['--dir', dir, ...args], { encoding: 'utf8', maxBuffer: 1 << 28 });
+}
+
+function ledgerJson(...args) {
+  return JSON.parse(ledger('--json', ...args));
+}
+
+function token(org, scopes) {
+  return ledgerJson('token', 'create', '--org', org, '--scope', scopes).token;
+}
+
+before(async () => {
+  fs.mkdirSync(ART, { recursive: true });
+  tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'ledger-console-'));
+  dir = path.join(tmp, 'demo');
+  execFileSync(LEDGER, ['demo', '--dir', dir, '--messages', '3000'], { stdio: 'ignore' });
+  tokens.regulator = token(REGULATOR, 'ledger:regulator,ledger:read');
+  server = spawn(LEDGER, ['--dir', dir, 'serve', '--listen', '127.0.0.1:0'], { stdio: ['ignore', 'pipe', 'inherit'] });
+  base = await new Promise((resolve, reject) => {
+    let out = '';
+    server.stdout.on('data', (d) => {
+      out += d;
+      const m = /listening on (\S+)/.exec(out);
+      if (m) resolve(m[1]);
+    });
+    server.on('exit', (code) => reject(new Error(`ledger serve exited ${code}`)));
+  });
+  browser = await chromium.launch({
+    executablePath: CHROMIUM,
+    args: ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking',
+      '--disable-component-update', '--disable-sync'],
+  });
+});
+
+after(async () => {
+  await browser?.close();
+  server?.kill('SIGTERM');
+  await new Promise((r) => (server && server.exitCode === null ? server.on('exit', r) : r()));
+  if (tmp) fs.rmSync(tmp, { recursive: true, force: true });
+});
+
+async function loggedIn(tok) {
+  const context = await browser.newContext({ acceptDownloads: true });
+  const page = await context.newPage();
+  const errors = [];
+  page.on('pageerror', (e) => errors.push(e.message));
+  page.on('console', (m) => m.type() === 'error' && errors.push(m.text()));
+  await page.goto(`${base}/`);
+  await page.fill('#token', tok);
+  await page.click('#login button[type=submit]');
+  await page.waitForSelector('#nav:not([hidden])');
+  return { context, page, errors };
+}
+
+/** No serious or critical accessibility violation on the page as it is. */
+async function accessible(page, what) {
+  // Evaluated through the driver: the page's CSP (rightly) refuses inline scripts.
+  await page.evaluate(fs.readFileSync(require.resolve('axe-core/axe.min.js'), 'utf8'));
+  const result = await page.evaluate(async () => window.axe.run(document, { resultTypes: ['violations'] }));
+  const bad = result.violations.filter((v) => v.impact === 'serious' || v.impact === 'critical');
+  assert.deepEqual(bad.map((v) => `${v.id}: ${v.help} (${v.nodes.length})`), [], `${what}: accessibility`);
+}
+
+async function shot(page, name) {
+  await page.screenshot({ path: path.join(ART, `${name}.png`), fullPage: true });
+}
+
+test('the log-in page refuses a wrong token and sets no session', async () => {
+  const context = await browser.newContext();
+  const page = await context.newPage();
+  await page.goto(`${base}/console/`);
+  await page.waitForSelector('#login:not([hidden])');
+  await shot(page, 'login');
+  await accessible(page, 'login');
+  await page.fill('#token', 'lt_not-a-token');
+  await page.click('#login button[type=submit]');
+  await page.waitForSelector('#login-failed:not([hidden])');
+  const cookies = await context.cookies();
+  assert.equal(cookies.find((c) => c.name === 'ledger_session'), undefined);
+  // The token is never in the URL.
+  assert.ok(!page.url().includes('not-a-token'), page.url());
+  await context.close();
+});
+
+test('the overview counts what the CLI counts, and draws it', async () => {
+  const { context, page, errors } = await loggedIn(tokens.regulator);
+  const cookies = await context.cookies();
+  const session = cookies.find((c) => c.name === 'ledger_session');
+  assert.ok(session.httpOnly, 'the session cookie is HttpOnly');
+  assert.equal(session.sameSite, 'Strict');
+  await page.goto(`${base}/console/#/?now=${T_END}`);
+  await page.waitForSelector('[data-testid=total]');
+  const cli = ledgerJson('stats', '--now', T_END);
+  const total = await page.textContent('[data-testid=total]');
+  assert.equal(Number(total.replace(/\D/g, '')), cli.groups[0].total);
+  assert.ok(await page.locator('svg.chart').count() >= 2, 'the pictures are drawn');
+  await shot(page, 'overview');
+  await accessible(page, 'overview');
+  assert.deepEqual(errors, []);
+  await context.close();
+});
+
+/** The district question of the answers issue, as the CLI answers it. */
+function districtQuestion() {
+  const all = ledgerJson('report', 'incidents', '--now', T_END);
+  const district = all.rows.find((r) => r.kind === 'lost_unread' && r.category === 'bekymringsmelding').from;
+  const args = ['report', 'incidents', '--kind', 'lost_unread', '--from', district, '--category', 'bekymringsmelding',
+    '--since', '2020-01-01', '--until', '2024-01-01', '--now', T_END];
+  return { district, args, json: ledgerJson(...args, '--format', 'json'), csv: ledger(...args, '--format', 'csv') };
+}
+
+test('the district question gives the CLI rows, and its CSV is the CLI CSV', async () => {
+  const q = districtQuestion();
+  assert.ok(q.json.rows.length > 0);
+  const { page, errors } = await loggedIn(tokens.regulator);
+  const name = q.json.organisations[q.district];
+  const hash = new URLSearchParams({ kind: 'incidents', incident: 'lost_unread', from: name, category: 'bekymringsmelding',
+    since: '2020-01-01', until: '2024-01-01', now: T_END });
+  await page.goto(`${base}/console/#/reports?${hash}`);
+  await page.waitForSelector('[data-testid=rows]');
+  const shown = await page.$$eval('[data-testid=rows] tbody tr td:first-child', (tds) => tds.map((td) => td.textContent));
+  assert.deepEqual(shown, q.json.rows.slice(0, 50).map((r) => r.message));
+  assert.match(await page.textContent('[data-testid=count]'), new RegExp(`\\b${q.json.rows.length}\\b`));
+  await shot(page, 'reports');
+  await accessible(page, 'reports');
+  const [download] = await Promise.all([page.waitForEvent('download'), page.click('[data-testid=export-csv]')]);
+  const text = fs.readFileSync(await download.path(), 'utf8');
+  const preamble = text.split('\n').filter((l) => l.startsWith('#'));
+  assert.ok(preamble.some((l) => l.includes(q.json.checkpoint.root)), 'the CSV names its checkpoint');
+  assert.ok(preamble.some((l) => l.includes(q.json.policy_digest)), 'and the policy digest');
+  assert.ok(preamble.some((l) => l.includes(q.json.now)), 'and the judging time');
+  assert.equal(text.split('\n').filter((l) => !l.startsWith('#')).join('\n'), q.csv);
+  assert.deepEqual(errors, []);
+});
+
+test("a message's page shows its life, and its proofs verify in the browser; a tampered one does not", async () => {
+  const q = districtQuestion();
+  const row = q.json.rows[0];
+  const id = `${row.from}/${row.to}/${row.message}`;
+  const history = ledgerJson('history', id);
+  const { context, page, errors } = await loggedIn(tokens.regulator);
+  await page.goto(`${base}/console/#/message/${encodeURIComponent(id)}`);
+  await page.waitForSelector('[data-testid=timeline]');
+  assert.equal(await page.locator('[data-testid=timeline] li').count(), history.entries.length);
+  const types = await page.$$eval('[data-testid=timeline] li', (lis) => lis.map((li) => li.dataset.type));
+  assert.deepEqual(types, history.entries.map((e) => e.event.type));
+  assert.ok((await page.textContent('[data-testid=incidents]')).length > 0);
+  await page.click('[data-testid=verify]');
+  await page.waitForSelector('[data-testid=verify-result]');
+  assert.equal(await page.getAttribute('[data-testid=verify-result]', 'class'), 'ok', await page.textContent('[data-testid=verify-result]'));
+  await shot(page, 'message');
+  await accessible(page, 'message');
+
+  // A proxy that changes one byte of the entry each receipt carries.
+  await page.route('**/v1/receipts**', async (route) => {
+    const r = await route.fetch();
+    const text = await r.text();
+    const tampered = text.replace(/^extra (.)/m, (m, c) => `extra ${c === 'A' ? 'B' : 'A'}`);
+    await route.fulfill({ response: r, body: tampered });
+  });
+  await page.click('[data-testid=verify]');
+  await page.waitForSelector('[data-testid=verify-result].error');
+  await shot(page, 'message-tampered');
+  assert.deepEqual(errors, []);
+  await context.close();
+});
+
+test('another organisation sees none of it, and the cookie alone changes nothing', async () => {
+  const q = districtQuestion();
+  const other = token('964338531', 'ledger:read,ledger:write');
+  const { context, page } = await loggedIn(other);
+  const hash = new URLSearchParams({ kind: 'incidents', incident: 'lost_unread', from: q.district, category: 'bekymringsmelding',
+    since: '2020-01-01', until: '2024-01-01', now: T_END });
+  await page.goto(`${base}/console/#/reports?${hash}`);
+  await page.waitForSelector('[data-testid=count]');
+  assert.match(await page.textContent('[data-testid=count]'), /^0 /);
+  const row = q.json.rows[0];
+  await page.goto(`${base}/console/#/message/${encodeURIComponent(`${row.from}/${row.to}/${row.message}`)}`);
+  await page.waitForSelector('#view .error[role=alert]');
+  assert.match(await page.textContent('#view .error[role=alert]'), /404|not found|finnes ikke|no message/i);
+  // A write with the session cookie but without its CSRF token is refused.
+  const status = await page.evaluate(async () => {
+    const r = await fetch('/v1/events', { method: 'POST', headers: { 'Content-Type': 'application/json' }, body: '{}' });
+    return r.status;
+  });
+  assert.equal(status, 403);
+  await context.close();
+});

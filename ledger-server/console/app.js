@@ -26,6 +26,8 @@ function showLogin() {
   document.getElementById('token').focus();
 }
 
+let navigated = false;
+
 async function route() {
   if (!me) return;
   const hash = location.hash || '#/';
@@ -53,7 +55,9 @@ async function route() {
     if (mine !== generation) return;
     clear(v).append(el('p', { class: 'error', role: 'alert' }, `${t('error')}: ${e.message}`));
   }
-  document.getElementById('main').focus({ preventScroll: true });
+  // After a navigation (not the first load, where the skip link comes first), the
+  // content takes the focus, so a screen reader reads the new page.
+  if (navigated) document.getElementById('main').focus({ preventScroll: true });
 }
 
 async function start() {
@@ -69,8 +73,16 @@ async function start() {
     history.replaceState(null, '', '/console/');
     showLogin();
   });
+  // The skip link moves the focus, not the route (the hash is the router's).
+  document.querySelector('.skip').addEventListener('click', (e) => {
+    e.preventDefault();
+    document.getElementById('main').focus();
+  });
   window.addEventListener('ledger:logged-out', showLogin);
-  window.addEventListener('hashchange', route);
+  window.addEventListener('hashchange', () => {
+    navigated = true;
+    route();
+  });
   // No session cookie pair: the log-in, without asking the server first.
   if (!/(?:^|;\s*)ledger_csrf=./.test(document.cookie)) {
     showLogin();

@@ -222,3 +222,66 @@ test('another organisation sees none of it, and the cookie alone changes nothing
   assert.equal(status, 403);
   await context.close();
 });
+
+// BLAKE3 of the official test inputs (bytes 0, 1, …, 250, 0, 1, … of each length),
+// the first 32 bytes of `hash` in BLAKE3-team/BLAKE3 test_vectors/test_vectors.json.
+const BLAKE3_VECTORS = {
+  0: 'af1349b9f5f9a1a6a0404dea36dcc9499bcb25c9adc112b7cc9a93cae41f3262',
+  1: '2d3adedff11b61f14c886e35afa036736dcd87a74d27b5c1510225d0f592e213',
+  1023: '10108970eeda3eb932baac1428c7a2163b0e924c9a9e25b35bba72b28f70bd11',
+  1024: '42214739f095a406f3fc83deb889744ac00df831c10daa55189b5d121c855af7',
+  1025: 'd00278ae47eb27b34faecf67b4fe263f82d5412916c1ffd97c8cb7fb814b8444',
+  2048: 'e776b6028c7cd22a4d0ba182a8bf62205d2ef576467e838ed6f2529b85fba24a',
+  2049: '5f4d72f40d7a5f82b15ca2b2e44b1de3c2ef86c426c95c1af0b6879522563030',
+  3072: 'b98cb0ff3623be03326b373de6b9095218513e64f1ee2edd2525c7ad1e5cffd2',
+  3073: '7124b49501012f81cc7f11ca069ec9226cecb8a2c850cfe644e327d22d3e1cd3',
+  4096: '015094013f57a5277b59d8475c0501042c0b642e531b0a1c8f58d2163229e969',
+  4097: '9b4052b38f1c5fc8b1f9ff7ac7b27cd242487b3d890d15c96a1c25b8aa0fb995',
+  5120: '9cadc15fed8b5d854562b26a9536d9707cadeda9b143978f319ab34230535833',
+  5121: '628bd2cb2004694adaab7bbd778a25df25c47b9d4155a55f8fbd79f2fe154cff',
+  6144: '3e2e5b74e048f3add6d21faab3f83aa44d3b2278afb83b80b3c35164ebeca205',
+  6145: 'f1323a8631446cc50536a9f705ee5cb619424d46887f3c376c695b70e0f0507f',
+  7168: '61da957ec2499a95d6b8023e2b0e604ec7f6b50e80a9678b89d2628e99ada77a',
+  7169: 'a003fc7a51754a9b3c7fae0367ab3d782dccf28855a03d435f8cfe74605e7817',
+};
+
+test("the console's BLAKE3 gives the official test vectors", async () => {
+  const context = await browser.newContext();
+  const page = await context.newPage();
+  await page.goto(`${base}/console/`);
+  const got = await page.evaluate(async (lengths) => {
+    const { blake3 } = await import('/console/vendor/noble-hashes/blake3.js');
+    const out = {};
+    for (const n of lengths) {
+      const input = new Uint8Array(n).map((_, i) => i % 251);
+      out[n] = Array.from(blake3(input), (b) => b.toString(16).padStart(2, '0')).join('');
+    }
+    return out;
+  }, Object.keys(BLAKE3_VECTORS).map(Number));
+  assert.deepEqual(got, BLAKE3_VECTORS);
+  await context.close();
+});
+
+test('readable at 200 % zoom and usable from the keyboard', async () => {
+  // 200 % zoom of a 1280-pixel window: a 640-pixel layout viewport.
+  const { context, page } = await loggedIn(tokens.regulator);
+  await page.setViewportSize({ width: 640, height: 900 });
+  for (const hash of [`#/?now=${T_END}`, `#/reports?kind=lost&now=${T_END}`]) {
+    await page.goto(`${base}/console/${hash}`);
+    await page.waitForSelector('#view h1');
+    await page.waitForSelector('#view [role=status]:not(.muted), #view [data-testid=total]');
+    const overflow = await page.evaluate(() => document.documentElement.scrollWidth - document.documentElement.clientWidth);
+    assert.ok(overflow <= 1, `${hash}: the page scrolls sideways by ${overflow} px at 200 %`);
+  }
+  await shot(page, 'reports-200-percent');
+  // On a fresh load the first Tab reaches the skip link, which takes focus to the
+  // content; the menu is reachable by Tab too.
+  await page.reload();
+  await page.waitForSelector('#view h1');
+  await page.keyboard.press('Tab');
+  assert.equal(await page.evaluate(() => document.activeElement.className), 'skip');
+  await page.keyboard.press('Enter');
+  await page.keyboard.press('Tab');
+  assert.ok(await page.evaluate(() => document.getElementById('main').contains(document.activeElement)));
+  await context.close();
+});

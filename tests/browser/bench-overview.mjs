@@ -1,0 +1,23 @@
+// The overview in Chromium, from navigation to its numbers drawn (scripts/bench-console).
+import { chromium } from 'playwright-core';
+
+const [url, token, runs] = process.argv.slice(2);
+const browser = await chromium.launch({
+  executablePath: process.env.CHROMIUM || '/usr/bin/chromium',
+  args: ['--no-sandbox', '--disable-gpu', '--disable-background-networking', '--disable-component-update'],
+});
+const page = await browser.newPage();
+await page.goto(`${url}/console/`);
+await page.fill('#token', token);
+await page.click('#login button[type=submit]');
+await page.waitForSelector('#nav:not([hidden])');
+await page.waitForSelector('svg.chart');
+console.log('overview page in Chromium, navigation to charts drawn (seconds):');
+for (let i = 0; i < Number(runs); i++) {
+  const t0 = Date.now();
+  await page.goto(`${url}/console/#/?now=2023-06-30T00:00:00Z&run=${i}`);
+  await page.reload();
+  await page.waitForSelector('svg.chart >> nth=1');
+  console.log(`  ${((Date.now() - t0) / 1000).toFixed(3)}`);
+}
+await browser.close();

@@ -746,22 +746,71 @@ pub struct StatsAnswer {
     pub groups: Vec<StatsRow>,
     /// Names of the organisations among the groups' keys, by number.
     pub organisations: BTreeMap<String, String>,
+    /// The further groupings asked for in the same question (`by=all;month`), each
+    /// counted in the same pass over the same basis.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub also: Vec<StatsGrouping>,
+}
+
+/// One further grouping of a [`StatsAnswer`].
+#[derive(Clone, Debug, Serialize)]
+pub struct StatsGrouping {
+    /// Its keys.
+    pub by: Vec<&'static str>,
+    /// Its groups.
+    pub groups: Vec<StatsRow>,
 }
 
 /// Counts per verdict and per incident kind.
 pub fn stats(store: &dyn Store, basis: &Basis<'_>, by: &[GroupBy], filter: &Filter) -> StatsAnswer {
-    let groups = projection::stats(&basis.evaluator(), by, filter);
-    let numbers = groups.iter().flat_map(|g| {
+    stats_many(store, basis, &[by.to_vec()], filter)
+}
+
+/// Counts under several groupings at once (at least one), each message judged once:
+/// the first grouping is the answer's `by` and `groups`, the others its `also`.
+pub fn stats_many(
+    store: &dyn Store,
+    basis: &Basis<'_>,
+    groupings: &[Vec<GroupBy>],
+    filter: &Filter,
+) -> StatsAnswer {
+    let mut all = projection::stats_many(&basis.evaluator(), groupings, filter);
+    let numbers = all.iter().flatten().flat_map(|g| {
         ["from", "to"]
             .into_iter()
             .filter_map(|k| g.keys.get(k).map(String::as_str))
     });
+    let organisations = basis.directory.names(numbers);
+    let mut named = groupings
+        .iter()
+        .map(|by| by.iter().map(|k| k.name()).collect::<Vec<_>>())
+        .zip(all.drain(..));
+    let (by, groups) = named.next().unwrap_or_default();
     StatsAnswer {
-        by: by.iter().map(|k| k.name()).collect(),
+        by,
         header: basis.header(store),
-        organisations: basis.directory.names(numbers),
+        organisations,
         groups,
+        also: named
+            .map(|(by, groups)| StatsGrouping { by, groups })
+            .collect(),
     }
+}
+
+/// Groupings as the API takes them: `;` between groupings, `,` between the keys of
+/// one (`all;month;from,month`); at most four.
+pub fn groupings(names: Option<&str>) -> Result<Vec<Vec<GroupBy>>, QuestionError> {
+    let Some(text) = names else {
+        return Ok(vec![Vec::new()]);
+    };
+    let parts: Vec<&str> = text.split(';').collect();
+    if parts.len() > 4 {
+        return Err(bad(
+            "by",
+            format!("{} groupings; at most 4 at once", parts.len()),
+        ));
+    }
+    parts.into_iter().map(|p| group_by(Some(p))).collect()
 }
 
 /// One entry of a message's history.

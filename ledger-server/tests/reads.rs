@@ -190,3 +190,84 @@ fn streams_and_replays_are_capped_and_a_replay_delivers_every_receipt_in_order()
     }
     drop((live1, live2));
 }
+
+/// Several groupings in one question count exactly what each asked alone counts,
+/// and the paged, sorted report and its CSV keep the whole answer's count and digest.
+#[test]
+fn one_question_of_several_groupings_and_a_paged_report_answer_as_their_parts() {
+    let s = TestServer::start("");
+    let w = s.token(POLICE, &[Scope::Write, Scope::Read]);
+    for i in 0..12 {
+        let mut ev = sent(&format!("g{i}"), &format!("MG{i}"));
+        ev["at"] = Value::String(format!("2023-0{}-0{}T10:00:00Z", 1 + i % 3, 1 + i % 5));
+        let r = post(&s, "/v1/events", &w, "application/json", &ev.to_string());
+        assert_eq!(r.status, 200, "{}", r.text);
+    }
+    let q = "now=2023-12-01T00:00:00Z&min_seq=11";
+    let many = get(&s, &format!("/v1/stats?{q}&by=all;month;to,month"), &w);
+    assert_eq!(many.status, 200, "{}", many.text);
+    for (i, by) in ["all", "month", "to,month"].iter().enumerate() {
+        let one = get(&s, &format!("/v1/stats?{q}&by={by}"), &w);
+        let groups = if i == 0 {
+            &many.body["groups"]
+        } else {
+            &many.body["also"][i - 1]["groups"]
+        };
+        assert_eq!(groups, &one.body["groups"], "by={by}");
+    }
+    assert_eq!(
+        many.body["also"][1]["by"],
+        serde_json::json!(["to", "month"])
+    );
+    let r = get(&s, &format!("/v1/stats?{q}&by=all;all;all;all;all"), &w);
+    assert_eq!(r.status, 400, "{}", r.text);
+
+    // A report, whole, then paged and sorted: the same rows, count and digest.
+    let whole = get(&s, &format!("/v1/reports/incidents?{q}"), &w);
+    assert_eq!(whole.status, 200, "{}", whole.text);
+    let n = whole.body["count"].as_u64().unwrap();
+    assert!(n >= 12, "{}", whole.text);
+    let page = get(
+        &s,
+        &format!("/v1/reports/incidents?{q}&sort=-message&offset=2&limit=3"),
+        &w,
+    );
+    assert_eq!(page.status, 200, "{}", page.text);
+    assert_eq!(
+        (page.body["count"].as_u64(), &page.body["digest"]),
+        (Some(n), &whole.body["digest"])
+    );
+    let mut ids: Vec<String> = whole.body["rows"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["message"].as_str().unwrap().to_string())
+        .collect();
+    ids.sort();
+    ids.reverse();
+    let got: Vec<&str> = page.body["rows"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["message"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        got,
+        ids[2..5].iter().map(String::as_str).collect::<Vec<_>>()
+    );
+    let bad = get(&s, &format!("/v1/reports/incidents?{q}&sort=nope"), &w);
+    assert_eq!(bad.status, 400, "{}", bad.text);
+    let csv = get(&s, &format!("/v1/reports/incidents?{q}&format=csv"), &w);
+    assert_eq!(csv.status, 200);
+    assert!(csv.header("content-type").unwrap().starts_with("text/csv"));
+    assert_eq!(
+        csv.header("ledger-rows-digest"),
+        whole.body["digest"].as_str()
+    );
+    assert_eq!(
+        csv.text.lines().count() as u64,
+        n + 1,
+        "a header line and every row"
+    );
+    assert!(csv.text.starts_with("message,kind,cause,"), "{}", csv.text);
+}

@@ -86,6 +86,12 @@ impl Instant {
         self.0
     }
 
+    /// The UTC month, `YYYY-MM` (None beyond the calendar's reach).
+    pub fn month(self) -> Option<String> {
+        let t = OffsetDateTime::from_unix_timestamp_nanos(self.0).ok()?;
+        Some(format!("{:04}-{:02}", t.year(), u8::from(t.month())))
+    }
+
     /// This instant moved by `seconds` (negative: earlier).
     pub fn plus_seconds(self, seconds: i64) -> Instant {
         Instant(self.0 + i128::from(seconds) * NANOS)

@@ -45,6 +45,7 @@ pub use persist::{CatchUp, FILE_NAME, load_or_rebuild, save};
 pub use policy::{DEFAULT_POLICY, Policy, PolicyError, Rule, parse_duration};
 pub use report::{
     AnomalyRow, Filter, GroupBy, IncidentRow, StatsRow, anomaly_rows, incident_rows, report, stats,
+    stats_many,
 };
 pub use verdict::{
     Deadline, DeadlineKind, DeadlineState, Evaluation, Evaluator, ExpirySource, Verdict,

@@ -334,7 +334,7 @@ impl GroupBy {
             GroupBy::To => e.to.map(str::to_string),
             GroupBy::Channel => e.channel.map(str::to_string),
             GroupBy::Category => e.category.map(str::to_string),
-            GroupBy::Month => e.origin_at.map(|t| t.to_string()[..7].to_string()),
+            GroupBy::Month => e.origin_at.and_then(|t| t.month()),
         }
         .unwrap_or_else(|| "unknown".into())
     }
@@ -365,62 +365,125 @@ pub struct StatsRow {
 /// empty), for messages passing the filter; groups sorted. Counted shard by shard
 /// on every core.
 pub fn stats(eval: &Evaluator<'_>, by: &[GroupBy], filter: &Filter) -> Vec<StatsRow> {
+    stats_many(eval, &[by.to_vec()], filter)
+        .pop()
+        .unwrap_or_default()
+}
+
+/// [`stats`] for several groupings at once: each message is judged once and counted
+/// in every grouping (what a dashboard asks together costs one pass).
+pub fn stats_many(
+    eval: &Evaluator<'_>,
+    groupings: &[Vec<GroupBy>],
+    filter: &Filter,
+) -> Vec<Vec<StatsRow>> {
+    /// A group's counts while counting: arrays indexed as `Verdict::ALL` and
+    /// `IncidentKind::ALL` (no map lookup per message).
+    #[derive(Default)]
+    struct Acc {
+        values: Vec<String>,
+        total: u64,
+        with_anomalies: u64,
+        with_incidents: u64,
+        verdicts: [u64; Verdict::ALL.len()],
+        incidents: [u64; IncidentKind::ALL.len()],
+    }
+    type Groups = foldhash::HashMap<String, Acc>;
     let shards = eval.facts().shards();
     let parts = per_shard(|i| {
-        let mut groups: BTreeMap<String, StatsRow> = BTreeMap::new();
+        let mut all: Vec<Groups> = groupings.iter().map(|_| Groups::default()).collect();
         for (id, m) in &shards[i] {
             let e = eval.evaluate_known(id, m);
             if !filter.matches(&e) {
                 continue;
             }
-            let values: Vec<String> = by.iter().map(|k| k.value(&e)).collect();
-            let key = if by.is_empty() {
-                "all".to_string()
-            } else {
-                values.join("/")
-            };
-            let row = groups.entry(key).or_insert_with_key(|key| StatsRow {
-                group: key.clone(),
-                keys: by.iter().map(|k| k.name()).zip(values).collect(),
-                verdicts: Verdict::ALL.iter().map(|v| (v.name(), 0)).collect(),
-                incidents: IncidentKind::ALL.iter().map(|k| (k.name(), 0)).collect(),
-                ..StatsRow::default()
-            });
-            row.total += 1;
-            *row.verdicts.entry(e.verdict.name()).or_default() += 1;
-            if e.recorded_anomalies + e.evaluated_anomalies.len() > 0 {
-                row.with_anomalies += 1;
-            }
             let incidents = eval.incidents(&e);
-            if !incidents.is_empty() {
-                row.with_incidents += 1;
-            }
-            for i in incidents {
-                *row.incidents.entry(i.kind.name()).or_default() += 1;
+            let anomalous = e.recorded_anomalies + e.evaluated_anomalies.len() > 0;
+            let verdict = Verdict::ALL
+                .iter()
+                .position(|v| *v == e.verdict)
+                .expect("every verdict is in ALL");
+            // Each key's value once per message, whatever the groupings share.
+            let mut known: [Option<String>; 5] = Default::default();
+            for (by, groups) in groupings.iter().zip(all.iter_mut()) {
+                let values: Vec<String> = by
+                    .iter()
+                    .map(|k| {
+                        known[*k as usize]
+                            .get_or_insert_with(|| k.value(&e))
+                            .clone()
+                    })
+                    .collect();
+                let key = match values.as_slice() {
+                    [] => "all".to_string(),
+                    [one] => one.clone(),
+                    many => many.join("/"),
+                };
+                let acc = groups.entry(key).or_insert_with(|| Acc {
+                    values,
+                    ..Acc::default()
+                });
+                acc.total += 1;
+                acc.verdicts[verdict] += 1;
+                acc.with_anomalies += u64::from(anomalous);
+                acc.with_incidents += u64::from(!incidents.is_empty());
+                for inc in &incidents {
+                    if let Some(k) = IncidentKind::ALL.iter().position(|k| *k == inc.kind) {
+                        acc.incidents[k] += 1;
+                    }
+                }
             }
         }
-        groups
+        all
     });
-    let mut groups: BTreeMap<String, StatsRow> = BTreeMap::new();
+    let mut merged: Vec<Groups> = groupings.iter().map(|_| Groups::default()).collect();
     for part in parts {
-        for (key, row) in part {
-            match groups.get_mut(&key) {
-                None => {
-                    groups.insert(key, row);
-                }
-                Some(total) => {
-                    total.total += row.total;
-                    total.with_anomalies += row.with_anomalies;
-                    total.with_incidents += row.with_incidents;
-                    for (v, n) in row.verdicts {
-                        *total.verdicts.entry(v).or_default() += n;
+        for (groups, part) in merged.iter_mut().zip(part) {
+            for (key, a) in part {
+                match groups.get_mut(&key) {
+                    None => {
+                        groups.insert(key, a);
                     }
-                    for (k, n) in row.incidents {
-                        *total.incidents.entry(k).or_default() += n;
+                    Some(t) => {
+                        t.total += a.total;
+                        t.with_anomalies += a.with_anomalies;
+                        t.with_incidents += a.with_incidents;
+                        for (x, y) in t.verdicts.iter_mut().zip(a.verdicts) {
+                            *x += y;
+                        }
+                        for (x, y) in t.incidents.iter_mut().zip(a.incidents) {
+                            *x += y;
+                        }
                     }
                 }
             }
         }
     }
-    groups.into_values().collect()
+    merged
+        .into_iter()
+        .zip(groupings)
+        .map(|(groups, by)| {
+            let mut rows: Vec<(String, Acc)> = groups.into_iter().collect();
+            rows.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+            rows.into_iter()
+                .map(|(group, a)| StatsRow {
+                    group,
+                    keys: by.iter().map(|k| k.name()).zip(a.values).collect(),
+                    total: a.total,
+                    verdicts: Verdict::ALL
+                        .iter()
+                        .map(|v| v.name())
+                        .zip(a.verdicts)
+                        .collect(),
+                    with_anomalies: a.with_anomalies,
+                    incidents: IncidentKind::ALL
+                        .iter()
+                        .map(|k| k.name())
+                        .zip(a.incidents)
+                        .collect(),
+                    with_incidents: a.with_incidents,
+                })
+                .collect()
+        })
+        .collect()
 }

@@ -7,6 +7,7 @@ import { clear, el, orgName } from './dom.js';
 import { overview } from './overview.js';
 import { reports } from './reports.js';
 import { message } from './message.js';
+import { audit } from './audit.js';
 
 const view = () => document.getElementById('view');
 let me = null;
@@ -47,6 +48,7 @@ async function route() {
     let page;
     if (path === '/' || path === '') page = await overview(ctx);
     else if (path.startsWith('/reports')) page = await reports(ctx);
+    else if (path.startsWith('/audit')) page = await audit(ctx);
     else if (path.startsWith('/message')) page = await message(ctx, decodeURIComponent(path.slice('/message/'.length)));
     else page = el('p', {}, `${t('error')}: ${path}`);
     if (mine !== generation) return;
@@ -94,6 +96,9 @@ async function start() {
     showLogin();
     return;
   }
+  // A token that may only audit starts where it can do something.
+  const reads = me.scopes.some((x) => ['ledger:read', 'ledger:regulator', 'ledger:write'].includes(x));
+  if (!reads && (!location.hash || location.hash === '#/')) location.hash = '#/audit';
   if (location.search) history.replaceState(null, '', `/console/${location.hash}`);
   document.getElementById('login').hidden = true;
   document.getElementById('nav').hidden = false;

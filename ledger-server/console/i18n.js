@@ -52,6 +52,13 @@ const words = {
     'step.log_signature': 'Loggens signatur', 'step.cosignature': 'Vitnesignatur', 'step.quorum': 'Vitnekrav',
     'step.entry': 'Oppføringen', 'step.leaf': 'Bladhash', 'step.inclusion': 'Inklusjonsbevis', 'step.format': 'Format',
     'step.match': 'Samme oppføring som i tidslinjen',
+    'nav.audit': 'Revisjon', 'audit.title': 'For revisorer',
+    'audit.intro': 'Hele loggen som en revisjonspakke: hver oppføring slik den er lagret og hashet, hvert signerte sjekkpunkt og nøkkelen. Den kontrolleres uten nett og uten denne serveren.',
+    'audit.origin': 'Logg', 'audit.size': 'Oppføringer', 'audit.hash': 'Hashfunksjon',
+    'audit.key_warning': 'Nøkkelen vises her slik serveren oppgir den. Kontroller pakken med nøkkelen du fikk utenom serveren.',
+    'audit.bundle': 'Last ned revisjonspakke (.tar)', 'audit.key': 'Last ned verifier.key',
+    'audit.needs_scope': 'Revisjonspakken krever scope ledger:audit eller ledger:regulator.',
+    'audit.check': 'Kontroller den', 'audit.policy': 'Vitneregelverk (witness.policy)',
   },
   en: {
     title: 'Message ledger', skip: 'Skip to content', logout: 'Log out', other_lang: 'Norsk',
@@ -104,6 +111,13 @@ const words = {
     'step.log_signature': "The log's signature", 'step.cosignature': 'Witness cosignature', 'step.quorum': 'Witness quorum',
     'step.entry': 'The entry', 'step.leaf': 'Leaf hash', 'step.inclusion': 'Inclusion proof', 'step.format': 'Format',
     'step.match': 'The same entry as in the timeline',
+    'nav.audit': 'Audit', 'audit.title': 'For auditors',
+    'audit.intro': 'The whole log as an export bundle: every entry as stored and hashed, every signed checkpoint and the key. It is checked offline, without this server.',
+    'audit.origin': 'Log', 'audit.size': 'Entries', 'audit.hash': 'Hash function',
+    'audit.key_warning': 'The key is shown here as the server states it. Check the bundle with the key you were given outside the server.',
+    'audit.bundle': 'Download the export bundle (.tar)', 'audit.key': 'Download verifier.key',
+    'audit.needs_scope': 'The export bundle needs the scope ledger:audit or ledger:regulator.',
+    'audit.check': 'Check it', 'audit.policy': 'Witness policy (witness.policy)',
   },
 };
 

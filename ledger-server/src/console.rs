@@ -219,6 +219,11 @@ const ASSETS: &[(&str, &str, &[u8])] = &[
         include_bytes!("../console/message.js"),
     ),
     (
+        "audit.js",
+        "text/javascript; charset=utf-8",
+        include_bytes!("../console/audit.js"),
+    ),
+    (
         "verify.js",
         "text/javascript; charset=utf-8",
         include_bytes!("../console/verify.js"),

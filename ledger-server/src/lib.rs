@@ -212,6 +212,7 @@ pub async fn serve(
         witnessing: witnessing.as_ref().map(|w| w.0.clone()),
         dir: dir.clone(),
         sessions: console::Sessions::default(),
+        exports: Arc::new(tokio::sync::Semaphore::new(1)),
     }));
     let app = routes::router(state.clone());
     let draining = state.clone();

@@ -192,6 +192,11 @@ fn reads_answer_a_non_party_as_if_the_message_did_not_exist() {
             "/v1/receipts?seq=0".into(),
             [401, 200, 200, 404, 404, 200, 200, 403],
         ),
+        // The whole log, to those who audit it.
+        (
+            "/v1/bundle".into(),
+            [401, 403, 403, 403, 403, 200, 200, 403],
+        ),
         (
             "/v1/entries?from=0&limit=10".into(),
             [401, 403, 403, 403, 403, 200, 200, 403],

@@ -285,3 +285,22 @@ test('readable at 200 % zoom and usable from the keyboard', async () => {
   assert.ok(await page.evaluate(() => document.getElementById('main').contains(document.activeElement)));
   await context.close();
 });
+
+test('an auditor downloads the bundle, and it verifies offline with the key', async () => {
+  const auditor = token(REGULATOR, 'ledger:audit');
+  const { context, page, errors } = await loggedIn(auditor);
+  await page.goto(`${base}/console/#/audit`);
+  await page.waitForSelector('[data-testid=bundle]');
+  await shot(page, 'audit');
+  await accessible(page, 'audit');
+  const [download] = await Promise.all([page.waitForEvent('download'), page.click('[data-testid=bundle]')]);
+  const tar = path.join(tmp, 'bundle.tar');
+  await download.saveAs(tar);
+  const key = await page.textContent('[data-testid=key]');
+  // Checked with the key the auditor holds (here: the ledger's own file).
+  assert.equal(key.trim(), fs.readFileSync(path.join(dir, 'verifier.key'), 'utf8').trim());
+  const out = execFileSync(LEDGER, ['verify', '--bundle', tar, '--key', `@${path.join(dir, 'verifier.key')}`], { encoding: 'utf8' });
+  assert.match(out, /^OK: \d+ entries/);
+  assert.deepEqual(errors, []);
+  await context.close();
+});

@@ -295,3 +295,80 @@ pub(crate) async fn get_receipt(
     .map_err(ApiError::internal)??;
     Ok(([(CONTENT_TYPE, "text/plain; charset=utf-8")], text).into_response())
 }
+
+/// `GET /v1/bundle`: an export bundle, as a `.tar`, of everything up to the newest
+/// checkpoint: what `ledger export --out FILE.tar` writes, to be checked offline with
+/// `ledger verify --bundle FILE.tar --key KEY` or from FORMAT.md alone. One at a
+/// time; it is staged in a temporary directory, then streamed.
+#[utoipa::path(get, path = "/bundle", tag = "audit",
+    responses((status = 200, description = "The export bundle (ledger.json, entries.jsonl, checkpoint, checkpoints.txt, verifier.key, README, organisations.csv if any) as a tar archive", body = String, content_type = "application/x-tar"),
+        (status = 401, description = "No or bad token", body = ErrorBody), (status = 403, description = "Needs ledger:audit or ledger:regulator", body = ErrorBody),
+        (status = 503, description = "Another export is running; retry (Retry-After)", body = ErrorBody)),
+    security(("bearer" = [])))]
+pub(crate) async fn get_bundle(
+    State(s): State<AppState>,
+    Auth(p): Auth,
+) -> Result<Response, ApiError> {
+    tenant::require_audit(&p)?;
+    let permit = s.exports.clone().try_acquire_owned().map_err(|_| {
+        ApiError::unavailable("an export is already running; retry when it is done")
+    })?;
+    let st = s.clone();
+    let (file, size, len) = tokio::task::spawn_blocking(move || -> Result<_, ApiError> {
+        let tmp = tempfile::tempdir().map_err(ApiError::internal)?;
+        let out = tmp.path().join("bundle.tar");
+        let names = st.dir.join(ledger_core::directory::FILE_NAME);
+        let summary = ledger_core::bundle::export_with_names(
+            st.store.as_ref(),
+            &out,
+            &(),
+            names.exists().then_some(names.as_path()),
+        )?;
+        // Opened, then the directory goes (with `tmp`): the open file lives on
+        // until the download ends, and nothing is left behind.
+        let f = std::fs::File::open(&out).map_err(ApiError::internal)?;
+        let len = f.metadata().map_err(ApiError::internal)?.len();
+        Ok((f, summary.entries, len))
+    })
+    .await
+    .map_err(ApiError::internal)??;
+    let origin: String = s
+        .store
+        .info()
+        .origin
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' || c == '.' {
+                c
+            } else {
+                '-'
+            }
+        })
+        .collect();
+    let file = tokio::fs::File::from_std(file);
+    let body = futures_util::stream::unfold(Some((file, permit)), |state| async move {
+        use tokio::io::AsyncReadExt as _;
+        let (mut f, permit) = state?;
+        let mut buf = vec![0u8; 64 * 1024];
+        match f.read(&mut buf).await {
+            Ok(0) => None,
+            Ok(n) => {
+                buf.truncate(n);
+                Some((Ok(axum::body::Bytes::from(buf)), Some((f, permit))))
+            }
+            Err(e) => Some((Err(e), None)),
+        }
+    });
+    Ok((
+        [
+            (CONTENT_TYPE, "application/x-tar".to_string()),
+            (axum::http::header::CONTENT_LENGTH, len.to_string()),
+            (
+                axum::http::header::CONTENT_DISPOSITION,
+                format!("attachment; filename=\"{origin}-{size}.tar\""),
+            ),
+        ],
+        axum::body::Body::from_stream(body),
+    )
+        .into_response())
+}

@@ -47,6 +47,8 @@ pub(crate) struct Inner {
     pub dir: std::path::PathBuf,
     /// The console's log-in sessions.
     pub sessions: crate::console::Sessions,
+    /// One export bundle at a time (`GET /v1/bundle`).
+    pub exports: Arc<tokio::sync::Semaphore>,
 }
 
 /// What bounds the streams: clients at once, replays at once, and log reads at once
@@ -213,8 +215,11 @@ pub(crate) fn api(timeout: std::time::Duration) -> (Router<AppState>, utoipa::op
             StatusCode::SERVICE_UNAVAILABLE,
             timeout,
         ));
-    // The stream outlives any request timeout: it is routed outside that layer.
-    let v1 = timed.routes(routes!(stream::stream));
+    // The stream and a bundle's download outlive any request timeout: they are
+    // routed outside that layer.
+    let v1 = timed
+        .routes(routes!(stream::stream))
+        .routes(routes!(audit::get_bundle));
     OpenApiRouter::with_openapi(crate::openapi::ApiDoc::openapi())
         .nest("/v1", v1)
         .routes(routes!(ops::healthz))

@@ -11,7 +11,7 @@ use ledger_core::reconcile;
 use ledger_core::{Event, FileStore, HashAlg, InitOptions, Store};
 use serde_json::json;
 
-use crate::{EXIT_FAULTS, InputError, output, questions};
+use crate::{EXIT_FAULTS, InputError, output};
 
 const BATCH: usize = 10_000;
 
@@ -177,7 +177,11 @@ pub(crate) fn run(dir: &Path, seed: u64, messages: usize, as_json: bool) -> Resu
     let received =
         reconcile::parse_list("municipality.csv", scenario.municipality_csv().as_bytes())
             .map_err(|e| anyhow!("{e}"))?;
-    let view = questions::View::new(Evaluator::new(&facts, &policy, now));
+    let everything = ledger_core::projection::Filter::default();
+    let view = ledger_core::questions::ReconcileView::new(
+        Evaluator::new(&facts, &policy, now),
+        &everything,
+    );
     let diffs = reconcile::reconcile(&sent.rows, &received.rows, &view, &[]);
     let mut got: Vec<(String, String, Option<u64>, String, String)> = diffs
         .iter()

@@ -17,7 +17,7 @@ use ledger_core::projection::{
 use ledger_core::questions::{
     self, Basis, Header, QuestionError, ReportKind, ReportOptions, Timing,
 };
-use ledger_core::reconcile::{self, LedgerMessage, LedgerView};
+use ledger_core::reconcile;
 use serde_json::json;
 
 use crate::{InputError, output};
@@ -592,10 +592,7 @@ fn bare_of(key: &str) -> &str {
 
 /// How a reader names a message key: `FROM/TO/ID` (format 2) or its id (format 1).
 pub(crate) fn path_of(key: &str) -> String {
-    match ledger_core::event::split_message_key(key) {
-        (Some((f, t)), id) => format!("{f}/{t}/{id}"),
-        (None, id) => id.to_string(),
-    }
+    questions::message_path(key)
 }
 
 pub(crate) fn status(
@@ -875,86 +872,6 @@ fn first_difference(a: &Facts, b: &Facts) -> String {
     String::new()
 }
 
-/// The projection as reconcile sees it.
-pub(crate) struct View<'a> {
-    eval: Evaluator<'a>,
-    by_ref: std::collections::HashMap<&'a str, Vec<&'a str>>,
-}
-
-impl<'a> View<'a> {
-    pub(crate) fn new(eval: Evaluator<'a>) -> View<'a> {
-        let mut by_ref: std::collections::HashMap<&str, Vec<&str>> = Default::default();
-        for (key, m) in eval.facts().messages() {
-            if let Some(s) = &m.sent {
-                for v in s.refs.values() {
-                    by_ref.entry(v).or_default().push(key);
-                }
-            }
-        }
-        for v in by_ref.values_mut() {
-            v.sort_unstable();
-            v.dedup();
-        }
-        View { eval, by_ref }
-    }
-}
-
-impl View<'_> {
-    /// The key of a message as reconcile names it ([`path_of`]).
-    fn key_of(&self, name: &str) -> Option<&str> {
-        self.eval
-            .facts()
-            .find(name)
-            .into_iter()
-            .find(|k| path_of(k) == name)
-    }
-}
-
-/// Reconcile names messages as readers do ([`path_of`]): a format-1 message by its
-/// id, a format-2 message as FROM/TO/ID; a list row's bare id names every message
-/// of that id.
-impl LedgerView for View<'_> {
-    fn is_known(&self, message: &str) -> bool {
-        self.key_of(message)
-            .and_then(|k| self.eval.facts().message(k))
-            .is_some_and(|m| m.is_known())
-    }
-    fn named(&self, message: &str) -> Vec<String> {
-        let facts = self.eval.facts();
-        facts
-            .find(message)
-            .into_iter()
-            .filter(|k| facts.message(k).is_some_and(|m| m.is_known()))
-            .map(path_of)
-            .collect()
-    }
-    fn messages_with_ref(&self, r: &str) -> Vec<String> {
-        self.by_ref
-            .get(r)
-            .map(|v| v.iter().map(|k| path_of(k)).collect())
-            .unwrap_or_default()
-    }
-    fn describe(&self, name: &str) -> Option<LedgerMessage> {
-        let message = self.key_of(name)?;
-        let m = self.eval.facts().message(message)?;
-        let e = self.eval.evaluate(message)?;
-        Some(LedgerMessage {
-            refs: m
-                .sent
-                .as_ref()
-                .map(|s| {
-                    s.refs
-                        .iter()
-                        .map(|(k, v)| (k.to_string(), v.to_string()))
-                        .collect()
-                })
-                .unwrap_or_default(),
-            origin_at: e.origin_at.map(|t| short(Some(t))),
-            verdict: e.verdict.name().to_string(),
-        })
-    }
-}
-
 /// A list to read, and how (its column map).
 pub(crate) type ListSource<'a> = (&'a Path, reconcile::ListOptions);
 
@@ -980,28 +897,17 @@ pub(crate) fn reconcile(
     let sent_list = read(&sent)?;
     let received_list = read(&received)?;
     let b = basis(dir, store, when, &judge)?;
-    let eval = b.evaluator();
-    let scope: Vec<String> = if filter.is_empty() {
-        Vec::new()
-    } else {
-        eval.evaluate_all()
-            .filter(|e| e.origin_at.is_some() && filter.matches(e))
-            .map(|e| path_of(e.message))
-            .collect()
-    };
-    let view = View::new(b.evaluator());
-    let diffs = reconcile::reconcile(&sent_list.rows, &received_list.rows, &view, &scope);
-    let summary = reconcile::summary(&diffs);
+    let answer = questions::reconcile(
+        store,
+        &b,
+        &sent_list,
+        &received_list,
+        &filter,
+        &ledger_core::projection::Filter::default(),
+    );
+    let diffs = &answer.differences;
     if format == Format::Json {
-        let mut v = serde_json::to_value(b.header(store))?;
-        v["summary"] = json!(
-            summary
-                .iter()
-                .map(|(c, n)| (c.name().to_string(), json!(n)))
-                .collect::<serde_json::Map<_, _>>()
-        );
-        v["differences"] = serde_json::to_value(&diffs)?;
-        output::json(&v)?;
+        output::json(&answer)?;
     } else {
         let header = [
             "class",
@@ -1030,7 +936,7 @@ pub(crate) fn reconcile(
             .collect();
         print_rows(format, &header, cells)?;
         if format == Format::Table {
-            let parts: Vec<String> = summary
+            let parts: Vec<String> = reconcile::summary(diffs)
                 .iter()
                 .map(|(c, n)| format!("{n} {}", c.name()))
                 .collect();

@@ -950,3 +950,156 @@ pub fn message<'a>(
         history: history_within(store, key, covered, basis.timing.as_of)?,
     }))
 }
+
+/// How readers name a message key: `FROM/TO/ID` (format 2) or its id (format 1).
+pub fn message_path(key: &str) -> String {
+    match event::split_message_key(key) {
+        (Some((f, t)), id) => format!("{f}/{t}/{id}"),
+        (None, id) => id.to_string(),
+    }
+}
+
+/// The answer of `ledger reconcile --json` and `POST /v1/reconcile`.
+#[derive(Clone, Debug, Serialize)]
+pub struct ReconcileAnswer {
+    /// What it was computed over.
+    #[serde(flatten)]
+    pub header: Header,
+    /// Differences per class.
+    pub summary: BTreeMap<&'static str, usize>,
+    /// Every difference.
+    pub differences: Vec<crate::reconcile::Difference>,
+}
+
+/// Reconciles a sender's and a receiver's lists with the ledger, over the messages
+/// `reach` lets the asker see (a party sees its own; others are as if unrecorded),
+/// and expecting in the lists every message `filter` selects (none when empty).
+pub fn reconcile(
+    store: &dyn Store,
+    basis: &Basis<'_>,
+    sent: &crate::reconcile::ParsedList,
+    received: &crate::reconcile::ParsedList,
+    filter: &Filter,
+    reach: &Filter,
+) -> ReconcileAnswer {
+    use crate::reconcile::{self, DiffClass};
+    let view = ReconcileView::new(basis.evaluator(), reach);
+    let scope: Vec<String> = if filter.is_empty() {
+        Vec::new()
+    } else {
+        basis
+            .evaluator()
+            .evaluate_all()
+            .filter(|e| e.origin_at.is_some() && filter.matches(e) && reach.matches(e))
+            .map(|e| message_path(e.message))
+            .collect()
+    };
+    let differences = reconcile::reconcile(&sent.rows, &received.rows, &view, &scope);
+    let summary = reconcile::summary(&differences)
+        .iter()
+        .map(|(c, n): &(DiffClass, usize)| (c.name(), *n))
+        .collect();
+    ReconcileAnswer {
+        header: basis.header(store),
+        summary,
+        differences,
+    }
+}
+
+/// The projection as reconcile sees it, limited to what the asker may see (`reach`;
+/// an empty filter sees everything).
+pub struct ReconcileView<'a, 'f> {
+    eval: Evaluator<'a>,
+    reach: &'f Filter,
+    by_ref: std::collections::HashMap<&'a str, Vec<&'a str>>,
+}
+
+impl<'a, 'f> ReconcileView<'a, 'f> {
+    /// Over `eval`, seeing the messages `reach` passes.
+    pub fn new(eval: Evaluator<'a>, reach: &'f Filter) -> ReconcileView<'a, 'f> {
+        let mut by_ref: std::collections::HashMap<&str, Vec<&str>> = Default::default();
+        for (key, m) in eval.facts().messages() {
+            if let Some(s) = &m.sent {
+                for v in s.refs.values() {
+                    by_ref.entry(v).or_default().push(key);
+                }
+            }
+        }
+        for v in by_ref.values_mut() {
+            v.sort_unstable();
+            v.dedup();
+        }
+        ReconcileView {
+            eval,
+            reach,
+            by_ref,
+        }
+    }
+
+    fn visible(&self, key: &str) -> bool {
+        self.reach.is_empty()
+            || self
+                .eval
+                .evaluate(key)
+                .is_some_and(|e| self.reach.matches(&e))
+    }
+
+    /// The key of a message as reconcile names it ([`message_path`]).
+    fn key_of(&self, name: &str) -> Option<&'a str> {
+        self.eval
+            .facts()
+            .find(name)
+            .into_iter()
+            .find(|k| message_path(k) == name && self.visible(k))
+    }
+}
+
+/// Reconcile names messages as readers do ([`message_path`]): a format-1 message by
+/// its id, a format-2 message as FROM/TO/ID; a list row's bare id names every
+/// message of that id.
+impl crate::reconcile::LedgerView for ReconcileView<'_, '_> {
+    fn is_known(&self, message: &str) -> bool {
+        self.key_of(message)
+            .and_then(|k| self.eval.facts().message(k))
+            .is_some_and(|m| m.is_known())
+    }
+    fn named(&self, message: &str) -> Vec<String> {
+        let facts = self.eval.facts();
+        facts
+            .find(message)
+            .into_iter()
+            .filter(|k| facts.message(k).is_some_and(|m| m.is_known()) && self.visible(k))
+            .map(message_path)
+            .collect()
+    }
+    fn messages_with_ref(&self, r: &str) -> Vec<String> {
+        self.by_ref
+            .get(r)
+            .map(|v| {
+                v.iter()
+                    .filter(|k| self.visible(k))
+                    .map(|k| message_path(k))
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+    fn describe(&self, name: &str) -> Option<crate::reconcile::LedgerMessage> {
+        let message = self.key_of(name)?;
+        let m = self.eval.facts().message(message)?;
+        let e = self.eval.evaluate(message)?;
+        Some(crate::reconcile::LedgerMessage {
+            refs: m
+                .sent
+                .as_ref()
+                .map(|s| {
+                    s.refs
+                        .iter()
+                        .map(|(k, v)| (k.to_string(), v.to_string()))
+                        .collect()
+                })
+                .unwrap_or_default(),
+            origin_at: e.origin_at.map(|t| crate::report_table::short(Some(t))),
+            verdict: e.verdict.name().to_string(),
+        })
+    }
+}

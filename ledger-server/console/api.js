@@ -49,7 +49,7 @@ async function request(method, path, { params = {}, body, text = false } = {}) {
 
 export const get = (path, params) => request('GET', path, { params });
 export const getText = (path, params) => request('GET', path, { params, text: true });
-export const post = (path, body) => request('POST', path, { body });
+export const post = (path, body, params) => request('POST', path, { body, params });
 
 export async function logout() {
   await fetch('/console/logout', { method: 'POST', headers: { 'X-CSRF-Token': csrf() }, credentials: 'same-origin' });

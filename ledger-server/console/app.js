@@ -8,6 +8,7 @@ import { overview } from './overview.js';
 import { reports } from './reports.js';
 import { message } from './message.js';
 import { audit } from './audit.js';
+import { reconcilePage } from './reconcile.js';
 
 const view = () => document.getElementById('view');
 let me = null;
@@ -49,6 +50,7 @@ async function route() {
     if (path === '/' || path === '') page = await overview(ctx);
     else if (path.startsWith('/reports')) page = await reports(ctx);
     else if (path.startsWith('/audit')) page = await audit(ctx);
+    else if (path.startsWith('/reconcile')) page = await reconcilePage(ctx);
     else if (path.startsWith('/message')) page = await message(ctx, decodeURIComponent(path.slice('/message/'.length)));
     else page = el('p', {}, `${t('error')}: ${path}`);
     if (mine !== generation) return;

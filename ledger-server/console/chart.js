@@ -71,7 +71,7 @@ export function chart({ title, months, series, kind = 'line' }) {
   });
   const table = el('details', {},
     el('summary', {}, title),
-    el('div', { class: 'table-wrap' }, el('table', {},
+    el('div', { class: 'table-wrap', tabindex: 0, role: 'region', 'aria-label': title }, el('table', {},
       el('thead', {}, el('tr', {}, el('th', { scope: 'col' }, ''), series.map((ser) => el('th', { scope: 'col' }, ser.name)))),
       el('tbody', {}, months.map((m, i) => el('tr', {}, el('th', { scope: 'row' }, m), series.map((ser) => el('td', {}, ser.values[i] || 0))))))));
   return el('figure', {}, svg, legend, table);

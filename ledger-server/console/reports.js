@@ -112,7 +112,7 @@ export async function reports({ params }) {
     filterForm({ ...params, kind }),
     el('p', { 'data-testid': 'count', role: 'status' }, t('reports.rows', { n: doc.count.toLocaleString() })),
     rows.length
-      ? el('div', { class: 'table-wrap' }, el('table', { 'data-testid': 'rows' },
+      ? el('div', { class: 'table-wrap', tabindex: 0, role: 'region', 'aria-label': t('reports.title') }, el('table', { 'data-testid': 'rows' },
         el('thead', {}, el('tr', {}, cols.map(([name]) => header(name)))),
         el('tbody', {}, rows.map((r) => el('tr', {}, cols.map(([name, cell], i) => el('td', {},
           i === 0 ? el('a', { href: `#/message/${encodeURIComponent(messageId(r))}` }, cell(r, names)) : cell(r, names))))))))

@@ -224,6 +224,11 @@ const ASSETS: &[(&str, &str, &[u8])] = &[
         include_bytes!("../console/audit.js"),
     ),
     (
+        "reconcile.js",
+        "text/javascript; charset=utf-8",
+        include_bytes!("../console/reconcile.js"),
+    ),
+    (
         "verify.js",
         "text/javascript; charset=utf-8",
         include_bytes!("../console/verify.js"),

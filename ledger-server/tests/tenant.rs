@@ -705,3 +705,61 @@ fn incidents_late_reports_and_past_answers_stay_inside_the_boundary() {
         assert!(r.text.contains("\"error\""), "{path}: {}", r.text);
     }
 }
+
+/// Reconcile shows a party only its own messages: another organisation's list row
+/// about someone else's message reads as not recorded, with no verdict.
+#[test]
+fn reconcile_sees_only_what_the_token_may_see() {
+    let s = TestServer::start("");
+    let w = s.token(POLICE, &[Scope::Write]);
+    let r = post(
+        &s,
+        "/v1/events",
+        &w,
+        "application/json",
+        &sent("e-rec", "M-REC").to_string(),
+    );
+    assert_eq!(r.status, 200, "{}", r.text);
+    let seq = r.body["receipts"][0]["seq"].as_u64().unwrap();
+    let body = json!({
+        "sent": "message,ref,at\nM-REC,,2023-05-01\n",
+        "received": "message,ref,at\n",
+    })
+    .to_string();
+    let ask = |token: &str| {
+        let r = post(
+            &s,
+            &format!("/v1/reconcile?now=2023-06-01T00:00:00Z&min_seq={seq}"),
+            token,
+            "application/json",
+            &body,
+        );
+        assert_eq!(r.status, 200, "{}", r.text);
+        r.body
+    };
+    let mine = ask(&s.token(POLICE, &[Scope::Read]));
+    assert_eq!(mine["summary"]["sent_not_in_ledger"], 0, "{mine}");
+    let theirs = ask(&s.token(OTHER, &[Scope::Read]));
+    assert_eq!(theirs["summary"]["sent_not_in_ledger"], 1, "{theirs}");
+    assert!(
+        !theirs.to_string().contains("open") && !theirs.to_string().contains("at_risk"),
+        "{theirs}"
+    );
+    let reg = ask(&s.token(OTHER, &[Scope::Regulator]));
+    assert_eq!(reg["summary"]["sent_not_in_ledger"], 0, "{reg}");
+    // A list that cannot be read is a 400 naming the line.
+    let r = post(
+        &s,
+        "/v1/reconcile",
+        &s.token(POLICE, &[Scope::Read]),
+        "application/json",
+        &json!({"sent": "message,at\nM1,not-a-date\n", "received": ""}).to_string(),
+    );
+    assert_eq!(r.status, 400, "{}", r.text);
+    let r = post(&s, "/v1/reconcile", &w, "application/json", &body);
+    assert_eq!(
+        r.status, 403,
+        "a write-only token reads nothing: {}",
+        r.text
+    );
+}

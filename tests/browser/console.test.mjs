@@ -10,7 +10,7 @@
 
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { execFileSync, spawn } from 'node:child_process';
+import { execFileSync, spawn, spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -303,4 +303,36 @@ test('an auditor downloads the bundle, and it verifies offline with the key', as
   assert.match(out, /^OK: \d+ entries/);
   assert.deepEqual(errors, []);
   await context.close();
+});
+
+test("reconcile: the demo's two lists give the CLI's classes, and another organisation learns nothing", async () => {
+  const sent = path.join(dir, 'police-export.csv');
+  const received = path.join(dir, 'municipality.csv');
+  // Exit 1 when there are differences: the answer is on stdout either way.
+  const cli = JSON.parse(spawnSync(LEDGER, ['--dir', dir, '--json', 'reconcile', '--sent', sent, '--received', received, '--now', T_END],
+    { encoding: 'utf8', maxBuffer: 1 << 28 }).stdout);
+  const run = async (tok) => {
+    const { context, page, errors } = await loggedIn(tok);
+    await page.goto(`${base}/console/#/reconcile`);
+    await page.waitForSelector('[data-testid=reconcile-run]');
+    await page.setInputFiles('#sent', sent);
+    await page.setInputFiles('#received', received);
+    await page.fill('#now', T_END);
+    await page.click('[data-testid=reconcile-run]');
+    await page.waitForSelector('[data-testid=reconcile-summary]');
+    const shown = Object.fromEntries(await page.$$eval('[data-testid=reconcile-summary] li',
+      (lis) => lis.map((li) => [li.dataset.class, Number(li.textContent.split(': ').at(-1))])));
+    return { context, page, errors, shown };
+  };
+  const { context, page, errors, shown } = await run(tokens.regulator);
+  assert.deepEqual(shown, cli.summary);
+  await shot(page, 'reconcile');
+  await accessible(page, 'reconcile');
+  assert.deepEqual(errors, []);
+  await context.close();
+  // A municipality outside both lists: every row reads as unrecorded, no verdict shown.
+  const other = await run(token('964338531', 'ledger:read'));
+  const cells = await other.page.$$eval('table td:last-child', (tds) => tds.map((td) => td.textContent));
+  assert.ok(cells.length > 0 && cells.every((c) => c === ''), 'no verdict of another organisation\'s message');
+  await other.context.close();
 });

@@ -204,6 +204,7 @@ pub(crate) fn api(timeout: std::time::Duration) -> (Router<AppState>, utoipa::op
         .routes(routes!(read::get_report))
         .routes(routes!(read::get_stats))
         .routes(routes!(read::whoami))
+        .routes(routes!(read::post_reconcile))
         .routes(routes!(audit::get_ledger))
         .routes(routes!(audit::get_checkpoint))
         .routes(routes!(audit::get_checkpoints))

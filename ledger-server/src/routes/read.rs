@@ -439,6 +439,82 @@ pub(crate) async fn list_messages(
     .map(answer)
 }
 
+/// The two lists of `POST /v1/reconcile`: each the text of a CSV file (the formats
+/// `ledger reconcile` reads) and, optionally, its column map.
+#[derive(Deserialize, utoipa::ToSchema)]
+pub(crate) struct ReconcileBody {
+    /// The sender's list (CSV text).
+    sent: String,
+    /// The receiver's list (CSV text).
+    received: String,
+    /// The sender's column map, as `ledger reconcile --sent-map` takes it
+    /// (`message=Dokumentnr,ref=Saksnr,at=Dato`).
+    #[serde(default)]
+    sent_map: Option<String>,
+    /// The receiver's column map.
+    #[serde(default)]
+    received_map: Option<String>,
+}
+
+/// `POST /v1/reconcile`: a sender's and a receiver's lists against the ledger, as
+/// `ledger reconcile` does; nothing is stored. A party's token sees its own
+/// messages only: rows about others' messages read as not recorded.
+#[utoipa::path(post, path = "/reconcile", tag = "ask", request_body = ReconcileBody,
+    params(("from" = Option<String>, Query, description = "Expect in the lists every message of this sender (an org number or a name)"), ("to" = Option<String>, Query, description = "… of this recipient"),
+        ("party" = Option<String>, Query, description = "… sent or received by this organisation"), ("category" = Option<String>, Query), ("channel" = Option<String>, Query),
+        ("since" = Option<String>, Query, description = "… sent at or after"), ("until" = Option<String>, Query, description = "… sent before"),
+        ("as_of" = Option<String>, Query, description = "Event time (a date or RFC 3339)"), ("known_at" = Option<String>, Query, description = "Record time"),
+        ("now" = Option<String>, Query, description = "Judge verdicts at this time")),
+    responses((status = 200, description = "The same document as `ledger reconcile --json`: the basis (checkpoint, policy, now), summary {class: count}, differences [{class, list, line, message, ref, at, ledger_message, ledger_verdict}]", body = Object),
+        (status = 400, description = "A list that cannot be read (with the line), or a bad column map", body = ErrorBody), (status = 401, description = "No or bad token", body = ErrorBody), (status = 403, description = "Missing scope", body = ErrorBody),
+        (status = 413, description = "Body over server.max_body_bytes", body = ErrorBody)),
+    security(("bearer" = [])))]
+pub(crate) async fn post_reconcile(
+    State(s): State<AppState>,
+    Auth(p): Auth,
+    ApiQuery(q): ApiQuery<Params>,
+    body: axum::body::Bytes,
+) -> Result<Answer, ApiError> {
+    let reach = tenant::message_reach(&p)?;
+    let filter = tenant::scoped(&reach, q.filter(&s.directory)?);
+    let visible = tenant::scoped(&reach, Filter::default());
+    let timing = q.timing()?;
+    let b: ReconcileBody = serde_json::from_slice(&body).map_err(|e| {
+        ApiError::bad_request(
+            "bad_body",
+            format!("expected {{sent, received[, sent_map, received_map]}}: {e}"),
+        )
+    })?;
+    let list = |name: &str, text: &str, map: Option<&str>| {
+        let opts = match map {
+            Some(m) => ledger_core::reconcile::ListOptions::parse_map(m)
+                .map_err(|e| ApiError::bad_request("bad_map", format!("{name}_map: {e}")))?,
+            None => ledger_core::reconcile::ListOptions::default(),
+        };
+        ledger_core::reconcile::parse_list_with(name, text.as_bytes(), &opts)
+            .map_err(|e| ApiError::bad_request("bad_list", e.to_string()))
+    };
+    let sent = list("sent", &b.sent, b.sent_map.as_deref())?;
+    let received = list("received", &b.received, b.received_map.as_deref())?;
+    let st = s.clone();
+    tokio::task::spawn_blocking(move || {
+        with_basis(&st, timing, |basis| {
+            let a = questions::reconcile(
+                st.store.as_ref(),
+                basis,
+                &sent,
+                &received,
+                &filter,
+                &visible,
+            );
+            serde_json::to_value(&a).map_err(ApiError::internal)
+        })
+    })
+    .await
+    .map_err(ApiError::internal)?
+    .map(answer)
+}
+
 /// `GET /v1/whoami`: who the credential is (its organisation, by number and name,
 /// its scopes, and which token), so a client (the console) can say so.
 #[utoipa::path(get, path = "/whoami", tag = "ask",

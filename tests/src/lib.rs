@@ -250,3 +250,22 @@ pub fn copy_dir(from: &Path, to: &Path) {
         }
     }
 }
+
+/// A new static token for `org` with `scopes` (comma-separated) in the ledger at
+/// `dir`, through `ledger token create`: the token.
+pub fn token(dir: &Path, org: &str, scopes: &str) -> String {
+    let v = ledger_json(
+        dir,
+        &["--json", "token", "create", "--org", org, "--scope", scopes],
+    );
+    v["token"].as_str().expect("a token").to_string()
+}
+
+/// Stops a `ledger serve` (or `ledger witness serve`) as an operator would, with
+/// SIGTERM, and waits for it.
+pub fn stop(child: &mut std::process::Child) {
+    let _ = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status();
+    let _ = child.wait();
+}

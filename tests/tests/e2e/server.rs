@@ -1031,20 +1031,7 @@ fn the_load_generator_runs_every_mode_cleanly() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("ledger");
     ledger_ok(&dir, &["init", "--origin", "ledger.example/load"]);
-    let v: Value = serde_json::from_str(&ledger_ok(
-        &dir,
-        &[
-            "--json",
-            "token",
-            "create",
-            "--org",
-            "974760673",
-            "--scope",
-            "ledger:write,ledger:read",
-        ],
-    ))
-    .unwrap();
-    let token = v["token"].as_str().unwrap().to_string();
+    let token = ledger_tests::token(&dir, "974760673", "ledger:write,ledger:read");
     let (mut server, base) = ledger_tests::serve(&dir);
     for mode in [None, Some("--read"), Some("--receipts")] {
         let mut args = vec![
@@ -1069,8 +1056,5 @@ fn the_load_generator_runs_every_mode_cleanly() {
         assert_eq!(v["errors"], 0, "{mode:?}: {v}");
         assert!(v["requests"].as_u64().unwrap() > 0, "{mode:?}: {v}");
     }
-    let _ = Command::new("kill")
-        .args(["-TERM", &server.id().to_string()])
-        .status();
-    let _ = server.wait();
+    ledger_tests::stop(&mut server);
 }

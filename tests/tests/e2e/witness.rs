@@ -618,24 +618,9 @@ fn a_served_log_is_cosigned_and_its_fork_raises_the_alarm() {
     let note = std::fs::read_to_string(ledger.join("checkpoint.cosigned")).unwrap();
     assert_eq!(Note::parse(&note).unwrap().signatures.len(), 3, "{note}");
     // The server's /v1/checkpoint is that note.
-    let v: Value = serde_json::from_str(&ledger_ok(
-        &ledger,
-        &[
-            "--json",
-            "token",
-            "create",
-            "--org",
-            "974760673",
-            "--scope",
-            "ledger:audit",
-        ],
-    ))
-    .unwrap();
+    let v = ledger_tests::token(&ledger, "974760673", "ledger:audit");
     let served = ureq::get(&format!("{base}/v1/checkpoint"))
-        .header(
-            "Authorization",
-            &format!("Bearer {}", v["token"].as_str().unwrap()),
-        )
+        .header("Authorization", &format!("Bearer {}", v.as_str()))
         .call()
         .unwrap()
         .into_body()
@@ -753,10 +738,7 @@ fn a_postgres_ledger_is_cosigned_too() {
     });
     // An append with nothing after it is checkpointed and cosigned all the same.
     live_receipt_verifies(&ledger, &base, "e-live", &policy_file);
-    let _ = Command::new("kill")
-        .args(["-TERM", &server.id().to_string()])
-        .status();
-    let _ = server.wait();
+    ledger_tests::stop(&mut server);
     let file = tmp.path().join("e2.tlog-proof");
     receipt_verifies(&ledger, "e2", &file, &policy_file);
     let _ = witness.kill();
@@ -802,20 +784,8 @@ fn the_tiles_rebuild_the_signed_root_for_a_monitor() {
         ],
     );
     append(&ledger, 0, 300);
-    let audit: Value = serde_json::from_str(&ledger_ok(
-        &ledger,
-        &[
-            "--json",
-            "token",
-            "create",
-            "--org",
-            "889640782",
-            "--scope",
-            "ledger:audit",
-        ],
-    ))
-    .unwrap();
-    let token = audit["token"].as_str().unwrap().to_string();
+    let audit = ledger_tests::token(&ledger, "889640782", "ledger:audit");
+    let token = audit.clone();
     let (mut server, base) = ledger_tests::serve(&ledger);
 
     let (st, note, cache) = fetch(&format!("{base}/tlog/checkpoint"), None);
@@ -886,10 +856,7 @@ fn the_tiles_rebuild_the_signed_root_for_a_monitor() {
         let (st, _, _) = fetch(&format!("{base}/tlog/tile/{path}"), Some(&token));
         assert_eq!(st, 404, "{path}");
     }
-    let _ = Command::new("kill")
-        .args(["-TERM", &server.id().to_string()])
-        .status();
-    let _ = server.wait();
+    ledger_tests::stop(&mut server);
 }
 
 /// `ledger mirror` keeps a checked copy through the tiles, answers questions from
@@ -915,22 +882,7 @@ fn a_mirror_follows_the_log_and_stops_at_a_fork() {
     append(&ledger, 3, 297);
     append_fork(&fork);
     let key = format!("@{}", ledger.join("verifier.key").display());
-    let token = |dir: &Path| -> String {
-        let v: Value = serde_json::from_str(&ledger_ok(
-            dir,
-            &[
-                "--json",
-                "token",
-                "create",
-                "--org",
-                "889640782",
-                "--scope",
-                "ledger:audit",
-            ],
-        ))
-        .unwrap();
-        v["token"].as_str().unwrap().to_string()
-    };
+    let token = |dir: &Path| ledger_tests::token(dir, "889640782", "ledger:audit");
     let (t_log, t_fork) = (token(&ledger), token(&fork));
     let (mut server, base) = ledger_tests::serve(&ledger);
     let (mut forked, fork_base) = ledger_tests::serve(&fork);
@@ -1078,35 +1030,17 @@ fn public_entry_bundles_let_anyone_mirror() {
         ledger_ok(&m, &["verify", "--key", &key]).starts_with("OK: 300 entries"),
         "the copy verifies"
     );
-    let _ = Command::new("kill")
-        .args(["-TERM", &server.id().to_string()])
-        .status();
-    let _ = server.wait();
+    ledger_tests::stop(&mut server);
 }
 
 /// One event through `POST /v1/events?proofs=true` of the server at `base`, with no
 /// append after it: the answer carries its receipt, cosigned, which verifies offline
 /// under `policy`.
 fn live_receipt_verifies(ledger: &Path, base: &str, id: &str, policy: &Path) {
-    let write: Value = serde_json::from_str(&ledger_ok(
-        ledger,
-        &[
-            "--json",
-            "token",
-            "create",
-            "--org",
-            "974760673",
-            "--scope",
-            "ledger:write",
-        ],
-    ))
-    .unwrap();
+    let write = ledger_tests::token(ledger, "974760673", "ledger:write");
     let answer: Value = serde_json::from_str(
         &ureq::post(&format!("{base}/v1/events?proofs=true"))
-            .header(
-                "Authorization",
-                &format!("Bearer {}", write["token"].as_str().unwrap()),
-            )
+            .header("Authorization", &format!("Bearer {}", write.as_str()))
             .header("Content-Type", "application/json")
             .send(&event_line(id, &format!("M-{id}")))
             .unwrap()
@@ -1263,22 +1197,7 @@ fn a_quorum_that_never_comes_is_an_alarm_under_steady_appends() {
         "[witnessing]\nquorum_within_seconds = 2\n",
     )
     .unwrap();
-    let token = |scope: &str| -> String {
-        let v: Value = serde_json::from_str(&ledger_ok(
-            &ledger,
-            &[
-                "--json",
-                "token",
-                "create",
-                "--org",
-                "974760673",
-                "--scope",
-                scope,
-            ],
-        ))
-        .unwrap();
-        v["token"].as_str().unwrap().to_string()
-    };
+    let token = |scope: &str| ledger_tests::token(&ledger, "974760673", scope);
     let (write, admin) = (token("ledger:write"), token("ledger:admin"));
     let (mut server, base) = ledger_tests::serve(&ledger);
     let started = std::time::Instant::now();
@@ -1314,10 +1233,7 @@ fn a_quorum_that_never_comes_is_an_alarm_under_steady_appends() {
         "{metrics}"
     );
     assert!(!ledger.join("checkpoint.cosigned").exists());
-    let _ = Command::new("kill")
-        .args(["-TERM", &server.id().to_string()])
-        .status();
-    let _ = server.wait();
+    ledger_tests::stop(&mut server);
 }
 
 /// A receipt of a BLAKE3 ledger (the default) verifies with no --hash: the verifier

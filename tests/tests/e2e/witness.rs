@@ -773,16 +773,7 @@ fn the_tiles_rebuild_the_signed_root_for_a_monitor() {
     use ledger_core::{HashAlg, merkle};
     let tmp = tempfile::tempdir().unwrap();
     let ledger = tmp.path().join("ledger");
-    ledger_ok(
-        &ledger,
-        &[
-            "init",
-            "--origin",
-            "ledger.example/tiled",
-            "--hash",
-            "sha256",
-        ],
-    );
+    sha256_ledger(&ledger, "ledger.example/tiled");
     append(&ledger, 0, 300);
     let audit = ledger_tests::token(&ledger, "889640782", "ledger:audit");
     let token = audit.clone();
@@ -866,16 +857,7 @@ fn the_tiles_rebuild_the_signed_root_for_a_monitor() {
 fn a_mirror_follows_the_log_and_stops_at_a_fork() {
     let tmp = tempfile::tempdir().unwrap();
     let ledger = tmp.path().join("ledger");
-    ledger_ok(
-        &ledger,
-        &[
-            "init",
-            "--origin",
-            "ledger.example/mirrored",
-            "--hash",
-            "sha256",
-        ],
-    );
+    sha256_ledger(&ledger, "ledger.example/mirrored");
     append(&ledger, 0, 3);
     let fork = tmp.path().join("fork");
     ledger_tests::copy_dir(&ledger, &fork);
@@ -1069,10 +1051,15 @@ fn live_receipt_verifies(ledger: &Path, base: &str, id: &str, policy: &Path) {
     );
 }
 
+/// A new SHA-256 ledger (what any C2SP witness and tlog-proof tool can check) at `dir`.
+fn sha256_ledger(dir: &Path, origin: &str) {
+    ledger_ok(dir, &["init", "--origin", origin, "--hash", "sha256"]);
+}
+
 /// A ledger of 6 entries, and its fork by whoever holds its key: a copy at size 3
 /// that goes on with another entry 3 (same origin, same key, re-signed).
 fn ledger_and_fork(ledger: &Path, fork: &Path, origin: &str) {
-    ledger_ok(ledger, &["init", "--origin", origin, "--hash", "sha256"]);
+    sha256_ledger(ledger, origin);
     append(ledger, 0, 3);
     ledger_tests::copy_dir(ledger, fork);
     append(ledger, 3, 3);

@@ -121,9 +121,19 @@ impl<'a> Evaluator<'a> {
     /// The incidents of an evaluated message (from [`Evaluator::evaluate`]), by
     /// `began_at` then kind. Rules: docs/projections.md §2.6.
     pub fn incidents(&self, e: &Evaluation<'a>) -> Vec<Incident<'a>> {
-        let Some((id, m)) = self.facts().get(e.message) else {
-            return Vec::new();
-        };
+        match self.facts().get(e.message) {
+            Some((id, m)) => self.incidents_known(id, m, e),
+            None => Vec::new(),
+        }
+    }
+
+    /// [`Self::incidents`] of a message whose facts are at hand.
+    pub(crate) fn incidents_known(
+        &self,
+        id: &'a str,
+        m: &'a MessageFacts,
+        e: &Evaluation<'a>,
+    ) -> Vec<Incident<'a>> {
         let now = self.now();
         // Most messages went right: every incident needs a deadline not met in time, a
         // loss event, or an expiry passed before any open. This test is implied by
@@ -148,8 +158,12 @@ impl<'a> Evaluator<'a> {
         // Nothing begins after a `resolved`: the case was closed.
         let before_resolution = |t: Instant| resolved.is_none_or(|r| t < r.0);
         let opened_end = open.map(|(at, seq, via)| {
-            let how = if via == id { "opened" } else { "resend_opened" };
-            (at, seq, how, (via != id).then_some(via))
+            let how = if via.is_none() {
+                "opened"
+            } else {
+                "resend_opened"
+            };
+            (at, seq, how, via)
         });
         let mut out = Vec::new();
 

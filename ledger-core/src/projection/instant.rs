@@ -86,10 +86,10 @@ impl Instant {
         self.0
     }
 
-    /// The UTC month, `YYYY-MM` (None beyond the calendar's reach).
-    pub fn month(self) -> Option<String> {
+    /// The UTC year and month (1–12), None beyond the calendar's reach.
+    pub fn year_month(self) -> Option<(i32, u8)> {
         let t = OffsetDateTime::from_unix_timestamp_nanos(self.0).ok()?;
-        Some(format!("{:04}-{:02}", t.year(), u8::from(t.month())))
+        Some((t.year(), u8::from(t.month())))
     }
 
     /// This instant moved by `seconds` (negative: earlier).

@@ -124,7 +124,7 @@ pub fn incident_rows<'a>(
             if !filter.matches(&e) {
                 continue;
             }
-            for incident in eval.incidents(&e) {
+            for incident in eval.incidents_known(id, m, &e) {
                 if (kinds.is_empty() || kinds.contains(&incident.kind))
                     && (!open_only || incident.is_open())
                 {
@@ -328,15 +328,44 @@ impl GroupBy {
         Self::ALL.into_iter().find(|k| k.name() == s)
     }
 
-    fn value(self, e: &Evaluation<'_>) -> String {
+    /// The key's value for a message, borrowed: nothing is allocated per message.
+    fn value<'a>(self, e: &Evaluation<'a>) -> KeyValue<'a> {
+        // A recorded value spelled `unknown` shares the group of a missing one, as
+        // the spelled-out groups always have.
+        let s = |v: Option<&'a str>| {
+            v.filter(|v| *v != "unknown")
+                .map_or(KeyValue::Unknown, KeyValue::Text)
+        };
         match self {
-            GroupBy::From => e.from.map(str::to_string),
-            GroupBy::To => e.to.map(str::to_string),
-            GroupBy::Channel => e.channel.map(str::to_string),
-            GroupBy::Category => e.category.map(str::to_string),
-            GroupBy::Month => e.origin_at.and_then(|t| t.month()),
+            GroupBy::From => s(e.from),
+            GroupBy::To => s(e.to),
+            GroupBy::Channel => s(e.channel),
+            GroupBy::Category => s(e.category),
+            GroupBy::Month => e
+                .origin_at
+                .and_then(|t| t.year_month())
+                .map_or(KeyValue::Unknown, |(y, m)| KeyValue::Month(y, m)),
         }
-        .unwrap_or_else(|| "unknown".into())
+    }
+}
+
+/// A group key's value while counting; spelled out only once per group.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+enum KeyValue<'a> {
+    /// A value an orphan lacks.
+    #[default]
+    Unknown,
+    Text(&'a str),
+    Month(i32, u8),
+}
+
+impl KeyValue<'_> {
+    fn spelled(self) -> String {
+        match self {
+            KeyValue::Unknown => "unknown".into(),
+            KeyValue::Text(s) => s.to_string(),
+            KeyValue::Month(y, m) => format!("{y:04}-{m:02}"),
+        }
     }
 }
 
@@ -381,14 +410,16 @@ pub fn stats_many(
     /// `IncidentKind::ALL` (no map lookup per message).
     #[derive(Default)]
     struct Acc {
-        values: Vec<String>,
         total: u64,
         with_anomalies: u64,
         with_incidents: u64,
         verdicts: [u64; Verdict::ALL.len()],
         incidents: [u64; IncidentKind::ALL.len()],
     }
-    type Groups = foldhash::HashMap<String, Acc>;
+    /// A group's key values in the grouping's order (unused places stay `Unknown`,
+    /// alike for every group of one grouping).
+    type Key<'a> = [KeyValue<'a>; GroupBy::ALL.len()];
+    type Groups<'a> = foldhash::HashMap<Key<'a>, Acc>;
     let shards = eval.facts().shards();
     let parts = per_shard(|i| {
         let mut all: Vec<Groups> = groupings.iter().map(|_| Groups::default()).collect();
@@ -397,32 +428,19 @@ pub fn stats_many(
             if !filter.matches(&e) {
                 continue;
             }
-            let incidents = eval.incidents(&e);
+            let incidents = eval.incidents_known(id, m, &e);
             let anomalous = e.recorded_anomalies + e.evaluated_anomalies.len() > 0;
             let verdict = Verdict::ALL
                 .iter()
                 .position(|v| *v == e.verdict)
                 .expect("every verdict is in ALL");
-            // Each key's value once per message, whatever the groupings share.
-            let mut known: [Option<String>; 5] = Default::default();
+            let values = GroupBy::ALL.map(|k| k.value(&e));
             for (by, groups) in groupings.iter().zip(all.iter_mut()) {
-                let values: Vec<String> = by
-                    .iter()
-                    .map(|k| {
-                        known[*k as usize]
-                            .get_or_insert_with(|| k.value(&e))
-                            .clone()
-                    })
-                    .collect();
-                let key = match values.as_slice() {
-                    [] => "all".to_string(),
-                    [one] => one.clone(),
-                    many => many.join("/"),
-                };
-                let acc = groups.entry(key).or_insert_with(|| Acc {
-                    values,
-                    ..Acc::default()
-                });
+                let mut key = Key::default();
+                for (place, k) in key.iter_mut().zip(by) {
+                    *place = values[*k as usize];
+                }
+                let acc = groups.entry(key).or_default();
                 acc.total += 1;
                 acc.verdicts[verdict] += 1;
                 acc.with_anomalies += u64::from(anomalous);
@@ -463,12 +481,24 @@ pub fn stats_many(
         .into_iter()
         .zip(groupings)
         .map(|(groups, by)| {
-            let mut rows: Vec<(String, Acc)> = groups.into_iter().collect();
-            rows.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+            let mut rows: Vec<(Vec<String>, String, Acc)> = groups
+                .into_iter()
+                .map(|(key, a)| {
+                    let values: Vec<String> =
+                        key.iter().take(by.len()).map(|v| v.spelled()).collect();
+                    let group = if values.is_empty() {
+                        "all".to_string()
+                    } else {
+                        values.join("/")
+                    };
+                    (values, group, a)
+                })
+                .collect();
+            rows.sort_unstable_by(|a, b| a.1.cmp(&b.1));
             rows.into_iter()
-                .map(|(group, a)| StatsRow {
+                .map(|(values, group, a)| StatsRow {
                     group,
-                    keys: by.iter().map(|k| k.name()).zip(a.values).collect(),
+                    keys: by.iter().map(|k| k.name()).zip(values).collect(),
                     total: a.total,
                     verdicts: Verdict::ALL
                         .iter()

@@ -180,8 +180,9 @@ pub struct Evaluation<'a> {
 
 /// Open and acknowledgement signals of a resend chain.
 pub(crate) struct ChainSignals<'a> {
-    /// The earliest open signal: (at, seq, the message that gave it).
-    pub open: Option<(Instant, u64, &'a str)>,
+    /// The earliest open signal: (at, seq, the resend that gave it, None when the
+    /// message itself did).
+    pub open: Option<(Instant, u64, Option<&'a str>)>,
     /// The earliest acknowledgement: (at, seq).
     pub ack: Option<(Instant, u64)>,
     /// Messages in the chain.
@@ -267,8 +268,7 @@ impl<'a> Evaluator<'a> {
     }
 
     /// The earliest open signal of one message, under its own rule.
-    fn open_signal(&self, id: &'a str, m: &'a MessageFacts) -> Option<(Instant, u64)> {
-        let rule = self.rule_of(id, m);
+    fn open_signal(&self, m: &'a MessageFacts, rule: &Rule) -> Option<(Instant, u64)> {
         let receipt = rule
             .received_counts_as_opened
             .then(|| m.receipts.iter().map(|r| (r.at, r.seq)).min())
@@ -287,14 +287,35 @@ impl<'a> Evaluator<'a> {
     /// (itself and every resend reachable from it): a resend's open counts for the
     /// original, however long the chain.
     pub(crate) fn chain_signals(&self, id: &'a str, m: &'a MessageFacts) -> ChainSignals<'a> {
+        self.chain_signals_ruled(id, m, &self.rule_of(id, m))
+    }
+
+    /// [`Self::chain_signals`] with the message's own rule already known.
+    fn chain_signals_ruled(
+        &self,
+        id: &'a str,
+        m: &'a MessageFacts,
+        own: &Rule,
+    ) -> ChainSignals<'a> {
+        // Most messages were never resent: their chain is themselves, with nothing
+        // to collect.
+        let own_ack = m.acknowledged.as_ref().map(|a| (a.at, a.seq));
+        if m.resent_to.is_empty() {
+            return ChainSignals {
+                open: self.open_signal(m, own).map(|(at, seq)| (at, seq, None)),
+                ack: own_ack,
+                len: 1,
+            };
+        }
         let chain = self.descendants(id, m);
-        let mut open: Option<(Instant, u64, &'a str)> = None;
+        let mut open: Option<(Instant, u64, Option<&'a str>)> = None;
         let mut ack: Option<(Instant, u64)> = None;
-        for (d, dm) in &chain {
-            if let Some((at, seq)) = self.open_signal(d, dm)
+        for (i, (d, dm)) in chain.iter().enumerate() {
+            let rule = if i == 0 { *own } else { self.rule_of(d, dm) };
+            if let Some((at, seq)) = self.open_signal(dm, &rule)
                 && open.is_none_or(|(oa, os, _)| (at, seq) < (oa, os))
             {
-                open = Some((at, seq, d));
+                open = Some((at, seq, (i > 0 && *d != id).then_some(*d)));
             }
             if let Some(a) = &dm.acknowledged
                 && ack.is_none_or(|x| (a.at, a.seq) < x)
@@ -350,7 +371,7 @@ impl<'a> Evaluator<'a> {
             (None, Some(o), Some(d)) => (Some(o.plus_seconds(d)), Some(ExpirySource::Policy)),
             _ => (None, None),
         };
-        let signals = self.chain_signals(id, m);
+        let signals = self.chain_signals_ruled(id, m, &rule);
         let (open, ack) = (signals.open, signals.ack.map(|a| a.0));
         let chain_len = signals.len;
         let resolution = self.resolution_of(id, m);
@@ -492,14 +513,14 @@ impl<'a> Evaluator<'a> {
             channel,
             from: sent
                 .map(|s| s.from.as_str())
-                .or(crate::event::split_message_key(id).0.map(|p| p.0)),
+                .or_else(|| crate::event::split_message_key(id).0.map(|p| p.0)),
             to: sent
                 .map(|s| s.to.as_str())
-                .or(crate::event::split_message_key(id).0.map(|p| p.1)),
+                .or_else(|| crate::event::split_message_key(id).0.map(|p| p.1)),
             origin_at,
             due: decided,
             opened_at: open_at,
-            via: open.filter(|o| o.2 != id).map(|o| o.2),
+            via: open.and_then(|o| o.2),
             resent_to: last,
             resolved_by: m.resolved.as_ref().map(|r| r.by.as_str()),
             expires_at,

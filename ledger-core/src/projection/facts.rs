@@ -11,6 +11,7 @@ use crate::event::EventType;
 
 use super::fields::EventView;
 use super::messages::{MessageMap, Shard};
+use super::names::{Name, Names};
 use super::{Instant, ProjectionError, SKEW_SECONDS};
 
 /// What is odd in the story the ledger was told. Recorded anomalies are facts;
@@ -112,13 +113,13 @@ pub struct Sent {
     /// When it was sent.
     pub at: Instant,
     /// Sending organisation.
-    pub from: String,
+    pub from: Name,
     /// Receiving organisation.
-    pub to: String,
+    pub to: Name,
     /// Channel.
-    pub channel: String,
+    pub channel: Name,
     /// Category.
-    pub category: String,
+    pub category: Name,
     /// Digest of the content.
     pub content_digest: String,
     /// When the channel will delete it, if the sender said.
@@ -195,7 +196,7 @@ pub struct Link {
     /// When it was resent.
     pub at: Instant,
     /// The new message's channel.
-    pub channel: String,
+    pub channel: Name,
 }
 
 fn link_message<S: serde::Serializer>(key: &str, s: S) -> Result<S::Ok, S::Error> {
@@ -351,6 +352,18 @@ impl Status {
 }
 
 impl MessageFacts {
+    /// Points this message's names at the shared copies in `names`.
+    pub(crate) fn share_names(&mut self, names: &mut Names) {
+        if let Some(s) = &mut self.sent {
+            for n in [&mut s.from, &mut s.to, &mut s.channel, &mut s.category] {
+                names.share(n);
+            }
+        }
+        for l in self.resent_from.iter_mut().chain(&mut self.resent_to) {
+            names.share(&mut l.channel);
+        }
+    }
+
     /// Known: sent, or declared by an accepted resend. Otherwise an orphan.
     pub fn is_known(&self) -> bool {
         self.sent.is_some() || self.resent_from.is_some()
@@ -504,6 +517,8 @@ pub struct Facts {
     messages: MessageMap,
     /// org → system → stream (nested so a lookup borrows, not allocates).
     streams: BTreeMap<String, BTreeMap<String, Stream>>,
+    /// The names the messages share.
+    names: Names,
 }
 
 fn skewed(t: Instant, sign: i64) -> Instant {
@@ -589,11 +604,16 @@ impl Facts {
         covered: u64,
         messages: MessageMap,
         streams: BTreeMap<String, BTreeMap<String, Stream>>,
+        names: Vec<Names>,
     ) -> Facts {
+        // Each shard's messages share names among themselves; entries applied from
+        // now on share the first shard's (a name may exist once per shard: a few
+        // hundred strings sixteen times over, still a small, hot set).
         Facts {
             covered,
             messages,
             streams,
+            names: names.into_iter().next().unwrap_or_default(),
         }
     }
 
@@ -791,7 +811,7 @@ impl Facts {
             }
         }
         match v.kind {
-            EventType::Sent => apply_sent(m, seq, v),
+            EventType::Sent => apply_sent(m, seq, v, &mut self.names),
             EventType::Delivered => {
                 if m.delivered.is_none() {
                     let opened = when(&m.opened);
@@ -929,7 +949,7 @@ impl Facts {
     fn link(&mut self, seq: u64, v: &EventView<'_>) {
         let from: &str = &v.key;
         let to = v.linked.as_deref().unwrap_or_default().to_string();
-        let channel = v.req(&v.f.channel);
+        let channel = self.names.intern(v.req_str(&v.f.channel));
         let existing = self.messages.get(&to).and_then(|n| n.resent_from.as_ref());
         let conflict = match existing {
             Some(l) if l.message == from => return,
@@ -1008,7 +1028,7 @@ fn mark(slot: &mut Option<Mark>, at: Instant, seq: u64, detail: Option<&str>) {
     }
 }
 
-fn apply_sent(m: &mut MessageFacts, seq: u64, v: &EventView<'_>) {
+fn apply_sent(m: &mut MessageFacts, seq: u64, v: &EventView<'_>, names: &mut Names) {
     let refs: Refs =
         v.f.refs
             .iter()
@@ -1018,10 +1038,10 @@ fn apply_sent(m: &mut MessageFacts, seq: u64, v: &EventView<'_>) {
     let new = Sent {
         seq,
         at: v.at,
-        from: v.req(&v.f.from),
-        to: v.req(&v.f.to),
-        channel: v.req(&v.f.channel),
-        category: v.req(&v.f.category),
+        from: names.intern(v.req_str(&v.f.from)),
+        to: names.intern(v.req_str(&v.f.to)),
+        channel: names.intern(v.req_str(&v.f.channel)),
+        category: names.intern(v.req_str(&v.f.category)),
         content_digest: v.req(&v.f.content_digest),
         expires_at: v.expires_at,
         refs,

@@ -141,6 +141,11 @@ impl<'a> EventView<'a> {
 
     /// A required string field (checked present by [`EventView::parse`]).
     pub fn req(&self, v: &Option<Cow<'a, str>>) -> String {
-        v.as_deref().unwrap_or_default().to_string()
+        self.req_str(v).to_string()
+    }
+
+    /// [`Self::req`], borrowed.
+    pub fn req_str<'v>(&self, v: &'v Option<Cow<'a, str>>) -> &'v str {
+        v.as_deref().unwrap_or_default()
     }
 }

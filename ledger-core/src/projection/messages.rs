@@ -8,6 +8,7 @@ use std::collections::hash_map::Entry;
 use serde::de::{self, DeserializeSeed, SeqAccess, Visitor};
 
 use super::facts::MessageFacts;
+use super::names::Names;
 
 /// Number of shards. Part of the persisted layout (`projection.facts` version 2):
 /// changing it, or [`shard_of`], needs a new file version.
@@ -130,24 +131,27 @@ pub(crate) struct ShardSeed {
 }
 
 impl<'de> DeserializeSeed<'de> for ShardSeed {
-    type Value = Shard;
+    type Value = (Shard, Names);
 
-    fn deserialize<D: de::Deserializer<'de>>(self, d: D) -> Result<Shard, D::Error> {
+    fn deserialize<D: de::Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
         d.deserialize_seq(self)
     }
 }
 
+/// A shard and the names its messages share.
 impl<'de> Visitor<'de> for ShardSeed {
-    type Value = Shard;
+    type Value = (Shard, Names);
 
     fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
         f.write_str("a sequence of (message id, facts)")
     }
 
-    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Shard, A::Error> {
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
         let n = seq.size_hint().unwrap_or(0).min(self.max_len);
         let mut shard = Shard::with_capacity_and_hasher(n, Default::default());
-        while let Some((id, m)) = seq.next_element::<(String, Box<MessageFacts>)>()? {
+        let mut names = Names::default();
+        while let Some((id, mut m)) = seq.next_element::<(String, Box<MessageFacts>)>()? {
+            m.share_names(&mut names);
             match shard.entry(id) {
                 Entry::Occupied(e) => {
                     return Err(de::Error::custom(format!(
@@ -160,7 +164,7 @@ impl<'de> Visitor<'de> for ShardSeed {
                 }
             }
         }
-        Ok(shard)
+        Ok((shard, names))
     }
 }
 

@@ -24,6 +24,7 @@ mod fields;
 mod incident;
 mod instant;
 mod messages;
+mod names;
 mod persist;
 mod policy;
 mod report;
@@ -41,6 +42,7 @@ pub use facts::{
 };
 pub use incident::{Incident, IncidentKind};
 pub use instant::Instant;
+pub use names::Name;
 pub use persist::{CatchUp, FILE_NAME, load_or_rebuild, save};
 pub use policy::{DEFAULT_POLICY, Policy, PolicyError, Rule, parse_duration};
 pub use report::{

@@ -172,11 +172,15 @@ pub(crate) fn decode(bytes: &[u8]) -> Result<(Facts, Option<String>), String> {
         seed.deserialize(&mut de)
             .map_err(|e| format!("cannot decode shard {i}: {e}"))
     });
-    let shards = shards.into_iter().collect::<Result<Vec<_>, _>>()?;
+    let (shards, names): (Vec<_>, Vec<_>) = shards
+        .into_iter()
+        .collect::<Result<Vec<_>, _>>()?
+        .into_iter()
+        .unzip();
     let messages = MessageMap::from_shards(shards)
         .ok_or_else(|| "its messages are not sharded as this version shards them".to_string())?;
     Ok((
-        Facts::from_parts(header.covered, messages, header.streams),
+        Facts::from_parts(header.covered, messages, header.streams, names),
         header.tail,
     ))
 }

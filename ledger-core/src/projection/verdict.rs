@@ -258,12 +258,12 @@ impl<'a> Evaluator<'a> {
 
     fn rule_of(&self, id: &'a str, m: &'a MessageFacts) -> Rule {
         let sent = self.lineage(id, m).find_map(|(_, m)| m.sent.as_ref());
-        let category = sent.map(|s| s.category.as_str());
+        let category = sent.map(|s| &*s.category);
         let channel = m
             .sent
             .as_ref()
-            .map(|s| s.channel.as_str())
-            .or(m.resent_from.as_ref().map(|l| l.channel.as_str()));
+            .map(|s| &*s.channel)
+            .or(m.resent_from.as_ref().map(|l| &*l.channel));
         self.policy.rule(category, channel)
     }
 
@@ -359,8 +359,8 @@ impl<'a> Evaluator<'a> {
         let channel = m
             .sent
             .as_ref()
-            .map(|s| s.channel.as_str())
-            .or(m.resent_from.as_ref().map(|l| l.channel.as_str()));
+            .map(|s| &*s.channel)
+            .or(m.resent_from.as_ref().map(|l| &*l.channel));
         let rule = self.rule_of(id, m);
         let (expires_at, expires_source) = match (
             m.sent.as_ref().and_then(|s| s.expires_at),
@@ -509,13 +509,13 @@ impl<'a> Evaluator<'a> {
             message: id,
             verdict,
             reason,
-            category: sent.map(|s| s.category.as_str()),
+            category: sent.map(|s| &*s.category),
             channel,
             from: sent
-                .map(|s| s.from.as_str())
+                .map(|s| &*s.from)
                 .or_else(|| crate::event::split_message_key(id).0.map(|p| p.0)),
             to: sent
-                .map(|s| s.to.as_str())
+                .map(|s| &*s.to)
                 .or_else(|| crate::event::split_message_key(id).0.map(|p| p.1)),
             origin_at,
             due: decided,

@@ -257,6 +257,11 @@ enum Command {
         /// (comma-separated).
         #[arg(long, value_enum, value_delimiter = ',')]
         by: Vec<questions::By>,
+        /// List only the groups where this count is above zero: a verdict (lost), an
+        /// incident kind (lost_unread), with_incidents or with_anomalies. "Lost
+        /// unread per sender and month" is `--by from,month --having lost_unread`.
+        #[arg(long, value_name = "COUNT")]
+        having: Option<String>,
         #[command(flatten)]
         query: questions::Query,
     },
@@ -723,10 +728,10 @@ fn run(cli: Cli) -> Result<u8> {
             };
             questions::report(dir, store, kind, opts, &query, cli.json)
         }
-        Command::Stats { by, query } => {
+        Command::Stats { by, having, query } => {
             let store = open_reader(dir)?;
             let store = store.as_ref();
-            questions::stats(dir, store, &by, &query, cli.json)
+            questions::stats(dir, store, &by, having.as_deref(), &query, cli.json)
         }
         Command::Replay { verify, when } => {
             let store = open_reader(dir)?;

@@ -480,6 +480,7 @@ pub(crate) fn stats(
     dir: &Path,
     store: &dyn Store,
     by: &[By],
+    having: Option<&str>,
     query: &Query,
     as_json: bool,
 ) -> Result<u8> {
@@ -494,12 +495,18 @@ pub(crate) fn stats(
             By::Month => "month",
         })
         .collect();
-    let group = questions::group_by(
-        Some(&names.join(","))
-            .filter(|s| !s.is_empty())
-            .map(|s| s.as_str()),
-    )
-    .map_err(input_error)?;
+    let group = questions::Grouping {
+        by: questions::group_by(
+            Some(&names.join(","))
+                .filter(|s| !s.is_empty())
+                .map(|s| s.as_str()),
+        )
+        .map_err(input_error)?,
+        having: having
+            .map(questions::having)
+            .transpose()
+            .map_err(input_error)?,
+    };
     let judge = Judge::load(dir, &query.when)?;
     let filter = query.filters.to_filter(&judge.names)?;
     let b = basis(dir, store, &query.when, &judge)?;

@@ -734,11 +734,74 @@ pub fn group_by(names: Option<&str>) -> Result<Vec<GroupBy>, QuestionError> {
     Ok(keys)
 }
 
+/// A count a stats group carries, by the name its rows give it: a verdict
+/// (`lost`), an incident kind (`lost_unread`), `with_incidents` or `with_anomalies`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Count {
+    /// Messages with this verdict.
+    Verdict(Verdict),
+    /// Incidents of this kind.
+    Incident(IncidentKind),
+    /// Messages with at least one incident.
+    WithIncidents,
+    /// Messages with at least one anomaly.
+    WithAnomalies,
+}
+
+impl Count {
+    /// Parses a name.
+    pub fn from_name(s: &str) -> Option<Count> {
+        match s {
+            "with_incidents" => Some(Count::WithIncidents),
+            "with_anomalies" => Some(Count::WithAnomalies),
+            _ => Verdict::ALL
+                .into_iter()
+                .find(|v| v.name() == s)
+                .map(Count::Verdict)
+                .or_else(|| IncidentKind::from_name(s).map(Count::Incident)),
+        }
+    }
+
+    /// The name.
+    pub fn name(self) -> &'static str {
+        match self {
+            Count::Verdict(v) => v.name(),
+            Count::Incident(k) => k.name(),
+            Count::WithIncidents => "with_incidents",
+            Count::WithAnomalies => "with_anomalies",
+        }
+    }
+
+    /// Its value in a row.
+    pub fn of(self, row: &StatsRow) -> u64 {
+        match self {
+            Count::Verdict(v) => row.verdicts.get(v.name()).copied().unwrap_or(0),
+            Count::Incident(k) => row.incidents.get(k.name()).copied().unwrap_or(0),
+            Count::WithIncidents => row.with_incidents,
+            Count::WithAnomalies => row.with_anomalies,
+        }
+    }
+}
+
+/// One grouping of a stats question: its keys, and the count a group must have
+/// (more than zero) to be listed, if any. "Lost unread per sender and month" is a
+/// few hundred groups of the twenty thousand a sender-and-month grouping has.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Grouping {
+    /// Its keys (none: one group, `all`).
+    pub by: Vec<GroupBy>,
+    /// Only groups where this count is above zero.
+    pub having: Option<Count>,
+}
+
 /// The answer of `GET /v1/stats` and `ledger stats --json`.
 #[derive(Clone, Debug, Serialize)]
 pub struct StatsAnswer {
     /// The grouping keys (empty: one group, `all`).
     pub by: Vec<&'static str>,
+    /// The count every listed group has above zero, when the grouping asked for one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub having: Option<&'static str>,
     /// What it was computed over.
     #[serde(flatten)]
     pub header: Header,
@@ -757,13 +820,21 @@ pub struct StatsAnswer {
 pub struct StatsGrouping {
     /// Its keys.
     pub by: Vec<&'static str>,
+    /// The count every listed group has above zero, if asked.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub having: Option<&'static str>,
     /// Its groups.
     pub groups: Vec<StatsRow>,
 }
 
 /// Counts per verdict and per incident kind.
-pub fn stats(store: &dyn Store, basis: &Basis<'_>, by: &[GroupBy], filter: &Filter) -> StatsAnswer {
-    stats_many(store, basis, &[by.to_vec()], filter)
+pub fn stats(
+    store: &dyn Store,
+    basis: &Basis<'_>,
+    grouping: &Grouping,
+    filter: &Filter,
+) -> StatsAnswer {
+    stats_many(store, basis, std::slice::from_ref(grouping), filter)
 }
 
 /// Counts under several groupings at once (at least one), each message judged once:
@@ -771,10 +842,16 @@ pub fn stats(store: &dyn Store, basis: &Basis<'_>, by: &[GroupBy], filter: &Filt
 pub fn stats_many(
     store: &dyn Store,
     basis: &Basis<'_>,
-    groupings: &[Vec<GroupBy>],
+    groupings: &[Grouping],
     filter: &Filter,
 ) -> StatsAnswer {
-    let mut all = projection::stats_many(&basis.evaluator(), groupings, filter);
+    let keys: Vec<Vec<GroupBy>> = groupings.iter().map(|g| g.by.clone()).collect();
+    let mut all = projection::stats_many(&basis.evaluator(), &keys, filter);
+    for (groups, g) in all.iter_mut().zip(groupings) {
+        if let Some(c) = g.having {
+            groups.retain(|row| c.of(row) > 0);
+        }
+    }
     let numbers = all.iter().flatten().flat_map(|g| {
         ["from", "to"]
             .into_iter()
@@ -783,25 +860,50 @@ pub fn stats_many(
     let organisations = basis.directory.names(numbers);
     let mut named = groupings
         .iter()
-        .map(|by| by.iter().map(|k| k.name()).collect::<Vec<_>>())
+        .map(|g| {
+            (
+                g.by.iter().map(|k| k.name()).collect::<Vec<_>>(),
+                g.having.map(Count::name),
+            )
+        })
         .zip(all.drain(..));
-    let (by, groups) = named.next().unwrap_or_default();
+    let ((by, having), groups) = named.next().unwrap_or_default();
     StatsAnswer {
         by,
+        having,
         header: basis.header(store),
         organisations,
         groups,
         also: named
-            .map(|(by, groups)| StatsGrouping { by, groups })
+            .map(|((by, having), groups)| StatsGrouping { by, having, groups })
             .collect(),
     }
 }
 
+/// A grouping's `having` count, by name (`ledger stats --having`).
+pub fn having(name: &str) -> Result<Count, QuestionError> {
+    count_named("having", name)
+}
+
+fn count_named(parameter: &'static str, name: &str) -> Result<Count, QuestionError> {
+    Count::from_name(name).ok_or_else(|| {
+        bad(
+            parameter,
+            format!(
+                "{name:?} is not a verdict ({}), an incident kind ({}), with_incidents or with_anomalies",
+                Verdict::ALL.map(Verdict::name).join(", "),
+                IncidentKind::ALL.map(IncidentKind::name).join(", ")
+            ),
+        )
+    })
+}
+
 /// Groupings as the API takes them: `;` between groupings, `,` between the keys of
-/// one (`all;month;from,month`); at most four.
-pub fn groupings(names: Option<&str>) -> Result<Vec<Vec<GroupBy>>, QuestionError> {
+/// one, and after a grouping's keys `:` and the count its groups must have
+/// (`all;month;from,month:lost_unread`); at most four.
+pub fn groupings(names: Option<&str>) -> Result<Vec<Grouping>, QuestionError> {
     let Some(text) = names else {
-        return Ok(vec![Vec::new()]);
+        return Ok(vec![Grouping::default()]);
     };
     let parts: Vec<&str> = text.split(';').collect();
     if parts.len() > 4 {
@@ -810,7 +912,19 @@ pub fn groupings(names: Option<&str>) -> Result<Vec<Vec<GroupBy>>, QuestionError
             format!("{} groupings; at most 4 at once", parts.len()),
         ));
     }
-    parts.into_iter().map(|p| group_by(Some(p))).collect()
+    parts
+        .into_iter()
+        .map(|p| {
+            let (keys, having) = match p.split_once(':') {
+                Some((keys, c)) => (keys, Some(count_named("by", c.trim())?)),
+                None => (p, None),
+            };
+            Ok(Grouping {
+                by: group_by(Some(keys))?,
+                having,
+            })
+        })
+        .collect()
 }
 
 /// One entry of a message's history.

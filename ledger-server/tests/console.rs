@@ -242,3 +242,40 @@ fn every_page_carries_a_strict_content_security_policy() {
         assert_eq!(r.status, 404, "{path}: {}", r.text);
     }
 }
+
+#[test]
+fn the_page_preloads_every_module_it_imports() {
+    // The page names its modules up front (modulepreload), so they load at once,
+    // not import by import: each named one is served, and each module any of them
+    // imports is named too.
+    let s = TestServer::start("");
+    let page = into_reply(agent().get(&s.url("/console/")).call().unwrap()).text;
+    let preloaded: Vec<String> = page
+        .split("<link rel=\"modulepreload\" href=\"")
+        .skip(1)
+        .map(|rest| rest.split('"').next().unwrap().to_string())
+        .collect();
+    assert!(preloaded.contains(&"/console/app.js".to_string()), "{page}");
+    for path in &preloaded {
+        let r = into_reply(agent().get(&s.url(path)).call().unwrap());
+        assert_eq!(r.status, 200, "{path}");
+        assert_eq!(
+            r.header("content-type"),
+            Some("text/javascript; charset=utf-8"),
+            "{path}"
+        );
+        let dir = &path[..path.rfind('/').unwrap() + 1];
+        let imports = r.text.lines().filter_map(|l| {
+            let l = l.strip_prefix("import ")?;
+            let spec = l.rsplit(" from ").next()?.trim_end_matches(';');
+            Some(spec.trim_matches(|c| c == '\'' || c == '"'))
+        });
+        for spec in imports {
+            let target = format!("{dir}{}", spec.trim_start_matches("./"));
+            assert!(
+                preloaded.contains(&target),
+                "{path} imports {spec}, which the page does not preload"
+            );
+        }
+    }
+}

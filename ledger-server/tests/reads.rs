@@ -222,6 +222,49 @@ fn one_question_of_several_groupings_and_a_paged_report_answer_as_their_parts() 
     let r = get(&s, &format!("/v1/stats?{q}&by=all;all;all;all;all"), &w);
     assert_eq!(r.status, 400, "{}", r.text);
 
+    // A grouping's `:count` lists only its groups where that count is above zero.
+    // Every message here is lost (unread until the channel's expiry), none at risk.
+    for count in [
+        "lost",
+        "at_risk",
+        "lost_unread",
+        "opened_late",
+        "with_incidents",
+    ] {
+        let r = get(&s, &format!("/v1/stats?{q}&by=all;to,month:{count}"), &w);
+        assert_eq!(r.status, 200, "{}", r.text);
+        assert_eq!(r.body["also"][0]["having"], count);
+        assert!(r.body.get("having").is_none(), "{}", r.text);
+        let value = |g: &Value| {
+            g["verdicts"][count]
+                .as_u64()
+                .or(g["incidents"][count].as_u64())
+                .or(g[count].as_u64())
+                .unwrap()
+        };
+        let expected: Vec<&Value> = many.body["also"][1]["groups"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|g| value(g) > 0)
+            .collect();
+        let got: Vec<&Value> = r.body["also"][0]["groups"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .collect();
+        assert_eq!(got, expected, "having {count}");
+        let none = ["at_risk", "opened_late"].contains(&count);
+        assert_eq!(got.is_empty(), none, "{count}: {}", r.text);
+    }
+    let r = get(&s, &format!("/v1/stats?{q}&by=to:nope"), &w);
+    assert_eq!(r.status, 400, "{}", r.text);
+    assert!(
+        r.text.contains("lost_unread"),
+        "the error lists the counts: {}",
+        r.text
+    );
+
     // A report, whole, then paged and sorted: the same rows, count and digest.
     let whole = get(&s, &format!("/v1/reports/incidents?{q}"), &w);
     assert_eq!(whole.status, 200, "{}", whole.text);

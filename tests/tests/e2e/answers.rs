@@ -158,6 +158,35 @@ fn as_of_is_event_time_and_known_at_is_record_time_on_backfilled_data() {
     assert_eq!(jan["incidents"]["handoff_never_received"], 1);
     let csv = ledger_ok(&d, &["stats", "--by", "from,month", "--format", "csv"]);
     assert!(csv.starts_with("from,month,total,"), "{csv}");
+    // Only the groups that had one: here the months with a message lost unread.
+    let lost = ledger_json(
+        &d,
+        &[
+            "stats",
+            "--by",
+            "from,month",
+            "--having",
+            "lost_unread",
+            "--json",
+        ],
+    );
+    assert_eq!(lost["having"], "lost_unread");
+    let all = chart["groups"].as_array().unwrap();
+    let with: Vec<&Value> = all
+        .iter()
+        .filter(|g| g["incidents"]["lost_unread"].as_u64() > Some(0))
+        .collect();
+    assert!(!with.is_empty() && with.len() < all.len(), "{chart}");
+    assert_eq!(
+        lost["groups"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .collect::<Vec<_>>(),
+        with
+    );
+    let out = ledger(&d, &["stats", "--having", "nope"]);
+    assert_eq!(out.status.code(), Some(2));
     let history = ledger_json(&d, &["--json", "history", "X", "--as-of", t]);
     assert_eq!(history["entries"].as_array().unwrap().len(), 3);
 

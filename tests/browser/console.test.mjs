@@ -130,6 +130,23 @@ test('the overview counts what the CLI counts, and draws it', async () => {
   const total = await page.textContent('[data-testid=total]');
   assert.equal(Number(total.replace(/\D/g, '')), cli.groups[0].total);
   assert.ok(await page.locator('svg.chart').count() >= 2, 'the pictures are drawn');
+  // "Lost unread per month, per sender": the picture's numbers (its table) are the
+  // CLI's, the largest sender first, every loss counted once.
+  const [names, rows] = await page.evaluate(() => {
+    const t = document.querySelector('figure table');
+    return [
+      [...t.querySelectorAll('thead th')].slice(1).map((th) => th.textContent),
+      [...t.querySelectorAll('tbody tr')].map((tr) => [...tr.querySelectorAll('td')].map((td) => Number(td.textContent))),
+    ];
+  });
+  const sum = (xs) => xs.reduce((a, b) => a + b, 0);
+  assert.equal(sum(rows.flat()), cli.groups[0].incidents.lost_unread);
+  const bySender = ledgerJson('stats', '--by', 'from', '--having', 'lost_unread', '--now', T_END);
+  assert.equal(bySender.having, 'lost_unread');
+  const most = Math.max(...bySender.groups.map((g) => g.incidents.lost_unread));
+  const tops = bySender.groups.filter((g) => g.incidents.lost_unread === most).map((g) => g.group);
+  assert.ok(tops.some((org) => names[0].includes(org)), `${names[0]} is one of ${tops}`);
+  assert.equal(sum(rows.map((r) => r[0])), most);
   await shot(page, 'overview');
   await accessible(page, 'overview');
   assert.deepEqual(errors, []);

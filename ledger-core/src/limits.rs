@@ -27,6 +27,10 @@ pub const JSON_DEPTH_MAX: usize = 8;
 /// Most events one writer batch takes before it commits.
 pub const BATCH_EVENTS_MAX: usize = 16 * 1024;
 
+/// Canonical event bytes in one commit group (one write and `fdatasync`, or one
+/// transaction); a single request larger than this is a group of its own.
+pub const BATCH_BYTES_MAX: usize = 16 * 1024 * 1024;
+
 /// Size at which a segment file is sealed and a new one started, in bytes.
 pub const SEGMENT_BYTES_MAX: u64 = 64 * 1024 * 1024;
 

@@ -1,13 +1,13 @@
 //! `ledger migrate`: copies a ledger between engines byte for byte — the same
 //! entries, the same signed checkpoints, the same key — and checks the copy.
 
-use std::io::Write;
 use std::path::Path;
 
 use ledger_core::merkle::Frontier;
 use ledger_core::projection::{self, facts_digest};
+use ledger_core::store::Import;
 use ledger_core::store::{LedgerInfo, StoreError};
-use ledger_core::{FileStore, InitOptions, Store, entry, limits, segment};
+use ledger_core::{Store, entry};
 use tokio_postgres::Config;
 
 use crate::engine::{self, Engine};
@@ -200,54 +200,20 @@ pub fn to_embedded(
     let info: LedgerInfo = source.info().clone();
     let size = source.size();
     let checkpoints = all_checkpoints(&source)?;
-    FileStore::init(
-        into,
-        &InitOptions {
-            origin: info.origin.clone(),
-            hash: info.hash,
-        },
-    )?;
+    let mut import = Import::create(into, &info)?;
     // The same key as the source, and its signed checkpoints instead of the new one.
     key_files(from_dir, into)?;
-    let mut ck = segment::header(segment::CHECKPOINTS_MAGIC, 0).to_vec();
     for (_, note) in &checkpoints {
-        segment::encode_frame(&mut ck, note.as_bytes());
+        import.checkpoint(note);
     }
-    std::fs::write(into.join("checkpoints.log"), &ck)
-        .map_err(StoreError::io("write checkpoints.log"))?;
-    let log = into.join("log");
-    let mut first = 0u64;
-    let mut file = std::fs::File::create(log.join(segment::segment_name(0)))
-        .map_err(StoreError::io("create a segment"))?;
-    let mut buf = segment::header(segment::SEGMENT_MAGIC, 0).to_vec();
-    let mut len = buf.len() as u64;
     let mut at = 0u64;
     while at < size {
         let end = size.min(at + CHUNK);
-        source.scan(at, end, &mut |seq, b| {
-            if len >= limits::SEGMENT_BYTES_MAX && seq > first {
-                file.write_all(&buf)
-                    .and_then(|_| file.sync_all())
-                    .map_err(StoreError::io("write a segment"))?;
-                buf.clear();
-                first = seq;
-                file = std::fs::File::create(log.join(segment::segment_name(first)))
-                    .map_err(StoreError::io("create a segment"))?;
-                buf.extend_from_slice(&segment::header(segment::SEGMENT_MAGIC, first));
-                len = buf.len() as u64;
-            }
-            let before = buf.len();
-            segment::encode_frame(&mut buf, b);
-            len += (buf.len() - before) as u64;
-            Ok(())
-        })?;
-        file.write_all(&buf)
-            .map_err(StoreError::io("write a segment"))?;
-        buf.clear();
+        source.scan(at, end, &mut |seq, b| import.entry(seq, b))?;
         at = end;
         progress(at, size);
     }
-    file.sync_all().map_err(StoreError::io("sync a segment"))?;
+    import.finish()?;
     check(&source, into, size, &checkpoints)
 }
 

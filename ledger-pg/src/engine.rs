@@ -137,34 +137,6 @@ impl Engine {
         }
     }
 
-    /// Appends without blocking the calling thread (see `FileStore::append_then`).
-    pub fn append_then(
-        &self,
-        events: Vec<Event>,
-        on_commit: impl FnOnce(Result<Vec<Receipt>, StoreError>) + Send + 'static,
-    ) {
-        match self {
-            Engine::File(s) => s.append_then(events, on_commit),
-            Engine::Postgres(s) => s.append_then(events, on_commit),
-        }
-    }
-
-    /// Whether a failed write stopped appends until the ledger is reopened.
-    pub fn is_poisoned(&self) -> bool {
-        match self {
-            Engine::File(s) => s.is_poisoned(),
-            Engine::Postgres(s) => s.is_poisoned(),
-        }
-    }
-
-    /// Stops the writer after what it holds and signs a final checkpoint.
-    pub fn close(&self) {
-        match self {
-            Engine::File(s) => s.close(),
-            Engine::Postgres(s) => s.close(),
-        }
-    }
-
     /// The embedded store, if that is the engine.
     pub fn as_file(&self) -> Option<&FileStore> {
         match self {
@@ -191,6 +163,15 @@ impl Store for Engine {
     }
     fn append(&self, events: Vec<Event>) -> Result<Vec<Receipt>, StoreError> {
         self.store().append(events)
+    }
+    fn append_then(&self, events: Vec<Event>, on_commit: ledger_core::store::CommitCallback) {
+        self.store().append_then(events, on_commit)
+    }
+    fn is_poisoned(&self) -> bool {
+        self.store().is_poisoned()
+    }
+    fn close(&self) {
+        self.store().close()
     }
     fn size(&self) -> u64 {
         self.store().size()

@@ -7,15 +7,17 @@
 //! answered only after COMMIT. The chain is also guarded by the schema (a gap or a
 //! fork is refused by a trigger, a second writer's entry by the seq key).
 
-use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, mpsc};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use crate::redact;
 use ledger_core::checkpoint::check_origin;
-use ledger_core::entry::{self, format_recorded_at, write_entry};
+use ledger_core::entry;
 use ledger_core::merkle::{self, Frontier, SubtreeSource};
+use ledger_core::store::append::{
+    self, AppendCore, AppendRequest, GroupLimits, NextGroup, Recorded, RecordedIds, Requests,
+};
 use ledger_core::store::{EntryVisitor, LedgerInfo, SignedCheckpoint, StoreError};
 use ledger_core::{Checkpoint, Event, Hash, HashAlg, Receipt, SigningKey, Store, VerifierKey};
 use tokio_postgres::binary_copy::BinaryCopyInWriter;
@@ -27,14 +29,10 @@ use crate::migrate;
 /// Merkle nodes from this level up are stored; smaller subtrees are hashed from
 /// the leaves (the schema's `merkle_nodes` check says the same).
 const NODE_LEVEL_MIN: u32 = 8;
-/// Sign a checkpoint at least this often while entries arrive.
-const CHECKPOINT_EVERY: Duration = Duration::from_millis(1000);
 /// Entries read per query when scanning.
 const SCAN_CHUNK: u64 = 10_000;
 /// Readers' connections, at most (the server reads on tokio's blocking pool).
 const READERS: usize = 8;
-/// Requests taken into one commit, at most.
-const GROUP_MAX: usize = 4096;
 
 fn db(e: tokio_postgres::Error) -> StoreError {
     StoreError::Database(match e.as_db_error() {
@@ -101,17 +99,10 @@ impl Shared {
     }
 }
 
-type Reply = ledger_core::store::CommitCallback;
-
-struct Request {
-    events: Vec<Event>,
-    reply: Reply,
-}
-
 /// The ledger's log in PostgreSQL.
 pub struct PgStore {
     shared: Arc<Shared>,
-    tx: Mutex<Option<mpsc::Sender<Request>>>,
+    tx: Mutex<Option<mpsc::Sender<AppendRequest>>>,
     writer: Mutex<Option<std::thread::JoinHandle<()>>>,
 }
 
@@ -270,55 +261,16 @@ impl PgStore {
         };
         // A process alone on its database is the writer from the start.
         lease.try_acquire();
-        let (tx, rx) = mpsc::channel::<Request>();
+        let (tx, rx) = mpsc::channel::<AppendRequest>();
         let handle = std::thread::Builder::new()
             .name("ledger-pg-writer".into())
-            .spawn(move || lease.run(rx))
+            .spawn(move || lease.run(Requests::new(rx, GroupLimits::default())))
             .map_err(StoreError::io("start the writer thread"))?;
         Ok(PgStore {
             shared,
             tx: Mutex::new(Some(tx)),
             writer: Mutex::new(Some(handle)),
         })
-    }
-
-    /// Appends without blocking the calling thread; `on_commit` runs on the writer's
-    /// thread once the group is committed (see `FileStore::append_then`).
-    pub fn append_then(
-        &self,
-        events: Vec<Event>,
-        on_commit: impl FnOnce(Result<Vec<Receipt>, StoreError>) + Send + 'static,
-    ) {
-        if events.is_empty() {
-            return on_commit(Ok(Vec::new()));
-        }
-        if self.shared.poisoned.load(Ordering::Acquire) {
-            return on_commit(Err(StoreError::Poisoned));
-        }
-        let (reply, refused) = ledger_core::store::commit_callback(on_commit);
-        let tx = self.tx.lock().expect("lock");
-        match tx.as_ref() {
-            Some(tx) => {
-                if let Err(mpsc::SendError(r)) = tx.send(Request { events, reply }) {
-                    drop(r);
-                    refused(StoreError::Poisoned);
-                }
-            }
-            None => refused(StoreError::Poisoned),
-        }
-    }
-
-    /// Whether a failed commit stopped appends until the store is reopened.
-    pub fn is_poisoned(&self) -> bool {
-        self.shared.poisoned.load(Ordering::Acquire)
-    }
-
-    /// Stops the writer after what it holds, signing a final checkpoint.
-    pub fn close(&self) {
-        self.tx.lock().expect("lock").take();
-        if let Some(h) = self.writer.lock().expect("lock").take() {
-            let _ = h.join();
-        }
     }
 
     async fn leaves(&self, from: u64, to: u64) -> Result<Vec<Hash>, StoreError> {
@@ -356,10 +308,44 @@ impl Store for PgStore {
 
     fn append(&self, events: Vec<Event>) -> Result<Vec<Receipt>, StoreError> {
         let (tx, rx) = mpsc::sync_channel(1);
-        self.append_then(events, move |r| {
-            let _ = tx.send(r);
-        });
+        self.append_then(
+            events,
+            Box::new(move |r| {
+                let _ = tx.send(r);
+            }),
+        );
         rx.recv().map_err(|_| StoreError::Poisoned)?
+    }
+
+    fn append_then(&self, events: Vec<Event>, on_commit: ledger_core::store::CommitCallback) {
+        if events.is_empty() {
+            return on_commit(Ok(Vec::new()));
+        }
+        if self.shared.poisoned.load(Ordering::Acquire) {
+            return on_commit(Err(StoreError::Poisoned));
+        }
+        let (reply, refused) = ledger_core::store::commit_callback(on_commit);
+        let tx = self.tx.lock().expect("lock");
+        match tx.as_ref() {
+            Some(tx) => {
+                if let Err(mpsc::SendError(r)) = tx.send(AppendRequest { events, reply }) {
+                    drop(r);
+                    refused(StoreError::Poisoned);
+                }
+            }
+            None => refused(StoreError::Poisoned),
+        }
+    }
+
+    fn is_poisoned(&self) -> bool {
+        self.shared.poisoned.load(Ordering::Acquire)
+    }
+
+    fn close(&self) {
+        self.tx.lock().expect("lock").take();
+        if let Some(h) = self.writer.lock().expect("lock").take() {
+            let _ = h.join();
+        }
     }
 
     fn size(&self) -> u64 {
@@ -576,49 +562,36 @@ impl Lease {
         self.writer = None;
     }
 
-    fn run(mut self, rx: mpsc::Receiver<Request>) {
+    fn run(mut self, mut requests: Requests) {
         loop {
-            let first = if let Some(w) = self.writer.as_ref() {
-                // Entries no checkpoint covers yet are signed within CHECKPOINT_EVERY
-                // even if no append follows them, as the embedded store does: a
-                // receipt or a witness needs a checkpoint that covers its entry.
-                let got = match w.checkpoint_due_in() {
-                    None => rx.recv().map_err(|_| mpsc::RecvTimeoutError::Disconnected),
-                    Some(wait) => rx.recv_timeout(wait),
-                };
-                match got {
-                    Ok(r) => r,
-                    Err(mpsc::RecvTimeoutError::Timeout) => {
-                        if let Some(Err(e)) = self.writer.as_mut().map(Writer::sign_if_behind) {
+            // With the lease: entries no checkpoint covers yet are signed within the
+            // interval even if no append follows them, as the embedded store does (a
+            // receipt or a witness needs a checkpoint that covers its entry).
+            // Without it: try to take it now and then.
+            let wait = match &self.writer {
+                Some(w) => w.core.checkpoint_due_in(),
+                None => Some(LEASE_RETRY),
+            };
+            let group = match requests.next_group(wait) {
+                NextGroup::Group(g) => {
+                    self.try_acquire();
+                    g
+                }
+                NextGroup::Idle => {
+                    match self.writer.as_mut().map(Writer::sign_if_behind) {
+                        Some(Err(e)) => {
                             eprintln!(
                                 "ledger-pg: a checkpoint could not be signed; giving up the writer lease: {e}"
                             );
                             self.release();
                         }
-                        continue;
+                        Some(Ok(())) => {}
+                        None => self.try_acquire(),
                     }
-                    Err(mpsc::RecvTimeoutError::Disconnected) => break,
+                    continue;
                 }
-            } else {
-                match rx.recv_timeout(LEASE_RETRY) {
-                    Ok(r) => {
-                        self.try_acquire();
-                        r
-                    }
-                    Err(mpsc::RecvTimeoutError::Timeout) => {
-                        self.try_acquire();
-                        continue;
-                    }
-                    Err(mpsc::RecvTimeoutError::Disconnected) => break,
-                }
+                NextGroup::Closed => break,
             };
-            let mut group = vec![first];
-            while group.len() < GROUP_MAX {
-                match rx.try_recv() {
-                    Ok(r) => group.push(r),
-                    Err(_) => break,
-                }
-            }
             let Some(writer) = self.writer.as_mut() else {
                 for r in group {
                     (r.reply)(Err(StoreError::Unavailable(
@@ -656,16 +629,13 @@ impl Lease {
     }
 }
 
-/// The writer's state: the chain's tail and Merkle frontier, the key, the clock.
+/// The writer's state: its session, the key, and the chain's tail in the one append
+/// path's core.
 struct Writer {
     shared: Arc<Shared>,
     client: Client,
     key: SigningKey,
-    prev: Hash,
-    frontier: Frontier,
-    last_recorded_at: String,
-    latest_checkpoint: u64,
-    last_checkpoint_at: Instant,
+    core: AppendCore,
 }
 
 /// Perfect subtrees for rebuilding the frontier, read through the writer's client.
@@ -705,12 +675,6 @@ impl SubtreeSource for Nodes<'_> {
             Ok(merkle::root_of(alg, &leaves))
         })
     }
-}
-
-/// How one event of a request is recorded.
-enum Plan {
-    New,
-    Duplicate(u64, Hash),
 }
 
 impl Writer {
@@ -763,36 +727,22 @@ impl Writer {
             shared: shared.clone(),
             client,
             key,
-            prev,
-            frontier,
-            last_recorded_at,
-            latest_checkpoint: latest,
-            last_checkpoint_at: Instant::now(),
+            core: AppendCore::new(
+                shared.info.clone(),
+                frontier,
+                prev,
+                last_recorded_at,
+                latest,
+            ),
         })
-    }
-
-    fn checkpoint_note(&self, frontier: &Frontier) -> String {
-        self.key.sign(&Checkpoint {
-            origin: self.shared.info.origin.clone(),
-            size: frontier.size(),
-            root: frontier.root(),
-        })
-    }
-
-    /// How long until the entries past the newest checkpoint are due one; None if
-    /// it covers them all.
-    fn checkpoint_due_in(&self) -> Option<Duration> {
-        (self.latest_checkpoint < self.frontier.size())
-            .then(|| CHECKPOINT_EVERY.saturating_sub(self.last_checkpoint_at.elapsed()))
     }
 
     /// Signs a checkpoint of the current size if the newest one is behind it.
     fn sign_if_behind(&mut self) -> Result<(), StoreError> {
-        let size = self.frontier.size();
-        if self.latest_checkpoint >= size {
+        if self.core.latest_checkpoint() >= self.core.size() {
             return Ok(());
         }
-        let note = self.checkpoint_note(&self.frontier);
+        let (size, note) = self.core.sign(&self.key);
         self.shared.block_on(async {
             self.client
                 .execute(
@@ -802,23 +752,19 @@ impl Writer {
                 .await
                 .map_err(db)
         })?;
-        self.latest_checkpoint = size;
-        self.last_checkpoint_at = Instant::now();
+        self.core.signed(size);
         Ok(())
     }
 
-    /// Plans, builds and commits one group. Requests that conflict get their error
-    /// and append nothing; the others are committed together.
+    /// Plans and builds one group through the one append path, and commits it in
+    /// one transaction. Requests that conflict get their error and append nothing;
+    /// the others are committed together.
     fn commit(
         &mut self,
-        group: &[Request],
+        group: &[AppendRequest],
     ) -> Result<Vec<Result<Vec<Receipt>, StoreError>>, StoreError> {
-        let alg = self.shared.info.hash;
-        let ids: Vec<&str> = group
-            .iter()
-            .flat_map(|r| r.events.iter().map(Event::id_key))
-            .collect();
-        let recorded: HashMap<String, (u64, Hash, Vec<u8>)> = self.shared.block_on(async {
+        let ids = append::ids(group);
+        let recorded: RecordedIds = self.shared.block_on(async {
             let rows = self
                 .client
                 .query(
@@ -834,142 +780,54 @@ impl Writer {
                 .map(|r| {
                     Ok((
                         r.get::<_, String>(0),
-                        (
-                            r.get::<_, i64>(1) as u64,
-                            hash32(r.get::<_, &[u8]>(2))?,
-                            r.get::<_, Vec<u8>>(3),
-                        ),
+                        Recorded {
+                            seq: r.get::<_, i64>(1) as u64,
+                            leaf: hash32(r.get::<_, &[u8]>(2))?,
+                            entry: r.get::<_, Vec<u8>>(3),
+                        },
                     ))
                 })
                 .collect()
         })?;
-        let now = format_recorded_at(time::OffsetDateTime::now_utc());
-        let recorded_at = if now < self.last_recorded_at {
-            self.last_recorded_at.clone()
-        } else {
-            now
-        };
-        let mut frontier = self.frontier.clone();
-        let mut prev = self.prev;
-        let mut fresh: HashMap<&str, (u64, Hash, &[u8])> = HashMap::new();
-        let (mut seqs, mut event_ids, mut leaves, mut prevs, mut bytes) =
-            (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
-        let (mut idx_messages, mut idx_seqs) = (Vec::new(), Vec::new());
-        let (mut node_levels, mut node_idxs, mut node_hashes) =
-            (Vec::new(), Vec::new(), Vec::new());
-        let mut results = Vec::with_capacity(group.len());
-        for req in group {
-            // Plan the whole request first: a conflict anywhere appends none of it.
-            let mut plans = Vec::with_capacity(req.events.len());
-            let mut conflict = None;
-            // Ids new in this request, with their bytes: the same id again must be
-            // the same event, or the request is a conflict.
-            let mut mine: HashMap<&str, &[u8]> = HashMap::new();
-            for ev in &req.events {
-                if u64::from(ev.format()) > self.shared.info.format {
-                    conflict = Some(StoreError::FormatTooNew {
-                        id: ev.id().to_string(),
-                        event: ev.format(),
-                        ledger: self.shared.info.format,
-                    });
-                    break;
-                }
-                if let Some(b) = mine.get(ev.id_key()) {
-                    if *b != ev.canonical_bytes() {
-                        conflict = Some(StoreError::Conflict {
-                            id: ev.id().to_string(),
-                            seq: frontier.size(),
-                        });
-                        break;
-                    }
-                    plans.push(Plan::New);
-                    continue;
-                }
-                if let Some((seq, hash, stored)) = recorded.get(ev.id_key()) {
-                    let same = entry::parse_entry(stored)
-                        .map(|p| p.event.as_bytes() == ev.canonical_bytes() && p.v == ev.format())
-                        .unwrap_or(false);
-                    if !same {
-                        conflict = Some(StoreError::Conflict {
-                            id: ev.id().to_string(),
-                            seq: *seq,
-                        });
-                        break;
-                    }
-                    plans.push(Plan::Duplicate(*seq, *hash));
-                } else if let Some((seq, hash, b)) = fresh.get(ev.id_key()) {
-                    if *b != ev.canonical_bytes() {
-                        conflict = Some(StoreError::Conflict {
-                            id: ev.id().to_string(),
-                            seq: *seq,
-                        });
-                        break;
-                    }
-                    plans.push(Plan::Duplicate(*seq, *hash));
-                } else {
-                    mine.insert(ev.id_key(), ev.canonical_bytes());
-                    plans.push(Plan::New);
-                }
-            }
-            if let Some(e) = conflict {
-                results.push(Err(e));
-                continue;
-            }
-            let mut receipts = Vec::with_capacity(req.events.len());
-            for (ev, plan) in req.events.iter().zip(plans) {
-                if let Plan::Duplicate(seq, hash) = plan {
-                    receipts.push(Receipt::duplicate(seq, hash));
-                    continue;
-                }
-                // The same id twice in one request: the first one's receipt.
-                if let Some((seq, hash, _)) = fresh.get(ev.id_key()) {
-                    receipts.push(Receipt::duplicate(*seq, *hash));
-                    continue;
-                }
-                let seq = frontier.size();
-                let mut buf = Vec::with_capacity(ev.canonical_bytes().len() + 160);
-                write_entry(
-                    &mut buf,
-                    seq,
-                    &prev,
-                    &recorded_at,
-                    ev.format(),
-                    ev.canonical_bytes(),
-                );
-                let leaf = alg.leaf(&buf);
-                frontier.push(leaf, |level, index, h| {
-                    if level >= NODE_LEVEL_MIN {
-                        node_levels.push(level as i32);
-                        node_idxs.push(index as i64);
-                        node_hashes.push(h.to_vec());
-                    }
-                });
-                seqs.push(seq as i64);
-                event_ids.push(ev.id_key());
-                leaves.push(leaf.to_vec());
-                prevs.push(prev.to_vec());
-                bytes.push(buf);
-                for m in std::iter::once(ev.key()).chain(ev.linked_key()) {
-                    idx_messages.push(m.to_string());
-                    idx_seqs.push(seq as i64);
-                    // A resend's two messages differ in id, so their aliases do.
-                    if let Some(a) = ledger_core::event::bare_alias(m) {
-                        idx_messages.push(a);
-                        idx_seqs.push(seq as i64);
-                    }
-                }
-                fresh.insert(ev.id_key(), (seq, leaf, ev.canonical_bytes()));
-                prev = leaf;
-                receipts.push(Receipt::new(seq, leaf));
-            }
-            results.push(Ok(receipts));
-        }
-        if seqs.is_empty() {
+        let mut built = self.core.build(group, &recorded);
+        let results = std::mem::take(&mut built.results);
+        if built.entries.is_empty() {
+            self.core.advance(built);
             return Ok(results);
         }
-        let due = self.last_checkpoint_at.elapsed() >= CHECKPOINT_EVERY;
-        let note = due.then(|| self.checkpoint_note(&frontier));
-        let size = frontier.size();
+        let mut seqs = Vec::with_capacity(built.entries.len());
+        let mut event_ids = Vec::with_capacity(built.entries.len());
+        let (mut leaves, mut prevs, mut bytes) = (Vec::new(), Vec::new(), Vec::new());
+        let (mut idx_messages, mut idx_seqs) = (Vec::new(), Vec::new());
+        for e in &built.entries {
+            seqs.push(e.seq as i64);
+            event_ids.push(e.event.id_key());
+            leaves.push(&e.leaf[..]);
+            prevs.push(&e.prev[..]);
+            bytes.push(built.entry_bytes(e));
+            for m in std::iter::once(e.event.key()).chain(e.event.linked_key()) {
+                idx_messages.push(m.to_string());
+                idx_seqs.push(e.seq as i64);
+                // A resend's two messages differ in id, so their aliases do.
+                if let Some(a) = ledger_core::event::bare_alias(m) {
+                    idx_messages.push(a);
+                    idx_seqs.push(e.seq as i64);
+                }
+            }
+        }
+        let (mut node_levels, mut node_idxs, mut node_hashes) =
+            (Vec::new(), Vec::new(), Vec::new());
+        for (level, index, h) in built.nodes.iter().filter(|n| n.0 >= NODE_LEVEL_MIN) {
+            node_levels.push(*level as i32);
+            node_idxs.push(*index as i64);
+            node_hashes.push(h.to_vec());
+        }
+        // The checkpoint goes in the same transaction when the interval has passed.
+        let note = self
+            .core
+            .interval_passed()
+            .then(|| self.core.sign_with(&self.key, &built));
+        let size = built.size();
         self.shared.block_on(async {
             let tx = self.client.transaction().await.map_err(db)?;
             // Binary COPY: the cheapest way into a table per row, and the chain
@@ -1024,22 +882,19 @@ impl Writer {
                 .await
                 .map_err(db)?;
             }
-            if let Some(note) = &note {
+            if let Some((size, note)) = &note {
                 tx.execute(
                     "INSERT INTO checkpoints (size, note) VALUES ($1, $2)",
-                    &[&(size as i64), note],
+                    &[&(*size as i64), note],
                 )
                 .await
                 .map_err(db)?;
             }
             tx.commit().await.map_err(db)
         })?;
-        self.frontier = frontier;
-        self.prev = prev;
-        self.last_recorded_at = recorded_at;
-        if note.is_some() {
-            self.latest_checkpoint = size;
-            self.last_checkpoint_at = Instant::now();
+        self.core.advance(built);
+        if let Some((size, _)) = note {
+            self.core.signed(size);
         }
         self.shared.size.store(size, Ordering::Release);
         Ok(results)

@@ -321,6 +321,55 @@ fn suite(h: &dyn Harness) -> String {
         "{who}"
     );
 
+    // Across requests sent together (one group, as the server's are): the first is
+    // recorded; another with the same id and other content is refused; another with
+    // the same content gets the first's receipt.
+    let before = store.size();
+    let (tx, rx) = std::sync::mpsc::channel();
+    for (k, message) in ["M-X", "M-Y", "M-X"].into_iter().enumerate() {
+        let tx = tx.clone();
+        store.append_then(
+            vec![ev("x1", message, "sent")],
+            Box::new(move |r| tx.send((k, r)).unwrap()),
+        );
+    }
+    drop(tx);
+    let mut answers: Vec<_> = rx.iter().collect();
+    answers.sort_by_key(|a| a.0);
+    let first = answers[0].1.as_ref().unwrap()[0];
+    assert_eq!((first.seq, first.duplicate), (before, false), "{who}");
+    assert!(
+        matches!(&answers[1].1, Err(StoreError::Conflict { id, seq }) if id == "x1" && *seq == before),
+        "{who}: {:?}",
+        answers[1].1
+    );
+    let again = answers[2].1.as_ref().unwrap()[0];
+    assert_eq!(
+        (again.seq, again.hash, again.duplicate),
+        (first.seq, first.hash, true),
+        "{who}"
+    );
+    assert_eq!(store.size(), before + 1, "{who}");
+
+    // A request of more events than a group holds is recorded whole, in order, as
+    // one request (the limit in bytes is held by the same rule, tested in
+    // ledger-core's append module).
+    let n = ledger_core::limits::BATCH_EVENTS_MAX + 3;
+    let big: Vec<Event> = (0..n)
+        .map(|i| ev(&format!("big-{i}"), &format!("BIG-{i}"), "sent"))
+        .collect();
+    let start = store.size();
+    let r = store.append(big).unwrap();
+    assert_eq!(r.len(), n, "{who}");
+    assert!(
+        r.iter()
+            .enumerate()
+            .all(|(i, r)| r.seq == start + i as u64 && !r.duplicate),
+        "{who}"
+    );
+    assert_eq!(store.size(), start + n as u64, "{who}");
+    chain(store.as_ref());
+
     // Projections read the store through the trait: the same facts from both.
     let facts = projection::replay(store.as_ref(), store.size(), &mut |_| {}).unwrap();
     hex::encode(facts_digest(&facts, HashAlg::Blake3))

@@ -236,7 +236,7 @@ pub async fn serve(
         if let Some((_, thread)) = witnessing {
             let _ = thread.join();
         }
-        store.close();
+        ledger_core::Store::close(&*store);
     })
     .await;
     Ok(())

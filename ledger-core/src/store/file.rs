@@ -22,9 +22,10 @@ use std::thread::JoinHandle;
 
 use redb::{Database, ReadableDatabase, ReadableTable};
 
+use super::append::{AppendCore, AppendRequest};
 use super::index::{self, InMemory, NODE_LEVEL_MIN, OFFSET_STRIDE, Recent, Tables};
 use super::io::{LogIo, OsIo};
-use super::writer::{self, Request, WriterState};
+use super::writer::{self, WriterState};
 use super::{LedgerInfo, Receipt, SignedCheckpoint, Store, StoreError};
 use crate::checkpoint::{Checkpoint, SigningKey, VerifierKey, check_origin};
 use crate::entry;
@@ -169,7 +170,7 @@ pub struct FileStore {
     shared: Arc<Shared>,
     verifier: VerifierKey,
     // A read lock to send (senders do not contend); the write lock only to close.
-    tx: RwLock<Option<mpsc::Sender<Request>>>,
+    tx: RwLock<Option<mpsc::Sender<AppendRequest>>>,
     writer: Mutex<Option<JoinHandle<()>>>,
 }
 
@@ -475,20 +476,16 @@ impl FileStore {
         let mut state = WriterState {
             shared: shared.clone(),
             key,
-            frontier,
-            prev,
-            last_recorded_at,
+            core: AppendCore::new(info.clone(), frontier, prev, last_recorded_at, latest_ck),
             segment: seg_file,
             segment_first: last_first,
             segment_len: seg_len,
             checkpoints: ck_file,
             checkpoints_len: ck_len,
-            latest_checkpoint: latest_ck,
-            last_checkpoint_at: std::time::Instant::now(),
             last_flush_at: std::time::Instant::now(),
             flusher: writer::Flusher::spawn(shared.clone(), ck_file_for_flusher),
         };
-        if state.latest_checkpoint < size {
+        if state.core.latest_checkpoint() < size {
             state.sign_if_behind()?;
             report.signed_checkpoint_at_open = Some(size);
         }
@@ -506,15 +503,6 @@ impl FileStore {
             },
             report,
         ))
-    }
-
-    /// Stops the writer after it has committed what it holds, and signs a final
-    /// checkpoint. Dropping the store does the same.
-    pub fn close(&self) {
-        self.tx.write().expect("lock").take();
-        if let Some(h) = self.writer.lock().expect("lock").take() {
-            let _ = h.join();
-        }
     }
 
     /// Digest of the index's contents (equal digests: equal indexes). Flushes the
@@ -537,48 +525,24 @@ impl FileStore {
         rx.recv().map_err(|_| StoreError::Poisoned)?
     }
 
-    fn send(&self, events: Vec<Event>, reply: writer::Reply) -> Result<(), StoreError> {
+    fn send(&self, events: Vec<Event>, reply: super::CommitCallback) -> Result<(), StoreError> {
         if self.shared.poisoned.load(Ordering::Acquire) {
             return Err(StoreError::Poisoned);
         }
         let tx = self.tx.read().expect("lock");
         let tx = tx.as_ref().ok_or(StoreError::Poisoned)?;
         self.shared.pending.fetch_add(1, Ordering::AcqRel);
-        if tx.send(Request { events, reply }).is_err() {
+        if tx.send(AppendRequest { events, reply }).is_err() {
             self.shared.pending.fetch_sub(1, Ordering::AcqRel);
             return Err(StoreError::Poisoned);
         }
         Ok(())
     }
 
-    /// Appends without blocking the calling thread: the events go to the writer, and
-    /// `on_commit` is called on the writer's thread with the receipts once they are
-    /// durable, or with the error (the same contract as [`Store::append`]). For callers
-    /// that wait asynchronously (the server); `on_commit` must return quickly.
-    pub fn append_then(
-        &self,
-        events: Vec<Event>,
-        on_commit: impl FnOnce(Result<Vec<Receipt>, StoreError>) + Send + 'static,
-    ) {
-        if events.is_empty() {
-            return on_commit(Ok(Vec::new()));
-        }
-        let (reply, refused) = super::commit_callback(on_commit);
-        if let Err(e) = self.send(events, reply) {
-            refused(e);
-        }
-    }
-
     /// Durable writes of the log (one `fdatasync` each, one per commit batch) since
     /// the store was opened: appended entries ÷ this is the mean batch size.
     pub fn log_syncs(&self) -> u64 {
         self.shared.log_syncs.load(Ordering::Relaxed)
-    }
-
-    /// Whether a failed write, fsync, checkpoint or index flush stopped appends (the
-    /// store must be reopened to recover).
-    pub fn is_poisoned(&self) -> bool {
-        self.shared.poisoned.load(Ordering::Acquire)
     }
 
     /// The directory of this store.
@@ -1264,6 +1228,28 @@ impl Store for FileStore {
             return Ok(Vec::new());
         }
         self.request(events)
+    }
+
+    fn append_then(&self, events: Vec<Event>, on_commit: super::CommitCallback) {
+        if events.is_empty() {
+            return on_commit(Ok(Vec::new()));
+        }
+        let (reply, refused) = super::commit_callback(on_commit);
+        if let Err(e) = self.send(events, reply) {
+            refused(e);
+        }
+    }
+
+    /// Also after a failed fsync, checkpoint or index flush.
+    fn is_poisoned(&self) -> bool {
+        self.shared.poisoned.load(Ordering::Acquire)
+    }
+
+    fn close(&self) {
+        self.tx.write().expect("lock").take();
+        if let Some(h) = self.writer.lock().expect("lock").take() {
+            let _ = h.join();
+        }
     }
 
     fn size(&self) -> u64 {

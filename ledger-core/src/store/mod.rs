@@ -6,7 +6,9 @@
 //! are never rewritten. An error after which the on-disk state is unknown (a failed
 //! write or fsync) poisons the store until it is reopened and recovered.
 
+pub mod append;
 mod file;
+mod import;
 mod index;
 pub mod io;
 mod snapshot;
@@ -17,6 +19,7 @@ use std::path::PathBuf;
 use serde::{Deserialize, Serialize};
 
 pub use file::{FileStore, InitOptions, OpenReport, read_info, reindex};
+pub use import::Import;
 pub use io::{LogIo, OsIo};
 pub use snapshot::{Snapshot, SnapshotSource};
 
@@ -329,6 +332,24 @@ pub trait Store: Send + Sync {
     /// event, in order, after the entries are durable. A request is all or nothing:
     /// if one event conflicts, none of the request is appended.
     fn append(&self, events: Vec<Event>) -> Result<Vec<Receipt>, StoreError>;
+
+    /// Appends without blocking the calling thread: `on_commit` is called once with
+    /// what [`Store::append`] would return, on the writer's thread once the group is
+    /// durable (for callers that wait asynchronously, like the server); it must
+    /// return quickly. A store without a writer of its own answers at once.
+    fn append_then(&self, events: Vec<Event>, on_commit: CommitCallback) {
+        on_commit(self.append(events));
+    }
+
+    /// Whether a failed write stopped appends until the store is reopened (and
+    /// recovered).
+    fn is_poisoned(&self) -> bool {
+        false
+    }
+
+    /// Stops the writer after what it holds, signing a final checkpoint; appends
+    /// after it fail. Dropping the store does the same.
+    fn close(&self) {}
 
     /// Number of entries committed.
     fn size(&self) -> u64;

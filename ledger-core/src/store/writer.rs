@@ -1,8 +1,8 @@
-//! The single writer: takes append requests from a channel, group-commits them (one
-//! write and one `fdatasync` per batch), indexes them, signs checkpoints, and only
+//! The embedded store's writer: takes groups of append requests through the one
+//! append path ([`super::append`]) and makes each durable its way (one write and one
+//! `fdatasync` of a segment per group), indexes them, signs checkpoints, and only
 //! then answers each request with its receipts.
 
-use std::collections::HashMap;
 use std::fs::{File, OpenOptions};
 use std::io::Write;
 use std::sync::atomic::Ordering;
@@ -12,40 +12,27 @@ use std::time::{Duration, Instant};
 
 use redb::{Durability, ReadableDatabase};
 
+use super::append::{
+    self, AppendCore, AppendRequest, GroupLimits, NextGroup, Recorded, RecordedIds, Requests,
+};
 use super::file::{Segment, Shared, log_dir, scan_entries, sync_dir};
 use super::index::{self, InMemory, Recent, Tables};
 use super::{Receipt, StoreError};
-use crate::checkpoint::{Checkpoint, SigningKey};
-use crate::entry::{self, format_recorded_at};
-use crate::event::Event;
-use crate::hash::Hash;
+use crate::checkpoint::SigningKey;
 use crate::limits;
-use crate::merkle::Frontier;
 use crate::segment;
-
-/// What the writer calls with a request's outcome, on its own thread.
-pub(crate) type Reply = Box<dyn FnOnce(Result<Vec<Receipt>, StoreError>) + Send>;
-
-/// One caller's events and where to send its answer.
-pub(crate) struct Request {
-    pub events: Vec<Event>,
-    pub reply: Reply,
-}
 
 /// Everything the writer owns.
 pub(crate) struct WriterState {
     pub shared: Arc<Shared>,
     pub key: SigningKey,
-    pub frontier: Frontier,
-    pub prev: Hash,
-    pub last_recorded_at: String,
+    /// The chain's tail and the decisions every store's writer makes alike.
+    pub core: AppendCore,
     pub segment: File,
     pub segment_first: u64,
     pub segment_len: u64,
     pub checkpoints: File,
     pub checkpoints_len: u64,
-    pub latest_checkpoint: u64,
-    pub last_checkpoint_at: Instant,
     pub last_flush_at: Instant,
     /// The flusher thread: takes frozen generations of the in-memory index and
     /// answers when each is in redb.
@@ -183,38 +170,29 @@ impl<'a> IdLookup<'a> {
     }
 }
 
-pub(crate) fn spawn(state: WriterState) -> (mpsc::Sender<Request>, JoinHandle<()>) {
+pub(crate) fn spawn(state: WriterState) -> (mpsc::Sender<AppendRequest>, JoinHandle<()>) {
     let (tx, rx) = mpsc::channel();
     let handle = std::thread::Builder::new()
         .name("ledger-writer".into())
-        .spawn(move || run(state, rx))
+        .spawn(move || run(state, Requests::new(rx, GroupLimits::default())))
         .expect("spawn the writer thread");
     (tx, handle)
 }
 
-fn run(mut st: WriterState, rx: mpsc::Receiver<Request>) {
+fn run(mut st: WriterState, mut requests: Requests) {
     loop {
-        let first = match rx.recv_timeout(Duration::from_millis(limits::INDEX_FLUSH_INTERVAL_MS)) {
-            Ok(r) => r,
-            Err(mpsc::RecvTimeoutError::Timeout) => {
+        let batch = match requests
+            .next_group(Some(Duration::from_millis(limits::INDEX_FLUSH_INTERVAL_MS)))
+        {
+            NextGroup::Group(b) => b,
+            NextGroup::Idle => {
                 if !st.shared.poisoned.load(Ordering::Acquire) {
                     let _ = st.idle();
                 }
                 continue;
             }
-            Err(mpsc::RecvTimeoutError::Disconnected) => break,
+            NextGroup::Closed => break,
         };
-        let mut batch = vec![first];
-        let mut n = batch[0].events.len();
-        while n < limits::BATCH_EVENTS_MAX {
-            match rx.try_recv() {
-                Ok(r) => {
-                    n += r.events.len();
-                    batch.push(r);
-                }
-                Err(_) => break,
-            }
-        }
         st.shared.pending.fetch_sub(batch.len(), Ordering::AcqRel);
         if st.shared.poisoned.load(Ordering::Acquire) {
             for r in batch {
@@ -255,134 +233,58 @@ fn run(mut st: WriterState, rx: mpsc::Receiver<Request>) {
     }
 }
 
-/// How one event of a request resolves.
-enum Plan {
-    New,
-    Duplicate(u64, Hash),
-}
-
-/// What the index files one entry under: (seq, event id, message id, the message a
-/// `resent` declares, offset, first of its segment).
-type StagedEntry<'a> = (u64, &'a str, &'a str, Option<&'a str>, u64, bool);
-
-/// Index entries of one batch, applied to [`Recent`] once the batch is durable.
-#[derive(Default)]
-struct Staged<'a> {
-    entries: Vec<StagedEntry<'a>>,
-    nodes: Vec<(u32, u64, Hash)>,
-}
-
 impl WriterState {
-    /// Appends one batch. The outer error is fatal (poisons the writer); the inner
+    /// Appends one group. The outer error is fatal (poisons the writer); the inner
     /// per-request errors (conflicts) are answers.
     fn commit(
         &mut self,
-        batch: &[Request],
+        batch: &[AppendRequest],
     ) -> Result<Vec<Result<Vec<Receipt>, StoreError>>, StoreError> {
-        let alg = self.shared.info.hash;
         if self.segment_len >= limits::SEGMENT_BYTES_MAX {
             self.roll_segment()?;
         }
-        let base = self.frontier.size();
-        let mut results = Vec::with_capacity(batch.len());
-        let mut buf = Vec::with_capacity(batch.iter().map(|r| r.events.len()).sum::<usize>() * 512);
-        let mut staged = Staged::default();
-        let now = format_recorded_at(time::OffsetDateTime::now_utc());
-        let recorded_at = if now < self.last_recorded_at {
-            self.last_recorded_at.clone()
-        } else {
-            now
-        };
-        // Events appended in this batch, by id: (seq, entry hash, event bytes).
-        let mut fresh: HashMap<&str, (u64, Hash, &[u8]), foldhash::fast::RandomState> =
-            HashMap::default();
-        for req in batch {
-            let plans = match self.shared.guard(|| self.plan(req, &fresh, base)) {
-                Ok(p) => p,
-                Err(e @ (StoreError::Conflict { .. } | StoreError::FormatTooNew { .. })) => {
-                    results.push(Err(e));
-                    continue;
-                }
-                Err(e) => return Err(e),
-            };
-            let mut receipts = Vec::with_capacity(req.events.len());
-            for (ev, plan) in req.events.iter().zip(plans) {
-                if let Plan::Duplicate(seq, hash) = plan {
-                    receipts.push(Receipt::duplicate(seq, hash));
-                    continue;
-                }
-                if let Some(&(seq, hash, _)) = fresh.get(ev.id_key()) {
-                    receipts.push(Receipt::duplicate(seq, hash));
-                    continue;
-                }
-                let seq = self.frontier.size();
-                let offset = self.segment_len + buf.len() as u64;
-                let start = buf.len() + 8;
-                buf.extend_from_slice(&[0; 8]);
-                entry::write_entry(
-                    &mut buf,
-                    seq,
-                    &self.prev,
-                    &recorded_at,
-                    ev.format(),
-                    ev.canonical_bytes(),
-                );
-                let bytes = &buf[start..];
-                debug_assert!(bytes.len() <= limits::ENTRY_BYTES_MAX);
-                let len = (bytes.len() as u32).to_le_bytes();
-                let crc = crc32c::crc32c(bytes).to_le_bytes();
-                let hash = alg.leaf(bytes);
-                buf[start - 8..start - 4].copy_from_slice(&len);
-                buf[start - 4..start].copy_from_slice(&crc);
-                staged.entries.push((
-                    seq,
-                    ev.id_key(),
-                    ev.key(),
-                    ev.linked_key(),
-                    offset,
-                    seq == self.segment_first,
-                ));
-                self.frontier
-                    .push(hash, |l, i, h| staged.nodes.push((l, i, *h)));
-                self.prev = hash;
-                fresh.insert(ev.id_key(), (seq, hash, ev.canonical_bytes()));
-                receipts.push(Receipt::new(seq, hash));
-            }
-            results.push(Ok(receipts));
-        }
-        self.last_recorded_at = recorded_at;
-        let size = self.frontier.size();
-        if size > base {
+        let recorded = self.shared.guard(|| self.recorded(&append::ids(batch)))?;
+        let mut group = self.core.build(batch, &recorded);
+        let results = std::mem::take(&mut group.results);
+        if !group.entries.is_empty() {
+            let size = group.size();
+            let base = self.segment_len;
             let path = self.segment_path();
             let io = &self.shared.io;
-            io.append(&self.segment, &path, &buf)
+            io.append(&self.segment, &path, &group.frames)
                 .and_then(|_| io.sync(&self.segment, &path))
                 .map_err(StoreError::io("append to the log"))?;
-            self.segment_len += buf.len() as u64;
+            self.segment_len += group.frames.len() as u64;
             self.shared.log_syncs.fetch_add(1, Ordering::Relaxed);
             // Durable: now readers may see it, through the in-memory index first.
             let mut memory = self.shared.recent.write().expect("lock");
             let recent = &mut memory.active;
-            for &(seq, id, message, linked, offset, first) in &staged.entries {
-                recent.index_entry(seq, id, message, linked, offset, first);
+            for e in &group.entries {
+                recent.index_entry(
+                    e.seq,
+                    e.event.id_key(),
+                    e.event.key(),
+                    e.event.linked_key(),
+                    base + e.frame.start as u64,
+                    e.seq == self.segment_first,
+                );
             }
-            for (l, i, h) in &staged.nodes {
+            for (l, i, h) in &group.nodes {
                 recent.node(*l, *i, h);
             }
             recent.covered = Some(size);
             drop(memory);
             self.shared.size.store(size, Ordering::Release);
         }
+        self.core.advance(group);
         // Sign when the writer is about to fall idle, or at least every interval.
         let idle = self.shared.pending.load(Ordering::Acquire) == 0;
-        let due = self.last_checkpoint_at.elapsed()
-            >= Duration::from_millis(limits::CHECKPOINT_INTERVAL_MS);
-        // The batch is durable and its receipts are true whatever happens next: a
+        // The group is durable and its receipts are true whatever happens next: a
         // failure to sign or to flush the index stops further appends (poison) but
         // does not turn these answers into errors. Reopening recovers both from the
         // log.
-        let after = if size > self.latest_checkpoint && (idle || due) {
-            self.sign(size)
+        let after = if self.core.checkpoint_due(idle) {
+            self.sign()
         } else {
             Ok(())
         }
@@ -393,90 +295,42 @@ impl WriterState {
         Ok(results)
     }
 
-    /// Resolves each event of a request against the index and this batch, without
-    /// changing anything: a conflict anywhere refuses the whole request.
-    fn plan(
-        &self,
-        req: &Request,
-        fresh: &HashMap<&str, (u64, Hash, &[u8]), foldhash::fast::RandomState>,
-        base: u64,
-    ) -> Result<Vec<Plan>, StoreError> {
-        let mut plans = Vec::with_capacity(req.events.len());
-        let mut mine: HashMap<&str, &[u8], foldhash::fast::RandomState> = HashMap::default();
-        // First the lookups, under the index lock; then, without it, the reads of
-        // stored entries that a recorded id needs.
-        let mut recorded: Vec<(usize, u64)> = Vec::new();
+    /// The recorded entries of `ids`: first the lookups, under the index lock; then,
+    /// without it, the reads of the entries found.
+    fn recorded(&self, ids: &[&str]) -> Result<RecordedIds, StoreError> {
+        let mut found = Vec::new();
         {
             let lookup = IdLookup::new(&self.shared)?;
-            for (i, ev) in req.events.iter().enumerate() {
-                if u64::from(ev.format()) > self.shared.info.format {
-                    return Err(StoreError::FormatTooNew {
-                        id: ev.id().to_string(),
-                        event: ev.format(),
-                        ledger: self.shared.info.format,
-                    });
-                }
-                if let Some(&(seq, _, bytes)) = fresh.get(ev.id_key()) {
-                    if bytes != ev.canonical_bytes() {
-                        return Err(StoreError::Conflict {
-                            id: ev.id().to_string(),
-                            seq,
-                        });
-                    }
-                    plans.push(Plan::New); // resolved to the fresh receipt when appending
-                    continue;
-                }
-                if let Some(bytes) = mine.get(ev.id_key()) {
-                    if *bytes != ev.canonical_bytes() {
-                        return Err(StoreError::Conflict {
-                            id: ev.id().to_string(),
-                            seq: base,
-                        });
-                    }
-                    plans.push(Plan::New);
-                    continue;
-                }
-                match lookup.seq(ev.id_key())? {
-                    Some(seq) => {
-                        recorded.push((i, seq));
-                        plans.push(Plan::New); // replaced below
-                    }
-                    None => {
-                        mine.insert(ev.id_key(), ev.canonical_bytes());
-                        plans.push(Plan::New);
-                    }
+            for id in ids {
+                if let Some(seq) = lookup.seq(id)? {
+                    found.push((*id, seq));
                 }
             }
         }
-        for (i, seq) in recorded {
-            let ev = &req.events[i];
+        let alg = self.shared.info.hash;
+        let mut out = RecordedIds::default();
+        for (id, seq) in found {
             let mut stored = None;
             scan_entries(&self.shared, seq, seq + 1, &mut |_, _, b| {
                 stored = Some(b.to_vec());
                 Ok(())
             })?;
-            let stored =
+            let entry =
                 stored.ok_or_else(|| StoreError::Corrupt(format!("entry {seq} is missing")))?;
-            let p = entry::parse_entry(&stored)
-                .map_err(|e| StoreError::Corrupt(format!("entry {seq}: {e}")))?;
-            if p.event.as_bytes() != ev.canonical_bytes() || p.v != ev.format() {
-                return Err(StoreError::Conflict {
-                    id: ev.id().to_string(),
+            out.insert(
+                id.to_string(),
+                Recorded {
                     seq,
-                });
-            }
-            plans[i] = Plan::Duplicate(seq, self.shared.info.hash.leaf(&stored));
+                    leaf: alg.leaf(&entry),
+                    entry,
+                },
+            );
         }
-        Ok(plans)
+        Ok(out)
     }
 
-    fn sign(&mut self, size: u64) -> Result<(), StoreError> {
-        let cp = Checkpoint {
-            origin: self.shared.info.origin.clone(),
-            size,
-            root: self.frontier.root(),
-        };
-        let note = self.key.sign(&cp);
+    fn sign(&mut self) -> Result<(), StoreError> {
+        let (size, note) = self.core.sign(&self.key);
         let mut frame = Vec::with_capacity(note.len() + 8);
         segment::encode_frame(&mut frame, note.as_bytes());
         // Not fsynced here: a checkpoint lost in a crash is re-signed identically at
@@ -491,8 +345,7 @@ impl WriterState {
         memory.active.checkpoints.insert(size, note);
         memory.active.checkpoints_offset = Some(self.checkpoints_len);
         drop(memory);
-        self.latest_checkpoint = size;
-        self.last_checkpoint_at = Instant::now();
+        self.core.signed(size);
         Ok(())
     }
 
@@ -553,9 +406,8 @@ impl WriterState {
     /// Signs the current size if the newest checkpoint is older, and flushes the
     /// index: at open (after recovery) and at shutdown.
     pub(crate) fn sign_if_behind(&mut self) -> Result<(), StoreError> {
-        let size = self.frontier.size();
-        if size > self.latest_checkpoint {
-            self.sign(size)?;
+        if self.core.size() > self.core.latest_checkpoint() {
+            self.sign()?;
         }
         self.flush()
     }
@@ -576,7 +428,7 @@ impl WriterState {
             .io
             .sync(&self.segment, &self.segment_path())
             .map_err(StoreError::io("seal segment"))?;
-        let first = self.frontier.size();
+        let first = self.core.size();
         let dir = log_dir(&self.shared.dir);
         let path = dir.join(segment::segment_name(first));
         if path.exists() {

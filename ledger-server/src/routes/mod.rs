@@ -84,7 +84,7 @@ impl std::ops::Deref for AppState {
 impl AppState {
     /// Ready to take appends and questions.
     pub fn ready(&self) -> bool {
-        !self.shutting_down.load(Ordering::SeqCst) && !self.store.is_poisoned()
+        !self.shutting_down.load(Ordering::SeqCst) && !ledger_core::Store::is_poisoned(&*self.store)
     }
 }
 

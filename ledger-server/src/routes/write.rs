@@ -154,9 +154,13 @@ async fn append_raw(
     };
     // No thread waits: the writer calls back when the commit is durable.
     let (tx, rx) = tokio::sync::oneshot::channel();
-    s.store.append_then(events, move |r| {
-        let _ = tx.send(r);
-    });
+    ledger_core::Store::append_then(
+        &*s.store,
+        events,
+        Box::new(move |r| {
+            let _ = tx.send(r);
+        }),
+    );
     let receipts = rx
         .await
         .map_err(|_| ApiErrorOr::Api(ApiError::unavailable("the store's writer stopped; retry")))?

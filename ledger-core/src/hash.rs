@@ -28,6 +28,34 @@ pub enum HashAlg {
     Sha256,
 }
 
+/// H over input given in pieces ([`HashAlg::hasher`]).
+pub enum Hasher {
+    /// BLAKE3 (boxed: its state is large).
+    Blake3(Box<blake3::Hasher>),
+    /// SHA-256.
+    Sha256(sha2::Sha256),
+}
+
+impl Hasher {
+    /// Adds `bytes`.
+    pub fn update(&mut self, bytes: &[u8]) {
+        match self {
+            Hasher::Blake3(h) => {
+                h.update(bytes);
+            }
+            Hasher::Sha256(h) => h.update(bytes),
+        }
+    }
+
+    /// H of everything added.
+    pub fn finalize(self) -> Hash {
+        match self {
+            Hasher::Blake3(h) => *h.finalize().as_bytes(),
+            Hasher::Sha256(h) => h.finalize().into(),
+        }
+    }
+}
+
 impl HashAlg {
     /// The name used in `ledger.json` and on the command line.
     pub fn name(self) -> &'static str {
@@ -39,21 +67,18 @@ impl HashAlg {
 
     /// H(parts concatenated).
     pub fn digest(self, parts: &[&[u8]]) -> Hash {
+        let mut h = self.hasher();
+        for p in parts {
+            h.update(p);
+        }
+        h.finalize()
+    }
+
+    /// An incremental H, for input that comes in pieces.
+    pub fn hasher(self) -> Hasher {
         match self {
-            HashAlg::Blake3 => {
-                let mut h = blake3::Hasher::new();
-                for p in parts {
-                    h.update(p);
-                }
-                *h.finalize().as_bytes()
-            }
-            HashAlg::Sha256 => {
-                let mut h = sha2::Sha256::new();
-                for p in parts {
-                    h.update(p);
-                }
-                h.finalize().into()
-            }
+            HashAlg::Blake3 => Hasher::Blake3(Box::new(blake3::Hasher::new())),
+            HashAlg::Sha256 => Hasher::Sha256(sha2::Sha256::new()),
         }
     }
 

@@ -13,7 +13,7 @@ use time::OffsetDateTime;
 use time::macros::format_description;
 
 use crate::event::{Event, EventError, FORMATS};
-use crate::hash::{Hash, from_hex, to_hex};
+use crate::hash::{Hash, from_hex};
 
 /// Formats the ledger's clock for `recorded_at`: UTC, always six fractional digits,
 /// so the field has a fixed width of 27 characters.
@@ -43,15 +43,18 @@ pub fn is_recorded_at(s: &str) -> bool {
         return false;
     }
     let two = |i: usize| (b[i] - b'0') * 10 + (b[i + 1] - b'0');
+    let year = i32::from(two(0)) * 100 + i32::from(two(2));
     let (month, day, hour, minute, second) = (two(5), two(8), two(11), two(14), two(17));
-    if (1..=12).contains(&month)
-        && (1..=28).contains(&day)
-        && hour < 24
-        && minute < 60
-        && second < 60
-    {
-        return true; // a valid date in every month of every year
-    }
+    // The calendar by arithmetic, as the parser judges it (tested against it).
+    let Ok(month) = time::Month::try_from(month) else {
+        return false;
+    };
+    (1..=month.length(year)).contains(&day) && hour < 24 && minute < 60 && second < 60
+}
+
+/// The parser's judgement of a `recorded_at`, for the test of [`is_recorded_at`].
+#[cfg(test)]
+fn is_recorded_at_parsed(s: &str) -> bool {
     let f =
         format_description!("[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:6]Z");
     s.len() == 27 && time::PrimitiveDateTime::parse(s, &f).is_ok()
@@ -84,11 +87,14 @@ pub fn write_entry(
     out.extend_from_slice(b"{\"event\":");
     out.extend_from_slice(event);
     out.extend_from_slice(b",\"prev\":\"");
-    out.extend_from_slice(to_hex(prev).as_bytes());
+    // On the append path: no string is allocated for the hex or the number.
+    let mut hex = [0u8; 64];
+    hex::encode_to_slice(prev, &mut hex).expect("64 hex digits for 32 bytes");
+    out.extend_from_slice(&hex);
     out.extend_from_slice(b"\",\"recorded_at\":\"");
     out.extend_from_slice(recorded_at.as_bytes());
     out.extend_from_slice(b"\",\"seq\":");
-    out.extend_from_slice(seq.to_string().as_bytes());
+    std::io::Write::write_fmt(out, format_args!("{seq}")).expect("a Vec takes every write");
     out.extend_from_slice(b",\"v\":");
     out.push(b'0' + v);
     out.push(b'}');
@@ -298,7 +304,26 @@ pub fn index_keys(event: &str, v: u8) -> Result<IndexKeys, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::hash::HashAlg;
+    use crate::hash::{HashAlg, to_hex};
+
+    #[test]
+    fn recorded_at_is_judged_as_the_parser_judges_it() {
+        for year in [0, 1, 4, 100, 1900, 2000, 2023, 2024, 2100, 9999] {
+            for month in 0..=13 {
+                for day in 0..=32 {
+                    for (h, m, sec) in [(0, 0, 0), (23, 59, 59), (24, 0, 0), (0, 60, 0), (0, 0, 60)]
+                    {
+                        let s =
+                            format!("{year:04}-{month:02}-{day:02}T{h:02}:{m:02}:{sec:02}.123456Z");
+                        assert_eq!(is_recorded_at(&s), is_recorded_at_parsed(&s), "{s}");
+                    }
+                }
+            }
+        }
+        assert!(is_recorded_at("2024-02-29T00:00:00.000000Z"));
+        assert!(!is_recorded_at("2023-02-29T00:00:00.000000Z"));
+        assert!(!is_recorded_at("2023-02-28T00:00:00.000000"));
+    }
 
     #[test]
     fn built_entries_are_jcs_canonical_and_parse_back() {

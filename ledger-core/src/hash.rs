@@ -67,11 +67,23 @@ impl HashAlg {
 
     /// H(parts concatenated).
     pub fn digest(self, parts: &[&[u8]]) -> Hash {
-        let mut h = self.hasher();
-        for p in parts {
-            h.update(p);
+        // On the stack, not through [`Hasher`]: every leaf and node hash comes here.
+        match self {
+            HashAlg::Blake3 => {
+                let mut h = blake3::Hasher::new();
+                for p in parts {
+                    h.update(p);
+                }
+                *h.finalize().as_bytes()
+            }
+            HashAlg::Sha256 => {
+                let mut h = sha2::Sha256::new();
+                for p in parts {
+                    h.update(p);
+                }
+                h.finalize().into()
+            }
         }
-        h.finalize()
     }
 
     /// An incremental H, for input that comes in pieces.

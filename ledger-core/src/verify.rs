@@ -303,7 +303,9 @@ impl Chain {
                         ),
                     );
                 }
-                self.last_recorded_at = p.recorded_at.to_string();
+                // Reused, not reallocated: this runs for every entry.
+                self.last_recorded_at.clear();
+                self.last_recorded_at.push_str(p.recorded_at);
             }
         }
         self.prev = hash;

@@ -89,6 +89,68 @@ pub enum FrameError {
     Header(String),
 }
 
+/// A frame's header: its payload's length and CRC-32C. The one place a frame is
+/// judged: the streaming reader, the positional reader and recovery's search all
+/// decode through it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct FrameHeader {
+    /// Payload bytes.
+    pub len: usize,
+    /// CRC-32C the payload must have.
+    pub crc: u32,
+}
+
+impl FrameHeader {
+    /// Reads a header; a length of zero or over `max_payload` is refused.
+    pub fn parse(bytes: [u8; 8], max_payload: usize) -> Result<FrameHeader, FrameError> {
+        let len = u32::from_le_bytes(bytes[..4].try_into().expect("4 bytes"));
+        let crc = u32::from_le_bytes(bytes[4..].try_into().expect("4 bytes"));
+        if len == 0 || len as usize > max_payload {
+            return Err(FrameError::BadLength(len));
+        }
+        Ok(FrameHeader {
+            len: len as usize,
+            crc,
+        })
+    }
+
+    /// Bytes of the whole frame.
+    pub fn frame_len(&self) -> u64 {
+        FRAME_HEADER_BYTES + self.len as u64
+    }
+
+    /// Whether `payload` is the one this header describes.
+    pub fn check(&self, payload: &[u8]) -> Result<(), FrameError> {
+        let actual = crc32c::crc32c(payload);
+        if actual != self.crc {
+            return Err(FrameError::Crc {
+                expected: self.crc,
+                actual,
+            });
+        }
+        Ok(())
+    }
+}
+
+/// The frame at the start of `bytes`: its payload and its length in all. A frame
+/// that goes past the end of `bytes` is `Truncated` (more may be read).
+pub fn decode_frame(bytes: &[u8], max_payload: usize) -> Result<(&[u8], usize), FrameError> {
+    let hdr = FRAME_HEADER_BYTES as usize;
+    let truncated = |needed: usize| FrameError::Truncated {
+        needed: needed as u64,
+        available: bytes.len() as u64,
+    };
+    let Some(head) = bytes.get(..hdr) else {
+        return Err(truncated(hdr));
+    };
+    let h = FrameHeader::parse(head.try_into().expect("8 bytes"), max_payload)?;
+    let Some(payload) = bytes.get(hdr..hdr + h.len) else {
+        return Err(truncated(hdr + h.len));
+    };
+    h.check(payload)?;
+    Ok((payload, hdr + h.len))
+}
+
 /// One frame read from a file.
 #[derive(Debug)]
 pub struct Frame {
@@ -181,13 +243,14 @@ impl<R: Read> FrameReader<R> {
         }
         let mut fh = [0u8; 8];
         self.inner.read_exact(&mut fh)?;
-        let len = u32::from_le_bytes(fh[..4].try_into().expect("4 bytes"));
-        let crc = u32::from_le_bytes(fh[4..].try_into().expect("4 bytes"));
-        if len == 0 || len as usize > max_payload {
-            self.failed = true;
-            return Ok(Some(Err(FrameError::BadLength(len))));
-        }
-        let needed = FRAME_HEADER_BYTES + u64::from(len);
+        let h = match FrameHeader::parse(fh, max_payload) {
+            Ok(h) => h,
+            Err(e) => {
+                self.failed = true;
+                return Ok(Some(Err(e)));
+            }
+        };
+        let needed = h.frame_len();
         if remaining < needed {
             self.failed = true;
             return Ok(Some(Err(FrameError::Truncated {
@@ -195,15 +258,11 @@ impl<R: Read> FrameReader<R> {
                 available: remaining,
             })));
         }
-        let mut payload = vec![0u8; len as usize];
+        let mut payload = vec![0u8; h.len];
         self.inner.read_exact(&mut payload)?;
-        let actual = crc32c::crc32c(&payload);
-        if actual != crc {
+        if let Err(e) = h.check(&payload) {
             self.failed = true;
-            return Ok(Some(Err(FrameError::Crc {
-                expected: crc,
-                actual,
-            })));
+            return Ok(Some(Err(e)));
         }
         let frame = Frame {
             offset: self.offset,
@@ -226,16 +285,12 @@ pub fn find_valid_frame(
     max_payload: usize,
     looks_right: impl Fn(&[u8]) -> bool,
 ) -> Option<usize> {
-    let hdr = FRAME_HEADER_BYTES as usize;
     let mut at = from;
-    while at < bytes.len().saturating_sub(hdr) {
-        let len = u32::from_le_bytes(bytes[at..at + 4].try_into().expect("4 bytes")) as usize;
-        if len > 0 && len <= max_payload && len <= bytes.len() - at - hdr {
-            let payload = &bytes[at + hdr..at + hdr + len];
-            let crc = u32::from_le_bytes(bytes[at + 4..at + 8].try_into().expect("4 bytes"));
-            if looks_right(payload) && crc32c::crc32c(payload) == crc {
-                return Some(at);
-            }
+    while at < bytes.len().saturating_sub(FRAME_HEADER_BYTES as usize) {
+        if let Ok((payload, _)) = decode_frame(&bytes[at..], max_payload)
+            && looks_right(payload)
+        {
+            return Some(at);
         }
         at += 1;
     }
@@ -278,6 +333,39 @@ pub const SEGMENT_PAYLOAD_MAX: usize = limits::ENTRY_BYTES_MAX;
 mod tests {
     use super::*;
     use std::io::Write;
+
+    #[test]
+    fn one_decoder_judges_every_frame() {
+        let mut b = Vec::new();
+        encode_frame(&mut b, b"{\"event\":1}");
+        let whole = b.len();
+        encode_frame(&mut b, b"second");
+        let (p, n) = decode_frame(&b, 64).unwrap();
+        assert_eq!((p, n), (&b"{\"event\":1}"[..], whole));
+        assert_eq!(decode_frame(&b[n..], 64).unwrap().0, b"second");
+        // Every cut inside a frame is a truncation that says how much it needs.
+        for cut in 0..whole {
+            let needed = if cut < 8 { 8 } else { whole as u64 };
+            assert_eq!(
+                decode_frame(&b[..cut], 64),
+                Err(FrameError::Truncated {
+                    needed,
+                    available: cut as u64
+                }),
+                "{cut}"
+            );
+        }
+        assert_eq!(decode_frame(&b, 4), Err(FrameError::BadLength(11)));
+        let mut zero = b.clone();
+        zero[..4].copy_from_slice(&[0; 4]);
+        assert_eq!(decode_frame(&zero, 64), Err(FrameError::BadLength(0)));
+        let mut flipped = b.clone();
+        flipped[9] ^= 1;
+        assert!(matches!(
+            decode_frame(&flipped, 64),
+            Err(FrameError::Crc { .. })
+        ));
+    }
 
     #[test]
     fn frames_round_trip_and_tears_are_seen() {

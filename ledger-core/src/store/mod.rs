@@ -11,6 +11,8 @@ mod file;
 mod import;
 mod index;
 pub mod io;
+mod log;
+mod recovery;
 mod snapshot;
 mod writer;
 

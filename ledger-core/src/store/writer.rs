@@ -15,8 +15,9 @@ use redb::{Durability, ReadableDatabase};
 use super::append::{
     self, AppendCore, AppendRequest, GroupLimits, NextGroup, Recorded, RecordedIds, Requests,
 };
-use super::file::{Segment, Shared, log_dir, scan_entries, sync_dir};
+use super::file::{Segment, Shared, log_dir, sync_dir};
 use super::index::{self, InMemory, Recent, Tables};
+use super::log::scan_entries;
 use super::{Receipt, StoreError};
 use crate::checkpoint::SigningKey;
 use crate::limits;

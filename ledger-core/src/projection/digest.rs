@@ -1,12 +1,14 @@
 //! Projection digests (docs/projections.md §6): a hash over the canonical projection
 //! state, so two replays (or two machines) can show they agree in one line.
 
+use serde::Serialize;
 use serde_json::{Value, json};
 
 use crate::hash::{Hash, HashAlg};
 
+use super::Instant;
 use super::facts::Facts;
-use super::verdict::Evaluator;
+use super::verdict::{DeadlineKind, DeadlineState, Evaluation, Evaluator, ExpirySource};
 use super::{Policy, SKEW_SECONDS};
 
 /// The three digests `replay` prints.
@@ -111,6 +113,70 @@ pub fn facts_digest(facts: &Facts, alg: HashAlg) -> Hash {
     digest_lines(alg, &head, &ids, line, &tail)
 }
 
+/// One message's judgement as its digest line has it. The fields (and those of the
+/// structs inside) are declared in JCS order (by key bytes; every key is ASCII) and
+/// every number is an integer within 2^53, so serde_json writes the canonical line
+/// directly, with no value tree (a test holds it to the canonicalizer).
+#[derive(Serialize)]
+struct EvaluationLine<'a> {
+    anomalies: Vec<AnomalyLine>,
+    deadlines: Vec<DeadlineLine>,
+    expires_at: Option<Instant>,
+    expires_source: Option<ExpirySource>,
+    message: &'a str,
+    reason: &'a str,
+    verdict: &'static str,
+    via: Option<&'a str>,
+}
+
+#[derive(Serialize)]
+struct AnomalyLine {
+    hop_seq: u64,
+    kind: &'static str,
+}
+
+#[derive(Serialize)]
+struct DeadlineLine {
+    at: Option<Instant>,
+    due: Instant,
+    hop_seq: Option<u64>,
+    kind: DeadlineKind,
+    state: DeadlineState,
+}
+
+/// Appends the digest line of `e` and a newline.
+pub(super) fn evaluation_line(out: &mut Vec<u8>, e: &Evaluation<'_>) {
+    let line = EvaluationLine {
+        anomalies: e
+            .evaluated_anomalies
+            .iter()
+            .map(|(k, seq)| AnomalyLine {
+                hop_seq: *seq,
+                kind: k.name(),
+            })
+            .collect(),
+        deadlines: e
+            .deadlines
+            .iter()
+            .map(|d| DeadlineLine {
+                at: d.at,
+                due: d.due,
+                hop_seq: d.hop_seq,
+                kind: d.kind,
+                state: d.state,
+            })
+            .collect(),
+        expires_at: e.expires_at,
+        expires_source: e.expires_source,
+        message: e.message,
+        reason: e.reason,
+        verdict: e.verdict.name(),
+        via: e.via,
+    };
+    serde_json::to_writer(&mut *out, &line).expect("a line serializes");
+    out.push(b'\n');
+}
+
 /// The evaluation digest: facts, policy and time, then each message's judgement.
 pub fn evaluation_digest(eval: &Evaluator<'_>, policy: &Policy, alg: HashAlg) -> Digests {
     let facts = facts_digest(eval.facts(), alg);
@@ -126,25 +192,7 @@ pub fn evaluation_digest(eval: &Evaluator<'_>, policy: &Policy, alg: HashAlg) ->
     );
     let ids = sorted_ids(eval.facts());
     let line = |out: &mut Vec<u8>, id: &str| {
-        let e = eval.evaluate(id).expect("listed");
-        let anomalies: Vec<Value> = e
-            .evaluated_anomalies
-            .iter()
-            .map(|(k, seq)| json!({"kind": k.name(), "hop_seq": seq}))
-            .collect();
-        jcs_line(
-            out,
-            &json!({
-                "message": e.message,
-                "verdict": e.verdict.name(),
-                "reason": e.reason,
-                "via": e.via,
-                "expires_at": e.expires_at.map(|t| t.to_string()),
-                "expires_source": e.expires_source,
-                "deadlines": e.deadlines,
-                "anomalies": anomalies,
-            }),
-        );
+        evaluation_line(out, &eval.evaluate(id).expect("listed"));
     };
     Digests {
         facts,

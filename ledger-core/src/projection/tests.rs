@@ -1129,3 +1129,51 @@ fn incident_failure_ack_late_and_what_is_no_incident() {
     l.ev("deleted", "A", 6 * DAY);
     assert!(l.incidents("A", 40 * DAY).is_empty());
 }
+
+#[test]
+fn evaluation_lines_are_the_canonicalizers() {
+    // Every shape a judgement takes: resends (via), expiry, hand-offs missed and
+    // met (anomalies, hop deadlines), acknowledgement deadlines, resolutions, and an
+    // id outside ASCII.
+    let mut l = Log::new();
+    chain_of_three(&mut l);
+    l.sent("P", B, "portal", 0);
+    l.handed_off("P", "familia", 5 * MIN);
+    l.sent("Q", D, "altinn", 0);
+    l.handed_off("Q", "websak", HOUR);
+    l.received("Q", "websak", 2 * HOUR);
+    l.sent("R", "underretning", "eformidling", 0);
+    l.resolved("R", "known_via_other_channel", DAY);
+    l.sent("Ø-brev 7", D, "letter", 0);
+    let policy = Policy::default_policy();
+    for now in [DAY, 40 * DAY, 400 * DAY] {
+        let eval = Evaluator::new(&l.facts, &policy, t0().plus_seconds(now));
+        for (id, _) in l.facts.messages() {
+            let e = eval.evaluate(id).unwrap();
+            let mut fast = Vec::new();
+            super::digest::evaluation_line(&mut fast, &e);
+            let anomalies: Vec<Value> = e
+                .evaluated_anomalies
+                .iter()
+                .map(|(k, seq)| json!({"kind": k.name(), "hop_seq": seq}))
+                .collect();
+            let reference = json!({
+                "message": e.message,
+                "verdict": e.verdict.name(),
+                "reason": e.reason,
+                "via": e.via,
+                "expires_at": e.expires_at.map(|t| t.to_string()),
+                "expires_source": e.expires_source,
+                "deadlines": e.deadlines,
+                "anomalies": anomalies,
+            });
+            let mut slow = serde_json_canonicalizer::to_vec(&reference).unwrap();
+            slow.push(b'\n');
+            assert_eq!(
+                String::from_utf8(fast).unwrap(),
+                String::from_utf8(slow).unwrap(),
+                "{id} at {now}"
+            );
+        }
+    }
+}

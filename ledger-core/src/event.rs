@@ -424,7 +424,7 @@ impl Event {
 }
 
 /// RFC 8785 (JCS) bytes of a value whose numbers are all integers (validation has
-/// refused the rest). When every number is below 2^53 in magnitude, every object key is ASCII and the map iterates in sorted
+/// refused the rest; the projection digests' values hold only integers too). When every number is below 2^53 in magnitude, every object key is ASCII and the map iterates in sorted
 /// order — always so for a valid event (its keys are fixed names and `refs` keys of
 /// `a–z0–9_`, and serde_json's map is a BTreeMap) — JCS is exactly serde_json's
 /// compact output: UTF-16 key order equals byte order for ASCII, and the two escape

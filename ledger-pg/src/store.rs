@@ -318,23 +318,15 @@ impl Store for PgStore {
     }
 
     fn append_then(&self, events: Vec<Event>, on_commit: ledger_core::store::CommitCallback) {
-        if events.is_empty() {
-            return on_commit(Ok(Vec::new()));
-        }
-        if self.shared.poisoned.load(Ordering::Acquire) {
-            return on_commit(Err(StoreError::Poisoned));
-        }
-        let (reply, refused) = ledger_core::store::commit_callback(on_commit);
-        let tx = self.tx.lock().expect("lock");
-        match tx.as_ref() {
-            Some(tx) => {
-                if let Err(mpsc::SendError(r)) = tx.send(AppendRequest { events, reply }) {
-                    drop(r);
-                    refused(StoreError::Poisoned);
-                }
+        append::hand_over(events, on_commit, |r| {
+            if self.shared.poisoned.load(Ordering::Acquire) {
+                return Err(StoreError::Poisoned);
             }
-            None => refused(StoreError::Poisoned),
-        }
+            match self.tx.lock().expect("lock").as_ref() {
+                Some(tx) => tx.send(r).map_err(|_| StoreError::Poisoned),
+                None => Err(StoreError::Poisoned),
+            }
+        });
     }
 
     fn is_poisoned(&self) -> bool {

@@ -57,7 +57,7 @@ fn every_form_in_every_field_is_refused_and_named() {
             }),
         ];
         for (field, ev) in tries {
-            let r = post(&s, "/v1/events", &w, "application/json", &ev.to_string());
+            let r = post_event(&s, &w, &ev);
             assert_eq!(r.status, 422, "{form:?} in {field}: {}", r.text);
             assert_eq!(r.body["error"]["details"][0]["field"], field, "{form:?}");
             assert!(!r.text.contains(FNR), "the answer repeats it: {}", r.text);
@@ -66,7 +66,7 @@ fn every_form_in_every_field_is_refused_and_named() {
     // As an integer, and free text in refs.
     let mut v = sent("seq", "M-SEQ");
     v["reporter"]["seq"] = json!(15076500565u64);
-    let r = post(&s, "/v1/events", &w, "application/json", &v.to_string());
+    let r = post_event(&s, &w, &v);
     assert_eq!(
         r.body["error"]["details"][0]["field"], "reporter.seq",
         "{}",
@@ -74,7 +74,7 @@ fn every_form_in_every_field_is_refused_and_named() {
     );
     let mut v = sent("barn", "M-BARN");
     v["refs"] = json!({"barn": "Ola Nordmann f. 01.01.2015, Storgata 1"});
-    let r = post(&s, "/v1/events", &w, "application/json", &v.to_string());
+    let r = post_event(&s, &w, &v);
     assert_eq!(
         r.body["error"]["details"][0]["field"], "refs.barn",
         "{}",
@@ -94,13 +94,7 @@ fn every_form_in_every_field_is_refused_and_named() {
 fn no_free_text_over_the_api() {
     let s = TestServer::start("");
     let w = s.token(POLICE, &[Scope::Write]);
-    let r = post(
-        &s,
-        "/v1/events",
-        &w,
-        "application/json",
-        &sent("e1", "M1").to_string(),
-    );
+    let r = post_event(&s, &w, &sent("e1", "M1"));
     assert_eq!(r.status, 200, "{}", r.text);
     let base = |kind: &str| {
         json!({"id": format!("x-{kind}"), "type": kind, "message": "M1",
@@ -137,13 +131,13 @@ fn no_free_text_over_the_api() {
         }),
     ];
     for (field, ev) in cases {
-        let r = post(&s, "/v1/events", &w, "application/json", &ev.to_string());
+        let r = post_event(&s, &w, &ev);
         assert_eq!(r.status, 422, "{field}: {}", r.text);
         assert_eq!(r.body["error"]["details"][0]["field"], field, "{}", r.text);
     }
     // Codes and identifiers pass.
     let mut ok = base("deleted");
     ok["reason"] = json!("retention");
-    let r = post(&s, "/v1/events", &w, "application/json", &ok.to_string());
+    let r = post_event(&s, &w, &ok);
     assert_eq!(r.status, 200, "{}", r.text);
 }

@@ -25,13 +25,7 @@ fn a_read_with_min_seq_reflects_the_receipt() {
     let w = s.token(POLICE, &[Scope::Write, Scope::Read]);
     for i in 0..40 {
         let m = format!("M{i}");
-        let r = post(
-            &s,
-            "/v1/events",
-            &w,
-            "application/json",
-            &sent(&format!("e{i}"), &m).to_string(),
-        );
+        let r = post_event(&s, &w, &sent(&format!("e{i}"), &m));
         assert_eq!(r.status, 200, "{}", r.text);
         let seq = r.body["receipts"][0]["seq"].as_u64().unwrap();
         // Right after the receipt, with min_seq: the message is there.
@@ -132,13 +126,7 @@ fn streams_and_replays_are_capped_and_a_replay_delivers_every_receipt_in_order()
         let batch: Vec<Value> = (b * 5000..(b + 1) * 5000)
             .map(|i| sent(&format!("e{i}"), &format!("M{i}")))
             .collect();
-        let r = post(
-            &s,
-            "/v1/events",
-            &w,
-            "application/json",
-            &serde_json::to_string(&batch).unwrap(),
-        );
+        let r = post_event(&s, &w, &serde_json::json!(batch));
         assert_eq!(r.status, 200, "{}", r.text);
     }
     let r = get(&s, &format!("/v1/stats?min_seq={}", N - 1), &w);
@@ -200,7 +188,7 @@ fn one_question_of_several_groupings_and_a_paged_report_answer_as_their_parts() 
     for i in 0..12 {
         let mut ev = sent(&format!("g{i}"), &format!("MG{i}"));
         ev["at"] = Value::String(format!("2023-0{}-0{}T10:00:00Z", 1 + i % 3, 1 + i % 5));
-        let r = post(&s, "/v1/events", &w, "application/json", &ev.to_string());
+        let r = post_event(&s, &w, &ev);
         assert_eq!(r.status, 200, "{}", r.text);
     }
     let q = "now=2023-12-01T00:00:00Z&min_seq=11";

@@ -86,10 +86,6 @@ fn normalized(r: &Reply) -> (u16, Value) {
     (r.status, b)
 }
 
-fn post_json(s: &TestServer, token: &str, v: &Value) -> Reply {
-    post(s, "/v1/events", token, "application/json", &v.to_string())
-}
-
 /// How the police's message M-OWN-1 is named where another organisation may use the
 /// same id.
 const OWN: &str = "974760673/964338531/M-OWN-1";
@@ -126,7 +122,7 @@ fn reads_answer_a_non_party_as_if_the_message_did_not_exist() {
     let s = TestServer::start("");
     let police_w = s.token(POLICE, &[Scope::Write]);
     assert_eq!(
-        post_json(&s, &police_w, &sent("e-own", "M-OWN-1")).status,
+        post_event(&s, &police_w, &sent("e-own", "M-OWN-1")).status,
         200
     );
     // Questions are answered once the projection reflects the entry.
@@ -248,7 +244,7 @@ fn writes_by_a_non_party_are_refused_as_for_an_unknown_message_and_record_nothin
     let operator = s.token(OPERATOR, &[Scope::Write]);
     let reg = s.token(OTHER, &[Scope::Regulator]);
     assert_eq!(
-        post_json(&s, &police, &sent("e-own", "M-OWN-1")).status,
+        post_event(&s, &police, &sent("e-own", "M-OWN-1")).status,
         200
     );
     let before = history_ids(&s, &reg, OWN);
@@ -256,12 +252,12 @@ fn writes_by_a_non_party_are_refused_as_for_an_unknown_message_and_record_nothin
 
     for kind in NON_SENT {
         // Another organisation, about a message it is no party of, and about none.
-        let on_own = post_json(
+        let on_own = post_event(
             &s,
             &other,
             &event(&format!("x-{kind}"), kind, "M-OWN-1", OTHER),
         );
-        let on_none = post_json(
+        let on_none = post_event(
             &s,
             &other,
             &event(&format!("y-{kind}"), kind, "M-NONE-2", OTHER),
@@ -277,7 +273,7 @@ fn writes_by_a_non_party_are_refused_as_for_an_unknown_message_and_record_nothin
     // another sender already uses.
     let mut forged = sent("e-forged", "M-FORGED-4");
     forged["reporter"]["org"] = json!(OTHER);
-    let r = post_json(&s, &other, &forged);
+    let r = post_event(&s, &other, &forged);
     assert_eq!(
         (r.status, r.body["error"]["code"].clone()),
         (403, json!("not_a_party")),
@@ -289,7 +285,7 @@ fn writes_by_a_non_party_are_refused_as_for_an_unknown_message_and_record_nothin
     let mut squat = sent("e-squat", "M-OWN-1");
     squat["reporter"]["org"] = json!(OTHER);
     squat["from"] = json!(OTHER);
-    let r = post_json(&s, &other, &squat);
+    let r = post_event(&s, &other, &squat);
     assert_eq!(r.status, 200, "{}", r.text);
     assert_eq!(r.body["receipts"][0]["duplicate"], false, "{}", r.text);
     assert_eq!(history_ids(&s, &reg, OWN), before);
@@ -302,7 +298,7 @@ fn writes_by_a_non_party_are_refused_as_for_an_unknown_message_and_record_nothin
         (&police, POLICE, "received"),
         (&kommune, KOMMUNE, "resent"),
     ] {
-        let r = post_json(
+        let r = post_event(
             &s,
             token,
             &event(&format!("w-{kind}"), kind, "M-OWN-1", org),
@@ -324,17 +320,17 @@ fn writes_by_a_non_party_are_refused_as_for_an_unknown_message_and_record_nothin
     own_x["from"] = json!(OTHER);
     own_x["to"] = json!(POLICE);
     own_x["refs"] = json!({"case": "x-5"});
-    assert_eq!(post_json(&s, &other, &own_x).status, 200);
+    assert_eq!(post_event(&s, &other, &own_x).status, 200);
     let mut borrow = event("x-resent", "resent", "M-X-5", OTHER);
     borrow["from"] = json!(OTHER);
     borrow["to"] = json!(POLICE);
     borrow["new_message"] = json!("M-OWN-1");
-    let r = post_json(&s, &other, &borrow);
+    let r = post_event(&s, &other, &borrow);
     assert_eq!(r.status, 200, "{}", r.text);
     assert_eq!(history_ids(&s, &reg, OWN), before, "borrowed");
     let mut synthetic = sent("e-syn", "altinn-correspondence:corr-9");
     synthetic["refs"] = json!({"case": "s-9"});
-    let r = post_json(&s, &police, &synthetic);
+    let r = post_event(&s, &police, &synthetic);
     assert_eq!(r.body["error"]["code"], "not_a_party", "{}", r.text);
     assert_eq!(history_ids(&s, &reg, OWN), before);
     // A batch may name its message before the sent that declares it, and a resend's
@@ -347,7 +343,7 @@ fn writes_by_a_non_party_are_refused_as_for_an_unknown_message_and_record_nothin
         resend,
         event("n-4", "delivered", "M-NEW-6-BREV", POLICE),
     ]);
-    let r = post_json(&s, &police, &batch);
+    let r = post_event(&s, &police, &batch);
     assert_eq!(r.status, 200, "{}", r.text);
 
     // Parties and the channel operator are heard.
@@ -357,7 +353,7 @@ fn writes_by_a_non_party_are_refused_as_for_an_unknown_message_and_record_nothin
         (&police, POLICE, "delivered"),
         (&operator, OPERATOR, "expired"),
     ] {
-        let r = post_json(
+        let r = post_event(
             &s,
             token,
             &event(&format!("p-{kind}"), kind, "M-OWN-1", org),
@@ -369,14 +365,14 @@ fn writes_by_a_non_party_are_refused_as_for_an_unknown_message_and_record_nothin
         sent("e-b1", "M-BATCH-3"),
         event("e-b2", "delivered", "M-BATCH-3", POLICE)
     ]);
-    assert_eq!(post_json(&s, &police, &batch).status, 200);
+    assert_eq!(post_event(&s, &police, &batch).status, 200);
 
     // A conflict names no seq (the entry may be another organisation's).
     let mut clash = event("p-opened", "opened", "M-OWN-1", OTHER);
     clash["by_role"] = json!("other");
-    let r = post_json(&s, &other, &clash);
+    let r = post_event(&s, &other, &clash);
     assert!(matches!(r.status, 403 | 409), "{}", r.text);
-    let r = post_json(&s, &kommune, &{
+    let r = post_event(&s, &kommune, &{
         let mut v = event("p-opened", "opened", "M-OWN-1", KOMMUNE);
         v["by_role"] = json!("leder");
         v
@@ -392,7 +388,7 @@ fn a_channel_event_never_finds_another_organisations_message() {
     let other = s.token(OTHER, &[Scope::Write]);
     let reg = s.token(OTHER, &[Scope::Regulator]);
     assert_eq!(
-        post_json(&s, &police, &sent("e-own", "M-OWN-1")).status,
+        post_event(&s, &police, &sent("e-own", "M-OWN-1")).status,
         200
     );
     let before = history_ids(&s, &reg, "M-OWN-1");
@@ -476,7 +472,7 @@ fn the_stream_gives_no_one_more_than_the_questions_do() {
     let mut other_read = open_stream(&s, &s.token(OTHER, &[Scope::Read]));
     let mut other_write = open_stream(&s, &s.token(OTHER, &[Scope::Write]));
     assert_eq!(
-        post_json(&s, &police, &sent("e-own", "M-OWN-1")).status,
+        post_event(&s, &police, &sent("e-own", "M-OWN-1")).status,
         200
     );
     for kind in ["delivered", "opened", "acknowledged"] {
@@ -486,7 +482,7 @@ fn the_stream_gives_no_one_more_than_the_questions_do() {
         } else {
             &kommune
         };
-        let r = post_json(
+        let r = post_event(
             &s,
             token,
             &event(&format!("p-{kind}"), kind, "M-OWN-1", org),
@@ -541,9 +537,9 @@ fn identifiers_are_each_organisations_own() {
     squat["reporter"]["org"] = json!(OTHER);
     squat["from"] = json!(OTHER);
     squat["to"] = json!(THIRD);
-    let r = post_json(&s, &other, &squat);
+    let r = post_event(&s, &other, &squat);
     assert_eq!(r.status, 200, "{}", r.text);
-    let r = post_json(&s, &police, &sent("e-police-1", "M-SQ"));
+    let r = post_event(&s, &police, &sent("e-police-1", "M-SQ"));
     assert_eq!(r.status, 200, "{}", r.text);
     assert_eq!(r.body["receipts"][0]["duplicate"], false, "{}", r.text);
     let police_seq = r.body["receipts"][0]["seq"].as_u64().unwrap();
@@ -632,7 +628,7 @@ fn identifiers_are_each_organisations_own() {
     // content conflicts only with the police's own entry.
     let mut changed = sent("e-police-1", "M-SQ");
     changed["category"] = json!("underretning");
-    let r = post_json(&s, &police, &changed);
+    let r = post_event(&s, &police, &changed);
     assert_eq!(r.status, 409, "{}", r.text);
     assert!(!r.text.contains("seq"), "{}", r.text);
 }
@@ -643,11 +639,11 @@ fn incidents_late_reports_and_past_answers_stay_inside_the_boundary() {
     let police_w = s.token(POLICE, &[Scope::Write]);
     // Sent and deleted unread in May 2023, recorded today: a loss, reported late.
     assert_eq!(
-        post_json(&s, &police_w, &sent("e-own", "M-OWN-1")).status,
+        post_event(&s, &police_w, &sent("e-own", "M-OWN-1")).status,
         200
     );
     let deleted = event("e-del", "deleted", "M-OWN-1", POLICE);
-    assert_eq!(post_json(&s, &police_w, &deleted).status, 200);
+    assert_eq!(post_event(&s, &police_w, &deleted).status, 200);
     let reg = s.token(OTHER, &[Scope::Regulator]);
     assert_eq!(history_ids(&s, &reg, "M-OWN-1").len(), 2);
 
@@ -712,13 +708,7 @@ fn incidents_late_reports_and_past_answers_stay_inside_the_boundary() {
 fn reconcile_sees_only_what_the_token_may_see() {
     let s = TestServer::start("");
     let w = s.token(POLICE, &[Scope::Write]);
-    let r = post(
-        &s,
-        "/v1/events",
-        &w,
-        "application/json",
-        &sent("e-rec", "M-REC").to_string(),
-    );
+    let r = post_event(&s, &w, &sent("e-rec", "M-REC"));
     assert_eq!(r.status, 200, "{}", r.text);
     let seq = r.body["receipts"][0]["seq"].as_u64().unwrap();
     let body = json!({

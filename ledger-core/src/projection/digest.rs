@@ -22,19 +22,10 @@ pub struct Digests {
     pub evaluation: Hash,
 }
 
-/// Appends `v` in JCS (RFC 8785) and a newline.
+/// Appends `v` in JCS (RFC 8785) and a newline (the events' canonicalizer: serde_json
+/// where that is JCS already, the general one otherwise).
 fn jcs_line(out: &mut Vec<u8>, v: &Value) {
-    // serde_json writes an object's members in its map's order, which is by key
-    // bytes (no `preserve_order`), escapes strings as JCS does, and these values hold
-    // integers only, within 2^53: for ASCII text that is JCS already, at a fraction of the
-    // canonicalizer's cost. Other text (where UTF-16 key order could differ from
-    // byte order) goes through the canonicalizer.
-    let start = out.len();
-    serde_json::to_writer(&mut *out, v).expect("json values serialize");
-    if !out[start..].is_ascii() {
-        out.truncate(start);
-        out.extend(serde_json_canonicalizer::to_vec(v).expect("json values canonicalize"));
-    }
+    out.extend(crate::event::canonical_json(v).expect("json values canonicalize"));
     out.push(b'\n');
 }
 
@@ -198,42 +189,5 @@ pub fn evaluation_digest(eval: &Evaluator<'_>, policy: &Policy, alg: HashAlg) ->
         facts,
         policy: policy_digest,
         evaluation: digest_lines(alg, &head, &ids, line, &[]),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use proptest::prelude::*;
-
-    fn value() -> impl Strategy<Value = Value> {
-        let leaf = prop_oneof![
-            Just(Value::Null),
-            any::<bool>().prop_map(Value::Bool),
-            // The facts' numbers: seqs, counts, times as integers, all within
-            // JSON's exact range (limits::JSON_INT_MAX).
-            (-(1i64 << 53)..=(1i64 << 53)).prop_map(|n| json!(n)),
-            ".{0,12}".prop_map(Value::String),
-            "[a-z_]{0,8}".prop_map(Value::String),
-        ];
-        leaf.prop_recursive(3, 32, 6, |inner| {
-            prop_oneof![
-                prop::collection::vec(inner.clone(), 0..5).prop_map(Value::Array),
-                prop::collection::btree_map("(.{0,6}|[a-z_]{1,8})", inner, 0..5)
-                    .prop_map(|m| Value::Object(m.into_iter().collect())),
-            ]
-        })
-    }
-
-    proptest! {
-        /// The fast line is the canonicalizer's, whatever the value holds.
-        #[test]
-        fn a_line_is_jcs(v in value()) {
-            let mut fast = Vec::new();
-            jcs_line(&mut fast, &v);
-            let mut slow = serde_json_canonicalizer::to_vec(&v).unwrap();
-            slow.push(b'\n');
-            prop_assert_eq!(fast, slow);
-        }
     }
 }

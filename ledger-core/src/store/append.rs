@@ -40,6 +40,23 @@ pub struct AppendRequest {
     pub reply: CommitCallback,
 }
 
+/// Hands `events` to a writer through `send`. `on_commit` is called once: by the
+/// writer with the outcome, or here, at once, when there is nothing to append or the
+/// writer cannot take the request.
+pub fn hand_over(
+    events: Vec<Event>,
+    on_commit: CommitCallback,
+    send: impl FnOnce(AppendRequest) -> Result<(), StoreError>,
+) {
+    if events.is_empty() {
+        return on_commit(Ok(Vec::new()));
+    }
+    let (reply, refused) = super::commit_callback(on_commit);
+    if let Err(e) = send(AppendRequest { events, reply }) {
+        refused(e);
+    }
+}
+
 /// How large a group may grow. A request is never split: one larger than the limits
 /// is a group of its own.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -190,6 +190,27 @@ pub(super) fn write_file_synced(path: &Path, bytes: &[u8], mode: u32) -> Result<
         .map_err(StoreError::io(format!("write {}", path.display())))
 }
 
+/// Makes `bytes` the whole of `path`: written to `<path>.new` and synced, renamed
+/// into place, the directory synced. A crash leaves the old file (or none) or the new
+/// one, never part of it; a `.new` left behind is ignored and overwritten next time.
+pub(super) fn write_whole(path: &Path, bytes: &[u8]) -> Result<(), StoreError> {
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let fresh = path.with_file_name(format!("{name}.new"));
+    let mut f =
+        File::create(&fresh).map_err(StoreError::io(format!("create {}", fresh.display())))?;
+    f.write_all(bytes)
+        .and_then(|_| f.sync_all())
+        .map_err(StoreError::io(format!("write {}", fresh.display())))?;
+    fs::rename(&fresh, path).map_err(StoreError::io(format!(
+        "rename {} into place",
+        fresh.display()
+    )))?;
+    sync_dir(path.parent().unwrap_or(Path::new(".")))
+}
+
 pub(crate) fn sync_dir(dir: &Path) -> Result<(), StoreError> {
     File::open(dir)
         .and_then(|d| d.sync_all())
@@ -519,23 +540,23 @@ impl FileStore {
     /// for a flush of the index.
     fn request(&self, events: Vec<Event>) -> Result<Vec<Receipt>, StoreError> {
         let (reply, rx) = mpsc::sync_channel(1);
-        self.send(
+        self.send(AppendRequest {
             events,
-            Box::new(move |r| {
+            reply: Box::new(move |r| {
                 let _ = reply.send(r);
             }),
-        )?;
+        })?;
         rx.recv().map_err(|_| StoreError::Poisoned)?
     }
 
-    fn send(&self, events: Vec<Event>, reply: super::CommitCallback) -> Result<(), StoreError> {
+    fn send(&self, request: AppendRequest) -> Result<(), StoreError> {
         if self.shared.poisoned.load(Ordering::Acquire) {
             return Err(StoreError::Poisoned);
         }
         let tx = self.tx.read().expect("lock");
         let tx = tx.as_ref().ok_or(StoreError::Poisoned)?;
         self.shared.pending.fetch_add(1, Ordering::AcqRel);
-        if tx.send(AppendRequest { events, reply }).is_err() {
+        if tx.send(request).is_err() {
             self.shared.pending.fetch_sub(1, Ordering::AcqRel);
             return Err(StoreError::Poisoned);
         }
@@ -687,13 +708,7 @@ impl Store for FileStore {
     }
 
     fn append_then(&self, events: Vec<Event>, on_commit: super::CommitCallback) {
-        if events.is_empty() {
-            return on_commit(Ok(Vec::new()));
-        }
-        let (reply, refused) = super::commit_callback(on_commit);
-        if let Err(e) = self.send(events, reply) {
-            refused(e);
-        }
+        super::append::hand_over(events, on_commit, |r| self.send(r));
     }
 
     /// Also after a failed fsync, checkpoint or index flush.

@@ -8,7 +8,7 @@ use std::fs::File;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
-use super::file::{log_dir, sync_dir};
+use super::file::{log_dir, sync_dir, write_whole};
 use super::{FileStore, InitOptions, LedgerInfo, StoreError};
 use crate::entry;
 use crate::hash::Hash;
@@ -140,17 +140,6 @@ impl Import {
             .sync_all()
             .map_err(StoreError::io(format!("sync {}", path.display())))?;
         sync_dir(&log_dir(&self.dir))?;
-        let ck = self.dir.join("checkpoints.log");
-        let fresh = self.dir.join("checkpoints.log.new");
-        let mut f =
-            File::create(&fresh).map_err(StoreError::io(format!("create {}", fresh.display())))?;
-        f.write_all(&self.checkpoints)
-            .and_then(|_| f.sync_all())
-            .map_err(StoreError::io(format!("write {}", fresh.display())))?;
-        std::fs::rename(&fresh, &ck).map_err(StoreError::io(format!(
-            "rename {} into place",
-            fresh.display()
-        )))?;
-        sync_dir(&self.dir)
+        write_whole(&self.dir.join("checkpoints.log"), &self.checkpoints)
     }
 }

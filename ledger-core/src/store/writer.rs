@@ -4,7 +4,6 @@
 //! then answers each request with its receipts.
 
 use std::fs::{File, OpenOptions};
-use std::io::Write;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, mpsc};
 use std::thread::JoinHandle;
@@ -15,7 +14,7 @@ use redb::{Durability, ReadableDatabase};
 use super::append::{
     self, AppendCore, AppendRequest, GroupLimits, NextGroup, Recorded, RecordedIds, Requests,
 };
-use super::file::{Segment, Shared, log_dir, sync_dir};
+use super::file::{Segment, Shared, log_dir, write_whole};
 use super::index::{self, InMemory, Recent, Tables};
 use super::log::scan_entries;
 use super::{Receipt, StoreError};
@@ -439,23 +438,13 @@ impl WriterState {
             )));
         }
         // Made whole under another name and renamed: a crash mid-roll leaves at most a
-        // `.seg.new` file (ignored, and reused by the next roll), never a last segment
-        // too short to hold its header, which open would have to refuse.
-        let fresh = dir.join(format!("{}.new", segment::segment_name(first)));
-        let mut f = OpenOptions::new()
-            .create(true)
+        // `.seg.new` file (ignored, and overwritten by the next roll), never a last
+        // segment too short to hold its header, which open would have to refuse.
+        write_whole(&path, &segment::header(segment::SEGMENT_MAGIC, first))?;
+        let f = OpenOptions::new()
             .append(true)
-            .open(&fresh)
-            .map_err(StoreError::io(format!("create {}", fresh.display())))?;
-        f.set_len(0)
-            .and_then(|_| f.write_all(&segment::header(segment::SEGMENT_MAGIC, first)))
-            .and_then(|_| f.sync_all())
-            .map_err(StoreError::io(format!("write {}", fresh.display())))?;
-        std::fs::rename(&fresh, &path).map_err(StoreError::io(format!(
-            "rename {} into place",
-            fresh.display()
-        )))?;
-        sync_dir(&dir)?;
+            .open(&path)
+            .map_err(StoreError::io(format!("open {}", path.display())))?;
         let reader =
             File::open(&path).map_err(StoreError::io(format!("open {}", path.display())))?;
         self.shared.segments.write().expect("lock").push(Segment {

@@ -172,6 +172,17 @@ pub fn post(s: &TestServer, path: &str, token: &str, content_type: &str, body: &
     )
 }
 
+/// Posts one event (or a batch, as a JSON array) to `POST /v1/events`.
+pub fn post_event(s: &TestServer, token: &str, event: &Value) -> Reply {
+    post(
+        s,
+        "/v1/events",
+        token,
+        "application/json",
+        &event.to_string(),
+    )
+}
+
 pub fn sent(id: &str, message: &str) -> Value {
     json!({
         "id": id, "type": "sent", "message": message, "at": "2023-05-01T10:00:00Z",

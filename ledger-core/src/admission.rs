@@ -25,7 +25,7 @@
 use unicode_properties::{GeneralCategory, UnicodeGeneralCategory};
 
 use crate::Event;
-use crate::event::EventError;
+use crate::event::{EventError, Member, Object};
 use crate::ids::is_national_id;
 
 /// Largest `reporter.seq` admitted: nine digits hold no national identity number.
@@ -45,63 +45,56 @@ enum Digit {
 /// Whether `s` holds, in any of the ways people and programs write one, something
 /// that is or could be a national identity number (see the module docs).
 pub fn hides_national_id(s: &str) -> bool {
-    if s.chars().filter(|c| c.is_numeric()).nth(10).is_none() {
+    if crate::ids::numeric_chars_fewer_than_eleven(s) {
         return false;
     }
-    // Groups of digits, and for each whether it joins the next (1–3 separators
-    // between them, no letter).
-    let mut groups: Vec<(Vec<Digit>, bool)> = Vec::new();
-    let mut current: Vec<Digit> = Vec::new();
+    // Groups of digits run together into one chain while each joins the next (1–3
+    // separators between them, no letter); every window of eleven of a chain is a
+    // candidate.
+    let mut chain: Vec<Digit> = Vec::new();
+    let mut in_group = false;
     let mut joiner = 0usize;
     let mut broken = true;
+    let ends_with_candidate =
+        |chain: &[Digit]| chain.len() >= 11 && chain.windows(11).any(is_candidate);
     for c in s.chars() {
-        let cat = c.general_category();
         // Invisible: format characters, combining marks, and the Hangul fillers
-        // (letters by category, but default-ignorable and drawn as nothing).
-        if matches!(
-            cat,
-            GeneralCategory::Format
-                | GeneralCategory::NonspacingMark
-                | GeneralCategory::EnclosingMark
-        ) || matches!(c, '\u{115F}' | '\u{1160}' | '\u{3164}' | '\u{FFA0}')
+        // (letters by category, but default-ignorable and drawn as nothing). No
+        // ASCII character is any of them.
+        if !c.is_ascii()
+            && (matches!(
+                c.general_category(),
+                GeneralCategory::Format
+                    | GeneralCategory::NonspacingMark
+                    | GeneralCategory::EnclosingMark
+            ) || matches!(c, '\u{115F}' | '\u{1160}' | '\u{3164}' | '\u{FFA0}'))
         {
             continue;
         }
         if c.is_numeric() {
-            if current.is_empty() {
-                if let Some((_, joins)) = groups.last_mut() {
-                    *joins = !broken && (1..=JOINER_CHARS_MAX).contains(&joiner);
+            if !in_group {
+                let joins = !broken && (1..=JOINER_CHARS_MAX).contains(&joiner);
+                if !joins {
+                    if ends_with_candidate(&chain) {
+                        return true;
+                    }
+                    chain.clear();
                 }
+                in_group = true;
                 joiner = 0;
                 broken = false;
             }
-            current.push(digit(c));
+            chain.push(digit(c));
             continue;
         }
-        if !current.is_empty() {
-            groups.push((std::mem::take(&mut current), false));
-        }
+        in_group = false;
         if c.is_alphabetic() {
             broken = true;
         } else {
             joiner += 1;
         }
     }
-    if !current.is_empty() {
-        groups.push((current, false));
-    }
-    // Chains of joined groups, their digits run together: every window of eleven.
-    let mut chain: Vec<Digit> = Vec::new();
-    for (g, joins) in &groups {
-        chain.extend_from_slice(g);
-        if !joins {
-            if chain.len() >= 11 && chain.windows(11).any(is_candidate) {
-                return true;
-            }
-            chain.clear();
-        }
-    }
-    false
+    ends_with_candidate(&chain)
 }
 
 /// What the ledger refuses in any text it records or shows: a national identity
@@ -152,10 +145,17 @@ fn is_candidate(w: &[Digit]) -> bool {
 /// identifier: ASCII letters, digits and `. _ : / + = -`, starting with a letter or
 /// digit: never a sentence, a name with spaces or an address).
 pub fn check(event: &Event) -> Result<(), EventError> {
-    let v: serde_json::Value = serde_json::from_slice(event.canonical_bytes())
-        .expect("an event's canonical bytes are JSON");
-    if let Some(seq) = v["reporter"]["seq"].as_u64()
-        && seq > REPORTER_SEQ_MAX
+    check_object(&canonical_object(event))
+}
+
+/// An event's canonical bytes as the rules read them.
+fn canonical_object(event: &Event) -> Object<'_> {
+    Object::parse(event.canonical_bytes()).expect("an event's canonical bytes are an event's shape")
+}
+
+fn check_object(v: &Object<'_>) -> Result<(), EventError> {
+    if let Some(Member::UInt(seq)) = v.get_object("reporter").and_then(|r| r.get("seq"))
+        && *seq > REPORTER_SEQ_MAX
     {
         return Err(refuse(
             "reporter.seq",
@@ -165,9 +165,12 @@ pub fn check(event: &Event) -> Result<(), EventError> {
             ),
         ));
     }
-    if let Some(refs) = v["refs"].as_object() {
-        for (k, val) in refs {
-            let s = val.as_str().unwrap_or_default();
+    if let Some(refs) = v.get_object("refs") {
+        for (k, val) in refs.iter() {
+            let s = match val {
+                Member::Str(s) => s.as_ref(),
+                _ => "",
+            };
             if !is_reference(s) {
                 return Err(refuse(
                     &format!("refs.{k}"),
@@ -180,7 +183,7 @@ pub fn check(event: &Event) -> Result<(), EventError> {
             }
         }
     }
-    scan(&v, "")
+    scan(v, "")
 }
 
 /// The fields that name a system, a role or a reason: codes, not words about people.
@@ -202,15 +205,18 @@ const CODE_FIELDS: [&str; 8] = [
 /// to read stays in the reporter's own case system. The operator's `ledger append`
 /// may still record format 1's free text (FORMAT.md §3.8).
 pub fn check_api(event: &Event) -> Result<(), EventError> {
-    check(event)?;
-    let v: serde_json::Value = serde_json::from_slice(event.canonical_bytes())
-        .expect("an event's canonical bytes are JSON");
+    check_api_object(&canonical_object(event))
+}
+
+/// [`check_api`] on the event's object, while it is parsed.
+pub(crate) fn check_api_object(v: &Object<'_>) -> Result<(), EventError> {
+    check_object(v)?;
     for path in CODE_FIELDS {
         let value = match path.split_once('.') {
-            Some((a, b)) => &v[a][b],
-            None => &v[path],
+            Some((a, b)) => v.get_object(a).and_then(|o| o.get_str(b)),
+            None => v.get_str(path),
         };
-        if let Some(s) = value.as_str()
+        if let Some(s) = value
             && !is_reference(s)
         {
             return Err(refuse(
@@ -222,7 +228,7 @@ pub fn check_api(event: &Event) -> Result<(), EventError> {
             ));
         }
     }
-    if let Some(s) = v["journal_ref"].as_str()
+    if let Some(s) = v.get_str("journal_ref")
         && !is_reference(s)
     {
         return Err(refuse(
@@ -247,37 +253,39 @@ fn is_reference(s: &str) -> bool {
         })
 }
 
-fn scan(v: &serde_json::Value, path: &str) -> Result<(), EventError> {
-    match v {
-        serde_json::Value::String(s)
-            if !matches!(path, "at" | "expires_at" | "content_digest") && hides_national_id(s) =>
-        {
+/// Every key and text value of the object; `prefix` is the path of a nested one.
+fn scan(v: &Object<'_>, prefix: &str) -> Result<(), EventError> {
+    let path = |k: &str| {
+        if prefix.is_empty() {
+            k.to_string()
+        } else {
+            format!("{prefix}.{k}")
+        }
+    };
+    for (k, x) in v.iter() {
+        // The event's own keys are the format's names, valid by now; only `refs`
+        // keys are the reporter's words.
+        if prefix == "refs" && hides_national_id(k) {
             return Err(refuse(
-                path,
-                "contains what may be a national identity number (its digits, perhaps split by \
-                 separators or invisible characters); personal data must never enter the log: use \
-                 a keyed pseudonym",
+                &path(k),
+                "the key may hold a national identity number",
             ));
         }
-        serde_json::Value::Object(m) => {
-            for (k, x) in m {
-                let p = if path.is_empty() {
-                    k.clone()
-                } else {
-                    format!("{path}.{k}")
-                };
-                if hides_national_id(k) {
-                    return Err(refuse(&p, "the key may hold a national identity number"));
-                }
-                scan(x, &p)?;
+        match x {
+            Member::Str(s)
+                if !(prefix.is_empty() && matches!(k, "at" | "expires_at" | "content_digest"))
+                    && hides_national_id(s) =>
+            {
+                return Err(refuse(
+                    &path(k),
+                    "contains what may be a national identity number (its digits, perhaps split by \
+                     separators or invisible characters); personal data must never enter the log: use \
+                     a keyed pseudonym",
+                ));
             }
+            Member::Object(o) => scan(o, &path(k))?,
+            _ => {}
         }
-        serde_json::Value::Array(a) => {
-            for (i, x) in a.iter().enumerate() {
-                scan(x, &format!("{path}[{i}]"))?;
-            }
-        }
-        _ => {}
     }
     Ok(())
 }

@@ -87,7 +87,7 @@ pub(crate) fn is_national_id(d: &[u8; 11]) -> bool {
 /// one through.
 pub fn contains_national_id(s: &str) -> bool {
     // Fewer than eleven numeric characters cannot hold one (the common case).
-    if s.chars().filter(|c| c.is_numeric()).nth(10).is_none() {
+    if numeric_chars_fewer_than_eleven(s) {
         return false;
     }
     // Runs of numeric characters: (start char index, length, all ASCII).
@@ -138,6 +138,17 @@ pub fn contains_national_id(s: &str) -> bool {
         }
     }
     false
+}
+
+/// Whether `s` holds fewer than eleven numeric characters, and so no identity
+/// number however written; for ASCII text by its bytes.
+pub(crate) fn numeric_chars_fewer_than_eleven(s: &str) -> bool {
+    if s.is_ascii() {
+        // A count with no early exit vectorizes; ids are short.
+        s.bytes().filter(u8::is_ascii_digit).count() < 11
+    } else {
+        s.chars().filter(|c| c.is_numeric()).nth(10).is_none()
+    }
 }
 
 #[cfg(test)]

@@ -12,6 +12,10 @@ use serde_json::{Map, Value};
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
+mod object;
+
+pub(crate) use object::{Member, Object};
+
 use crate::ids::{check_orgnr, contains_national_id};
 use crate::limits;
 
@@ -173,12 +177,13 @@ pub const FORMAT_LATEST: u8 = 2;
 /// Separates the parts of a scoped key. A control character, which no identifier
 /// may hold, so a format-2 key never equals a format-1 identifier.
 pub const KEY_SEPARATOR: char = '\u{1f}';
+const KEY_SEPARATOR_STR: &str = "\u{1f}";
 
 /// The idempotency key of an event: format 1, its `id`; format 2, the pair
 /// (`reporter.org`, `id`), so one organisation's ids never collide with another's.
 pub fn id_key<'a>(format: u8, org: &str, id: &'a str) -> std::borrow::Cow<'a, str> {
     if format >= 2 {
-        format!("{org}{KEY_SEPARATOR}{id}").into()
+        [org, KEY_SEPARATOR_STR, id].concat().into()
     } else {
         id.into()
     }
@@ -194,7 +199,9 @@ pub fn message_key<'a>(
     message: &'a str,
 ) -> std::borrow::Cow<'a, str> {
     if format >= 2 {
-        format!("{from}{KEY_SEPARATOR}{to}{KEY_SEPARATOR}{message}").into()
+        [from, KEY_SEPARATOR_STR, to, KEY_SEPARATOR_STR, message]
+            .concat()
+            .into()
     } else {
         message.into()
     }
@@ -270,6 +277,12 @@ impl Event {
                 ),
             ));
         }
+        check_format(format)?;
+        // One pass over the text for an event-shaped object; whatever it cannot read
+        // takes the general path, which finds the error (both apply the same rules).
+        if let Some(object) = Object::parse(bytes) {
+            return Self::from_object(&object, format);
+        }
         let strict: StrictValue =
             serde_json::from_slice(bytes).map_err(|e| err("", format!("malformed JSON: {e}")))?;
         Self::from_value_as(strict.0, format)
@@ -284,37 +297,26 @@ impl Event {
 
     /// Validates an already parsed value by the rules of the given format (1 or 2).
     pub fn from_value_as(value: Value, format: u8) -> Result<Event, EventError> {
-        if !FORMATS.contains(&format) {
-            return Err(err(
-                "",
-                format!("event format {format} is not supported (this build reads 1 and 2)"),
-            ));
-        }
+        check_format(format)?;
         check_numbers_and_depth(&value, "", 0)?;
-        let obj = value
+        let map = value
             .as_object()
             .ok_or_else(|| err("", "an event must be a JSON object"))?;
-        let (id, kind, message) = validate(obj, format)?;
-        let new_message = match kind {
-            EventType::Resent => obj
-                .get("new_message")
-                .and_then(Value::as_str)
-                .map(str::to_string),
-            _ => None,
-        };
-        let party = |k: &str| match kind {
-            _ if format >= 2 => obj.get(k).and_then(Value::as_str).map(str::to_string),
-            EventType::Sent => obj.get(k).and_then(Value::as_str).map(str::to_string),
-            _ => None,
-        };
-        let (sender, recipient) = (party("from"), party("to"));
-        let reporter_org = obj
-            .get("reporter")
-            .and_then(|r| r.get("org"))
-            .and_then(Value::as_str)
-            .unwrap_or_default()
-            .to_string();
-        let canonical = canonical_json(&value)?;
+        Self::from_object(&Object::of(map), format)
+    }
+
+    fn from_object(obj: &Object<'_>, format: u8) -> Result<Event, EventError> {
+        let Valid {
+            id,
+            kind,
+            message,
+            new_message,
+            parties,
+            reporter_org,
+        } = validate(obj, format)?;
+        let canonical = obj
+            .canonical()
+            .ok_or_else(|| err("", "cannot canonicalize: not an event's shape"))?;
         if canonical.len() > limits::EVENT_BYTES_MAX {
             return Err(err(
                 "",
@@ -327,36 +329,28 @@ impl Event {
         }
         let (mut id_key_v2, mut key, mut linked_key) = (None, None, None);
         if format >= 2 {
-            let (from, to) = (
-                sender.as_deref().unwrap_or_default(),
-                recipient.as_deref().unwrap_or_default(),
-            );
-            id_key_v2 = Some(id_key(format, &reporter_org, &id).into_owned());
-            key = Some(message_key(format, from, to, &message).into_owned());
-            linked_key = new_message
-                .as_deref()
-                .map(|n| message_key(format, from, to, n).into_owned());
+            // Format 2 has no free text: the rules admission applies to every new
+            // report are, for a format-2 event, part of its validity (FORMAT.md §3.9).
+            crate::admission::check_api_object(obj)?;
+            let (from, to) = parties.unwrap_or_default();
+            id_key_v2 = Some(id_key(format, reporter_org, id).into_owned());
+            key = Some(message_key(format, from, to, message).into_owned());
+            linked_key = new_message.map(|n| message_key(format, from, to, n).into_owned());
         }
-        let event = Event {
+        Ok(Event {
             format,
-            id,
+            id: id.to_string(),
             kind,
-            message,
-            new_message,
-            reporter_org,
-            sender,
-            recipient,
+            message: message.to_string(),
+            new_message: new_message.map(str::to_string),
+            reporter_org: reporter_org.to_string(),
+            sender: parties.map(|p| p.0.to_string()),
+            recipient: parties.map(|p| p.1.to_string()),
             id_key: id_key_v2,
             key,
             linked_key,
             canonical,
-        };
-        if format >= 2 {
-            // Format 2 has no free text: the rules admission applies to every new
-            // report are, for a format-2 event, part of its validity (FORMAT.md §3.9).
-            crate::admission::check_api(&event)?;
-        }
-        Ok(event)
+        })
     }
 
     /// The format whose rules this event obeys (its entry's `v`).
@@ -421,6 +415,16 @@ impl Event {
     pub fn canonical_bytes(&self) -> &[u8] {
         &self.canonical
     }
+}
+
+fn check_format(format: u8) -> Result<(), EventError> {
+    if !FORMATS.contains(&format) {
+        return Err(err(
+            "",
+            format!("event format {format} is not supported (this build reads 1 and 2)"),
+        ));
+    }
+    Ok(())
 }
 
 /// RFC 8785 (JCS) bytes of a value whose numbers are all integers (validation has
@@ -554,18 +558,25 @@ fn check_numbers_and_depth(v: &Value, path: &str, depth: usize) -> Result<(), Ev
 
 /// Reads the fields of one JSON object, remembering which were read so that the
 /// rest can be reported as unknown.
-struct Fields<'a> {
-    map: &'a Map<String, Value>,
-    prefix: &'a str,
+struct Fields<'o, 'a> {
+    object: &'o Object<'a>,
+    prefix: &'o str,
+    /// The names asked for, for the error that lists them.
     known: Vec<&'static str>,
+    /// The members asked for, by index: bits for the first 64, a list beyond (only
+    /// an object with unknown members has more).
+    found: u64,
+    found_beyond: Vec<usize>,
 }
 
-impl<'a> Fields<'a> {
-    fn new(map: &'a Map<String, Value>, prefix: &'a str) -> Self {
+impl<'o, 'a> Fields<'o, 'a> {
+    fn new(object: &'o Object<'a>, prefix: &'o str) -> Self {
         Fields {
-            map,
+            object,
             prefix,
-            known: Vec::new(),
+            known: Vec::with_capacity(16),
+            found: 0,
+            found_beyond: Vec::new(),
         }
     }
 
@@ -577,35 +588,44 @@ impl<'a> Fields<'a> {
         }
     }
 
-    fn get(&mut self, key: &'static str) -> Option<&'a Value> {
+    fn get(&mut self, key: &'static str) -> Option<&'o Member<'a>> {
         self.known.push(key);
-        self.map.get(key)
+        let i = self.object.position(key)?;
+        match 1u64.checked_shl(i as u32) {
+            Some(bit) if i < 64 => self.found |= bit,
+            _ => self.found_beyond.push(i),
+        }
+        Some(self.object.at(i).1)
     }
 
-    fn opt_str(&mut self, key: &'static str) -> Result<Option<&'a str>, EventError> {
+    fn opt_str(&mut self, key: &'static str) -> Result<Option<&'o str>, EventError> {
         match self.get(key) {
             None => Ok(None),
-            Some(Value::String(s)) => Ok(Some(s)),
+            Some(Member::Str(s)) => Ok(Some(s)),
             Some(other) => Err(err(
                 self.path(key),
-                format!("expected a string, found {}", kind_of(other)),
+                format!("expected a string, found {}", other.kind()),
             )),
         }
     }
 
-    fn req_str(&mut self, key: &'static str) -> Result<&'a str, EventError> {
+    fn req_str(&mut self, key: &'static str) -> Result<&'o str, EventError> {
         self.opt_str(key)?
             .ok_or_else(|| err(self.path(key), "is required"))
     }
 
     fn finish(self) -> Result<(), EventError> {
-        let mut unknown: Vec<&String> = self
-            .map
-            .keys()
-            .filter(|k| !self.known.contains(&k.as_str()))
-            .collect();
-        unknown.sort();
-        if let Some(k) = unknown.first() {
+        // Members are in key order: the first unknown one is the least.
+        let unknown = (0..self.object.len())
+            .find(|&i| {
+                if i < 64 {
+                    self.found & (1 << i) == 0
+                } else {
+                    !self.found_beyond.contains(&i)
+                }
+            })
+            .map(|i| self.object.at(i).0);
+        if let Some(k) = unknown {
             let mut allowed = self.known.clone();
             allowed.sort();
             return Err(err(
@@ -716,10 +736,19 @@ fn check_digest(path: &str, s: &str) -> Result<(), EventError> {
     }
 }
 
-fn validate(
-    obj: &Map<String, Value>,
-    format: u8,
-) -> Result<(String, EventType, String), EventError> {
+/// What an event's fields say, once they are valid.
+struct Valid<'o> {
+    id: &'o str,
+    kind: EventType,
+    message: &'o str,
+    /// A `resent`'s new message.
+    new_message: Option<&'o str>,
+    /// `from` and `to`: of a `sent` in format 1, of every event in format 2.
+    parties: Option<(&'o str, &'o str)>,
+    reporter_org: &'o str,
+}
+
+fn validate<'o>(obj: &'o Object<'_>, format: u8) -> Result<Valid<'o>, EventError> {
     let mut f = Fields::new(obj, "");
     let type_name = f.req_str("type")?;
     let kind = EventType::from_name(type_name).ok_or_else(|| {
@@ -734,35 +763,40 @@ fn validate(
     let message = f.req_str("message")?;
     check_text("message", message, Text::Id)?;
     check_time("at", f.req_str("at")?)?;
-    match f.get("reporter") {
+    let reporter_org = match f.get("reporter") {
         None => return Err(err("reporter", "is required")),
-        Some(Value::Object(r)) => {
+        Some(Member::Object(r)) => {
             let mut rf = Fields::new(r, "reporter");
-            check_orgnr_field("reporter.org", rf.req_str("org")?)?;
+            let org = rf.req_str("org")?;
+            check_orgnr_field("reporter.org", org)?;
             check_text("reporter.system", rf.req_str("system")?, Text::Name)?;
             match rf.get("seq") {
                 None => {}
-                Some(Value::Number(n)) if n.as_u64().is_some_and(|s| s >= 1) => {}
+                Some(Member::UInt(s)) if *s >= 1 => {}
                 Some(_) => return Err(err("reporter.seq", "must be an integer ≥ 1")),
             }
             rf.finish()?;
+            org
         }
         Some(other) => {
             return Err(err(
                 "reporter",
-                format!("expected an object, found {}", kind_of(other)),
+                format!("expected an object, found {}", other.kind()),
             ));
         }
-    }
-    if format >= 2 && kind != EventType::Sent {
+    };
+    let mut parties = None;
+    let mut new_message = None;
+    if format >= 2 || kind == EventType::Sent {
         // Every format-2 event names its message's parties: the message is theirs.
-        check_orgnr_field("from", f.req_str("from")?)?;
-        check_orgnr_field("to", f.req_str("to")?)?;
+        let from = f.req_str("from")?;
+        check_orgnr_field("from", from)?;
+        let to = f.req_str("to")?;
+        check_orgnr_field("to", to)?;
+        parties = Some((from, to));
     }
     match kind {
         EventType::Sent => {
-            check_orgnr_field("from", f.req_str("from")?)?;
-            check_orgnr_field("to", f.req_str("to")?)?;
             check_enum("channel", f.req_str("channel")?, &CHANNELS)?;
             check_enum("category", f.req_str("category")?, &CATEGORIES)?;
             check_digest("content_digest", f.req_str("content_digest")?)?;
@@ -771,14 +805,14 @@ fn validate(
             }
             match f.get("refs") {
                 None => {}
-                Some(Value::Object(refs)) => {
+                Some(Member::Object(refs)) => {
                     if refs.is_empty() || refs.len() > limits::REFS_COUNT_MAX {
                         return Err(err(
                             "refs",
                             format!("must hold 1 to {} entries", limits::REFS_COUNT_MAX),
                         ));
                     }
-                    for (k, v) in refs {
+                    for (k, v) in refs.iter() {
                         let path = format!("refs.{k}");
                         let key_ok = k.len() <= 32
                             && k.bytes().next().is_some_and(|c| c.is_ascii_lowercase())
@@ -790,10 +824,10 @@ fn validate(
                                 "a system name must be 1–32 characters of a–z, 0–9 and _, starting with a letter",
                             ));
                         }
-                        let Value::String(s) = v else {
+                        let Member::Str(s) = v else {
                             return Err(err(
                                 path,
-                                format!("expected a string, found {}", kind_of(v)),
+                                format!("expected a string, found {}", v.kind()),
                             ));
                         };
                         if contains_national_id(k) {
@@ -809,7 +843,7 @@ fn validate(
                 Some(other) => {
                     return Err(err(
                         "refs",
-                        format!("expected an object, found {}", kind_of(other)),
+                        format!("expected an object, found {}", other.kind()),
                     ));
                 }
             }
@@ -838,6 +872,7 @@ fn validate(
             if new == message {
                 return Err(err("new_message", "must differ from `message`"));
             }
+            new_message = Some(new);
             check_enum("channel", f.req_str("channel")?, &CHANNELS)?;
         }
         EventType::Resolved => {
@@ -859,7 +894,14 @@ fn validate(
         EventType::Delivered | EventType::Acknowledged | EventType::Expired => {}
     }
     f.finish()?;
-    Ok((id.to_string(), kind, message.to_string()))
+    Ok(Valid {
+        id,
+        kind,
+        message,
+        new_message,
+        parties,
+        reporter_org,
+    })
 }
 
 /// A JSON value parsed under the ledger's strict rules: duplicate object keys,
@@ -1120,3 +1162,6 @@ mod canonical_tests {
         );
     }
 }
+
+#[cfg(test)]
+mod one_pass_tests;

@@ -121,7 +121,7 @@ pub struct Sent {
     /// Category.
     pub category: Name,
     /// Digest of the content.
-    pub content_digest: String,
+    pub content_digest: ContentDigest,
     /// When the channel will delete it, if the sender said.
     pub expires_at: Option<Instant>,
     /// Identifiers in other systems.
@@ -129,28 +129,42 @@ pub struct Sent {
 }
 
 /// A `sent` event's `refs`: identifiers in other systems, by key. Usually one or two,
-/// so a sorted list (a map node would cost half a kilobyte per message); serialized
-/// as a map, as in the event.
+/// so a sorted list (a map node would cost half a kilobyte per message); the keys
+/// (system names) shared like the other names; serialized as a map, as in the event.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct Refs(Vec<(String, String)>);
+pub struct Refs(Vec<(Name, Box<str>)>);
 
 impl Refs {
+    /// From (key, value) pairs in any order; the last of a repeated key wins, as in
+    /// a map.
+    pub(crate) fn new<'a>(
+        pairs: impl Iterator<Item = (&'a str, &'a str)>,
+        names: &mut Names,
+    ) -> Refs {
+        let map: BTreeMap<&str, &str> = pairs.collect();
+        Refs(
+            map.into_iter()
+                .map(|(k, v)| (names.intern(k), Box::from(v)))
+                .collect(),
+        )
+    }
+
     /// (key, value) pairs, by key.
     pub fn iter(&self) -> impl Iterator<Item = (&str, &str)> {
-        self.0.iter().map(|(k, v)| (k.as_str(), v.as_str()))
+        self.0.iter().map(|(k, v)| (&**k, &**v))
     }
 
     /// The values, by key.
     pub fn values(&self) -> impl Iterator<Item = &str> {
-        self.0.iter().map(|(_, v)| v.as_str())
+        self.0.iter().map(|(_, v)| &**v)
     }
 
     /// The value of one key.
     pub fn get(&self, key: &str) -> Option<&str> {
         self.0
-            .binary_search_by(|(k, _)| k.as_str().cmp(key))
+            .binary_search_by(|(k, _)| (**k).cmp(key))
             .ok()
-            .map(|i| self.0[i].1.as_str())
+            .map(|i| &*self.0[i].1)
     }
 
     /// Whether there are none.
@@ -159,28 +173,73 @@ impl Refs {
     }
 }
 
-impl FromIterator<(String, String)> for Refs {
-    /// Sorted by key; the last of a repeated key wins, as in a map.
-    fn from_iter<I: IntoIterator<Item = (String, String)>>(iter: I) -> Self {
-        let map: BTreeMap<String, String> = iter.into_iter().collect();
-        let mut v: Vec<(String, String)> = map.into_iter().collect();
-        v.shrink_to_fit();
-        Refs(v)
-    }
-}
-
 impl Serialize for Refs {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.collect_map(self.0.iter().map(|(k, v)| (k, v)))
+        s.collect_map(self.iter())
     }
 }
 
 impl<'de> Deserialize<'de> for Refs {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let pairs: Vec<(String, String)> = BTreeMap::<String, String>::deserialize(d)?
+        let pairs = BTreeMap::<String, String>::deserialize(d)?
             .into_iter()
+            .map(|(k, v)| (Name::from(k), v.into_boxed_str()))
             .collect();
         Ok(Refs(pairs))
+    }
+}
+
+/// The digest of a message's content as a `sent` gave it: `blake3:` or `sha256:`
+/// and 32 bytes, held as the bytes (a third of the text's size, and no allocation);
+/// written and read as the text.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ContentDigest {
+    /// `blake3:` and the digest.
+    Blake3([u8; 32]),
+    /// `sha256:` and the digest.
+    Sha256([u8; 32]),
+    /// Any other text (validation lets none through; kept as written, never lost).
+    Other(Box<str>),
+}
+
+impl ContentDigest {
+    /// From its text.
+    pub fn new(s: &str) -> ContentDigest {
+        let bytes = |hex: &str| {
+            let mut out = [0u8; 32];
+            // Lowercase only, so that the text written back is the text read.
+            let lower = hex.bytes().all(|c| matches!(c, b'0'..=b'9' | b'a'..=b'f'));
+            (lower && hex::decode_to_slice(hex, &mut out).is_ok()).then_some(out)
+        };
+        if let Some(d) = s.strip_prefix("blake3:").and_then(bytes) {
+            ContentDigest::Blake3(d)
+        } else if let Some(d) = s.strip_prefix("sha256:").and_then(bytes) {
+            ContentDigest::Sha256(d)
+        } else {
+            ContentDigest::Other(s.into())
+        }
+    }
+}
+
+impl std::fmt::Display for ContentDigest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ContentDigest::Blake3(d) => write!(f, "blake3:{}", hex::encode(d)),
+            ContentDigest::Sha256(d) => write!(f, "sha256:{}", hex::encode(d)),
+            ContentDigest::Other(s) => f.write_str(s),
+        }
+    }
+}
+
+impl Serialize for ContentDigest {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for ContentDigest {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        Ok(ContentDigest::new(&String::deserialize(d)?))
     }
 }
 
@@ -216,8 +275,9 @@ pub struct Mark {
     pub seq: u64,
     /// How many events of this type.
     pub count: u32,
-    /// The type's text field (`by_role`, `reason`, `error`), if it has one.
-    pub detail: Option<String>,
+    /// The type's text field (`by_role`, `reason`, `error`), if it has one: a code,
+    /// shared like the other names.
+    pub detail: Option<Name>,
 }
 
 /// One hand-off between systems.
@@ -275,27 +335,27 @@ pub struct MessageFacts {
     /// The first `sent`.
     pub sent: Option<Sent>,
     /// The accepted resend that declared this message.
-    pub resent_from: Option<Link>,
+    pub resent_from: Option<Box<Link>>,
     /// Accepted resends of this message, by seq.
     pub resent_to: Vec<Link>,
     /// First `delivered`.
-    pub delivered: Option<Mark>,
+    pub delivered: Option<Box<Mark>>,
     /// Hand-offs, by seq.
     pub handoffs: Vec<Hop>,
     /// Receipts, by seq.
     pub receipts: Vec<Receipt>,
     /// First `opened` (detail: `by_role`).
-    pub opened: Option<Mark>,
+    pub opened: Option<Box<Mark>>,
     /// First `acknowledged`.
-    pub acknowledged: Option<Mark>,
+    pub acknowledged: Option<Box<Mark>>,
     /// First `expired`.
-    pub expired: Option<Mark>,
+    pub expired: Option<Box<Mark>>,
     /// First `deleted` (detail: `reason`).
-    pub deleted: Option<Mark>,
+    pub deleted: Option<Box<Mark>>,
     /// First `failed` (detail: `error`).
-    pub failed: Option<Mark>,
+    pub failed: Option<Box<Mark>>,
     /// The closing `resolved`.
-    pub resolved: Option<Resolution>,
+    pub resolved: Option<Box<Resolution>>,
     /// Recorded anomalies, by (seq, kind).
     pub anomalies: Vec<Anomaly>,
     /// Earliest non-`sent` event (for `event_before_sent` when `sent` comes late).
@@ -359,8 +419,33 @@ impl MessageFacts {
                 names.share(n);
             }
         }
-        for l in self.resent_from.iter_mut().chain(&mut self.resent_to) {
+        for l in self
+            .resent_from
+            .iter_mut()
+            .map(|l| &mut **l)
+            .chain(&mut self.resent_to)
+        {
             names.share(&mut l.channel);
+        }
+        if let Some(s) = &mut self.sent {
+            for (k, _) in &mut s.refs.0 {
+                names.share(k);
+            }
+        }
+        for m in [
+            &mut self.delivered,
+            &mut self.opened,
+            &mut self.acknowledged,
+            &mut self.expired,
+            &mut self.deleted,
+            &mut self.failed,
+        ]
+        .into_iter()
+        .flatten()
+        {
+            if let Some(d) = &mut m.detail {
+                names.share(d);
+            }
         }
     }
 
@@ -572,8 +657,8 @@ impl Facts {
             out.push(k.as_str());
         }
         for k in self.messages.scoped_keys(id) {
-            if !out.contains(&k.as_str()) {
-                out.push(k.as_str());
+            if !out.contains(&k) {
+                out.push(k);
             }
         }
         out
@@ -823,7 +908,7 @@ impl Facts {
                         None,
                     );
                 }
-                mark(&mut m.delivered, v.at, seq, None);
+                mark(&mut m.delivered, v.at, seq, None, &mut self.names);
             }
             EventType::Opened => {
                 let delivered = when(&m.delivered);
@@ -844,7 +929,13 @@ impl Facts {
                         None,
                     );
                 }
-                mark(&mut m.opened, v.at, seq, v.f.by_role.as_deref());
+                mark(
+                    &mut m.opened,
+                    v.at,
+                    seq,
+                    v.f.by_role.as_deref(),
+                    &mut self.names,
+                );
             }
             EventType::Acknowledged => {
                 let opened = when(&m.opened);
@@ -855,11 +946,23 @@ impl Facts {
                     opened,
                     None,
                 );
-                mark(&mut m.acknowledged, v.at, seq, None);
+                mark(&mut m.acknowledged, v.at, seq, None, &mut self.names);
             }
-            EventType::Expired => mark(&mut m.expired, v.at, seq, None),
-            EventType::Deleted => mark(&mut m.deleted, v.at, seq, v.f.reason.as_deref()),
-            EventType::Failed => mark(&mut m.failed, v.at, seq, v.f.error.as_deref()),
+            EventType::Expired => mark(&mut m.expired, v.at, seq, None, &mut self.names),
+            EventType::Deleted => mark(
+                &mut m.deleted,
+                v.at,
+                seq,
+                v.f.reason.as_deref(),
+                &mut self.names,
+            ),
+            EventType::Failed => mark(
+                &mut m.failed,
+                v.at,
+                seq,
+                v.f.error.as_deref(),
+                &mut self.names,
+            ),
             EventType::HandedOff => {
                 let to_system = v.req(&v.f.to_system);
                 let received_seq = m
@@ -908,7 +1011,7 @@ impl Facts {
                     .is_none_or(|r| (v.at, seq) > (r.at, r.seq));
                 let count = m.resolved.as_ref().map_or(0, |r| r.count) + 1;
                 if newer {
-                    m.resolved = Some(Resolution {
+                    m.resolved = Some(Box::new(Resolution {
                         at: v.at,
                         seq,
                         outcome: v.req(&v.f.outcome),
@@ -916,7 +1019,7 @@ impl Facts {
                         count,
                         by: v.f.reporter.org.to_string(),
                         via: v.f.reporter.system.to_string(),
-                    });
+                    }));
                 } else if let Some(r) = m.resolved.as_mut() {
                     r.count = count;
                 }
@@ -973,12 +1076,12 @@ impl Facts {
             channel: channel.clone(),
         });
         let n = self.messages.entry(&to);
-        n.resent_from = Some(Link {
+        n.resent_from = Some(Box::new(Link {
             message: from.to_string(),
             seq,
             at: v.at,
             channel,
-        });
+        }));
     }
 
     /// Whether `candidate` is `of` or one of its ancestors through accepted links.
@@ -1003,38 +1106,45 @@ impl Facts {
 }
 
 /// (at, seq) of a first-event mark.
-fn when(mark: &Option<Mark>) -> Option<(Instant, u64)> {
+fn when(mark: &Option<Box<Mark>>) -> Option<(Instant, u64)> {
     mark.as_ref().map(|m| (m.at, m.seq))
 }
 
-fn mark(slot: &mut Option<Mark>, at: Instant, seq: u64, detail: Option<&str>) {
+fn mark(
+    slot: &mut Option<Box<Mark>>,
+    at: Instant,
+    seq: u64,
+    detail: Option<&str>,
+    names: &mut Names,
+) {
     match slot {
         None => {
-            *slot = Some(Mark {
+            *slot = Some(Box::new(Mark {
                 at,
                 seq,
                 count: 1,
-                detail: detail.map(str::to_string),
-            })
+                detail: detail.map(|d| names.intern(d)),
+            }))
         }
         Some(m) => {
             m.count += 1;
             if (at, seq) < (m.at, m.seq) {
                 m.at = at;
                 m.seq = seq;
-                m.detail = detail.map(str::to_string);
+                m.detail = detail.map(|d| names.intern(d));
             }
         }
     }
 }
 
 fn apply_sent(m: &mut MessageFacts, seq: u64, v: &EventView<'_>, names: &mut Names) {
-    let refs: Refs =
+    let refs = Refs::new(
         v.f.refs
             .iter()
             .flatten()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect();
+            .map(|(k, v)| (k.as_ref(), v.as_ref())),
+        names,
+    );
     let new = Sent {
         seq,
         at: v.at,
@@ -1042,7 +1152,7 @@ fn apply_sent(m: &mut MessageFacts, seq: u64, v: &EventView<'_>, names: &mut Nam
         to: names.intern(v.req_str(&v.f.to)),
         channel: names.intern(v.req_str(&v.f.channel)),
         category: names.intern(v.req_str(&v.f.category)),
-        content_digest: v.req(&v.f.content_digest),
+        content_digest: ContentDigest::new(&v.req(&v.f.content_digest)),
         expires_at: v.expires_at,
         refs,
     };

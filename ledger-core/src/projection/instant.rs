@@ -14,15 +14,24 @@ use crate::event::parse_time;
 ///
 /// Serialized as its RFC 3339 text in human-readable formats (JSON), as the integer
 /// in binary ones (the persisted projection).
+///
+/// Held as whole seconds and the nanoseconds within (fields in that order, so the
+/// derived order is time order): sixteen bytes aligned to eight, where one `i128`
+/// is aligned to sixteen and pads every record that holds one. Seconds in an `i64`
+/// reach every time an event can name (years 0–9999) moved by any policy duration
+/// (below 2^53 seconds).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct Instant(i128);
+pub struct Instant {
+    secs: i64,
+    nanos: u32,
+}
 
 impl Serialize for Instant {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         if s.is_human_readable() {
             s.collect_str(self)
         } else {
-            s.serialize_i128(self.0)
+            s.serialize_i128(self.nanos())
         }
     }
 }
@@ -33,7 +42,7 @@ impl<'de> Deserialize<'de> for Instant {
             let s = String::deserialize(d)?;
             Instant::parse(&s).ok_or_else(|| serde::de::Error::custom(format!("bad time {s:?}")))
         } else {
-            i128::deserialize(d).map(Instant)
+            i128::deserialize(d).map(Instant::from_nanos)
         }
     }
 }
@@ -44,7 +53,27 @@ const UNIX_EPOCH_JULIAN_DAY: i32 = 2_440_588;
 
 impl Instant {
     /// The Unix epoch, the evaluation time of an empty log.
-    pub const EPOCH: Instant = Instant(0);
+    pub const EPOCH: Instant = Instant { secs: 0, nanos: 0 };
+
+    /// From nanoseconds since the epoch; beyond the seconds' reach (never for a
+    /// time the ledger computes), the nearest instant within it.
+    fn from_nanos(n: i128) -> Instant {
+        let secs = n.div_euclid(NANOS);
+        match i64::try_from(secs) {
+            Ok(secs) => Instant {
+                secs,
+                nanos: n.rem_euclid(NANOS) as u32,
+            },
+            Err(_) if secs < 0 => Instant {
+                secs: i64::MIN,
+                nanos: 0,
+            },
+            Err(_) => Instant {
+                secs: i64::MAX,
+                nanos: (NANOS - 1) as u32,
+            },
+        }
+    }
 
     /// Parses an RFC 3339 timestamp with the event format's strict rules.
     pub fn parse(s: &str) -> Option<Instant> {
@@ -83,24 +112,24 @@ impl Instant {
 
     /// Nanoseconds since the epoch.
     pub fn nanos(self) -> i128 {
-        self.0
+        i128::from(self.secs) * NANOS + i128::from(self.nanos)
     }
 
     /// The UTC year and month (1–12), None beyond the calendar's reach.
     pub fn year_month(self) -> Option<(i32, u8)> {
-        let t = OffsetDateTime::from_unix_timestamp_nanos(self.0).ok()?;
+        let t = OffsetDateTime::from_unix_timestamp_nanos(self.nanos()).ok()?;
         Some((t.year(), u8::from(t.month())))
     }
 
     /// This instant moved by `seconds` (negative: earlier).
     pub fn plus_seconds(self, seconds: i64) -> Instant {
-        Instant(self.0 + i128::from(seconds) * NANOS)
+        Instant::from_nanos(self.nanos() + i128::from(seconds) * NANOS)
     }
 }
 
 impl From<OffsetDateTime> for Instant {
     fn from(t: OffsetDateTime) -> Self {
-        Instant(t.unix_timestamp_nanos())
+        Instant::from_nanos(t.unix_timestamp_nanos())
     }
 }
 
@@ -109,7 +138,7 @@ impl From<OffsetDateTime> for Instant {
 /// reach, the nanosecond count is written instead.)
 impl fmt::Display for Instant {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match OffsetDateTime::from_unix_timestamp_nanos(self.0) {
+        match OffsetDateTime::from_unix_timestamp_nanos(self.nanos()) {
             Ok(t) => write!(
                 f,
                 "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:09}Z",
@@ -121,7 +150,7 @@ impl fmt::Display for Instant {
                 t.second(),
                 t.nanosecond()
             ),
-            Err(_) => write!(f, "{}ns", self.0),
+            Err(_) => write!(f, "{}ns", self.nanos()),
         }
     }
 }
@@ -136,17 +165,17 @@ fn parse_plain_utc(b: &[u8]) -> Option<Instant> {
     if b[16] != b':' || *b.last()? != b'Z' {
         return None;
     }
-    let nanos: i128 = match &b[19..b.len() - 1] {
+    let nanos: u32 = match &b[19..b.len() - 1] {
         [] => 0,
         [b'.', frac @ ..] if (1..=9).contains(&frac.len()) => {
-            let mut n = 0i128;
+            let mut n = 0u32;
             for &c in frac {
                 if !c.is_ascii_digit() {
                     return None;
                 }
-                n = n * 10 + i128::from(c - b'0');
+                n = n * 10 + u32::from(c - b'0');
             }
-            n * 10i128.pow(9 - frac.len() as u32)
+            n * 10u32.pow(9 - frac.len() as u32)
         }
         _ => return None,
     };
@@ -162,9 +191,10 @@ fn parse_plain_utc(b: &[u8]) -> Option<Instant> {
         return None;
     }
     let days = i64::from(date.to_julian_day() - UNIX_EPOCH_JULIAN_DAY);
-    Some(Instant(
-        i128::from(days * 86_400 + h * 3600 + mi * 60 + s) * NANOS + nanos,
-    ))
+    Some(Instant {
+        secs: days * 86_400 + h * 3600 + mi * 60 + s,
+        nanos,
+    })
 }
 
 #[cfg(test)]
@@ -215,6 +245,26 @@ mod tests {
             assert_eq!(parse_plain_utc(odd.as_bytes()), None, "{odd}");
         }
         assert_eq!(Instant::parse("2023-02-29T00:00:00Z"), None);
+    }
+
+    #[test]
+    fn seconds_and_nanoseconds_keep_the_order_and_the_count() {
+        for n in [
+            0i128,
+            1,
+            -1,
+            NANOS - 1,
+            -NANOS,
+            -NANOS - 1,
+            1_688_083_200_123_456_789,
+        ] {
+            assert_eq!(Instant::from_nanos(n).nanos(), n, "{n}");
+            assert!(Instant::from_nanos(n) < Instant::from_nanos(n + 1), "{n}");
+        }
+        let late = Instant::parse("9999-12-31T23:59:59.999999999Z").unwrap();
+        let far = late.plus_seconds((1 << 53) - 1);
+        assert_eq!(far.nanos(), late.nanos() + ((1i128 << 53) - 1) * NANOS);
+        assert_eq!(std::mem::align_of::<Instant>(), 8);
     }
 
     #[test]

@@ -4,6 +4,7 @@
 
 use std::collections::HashMap;
 use std::collections::hash_map::Entry;
+use std::hash::BuildHasher;
 
 use serde::de::{self, DeserializeSeed, SeqAccess, Visitor};
 
@@ -25,27 +26,105 @@ fn shard_of(id: &str) -> usize {
 }
 
 /// Every message's facts, by id.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug)]
 pub(crate) struct MessageMap {
     shards: Vec<Shard>,
     /// Format-2 keys by their bare message id: two organisations may use one id, and
     /// a reader asks by the id it knows.
-    scoped: HashMap<String, Vec<String>, foldhash::fast::RandomState>,
+    scoped: ScopedIndex,
 }
 
 impl Default for MessageMap {
     fn default() -> Self {
         MessageMap {
             shards: (0..SHARDS).map(|_| Shard::default()).collect(),
-            scoped: HashMap::default(),
+            scoped: ScopedIndex::default(),
         }
     }
 }
 
-fn scoped_id(key: &str) -> Option<&str> {
-    match crate::event::split_message_key(key) {
-        (Some(_), id) => Some(id),
-        (None, _) => None,
+/// Two maps of messages are equal when their facts are: the index of bare ids is
+/// made from them.
+impl PartialEq for MessageMap {
+    fn eq(&self, other: &Self) -> bool {
+        self.shards == other.shards
+    }
+}
+
+impl Eq for MessageMap {}
+
+/// The parties of the format-2 messages of each bare id, without a second copy of
+/// any key: a key is `FROM␟TO␟ID` with two organisation numbers, so it is kept as
+/// the two numbers (one `u64`) under a per-process hash of `ID`, and rebuilt and
+/// looked up when asked. A hash that two ids share only costs a lookup that finds
+/// nothing. Keys of another shape (none that validation lets through) are kept
+/// whole.
+#[derive(Clone, Debug, Default)]
+struct ScopedIndex {
+    hasher: foldhash::fast::RandomState,
+    /// The first parties seen for an id's hash, and any further ones.
+    first: HashMap<u64, u64, foldhash::fast::RandomState>,
+    more: HashMap<u64, Vec<u64>, foldhash::fast::RandomState>,
+    odd: HashMap<String, Vec<String>, foldhash::fast::RandomState>,
+}
+
+/// The two organisation numbers of a format-2 key, packed, if they are that.
+fn parties(from: &str, to: &str) -> Option<u64> {
+    let number = |s: &str| {
+        (s.len() == 9 && s.bytes().all(|b| b.is_ascii_digit()))
+            .then(|| s.parse::<u32>().ok())
+            .flatten()
+    };
+    Some(u64::from(number(from)?) << 32 | u64::from(number(to)?))
+}
+
+impl ScopedIndex {
+    fn insert(&mut self, key: &str) {
+        let (Some((from, to)), id) = crate::event::split_message_key(key) else {
+            return;
+        };
+        let Some(p) = parties(from, to) else {
+            self.odd
+                .entry(id.to_string())
+                .or_default()
+                .push(key.to_string());
+            return;
+        };
+        let h = self.hasher.hash_one(id);
+        match self.first.entry(h) {
+            Entry::Vacant(e) => {
+                e.insert(p);
+            }
+            Entry::Occupied(e) if *e.get() == p => {}
+            Entry::Occupied(_) => {
+                let more = self.more.entry(h).or_default();
+                if !more.contains(&p) {
+                    more.push(p);
+                }
+            }
+        }
+    }
+
+    /// The keys that may have bare id `id` (the caller looks each up).
+    fn candidates(&self, id: &str) -> Vec<String> {
+        let h = self.hasher.hash_one(id);
+        let mut out: Vec<String> = self
+            .first
+            .get(&h)
+            .into_iter()
+            .chain(self.more.get(&h).into_iter().flatten())
+            .map(|p| {
+                crate::event::message_key(
+                    2,
+                    &format!("{:09}", p >> 32),
+                    &format!("{:09}", p & 0xffff_ffff),
+                    id,
+                )
+                .into_owned()
+            })
+            .collect();
+        out.extend(self.odd.get(id).into_iter().flatten().cloned());
+        out
     }
 }
 
@@ -61,22 +140,24 @@ impl MessageMap {
         if !placed {
             return None;
         }
-        let mut scoped: HashMap<String, Vec<String>, foldhash::fast::RandomState> =
-            HashMap::default();
+        let mut scoped = ScopedIndex::default();
         for k in shards.iter().flat_map(|s| s.keys()) {
-            if let Some(id) = scoped_id(k) {
-                scoped.entry(id.to_string()).or_default().push(k.clone());
-            }
-        }
-        for keys in scoped.values_mut() {
-            keys.sort_unstable();
+            scoped.insert(k);
         }
         Some(MessageMap { shards, scoped })
     }
 
     /// The format-2 keys whose bare message id is `id`, in key order.
-    pub(crate) fn scoped_keys(&self, id: &str) -> &[String] {
-        self.scoped.get(id).map_or(&[], Vec::as_slice)
+    pub(crate) fn scoped_keys(&self, id: &str) -> Vec<&str> {
+        let mut keys: Vec<&str> = self
+            .scoped
+            .candidates(id)
+            .iter()
+            .filter_map(|k| self.get_key_value(k).map(|(k, _)| k.as_str()))
+            .collect();
+        keys.sort_unstable();
+        keys.dedup();
+        keys
     }
 
     /// The shards, in order.
@@ -103,11 +184,7 @@ impl MessageMap {
         let shard = &mut self.shards[shard_of(id)];
         if !shard.contains_key(id) {
             shard.insert(id.to_string(), Box::default());
-            if let Some(bare) = scoped_id(id) {
-                let keys = self.scoped.entry(bare.to_string()).or_default();
-                let at = keys.partition_point(|k| k.as_str() < id);
-                keys.insert(at, id.to_string());
-            }
+            self.scoped.insert(id);
         }
         shard.get_mut(id).expect("inserted")
     }

@@ -37,8 +37,8 @@ use std::collections::BTreeSet;
 
 pub use digest::{Digests, evaluation_digest, facts_digest};
 pub use facts::{
-    Anomaly, AnomalyKind, Duplicate, Facts, Gap, Hop, Link, Mark, MessageFacts, Receipt, Refs,
-    Resolution, Sent, Status, Stream,
+    Anomaly, AnomalyKind, ContentDigest, Duplicate, Facts, Gap, Hop, Link, Mark, MessageFacts,
+    Receipt, Refs, Resolution, Sent, Status, Stream,
 };
 pub use incident::{Incident, IncidentKind};
 pub use instant::Instant;

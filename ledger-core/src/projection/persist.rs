@@ -11,8 +11,9 @@
 //! renamed, so a crash leaves the old file or the new one.
 
 use std::fs;
-use std::io::Write;
+use std::io::{BufReader, Read, Write};
 use std::path::{Path, PathBuf};
+use std::sync::Mutex;
 
 use std::collections::BTreeMap;
 
@@ -23,6 +24,7 @@ use crate::hash::to_hex;
 use crate::store::Store;
 
 use super::messages::{MessageMap, SHARDS, Shard, ShardSeed, per_shard};
+use super::names::Names;
 use super::{Facts, Progress, ProjectionError, Stream, catch_up};
 
 const MAGIC: &[u8] = b"ledger-facts/4\n";
@@ -53,30 +55,31 @@ impl Serialize for ShardRef<'_> {
     }
 }
 
-/// Splits `bytes` into length-prefixed sections: the header, then the shards.
-fn sections(mut bytes: &[u8]) -> Result<Vec<&[u8]>, String> {
-    let mut out = Vec::with_capacity(SHARDS + 1);
-    for i in 0..=SHARDS {
-        let what = if i == 0 {
-            "header".to_string()
-        } else {
-            format!("shard {}", i - 1)
-        };
-        let (len, rest) = bytes
-            .split_first_chunk::<8>()
-            .ok_or_else(|| format!("it ends before the {what}"))?;
-        let len = usize::try_from(u64::from_le_bytes(*len))
-            .ok()
-            .filter(|&l| l <= rest.len())
-            .ok_or_else(|| format!("its {what} runs past the end"))?;
-        let (section, rest) = rest.split_at(len);
-        out.push(section);
-        bytes = rest;
+/// Reads the length-prefixed sections after the magic: `left` is what remains of
+/// the body (the file less its magic and CRC).
+struct Sections<R> {
+    reader: R,
+    left: u64,
+}
+
+impl<R: Read> Sections<R> {
+    fn next(&mut self, what: &str) -> Result<Vec<u8>, String> {
+        let io = |e: std::io::Error| format!("cannot read its {what}: {e}");
+        if self.left < 8 {
+            return Err(format!("it ends before the {what}"));
+        }
+        let mut len = [0; 8];
+        self.reader.read_exact(&mut len).map_err(io)?;
+        self.left -= 8;
+        let len = u64::from_le_bytes(len);
+        if len > self.left {
+            return Err(format!("its {what} runs past the end"));
+        }
+        let mut section = vec![0; len as usize];
+        self.reader.read_exact(&mut section).map_err(io)?;
+        self.left -= len;
+        Ok(section)
     }
-    if !bytes.is_empty() {
-        return Err(format!("{} bytes follow the last shard", bytes.len()));
-    }
-    Ok(out)
 }
 
 /// What opening the persisted projection did.
@@ -103,12 +106,23 @@ fn tail_hash(store: &dyn Store, covered: u64) -> Result<Option<String>, Projecti
 }
 
 fn read(dir: &Path, store: &dyn Store) -> Result<Option<Facts>, String> {
-    let bytes = match fs::read(path(dir)) {
-        Ok(b) => b,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-        Err(e) => return Err(format!("cannot read it: {e}")),
+    let open = || match fs::File::open(path(dir)) {
+        Ok(f) => Ok(Some(f)),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(format!("cannot read it: {e}")),
     };
-    let (facts, file_tail) = decode(&bytes)?;
+    let Some(file) = open()? else {
+        return Ok(None);
+    };
+    let len = file
+        .metadata()
+        .map_err(|e| format!("cannot read it: {e}"))?
+        .len();
+    // Two passes, so that memory holds the facts and not the file too: the checksum
+    // over the whole file first, then the sections one by one.
+    check_crc(BufReader::with_capacity(1 << 20, file), len)?;
+    let file = open()?.ok_or("it vanished while being read")?;
+    let (facts, file_tail) = decode_from(BufReader::with_capacity(1 << 20, file), len)?;
     if facts.covered() > store.size() {
         return Err(format!(
             "it covers {} entries but the log holds {}",
@@ -150,30 +164,98 @@ pub(crate) fn encode(facts: &Facts, tail: Option<String>) -> Result<Vec<u8>, pos
     Ok(bytes)
 }
 
-/// The facts and tail hash in a file's bytes, or why they cannot be trusted.
-pub(crate) fn decode(bytes: &[u8]) -> Result<(Facts, Option<String>), String> {
-    if bytes.len() < MAGIC.len() + 4 || !bytes.starts_with(MAGIC) {
-        return Err("not a projection file of this version".into());
+/// Checks the magic and the CRC-32C that ends a file of `len` bytes.
+fn check_crc(mut r: impl Read, len: u64) -> Result<(), String> {
+    let not_ours = || "not a projection file of this version".to_string();
+    if len < (MAGIC.len() + 4) as u64 {
+        return Err(not_ours());
     }
-    let (body, crc) = bytes.split_at(bytes.len() - 4);
-    if crc32c::crc32c(body).to_le_bytes() != crc {
+    let io = |e: std::io::Error| format!("cannot read it: {e}");
+    let mut magic = vec![0; MAGIC.len()];
+    r.read_exact(&mut magic).map_err(io)?;
+    if magic != MAGIC {
+        return Err(not_ours());
+    }
+    let mut crc = crc32c::crc32c(&magic);
+    let mut left = len - MAGIC.len() as u64 - 4;
+    let mut buf = vec![0; 1 << 20];
+    while left > 0 {
+        let n = (buf.len() as u64).min(left) as usize;
+        r.read_exact(&mut buf[..n]).map_err(io)?;
+        crc = crc32c::crc32c_append(crc, &buf[..n]);
+        left -= n as u64;
+    }
+    let mut stored = [0; 4];
+    r.read_exact(&mut stored).map_err(io)?;
+    if crc.to_le_bytes() != stored {
         return Err("its checksum does not match (torn or damaged)".into());
     }
-    let parts = sections(&body[MAGIC.len()..])?;
-    let header: Header =
-        postcard::from_bytes(parts[0]).map_err(|e| format!("cannot decode its header: {e}"))?;
-    let shards = per_shard(|i| {
-        let bytes = parts[i + 1];
+    Ok(())
+}
+
+/// The facts and tail hash in a file's bytes, or why they cannot be trusted.
+#[cfg(test)]
+pub(crate) fn decode(bytes: &[u8]) -> Result<(Facts, Option<String>), String> {
+    check_crc(bytes, bytes.len() as u64)?;
+    decode_from(bytes, bytes.len() as u64)
+}
+
+/// Decodes a file of `len` bytes whose checksum has been checked: the header, then
+/// each shard as it is read, on every core, so at most a few shards' bytes are held
+/// at once.
+fn decode_from(mut r: impl Read, len: u64) -> Result<(Facts, Option<String>), String> {
+    r.read_exact(&mut [0; MAGIC.len()])
+        .map_err(|e| format!("cannot read it: {e}"))?;
+    let mut sections = Sections {
+        reader: r,
+        left: len - MAGIC.len() as u64 - 4,
+    };
+    let header: Header = postcard::from_bytes(&sections.next("header")?)
+        .map_err(|e| format!("cannot decode its header: {e}"))?;
+    let decode_shard = |i: usize, bytes: Vec<u8>| {
         // Every pair takes at least a few bytes, which bounds the count a length may claim.
         let seed = ShardSeed {
             max_len: bytes.len() / 4,
         };
-        let mut de = postcard::Deserializer::from_bytes(bytes);
+        let mut de = postcard::Deserializer::from_bytes(&bytes);
         seed.deserialize(&mut de)
             .map_err(|e| format!("cannot decode shard {i}: {e}"))
+    };
+    let workers = std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .min(SHARDS);
+    type Decoded = Result<(Shard, Names), String>;
+    let decoded: Mutex<Vec<Option<Decoded>>> = Mutex::new((0..SHARDS).map(|_| None).collect());
+    let (tx, rx) = std::sync::mpsc::sync_channel::<(usize, Vec<u8>)>(1);
+    let rx = Mutex::new(rx);
+    let read = std::thread::scope(|scope| {
+        // Owned here, so that it closes (and the workers stop) when reading ends.
+        let tx = tx;
+        for _ in 0..workers {
+            scope.spawn(|| {
+                loop {
+                    let job = rx.lock().expect("shard queue").recv();
+                    let Ok((i, bytes)) = job else { break };
+                    let shard = decode_shard(i, bytes);
+                    decoded.lock().expect("decoded shards")[i] = Some(shard);
+                }
+            });
+        }
+        for i in 0..SHARDS {
+            let bytes = sections.next(&format!("shard {i}"))?;
+            tx.send((i, bytes)).expect("a shard worker is listening");
+        }
+        Ok::<_, String>(())
     });
-    let (shards, names): (Vec<_>, Vec<_>) = shards
+    read?;
+    if sections.left != 0 {
+        return Err(format!("{} bytes follow the last shard", sections.left));
+    }
+    let (shards, names): (Vec<_>, Vec<_>) = decoded
+        .into_inner()
+        .expect("decoded shards")
         .into_iter()
+        .map(|s| s.expect("every shard is decoded"))
         .collect::<Result<Vec<_>, _>>()?
         .into_iter()
         .unzip();

@@ -1177,3 +1177,11 @@ fn evaluation_lines_are_the_canonicalizers() {
         }
     }
 }
+
+#[test]
+fn a_message_s_facts_stay_compact() {
+    // Held for every message: a million of them must fit in a few hundred megabytes
+    // (issue 15). Rare parts are boxed, times are aligned to eight.
+    assert!(std::mem::size_of::<super::facts::MessageFacts>() <= 424);
+    assert_eq!(std::mem::align_of::<super::facts::MessageFacts>(), 8);
+}

@@ -332,7 +332,7 @@ impl<'a> Evaluator<'a> {
 
     /// The `resolved` that closes the message: its own or its nearest ancestor's.
     pub(crate) fn resolution_of(&self, id: &'a str, m: &'a MessageFacts) -> Option<&'a Resolution> {
-        self.lineage(id, m).find_map(|(_, m)| m.resolved.as_ref())
+        self.lineage(id, m).find_map(|(_, m)| m.resolved.as_deref())
     }
 
     /// Judges one message; `None` if the ledger has never heard of it.

@@ -80,28 +80,104 @@ fn read_line_bounded(
     }
 }
 
-/// Calls `f(line number, line, bytes consumed)` for every non-blank line.
-fn for_each_line(input: &Input, mut f: impl FnMut(u64, Line<'_>, u64) -> Result<()>) -> Result<()> {
+/// Lines read and parsed together, on every core.
+const BATCH_LINES: usize = 8192;
+
+/// One non-blank line of a batch: its number, where its text is in the batch's
+/// buffer (`None`: too long to hold), and the bytes it took in the input.
+struct Span {
+    n: u64,
+    text: Option<std::ops::Range<usize>>,
+    read: u64,
+}
+
+/// Calls `f(line number, line, its parse, bytes consumed)` for every non-blank line,
+/// in order; lines are parsed (`parse`) a batch at a time on every core.
+fn for_each_parsed<T: Send>(
+    input: &Input,
+    parse: impl Fn(&[u8]) -> T + Sync,
+    mut f: impl FnMut(u64, Line<'_>, Option<T>, u64) -> Result<()>,
+) -> Result<()> {
     let mut r = input.reader()?;
     let mut buf = Vec::with_capacity(4096);
+    let mut text: Vec<u8> = Vec::new();
+    let mut spans: Vec<Span> = Vec::with_capacity(BATCH_LINES);
     let mut n = 0u64;
+    let threads = std::thread::available_parallelism().map_or(1, |p| p.get());
     loop {
         let (read, too_long) =
             read_line_bounded(&mut *r, &mut buf, LINE_BYTES_MAX).context("read the input")?;
+        if read > 0 {
+            n += 1;
+            if too_long {
+                spans.push(Span {
+                    n,
+                    text: None,
+                    read,
+                });
+            } else {
+                let line = buf.trim_ascii();
+                if !line.is_empty() {
+                    let start = text.len();
+                    text.extend_from_slice(line);
+                    spans.push(Span {
+                        n,
+                        text: Some(start..text.len()),
+                        read,
+                    });
+                }
+            }
+        }
+        if spans.len() >= BATCH_LINES || (read == 0 && !spans.is_empty()) {
+            let per_thread = spans.len().div_ceil(threads);
+            let parsed: Vec<Option<T>> = std::thread::scope(|scope| {
+                let workers: Vec<_> = spans
+                    .chunks(per_thread)
+                    .map(|chunk| {
+                        let (text, parse) = (&text, &parse);
+                        scope.spawn(move || {
+                            chunk
+                                .iter()
+                                .map(|s| s.text.clone().map(|t| parse(&text[t])))
+                                .collect::<Vec<_>>()
+                        })
+                    })
+                    .collect();
+                workers
+                    .into_iter()
+                    .flat_map(|w| w.join().expect("a parsing thread panicked"))
+                    .collect()
+            });
+            for (s, p) in spans.drain(..).zip(parsed) {
+                let line = match &s.text {
+                    Some(t) => Line::Text(&text[t.clone()]),
+                    None => Line::TooLong(s.read),
+                };
+                f(s.n, line, p, s.read)?;
+            }
+            text.clear();
+        }
         if read == 0 {
             return Ok(());
         }
-        n += 1;
-        if too_long {
-            f(n, Line::TooLong(read), read)?;
-            continue;
-        }
-        let line = buf.trim_ascii();
-        if !line.is_empty() {
-            f(n, Line::Text(line), read)?;
-        }
     }
 }
+
+/// A receipt line on standard output (fields in the order JSON objects print in).
+#[derive(serde::Serialize)]
+struct ReceiptLine<'a> {
+    duplicate: bool,
+    hash: String,
+    id: &'a str,
+    line: u64,
+    seq: u64,
+}
+
+/// What one append call answers, with the input lines it came from.
+type Answer = (
+    Vec<(u64, String)>,
+    Result<Vec<ledger_core::Receipt>, ledger_core::StoreError>,
+);
 
 pub(crate) fn run(dir: &Path, file: &Path, event_format: Option<u8>, _json: bool) -> Result<u8> {
     let input = if file == Path::new("-") {
@@ -147,7 +223,18 @@ pub(crate) fn run(dir: &Path, file: &Path, event_format: Option<u8>, _json: bool
     let mut bad_count = 0usize;
     let mut seen: HashMap<String, (u64, [u8; 32])> = HashMap::new();
     let mut events = 0u64;
-    for_each_line(&input, |n, line, raw| {
+    // Nothing recorded yet: no id can be recorded with other content.
+    let store_is_empty = store.size() == 0;
+    let parse = |line: &[u8]| {
+        Event::from_json_as(line, format).and_then(|ev| {
+            // A format-2 event passed these rules (and more) to be valid at all.
+            if ev.format() < 2 {
+                ledger_core::admission::check(&ev)?;
+            }
+            Ok(ev)
+        })
+    };
+    for_each_parsed(&input, parse, |n, line, parsed, raw| {
         bar.0.inc(raw);
         let line = match line {
             Line::Text(l) => l,
@@ -163,13 +250,7 @@ pub(crate) fn run(dir: &Path, file: &Path, event_format: Option<u8>, _json: bool
                 return Ok(());
             }
         };
-        let problem = match Event::from_json_as(line, format).and_then(|ev| {
-            // A format-2 event passed these rules (and more) to be valid at all.
-            if ev.format() < 2 {
-                ledger_core::admission::check(&ev)?;
-            }
-            Ok(ev)
-        }) {
+        let problem = match parsed.expect("a line that is held is parsed") {
             // On an older ledger, say what would make a newer event go in.
             Err(e)
                 if format < ledger_core::event::FORMAT_LATEST
@@ -193,7 +274,11 @@ pub(crate) fn run(dir: &Path, file: &Path, event_format: Option<u8>, _json: bool
                     Some(_) => None,
                     None => {
                         seen.insert(ev.id_key().to_string(), (n, digest));
-                        conflict_with_store(&store, &ev)?
+                        if store_is_empty {
+                            None
+                        } else {
+                            conflict_with_store(&store, &ev)?
+                        }
                     }
                 }
             }
@@ -227,46 +312,104 @@ pub(crate) fn run(dir: &Path, file: &Path, event_format: Option<u8>, _json: bool
     bar.0.set_length(input.len());
     let stdout = std::io::stdout();
     let mut out = std::io::BufWriter::new(stdout.lock());
-    let mut chunk: Vec<(u64, Event)> = Vec::with_capacity(CHUNK_EVENTS);
     let (mut appended, mut duplicates) = (0u64, 0u64);
-    let mut flush = |chunk: &mut Vec<(u64, Event)>, out: &mut dyn Write| -> Result<()> {
-        let lines: Vec<u64> = chunk.iter().map(|(n, _)| *n).collect();
-        let evs: Vec<Event> = chunk.drain(..).map(|(_, e)| e).collect();
-        let ids: Vec<String> = evs.iter().map(|e| e.id().to_string()).collect();
-        let receipts = store.append(evs)?;
-        for ((line, id), r) in lines.iter().zip(&ids).zip(&receipts) {
-            if r.duplicate {
-                duplicates += 1;
-            } else {
-                appended += 1;
+    // Two chunks in flight: the next is parsed while the writer makes the last
+    // durable; receipts are printed in order as they come back. After a failed
+    // chunk nothing more is sent, but the receipts of chunks already sent and
+    // recorded are still printed: every recorded event gets its receipt.
+    let (answers, answered) = std::sync::mpsc::channel::<Answer>();
+    let mut in_flight = 0usize;
+    let mut failed: Option<anyhow::Error> = None;
+    let mut print =
+        |answer: Answer, out: &mut dyn Write, failed: &mut Option<anyhow::Error>| -> Result<()> {
+            let (lines, receipts) = answer;
+            let receipts = match receipts {
+                Ok(r) => r,
+                Err(e) => {
+                    failed.get_or_insert(e.into());
+                    return Ok(());
+                }
+            };
+            for ((line, id), r) in lines.iter().zip(&receipts) {
+                if r.duplicate {
+                    duplicates += 1;
+                } else {
+                    appended += 1;
+                }
+                let receipt = ReceiptLine {
+                    duplicate: r.duplicate,
+                    hash: hex::encode(r.hash),
+                    id,
+                    line: *line,
+                    seq: r.seq,
+                };
+                serde_json::to_writer(&mut *out, &receipt)?;
+                out.write_all(b"\n")?;
             }
-            let v = serde_json::json!({
-                "line": line, "id": id, "seq": r.seq, "hash": hex::encode(r.hash), "duplicate": r.duplicate
-            });
-            serde_json::to_writer(&mut *out, &v)?;
-            out.write_all(b"\n")?;
-        }
-        Ok(())
+            Ok(())
+        };
+    let mut chunk: Vec<(u64, Event)> = Vec::with_capacity(CHUNK_EVENTS);
+    let submit = |chunk: &mut Vec<(u64, Event)>| {
+        let lines: Vec<(u64, String)> = chunk
+            .iter()
+            .map(|(n, e)| (*n, e.id().to_string()))
+            .collect();
+        let evs: Vec<Event> = chunk.drain(..).map(|(_, e)| e).collect();
+        let answers = answers.clone();
+        store.append_then(
+            evs,
+            Box::new(move |r| {
+                // The receiver waits for every chunk it sent.
+                let _ = answers.send((lines, r));
+            }),
+        );
     };
-    for_each_line(&input, |n, line, raw| {
+    let parse = |line: &[u8]| Event::from_json_as(line, format);
+    let read = for_each_parsed(&input, parse, |n, line, parsed, raw| {
         bar.0.inc(raw);
-        let Line::Text(line) = line else {
+        let Line::Text(_) = line else {
             return Err(InputError(format!(
                 "{name} line {n} changed while appending: it is too long"
             ))
             .into());
         };
-        let ev = Event::from_json_as(line, format)
+        let ev = parsed
+            .expect("a line that is held is parsed")
             .map_err(|e| InputError(format!("{name} line {n} changed while appending: {e}")))?;
         chunk.push((n, ev));
         if chunk.len() >= CHUNK_EVENTS {
-            flush(&mut chunk, &mut out)?;
+            if in_flight == 2 {
+                print(
+                    answered.recv().expect("the writer answers"),
+                    &mut out,
+                    &mut failed,
+                )?;
+                in_flight -= 1;
+            }
+            if failed.is_some() {
+                return Err(anyhow::anyhow!("an append failed"));
+            }
+            submit(&mut chunk);
+            in_flight += 1;
         }
         Ok(())
-    })?;
-    if !chunk.is_empty() {
-        flush(&mut chunk, &mut out)?;
+    });
+    if read.is_ok() && failed.is_none() && !chunk.is_empty() {
+        submit(&mut chunk);
+        in_flight += 1;
     }
+    for _ in 0..in_flight {
+        print(
+            answered.recv().expect("the writer answers"),
+            &mut out,
+            &mut failed,
+        )?;
+    }
+    out.flush()?;
+    if let Some(e) = failed {
+        return Err(e);
+    }
+    read?;
     out.flush()?;
     bar.0.finish_and_clear();
     eprintln!(

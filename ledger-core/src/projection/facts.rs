@@ -206,10 +206,21 @@ impl ContentDigest {
     /// From its text.
     pub fn new(s: &str) -> ContentDigest {
         let bytes = |hex: &str| {
-            let mut out = [0u8; 32];
             // Lowercase only, so that the text written back is the text read.
-            let lower = hex.bytes().all(|c| matches!(c, b'0'..=b'9' | b'a'..=b'f'));
-            (lower && hex::decode_to_slice(hex, &mut out).is_ok()).then_some(out)
+            let nibble = |c: u8| match c {
+                b'0'..=b'9' => Some(c - b'0'),
+                b'a'..=b'f' => Some(c - b'a' + 10),
+                _ => None,
+            };
+            let hex = hex.as_bytes();
+            if hex.len() != 64 {
+                return None;
+            }
+            let mut out = [0u8; 32];
+            for (o, pair) in out.iter_mut().zip(hex.chunks_exact(2)) {
+                *o = nibble(pair[0])? << 4 | nibble(pair[1])?;
+            }
+            Some(out)
         };
         if let Some(d) = s.strip_prefix("blake3:").and_then(bytes) {
             ContentDigest::Blake3(d)
@@ -219,6 +230,24 @@ impl ContentDigest {
             ContentDigest::Other(s.into())
         }
     }
+}
+
+#[cfg(test)]
+#[test]
+fn content_digests_read_back_as_written() {
+    for s in [
+        format!("blake3:{}", "0a".repeat(32)),
+        format!("sha256:{}", "f9".repeat(32)),
+        format!("sha256:{}", "F9".repeat(32)),
+        format!("sha256:{}", "f9".repeat(31)),
+        "md5:abc".to_string(),
+    ] {
+        assert_eq!(ContentDigest::new(&s).to_string(), s);
+    }
+    assert!(matches!(
+        ContentDigest::new(&format!("blake3:{}", "0a".repeat(32))),
+        ContentDigest::Blake3(d) if d == [0x0a; 32]
+    ));
 }
 
 impl std::fmt::Display for ContentDigest {

@@ -346,3 +346,49 @@ fn append_takes_no_free_text_on_a_format_2_ledger() {
     ledger_ok(&d, &["append", p.to_str().unwrap()]);
     ledger_ok(&d, &["verify", "--deep", "--unique-ids"]);
 }
+
+/// `ledger append` parses in batches on every core and keeps two chunks in flight
+/// (issue 15): across many batches and chunks, every line gets its receipt, in input
+/// order, with consecutive seqs; a bad line in the last batch still stops the whole
+/// input before anything is appended, and names its line.
+#[test]
+fn append_of_many_batches_answers_every_line_in_order() {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = tmp.path().join("data");
+    ledger_ok(&d, &["init", "--origin", "ledger.example/many"]);
+    // More than one batch (8192 lines) and more than two chunks (4096 events).
+    let n = 10_000usize;
+    let line = |i: usize| {
+        serde_json::json!({
+            "id": format!("ev-{i}"), "type": "delivered", "message": format!("M-{}", i / 2),
+            "at": "2023-05-08T09:30:00Z",
+            "reporter": {"org": "974760673", "system": "websak"},
+            "from": "974760673", "to": "964338531"
+        })
+        .to_string()
+    };
+    let mut text: String = (0..n).map(|i| line(i) + "\n").collect();
+    let bad = tmp.path().join("bad.jsonl");
+    std::fs::write(&bad, format!("{text}{{\"id\": 1}}\n")).unwrap();
+    let out = ledger(&d, &["append", bad.to_str().unwrap()]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains(&format!("line {}", n + 1)), "{err}");
+    assert!(err.contains("nothing was appended"), "{err}");
+
+    text.insert_str(0, "\n   \n");
+    let good = tmp.path().join("good.jsonl");
+    std::fs::write(&good, &text).unwrap();
+    let receipts = ledger_ok(&d, &["append", good.to_str().unwrap()]);
+    let receipts: Vec<Value> = receipts
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(receipts.len(), n);
+    for (i, r) in receipts.iter().enumerate() {
+        assert_eq!(r["line"], i + 3, "blank lines count, and are skipped");
+        assert_eq!(r["seq"], i);
+        assert_eq!(r["id"], format!("ev-{i}"));
+        assert_eq!(r["duplicate"], false);
+    }
+}

@@ -1029,33 +1029,18 @@ mod tests {
     #[test]
     fn strict_json_rules() {
         let text = sent().to_string();
-        let dup = text.replacen("{", r#"{"id":"x","#, 1);
-        assert!(
-            Event::from_json(dup.as_bytes())
-                .unwrap_err()
-                .reason
-                .contains("duplicate")
-        );
-        let float = text.replace(r#""seq":1"#, r#""seq":1.0"#);
-        assert!(
-            Event::from_json(float.as_bytes())
-                .unwrap_err()
-                .reason
-                .contains("not allowed")
-        );
-        let big = text.replace(r#""seq":1"#, r#""seq":9007199254740992"#);
-        assert!(
-            Event::from_json(big.as_bytes())
-                .unwrap_err()
-                .reason
-                .contains("2^53")
-        );
-        assert!(
-            Event::from_json(b"{\"id\": ")
-                .unwrap_err()
-                .reason
-                .contains("malformed")
-        );
+        for (bad, reason) in [
+            (text.replacen("{", r#"{"id":"x","#, 1), "duplicate"),
+            (text.replace(r#""seq":1"#, r#""seq":1.0"#), "not allowed"),
+            (
+                text.replace(r#""seq":1"#, r#""seq":9007199254740992"#),
+                "2^53",
+            ),
+            (r#"{"id": "#.to_string(), "malformed"),
+        ] {
+            let e = Event::from_json(bad.as_bytes()).unwrap_err();
+            assert!(e.reason.contains(reason), "{bad}: {e}");
+        }
     }
 
     #[test]

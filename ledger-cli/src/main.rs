@@ -18,7 +18,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::{Context, Result};
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 use ledger_core::verify::{self, VerifyOptions};
 use ledger_core::{FileStore, HashAlg, InitOptions, Store, VerifierKey};
 
@@ -415,7 +415,7 @@ enum Prove {
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = parse_cli();
     if !matches!(
         cli.command,
         Command::Serve { .. } | Command::BenchLoad(_) | Command::Witness { .. }
@@ -451,6 +451,81 @@ fn main() -> ExitCode {
             ExitCode::from(if input { EXIT_INPUT } else { EXIT_STORE })
         }
     }
+}
+
+/// Who uses which command: `ledger --help` lists them so, a newcomer's map. Every
+/// command is in exactly one group (a test holds it).
+const COMMAND_GROUPS: &[(&str, &[&str])] = &[
+    ("Try it", &["demo"]),
+    (
+        "Sending systems and channels — record what happened",
+        &["append", "receipt"],
+    ),
+    (
+        "Regulators and case handlers — ask what happened to a message",
+        &["history", "status", "report", "stats", "reconcile"],
+    ),
+    (
+        "Auditors and monitors — check it without trusting the operator",
+        &[
+            "verify",
+            "verify-receipt",
+            "checkpoint",
+            "prove",
+            "mirror",
+            "export",
+        ],
+    ),
+    (
+        "Operators — run the ledger",
+        &[
+            "init",
+            "serve",
+            "token",
+            "reindex",
+            "replay",
+            "upgrade",
+            "migrate",
+            "bench-load",
+            "openapi",
+        ],
+    ),
+    (
+        "Witnesses — cosign other organisations' ledgers",
+        &["witness"],
+    ),
+];
+
+/// The command line, with `--help` listing the commands by who uses them.
+fn cli_command() -> clap::Command {
+    let cmd = Cli::command();
+    let width = cmd
+        .get_subcommands()
+        .map(|c| c.get_name().len())
+        .max()
+        .unwrap_or(0);
+    let mut listing = String::new();
+    for (heading, names) in COMMAND_GROUPS.iter().chain([&("", &["help"][..])]) {
+        if !heading.is_empty() {
+            listing.push_str(&format!("{heading}:\n"));
+        }
+        for name in *names {
+            let about = match cmd.find_subcommand(name) {
+                Some(c) => c.get_about().map(|a| a.to_string()).unwrap_or_default(),
+                None => "Print this message or the help of the given subcommand(s)".into(),
+            };
+            listing.push_str(&format!("  {name:width$}  {about}\n"));
+        }
+        listing.push('\n');
+    }
+    cmd.help_template(format!(
+        "{{about-with-newline}}\n{{usage-heading}} {{usage}}\n\n{listing}Options:\n{{options}}{{after-help}}"
+    ))
+}
+
+fn parse_cli() -> Cli {
+    let matches = cli_command().get_matches();
+    Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit())
 }
 
 fn is_broken_pipe(e: &anyhow::Error) -> bool {
@@ -982,4 +1057,29 @@ fn verify_options(
             .map(|p| std::fs::read_to_string(&p).with_context(|| format!("read {}", p.display())))
             .transpose()?,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_command_is_listed_in_exactly_one_group() {
+        let cmd = Cli::command();
+        let listed: Vec<&str> = COMMAND_GROUPS
+            .iter()
+            .flat_map(|(_, names)| names.iter().copied())
+            .collect();
+        for c in cmd.get_subcommands() {
+            let n = listed.iter().filter(|l| **l == c.get_name()).count();
+            assert_eq!(n, 1, "`{}` is listed {n} times in --help", c.get_name());
+        }
+        for name in &listed {
+            assert!(
+                cmd.find_subcommand(name).is_some(),
+                "--help lists `{name}`, which is no command"
+            );
+        }
+        cli_command().debug_assert();
+    }
 }

@@ -71,6 +71,11 @@ fn detail(ev: &Value) -> String {
         "failed" => s("error"),
         "resent" => format!("as {} via {}", s("new_message"), s("channel")),
         "resolved" => s("outcome"),
+        // What a channel says of the message: Altinn's "never read" is the fact.
+        "notice" => match ev.get("system").and_then(Value::as_str) {
+            Some(system) => format!("{}: {} (from {system})", s("notice"), s("status")),
+            None => format!("{}: {}", s("notice"), s("status")),
+        },
         _ => String::new(),
     }
 }
@@ -115,14 +120,9 @@ pub(crate) fn history(
     when: &crate::questions::When,
     as_json: bool,
 ) -> Result<()> {
-    let key = match crate::questions::resolve_message(store, name) {
-        Ok(k) => k,
-        // No event names it: an empty history, as before.
-        Err(_) if ledger_core::projection::find_messages(store, name)?.is_empty() => {
-            name.to_string()
-        }
-        Err(e) => return Err(e),
-    };
+    // An id no event names is an error, as in `status` and over `--server`: a
+    // script tells "no such message" from "nothing yet by --as-of" by the exit code.
+    let key = crate::questions::resolve_message(store, name)?;
     let timing = when.timing()?;
     let message = ledger_core::event::split_message_key(&key).1;
     let rows = ledger_core::questions::history_of(store, &key, &timing)
@@ -136,7 +136,7 @@ pub(crate) fn history(
         }));
     }
     if rows.is_empty() {
-        eprintln!("no events are recorded for message {message:?}");
+        eprintln!("no event of message {message:?} is within the time asked");
         return Ok(());
     }
     println!("{}", history_table(&rows));
@@ -152,7 +152,7 @@ pub(crate) fn verify_report(r: &VerifyReport, as_json: bool) -> Result<()> {
             .collect();
         return json(&json!({
             "ok": r.ok(), "origin": r.origin, "hash": r.hash.map(|h| h.name()), "entries": r.entries,
-            "root": hex::encode(r.root), "checkpoints_checked": r.checkpoints_checked,
+            "root": hex::encode(r.root), "root_line": ledger_core::checkpoint::root_line(&r.root), "checkpoints_checked": r.checkpoints_checked,
             "latest_checkpoint": r.latest_checkpoint, "consistent_with_trusted": r.consistent_with_trusted,
             "faults": faults, "faults_not_shown": r.faults_not_kept, "warnings": r.warnings
         }));
@@ -162,13 +162,18 @@ pub(crate) fn verify_report(r: &VerifyReport, as_json: bool) -> Result<()> {
     }
     if r.ok() {
         println!(
-            "OK: {} entries, chain intact, root {}, {} signed checkpoints verified{}",
+            "OK: {} entries, chain intact, {} signed checkpoints verified{}",
             r.entries,
-            hex::encode(r.root),
             r.checkpoints_checked,
             r.consistent_with_trusted
                 .map(|s| format!(", consistent with the trusted checkpoint at size {s}"))
                 .unwrap_or_default()
+        );
+        // Written as a checkpoint writes it, so the two compare by eye.
+        println!(
+            "root at size {}: {}  (as the third line of a checkpoint of that size)",
+            r.entries,
+            ledger_core::checkpoint::root_line(&r.root),
         );
         return Ok(());
     }

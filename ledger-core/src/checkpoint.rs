@@ -20,6 +20,12 @@ use crate::limits;
 /// Signature algorithm byte of Ed25519 in C2SP signed notes.
 const ALG_ED25519: u8 = 0x01;
 
+/// A Merkle root as a checkpoint's third line writes it (standard base64), so that
+/// a root printed anywhere else can be compared with a checkpoint by eye.
+pub fn root_line(root: &Hash) -> String {
+    B64.encode(root)
+}
+
 /// What a checkpoint commits to: the log's name, its size, and its Merkle root.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Checkpoint {
@@ -38,7 +44,7 @@ impl Checkpoint {
             "{}\n{}\n{}\n",
             self.origin,
             self.size,
-            B64.encode(self.root)
+            root_line(&self.root)
         )
     }
 

@@ -151,6 +151,76 @@ fn the_whole_cli_on_the_sample_data() {
     }
 }
 
+/// What a newcomer reads: commands grouped by who uses them, an unknown message the
+/// same error in `history` and `status`, a channel's notice with its status in the
+/// table, and `verify`'s root written as the checkpoint writes it.
+#[test]
+fn what_a_newcomer_reads_is_plain_and_consistent() {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = tmp.path().join("data");
+    ledger_ok(&d, &["init", "--origin", "ledger.example/bergen-bv"]);
+    ledger_ok(&d, &["append", &sample()]);
+
+    let help = ledger_ok(&d, &["--help"]);
+    let at = |s: &str| {
+        help.find(s)
+            .unwrap_or_else(|| panic!("--help lacks {s:?}:\n{help}"))
+    };
+    assert!(at("Regulators and case handlers") < at("  history "));
+    assert!(at("  history ") < at("Auditors and monitors"));
+    assert!(at("Auditors and monitors") < at("  verify "));
+    assert!(at("Operators") < at("  serve "));
+
+    for cmd in ["history", "status"] {
+        let out = ledger(&d, &[cmd, "POL-1999-99999"]);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{cmd}: {err}");
+        assert!(
+            err.contains("no event names message \"POL-1999-99999\""),
+            "{cmd}: {err}"
+        );
+        assert!(out.stdout.is_empty(), "{cmd} printed an answer for nothing");
+    }
+
+    // Altinn's "never read": the status a notice carries is in the table, not only
+    // in --json.
+    let h: Value =
+        serde_json::from_str(&ledger_ok(&d, &["history", "POL-2022-00017", "--json"])).unwrap();
+    let sent = &h["entries"][0]["event"];
+    let notice = serde_json::json!({
+        "id": "altinn-notice-1", "type": "notice", "message": "POL-2022-00017",
+        "at": "2022-12-12T16:10:00Z",
+        "reporter": {"org": sent["from"], "system": "altinn-adapter"},
+        "from": sent["from"], "to": sent["to"],
+        "notice": "not_opened", "status": "never_read", "system": "altinn"
+    });
+    let file = tmp.path().join("notice.jsonl");
+    std::fs::write(&file, format!("{notice}\n")).unwrap();
+    ledger_ok(&d, &["append", file.to_str().unwrap()]);
+    let table = ledger_ok(&d, &["history", "POL-2022-00017"]);
+    let row = table
+        .lines()
+        .find(|l| l.contains("notice"))
+        .unwrap_or_else(|| panic!("no notice row:\n{table}"));
+    assert!(
+        row.contains("not_opened: never_read (from altinn)"),
+        "{row}"
+    );
+
+    // The root, as the checkpoint of the same size writes it.
+    let note = ledger_ok(&d, &["checkpoint"]);
+    let mut lines = note.lines();
+    let size = lines.nth(1).unwrap();
+    let root = lines.next().unwrap();
+    let v = ledger_ok(&d, &["verify"]);
+    assert!(
+        v.contains(&format!("root at size {size}: {root} ")),
+        "verify:\n{v}\ncheckpoint:\n{note}"
+    );
+    let j: Value = serde_json::from_str(&ledger_ok(&d, &["verify", "--json"])).unwrap();
+    assert_eq!(j["root_line"], root);
+}
+
 #[test]
 fn init_refuses_an_existing_ledger_and_the_dir_comes_from_env_or_either_side() {
     let tmp = tempfile::tempdir().unwrap();
@@ -391,4 +461,35 @@ fn append_of_many_batches_answers_every_line_in_order() {
         assert_eq!(r["id"], format!("ev-{i}"));
         assert_eq!(r["duplicate"], false);
     }
+}
+
+/// `scripts/demo`'s first screen shows the point: the messages that vanished and how
+/// the ledger caught one (it once began with a message the sample does not hold, and
+/// printed nothing).
+#[test]
+fn the_demo_s_first_screen_shows_a_vanished_message_and_how_it_was_caught() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = std::process::Command::new("bash")
+        .arg(repo_root().join("scripts/demo"))
+        .arg("--quick")
+        .env("LEDGER_BIN", ledger_tests::ledger_bin())
+        .env("TMPDIR", tmp.path())
+        .output()
+        .unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.status.success(), "{text}");
+    let at = |s: &str| {
+        text.find(s)
+            .unwrap_or_else(|| panic!("no {s:?} in:\n{text}"))
+    };
+    assert!(at("$ ledger report lost") < at("10 lost message(s)"));
+    assert!(at("$ ledger status POL-2022-00017") < at("verdict    lost (expired)"));
+    assert!(at("verdict    lost (expired)") < at("$ ledger checkpoint"));
+    assert!(at("open        ┆ 2022-11-19T16:10:00Z ┆ missed") < at("$ ledger checkpoint"));
+    assert!(at("OK: 200 entries, chain intact") > at("$ ledger verify"));
+    assert!(!text.contains("no event"), "{text}");
 }

@@ -37,6 +37,8 @@ function describe(ev) {
   const parts = [ev.type];
   if (ev.channel) parts.push(ev.channel);
   if (ev.error) parts.push(ev.error);
+  // A channel's notice: its status is the fact (Altinn's "never_read").
+  if (ev.notice) parts.push(`${ev.notice}: ${ev.status}${ev.system ? ` (${ev.system})` : ''}`);
   if (ev.to_system) parts.push(`→ ${ev.to_system}`);
   if (ev.new_message) parts.push(`→ ${ev.new_message}`);
   if (ev.reporter?.system) parts.push(`(${ev.reporter.org}/${ev.reporter.system})`);

@@ -226,3 +226,68 @@ const BATCH: &str = "application/cloudevents-batch+json";
 fn cloudevents(s: &TestServer, w: &str, content_type: &str, body: &str) -> Reply {
     post(s, "/v1/cloudevents", w, content_type, body)
 }
+
+/// eFormidling has no "opened" for DPO: the recipient's INNKOMMENDE_LEVERT, relayed
+/// by the integrasjonspunkt, completes the message under the default policy (it was
+/// at_risk once 30 days passed, which would bury real alarms); a document with only
+/// MOTTATT stays at risk.
+#[test]
+fn an_eformidling_document_the_recipient_took_is_completed_not_at_risk() {
+    let s = TestServer::start("");
+    let w = s.token(POLICE, &[Scope::Write, Scope::Read]);
+    let records = value("eformidling-statuses.json");
+    let records = records.as_array().unwrap();
+    let of = |message_id: &str, statuses: &[&str]| -> Vec<Value> {
+        records
+            .iter()
+            .filter(|r| {
+                r["messageId"] == message_id && statuses.contains(&r["status"].as_str().unwrap())
+            })
+            .cloned()
+            .collect()
+    };
+    let took = "db93ada2-e5e9-4d50-a005-7287d85ba005";
+    let left = "3dfc51f7-a5f7-440a-b848-ab95222dd6c8";
+    for (message, id) in [("DOC-1", took), ("DOC-2", left)] {
+        let mut ev = sent(&format!("sent-{message}"), message);
+        ev["at"] = json!("2025-03-14T09:15:00Z");
+        ev["channel"] = json!("eformidling");
+        ev["category"] = json!("document");
+        ev["refs"] = json!({"eformidling_message": id});
+        let r = post_event(&s, &w, &ev);
+        assert_eq!(r.status, 200, "{}", r.text);
+    }
+    let mut body = of(took, &["MOTTATT", "INNKOMMENDE_LEVERT"]);
+    body.extend(of(left, &["LEVERT"]));
+    assert_eq!(body.len(), 3);
+    let r = post(
+        &s,
+        "/v1/channels/eformidling",
+        &w,
+        "application/json",
+        &Value::Array(body).to_string(),
+    );
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(r.body["recorded"], 3, "{}", r.text);
+    let seq = r.body["receipts"][2]["seq"].as_u64().unwrap();
+    let verdict = |message: &str| {
+        let r = get(
+            &s,
+            &format!("/v1/messages/{message}?min_seq={seq}&now=2025-05-01T00:00:00Z"),
+            &w,
+        );
+        assert_eq!(r.status, 200, "{}", r.text);
+        (
+            r.body["evaluation"]["verdict"]
+                .as_str()
+                .unwrap()
+                .to_string(),
+            r.body["evaluation"]["reason"].as_str().unwrap().to_string(),
+        )
+    };
+    assert_eq!(verdict("DOC-1"), ("completed".into(), "completed".into()));
+    assert_eq!(
+        verdict("DOC-2"),
+        ("at_risk".into(), "open_deadline_passed".into())
+    );
+}

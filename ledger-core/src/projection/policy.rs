@@ -39,6 +39,11 @@ pub struct Rule {
     pub handoff_receive_within: Option<i64>,
     /// A `received` counts as the open signal (letters).
     pub received_counts_as_opened: bool,
+    /// A `received` completes the message: it is the open signal and the
+    /// acknowledgement, for channels that carry neither (eFormidling DPO, Fiks IO),
+    /// where the recipient's own system confirming it took the message is the
+    /// end-to-end receipt.
+    pub received_completes: bool,
 }
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -49,6 +54,7 @@ struct Keys {
     warn_before_expiry: Option<Option<i64>>,
     handoff_receive_within: Option<Option<i64>>,
     received_counts_as_opened: Option<bool>,
+    received_completes: Option<bool>,
 }
 
 impl Keys {
@@ -63,6 +69,7 @@ impl Keys {
             received_counts_as_opened: self
                 .received_counts_as_opened
                 .or(other.received_counts_as_opened),
+            received_completes: self.received_completes.or(other.received_completes),
         }
     }
 
@@ -80,6 +87,11 @@ impl Keys {
         dur("handoff_receive_within", self.handoff_receive_within);
         if let Some(b) = self.received_counts_as_opened {
             m.insert("received_counts_as_opened".into(), json!(b));
+        }
+        // Set only where written, so that a policy written before the key existed
+        // keeps its digest.
+        if let Some(b) = self.received_completes {
+            m.insert("received_completes".into(), json!(b));
         }
         m
     }
@@ -115,6 +127,7 @@ struct RawKeys {
     warn_before_expiry: Option<toml::Spanned<String>>,
     handoff_receive_within: Option<toml::Spanned<String>>,
     received_counts_as_opened: Option<bool>,
+    received_completes: Option<bool>,
 }
 
 fn line_of(text: &str, offset: usize) -> usize {
@@ -275,6 +288,8 @@ impl Policy {
             warn_before_expiry: k.warn_before_expiry.flatten(),
             handoff_receive_within: k.handoff_receive_within.flatten(),
             received_counts_as_opened: k.received_counts_as_opened.unwrap_or(false),
+            // Optional even in [defaults] (it came after version 1's other keys).
+            received_completes: k.received_completes.unwrap_or(false),
         }
     }
 
@@ -323,6 +338,7 @@ fn keys(text: &str, raw: &RawKeys) -> Result<Keys, PolicyError> {
         warn_before_expiry: dur(&raw.warn_before_expiry)?,
         handoff_receive_within: dur(&raw.handoff_receive_within)?,
         received_counts_as_opened: raw.received_counts_as_opened,
+        received_completes: raw.received_completes,
     })
 }
 
@@ -339,12 +355,22 @@ mod tests {
         assert_eq!(b.expires_after, Some(30 * 86_400));
         assert_eq!(b.warn_before_expiry, Some(7 * 86_400));
         assert!(!b.received_counts_as_opened);
-        let d = p.rule(Some("document"), Some("eformidling"));
+        let d = p.rule(Some("document"), Some("altinn"));
         assert_eq!(d.open_within, Some(30 * 86_400));
         assert_eq!(d.ack_within, None);
-        assert_eq!(d.expires_after, None);
+        assert_eq!(d.expires_after, Some(30 * 86_400));
+        assert!(!d.received_completes);
         let letter = p.rule(None, Some("letter"));
         assert!(letter.received_counts_as_opened);
+        assert!(!letter.received_completes);
+        for channel in ["eformidling", "fiks_io"] {
+            for category in [None, Some("bekymringsmelding"), Some("document")] {
+                assert!(
+                    p.rule(category, Some(channel)).received_completes,
+                    "{channel}"
+                );
+            }
+        }
         assert_eq!(letter.open_within, Some(30 * 86_400));
         assert_eq!(p.rule(None, None).handoff_receive_within, Some(86_400));
     }

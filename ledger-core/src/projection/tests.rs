@@ -1185,3 +1185,63 @@ fn a_message_s_facts_stay_compact() {
     assert!(std::mem::size_of::<super::facts::MessageFacts>() <= 424);
     assert_eq!(std::mem::align_of::<super::facts::MessageFacts>(), 8);
 }
+
+/// Channels with no "opened" (eFormidling DPO, Fiks IO): the recipient's own system
+/// taking the message completes it, instead of every such message turning at_risk
+/// once its open deadline passes. Elsewhere a receipt is still not a reading.
+#[test]
+fn an_end_to_end_receipt_completes_a_message_where_the_channel_has_no_open() {
+    let mut l = Log::new();
+    // eFormidling: MOTTATT (delivered), then INNKOMMENDE_LEVERT (received).
+    l.sent("E", "document", "eformidling", 0);
+    l.ev("delivered", "E", 5 * MIN);
+    l.received("E", "eformidling", 10 * MIN);
+    // Fiks IO, a concern report (open within 7 d, acknowledge within 14 d):
+    // the case system's `mottatt` receipt.
+    l.sent("F", "bekymringsmelding", "fiks_io", 0);
+    l.received("F", "fiks-io", HOUR);
+    // Received late: met, but late.
+    l.sent("G", "bekymringsmelding", "fiks_io", 0);
+    l.received("G", "fiks-io", 10 * DAY);
+    // Not received: at risk as before.
+    l.sent("H", "document", "eformidling", 0);
+    l.ev("delivered", "H", 5 * MIN);
+    // Altinn has an "opened": a receipt there is an import, not a reading.
+    l.sent("A", "bekymringsmelding", "altinn", 0);
+    l.received("A", "familia", 10 * MIN);
+    // A letter's receipt is its open signal, but not a concern report's
+    // acknowledgement.
+    l.sent("L", "bekymringsmelding", "letter", 0);
+    l.received("L", "post", DAY);
+
+    let now = 40 * DAY;
+    assert_eq!(
+        l.verdict("E", now),
+        (Verdict::Completed, "completed".into())
+    );
+    assert_eq!(
+        l.verdict("F", now),
+        (Verdict::Completed, "completed".into())
+    );
+    let f = l.eval("F", now);
+    assert!(
+        f.deadlines
+            .iter()
+            .all(|d| d.state == DeadlineState::Met && d.at == Some(t0().plus_seconds(HOUR))),
+        "{:?}",
+        f.deadlines
+    );
+    assert_eq!(l.verdict("G", now), (Verdict::Late, "opened_late".into()));
+    assert_eq!(
+        l.verdict("H", now),
+        (Verdict::AtRisk, "open_deadline_passed".into())
+    );
+    assert_eq!(
+        l.verdict("A", 8 * DAY),
+        (Verdict::AtRisk, "open_deadline_passed".into())
+    );
+    assert_eq!(
+        l.verdict("L", now),
+        (Verdict::AtRisk, "ack_deadline_passed".into())
+    );
+}

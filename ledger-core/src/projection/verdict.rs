@@ -189,6 +189,11 @@ pub(crate) struct ChainSignals<'a> {
     pub len: usize,
 }
 
+/// A message's first `received` (at, seq).
+fn first_receipt(m: &MessageFacts) -> Option<(Instant, u64)> {
+    m.receipts.iter().map(|r| (r.at, r.seq)).min()
+}
+
 /// Judges messages of one set of facts under one policy at one time.
 pub struct Evaluator<'a> {
     facts: &'a Facts,
@@ -269,9 +274,8 @@ impl<'a> Evaluator<'a> {
 
     /// The earliest open signal of one message, under its own rule.
     fn open_signal(&self, m: &'a MessageFacts, rule: &Rule) -> Option<(Instant, u64)> {
-        let receipt = rule
-            .received_counts_as_opened
-            .then(|| m.receipts.iter().map(|r| (r.at, r.seq)).min())
+        let receipt = (rule.received_counts_as_opened || rule.received_completes)
+            .then(|| first_receipt(m))
             .flatten();
         [
             m.opened.as_ref().map(|o| (o.at, o.seq)),
@@ -281,6 +285,16 @@ impl<'a> Evaluator<'a> {
         .into_iter()
         .flatten()
         .min()
+    }
+
+    /// The earliest acknowledgement of one message, under its own rule: its
+    /// `acknowledged`, or its first receipt where a receipt completes a message.
+    fn ack_signal(&self, m: &'a MessageFacts, rule: &Rule) -> Option<(Instant, u64)> {
+        let receipt = rule.received_completes.then(|| first_receipt(m)).flatten();
+        [m.acknowledged.as_ref().map(|a| (a.at, a.seq)), receipt]
+            .into_iter()
+            .flatten()
+            .min()
     }
 
     /// The earliest open signal and acknowledgement in the message's resend chain
@@ -299,7 +313,7 @@ impl<'a> Evaluator<'a> {
     ) -> ChainSignals<'a> {
         // Most messages were never resent: their chain is themselves, with nothing
         // to collect.
-        let own_ack = m.acknowledged.as_ref().map(|a| (a.at, a.seq));
+        let own_ack = self.ack_signal(m, own);
         if m.resent_to.is_empty() {
             return ChainSignals {
                 open: self.open_signal(m, own).map(|(at, seq)| (at, seq, None)),
@@ -317,10 +331,10 @@ impl<'a> Evaluator<'a> {
             {
                 open = Some((at, seq, (i > 0 && *d != id).then_some(*d)));
             }
-            if let Some(a) = &dm.acknowledged
-                && ack.is_none_or(|x| (a.at, a.seq) < x)
+            if let Some(a) = self.ack_signal(dm, &rule)
+                && ack.is_none_or(|x| a < x)
             {
-                ack = Some((a.at, a.seq));
+                ack = Some(a);
             }
         }
         ChainSignals {

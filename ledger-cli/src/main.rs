@@ -5,6 +5,7 @@
 //! input (nothing of that input was appended); 3 store or I/O failure.
 
 mod append;
+mod backup;
 mod bench_load;
 mod demo;
 mod mirror;
@@ -368,6 +369,17 @@ enum Command {
         #[arg(long, value_name = "DIR")]
         into: Option<PathBuf>,
     },
+    /// Back the ledger up into a directory, at its newest signed checkpoint, while it
+    /// runs: the first time everything, then only the entries since. The backup is an
+    /// export bundle (`ledger verify --bundle DIR` checks it) with the signing key.
+    ///
+    /// Example: ledger backup --to /backup/ledger
+    Backup(backup::BackupArgs),
+    /// A new ledger from a backup, an export bundle or a mirror, checked entry by
+    /// entry and checkpoint by checkpoint; it then appends and signs with its key.
+    ///
+    /// Example: ledger restore --from /backup/ledger --into ledger-data.restored
+    Restore(backup::RestoreArgs),
     /// Print the server's OpenAPI description (YAML), generated from the code; it is
     /// what schemas/openapi.yaml holds.
     Openapi,
@@ -482,6 +494,8 @@ const COMMAND_GROUPS: &[(&str, &[&str])] = &[
             "init",
             "serve",
             "token",
+            "backup",
+            "restore",
             "reindex",
             "replay",
             "upgrade",
@@ -881,6 +895,8 @@ fn run(cli: Cli) -> Result<u8> {
             }
             Ok(0)
         }
+        Command::Backup(a) => backup::backup(dir, &a, cli.json),
+        Command::Restore(a) => backup::restore(&a, cli.json),
         Command::Openapi => {
             print!("{}", ledger_server::openapi_yaml());
             Ok(0)

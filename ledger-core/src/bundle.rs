@@ -7,7 +7,7 @@ use std::fs::{self, File};
 use std::io::{BufWriter, Write};
 use std::path::Path;
 
-use crate::store::{Store, StoreError};
+use crate::store::{SignedCheckpoint, Store, StoreError, write_whole};
 use crate::verify::Progress;
 
 /// What an export wrote.
@@ -85,71 +85,19 @@ pub fn export_with_names(
         out.to_path_buf()
     };
     fs::create_dir_all(&dir).map_err(StoreError::io(format!("create {}", dir.display())))?;
-    let io = |what: &str| StoreError::io(format!("write {what} in {}", dir.display()));
-
     let latest = store.latest_checkpoint()?;
-    let mut json = serde_json::to_string_pretty(store.info()).expect("serializable");
-    json.push('\n');
-    fs::write(dir.join("ledger.json"), json).map_err(io("ledger.json"))?;
-    fs::write(
-        dir.join("verifier.key"),
-        format!("{}\n", store.verifier_key()),
-    )
-    .map_err(io("verifier.key"))?;
-    fs::write(dir.join("checkpoint"), &latest.note).map_err(io("checkpoint"))?;
-    fs::write(dir.join("README"), README).map_err(io("README"))?;
-    if let Some(p) = names {
-        fs::copy(p, dir.join(crate::directory::FILE_NAME))
-            .map_err(StoreError::io(format!("copy {}", p.display())))?;
-    }
-
-    let mut cks =
-        BufWriter::new(File::create(dir.join("checkpoints.txt")).map_err(io("checkpoints.txt"))?);
-    let mut count = 1u64;
-    let mut from = 0u64;
-    let mut first = true;
-    loop {
-        let page = store.checkpoints(from, 1000)?;
-        let Some(last) = page.last() else { break };
-        from = last.size + 1;
-        for cp in page.iter().filter(|c| c.size < latest.size) {
-            if !first {
-                cks.write_all(b"\n").map_err(io("checkpoints.txt"))?;
-            }
-            first = false;
-            cks.write_all(cp.note.as_bytes())
-                .map_err(io("checkpoints.txt"))?;
-            count += 1;
-        }
-        if from > latest.size {
-            break;
-        }
-    }
-    cks.flush().map_err(io("checkpoints.txt"))?;
-
+    let count = write_identity(store, &dir, &latest, names)?;
+    let path = dir.join("entries.jsonl");
     let mut entries = BufWriter::with_capacity(
         1 << 20,
-        File::create(dir.join("entries.jsonl")).map_err(io("entries.jsonl"))?,
+        File::create(&path).map_err(StoreError::io(format!("create {}", path.display())))?,
     );
-    progress.total(latest.size);
-    let mut done = 0u64;
-    store.scan(0, latest.size, &mut |_, bytes| {
-        entries
-            .write_all(bytes)
-            .and_then(|_| entries.write_all(b"\n"))
-            .map_err(io("entries.jsonl"))?;
-        done += 1;
-        if done.is_multiple_of(4096) {
-            progress.advance(4096);
-        }
-        Ok(())
-    })?;
-    progress.advance(done % 4096);
+    write_entries(store, &mut entries, 0, latest.size, &path, progress)?;
     entries
         .into_inner()
         .map_err(|e| e.into_error())
         .and_then(|f| f.sync_all())
-        .map_err(io("entries.jsonl"))?;
+        .map_err(StoreError::io(format!("write {}", path.display())))?;
 
     if as_tar {
         let tmp = out.with_extension("tar.partial");
@@ -165,4 +113,85 @@ pub fn export_with_names(
         entries: latest.size,
         checkpoints: count,
     })
+}
+
+/// Writes what identifies the log and signs it, as a bundle holds them:
+/// `ledger.json`, `verifier.key`, `checkpoint` (the newest note, `latest`),
+/// `checkpoints.txt` (every earlier one), `README`, and `organisations.csv` when
+/// `names` is given. Each file is replaced whole, so a bundle kept up to date in
+/// place (a backup) never holds half of one. Returns the checkpoints written.
+pub(crate) fn write_identity(
+    store: &dyn Store,
+    dir: &Path,
+    latest: &SignedCheckpoint,
+    names: Option<&Path>,
+) -> Result<u64, StoreError> {
+    let latest_size = latest.size;
+    let mut json = serde_json::to_string_pretty(store.info()).expect("serializable");
+    json.push('\n');
+    write_whole(&dir.join("ledger.json"), json.as_bytes())?;
+    write_whole(
+        &dir.join("verifier.key"),
+        format!("{}\n", store.verifier_key()).as_bytes(),
+    )?;
+    write_whole(&dir.join("README"), README.as_bytes())?;
+    if let Some(p) = names {
+        let bytes = fs::read(p).map_err(StoreError::io(format!("read {}", p.display())))?;
+        write_whole(&dir.join(crate::directory::FILE_NAME), &bytes)?;
+    }
+    let mut cks = Vec::new();
+    let mut count = 1u64;
+    let mut from = 0u64;
+    loop {
+        let page = store.checkpoints(from, 1000)?;
+        let Some(last) = page.last() else { break };
+        from = last.size + 1;
+        for cp in page.iter().filter(|c| c.size < latest_size) {
+            if !cks.is_empty() {
+                cks.push(b'\n');
+            }
+            cks.extend_from_slice(cp.note.as_bytes());
+            count += 1;
+        }
+        if from > latest_size {
+            break;
+        }
+    }
+    write_whole(&dir.join("checkpoints.txt"), &cks)?;
+    // Last: a reader that finds the newest checkpoint finds everything it covers.
+    write_whole(&dir.join("checkpoint"), latest.note.as_bytes())?;
+    Ok(count)
+}
+
+/// Writes entries `from..to` of `store`, one per line, to `out`. Returns the bytes
+/// written and the hash of the last entry written.
+pub(crate) fn write_entries(
+    store: &dyn Store,
+    out: &mut impl Write,
+    from: u64,
+    to: u64,
+    path: &Path,
+    progress: &dyn Progress,
+) -> Result<(u64, Option<crate::hash::Hash>), StoreError> {
+    let alg = store.info().hash;
+    progress.total(to - from);
+    let mut done = 0u64;
+    let mut bytes_out = 0u64;
+    let mut last = None;
+    store.scan(from, to, &mut |seq, bytes| {
+        out.write_all(bytes)
+            .and_then(|_| out.write_all(b"\n"))
+            .map_err(StoreError::io(format!("write {}", path.display())))?;
+        bytes_out += bytes.len() as u64 + 1;
+        if seq + 1 == to {
+            last = Some(alg.leaf(bytes));
+        }
+        done += 1;
+        if done.is_multiple_of(4096) {
+            progress.advance(4096);
+        }
+        Ok(())
+    })?;
+    progress.advance(done % 4096);
+    Ok((bytes_out, last))
 }

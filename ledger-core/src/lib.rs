@@ -18,6 +18,7 @@
 #![deny(missing_docs)]
 
 pub mod admission;
+pub mod backup;
 pub mod bundle;
 pub mod checkpoint;
 pub mod cosignature;

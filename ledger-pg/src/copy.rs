@@ -10,7 +10,7 @@ use ledger_core::store::{LedgerInfo, StoreError};
 use ledger_core::{Store, entry};
 use tokio_postgres::Config;
 
-use crate::engine::{self, Engine};
+use crate::engine;
 use crate::migrate;
 
 /// What a copy moved, and what the check compared.
@@ -49,16 +49,14 @@ fn key_files(from_dir: &Path, to_dir: &Path) -> Result<(), StoreError> {
         std::fs::copy(from_dir.join(f), &to)
             .map_err(StoreError::io(format!("copy {f} to {}", to_dir.display())))?;
     }
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(
-            to_dir.join("signing.key"),
-            std::fs::Permissions::from_mode(0o600),
-        )
-        .map_err(StoreError::io("chmod signing.key"))?;
-    }
-    Ok(())
+    private(&to_dir.join("signing.key"))
+}
+
+/// Only the owner may read a signing key.
+fn private(path: &Path) -> Result<(), StoreError> {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
+        .map_err(StoreError::io(format!("chmod {}", path.display())))
 }
 
 /// Copies the ledger in `from_dir` (either engine) into a new PostgreSQL ledger at
@@ -197,12 +195,54 @@ pub fn to_embedded(
     progress: &mut dyn FnMut(u64, u64),
 ) -> Result<CopyReport, StoreError> {
     let (source, _) = engine::open(from_dir)?;
+    copy_to_embedded(&source, into, &|to| key_files(from_dir, to), progress)
+}
+
+/// `ledger restore`: a new embedded ledger in `into` holding the log `source` (a
+/// backup, an export bundle or a mirror, read as a checked `Snapshot`), which then
+/// goes on appending and signing with `signing_key` (the text of `signing.key`). The
+/// key must be the one that signed the source's checkpoints.
+pub fn restore(
+    source: &dyn Store,
+    signing_key: &str,
+    into: &Path,
+    progress: &mut dyn FnMut(u64, u64),
+) -> Result<CopyReport, StoreError> {
+    let key = ledger_core::SigningKey::from_secret_string(signing_key.trim())?;
+    if key.verifier().to_string() != source.verifier_key().to_string() {
+        return Err(StoreError::Corrupt(format!(
+            "the signing key ({}) is not the key that signed this log's checkpoints ({}): \
+             restore with the ledger's own signing.key",
+            key.verifier(),
+            source.verifier_key()
+        )));
+    }
+    let write_keys = |to: &Path| -> Result<(), StoreError> {
+        std::fs::write(to.join("signing.key"), format!("{}\n", signing_key.trim())).map_err(
+            StoreError::io(format!("write signing.key in {}", to.display())),
+        )?;
+        std::fs::write(to.join("verifier.key"), format!("{}\n", key.verifier())).map_err(
+            StoreError::io(format!("write verifier.key in {}", to.display())),
+        )?;
+        private(&to.join("signing.key"))
+    };
+    copy_to_embedded(source, into, &write_keys, progress)
+}
+
+/// Copies `source` into a new embedded ledger in `into`, whose key files `keys`
+/// writes; then checks the copy.
+fn copy_to_embedded(
+    source: &dyn Store,
+    into: &Path,
+    keys: &dyn Fn(&Path) -> Result<(), StoreError>,
+    progress: &mut dyn FnMut(u64, u64),
+) -> Result<CopyReport, StoreError> {
     let info: LedgerInfo = source.info().clone();
     let size = source.size();
-    let checkpoints = all_checkpoints(&source)?;
+    let checkpoints = all_checkpoints(source)?;
     let mut import = Import::create(into, &info)?;
     // The same key as the source, and its signed checkpoints instead of the new one.
-    key_files(from_dir, into)?;
+    keys(into)?;
     for (_, note) in &checkpoints {
         import.checkpoint(note);
     }
@@ -214,13 +254,13 @@ pub fn to_embedded(
         progress(at, size);
     }
     import.finish()?;
-    check(&source, into, size, &checkpoints)
+    check(source, into, size, &checkpoints)
 }
 
 /// Opens the copy and compares: size, every signed checkpoint, the chain (every
 /// entry's bytes), and the projection facts digest.
 fn check(
-    source: &Engine,
+    source: &dyn Store,
     into: &Path,
     size: u64,
     checkpoints: &[(u64, String)],

@@ -193,14 +193,30 @@ pub(super) fn write_file_synced(path: &Path, bytes: &[u8], mode: u32) -> Result<
 /// Makes `bytes` the whole of `path`: written to `<path>.new` and synced, renamed
 /// into place, the directory synced. A crash leaves the old file (or none) or the new
 /// one, never part of it; a `.new` left behind is ignored and overwritten next time.
-pub(super) fn write_whole(path: &Path, bytes: &[u8]) -> Result<(), StoreError> {
+pub(crate) fn write_whole(path: &Path, bytes: &[u8]) -> Result<(), StoreError> {
+    write_whole_mode(path, bytes, 0o644)
+}
+
+/// [`write_whole`] of a file only its owner may read (a signing key).
+pub(crate) fn write_private(path: &Path, bytes: &[u8]) -> Result<(), StoreError> {
+    write_whole_mode(path, bytes, 0o600)
+}
+
+fn write_whole_mode(path: &Path, bytes: &[u8], mode: u32) -> Result<(), StoreError> {
+    use std::os::unix::fs::OpenOptionsExt;
     let name = path
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
     let fresh = path.with_file_name(format!("{name}.new"));
-    let mut f =
-        File::create(&fresh).map_err(StoreError::io(format!("create {}", fresh.display())))?;
+    // A `.new` left by a crash may have another mode: start from none.
+    let _ = fs::remove_file(&fresh);
+    let mut f = OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(mode)
+        .open(&fresh)
+        .map_err(StoreError::io(format!("create {}", fresh.display())))?;
     f.write_all(bytes)
         .and_then(|_| f.sync_all())
         .map_err(StoreError::io(format!("write {}", fresh.display())))?;
@@ -352,9 +368,16 @@ impl FileStore {
         io: Arc<dyn LogIo>,
     ) -> Result<(FileStore, OpenReport), StoreError> {
         let info = read_info(dir)?;
-        let key_text = fs::read_to_string(dir.join("signing.key")).map_err(StoreError::io(
-            format!("read {}", dir.join("signing.key").display()),
-        ))?;
+        let key_path = dir.join("signing.key");
+        let key_text = fs::read_to_string(&key_path).map_err(|e| {
+            let hint = if e.kind() == std::io::ErrorKind::NotFound {
+                " (the private signing key: without it the ledger only answers questions; put \
+                 back the signing.key a `ledger backup` holds, docs/operations.md)"
+            } else {
+                ""
+            };
+            StoreError::io(format!("read {}{hint}", key_path.display()))(e)
+        })?;
         let key = SigningKey::from_secret_string(&key_text)?;
         if key.name() != info.origin {
             return Err(StoreError::Corrupt(format!(

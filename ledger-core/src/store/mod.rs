@@ -21,6 +21,7 @@ use std::path::PathBuf;
 use serde::{Deserialize, Serialize};
 
 pub use file::{FileStore, InitOptions, OpenReport, read_info, reindex};
+pub(crate) use file::{write_private, write_whole};
 pub use import::Import;
 pub use io::{LogIo, OsIo};
 pub use snapshot::{Snapshot, SnapshotSource};

@@ -5,6 +5,7 @@ mod bad_input;
 mod cli;
 mod crash;
 mod demo;
+mod operations;
 mod postgres;
 mod projections;
 mod server;

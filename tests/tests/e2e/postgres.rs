@@ -119,6 +119,23 @@ fn every_command_works_on_a_postgres_ledger() {
         ],
     );
     assert_eq!(lost, file_lost);
+    // A backup reads a PostgreSQL ledger through the same store interface, and
+    // restores into an embedded one (the way off a lost database).
+    let backup = tmp.path().join("pg-backup");
+    ledger_ok(&dir, &["backup", "--to", backup.to_str().unwrap()]);
+    let restored = tmp.path().join("pg-restored");
+    ledger_ok(
+        &dir,
+        &[
+            "restore",
+            "--from",
+            backup.to_str().unwrap(),
+            "--into",
+            restored.to_str().unwrap(),
+        ],
+    );
+    let key = format!("@{}", dir.join("verifier.key").display());
+    assert!(ledger_ok(&restored, &["verify", "--key", &key]).starts_with("OK: 200 entries"));
     // Commands that only make sense for the embedded store say so.
     let out = ledger(&dir, &["reindex"]);
     assert_eq!(out.status.code(), Some(2));

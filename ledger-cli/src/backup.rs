@@ -1,0 +1,174 @@
+//! `ledger backup` and `ledger restore` (ledger_core::backup, ledger_pg::copy::restore).
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result, anyhow};
+use clap::Args;
+use ledger_core::Store;
+use ledger_core::backup::{self, KeyFiles};
+use ledger_core::store::Snapshot;
+use serde_json::json;
+
+use crate::{InputError, output};
+
+/// Files beside the log that a backup carries and a restore puts back.
+const CONFIG_FILES: [&str; 2] = ["policy.toml", ledger_core::directory::FILE_NAME];
+
+#[derive(Args, Debug)]
+pub(crate) struct BackupArgs {
+    /// The backup directory: new, or an earlier backup of this ledger (then only the
+    /// entries since are written).
+    #[arg(long, value_name = "DIR")]
+    pub to: PathBuf,
+    /// Leave the private signing key out (keep it elsewhere: a restore then needs
+    /// --signing-key).
+    #[arg(long)]
+    pub without_signing_key: bool,
+}
+
+#[derive(Args, Debug)]
+pub(crate) struct RestoreArgs {
+    /// What to restore from: a backup directory, an export bundle (directory or
+    /// .tar), or a mirror (`ledger mirror --into`).
+    #[arg(long, value_name = "PATH")]
+    pub from: PathBuf,
+    /// The new ledger's directory (must not exist, or be empty).
+    #[arg(long, value_name = "DIR")]
+    pub into: PathBuf,
+    /// The ledger's signing key (signing.key), when the source does not hold it: a
+    /// bundle and a mirror never do, nor a backup made --without-signing-key.
+    #[arg(long, value_name = "FILE")]
+    pub signing_key: Option<PathBuf>,
+}
+
+pub(crate) fn backup(dir: &Path, a: &BackupArgs, as_json: bool) -> Result<u8> {
+    let store = crate::open_reader(dir)?;
+    let store = store.as_ref();
+    let key = if a.without_signing_key {
+        None
+    } else {
+        let p = dir.join("signing.key");
+        Some(std::fs::read_to_string(&p).with_context(|| {
+            format!(
+                "read {} (or back up --without-signing-key and keep the key elsewhere)",
+                p.display()
+            )
+        })?)
+    };
+    let names = Some(dir.join(ledger_core::directory::FILE_NAME)).filter(|p| p.exists());
+    let bar = output::progress_count("backing up");
+    let summary = backup::backup(
+        store,
+        &a.to,
+        &KeyFiles {
+            signing_key: key.as_deref(),
+        },
+        names.as_deref(),
+        &bar,
+    )
+    .with_context(|| format!("backup to {} failed", a.to.display()))?;
+    bar.0.finish_and_clear();
+    for f in CONFIG_FILES {
+        let p = dir.join(f);
+        if p.exists() {
+            std::fs::copy(&p, a.to.join(f))
+                .with_context(|| format!("copy {} into the backup", p.display()))?;
+        }
+    }
+    // What was written is read back as an auditor would read it.
+    let check = Snapshot::open(&a.to)
+        .with_context(|| format!("the backup in {} does not read back", a.to.display()))?;
+    if check.size() < summary.entries || check.latest_checkpoint()?.size != summary.entries {
+        return Err(anyhow!(
+            "the backup in {} reads back as {} entries, not {}",
+            a.to.display(),
+            check.size(),
+            summary.entries
+        ));
+    }
+    if as_json {
+        output::json(&json!({
+            "to": a.to, "from_entries": summary.from, "entries": summary.entries,
+            "new_entries": summary.entries - summary.from, "checkpoints": summary.checkpoints,
+            "signing_key": key.is_some(), "checked": true
+        }))?;
+    } else {
+        println!(
+            "backed up {} entries ({} new) and {} signed checkpoints to {}; read back and checked",
+            summary.entries,
+            summary.entries - summary.from,
+            summary.checkpoints,
+            a.to.display()
+        );
+        if key.is_some() {
+            println!(
+                "it holds signing.key: keep it as safe as the ledger itself (--without-signing-key leaves it out)"
+            );
+        }
+    }
+    Ok(0)
+}
+
+pub(crate) fn restore(a: &RestoreArgs, as_json: bool) -> Result<u8> {
+    let source = Snapshot::open(&a.from).with_context(|| {
+        format!(
+            "cannot read {} (a backup, an export bundle or a mirror), checked entry by entry",
+            a.from.display()
+        )
+    })?;
+    let key_path = a
+        .signing_key
+        .clone()
+        .unwrap_or_else(|| a.from.join("signing.key"));
+    let key = std::fs::read_to_string(&key_path).map_err(|e| {
+        if a.signing_key.is_none() && e.kind() == std::io::ErrorKind::NotFound {
+            anyhow!(InputError(format!(
+                "{} holds no signing.key (a bundle or a mirror never does): pass --signing-key FILE, \
+                 the ledger's key you keep elsewhere",
+                a.from.display()
+            )))
+        } else {
+            anyhow!(e).context(format!("read {}", key_path.display()))
+        }
+    })?;
+    if a.into.exists() && std::fs::read_dir(&a.into).is_ok_and(|mut d| d.next().is_some()) {
+        return Err(anyhow!(InputError(format!(
+            "{} exists and is not empty: restore into a new directory",
+            a.into.display()
+        ))));
+    }
+    let bar = output::progress_count("restoring");
+    let mut progress = |at: u64, size: u64| {
+        bar.0.set_length(size);
+        bar.0.set_position(at);
+    };
+    let report = ledger_pg::copy::restore(&source, &key, &a.into, &mut progress)
+        .with_context(|| format!("restoring {} into {}", a.from.display(), a.into.display()))?;
+    bar.0.finish_and_clear();
+    for f in CONFIG_FILES {
+        let p = a.from.join(f);
+        if p.is_file() {
+            std::fs::copy(&p, a.into.join(f)).with_context(|| format!("copy {}", p.display()))?;
+        }
+    }
+    if as_json {
+        output::json(&json!({
+            "into": a.into, "entries": report.entries, "checkpoints": report.checkpoints,
+            "facts_digest": report.facts_digest, "checked": true
+        }))?;
+    } else {
+        println!(
+            "restored {} entries and {} signed checkpoints into {}; checked: every entry's chain link, \
+             every checkpoint's signature and root, the same projection facts ({})",
+            report.entries,
+            report.checkpoints,
+            a.into.display(),
+            report.facts_digest
+        );
+        println!(
+            "the ledger appends and signs with its own key from here: ledger --dir {} serve",
+            a.into.display()
+        );
+    }
+    Ok(0)
+}

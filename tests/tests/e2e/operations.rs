@@ -1,0 +1,352 @@
+//! The operator's runbook (docs/operations.md), scenario by scenario: a backup
+//! taken while the server takes appends, restores from it, a damaged segment, a
+//! lost index, a lost signing key. (A failed write or full disk: ledger-server's
+//! `store_failure` tests; a PostgreSQL fail-over: `postgres::the_writer_lease_moves…`
+//! and `postgres::a_database_restart…`.)
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::time::Duration;
+
+use ledger_core::HashAlg;
+use ledger_tests::{ledger, ledger_json, ledger_ok, sent_json, serve, stop, token};
+use serde_json::Value;
+
+const POLICE: &str = "974760673";
+
+fn agent() -> ureq::Agent {
+    ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .timeout_global(Some(Duration::from_secs(30)))
+        .build()
+        .into()
+}
+
+/// Posts one event; its receipt (seq, entry hash) when acknowledged.
+fn post_event(base: &str, token: &str, body: &str) -> Option<(u64, String)> {
+    let resp = agent()
+        .post(format!("{base}/v1/events"))
+        .header("Authorization", &format!("Bearer {token}"))
+        .header("Content-Type", "application/json")
+        .send(body)
+        .ok()?;
+    if resp.status().as_u16() != 200 {
+        return None;
+    }
+    let v: Value = serde_json::from_str(&resp.into_body().read_to_string().ok()?).ok()?;
+    let r = &v["receipts"][0];
+    Some((r["seq"].as_u64()?, r["hash"].as_str()?.to_string()))
+}
+
+/// seq → entry hash of every line of a bundle's (or backup's) `entries.jsonl`.
+fn bundle_leaves(dir: &Path) -> BTreeMap<u64, String> {
+    std::fs::read_to_string(dir.join("entries.jsonl"))
+        .unwrap()
+        .lines()
+        .enumerate()
+        .map(|(i, l)| (i as u64, hex::encode(HashAlg::Blake3.leaf(l.as_bytes()))))
+        .collect()
+}
+
+fn new_ledger(root: &Path) -> std::path::PathBuf {
+    let d = root.join("data");
+    ledger_ok(&d, &["init", "--origin", "ledger.example/ops"]);
+    d
+}
+
+fn append_sent(dir: &Path, from: usize, to: usize) {
+    let file = dir.with_extension(format!("{from}.jsonl"));
+    let lines: Vec<String> = (from..to)
+        .map(|i| sent_json(&format!("e{i}"), &format!("M{i}")))
+        .collect();
+    std::fs::write(&file, lines.join("\n") + "\n").unwrap();
+    ledger_ok(dir, &["append", file.to_str().unwrap()]);
+}
+
+/// The scenario the issue names: a backup while producers append, then another;
+/// every acknowledged entry is in the second, a restore of it verifies and appends go
+/// on from where the ledger was.
+#[test]
+fn a_backup_under_load_restores_every_acknowledged_entry_and_appends_go_on() {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = new_ledger(tmp.path());
+    let w = token(&d, POLICE, "ledger:write");
+    let (mut child, base) = serve(&d);
+    let backup = tmp.path().join("backup");
+
+    let receipts = std::thread::scope(|s| {
+        let producers: Vec<_> = (0..4)
+            .map(|p| {
+                let (base, w) = (&base, &w);
+                s.spawn(move || {
+                    (0..100)
+                        .filter_map(|i| {
+                            let n = p * 1000 + i;
+                            post_event(base, w, &sent_json(&format!("e{n}"), &format!("M{n}")))
+                        })
+                        .collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        // While they append: the store is held by the server, so the backup reads
+        // it without its lock, up to the newest checkpoint.
+        std::thread::sleep(Duration::from_millis(150));
+        let first = ledger_json(&d, &["--json", "backup", "--to", backup.to_str().unwrap()]);
+        assert_eq!(first["checked"], true, "{first}");
+        let mid = first["entries"].as_u64().unwrap();
+        let held = bundle_leaves(&backup);
+        let receipts: Vec<(u64, String)> = producers
+            .into_iter()
+            .flat_map(|h| h.join().unwrap())
+            .collect();
+        assert_eq!(held.len() as u64, mid);
+        for (seq, hash) in receipts.iter().filter(|(seq, _)| *seq < mid) {
+            assert_eq!(held.get(seq), Some(hash), "entry {seq} in the first backup");
+        }
+        receipts
+    });
+    assert_eq!(receipts.len(), 400, "every post was acknowledged");
+    // The server signs once it is idle: then the next backup covers everything.
+    let mut size = 0;
+    for _ in 0..100 {
+        let cp = ledger_json(&d, &["--json", "checkpoint"]);
+        size = cp["size"].as_u64().unwrap();
+        if size == 400 {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(size, 400, "the server signed the whole log");
+    let second = ledger_json(&d, &["--json", "backup", "--to", backup.to_str().unwrap()]);
+    assert_eq!(second["entries"], 400, "{second}");
+    assert_eq!(
+        second["new_entries"].as_u64().unwrap() + second["from_entries"].as_u64().unwrap(),
+        400,
+        "only the entries since were written: {second}"
+    );
+    stop(&mut child);
+
+    // An auditor can check the backup as it is, with the key they hold.
+    let key = format!("@{}", d.join("verifier.key").display());
+    let v = ledger_ok(
+        &d,
+        &[
+            "verify",
+            "--bundle",
+            backup.to_str().unwrap(),
+            "--key",
+            &key,
+        ],
+    );
+    assert!(v.starts_with("OK: 400 entries"), "{v}");
+
+    let restored = tmp.path().join("restored");
+    let r = ledger_json(
+        &d,
+        &[
+            "--json",
+            "restore",
+            "--from",
+            backup.to_str().unwrap(),
+            "--into",
+            restored.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(r["entries"], 400, "{r}");
+    let v = ledger_ok(&restored, &["verify", "--key", &key]);
+    assert!(v.starts_with("OK: 400 entries"), "{v}");
+    let held = bundle_leaves(&backup);
+    for (seq, hash) in &receipts {
+        assert_eq!(held.get(seq), Some(hash), "acknowledged entry {seq}");
+    }
+    // The restored ledger goes on with its key: the next entry is 400, and its
+    // checkpoints verify with the same verifier key.
+    append_sent(&restored, 5000, 5001);
+    let v = ledger_ok(&restored, &["verify", "--key", &key]);
+    assert!(v.starts_with("OK: 401 entries"), "{v}");
+}
+
+/// What an attacker or an accident can do to a backup, and what a restore says.
+#[test]
+fn a_restore_refuses_a_damaged_backup_a_foreign_key_and_a_used_directory() {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = new_ledger(tmp.path());
+    append_sent(&d, 0, 50);
+    let backup = tmp.path().join("backup");
+    ledger_ok(&d, &["backup", "--to", backup.to_str().unwrap()]);
+
+    // Another ledger's backup directory is not extended with this one's entries.
+    let other = tmp.path().join("other");
+    std::fs::create_dir(&other).unwrap();
+    let o = new_ledger(&other);
+    append_sent(&o, 0, 10);
+    let out = ledger(&o, &["backup", "--to", backup.to_str().unwrap()]);
+    assert_ne!(out.status.code(), Some(0));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("not an earlier state of this ledger"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // A directory holding something else is not written into.
+    let used = tmp.path().join("used");
+    std::fs::create_dir(&used).unwrap();
+    std::fs::write(used.join("notes.txt"), "mine").unwrap();
+    let out = ledger(&d, &["backup", "--to", used.to_str().unwrap()]);
+    assert_ne!(out.status.code(), Some(0));
+    assert_eq!(std::fs::read_dir(&used).unwrap().count(), 1);
+
+    // Another ledger's signing key: refused, nothing made.
+    let into = tmp.path().join("r1");
+    let out = ledger(
+        &d,
+        &[
+            "restore",
+            "--from",
+            backup.to_str().unwrap(),
+            "--into",
+            into.to_str().unwrap(),
+            "--signing-key",
+            o.join("signing.key").to_str().unwrap(),
+        ],
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_ne!(out.status.code(), Some(0), "{err}");
+    assert!(err.contains("not the key that signed"), "{err}");
+    assert!(!into.join("log").exists(), "nothing restored: {err}");
+
+    // A bundle holds no signing key: the restore says where to get one.
+    let bundle = tmp.path().join("bundle");
+    ledger_ok(&d, &["export", "--out", bundle.to_str().unwrap()]);
+    let out = ledger(
+        &d,
+        &[
+            "restore",
+            "--from",
+            bundle.to_str().unwrap(),
+            "--into",
+            tmp.path().join("r2").to_str().unwrap(),
+        ],
+    );
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--signing-key"));
+    // With the key kept elsewhere, a bundle restores.
+    ledger_ok(
+        &d,
+        &[
+            "restore",
+            "--from",
+            bundle.to_str().unwrap(),
+            "--into",
+            tmp.path().join("r3").to_str().unwrap(),
+            "--signing-key",
+            d.join("signing.key").to_str().unwrap(),
+        ],
+    );
+
+    // One changed byte in the backup's entries: refused, naming the entry.
+    let entries = backup.join("entries.jsonl");
+    let text = std::fs::read_to_string(&entries).unwrap();
+    let at = text.match_indices("\"M17\"").next().unwrap().0;
+    let mut bytes = text.into_bytes();
+    bytes[at + 2] = b'9';
+    std::fs::write(&entries, bytes).unwrap();
+    let into = tmp.path().join("r4");
+    let out = ledger(
+        &d,
+        &[
+            "restore",
+            "--from",
+            backup.to_str().unwrap(),
+            "--into",
+            into.to_str().unwrap(),
+        ],
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_ne!(out.status.code(), Some(0), "{err}");
+    assert!(
+        err.contains("18"),
+        "names the entry after the changed one: {err}"
+    );
+    assert!(!into.join("log").exists());
+}
+
+/// Runbook: one flipped bit in the middle of the log stops every command (rightly);
+/// the way back is a restore from the newest backup.
+#[test]
+fn a_damaged_segment_is_repaired_by_a_restore_from_the_backup() {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = new_ledger(tmp.path());
+    append_sent(&d, 0, 100);
+    let backup = tmp.path().join("backup");
+    ledger_ok(&d, &["backup", "--to", backup.to_str().unwrap()]);
+
+    let seg = std::fs::read_dir(d.join("log"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.extension().is_some_and(|e| e == "seg"))
+        .unwrap();
+    let mut bytes = std::fs::read(&seg).unwrap();
+    let mid = bytes.len() / 2;
+    bytes[mid] ^= 0x01;
+    std::fs::write(&seg, bytes).unwrap();
+    let out = ledger(&d, &["verify"]);
+    assert_ne!(out.status.code(), Some(0), "the damage is found");
+
+    let restored = tmp.path().join("restored");
+    ledger_ok(
+        &d,
+        &[
+            "restore",
+            "--from",
+            backup.to_str().unwrap(),
+            "--into",
+            restored.to_str().unwrap(),
+        ],
+    );
+    let key = format!("@{}", d.join("verifier.key").display());
+    let v = ledger_ok(&restored, &["verify", "--key", &key]);
+    assert!(v.starts_with("OK: 100 entries"), "{v}");
+    let h: Value =
+        serde_json::from_str(&ledger_ok(&restored, &["--json", "history", "M50"])).unwrap();
+    assert_eq!(h["entries"][0]["event"]["id"], "e50");
+    append_sent(&restored, 100, 101);
+}
+
+/// Runbook: a lost index is rebuilt from the log; a lost signing key comes back from
+/// the backup (which holds it), and nothing is signed with any other.
+#[test]
+fn a_lost_index_is_rebuilt_and_a_lost_signing_key_comes_back_from_the_backup() {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = new_ledger(tmp.path());
+    append_sent(&d, 0, 30);
+    let backup = tmp.path().join("backup");
+    ledger_ok(&d, &["backup", "--to", backup.to_str().unwrap()]);
+
+    std::fs::remove_file(d.join("index.redb")).unwrap();
+    let r: Value = serde_json::from_str(&ledger_ok(&d, &["reindex", "--json"])).unwrap();
+    assert!(r.get("identical").is_some(), "{r}");
+    let h: Value = serde_json::from_str(&ledger_ok(&d, &["--json", "history", "M7"])).unwrap();
+    assert_eq!(h["entries"][0]["event"]["id"], "e7");
+
+    let key = std::fs::read(d.join("signing.key")).unwrap();
+    std::fs::remove_file(d.join("signing.key")).unwrap();
+    // Without its key the ledger is read-only: questions work, appends are refused.
+    let h: Value = serde_json::from_str(&ledger_ok(&d, &["--json", "history", "M7"])).unwrap();
+    assert_eq!(h["entries"][0]["event"]["id"], "e7");
+    let file = tmp.path().join("one.jsonl");
+    std::fs::write(&file, sent_json("e99", "M99") + "\n").unwrap();
+    let out = ledger(&d, &["append", file.to_str().unwrap()]);
+    assert_ne!(out.status.code(), Some(0));
+    std::fs::copy(backup.join("signing.key"), d.join("signing.key")).unwrap();
+    assert_eq!(std::fs::read(d.join("signing.key")).unwrap(), key);
+    ledger_ok(&d, &["append", file.to_str().unwrap()]);
+    let v = ledger_ok(
+        &d,
+        &[
+            "verify",
+            "--key",
+            &format!("@{}", d.join("verifier.key").display()),
+        ],
+    );
+    assert!(v.starts_with("OK: 31 entries"), "{v}");
+}

@@ -269,3 +269,21 @@ pub fn stop(child: &mut std::process::Child) {
         .status();
     let _ = child.wait();
 }
+
+/// A process's stdout then stderr, as text (for assertions that show both).
+pub fn output_text(out: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+/// An HTTP client for tests: statuses are answers, not errors; 30 s at most a call.
+pub fn http_agent() -> ureq::Agent {
+    ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .timeout_global(Some(std::time::Duration::from_secs(30)))
+        .build()
+        .into()
+}

@@ -476,11 +476,7 @@ fn the_demo_s_first_screen_shows_a_vanished_message_and_how_it_was_caught() {
         .env("TMPDIR", tmp.path())
         .output()
         .unwrap();
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let text = ledger_tests::output_text(&out);
     assert!(out.status.success(), "{text}");
     let at = |s: &str| {
         text.find(s)

@@ -14,17 +14,9 @@ use serde_json::Value;
 
 const POLICE: &str = "974760673";
 
-fn agent() -> ureq::Agent {
-    ureq::Agent::config_builder()
-        .http_status_as_error(false)
-        .timeout_global(Some(Duration::from_secs(30)))
-        .build()
-        .into()
-}
-
 /// Posts one event; its receipt (seq, entry hash) when acknowledged.
 fn post_event(base: &str, token: &str, body: &str) -> Option<(u64, String)> {
-    let resp = agent()
+    let resp = ledger_tests::http_agent()
         .post(format!("{base}/v1/events"))
         .header("Authorization", &format!("Bearer {token}"))
         .header("Content-Type", "application/json")
@@ -46,6 +38,29 @@ fn bundle_leaves(dir: &Path) -> BTreeMap<u64, String> {
         .enumerate()
         .map(|(i, l)| (i as u64, hex::encode(HashAlg::Blake3.leaf(l.as_bytes()))))
         .collect()
+}
+
+/// `ledger restore --from FROM --into INTO [--signing-key KEY]`, run from `dir`.
+fn restore(dir: &Path, from: &Path, into: &Path, key: Option<&Path>) -> std::process::Output {
+    let mut args = vec![
+        "restore",
+        "--from",
+        from.to_str().unwrap(),
+        "--into",
+        into.to_str().unwrap(),
+    ];
+    if let Some(k) = key {
+        args.extend(["--signing-key", k.to_str().unwrap()]);
+    }
+    ledger(dir, &args)
+}
+
+/// [`restore`], which must succeed.
+fn restore_ok(dir: &Path, from: &Path, into: &Path, key: Option<&Path>) -> String {
+    let out = restore(dir, from, into, key);
+    let text = ledger_tests::output_text(&out);
+    assert!(out.status.success(), "restore failed:\n{text}");
+    text
 }
 
 fn new_ledger(root: &Path) -> std::path::PathBuf {
@@ -141,18 +156,8 @@ fn a_backup_under_load_restores_every_acknowledged_entry_and_appends_go_on() {
     assert!(v.starts_with("OK: 400 entries"), "{v}");
 
     let restored = tmp.path().join("restored");
-    let r = ledger_json(
-        &d,
-        &[
-            "--json",
-            "restore",
-            "--from",
-            backup.to_str().unwrap(),
-            "--into",
-            restored.to_str().unwrap(),
-        ],
-    );
-    assert_eq!(r["entries"], 400, "{r}");
+    let r = restore_ok(&d, &backup, &restored, None);
+    assert!(r.starts_with("restored 400 entries"), "{r}");
     let v = ledger_ok(&restored, &["verify", "--key", &key]);
     assert!(v.starts_with("OK: 400 entries"), "{v}");
     let held = bundle_leaves(&backup);
@@ -197,18 +202,7 @@ fn a_restore_refuses_a_damaged_backup_a_foreign_key_and_a_used_directory() {
 
     // Another ledger's signing key: refused, nothing made.
     let into = tmp.path().join("r1");
-    let out = ledger(
-        &d,
-        &[
-            "restore",
-            "--from",
-            backup.to_str().unwrap(),
-            "--into",
-            into.to_str().unwrap(),
-            "--signing-key",
-            o.join("signing.key").to_str().unwrap(),
-        ],
-    );
+    let out = restore(&d, &backup, &into, Some(&o.join("signing.key")));
     let err = String::from_utf8_lossy(&out.stderr);
     assert_ne!(out.status.code(), Some(0), "{err}");
     assert!(err.contains("not the key that signed"), "{err}");
@@ -217,30 +211,15 @@ fn a_restore_refuses_a_damaged_backup_a_foreign_key_and_a_used_directory() {
     // A bundle holds no signing key: the restore says where to get one.
     let bundle = tmp.path().join("bundle");
     ledger_ok(&d, &["export", "--out", bundle.to_str().unwrap()]);
-    let out = ledger(
-        &d,
-        &[
-            "restore",
-            "--from",
-            bundle.to_str().unwrap(),
-            "--into",
-            tmp.path().join("r2").to_str().unwrap(),
-        ],
-    );
+    let out = restore(&d, &bundle, &tmp.path().join("r2"), None);
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("--signing-key"));
     // With the key kept elsewhere, a bundle restores.
-    ledger_ok(
+    restore_ok(
         &d,
-        &[
-            "restore",
-            "--from",
-            bundle.to_str().unwrap(),
-            "--into",
-            tmp.path().join("r3").to_str().unwrap(),
-            "--signing-key",
-            d.join("signing.key").to_str().unwrap(),
-        ],
+        &bundle,
+        &tmp.path().join("r3"),
+        Some(&d.join("signing.key")),
     );
 
     // One changed byte in the backup's entries: refused, naming the entry.
@@ -251,16 +230,7 @@ fn a_restore_refuses_a_damaged_backup_a_foreign_key_and_a_used_directory() {
     bytes[at + 2] = b'9';
     std::fs::write(&entries, bytes).unwrap();
     let into = tmp.path().join("r4");
-    let out = ledger(
-        &d,
-        &[
-            "restore",
-            "--from",
-            backup.to_str().unwrap(),
-            "--into",
-            into.to_str().unwrap(),
-        ],
-    );
+    let out = restore(&d, &backup, &into, None);
     let err = String::from_utf8_lossy(&out.stderr);
     assert_ne!(out.status.code(), Some(0), "{err}");
     assert!(
@@ -293,16 +263,7 @@ fn a_damaged_segment_is_repaired_by_a_restore_from_the_backup() {
     assert_ne!(out.status.code(), Some(0), "the damage is found");
 
     let restored = tmp.path().join("restored");
-    ledger_ok(
-        &d,
-        &[
-            "restore",
-            "--from",
-            backup.to_str().unwrap(),
-            "--into",
-            restored.to_str().unwrap(),
-        ],
-    );
+    restore_ok(&d, &backup, &restored, None);
     let key = format!("@{}", d.join("verifier.key").display());
     let v = ledger_ok(&restored, &["verify", "--key", &key]);
     assert!(v.starts_with("OK: 100 entries"), "{v}");

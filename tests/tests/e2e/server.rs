@@ -89,11 +89,7 @@ impl Drop for Server {
 }
 
 fn agent() -> ureq::Agent {
-    ureq::Agent::config_builder()
-        .http_status_as_error(false)
-        .timeout_global(Some(Duration::from_secs(30)))
-        .build()
-        .into()
+    ledger_tests::http_agent()
 }
 
 /// (status, body) of a request; `body` None is a GET.

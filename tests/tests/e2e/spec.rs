@@ -14,11 +14,7 @@ fn python(args: &[&str]) -> String {
         .current_dir(repo_root())
         .output()
         .unwrap();
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let text = ledger_tests::output_text(&out);
     assert!(out.status.success(), "python3 {args:?} failed:\n{text}");
     text
 }

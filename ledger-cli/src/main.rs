@@ -7,6 +7,7 @@
 mod append;
 mod backup;
 mod bench_load;
+mod channel;
 mod demo;
 mod mirror;
 mod output;
@@ -402,6 +403,16 @@ enum Command {
         #[command(subcommand)]
         command: serve::TokenCommand,
     },
+    /// The addresses channels deliver their events to (Altinn Events, an eFormidling
+    /// integrasjonspunkt, a Fiks IO adapter), which cannot send our bearer tokens: add
+    /// (prints the address and the steps to register it), list, revoke.
+    Channel {
+        /// Configuration file naming the tokens file [default: <dir>/ledger.toml if present].
+        #[arg(long, global = true)]
+        config: Option<PathBuf>,
+        #[command(subcommand)]
+        command: channel::ChannelCommand,
+    },
 }
 
 #[derive(Subcommand)]
@@ -471,7 +482,7 @@ const COMMAND_GROUPS: &[(&str, &[&str])] = &[
     ("Try it", &["demo"]),
     (
         "Sending systems and channels — record what happened",
-        &["append", "receipt"],
+        &["append", "receipt", "channel"],
     ),
     (
         "Regulators and case handlers — ask what happened to a message",
@@ -909,6 +920,10 @@ fn run(cli: Cli) -> Result<u8> {
             serve::token(dir, config.as_deref(), command, cli.json)
         }
         Command::Witness { command } => serve::witness(dir, command, cli.json),
+        Command::Channel { config, command } => {
+            let cfg = serve::config(dir, config.as_deref())?;
+            channel::run(dir, &cfg.tokens_file, command, cli.json)
+        }
         Command::Receipt(args) => {
             let store = open_reader(dir)?;
             receipts::receipt(dir, store.as_ref(), &args, cli.json)

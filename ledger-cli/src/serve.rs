@@ -41,7 +41,7 @@ pub(crate) enum TokenCommand {
     },
 }
 
-fn config(dir: &Path, file: Option<&Path>) -> Result<ServerConfig> {
+pub(crate) fn config(dir: &Path, file: Option<&Path>) -> Result<ServerConfig> {
     ServerConfig::load(dir, file).map_err(|e| anyhow!(InputError(e.to_string())))
 }
 

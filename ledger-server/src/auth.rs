@@ -168,16 +168,7 @@ impl Authenticator {
                 )
             })?;
         if TokenStore::is_static(token) {
-            // The file is checked (one stat, outside any lock) on every request, so a
-            // created or revoked token takes effect at once.
-            let now = modified(&self.tokens_path);
-            let stale = self.tokens.read().expect("tokens lock").modified != now;
-            if stale {
-                let mut t = self.tokens.write().expect("tokens lock");
-                self.reload_if_changed(&mut t);
-            }
-            let t = self.tokens.read().expect("tokens lock");
-            return t.store.authenticate(token).ok_or_else(|| {
+            return self.current().store.authenticate(token).ok_or_else(|| {
                 ApiError::unauthorized("invalid_token", "the token is unknown or revoked")
             });
         }
@@ -188,6 +179,34 @@ impl Authenticator {
                 "the token is not a static token of this server, and no JWT issuer is configured",
             )),
         }
+    }
+}
+
+impl Authenticator {
+    /// The tokens as the file holds them now. The file is checked (one stat, outside
+    /// any lock) on every request, so a created or revoked token takes effect at once.
+    fn current(&self) -> std::sync::RwLockReadGuard<'_, StaticTokens> {
+        let now = modified(&self.tokens_path);
+        let stale = self.tokens.read().expect("tokens lock").modified != now;
+        if stale {
+            let mut t = self.tokens.write().expect("tokens lock");
+            self.reload_if_changed(&mut t);
+        }
+        self.tokens.read().expect("tokens lock")
+    }
+
+    /// The principal, channel and id of a channel's hook secret (`/v1/hooks/<secret>`);
+    /// 401 if it is unknown, revoked, or a bearer token.
+    pub fn authenticate_hook(&self, secret: &str) -> Result<(Principal, String, String), ApiError> {
+        let t = self.current();
+        let (p, rec) = t.store.authenticate_hook(secret).ok_or_else(|| {
+            ApiError::unauthorized(
+                "invalid_hook",
+                "no hook has this address (it was mistyped or revoked: see `ledger channel list`)",
+            )
+        })?;
+        let channel = rec.channel.clone().expect("a hook has a channel");
+        Ok((p, channel, rec.id.clone()))
     }
 }
 

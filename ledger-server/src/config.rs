@@ -82,6 +82,9 @@ pub struct ServerConfig {
     pub max_connections: usize,
     /// `GET /v1/stream` clients at once; 503 with Retry-After beyond.
     pub max_stream_clients: usize,
+    /// Requests a minute through one channel hook (`/v1/hooks/…`); 429 with
+    /// Retry-After beyond (channels redeliver).
+    pub hook_requests_per_minute: usize,
     /// Streams replaying from the log at once (started, or resumed, more than a chunk
     /// behind the newest entry), until they catch up; 503 with Retry-After beyond.
     pub max_replaying_streams: usize,
@@ -163,6 +166,7 @@ struct RawServer {
     max_connections: Option<usize>,
     max_stream_clients: Option<usize>,
     max_replaying_streams: Option<usize>,
+    hook_requests_per_minute: Option<usize>,
 }
 
 #[derive(Deserialize, Default)]
@@ -255,6 +259,8 @@ pub const DEFAULT_IDLE_TIMEOUT_SECONDS: u64 = 60;
 pub const DEFAULT_MAX_CONNECTIONS: usize = 4096;
 /// Stream clients at once.
 pub const DEFAULT_MAX_STREAM_CLIENTS: usize = 1024;
+/// A channel delivers one event (or a small batch) a request: ten a second each.
+const DEFAULT_HOOK_REQUESTS_PER_MINUTE: usize = 600;
 /// Streams replaying from the log at once.
 pub const DEFAULT_MAX_REPLAYING_STREAMS: usize = 16;
 
@@ -345,6 +351,11 @@ impl ServerConfig {
                 "server.max_stream_clients",
                 raw.server.max_stream_clients,
                 DEFAULT_MAX_STREAM_CLIENTS,
+            )?,
+            hook_requests_per_minute: positive(
+                "server.hook_requests_per_minute",
+                raw.server.hook_requests_per_minute,
+                DEFAULT_HOOK_REQUESTS_PER_MINUTE,
             )?,
             max_replaying_streams: positive(
                 "server.max_replaying_streams",

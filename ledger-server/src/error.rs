@@ -82,6 +82,11 @@ impl ApiError {
             .retry_after(RETRY_SOON_SECONDS)
     }
 
+    /// 429 with its own code, asking the client to come back in `seconds`.
+    pub fn too_many(code: &'static str, message: impl Into<String>, seconds: u32) -> Self {
+        Self::new(StatusCode::TOO_MANY_REQUESTS, code, message).retry_after(seconds)
+    }
+
     /// 503 with its own code, asking the client to come back in `seconds`.
     pub fn busy(code: &'static str, message: impl Into<String>, seconds: u32) -> Self {
         Self::new(StatusCode::SERVICE_UNAVAILABLE, code, message).retry_after(seconds)

@@ -11,6 +11,7 @@ pub mod config;
 mod conn;
 mod console;
 mod error;
+mod hooks;
 pub mod mappers;
 mod metrics;
 mod openapi;
@@ -198,6 +199,7 @@ pub async fn serve(
         max_connections,
         drain: config.request_timeout + std::time::Duration::from_secs(5),
     };
+    let hook_limit = config.hook_requests_per_minute;
     let state = routes::AppState(Arc::new(routes::Inner {
         store: store.clone(),
         projector: projector.clone(),
@@ -213,6 +215,7 @@ pub async fn serve(
         dir: dir.clone(),
         sessions: console::Sessions::default(),
         exports: Arc::new(tokio::sync::Semaphore::new(1)),
+        hooks: crate::hooks::HookLimiter::new(hook_limit),
     }));
     let app = routes::router(state.clone());
     let draining = state.clone();

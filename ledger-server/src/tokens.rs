@@ -4,6 +4,13 @@
 //!
 //! A token reads `ldg_<id>_<secret>`: the id finds the record, the hash of the whole
 //! token is compared in constant time.
+//!
+//! A channel's hook (`ledger channel add`) is a token bound to one channel: a channel
+//! such as Altinn Events or an eFormidling integrasjonspunkt cannot send a bearer
+//! token, so it calls `/v1/hooks/<token>`, the secret in the path. Such a token is
+//! accepted only there, for its channel, and never as a bearer token: a URL is more
+//! exposed than a header (proxies, the channel's own configuration), so what it can
+//! do is the least: report that channel's events for its organisation.
 
 use std::fs;
 use std::io::Write;
@@ -62,7 +69,13 @@ pub struct TokenRecord {
     /// When it was revoked, if it was.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub revoked_at: Option<String>,
+    /// For a channel's hook: the channel (`altinn`, `eformidling`, `fiks`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub channel: Option<String>,
 }
+
+/// The channels a hook can be made for, and what each posts.
+pub const HOOK_CHANNELS: [&str; 3] = ["altinn", "eformidling", "fiks"];
 
 #[derive(Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -139,6 +152,37 @@ impl TokenStore {
         scopes: &[Scope],
         name: Option<&str>,
     ) -> Result<(TokenRecord, String), TokenError> {
+        self.create_bound(org, scopes, name, None)
+    }
+
+    /// Creates a hook for `channel` (one of [`HOOK_CHANNELS`]): a token that reports
+    /// that channel's events for `org` through `/v1/hooks/<token>` and nothing else.
+    pub fn create_hook(
+        &mut self,
+        org: &str,
+        channel: &str,
+        name: Option<&str>,
+    ) -> Result<(TokenRecord, String), TokenError> {
+        if !HOOK_CHANNELS.contains(&channel) {
+            return Err(TokenError::Usage(format!(
+                "channel {channel:?} is not one of: {}",
+                HOOK_CHANNELS.join(", ")
+            )));
+        }
+        let name = name.map_or_else(
+            || format!("{channel}-{org}-{}", self.file.tokens.len() + 1),
+            str::to_string,
+        );
+        self.create_bound(org, &[Scope::Write], Some(&name), Some(channel))
+    }
+
+    fn create_bound(
+        &mut self,
+        org: &str,
+        scopes: &[Scope],
+        name: Option<&str>,
+        channel: Option<&str>,
+    ) -> Result<(TokenRecord, String), TokenError> {
         ledger_core::ids::check_orgnr(org)
             .map_err(|e| TokenError::Usage(format!("--org {org:?}: {e}")))?;
         if scopes.is_empty() {
@@ -172,6 +216,7 @@ impl TokenStore {
             sha256: sha256_hex(&token),
             created_at: now_rfc3339(),
             revoked_at: None,
+            channel: channel.map(str::to_string),
         };
         self.file.tokens.push(record.clone());
         self.save()?;
@@ -198,13 +243,11 @@ impl TokenStore {
         Ok(t)
     }
 
-    /// The principal a presented token stands for, if it is one of ours and not revoked.
+    /// The principal a presented bearer token stands for, if it is one of ours, not
+    /// revoked, and not a channel's hook.
     pub fn authenticate(&self, presented: &str) -> Option<Principal> {
-        let id = presented.strip_prefix(PREFIX)?.split('_').next()?;
-        let t = self.file.tokens.iter().find(|t| t.id == id)?;
-        let given = Sha256::digest(presented.as_bytes());
-        let stored = hex::decode(&t.sha256).ok()?;
-        if !bool::from(given.as_slice().ct_eq(&stored)) || t.revoked_at.is_some() {
+        let t = self.matching(presented)?;
+        if t.channel.is_some() {
             return None;
         }
         Some(Principal {
@@ -212,6 +255,31 @@ impl TokenStore {
             scopes: t.scopes.clone(),
             subject: format!("token:{}", t.name),
         })
+    }
+
+    /// The principal and channel of a presented hook, if it is one of ours and not
+    /// revoked. Its id (never the secret) names it in logs and limits.
+    pub fn authenticate_hook(&self, presented: &str) -> Option<(Principal, &TokenRecord)> {
+        let t = self.matching(presented)?;
+        t.channel.as_ref()?;
+        let p = Principal {
+            org: t.org.clone(),
+            scopes: vec![Scope::Write],
+            subject: format!("hook:{}", t.name),
+        };
+        Some((p, t))
+    }
+
+    /// The live record whose hash is the presented token's.
+    fn matching(&self, presented: &str) -> Option<&TokenRecord> {
+        let id = presented.strip_prefix(PREFIX)?.split('_').next()?;
+        let t = self.file.tokens.iter().find(|t| t.id == id)?;
+        let given = Sha256::digest(presented.as_bytes());
+        let stored = hex::decode(&t.sha256).ok()?;
+        if !bool::from(given.as_slice().ct_eq(&stored)) || t.revoked_at.is_some() {
+            return None;
+        }
+        Some(t)
     }
 
     /// Whether a presented bearer token has the shape of a static token.
@@ -269,6 +337,39 @@ mod tests {
             TokenStore::load(&path)
                 .unwrap()
                 .authenticate(&token)
+                .is_none()
+        );
+    }
+
+    #[test]
+    fn a_hook_is_only_a_hook_and_a_token_never_one() {
+        let d = tempfile::tempdir().unwrap();
+        let path = d.path().join(FILE_NAME);
+        let mut s = TokenStore::load(&path).unwrap();
+        let (rec, hook) = s.create_hook("974760673", "altinn", None).unwrap();
+        let (_, token) = s.create("974760673", &[Scope::Write], None).unwrap();
+        assert_eq!(rec.channel.as_deref(), Some("altinn"));
+        assert_eq!(rec.scopes, [Scope::Write]);
+        let s = TokenStore::load(&path).unwrap();
+        assert!(s.authenticate(&hook).is_none(), "a hook is no bearer token");
+        assert!(s.authenticate_hook(&token).is_none(), "a token is no hook");
+        let (p, r) = s.authenticate_hook(&hook).unwrap();
+        assert_eq!(
+            (p.org.as_str(), r.channel.as_deref()),
+            ("974760673", Some("altinn"))
+        );
+        assert!(p.subject.starts_with("hook:"));
+        let mut wrong = hook.clone();
+        wrong.pop();
+        wrong.push(if hook.ends_with('x') { 'y' } else { 'x' });
+        assert!(s.authenticate_hook(&wrong).is_none());
+        let mut s = TokenStore::load(&path).unwrap();
+        assert!(s.create_hook("974760673", "smtp", None).is_err());
+        s.revoke(&rec.id).unwrap();
+        assert!(
+            TokenStore::load(&path)
+                .unwrap()
+                .authenticate_hook(&hook)
                 .is_none()
         );
     }

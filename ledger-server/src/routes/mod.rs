@@ -49,6 +49,8 @@ pub(crate) struct Inner {
     pub sessions: crate::console::Sessions,
     /// One export bundle at a time (`GET /v1/bundle`).
     pub exports: Arc<tokio::sync::Semaphore>,
+    /// Requests a minute per channel hook.
+    pub hooks: crate::hooks::HookLimiter,
 }
 
 /// What bounds the streams: clients at once, replays at once, and log reads at once
@@ -198,6 +200,7 @@ pub(crate) fn api(timeout: std::time::Duration) -> (Router<AppState>, utoipa::op
         .routes(routes!(write::post_events))
         .routes(routes!(write::post_cloudevents))
         .routes(routes!(write::post_eformidling))
+        .routes(routes!(write::post_hook))
         .routes(routes!(read::list_messages))
         .routes(routes!(read::get_message))
         .routes(routes!(read::get_scoped_message))

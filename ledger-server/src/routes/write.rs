@@ -399,8 +399,12 @@ async fn authorize(
 /// Which mapper a channel endpoint uses.
 #[derive(Clone, Copy)]
 enum Channel {
+    /// Any CloudEvent the mappers know (`/v1/cloudevents`).
     CloudEvents,
+    /// eFormidling status records.
     Eformidling,
+    /// A hook's CloudEvents: its channel's name, and the type prefixes it takes.
+    HookCloudEvents(&'static str, &'static [&'static str]),
 }
 
 /// What became of one item of a channel batch.
@@ -434,6 +438,7 @@ async fn channel_events(
     let name = match channel {
         Channel::CloudEvents => "cloudevents",
         Channel::Eformidling => "eformidling",
+        Channel::HookCloudEvents(hook, _) => hook,
     };
     let values: Vec<Value> = match serde_json::from_slice::<Value>(&bytes) {
         Ok(Value::Array(a)) => a,
@@ -479,6 +484,22 @@ async fn channel_events(
         };
         for v in &values {
             let r: Result<mappers::Mapped, MapError> = match channel {
+                Channel::HookCloudEvents(hook, prefixes) => {
+                    let t = v.get("type").and_then(Value::as_str).unwrap_or_default();
+                    if !prefixes.iter().any(|p| t.starts_with(p)) {
+                        // One channel's hook is not a way in for another's events.
+                        outcomes.push(Outcome::Rejected {
+                            reason: "wrong_channel",
+                            message: format!(
+                                "this hook is {hook}'s: it takes CloudEvents whose type starts with {}, not {}",
+                                prefixes.join(" or "),
+                                mappers::shown(t)
+                            ),
+                        });
+                        continue;
+                    }
+                    mappers::map_cloudevent(v, &cx)
+                }
                 Channel::CloudEvents => mappers::map_cloudevent(v, &cx),
                 Channel::Eformidling => mappers::map_eformidling(v, &cx),
             };
@@ -653,4 +674,42 @@ pub(crate) async fn post_eformidling(
     body: Body,
 ) -> Result<Json<Value>, ApiError> {
     channel_events(s, p, headers, body, Channel::Eformidling).await
+}
+
+/// `POST /v1/hooks/{secret}`: a channel's own deliveries, to the address `ledger
+/// channel add` made for it (docs/channels.md): Altinn Events' CloudEvents (its
+/// subscription check answered 200), an integrasjonspunkt's webhook bodies, or a
+/// Fiks IO adapter's CloudEvents. The secret in the path is the credential, bound
+/// to one organisation and one channel; each item is then handled as on that
+/// channel's endpoint, under the tenant boundary of the hook's organisation.
+#[utoipa::path(post, path = "/hooks/{secret}", tag = "report",
+    params(("secret" = String, Path, description = "The hook's secret, as `ledger channel add` printed it")),
+    request_body(content = Object, description = "What the hook's channel posts: CloudEvents (altinn, fiks) or eFormidling webhook bodies and status records (eformidling), one or a JSON array", content_type = "application/json"),
+    responses((status = 200, description = "Per item, in order: recorded, ignored (the subscription check, the webhook ping, a type with no fact) or rejected (malformed, another channel's type, another organisation's message)", body = ChannelReceipts),
+        (status = 400, description = "The body is not JSON, or not an object or an array of them", body = ErrorBody),
+        (status = 401, description = "No hook has this address (mistyped or revoked)", body = ErrorBody), (status = 413, body = ErrorBody),
+        (status = 422, description = "Every item of the body is malformed; each named by index", body = ErrorBody),
+        (status = 429, description = "This hook's requests a minute are spent; redeliver after Retry-After seconds", body = ErrorBody),
+        (status = 503, description = "The store is unavailable; retry after Retry-After seconds", body = ErrorBody)),
+    security(()))]
+pub(crate) async fn post_hook(
+    State(s): State<AppState>,
+    axum::extract::Path(secret): axum::extract::Path<String>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Json<Value>, ApiError> {
+    let (p, channel, id) = s.auth.authenticate_hook(&secret)?;
+    s.hooks.admit(&id)?;
+    let how = match crate::hooks::cloudevent_prefixes(&channel) {
+        Some(prefixes) => {
+            let name = if channel == "altinn" {
+                "altinn"
+            } else {
+                "fiks"
+            };
+            Channel::HookCloudEvents(name, prefixes)
+        }
+        None => Channel::Eformidling,
+    };
+    channel_events(s, p, headers, body, how).await
 }

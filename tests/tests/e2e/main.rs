@@ -2,6 +2,7 @@
 
 mod answers;
 mod bad_input;
+mod channels;
 mod cli;
 mod crash;
 mod demo;

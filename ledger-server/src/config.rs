@@ -94,6 +94,25 @@ pub struct ServerConfig {
     /// `witnessing.quorum_within_seconds`: a checkpoint not cosigned by the witness
     /// quorum of `witness.policy` within this long is an alarm.
     pub quorum_within: Duration,
+    /// `[alerts]`: where alerts go, if anywhere.
+    pub alerts: Option<AlertsConfig>,
+}
+
+/// `[alerts]`: an operator's alerts (a verdict turning at_risk, lost or
+/// stuck_in_handoff; a witness alarm; the store stopping after a failed write or
+/// fsync), posted as JSON to a webhook, retried until delivered or given up.
+#[derive(Clone, Debug)]
+pub struct AlertsConfig {
+    /// `alerts.webhook_url`: where each alert is POSTed.
+    pub webhook_url: String,
+    /// `alerts.console_url`: this server's public address, for each alert's link to
+    /// the message's page in the console.
+    pub console_url: Option<String>,
+    /// `alerts.max_attempts`: deliveries tried before an alert is given up (logged).
+    pub max_attempts: u32,
+    /// `alerts.retry_initial_ms`: the first wait between attempts, doubled each time
+    /// up to five minutes.
+    pub retry_initial: Duration,
 }
 
 /// TLS material.
@@ -134,6 +153,16 @@ struct RawConfig {
     tenant: RawTenant,
     #[serde(default)]
     witnessing: RawWitnessing,
+    alerts: Option<RawAlerts>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawAlerts {
+    webhook_url: String,
+    console_url: Option<String>,
+    max_attempts: Option<usize>,
+    retry_initial_ms: Option<u64>,
 }
 
 #[derive(Deserialize, Default)]
@@ -369,6 +398,27 @@ impl ServerConfig {
                 raw.witnessing.quorum_within_seconds,
                 DEFAULT_QUORUM_WITHIN_SECONDS,
             )?,
+            alerts: match raw.alerts {
+                None => None,
+                Some(a) => {
+                    for (key, url) in [
+                        ("alerts.webhook_url", Some(&a.webhook_url)),
+                        ("alerts.console_url", a.console_url.as_ref()),
+                    ] {
+                        if let Some(u) = url
+                            && !(u.starts_with("https://") || u.starts_with("http://"))
+                        {
+                            return Err(invalid(format!("{key} {u:?}: an http(s):// address")));
+                        }
+                    }
+                    Some(AlertsConfig {
+                        webhook_url: a.webhook_url,
+                        console_url: a.console_url.map(|u| u.trim_end_matches('/').to_string()),
+                        max_attempts: positive("alerts.max_attempts", a.max_attempts, 10)? as u32,
+                        retry_initial: Duration::from_millis(a.retry_initial_ms.unwrap_or(1000)),
+                    })
+                }
+            },
             listen,
             tls,
             allow_plain_http_off_loopback: raw

@@ -6,6 +6,7 @@
 //! `/readyz` is authenticated. The tenant boundary is [`tenant`]; the channel mappers
 //! are [`mappers`]. The map of the crate is in ARCHITECTURE.md.
 
+mod alerts;
 pub mod auth;
 pub mod config;
 mod conn;
@@ -200,6 +201,20 @@ pub async fn serve(
         drain: config.request_timeout + std::time::Duration::from_secs(5),
     };
     let hook_limit = config.hook_requests_per_minute;
+    // Alerts follow the verdict changes from now on, until the server stops.
+    let (stop_alerts, alerts_stopped) = tokio::sync::watch::channel(false);
+    let alert_task = config.alerts.clone().map(|a| {
+        let console_url = a.console_url.clone();
+        let alerter = alerts::Alerter::start(a, metrics.clone());
+        tokio::spawn(alerts::follow(
+            alerter,
+            projector.clone(),
+            store.clone(),
+            witnessing.as_ref().map(|w| w.0.clone()),
+            console_url,
+            alerts_stopped,
+        ))
+    });
     let state = routes::AppState(Arc::new(routes::Inner {
         store: store.clone(),
         projector: projector.clone(),
@@ -230,6 +245,10 @@ pub async fn serve(
         Some(_) => format!("https://{addr}"),
     });
     conn::serve(listener, tls, app, limits, metrics, shutdown).await;
+    let _ = stop_alerts.send(true);
+    if let Some(t) = alert_task {
+        let _ = t.await;
+    }
     projector.stop();
     if let Some((w, _)) = &witnessing {
         w.stop();

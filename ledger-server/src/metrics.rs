@@ -22,6 +22,7 @@ pub struct Metrics {
     commit_seconds: Histogram,
     rejected: Family<Labels, Counter>,
     channel_events: Family<Labels, Counter>,
+    alerts: Family<Labels, Counter>,
     verdicts: Family<Labels, Gauge>,
     verdict_changes: Family<Labels, Counter>,
     connections: Gauge,
@@ -42,6 +43,7 @@ impl Default for Metrics {
         let commit_seconds = Histogram::new(exponential_buckets(0.0005, 2.0, 14));
         let rejected = Family::<Labels, Counter>::default();
         let channel_events = Family::<Labels, Counter>::default();
+        let alerts = Family::<Labels, Counter>::default();
         let verdicts = Family::<Labels, Gauge>::default();
         let verdict_changes = Family::<Labels, Counter>::default();
         let connections = Gauge::default();
@@ -117,6 +119,11 @@ impl Default for Metrics {
             channel_events.clone(),
         );
         registry.register(
+            "alerts",
+            "Operator alerts, by outcome: delivered, given_up (after alerts.max_attempts), dropped (queue full)",
+            alerts.clone(),
+        );
+        registry.register(
             "messages",
             "Messages by verdict at the last sweep",
             verdicts.clone(),
@@ -134,6 +141,7 @@ impl Default for Metrics {
             commit_seconds,
             rejected,
             channel_events,
+            alerts,
             verdicts,
             verdict_changes,
             connections,
@@ -186,6 +194,13 @@ impl Metrics {
                 ("channel".into(), channel.into()),
                 ("outcome".into(), outcome.into()),
             ])
+            .inc();
+    }
+
+    /// An alert was delivered, given up or dropped.
+    pub fn alert(&self, outcome: &str) {
+        self.alerts
+            .get_or_create(&vec![("outcome".into(), outcome.into())])
             .inc();
     }
 

@@ -1,0 +1,243 @@
+//! Alerts an operator receives (`[alerts]` in `ledger.toml`): a message's verdict
+//! turning `at_risk`, `lost` or `stuck_in_handoff`, a witness alarm, and the store
+//! stopping after a failed write or `fdatasync`. Each is POSTed as JSON to the
+//! configured webhook, in order, retried with a doubling wait until delivered or
+//! `max_attempts` is spent (then logged and counted).
+//!
+//! An alert never carries personal data: a message is named by its id and its two
+//! organisation numbers, with its verdict, reason and a link to its page in the
+//! console (where only a token that may see it sees it); never refs, digests,
+//! systems' references or any text an event holds.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::sync::mpsc;
+use std::time::Duration;
+
+use ledger_core::projection::Verdict;
+use serde::Serialize;
+use serde_json::json;
+
+use crate::config::AlertsConfig;
+use crate::metrics::Metrics;
+use crate::projector::{Projector, VerdictChange};
+
+/// Alerts waiting for delivery at most; beyond, new ones are counted and logged as
+/// dropped (the webhook is down for long: the log line and the metric say so).
+const QUEUE: usize = 10_000;
+/// The longest wait between two attempts.
+const RETRY_MAX: Duration = Duration::from_secs(300);
+
+/// One alert, as POSTed.
+#[derive(Clone, Debug, Serialize, PartialEq, Eq)]
+pub struct Alert {
+    /// `verdict`, `witness_alarm` or `store_stopped`.
+    pub kind: &'static str,
+    /// When the ledger noticed it (RFC 3339 UTC).
+    pub noticed_at: String,
+    /// One line for a human.
+    pub summary: String,
+    /// The message, for a verdict alert.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub message: Option<serde_json::Value>,
+    /// The message's page in the console (with `alerts.console_url`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub link: Option<String>,
+}
+
+/// Whether a verdict change is one an operator is alerted to.
+fn alerting(c: &VerdictChange) -> bool {
+    matches!(
+        c.to,
+        Verdict::AtRisk | Verdict::Lost | Verdict::StuckInHandoff
+    ) && c.from != Some(c.to)
+}
+
+/// The alert of a verdict change: ids, organisation numbers, verdicts, the reason.
+pub(crate) fn verdict_alert(c: &VerdictChange, console_url: Option<&str>) -> Alert {
+    let id = ledger_core::event::split_message_key(&c.message).1;
+    let path = ledger_core::questions::message_path(&c.message);
+    let summary = format!(
+        "{} is {} ({}){}",
+        path,
+        c.to.name(),
+        c.reason,
+        c.from
+            .map(|f| format!(", was {}", f.name()))
+            .unwrap_or_default()
+    );
+    Alert {
+        kind: "verdict",
+        noticed_at: c.noticed_at.to_string(),
+        summary,
+        message: Some(json!({
+            "id": id,
+            "sender": c.sender,
+            "recipient": c.recipient,
+            "verdict": c.to.name(),
+            "was": c.from.map(|f| f.name()),
+            "reason": c.reason,
+        })),
+        link: console_url.map(|u| format!("{u}/console/#/message/{}", url_component(&path))),
+    }
+}
+
+/// Percent-encodes everything but unreserved characters (the console decodes it).
+fn url_component(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+fn now() -> String {
+    ledger_core::projection::Instant::now().to_string()
+}
+
+/// The sending end: alerts go to the delivery thread, never waiting on the webhook.
+#[derive(Clone)]
+pub(crate) struct Alerter {
+    tx: mpsc::SyncSender<Alert>,
+    metrics: Arc<Metrics>,
+}
+
+impl Alerter {
+    /// Starts the delivery thread.
+    pub(crate) fn start(config: AlertsConfig, metrics: Arc<Metrics>) -> Alerter {
+        let (tx, rx) = mpsc::sync_channel::<Alert>(QUEUE);
+        let m = metrics.clone();
+        std::thread::Builder::new()
+            .name("ledger-alerts".into())
+            .spawn(move || deliver_all(&config, &rx, &m))
+            .expect("spawn the alert thread");
+        Alerter { tx, metrics }
+    }
+
+    /// Queues an alert; counted and logged when the queue is full.
+    pub(crate) fn send(&self, a: Alert) {
+        if let Err(mpsc::TrySendError::Full(a) | mpsc::TrySendError::Disconnected(a)) =
+            self.tx.try_send(a)
+        {
+            self.metrics.alert("dropped");
+            eprintln!(
+                "ledger serve: alert not queued ({} waiting already): {}",
+                QUEUE, a.summary
+            );
+        }
+    }
+}
+
+fn deliver_all(config: &AlertsConfig, rx: &mpsc::Receiver<Alert>, metrics: &Metrics) {
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .timeout_global(Some(Duration::from_secs(10)))
+        .build()
+        .into();
+    for alert in rx {
+        let body = serde_json::to_string(&alert).expect("alerts serialize");
+        let mut wait = config.retry_initial;
+        let mut delivered = false;
+        for attempt in 1..=config.max_attempts {
+            let status = agent
+                .post(&config.webhook_url)
+                .header("Content-Type", "application/json")
+                .send(&body)
+                .map(|r| r.status().as_u16());
+            if let Ok(200..=299) = status {
+                delivered = true;
+                break;
+            }
+            if attempt < config.max_attempts {
+                std::thread::sleep(wait);
+                wait = (wait * 2).min(RETRY_MAX);
+            }
+        }
+        if delivered {
+            metrics.alert("delivered");
+        } else {
+            metrics.alert("given_up");
+            eprintln!(
+                "ledger serve: alert not delivered after {} attempts: {}",
+                config.max_attempts, alert.summary
+            );
+        }
+    }
+}
+
+/// What the follower has already alerted, so each thing is said once.
+#[derive(Default)]
+pub(crate) struct Said {
+    store_stopped: bool,
+    witness_alarms: HashSet<String>,
+}
+
+/// Follows the projector's verdict changes, the witness alarms and the store's
+/// state, from now on (history is what reports are for), alerting as it goes.
+pub(crate) async fn follow(
+    alerter: Alerter,
+    projector: Arc<Projector>,
+    store: Arc<ledger_pg::Engine>,
+    witnessing: Option<Arc<crate::witnessing::Witnessing>>,
+    console_url: Option<String>,
+    stop: tokio::sync::watch::Receiver<bool>,
+) {
+    let mut changed = projector.subscribe();
+    let mut stop = stop;
+    let mut pos = projector.head();
+    let mut said = Said::default();
+    loop {
+        tokio::select! {
+            _ = changed.changed() => {}
+            _ = tokio::time::sleep(Duration::from_secs(2)) => {}
+            _ = stop.changed() => return,
+        }
+        loop {
+            let (changes, gap) = projector.changes_after(pos, 1000);
+            if gap {
+                alerter.send(Alert {
+                    kind: "alerts_gap",
+                    noticed_at: now(),
+                    summary: "alerts fell behind the verdict changes and some were not sent: run `ledger report at-risk|lost|stuck`".into(),
+                    message: None,
+                    link: None,
+                });
+                pos = projector.head();
+                break;
+            }
+            let Some(last) = changes.last() else { break };
+            pos = last.pos;
+            for c in changes.iter().filter(|c| alerting(c)) {
+                alerter.send(verdict_alert(c, console_url.as_deref()));
+            }
+        }
+        if !said.store_stopped && ledger_core::Store::is_poisoned(&*store) {
+            said.store_stopped = true;
+            alerter.send(Alert {
+                kind: "store_stopped",
+                noticed_at: now(),
+                summary: "the store stopped taking appends after a failed write or fsync: \
+                          appends are answered 503; see docs/operations.md"
+                    .into(),
+                message: None,
+                link: None,
+            });
+        }
+        if let Some(w) = &witnessing {
+            for a in w.status().alarms {
+                if said.witness_alarms.insert(a.clone()) {
+                    alerter.send(Alert {
+                        kind: "witness_alarm",
+                        noticed_at: now(),
+                        summary: a,
+                        message: None,
+                        link: None,
+                    });
+                }
+            }
+        }
+    }
+}

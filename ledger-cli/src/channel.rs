@@ -1,5 +1,7 @@
 //! `ledger channel add|list|revoke`: the addresses channels deliver to
-//! (`/v1/hooks/<secret>`, ledger_server::tokens), and the steps to register each.
+//! (`/v1/hooks/<secret>`, ledger_server::tokens), and the steps to register each;
+//! `ledger channel poll`: an integrasjonspunkt's statuses fetched and posted, from a
+//! kept position.
 
 use std::path::Path;
 
@@ -38,6 +40,33 @@ pub(crate) enum ChannelCommand {
         /// The address's id or name (see `ledger channel list`).
         hook: String,
     },
+    /// Fetch an integrasjonspunkt's statuses (GET /api/statuses, by id ascending) and
+    /// post them to the ledger, resuming after the last one the ledger answered: what
+    /// its webhook cannot give (it never retries a failed push). Use it instead of the
+    /// webhook, or to fill a gap; the position is kept in --state.
+    ///
+    /// Example: ledger channel poll --from http://ip:9093 --to https://ledger/v1/hooks/ldg_… --state efm.json --follow
+    Poll {
+        /// The integrasjonspunkt's address.
+        #[arg(long, value_name = "URL")]
+        from: String,
+        /// Where to post: a hook address from `ledger channel add eformidling`, or a
+        /// server's /v1/channels/eformidling with --token.
+        #[arg(long, value_name = "URL")]
+        to: String,
+        /// The position: the last status id the ledger answered (created if absent).
+        #[arg(long, value_name = "FILE")]
+        state: std::path::PathBuf,
+        /// Statuses per request.
+        #[arg(long, default_value_t = 100)]
+        page_size: u32,
+        /// Keep polling, every --interval seconds, until stopped.
+        #[arg(long)]
+        follow: bool,
+        /// Seconds between polls with --follow.
+        #[arg(long, default_value_t = 60)]
+        interval: u64,
+    },
 }
 
 /// What the channel's operator does with the address, in the channel's own terms.
@@ -58,8 +87,8 @@ fn steps(channel: &str, url: &str, org: &str) -> String {
             "eFormidling (docs/channels.md): on your integrasjonspunkt, POST /api/subscriptions with\n\
              \x20 {{\"name\": \"ledger\", \"pushEndpoint\": \"{url}\", \"resource\": \"messages\", \"event\": \"status\"}}\n\
              It posts a ping first (answered 200, nothing recorded), then each status change. The\n\
-             integrasjonspunkt does not retry a push that fails: statuses sent while the ledger was down are\n\
-             lost to the hook; fetch them from its GET /api/statuses and post them to the same address."
+             integrasjonspunkt does not retry a push that fails; instead of the webhook (not beside it), poll:\n\
+             \x20 ledger channel poll --from http://<integrasjonspunkt>:9093 --to {url} --state efm.json --follow"
         ),
         _ => format!(
             "Fiks IO delivers over AMQP to your Fiks IO account, never to a URL: the adapter that consumes\n\
@@ -146,6 +175,7 @@ pub(crate) fn run(
                 }
             }
         }
+        ChannelCommand::Poll { .. } => unreachable!("poll needs no ledger directory"),
         ChannelCommand::Revoke { hook } => {
             let is_hook = store
                 .list()
@@ -165,4 +195,174 @@ pub(crate) fn run(
         }
     }
     Ok(0)
+}
+
+/// Where an integrasjonspunkt poll stands: records with ids up to `last_id` are in
+/// the ledger; `page` is the page (of `page_size`, by id ascending) that holds the
+/// next ones, as far as the last poll saw.
+#[derive(serde::Serialize, serde::Deserialize, Default, Debug, PartialEq, Eq)]
+struct PollState {
+    last_id: i64,
+    page: u64,
+    page_size: u32,
+}
+
+fn read_state(path: &Path, page_size: u32) -> Result<PollState> {
+    match std::fs::read(path) {
+        Ok(b) => {
+            let s: PollState = serde_json::from_slice(&b).map_err(|e| {
+                anyhow!(InputError(format!(
+                    "--state {}: not a poll position: {e}",
+                    path.display()
+                )))
+            })?;
+            // Another page size moves the pages: start over from the first, skipping
+            // what is in the ledger by id.
+            Ok(if s.page_size == page_size {
+                s
+            } else {
+                PollState {
+                    last_id: s.last_id,
+                    page: 0,
+                    page_size,
+                }
+            })
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(PollState {
+            last_id: -1,
+            page: 0,
+            page_size,
+        }),
+        Err(e) => Err(anyhow!(e).context(format!("read {}", path.display()))),
+    }
+}
+
+/// Written whole under another name and renamed: a crash leaves the old position or
+/// the new, and at worst statuses are posted twice (idempotent).
+fn write_state(path: &Path, s: &PollState) -> Result<()> {
+    let tmp = path.with_extension("tmp");
+    std::fs::write(&tmp, serde_json::to_vec_pretty(s)?)
+        .and_then(|_| std::fs::rename(&tmp, path))
+        .map_err(|e| anyhow!(e).context(format!("write {}", path.display())))
+}
+
+fn read_text(resp: ureq::http::Response<ureq::Body>, what: &str) -> Result<(u16, String)> {
+    let status = resp.status().as_u16();
+    let text = resp
+        .into_body()
+        .with_config()
+        .limit(64 << 20)
+        .read_to_string()
+        .map_err(|e| anyhow!("{what}: reading the answer: {e}"))?;
+    Ok((status, text))
+}
+
+/// One pass: every page from the position on, each page's new records posted, and
+/// the position saved after each answer. Returns the records posted.
+fn poll_once(
+    agent: &ureq::Agent,
+    from: &str,
+    to: &str,
+    token: Option<&str>,
+    state_path: &Path,
+    state: &mut PollState,
+) -> Result<u64> {
+    let mut posted = 0u64;
+    loop {
+        let url = format!(
+            "{}/api/statuses?page={}&size={}&sort=id,asc",
+            from.trim_end_matches('/'),
+            state.page,
+            state.page_size
+        );
+        let resp = agent
+            .get(&url)
+            .call()
+            .map_err(|e| anyhow!("GET {url}: {e}"))?;
+        let (status, text) = read_text(resp, &format!("GET {url}"))?;
+        if status != 200 {
+            return Err(anyhow!("GET {url}: HTTP {status}"));
+        }
+        let page: serde_json::Value = serde_json::from_str(&text)
+            .map_err(|e| anyhow!("GET {url}: not a page of statuses: {e}"))?;
+        let records = page["content"]
+            .as_array()
+            .ok_or_else(|| anyhow!("GET {url}: the answer has no \"content\" list"))?;
+        let fresh: Vec<&serde_json::Value> = records
+            .iter()
+            .filter(|r| r["id"].as_i64().is_some_and(|id| id > state.last_id))
+            .collect();
+        if !fresh.is_empty() {
+            let mut req = agent.post(to).header("Content-Type", "application/json");
+            if let Some(t) = token {
+                req = req.header("Authorization", &format!("Bearer {t}"));
+            }
+            let resp = req
+                .send(&serde_json::to_string(&fresh)?)
+                .map_err(|e| anyhow!("POST to the ledger: {e}"))?;
+            let (status, why) = read_text(resp, "POST to the ledger")?;
+            if status != 200 {
+                return Err(anyhow!(
+                    "the ledger answered HTTP {status} to {} statuses (the position stays after id {}): {}",
+                    fresh.len(),
+                    state.last_id,
+                    ledger_pg::redact(&why)
+                ));
+            }
+            state.last_id = fresh
+                .iter()
+                .filter_map(|r| r["id"].as_i64())
+                .max()
+                .unwrap_or(state.last_id);
+            posted += fresh.len() as u64;
+        }
+        let full = records.len() >= state.page_size as usize;
+        let last = page["last"].as_bool().unwrap_or(!full);
+        if !last && full {
+            state.page += 1;
+        }
+        write_state(state_path, state)?;
+        if last || !full {
+            return Ok(posted);
+        }
+    }
+}
+
+/// `ledger channel poll`.
+pub(crate) fn poll(cmd: ChannelCommand, token: Option<&str>, as_json: bool) -> Result<u8> {
+    let ChannelCommand::Poll {
+        from,
+        to,
+        state: state_path,
+        page_size,
+        follow,
+        interval,
+    } = cmd
+    else {
+        unreachable!("only poll comes here")
+    };
+    if page_size == 0 {
+        return Err(anyhow!(InputError("--page-size: at least 1".into())));
+    }
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .timeout_global(Some(std::time::Duration::from_secs(60)))
+        .build()
+        .into();
+    let mut state = read_state(&state_path, page_size)?;
+    loop {
+        let posted = poll_once(&agent, &from, &to, token, &state_path, &mut state)?;
+        if as_json {
+            crate::output::json(&json!({"posted": posted, "last_id": state.last_id}))?;
+        } else {
+            println!(
+                "posted {posted} statuses; the position is after status id {}",
+                state.last_id
+            );
+        }
+        if !follow {
+            return Ok(0);
+        }
+        std::thread::sleep(std::time::Duration::from_secs(interval));
+    }
 }

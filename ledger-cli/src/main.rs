@@ -920,6 +920,11 @@ fn run(cli: Cli) -> Result<u8> {
             serve::token(dir, config.as_deref(), command, cli.json)
         }
         Command::Witness { command } => serve::witness(dir, command, cli.json),
+        Command::Channel { command, .. }
+            if matches!(command, channel::ChannelCommand::Poll { .. }) =>
+        {
+            channel::poll(command, cli.token.as_deref(), cli.json)
+        }
         Command::Channel { config, command } => {
             let cfg = serve::config(dir, config.as_deref())?;
             channel::run(dir, &cfg.tokens_file, command, cli.json)

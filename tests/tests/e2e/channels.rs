@@ -72,3 +72,152 @@ fn a_channel_address_made_by_the_cli_is_answered_by_the_server_until_revoked() {
     assert_eq!(body["error"]["code"], "invalid_hook");
     stop(&mut child);
 }
+
+/// A stand-in integrasjonspunkt: `GET /api/statuses?page&size&sort=id,asc` over a
+/// list that grows, as Spring pages it (`content`, `last`).
+fn fake_integrasjonspunkt(records: std::sync::Arc<std::sync::Mutex<Vec<Value>>>) -> String {
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async move {
+            let app = axum::Router::new().route(
+                "/api/statuses",
+                axum::routing::get(
+                    move |q: axum::extract::Query<std::collections::HashMap<String, String>>| {
+                        let records = records.clone();
+                        async move {
+                            let page: usize = q.get("page").unwrap().parse().unwrap();
+                            let size: usize = q.get("size").unwrap().parse().unwrap();
+                            assert_eq!(q.get("sort").map(String::as_str), Some("id,asc"));
+                            let all = records.lock().unwrap().clone();
+                            let content: Vec<Value> =
+                                all.iter().skip(page * size).take(size).cloned().collect();
+                            let last = (page + 1) * size >= all.len();
+                            axum::Json(serde_json::json!({
+                                "content": content, "last": last, "number": page, "size": size
+                            }))
+                        }
+                    },
+                ),
+            );
+            let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+            tx.send(l.local_addr().unwrap()).unwrap();
+            axum::serve(l, app).await.unwrap();
+        });
+    });
+    format!("http://{}", rx.recv().unwrap())
+}
+
+/// eFormidling's webhook never retries a failed push: `ledger channel poll` fetches
+/// the integrasjonspunkt's statuses instead, posts them through the hook, and resumes
+/// after the last one the ledger answered.
+#[test]
+fn the_integrasjonspunkt_poller_posts_every_status_once_and_resumes() {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = tmp.path().join("data");
+    ledger_ok(&d, &["init", "--origin", "ledger.example/poll"]);
+    let (mut child, base) = serve(&d);
+    let hook = ledger_ok(
+        &d,
+        &[
+            "channel",
+            "add",
+            "eformidling",
+            "--org",
+            POLICE,
+            "--url",
+            &base,
+        ],
+    )
+    .trim()
+    .to_string();
+    let fixture: Vec<Value> = serde_json::from_str(
+        &std::fs::read_to_string(
+            ledger_tests::repo_root()
+                .join("ledger-server/tests/fixtures/cloudevents/eformidling-statuses.json"),
+        )
+        .unwrap(),
+    )
+    .unwrap();
+    let records = std::sync::Arc::new(std::sync::Mutex::new(fixture[..7].to_vec()));
+    let ip = fake_integrasjonspunkt(records.clone());
+    let state = tmp.path().join("efm-position.json");
+    let poll = |expect: u64| {
+        let v = ledger_json(
+            &d,
+            &[
+                "--json",
+                "channel",
+                "poll",
+                "--from",
+                &ip,
+                "--to",
+                &hook,
+                "--state",
+                state.to_str().unwrap(),
+                "--page-size",
+                "3",
+            ],
+        );
+        assert_eq!(v["posted"], expect, "{v}");
+        v
+    };
+    // Seven statuses over three pages; then nothing new; then the rest.
+    poll(7);
+    poll(0);
+    records.lock().unwrap().extend(fixture[7..].iter().cloned());
+    let v = poll((fixture.len() - 7) as u64);
+    assert_eq!(
+        v["last_id"],
+        fixture
+            .iter()
+            .map(|r| r["id"].as_i64().unwrap())
+            .max()
+            .unwrap()
+    );
+    // Each status is in the ledger once.
+    let audit = ledger_tests::token(&d, POLICE, "ledger:audit");
+    let resp = http_agent()
+        .get(format!("{base}/v1/entries?from=0&limit=1000"))
+        .header("Authorization", &format!("Bearer {audit}"))
+        .call()
+        .unwrap();
+    let text = resp.into_body().read_to_string().unwrap();
+    assert_eq!(text.lines().count(), fixture.len(), "{text}");
+    // A new status and a wrong address: said plainly, the position stays, and the
+    // next poll to the right address posts it.
+    let mut next = fixture[0].clone();
+    let max = fixture
+        .iter()
+        .map(|r| r["id"].as_i64().unwrap())
+        .max()
+        .unwrap();
+    next["id"] = serde_json::json!(max + 1);
+    next["status"] = serde_json::json!("LEST");
+    records.lock().unwrap().push(next);
+    let before = std::fs::read_to_string(&state).unwrap();
+    let out = ledger(
+        &d,
+        &[
+            "channel",
+            "poll",
+            "--from",
+            &ip,
+            "--to",
+            &format!("{base}/v1/hooks/ldg_00000000_nope"),
+            "--state",
+            state.to_str().unwrap(),
+            "--page-size",
+            "3",
+        ],
+    );
+    let err = output_text(&out);
+    assert_ne!(out.status.code(), Some(0), "{err}");
+    assert!(err.contains("HTTP 401"), "{err}");
+    assert_eq!(std::fs::read_to_string(&state).unwrap(), before);
+    poll(1);
+    stop(&mut child);
+}

@@ -906,6 +906,27 @@ fn a_mirror_follows_the_log_and_stops_at_a_fork() {
     assert_eq!(v["to"], 300);
     let h = ledger_json(&m, &["--json", "history", "M150"]);
     assert_eq!(h["entries"].as_array().unwrap().len(), 1);
+    // The operator's off-site copy restores into a ledger that signs on with its key
+    // (docs/operations.md: a mirror is the newest copy there is).
+    let restored = tmp.path().join("restored");
+    let out = ledger_tests::ledger(
+        tmp.path(),
+        &[
+            "restore",
+            "--from",
+            m.to_str().unwrap(),
+            "--into",
+            restored.to_str().unwrap(),
+            "--signing-key",
+            ledger.join("signing.key").to_str().unwrap(),
+        ],
+    );
+    assert!(out.status.success(), "{}", ledger_tests::output_text(&out));
+    let one = tmp.path().join("one.jsonl");
+    std::fs::write(&one, ledger_tests::sent_json("after-restore", "M-R") + "\n").unwrap();
+    ledger_ok(&restored, &["append", one.to_str().unwrap()]);
+    let v = ledger_ok(&restored, &["verify", "--key", &key]);
+    assert!(v.starts_with("OK: 301 entries"), "{v}");
 
     // An interrupted round leaves entries past the mirror's checkpoint: never
     // checked, so the next round cuts them off, says so, and goes on.

@@ -14,7 +14,7 @@ use std::sync::Arc;
 use std::sync::mpsc;
 use std::time::Duration;
 
-use ledger_core::projection::Verdict;
+use ledger_core::projection::{Instant, Verdict};
 use serde::Serialize;
 use serde_json::json;
 
@@ -43,6 +43,9 @@ pub struct Alert {
     /// The message's page in the console (with `alerts.console_url`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub link: Option<String>,
+    /// The reporting system, for a silent-reporter alert.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reporter: Option<serde_json::Value>,
 }
 
 /// Whether a verdict change is one an operator is alerted to.
@@ -79,6 +82,7 @@ pub(crate) fn verdict_alert(c: &VerdictChange, console_url: Option<&str>) -> Ale
             "reason": c.reason,
         })),
         link: console_url.map(|u| format!("{u}/console/#/message/{}", url_component(&path))),
+        reporter: None,
     }
 }
 
@@ -95,7 +99,7 @@ fn url_component(s: &str) -> String {
 }
 
 fn now() -> String {
-    ledger_core::projection::Instant::now().to_string()
+    Instant::now().to_string()
 }
 
 /// The sending end: alerts go to the delivery thread, never waiting on the webhook.
@@ -175,6 +179,64 @@ pub(crate) struct Said {
     witness_alarms: HashSet<String>,
 }
 
+/// When each reporting system (organisation, system) last reported, by the record
+/// time of its newest entry: read from the whole log once, then from each new entry.
+#[derive(Default)]
+pub(crate) struct Reporters {
+    next_seq: u64,
+    last: std::collections::HashMap<(String, String), Instant>,
+    silent: HashSet<(String, String)>,
+}
+
+#[derive(serde::Deserialize)]
+struct Reported {
+    reporter: Reporter,
+}
+
+#[derive(serde::Deserialize)]
+struct Reporter {
+    org: String,
+    system: String,
+}
+
+impl Reporters {
+    /// Reads the entries appended since the last call.
+    fn observe(&mut self, store: &dyn ledger_core::Store) -> Result<(), ledger_core::StoreError> {
+        let size = store.size();
+        let (last, silent) = (&mut self.last, &mut self.silent);
+        store.scan(self.next_seq, size, &mut |_, bytes| {
+            let Ok(p) = ledger_core::entry::parse_envelope(bytes) else {
+                return Ok(());
+            };
+            let (Ok(r), Some(at)) = (
+                serde_json::from_str::<Reported>(p.event),
+                Instant::parse(p.recorded_at),
+            ) else {
+                return Ok(());
+            };
+            let key = (r.reporter.org, r.reporter.system);
+            silent.remove(&key);
+            last.insert(key, at);
+            Ok(())
+        })?;
+        self.next_seq = size;
+        Ok(())
+    }
+
+    /// The systems silent for longer than `after` that were not alerted yet.
+    fn newly_silent(&mut self, after: Duration) -> Vec<((String, String), Instant)> {
+        let cutoff = Instant::now().plus_seconds(-(after.as_secs() as i64));
+        let mut out = Vec::new();
+        for (k, at) in &self.last {
+            if *at < cutoff && self.silent.insert(k.clone()) {
+                out.push((k.clone(), *at));
+            }
+        }
+        out.sort();
+        out
+    }
+}
+
 /// Follows the projector's verdict changes, the witness alarms and the store's
 /// state, from now on (history is what reports are for), alerting as it goes.
 pub(crate) async fn follow(
@@ -183,12 +245,14 @@ pub(crate) async fn follow(
     store: Arc<ledger_pg::Engine>,
     witnessing: Option<Arc<crate::witnessing::Witnessing>>,
     console_url: Option<String>,
+    silent_after: Option<Duration>,
     stop: tokio::sync::watch::Receiver<bool>,
 ) {
     let mut changed = projector.subscribe();
     let mut stop = stop;
     let mut pos = projector.head();
     let mut said = Said::default();
+    let mut reporters = Some(Reporters::default());
     loop {
         tokio::select! {
             _ = changed.changed() => {}
@@ -204,6 +268,7 @@ pub(crate) async fn follow(
                     summary: "alerts fell behind the verdict changes and some were not sent: run `ledger report at-risk|lost|stuck`".into(),
                     message: None,
                     link: None,
+                    reporter: None,
                 });
                 pos = projector.head();
                 break;
@@ -224,7 +289,37 @@ pub(crate) async fn follow(
                     .into(),
                 message: None,
                 link: None,
+                reporter: None,
             });
+        }
+        if let Some(after) = silent_after
+            && let Some(mut r) = reporters.take()
+        {
+            let s = store.clone();
+            let (r, result) = tokio::task::spawn_blocking(move || {
+                let result = r.observe(&*s);
+                (r, result)
+            })
+            .await
+            .expect("the reporters' scan does not panic");
+            let mut r = r;
+            if let Err(e) = result {
+                eprintln!("ledger serve: alerts: reading the log for reporters: {e}");
+            }
+            for ((org, system), at) in r.newly_silent(after) {
+                alerter.send(Alert {
+                    kind: "silent_reporter",
+                    noticed_at: now(),
+                    summary: format!(
+                        "{org}/{system} has reported nothing since {at} (alerts.silent_reporter_after_seconds = {})",
+                        after.as_secs()
+                    ),
+                    message: None,
+                    link: None,
+                    reporter: Some(json!({"org": org, "system": system, "last_reported_at": at.to_string()})),
+                });
+            }
+            reporters = Some(r);
         }
         if let Some(w) = &witnessing {
             for a in w.status().alarms {
@@ -235,6 +330,7 @@ pub(crate) async fn follow(
                         summary: a,
                         message: None,
                         link: None,
+                        reporter: None,
                     });
                 }
             }

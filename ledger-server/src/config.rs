@@ -113,6 +113,9 @@ pub struct AlertsConfig {
     /// `alerts.retry_initial_ms`: the first wait between attempts, doubled each time
     /// up to five minutes.
     pub retry_initial: Duration,
+    /// `alerts.silent_reporter_after_seconds`: a reporting system (organisation and
+    /// system) that has reported before but not for this long is an alert.
+    pub silent_reporter_after: Option<Duration>,
 }
 
 /// TLS material.
@@ -163,6 +166,7 @@ struct RawAlerts {
     console_url: Option<String>,
     max_attempts: Option<usize>,
     retry_initial_ms: Option<u64>,
+    silent_reporter_after_seconds: Option<u64>,
 }
 
 #[derive(Deserialize, Default)]
@@ -416,6 +420,17 @@ impl ServerConfig {
                         console_url: a.console_url.map(|u| u.trim_end_matches('/').to_string()),
                         max_attempts: positive("alerts.max_attempts", a.max_attempts, 10)? as u32,
                         retry_initial: Duration::from_millis(a.retry_initial_ms.unwrap_or(1000)),
+                        silent_reporter_after: a
+                            .silent_reporter_after_seconds
+                            .map(|s| {
+                                positive(
+                                    "alerts.silent_reporter_after_seconds",
+                                    Some(s as usize),
+                                    1,
+                                )
+                                .map(|s| Duration::from_secs(s as u64))
+                            })
+                            .transpose()?,
                     })
                 }
             },

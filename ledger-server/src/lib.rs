@@ -205,6 +205,7 @@ pub async fn serve(
     let (stop_alerts, alerts_stopped) = tokio::sync::watch::channel(false);
     let alert_task = config.alerts.clone().map(|a| {
         let console_url = a.console_url.clone();
+        let silent_after = a.silent_reporter_after;
         let alerter = alerts::Alerter::start(a, metrics.clone());
         tokio::spawn(alerts::follow(
             alerter,
@@ -212,6 +213,7 @@ pub async fn serve(
             store.clone(),
             witnessing.as_ref().map(|w| w.0.clone()),
             console_url,
+            silent_after,
             alerts_stopped,
         ))
     });

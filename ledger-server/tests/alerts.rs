@@ -3,56 +3,11 @@
 
 mod common;
 
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use common::*;
 use ledger_server::Scope;
 use serde_json::{Value, json};
-
-/// A webhook receiver on 127.0.0.1 that answers 500 to its first `fail_first`
-/// requests, then 200, keeping every body it was sent.
-struct Receiver {
-    url: String,
-    bodies: Arc<Mutex<Vec<String>>>,
-}
-
-fn receiver(fail_first: usize) -> Receiver {
-    let bodies = Arc::new(Mutex::new(Vec::new()));
-    let kept = bodies.clone();
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
-        rt.block_on(async move {
-            let app = axum::Router::new().route(
-                "/alerts",
-                axum::routing::post(move |body: String| {
-                    let kept = kept.clone();
-                    async move {
-                        let mut b = kept.lock().unwrap();
-                        b.push(body);
-                        if b.len() <= fail_first {
-                            axum::http::StatusCode::INTERNAL_SERVER_ERROR
-                        } else {
-                            axum::http::StatusCode::OK
-                        }
-                    }
-                }),
-            );
-            let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-            tx.send(l.local_addr().unwrap()).unwrap();
-            axum::serve(l, app).await.unwrap();
-        });
-    });
-    let addr = rx.recv_timeout(Duration::from_secs(10)).unwrap();
-    Receiver {
-        url: format!("http://{addr}/alerts"),
-        bodies,
-    }
-}
 
 #[test]
 fn a_lost_message_is_alerted_retried_until_received_and_names_no_person() {
@@ -116,6 +71,47 @@ fn a_lost_message_is_alerted_retried_until_received_and_names_no_person() {
         "{}",
         m.text
     );
+}
+
+/// A reporting system that stops reporting is an alert, once, naming only the
+/// organisation and the system.
+#[test]
+fn a_silent_reporter_is_alerted_once() {
+    let r = receiver(0);
+    let s = TestServer::start(&format!(
+        "[alerts]\nwebhook_url = \"{}\"\nretry_initial_ms = 50\nsilent_reporter_after_seconds = 1\n",
+        r.url
+    ));
+    let w = s.token(POLICE, &[Scope::Write]);
+    let mut ev = sent("e1", "QUIET-1");
+    ev["at"] = json!("2099-01-01T00:00:00Z");
+    assert_eq!(post_event(&s, &w, &ev).status, 200);
+    let mut got = Vec::new();
+    for _ in 0..100 {
+        got = r.bodies.lock().unwrap().clone();
+        if got.iter().any(|b| b.contains("silent_reporter")) {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let a: Value = serde_json::from_str(
+        got.iter()
+            .find(|b| b.contains("silent_reporter"))
+            .unwrap_or_else(|| panic!("no silent-reporter alert: {got:?}")),
+    )
+    .unwrap();
+    assert_eq!(a["reporter"]["org"], POLICE, "{a}");
+    assert_eq!(a["reporter"]["system"], "websak", "{a}");
+    assert!(!a.to_string().contains("QUIET-1"), "no message in it: {a}");
+    std::thread::sleep(Duration::from_secs(3));
+    let n = r
+        .bodies
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|b| b.contains("silent_reporter"))
+        .count();
+    assert_eq!(n, 1, "said once while it stays silent");
 }
 
 #[test]

@@ -17,7 +17,11 @@ fn a_failed_write_is_503_with_retry_after_for_it_and_the_requests_after_it() {
     unsafe {
         libc::signal(libc::SIGXFSZ, libc::SIG_IGN);
     }
-    let s = TestServer::start("");
+    let alerts = receiver(0);
+    let s = TestServer::start(&format!(
+        "[alerts]\nwebhook_url = \"{}\"\nretry_initial_ms = 50\n",
+        alerts.url
+    ));
     let w = s.token(POLICE, &[Scope::Write, Scope::Read]);
     let segment = std::fs::read_dir(s.dir.join("log"))
         .unwrap()
@@ -56,6 +60,19 @@ fn a_failed_write_is_503_with_retry_after_for_it_and_the_requests_after_it() {
         ready.status().as_u16(),
         503,
         "not ready after a failed write"
+    );
+    // The operator hears of it.
+    let mut got = Vec::new();
+    for _ in 0..100 {
+        got = alerts.bodies.lock().unwrap().clone();
+        if got.iter().any(|b| b.contains("store_stopped")) {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    assert!(
+        got.iter().any(|b| b.contains("\"kind\":\"store_stopped\"")),
+        "{got:?}"
     );
 }
 

@@ -211,3 +211,48 @@ pub fn repo_root() -> PathBuf {
 
 #[allow(unused_imports)] // not every test binary reads streams
 pub use ledger_tests::read_sse;
+
+/// A webhook receiver on 127.0.0.1 that answers 500 to its first `fail_first`
+/// requests, then 200, keeping every body it was sent.
+pub struct Receiver {
+    pub url: String,
+    pub bodies: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+}
+
+#[allow(dead_code)] // not every test binary receives alerts
+pub fn receiver(fail_first: usize) -> Receiver {
+    let bodies = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let kept = bodies.clone();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async move {
+            let app = axum::Router::new().route(
+                "/alerts",
+                axum::routing::post(move |body: String| {
+                    let kept = kept.clone();
+                    async move {
+                        let mut b = kept.lock().unwrap();
+                        b.push(body);
+                        if b.len() <= fail_first {
+                            axum::http::StatusCode::INTERNAL_SERVER_ERROR
+                        } else {
+                            axum::http::StatusCode::OK
+                        }
+                    }
+                }),
+            );
+            let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+            tx.send(l.local_addr().unwrap()).unwrap();
+            axum::serve(l, app).await.unwrap();
+        });
+    });
+    let addr = rx.recv_timeout(Duration::from_secs(10)).unwrap();
+    Receiver {
+        url: format!("http://{addr}/alerts"),
+        bodies,
+    }
+}

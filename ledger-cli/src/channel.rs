@@ -40,16 +40,34 @@ pub(crate) enum ChannelCommand {
         /// The address's id or name (see `ledger channel list`).
         hook: String,
     },
-    /// Fetch an integrasjonspunkt's statuses (GET /api/statuses, by id ascending) and
-    /// post them to the ledger, resuming after the last one the ledger answered: what
-    /// its webhook cannot give (it never retries a failed push). Use it instead of the
-    /// webhook, or to fill a gap; the position is kept in --state.
+    /// Fetch a channel's events from its own API and post them to the ledger, resuming
+    /// after the last one the ledger answered (the position is kept in --state).
+    /// eformidling: an integrasjonspunkt's statuses (GET /api/statuses, by id
+    /// ascending), which its webhook cannot give (it never retries a failed push).
+    /// altinn: Altinn Events' GET /events/api/v1/events?after=…, a backstop beside
+    /// the subscription for events Altinn gave up delivering.
     ///
-    /// Example: ledger channel poll --from http://ip:9093 --to https://ledger/v1/hooks/ldg_… --state efm.json --follow
+    /// Example: ledger channel poll eformidling --from http://ip:9093 --to https://ledger/v1/hooks/ldg_… --state efm.json --follow
     Poll {
-        /// The integrasjonspunkt's address.
+        /// eformidling or altinn.
+        #[arg(value_parser = clap::builder::PossibleValuesParser::new(["eformidling", "altinn"]))]
+        channel: String,
+        /// The channel's address: the integrasjonspunkt's, or Altinn's platform
+        /// (https://platform.altinn.no).
         #[arg(long, value_name = "URL")]
         from: String,
+        /// altinn: the resource whose events to fetch (urn:altinn:resource:…).
+        #[arg(long, value_name = "URN", required_if_eq("channel", "altinn"))]
+        resource: Option<String>,
+        /// altinn: an Altinn token with altinn:events.subscribe (the text, or @FILE).
+        #[arg(
+            long,
+            value_name = "TOKEN|@FILE",
+            env = "LEDGER_ALTINN_TOKEN",
+            hide_env_values = true,
+            required_if_eq("channel", "altinn")
+        )]
+        altinn_token: Option<String>,
         /// Where to post: a hook address from `ledger channel add eformidling`, or a
         /// server's /v1/channels/eformidling with --token.
         #[arg(long, value_name = "URL")]
@@ -88,7 +106,7 @@ fn steps(channel: &str, url: &str, org: &str) -> String {
              \x20 {{\"name\": \"ledger\", \"pushEndpoint\": \"{url}\", \"resource\": \"messages\", \"event\": \"status\"}}\n\
              It posts a ping first (answered 200, nothing recorded), then each status change. The\n\
              integrasjonspunkt does not retry a push that fails; instead of the webhook (not beside it), poll:\n\
-             \x20 ledger channel poll --from http://<integrasjonspunkt>:9093 --to {url} --state efm.json --follow"
+             \x20 ledger channel poll eformidling --from http://<integrasjonspunkt>:9093 --to {url} --state efm.json --follow"
         ),
         _ => format!(
             "Fiks IO delivers over AMQP to your Fiks IO account, never to a URL: the adapter that consumes\n\
@@ -197,14 +215,17 @@ pub(crate) fn run(
     Ok(0)
 }
 
-/// Where an integrasjonspunkt poll stands: records with ids up to `last_id` are in
-/// the ledger; `page` is the page (of `page_size`, by id ascending) that holds the
-/// next ones, as far as the last poll saw.
+/// Where a poll stands. eFormidling: records with ids up to `last_id` are in the
+/// ledger; `page` is the page (of `page_size`, by id ascending) that holds the next
+/// ones, as far as the last poll saw. Altinn: `after`, the id of the last event the
+/// ledger answered (Altinn's own resume position).
 #[derive(serde::Serialize, serde::Deserialize, Default, Debug, PartialEq, Eq)]
 struct PollState {
     last_id: i64,
     page: u64,
     page_size: u32,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    after: Option<String>,
 }
 
 fn read_state(path: &Path, page_size: u32) -> Result<PollState> {
@@ -225,6 +246,7 @@ fn read_state(path: &Path, page_size: u32) -> Result<PollState> {
                     last_id: s.last_id,
                     page: 0,
                     page_size,
+                    after: s.after,
                 }
             })
         }
@@ -232,6 +254,7 @@ fn read_state(path: &Path, page_size: u32) -> Result<PollState> {
             last_id: -1,
             page: 0,
             page_size,
+            after: None,
         }),
         Err(e) => Err(anyhow!(e).context(format!("read {}", path.display()))),
     }
@@ -259,14 +282,8 @@ fn read_text(resp: ureq::http::Response<ureq::Body>, what: &str) -> Result<(u16,
 
 /// One pass: every page from the position on, each page's new records posted, and
 /// the position saved after each answer. Returns the records posted.
-fn poll_once(
-    agent: &ureq::Agent,
-    from: &str,
-    to: &str,
-    token: Option<&str>,
-    state_path: &Path,
-    state: &mut PollState,
-) -> Result<u64> {
+fn poll_once(sink: &Sink<'_>, from: &str, state_path: &Path, state: &mut PollState) -> Result<u64> {
+    let agent = sink.agent;
     let mut posted = 0u64;
     loop {
         let url = format!(
@@ -293,22 +310,7 @@ fn poll_once(
             .filter(|r| r["id"].as_i64().is_some_and(|id| id > state.last_id))
             .collect();
         if !fresh.is_empty() {
-            let mut req = agent.post(to).header("Content-Type", "application/json");
-            if let Some(t) = token {
-                req = req.header("Authorization", &format!("Bearer {t}"));
-            }
-            let resp = req
-                .send(&serde_json::to_string(&fresh)?)
-                .map_err(|e| anyhow!("POST to the ledger: {e}"))?;
-            let (status, why) = read_text(resp, "POST to the ledger")?;
-            if status != 200 {
-                return Err(anyhow!(
-                    "the ledger answered HTTP {status} to {} statuses (the position stays after id {}): {}",
-                    fresh.len(),
-                    state.last_id,
-                    ledger_pg::redact(&why)
-                ));
-            }
+            post_to_ledger(sink, &fresh, &format!("after status id {}", state.last_id))?;
             state.last_id = fresh
                 .iter()
                 .filter_map(|r| r["id"].as_i64())
@@ -328,10 +330,91 @@ fn poll_once(
     }
 }
 
+/// Where a poll posts: the ledger's address (a hook, or a channel endpoint with a
+/// bearer token).
+struct Sink<'a> {
+    agent: &'a ureq::Agent,
+    to: &'a str,
+    token: Option<&'a str>,
+}
+
+/// Posts `items` to the ledger; an error unless it answered 200.
+fn post_to_ledger(sink: &Sink<'_>, items: &[&serde_json::Value], position: &str) -> Result<()> {
+    let mut req = sink
+        .agent
+        .post(sink.to)
+        .header("Content-Type", "application/json");
+    if let Some(t) = sink.token {
+        req = req.header("Authorization", &format!("Bearer {t}"));
+    }
+    let resp = req
+        .send(&serde_json::to_string(items)?)
+        .map_err(|e| anyhow!("POST to the ledger: {e}"))?;
+    let (status, why) = read_text(resp, "POST to the ledger")?;
+    if status != 200 {
+        return Err(anyhow!(
+            "the ledger answered HTTP {status} to {} items (the position stays {position}): {}",
+            items.len(),
+            ledger_pg::redact(&why)
+        ));
+    }
+    Ok(())
+}
+
+/// One pass over Altinn Events' query API from `state.after` on, a page at a time,
+/// each posted and the position saved after the ledger's answer.
+fn poll_altinn_once(
+    sink: &Sink<'_>,
+    from: &str,
+    resource: &str,
+    altinn_token: &str,
+    state_path: &Path,
+    state: &mut PollState,
+) -> Result<u64> {
+    let agent = sink.agent;
+    let mut posted = 0u64;
+    loop {
+        let after = state.after.clone().unwrap_or_else(|| "0".into());
+        let url = format!(
+            "{}/events/api/v1/events?after={}&resource={}&size=50",
+            from.trim_end_matches('/'),
+            crate::remote::enc(&after),
+            crate::remote::enc(resource)
+        );
+        let resp = agent
+            .get(&url)
+            .header("Authorization", &format!("Bearer {altinn_token}"))
+            .header("Accept", "application/cloudevents+json")
+            .call()
+            .map_err(|e| anyhow!("GET {url}: {e}"))?;
+        let (status, text) = read_text(resp, &format!("GET {url}"))?;
+        if status != 200 {
+            return Err(anyhow!("GET {url}: HTTP {status}"));
+        }
+        let events: Vec<serde_json::Value> = serde_json::from_str(&text)
+            .map_err(|e| anyhow!("GET {url}: not a list of CloudEvents: {e}"))?;
+        let Some(last) = events.last() else {
+            return Ok(posted);
+        };
+        let next = last["id"]
+            .as_str()
+            .ok_or_else(|| anyhow!("GET {url}: an event without a string id"))?
+            .to_string();
+        let refs: Vec<&serde_json::Value> = events.iter().collect();
+        post_to_ledger(sink, &refs, &format!("after event {after}"))?;
+        posted += events.len() as u64;
+        state.after = Some(next);
+        write_state(state_path, state)?;
+    }
+}
+
 /// `ledger channel poll`.
 pub(crate) fn poll(cmd: ChannelCommand, token: Option<&str>, as_json: bool) -> Result<u8> {
     let ChannelCommand::Poll {
+        channel,
         from,
+        resource,
+        altinn_token,
         to,
         state: state_path,
         page_size,
@@ -349,11 +432,38 @@ pub(crate) fn poll(cmd: ChannelCommand, token: Option<&str>, as_json: bool) -> R
         .timeout_global(Some(std::time::Duration::from_secs(60)))
         .build()
         .into();
+    let altinn_token = match altinn_token.as_deref() {
+        Some(t) => Some(match t.strip_prefix('@') {
+            Some(f) => std::fs::read_to_string(f)
+                .map_err(|e| anyhow!(e).context(format!("read --altinn-token {f}")))?
+                .trim()
+                .to_string(),
+            None => t.to_string(),
+        }),
+        None => None,
+    };
     let mut state = read_state(&state_path, page_size)?;
+    let sink = Sink {
+        agent: &agent,
+        to: &to,
+        token,
+    };
     loop {
-        let posted = poll_once(&agent, &from, &to, token, &state_path, &mut state)?;
+        let posted = match (channel.as_str(), &resource, &altinn_token) {
+            ("altinn", Some(r), Some(t)) => {
+                poll_altinn_once(&sink, &from, r, t, &state_path, &mut state)?
+            }
+            _ => poll_once(&sink, &from, &state_path, &mut state)?,
+        };
         if as_json {
-            crate::output::json(&json!({"posted": posted, "last_id": state.last_id}))?;
+            crate::output::json(&json!({
+                "posted": posted, "last_id": state.last_id, "after": state.after
+            }))?;
+        } else if channel == "altinn" {
+            println!(
+                "posted {posted} events; the position is after event {}",
+                state.after.as_deref().unwrap_or("0")
+            );
         } else {
             println!(
                 "posted {posted} statuses; the position is after status id {}",

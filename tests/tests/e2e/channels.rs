@@ -152,6 +152,7 @@ fn the_integrasjonspunkt_poller_posts_every_status_once_and_resumes() {
                 "--json",
                 "channel",
                 "poll",
+                "eformidling",
                 "--from",
                 &ip,
                 "--to",
@@ -204,6 +205,7 @@ fn the_integrasjonspunkt_poller_posts_every_status_once_and_resumes() {
         &[
             "channel",
             "poll",
+            "eformidling",
             "--from",
             &ip,
             "--to",
@@ -219,5 +221,115 @@ fn the_integrasjonspunkt_poller_posts_every_status_once_and_resumes() {
     assert!(err.contains("HTTP 401"), "{err}");
     assert_eq!(std::fs::read_to_string(&state).unwrap(), before);
     poll(1);
+    stop(&mut child);
+}
+
+/// Altinn Events' query API as a backstop: `ledger channel poll altinn` fetches the
+/// resource's events after the last one the ledger answered, with the Altinn token,
+/// and posts them through the hook; a second run goes on from there.
+#[test]
+fn the_altinn_poller_resumes_after_the_last_event_the_ledger_answered() {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = tmp.path().join("data");
+    ledger_ok(&d, &["init", "--origin", "ledger.example/altinn-poll"]);
+    let (mut child, base) = serve(&d);
+    let hook = ledger_ok(
+        &d,
+        &["channel", "add", "altinn", "--org", POLICE, "--url", &base],
+    )
+    .trim()
+    .to_string();
+    let events: Vec<Value> = serde_json::from_str(
+        &std::fs::read_to_string(
+            ledger_tests::repo_root()
+                .join("ledger-server/tests/fixtures/cloudevents/altinn-correspondence-events.json"),
+        )
+        .unwrap(),
+    )
+    .unwrap();
+    let shown = std::sync::Arc::new(std::sync::Mutex::new(events[..5].to_vec()));
+    let served = shown.clone();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async move {
+            let app =
+                axum::Router::new().route(
+                    "/events/api/v1/events",
+                    axum::routing::get(
+                        move |headers: axum::http::HeaderMap,
+                              q: axum::extract::Query<
+                            std::collections::HashMap<String, String>,
+                        >| {
+                            let served = served.clone();
+                            async move {
+                                if headers.get("authorization").and_then(|v| v.to_str().ok())
+                                    != Some("Bearer altinn-test-token")
+                                {
+                                    return (
+                                        axum::http::StatusCode::UNAUTHORIZED,
+                                        axum::Json(Value::Null),
+                                    );
+                                }
+                                assert_eq!(
+                                    q.get("resource").map(String::as_str),
+                                    Some(
+                                        "urn:altinn:resource:politiet-bekymringsmelding-barnevern"
+                                    )
+                                );
+                                let all = served.lock().unwrap().clone();
+                                let after = q.get("after").cloned().unwrap_or_default();
+                                let start = all
+                                    .iter()
+                                    .position(|e| e["id"] == after.as_str())
+                                    .map_or(0, |i| i + 1);
+                                let page: Vec<Value> =
+                                    all.iter().skip(start).take(2).cloned().collect();
+                                (axum::http::StatusCode::OK, axum::Json(Value::Array(page)))
+                            }
+                        },
+                    ),
+                );
+            let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+            tx.send(l.local_addr().unwrap()).unwrap();
+            axum::serve(l, app).await.unwrap();
+        });
+    });
+    let altinn = format!("http://{}", rx.recv().unwrap());
+    let state = tmp.path().join("altinn-position.json");
+    let token_file = tmp.path().join("altinn.token");
+    std::fs::write(&token_file, "altinn-test-token\n").unwrap();
+    let poll = |expect: u64| {
+        let v = ledger_json(
+            &d,
+            &[
+                "--json",
+                "channel",
+                "poll",
+                "altinn",
+                "--from",
+                &altinn,
+                "--resource",
+                "urn:altinn:resource:politiet-bekymringsmelding-barnevern",
+                "--altinn-token",
+                &format!("@{}", token_file.display()),
+                "--to",
+                &hook,
+                "--state",
+                state.to_str().unwrap(),
+            ],
+        );
+        assert_eq!(v["posted"], expect, "{v}");
+        v
+    };
+    let v = poll(5);
+    assert_eq!(v["after"], events[4]["id"]);
+    poll(0);
+    shown.lock().unwrap().extend(events[5..8].iter().cloned());
+    let v = poll(3);
+    assert_eq!(v["after"], events[7]["id"]);
     stop(&mut child);
 }

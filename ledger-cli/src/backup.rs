@@ -12,13 +12,14 @@ use serde_json::json;
 use crate::{InputError, output};
 
 /// Files beside the log that a backup carries and a restore puts back.
-const CONFIG_FILES: [&str; 2] = ["policy.toml", ledger_core::directory::FILE_NAME];
+const CONFIG_FILES: [&str; 2] = [POLICY_FILE, ledger_core::directory::FILE_NAME];
+const POLICY_FILE: &str = "policy.toml";
 
 #[derive(Args, Debug)]
 pub(crate) struct BackupArgs {
-    /// The backup directory: new, or an earlier backup of this ledger (then only the
-    /// entries since are written).
-    #[arg(long, value_name = "DIR")]
+    /// The backup: a directory, or one .tar file; new, or an earlier backup of this
+    /// ledger (then only the entries since are added).
+    #[arg(long, value_name = "DIR|FILE.tar")]
     pub to: PathBuf,
     /// Leave the private signing key out (keep it elsewhere: a restore then needs
     /// --signing-key).
@@ -56,6 +57,7 @@ pub(crate) fn backup(dir: &Path, a: &BackupArgs, as_json: bool) -> Result<u8> {
         })?)
     };
     let names = Some(dir.join(ledger_core::directory::FILE_NAME)).filter(|p| p.exists());
+    let policy = Some(dir.join(POLICY_FILE)).filter(|p| p.exists());
     let bar = output::progress_count("backing up");
     let summary = backup::backup(
         store,
@@ -64,17 +66,11 @@ pub(crate) fn backup(dir: &Path, a: &BackupArgs, as_json: bool) -> Result<u8> {
             signing_key: key.as_deref(),
         },
         names.as_deref(),
+        &policy.iter().map(|p| p.as_path()).collect::<Vec<_>>(),
         &bar,
     )
     .with_context(|| format!("backup to {} failed", a.to.display()))?;
     bar.0.finish_and_clear();
-    for f in CONFIG_FILES {
-        let p = dir.join(f);
-        if p.exists() {
-            std::fs::copy(&p, a.to.join(f))
-                .with_context(|| format!("copy {} into the backup", p.display()))?;
-        }
-    }
     // What was written is read back as an auditor would read it.
     let check = Snapshot::open(&a.to)
         .with_context(|| format!("the backup in {} does not read back", a.to.display()))?;
@@ -110,6 +106,21 @@ pub(crate) fn backup(dir: &Path, a: &BackupArgs, as_json: bool) -> Result<u8> {
 }
 
 pub(crate) fn restore(a: &RestoreArgs, as_json: bool) -> Result<u8> {
+    // A backup written as a .tar holds its key inside: unpacked first, it restores
+    // as its directory would.
+    let _unpacked;
+    let from_dir: PathBuf = if a.from.is_file() {
+        let (tmp, inner) = ledger_core::bundle::unpack_tar(&a.from)?;
+        _unpacked = tmp;
+        inner
+    } else {
+        a.from.clone()
+    };
+    let a = &RestoreArgs {
+        from: from_dir,
+        into: a.into.clone(),
+        signing_key: a.signing_key.clone(),
+    };
     let source = Snapshot::open(&a.from).with_context(|| {
         format!(
             "cannot read {} (a backup, an export bundle or a mirror), checked entry by entry",

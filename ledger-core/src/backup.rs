@@ -63,13 +63,46 @@ pub struct KeyFiles<'a> {
     pub signing_key: Option<&'a str>,
 }
 
-/// Brings the backup in `dir` (absent, empty, or an earlier backup of the same
-/// ledger) up to `store`'s newest signed checkpoint.
+/// Brings the backup at `to` up to `store`'s newest signed checkpoint: a directory
+/// (absent, empty, or an earlier backup of the same ledger), or a `.tar` file (new,
+/// or an earlier backup: unpacked beside it, brought up to date, and written whole
+/// in its place). `extra` files (the policy, say) are copied in by name.
 pub fn backup(
+    store: &dyn Store,
+    to: &Path,
+    keys: &KeyFiles<'_>,
+    names: Option<&Path>,
+    extra: &[&Path],
+    progress: &dyn Progress,
+) -> Result<BackupSummary, StoreError> {
+    if to.extension().is_none_or(|e| e != "tar") {
+        return backup_dir(store, to, keys, names, extra, progress);
+    }
+    let stage = bundle::stage_beside(to)?;
+    let dir = stage.path().join("bundle");
+    if to.exists() {
+        let f = fs::File::open(to).map_err(StoreError::io(format!("open {}", to.display())))?;
+        tar::Archive::new(f)
+            .unpack(stage.path())
+            .map_err(StoreError::io(format!("unpack {}", to.display())))?;
+        if !dir.join(MANIFEST).is_file() {
+            return Err(StoreError::Corrupt(format!(
+                "{} is not a backup (no bundle/{MANIFEST} in it); back up to a new file",
+                to.display()
+            )));
+        }
+    }
+    let summary = backup_dir(store, &dir, keys, names, extra, progress)?;
+    bundle::write_tar(&dir, to)?;
+    Ok(summary)
+}
+
+fn backup_dir(
     store: &dyn Store,
     dir: &Path,
     keys: &KeyFiles<'_>,
     names: Option<&Path>,
+    extra: &[&Path],
     progress: &dyn Progress,
 ) -> Result<BackupSummary, StoreError> {
     let info = store.info().clone();
@@ -125,6 +158,15 @@ pub fn backup(
         crate::store::write_private(&p, key.as_bytes())?;
     } else {
         let _ = fs::remove_file(dir.join("signing.key"));
+    }
+    for p in extra {
+        let name = p.file_name().ok_or_else(|| {
+            StoreError::io(format!("copy {} into the backup", p.display()))(std::io::Error::other(
+                "not a file name",
+            ))
+        })?;
+        let bytes = fs::read(p).map_err(StoreError::io(format!("read {}", p.display())))?;
+        crate::store::write_whole(&dir.join(name), &bytes)?;
     }
 
     // 3. What the backup now holds, last.

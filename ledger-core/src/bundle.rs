@@ -74,12 +74,7 @@ pub fn export_with_names(
     let as_tar = out.extension().is_some_and(|e| e == "tar");
     let stage_parent;
     let dir = if as_tar {
-        let parent = out
-            .parent()
-            .filter(|p| !p.as_os_str().is_empty())
-            .unwrap_or(Path::new("."));
-        stage_parent =
-            tempfile::tempdir_in(parent).map_err(StoreError::io("create a staging directory"))?;
+        stage_parent = stage_beside(out)?;
         stage_parent.path().join("bundle")
     } else {
         out.to_path_buf()
@@ -100,14 +95,7 @@ pub fn export_with_names(
         .map_err(StoreError::io(format!("write {}", path.display())))?;
 
     if as_tar {
-        let tmp = out.with_extension("tar.partial");
-        let f = File::create(&tmp).map_err(StoreError::io(format!("create {}", tmp.display())))?;
-        let mut b = tar::Builder::new(f);
-        b.append_dir_all("bundle", &dir)
-            .and_then(|_| b.into_inner())
-            .and_then(|f| f.sync_all())
-            .map_err(StoreError::io(format!("write {}", tmp.display())))?;
-        fs::rename(&tmp, out).map_err(StoreError::io(format!("rename to {}", out.display())))?;
+        write_tar(&dir, out)?;
     }
     Ok(ExportSummary {
         entries: latest.size,
@@ -194,4 +182,44 @@ pub(crate) fn write_entries(
     })?;
     progress.advance(done % 4096);
     Ok((bytes_out, last))
+}
+
+/// A staging directory beside `out` (same file system, so the rename is atomic).
+pub(crate) fn stage_beside(out: &Path) -> Result<tempfile::TempDir, StoreError> {
+    let parent = out
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    tempfile::tempdir_in(parent).map_err(StoreError::io("create a staging directory"))
+}
+
+/// Writes `dir` as `out`, a tar holding it as `bundle/`: to `<out>.partial`, synced,
+/// then renamed, so `out` is the old file or the new one, never part of one.
+pub(crate) fn write_tar(dir: &Path, out: &Path) -> Result<(), StoreError> {
+    let tmp = out.with_extension("tar.partial");
+    let f = File::create(&tmp).map_err(StoreError::io(format!("create {}", tmp.display())))?;
+    let mut b = tar::Builder::new(f);
+    b.append_dir_all("bundle", dir)
+        .and_then(|_| b.into_inner())
+        .and_then(|f| f.sync_all())
+        .map_err(StoreError::io(format!("write {}", tmp.display())))?;
+    fs::rename(&tmp, out).map_err(StoreError::io(format!("rename to {}", out.display())))
+}
+
+/// A bundle (or backup) `.tar` unpacked into a temporary directory: the directory
+/// (kept while the first element lives) and the bundle's own directory in it.
+pub fn unpack_tar(path: &Path) -> Result<(tempfile::TempDir, std::path::PathBuf), StoreError> {
+    let tmp = tempfile::tempdir().map_err(StoreError::io("create a temporary directory"))?;
+    let f = File::open(path).map_err(StoreError::io(format!("open {}", path.display())))?;
+    tar::Archive::new(f)
+        .unpack(tmp.path())
+        .map_err(StoreError::io(format!("unpack {}", path.display())))?;
+    let inner = fs::read_dir(tmp.path())
+        .ok()
+        .and_then(|mut d| d.next())
+        .and_then(Result::ok)
+        .map(|e| e.path())
+        .filter(|p| p.join("ledger.json").exists())
+        .unwrap_or_else(|| tmp.path().to_path_buf());
+    Ok((tmp, inner))
 }

@@ -102,19 +102,7 @@ impl Snapshot {
     pub fn from_bundle(path: &Path) -> Result<Snapshot, StoreError> {
         let _unpacked;
         let dir: PathBuf = if path.is_file() {
-            let tmp =
-                tempfile::tempdir().map_err(StoreError::io("create a temporary directory"))?;
-            let f = File::open(path).map_err(StoreError::io(format!("open {}", path.display())))?;
-            tar::Archive::new(f)
-                .unpack(tmp.path())
-                .map_err(StoreError::io(format!("unpack {}", path.display())))?;
-            let inner = std::fs::read_dir(tmp.path())
-                .ok()
-                .and_then(|mut d| d.next())
-                .and_then(Result::ok)
-                .map(|e| e.path())
-                .filter(|p| p.join("ledger.json").exists())
-                .unwrap_or_else(|| tmp.path().to_path_buf());
+            let (tmp, inner) = crate::bundle::unpack_tar(path)?;
             _unpacked = tmp;
             inner
         } else {

@@ -311,3 +311,49 @@ fn a_lost_index_is_rebuilt_and_a_lost_signing_key_comes_back_from_the_backup() {
     );
     assert!(v.starts_with("OK: 31 entries"), "{v}");
 }
+
+/// A backup to one file: a .tar, brought up to date in place, that restores with the
+/// key inside it.
+#[test]
+fn a_backup_to_a_tar_file_is_kept_up_to_date_and_restores() {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = new_ledger(tmp.path());
+    append_sent(&d, 0, 20);
+    std::fs::write(
+        d.join("policy.toml"),
+        ledger_core::projection::DEFAULT_POLICY,
+    )
+    .unwrap();
+    let tar = tmp.path().join("ledger-backup.tar");
+    let first = ledger_json(&d, &["--json", "backup", "--to", tar.to_str().unwrap()]);
+    assert_eq!(first["entries"], 20, "{first}");
+    append_sent(&d, 20, 30);
+    let second = ledger_json(&d, &["--json", "backup", "--to", tar.to_str().unwrap()]);
+    assert_eq!(
+        (second["from_entries"].as_u64(), second["entries"].as_u64()),
+        (Some(20), Some(30)),
+        "{second}"
+    );
+    assert!(!tmp.path().join("ledger-backup.tar.partial").exists());
+    let key = format!("@{}", d.join("verifier.key").display());
+    let v = ledger_ok(
+        &d,
+        &["verify", "--bundle", tar.to_str().unwrap(), "--key", &key],
+    );
+    assert!(v.starts_with("OK: 30 entries"), "{v}");
+    let restored = tmp.path().join("restored");
+    restore_ok(&d, &tar, &restored, None);
+    assert!(
+        restored.join("policy.toml").is_file(),
+        "the policy came back too"
+    );
+    let v = ledger_ok(&restored, &["verify", "--key", &key]);
+    assert!(v.starts_with("OK: 30 entries"), "{v}");
+    // A tar that is not a backup is not overwritten.
+    let bundle = tmp.path().join("export.tar");
+    ledger_ok(&d, &["export", "--out", bundle.to_str().unwrap()]);
+    let before = std::fs::read(&bundle).unwrap();
+    let out = ledger(&d, &["backup", "--to", bundle.to_str().unwrap()]);
+    assert_ne!(out.status.code(), Some(0));
+    assert_eq!(std::fs::read(&bundle).unwrap(), before);
+}

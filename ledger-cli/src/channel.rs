@@ -7,7 +7,7 @@ use std::path::Path;
 
 use anyhow::{Result, anyhow};
 use clap::Subcommand;
-use ledger_server::tokens::{HOOK_CHANNELS, TokenError, TokenStore};
+use ledger_server::tokens::{HOOK_CHANNELS, TokenStore};
 use serde_json::json;
 
 use crate::InputError;
@@ -130,10 +130,6 @@ pub(crate) fn run(
         ))));
     }
     let mut store = TokenStore::load(tokens_file)?;
-    let usage = |e: TokenError| match e {
-        TokenError::Usage(m) => anyhow!(InputError(m)),
-        other => anyhow::Error::new(other),
-    };
     match cmd {
         ChannelCommand::Add {
             channel,
@@ -149,7 +145,7 @@ pub(crate) fn run(
             }
             let (rec, secret) = store
                 .create_hook(&org, &channel, name.as_deref())
-                .map_err(usage)?;
+                .map_err(crate::serve::token_usage)?;
             let address = format!("{base}/v1/hooks/{secret}");
             if as_json {
                 crate::output::json(&json!({"url": address, "record": rec}))?;
@@ -204,12 +200,7 @@ pub(crate) fn run(
                     "no channel address has the id or name {hook:?} (see `ledger channel list`; API tokens are revoked with `ledger token revoke`)"
                 ))));
             }
-            let rec = store.revoke(&hook).map_err(usage)?;
-            if as_json {
-                crate::output::json(&json!(rec))?;
-            } else {
-                println!("revoked {} ({})", rec.id, rec.name);
-            }
+            crate::serve::revoke(&mut store, &hook, as_json)?;
         }
     }
     Ok(0)

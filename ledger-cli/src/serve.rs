@@ -59,10 +59,6 @@ pub(crate) fn token(
     }
     let cfg = config(dir, config_file)?;
     let mut store = TokenStore::load(&cfg.tokens_file)?;
-    let usage = |e: ledger_server::tokens::TokenError| match e {
-        ledger_server::tokens::TokenError::Usage(m) => anyhow!(InputError(m)),
-        other => anyhow::Error::new(other),
-    };
     match cmd {
         TokenCommand::Create { org, scope, name } => {
             let scopes = scope
@@ -78,7 +74,7 @@ pub(crate) fn token(
                 .collect::<Result<Vec<_>>>()?;
             let (rec, token) = store
                 .create(&org, &scopes, name.as_deref())
-                .map_err(usage)?;
+                .map_err(token_usage)?;
             if as_json {
                 crate::output::json(&json!({"token": token, "record": rec}))?;
             } else {
@@ -120,16 +116,28 @@ pub(crate) fn token(
                 }
             }
         }
-        TokenCommand::Revoke { token } => {
-            let rec = store.revoke(&token).map_err(usage)?;
-            if as_json {
-                crate::output::json(&json!(rec))?;
-            } else {
-                println!("revoked {} ({})", rec.id, rec.name);
-            }
-        }
+        TokenCommand::Revoke { token } => revoke(&mut store, &token, as_json)?,
     }
     Ok(0)
+}
+
+/// A `TokenError` at the binary's edge: bad input is exit 2.
+pub(crate) fn token_usage(e: ledger_server::tokens::TokenError) -> anyhow::Error {
+    match e {
+        ledger_server::tokens::TokenError::Usage(m) => anyhow!(InputError(m)),
+        other => anyhow::Error::new(other),
+    }
+}
+
+/// Revokes a token or hook by id or name, and says so.
+pub(crate) fn revoke(store: &mut TokenStore, id_or_name: &str, as_json: bool) -> Result<()> {
+    let rec = store.revoke(id_or_name).map_err(token_usage)?;
+    if as_json {
+        crate::output::json(&json!(rec))?;
+    } else {
+        println!("revoked {} ({})", rec.id, rec.name);
+    }
+    Ok(())
 }
 
 /// What `ledger witness` does.

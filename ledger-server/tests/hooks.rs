@@ -52,15 +52,6 @@ fn outcomes(r: &Reply) -> Vec<String> {
         .collect()
 }
 
-fn entries(s: &TestServer, token: &str) -> Vec<Value> {
-    let r = get(s, "/v1/entries?from=0&limit=10000", token);
-    assert_eq!(r.status, 200, "{}", r.text);
-    r.text
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect()
-}
-
 #[test]
 fn each_channel_s_deliveries_arrive_through_its_hook_handshake_first() {
     let s = TestServer::start("");

@@ -14,15 +14,6 @@ fn value(name: &str) -> Value {
     serde_json::from_str(&fixture(name)).unwrap()
 }
 
-fn entries(s: &TestServer, token: &str) -> Vec<Value> {
-    let r = get(s, "/v1/entries?from=0&limit=10000", token);
-    assert_eq!(r.status, 200, "{}", r.text);
-    r.text
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect()
-}
-
 fn metric(s: &TestServer, token: &str, line: &str) -> bool {
     for _ in 0..20 {
         if get(s, "/metrics", token).text.contains(line) {

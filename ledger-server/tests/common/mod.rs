@@ -256,3 +256,14 @@ pub fn receiver(fail_first: usize) -> Receiver {
         bodies,
     }
 }
+
+/// Every entry of the log, as `GET /v1/entries` gives them (`token` with audit).
+#[allow(dead_code)] // not every test binary reads entries
+pub fn entries(s: &TestServer, token: &str) -> Vec<serde_json::Value> {
+    let r = get(s, "/v1/entries?from=0&limit=10000", token);
+    assert_eq!(r.status, 200, "{}", r.text);
+    r.text
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}

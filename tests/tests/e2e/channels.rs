@@ -18,6 +18,27 @@ fn post(url: &str, body: &str) -> (u16, Value) {
     (status, serde_json::from_str(&text).unwrap_or(Value::Null))
 }
 
+/// A new ledger served, with a hook for `channel` made by the CLI: (directory, the
+/// server, its base URL, the hook's address).
+fn served_with_hook(
+    root: &std::path::Path,
+    channel: &str,
+) -> (std::path::PathBuf, std::process::Child, String, String) {
+    let d = root.join("data");
+    ledger_ok(
+        &d,
+        &["init", "--origin", &format!("ledger.example/{channel}")],
+    );
+    let (child, base) = serve(&d);
+    let hook = ledger_ok(
+        &d,
+        &["channel", "add", channel, "--org", POLICE, "--url", &base],
+    )
+    .trim()
+    .to_string();
+    (d, child, base, hook)
+}
+
 #[test]
 fn a_channel_address_made_by_the_cli_is_answered_by_the_server_until_revoked() {
     let tmp = tempfile::tempdir().unwrap();
@@ -76,6 +97,30 @@ fn a_channel_address_made_by_the_cli_is_answered_by_the_server_until_revoked() {
 /// A stand-in integrasjonspunkt: `GET /api/statuses?page&size&sort=id,asc` over a
 /// list that grows, as Spring pages it (`content`, `last`).
 fn fake_integrasjonspunkt(records: std::sync::Arc<std::sync::Mutex<Vec<Value>>>) -> String {
+    serve_stand_in(axum::Router::new().route(
+        "/api/statuses",
+        axum::routing::get(
+            move |q: axum::extract::Query<std::collections::HashMap<String, String>>| {
+                let records = records.clone();
+                async move {
+                    let page: usize = q.get("page").unwrap().parse().unwrap();
+                    let size: usize = q.get("size").unwrap().parse().unwrap();
+                    assert_eq!(q.get("sort").map(String::as_str), Some("id,asc"));
+                    let all = records.lock().unwrap().clone();
+                    let content: Vec<Value> =
+                        all.iter().skip(page * size).take(size).cloned().collect();
+                    let last = (page + 1) * size >= all.len();
+                    axum::Json(serde_json::json!({
+                        "content": content, "last": last, "number": page, "size": size
+                    }))
+                }
+            },
+        ),
+    ))
+}
+
+/// Serves `app` on 127.0.0.1 from a thread of its own; its base URL.
+fn serve_stand_in(app: axum::Router) -> String {
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
         let rt = tokio::runtime::Builder::new_current_thread()
@@ -83,26 +128,6 @@ fn fake_integrasjonspunkt(records: std::sync::Arc<std::sync::Mutex<Vec<Value>>>)
             .build()
             .unwrap();
         rt.block_on(async move {
-            let app = axum::Router::new().route(
-                "/api/statuses",
-                axum::routing::get(
-                    move |q: axum::extract::Query<std::collections::HashMap<String, String>>| {
-                        let records = records.clone();
-                        async move {
-                            let page: usize = q.get("page").unwrap().parse().unwrap();
-                            let size: usize = q.get("size").unwrap().parse().unwrap();
-                            assert_eq!(q.get("sort").map(String::as_str), Some("id,asc"));
-                            let all = records.lock().unwrap().clone();
-                            let content: Vec<Value> =
-                                all.iter().skip(page * size).take(size).cloned().collect();
-                            let last = (page + 1) * size >= all.len();
-                            axum::Json(serde_json::json!({
-                                "content": content, "last": last, "number": page, "size": size
-                            }))
-                        }
-                    },
-                ),
-            );
             let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
             tx.send(l.local_addr().unwrap()).unwrap();
             axum::serve(l, app).await.unwrap();
@@ -117,23 +142,7 @@ fn fake_integrasjonspunkt(records: std::sync::Arc<std::sync::Mutex<Vec<Value>>>)
 #[test]
 fn the_integrasjonspunkt_poller_posts_every_status_once_and_resumes() {
     let tmp = tempfile::tempdir().unwrap();
-    let d = tmp.path().join("data");
-    ledger_ok(&d, &["init", "--origin", "ledger.example/poll"]);
-    let (mut child, base) = serve(&d);
-    let hook = ledger_ok(
-        &d,
-        &[
-            "channel",
-            "add",
-            "eformidling",
-            "--org",
-            POLICE,
-            "--url",
-            &base,
-        ],
-    )
-    .trim()
-    .to_string();
+    let (d, mut child, base, hook) = served_with_hook(tmp.path(), "eformidling");
     let fixture: Vec<Value> = serde_json::from_str(
         &std::fs::read_to_string(
             ledger_tests::repo_root()
@@ -230,15 +239,7 @@ fn the_integrasjonspunkt_poller_posts_every_status_once_and_resumes() {
 #[test]
 fn the_altinn_poller_resumes_after_the_last_event_the_ledger_answered() {
     let tmp = tempfile::tempdir().unwrap();
-    let d = tmp.path().join("data");
-    ledger_ok(&d, &["init", "--origin", "ledger.example/altinn-poll"]);
-    let (mut child, base) = serve(&d);
-    let hook = ledger_ok(
-        &d,
-        &["channel", "add", "altinn", "--org", POLICE, "--url", &base],
-    )
-    .trim()
-    .to_string();
+    let (d, mut child, _base, hook) = served_with_hook(tmp.path(), "altinn");
     let events: Vec<Value> = serde_json::from_str(
         &std::fs::read_to_string(
             ledger_tests::repo_root()
@@ -249,56 +250,37 @@ fn the_altinn_poller_resumes_after_the_last_event_the_ledger_answered() {
     .unwrap();
     let shown = std::sync::Arc::new(std::sync::Mutex::new(events[..5].to_vec()));
     let served = shown.clone();
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
-        rt.block_on(async move {
-            let app =
-                axum::Router::new().route(
-                    "/events/api/v1/events",
-                    axum::routing::get(
-                        move |headers: axum::http::HeaderMap,
-                              q: axum::extract::Query<
-                            std::collections::HashMap<String, String>,
-                        >| {
-                            let served = served.clone();
-                            async move {
-                                if headers.get("authorization").and_then(|v| v.to_str().ok())
-                                    != Some("Bearer altinn-test-token")
-                                {
-                                    return (
-                                        axum::http::StatusCode::UNAUTHORIZED,
-                                        axum::Json(Value::Null),
-                                    );
-                                }
-                                assert_eq!(
-                                    q.get("resource").map(String::as_str),
-                                    Some(
-                                        "urn:altinn:resource:politiet-bekymringsmelding-barnevern"
-                                    )
-                                );
-                                let all = served.lock().unwrap().clone();
-                                let after = q.get("after").cloned().unwrap_or_default();
-                                let start = all
-                                    .iter()
-                                    .position(|e| e["id"] == after.as_str())
-                                    .map_or(0, |i| i + 1);
-                                let page: Vec<Value> =
-                                    all.iter().skip(start).take(2).cloned().collect();
-                                (axum::http::StatusCode::OK, axum::Json(Value::Array(page)))
-                            }
-                        },
-                    ),
-                );
-            let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-            tx.send(l.local_addr().unwrap()).unwrap();
-            axum::serve(l, app).await.unwrap();
-        });
-    });
-    let altinn = format!("http://{}", rx.recv().unwrap());
+    let altinn = serve_stand_in(axum::Router::new().route(
+        "/events/api/v1/events",
+        axum::routing::get(
+            move |headers: axum::http::HeaderMap,
+                  q: axum::extract::Query<std::collections::HashMap<String, String>>| {
+                let served = served.clone();
+                async move {
+                    if headers.get("authorization").and_then(|v| v.to_str().ok())
+                        != Some("Bearer altinn-test-token")
+                    {
+                        return (
+                            axum::http::StatusCode::UNAUTHORIZED,
+                            axum::Json(Value::Null),
+                        );
+                    }
+                    assert_eq!(
+                        q.get("resource").map(String::as_str),
+                        Some("urn:altinn:resource:politiet-bekymringsmelding-barnevern")
+                    );
+                    let all = served.lock().unwrap().clone();
+                    let after = q.get("after").cloned().unwrap_or_default();
+                    let start = all
+                        .iter()
+                        .position(|e| e["id"] == after.as_str())
+                        .map_or(0, |i| i + 1);
+                    let page: Vec<Value> = all.iter().skip(start).take(2).cloned().collect();
+                    (axum::http::StatusCode::OK, axum::Json(Value::Array(page)))
+                }
+            },
+        ),
+    ));
     let state = tmp.path().join("altinn-position.json");
     let token_file = tmp.path().join("altinn.token");
     std::fs::write(&token_file, "altinn-test-token\n").unwrap();

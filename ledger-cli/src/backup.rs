@@ -40,6 +40,11 @@ pub(crate) struct RestoreArgs {
     /// bundle and a mirror never do, nor a backup made --without-signing-key.
     #[arg(long, value_name = "FILE")]
     pub signing_key: Option<PathBuf>,
+    /// The verifier key you hold (the key string, or @FILE): the source must be signed
+    /// by it. Without it, the source is checked against the key it carries itself,
+    /// which whoever wrote the source chose.
+    #[arg(long, value_name = "KEY|@FILE")]
+    pub key: Option<String>,
 }
 
 pub(crate) fn backup(dir: &Path, a: &BackupArgs, as_json: bool) -> Result<u8> {
@@ -120,6 +125,7 @@ pub(crate) fn restore(a: &RestoreArgs, as_json: bool) -> Result<u8> {
         from: from_dir,
         into: a.into.clone(),
         signing_key: a.signing_key.clone(),
+        key: a.key.clone(),
     };
     let source = Snapshot::open(&a.from).with_context(|| {
         format!(
@@ -127,6 +133,22 @@ pub(crate) fn restore(a: &RestoreArgs, as_json: bool) -> Result<u8> {
             a.from.display()
         )
     })?;
+    match &a.key {
+        Some(k) => {
+            let pinned = crate::read_key(k)?;
+            if pinned.to_string() != source.verifier_key().to_string() {
+                return Err(anyhow!(InputError(format!(
+                    "{} is signed by {}, not by the key you gave ({pinned}): refusing to restore it",
+                    a.from.display(),
+                    source.verifier_key()
+                ))));
+            }
+        }
+        None => eprintln!(
+            "warning: no --key given: the source was checked against the key it carries, which proves \
+             it intact but not whose it is; pass the verifier key you hold"
+        ),
+    }
     let key_path = a
         .signing_key
         .clone()
@@ -165,7 +187,8 @@ pub(crate) fn restore(a: &RestoreArgs, as_json: bool) -> Result<u8> {
     if as_json {
         output::json(&json!({
             "into": a.into, "entries": report.entries, "checkpoints": report.checkpoints,
-            "facts_digest": report.facts_digest, "checked": true
+            "facts_digest": report.facts_digest, "checked": true,
+            "not_restored_beyond_checkpoint": report.beyond_checkpoint
         }))?;
     } else {
         println!(
@@ -181,5 +204,17 @@ pub(crate) fn restore(a: &RestoreArgs, as_json: bool) -> Result<u8> {
             a.into.display()
         );
     }
+    if report.beyond_checkpoint > 0 {
+        eprintln!(
+            "warning: {} entries after the source's newest checkpoint were not restored: no signature covers them",
+            report.beyond_checkpoint
+        );
+    }
+    eprintln!(
+        "warning: before serving, make sure the ledger never published a checkpoint beyond size {} (ask your \
+         mirror or witnesses, or read the old checkpoints.log): new entries would then fork the log under the \
+         same key. Restore from a newer copy if there is one (docs/operations.md)",
+        report.entries
+    );
     Ok(0)
 }

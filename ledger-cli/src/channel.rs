@@ -68,9 +68,10 @@ pub(crate) enum ChannelCommand {
             required_if_eq("channel", "altinn")
         )]
         altinn_token: Option<String>,
-        /// Where to post: a hook address from `ledger channel add eformidling`, or a
-        /// server's /v1/channels/eformidling with --token.
-        #[arg(long, value_name = "URL")]
+        /// Where to post: a hook address from `ledger channel add` (or @FILE holding
+        /// it, so the secret stays out of `ps` and crontabs), or a server's channel
+        /// endpoint with --token.
+        #[arg(long, value_name = "URL|@FILE")]
         to: String,
         /// The position: the last status id the ledger answered (created if absent).
         #[arg(long, value_name = "FILE")]
@@ -433,6 +434,13 @@ pub(crate) fn poll(cmd: ChannelCommand, token: Option<&str>, as_json: bool) -> R
         }),
         None => None,
     };
+    let to = match to.strip_prefix('@') {
+        Some(f) => std::fs::read_to_string(f)
+            .map_err(|e| anyhow!(e).context(format!("read --to {f}")))?
+            .trim()
+            .to_string(),
+        None => to,
+    };
     let mut state = read_state(&state_path, page_size)?;
     let sink = Sink {
         agent: &agent,
@@ -440,11 +448,22 @@ pub(crate) fn poll(cmd: ChannelCommand, token: Option<&str>, as_json: bool) -> R
         token,
     };
     loop {
-        let posted = match (channel.as_str(), &resource, &altinn_token) {
+        let round = match (channel.as_str(), &resource, &altinn_token) {
             ("altinn", Some(r), Some(t)) => {
-                poll_altinn_once(&sink, &from, r, t, &state_path, &mut state)?
+                poll_altinn_once(&sink, &from, r, t, &state_path, &mut state)
             }
-            _ => poll_once(&sink, &from, &state_path, &mut state)?,
+            _ => poll_once(&sink, &from, &state_path, &mut state),
+        };
+        let posted = match round {
+            Ok(n) => n,
+            // Following, a failed round (the channel or the ledger away, a 429) is
+            // said and tried again; the position stayed where the ledger last answered.
+            Err(e) if follow => {
+                eprintln!("warning: {e:#}; trying again in {interval} s");
+                std::thread::sleep(std::time::Duration::from_secs(interval));
+                continue;
+            }
+            Err(e) => return Err(e),
         };
         if as_json {
             crate::output::json(&json!({

@@ -610,7 +610,7 @@ pub(crate) fn open_reader(dir: &std::path::Path) -> Result<Box<dyn Store>> {
     }
 }
 
-fn read_key(arg: &str) -> Result<VerifierKey> {
+pub(crate) fn read_key(arg: &str) -> Result<VerifierKey> {
     let text = match arg.strip_prefix('@') {
         Some(path) => {
             std::fs::read_to_string(path).with_context(|| format!("read key file {path}"))?

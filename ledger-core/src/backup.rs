@@ -75,6 +75,37 @@ pub fn backup(
     extra: &[&Path],
     progress: &dyn Progress,
 ) -> Result<BackupSummary, StoreError> {
+    // One backup into one place at a time: two overlapping runs (cron) would both cut
+    // and extend the same files.
+    // (A directory is locked itself, so nothing is added to one that may turn out
+    // not to be a backup; a .tar by a file beside it.)
+    let lock_path = if to.extension().is_some_and(|e| e == "tar") {
+        to.with_extension("tar.lock")
+    } else {
+        fs::create_dir_all(to).map_err(StoreError::io(format!("create {}", to.display())))?;
+        to.to_path_buf()
+    };
+    let lock = if lock_path.is_dir() {
+        fs::File::open(&lock_path)
+    } else {
+        fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&lock_path)
+    }
+    .map_err(StoreError::io(format!("open {}", lock_path.display())))?;
+    match lock.try_lock() {
+        Ok(()) => {}
+        Err(fs::TryLockError::WouldBlock) => {
+            return Err(StoreError::io(format!("lock {}", lock_path.display()))(
+                std::io::Error::other("another `ledger backup` into the same place is running"),
+            ));
+        }
+        Err(fs::TryLockError::Error(e)) => {
+            return Err(StoreError::io(format!("lock {}", lock_path.display()))(e));
+        }
+    }
     if to.extension().is_none_or(|e| e != "tar") {
         return backup_dir(store, to, keys, names, extra, progress);
     }
@@ -112,11 +143,24 @@ fn backup_dir(
     match &earlier {
         Some(m) => check_earlier(store, &info, m, latest.size, dir)?,
         None => {
-            let empty = fs::read_dir(dir).map(|mut d| d.next().is_none());
-            if matches!(empty, Ok(false)) {
+            // Empty: a new backup. Its manifest comes first, holding
+            // nothing, so a first run cut short is taken up again by the next.
+            let other = fs::read_dir(dir).map(|mut d| d.next().is_some());
+            if matches!(other, Ok(true)) {
                 return Err(StoreError::AlreadyExists(dir.to_path_buf()));
             }
             fs::create_dir_all(dir).map_err(StoreError::io(format!("create {}", dir.display())))?;
+            let empty = Manifest {
+                backup_format: 1,
+                origin: info.origin.clone(),
+                entries: 0,
+                entries_bytes: 0,
+                last_leaf: String::new(),
+                signing_key: false,
+            };
+            let mut json = serde_json::to_vec_pretty(&empty).expect("serializable");
+            json.push(b'\n');
+            crate::store::write_whole(&manifest_path, &json)?;
         }
     }
     let (from, kept_bytes) = earlier

@@ -194,10 +194,23 @@ pub(crate) fn stage_beside(out: &Path) -> Result<tempfile::TempDir, StoreError> 
 }
 
 /// Writes `dir` as `out`, a tar holding it as `bundle/`: to `<out>.partial`, synced,
-/// then renamed, so `out` is the old file or the new one, never part of one.
+/// then renamed, so `out` is the old file or the new one, never part of one. Only its
+/// owner may read it when it holds a signing key.
 pub(crate) fn write_tar(dir: &Path, out: &Path) -> Result<(), StoreError> {
+    use std::os::unix::fs::OpenOptionsExt;
     let tmp = out.with_extension("tar.partial");
-    let f = File::create(&tmp).map_err(StoreError::io(format!("create {}", tmp.display())))?;
+    let _ = fs::remove_file(&tmp);
+    let mode = if dir.join("signing.key").exists() {
+        0o600
+    } else {
+        0o644
+    };
+    let f = fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(mode)
+        .open(&tmp)
+        .map_err(StoreError::io(format!("create {}", tmp.display())))?;
     let mut b = tar::Builder::new(f);
     b.append_dir_all("bundle", dir)
         .and_then(|_| b.into_inner())

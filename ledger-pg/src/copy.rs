@@ -22,6 +22,9 @@ pub struct CopyReport {
     pub checkpoints: u64,
     /// Projection facts digest (hex), equal on both sides.
     pub facts_digest: String,
+    /// Entries of the source after its newest checkpoint, not restored: no signature
+    /// covers them (a restore only; a migration copies them).
+    pub beyond_checkpoint: u64,
 }
 
 /// Entries per chunk read from the source.
@@ -195,13 +198,17 @@ pub fn to_embedded(
     progress: &mut dyn FnMut(u64, u64),
 ) -> Result<CopyReport, StoreError> {
     let (source, _) = engine::open(from_dir)?;
-    copy_to_embedded(&source, into, &|to| key_files(from_dir, to), progress)
+    let size = source.size();
+    copy_to_embedded(&source, size, into, &|to| key_files(from_dir, to), progress)
 }
 
 /// `ledger restore`: a new embedded ledger in `into` holding the log `source` (a
-/// backup, an export bundle or a mirror, read as a checked `Snapshot`), which then
-/// goes on appending and signing with `signing_key` (the text of `signing.key`). The
-/// key must be the one that signed the source's checkpoints.
+/// backup, an export bundle or a mirror, read as a checked `Snapshot`) up to its
+/// newest signed checkpoint, which then goes on appending and signing with
+/// `signing_key` (the text of `signing.key`). The key must be the one that signed the
+/// source's checkpoints. Entries after the newest checkpoint are not restored: no
+/// signature covers them, so whoever could write the source could have made them, and
+/// the restored ledger would sign them.
 pub fn restore(
     source: &dyn Store,
     signing_key: &str,
@@ -218,28 +225,49 @@ pub fn restore(
         )));
     }
     let write_keys = |to: &Path| -> Result<(), StoreError> {
-        std::fs::write(to.join("signing.key"), format!("{}\n", signing_key.trim())).map_err(
-            StoreError::io(format!("write signing.key in {}", to.display())),
+        write_synced(
+            &to.join("signing.key"),
+            format!("{}\n", signing_key.trim()).as_bytes(),
         )?;
-        std::fs::write(to.join("verifier.key"), format!("{}\n", key.verifier())).map_err(
-            StoreError::io(format!("write verifier.key in {}", to.display())),
-        )?;
-        private(&to.join("signing.key"))
+        private(&to.join("signing.key"))?;
+        write_synced(
+            &to.join("verifier.key"),
+            format!("{}\n", key.verifier()).as_bytes(),
+        )
     };
-    copy_to_embedded(source, into, &write_keys, progress)
+    let signed = source.latest_checkpoint()?.size;
+    let mut report = copy_to_embedded(source, signed, into, &write_keys, progress)?;
+    report.beyond_checkpoint = source.size() - signed;
+    Ok(report)
+}
+
+/// Writes `bytes` over `path` and syncs it: a key file must survive a power loss
+/// right after the restore says it is done.
+fn write_synced(path: &Path, bytes: &[u8]) -> Result<(), StoreError> {
+    use std::io::Write;
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .open(path)
+        .and_then(|mut f| f.write_all(bytes).and_then(|_| f.sync_all()))
+        .map_err(StoreError::io(format!("write {}", path.display())))
 }
 
 /// Copies `source` into a new embedded ledger in `into`, whose key files `keys`
 /// writes; then checks the copy.
 fn copy_to_embedded(
     source: &dyn Store,
+    size: u64,
     into: &Path,
     keys: &dyn Fn(&Path) -> Result<(), StoreError>,
     progress: &mut dyn FnMut(u64, u64),
 ) -> Result<CopyReport, StoreError> {
     let info: LedgerInfo = source.info().clone();
-    let size = source.size();
-    let checkpoints = all_checkpoints(source)?;
+    let checkpoints: Vec<(u64, String)> = all_checkpoints(source)?
+        .into_iter()
+        .filter(|(s, _)| *s <= size)
+        .collect();
     let mut import = Import::create(into, &info)?;
     // The same key as the source, and its signed checkpoints instead of the new one.
     keys(into)?;
@@ -315,5 +343,6 @@ fn check(
         entries: size,
         checkpoints: checkpoints.len() as u64,
         facts_digest: hex::encode(d1),
+        beyond_checkpoint: 0,
     })
 }

@@ -120,7 +120,10 @@ impl Snapshot {
         let entries = dir.join("entries.jsonl");
         let f =
             File::open(&entries).map_err(StoreError::io(format!("open {}", entries.display())))?;
-        let mut r = BufReader::with_capacity(1 << 20, f);
+        // A backup says how much of entries.jsonl it holds; bytes after that are an
+        // interrupted backup's, which the next one cuts off.
+        let held = crate::backup::read_manifest(&dir)?.map_or(u64::MAX, |m| m.entries_bytes);
+        let mut r = BufReader::with_capacity(1 << 20, f.take(held));
         let mut line = Vec::with_capacity(1024);
         loop {
             line.clear();

@@ -357,3 +357,99 @@ fn a_backup_to_a_tar_file_is_kept_up_to_date_and_restores() {
     assert_ne!(out.status.code(), Some(0));
     assert_eq!(std::fs::read(&bundle).unwrap(), before);
 }
+
+/// What the reviewer of the backup found, each now a test: a source with entries past
+/// its newest checkpoint restores only up to it; a source signed by another key than
+/// the one given is refused; an interrupted backup still restores and is mended by
+/// the next; two backups into one place at once are refused.
+#[test]
+fn a_restore_stops_at_the_checkpoint_and_backups_survive_interruption_and_overlap() {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = new_ledger(tmp.path());
+    append_sent(&d, 0, 50);
+    let b50 = tmp.path().join("b50");
+    ledger_ok(&d, &["export", "--out", b50.to_str().unwrap()]);
+    append_sent(&d, 50, 51);
+    let b51 = tmp.path().join("b51");
+    ledger_ok(&d, &["export", "--out", b51.to_str().unwrap()]);
+    // 51 chained entries under a checkpoint of 50: the 51st is signed by nobody.
+    std::fs::copy(b51.join("entries.jsonl"), b50.join("entries.jsonl")).unwrap();
+    let key = format!("@{}", d.join("verifier.key").display());
+    let into = tmp.path().join("r1");
+    let out = restore(&d, &b50, &into, Some(&d.join("signing.key")));
+    let text = ledger_tests::output_text(&out);
+    assert!(out.status.success(), "{text}");
+    assert!(text.contains("restored 50 entries"), "{text}");
+    assert!(
+        text.contains("1 entries after the source's newest checkpoint were not restored"),
+        "{text}"
+    );
+    assert!(text.contains("fork"), "the restore warns of a fork: {text}");
+    let v = ledger_ok(&into, &["verify", "--key", &key]);
+    assert!(v.starts_with("OK: 50 entries"), "{v}");
+
+    // The key the operator holds must be the source's.
+    let other = tmp.path().join("other");
+    std::fs::create_dir(&other).unwrap();
+    let o = new_ledger(&other);
+    let out = ledger(
+        &d,
+        &[
+            "restore",
+            "--from",
+            b51.to_str().unwrap(),
+            "--into",
+            tmp.path().join("r2").to_str().unwrap(),
+            "--signing-key",
+            d.join("signing.key").to_str().unwrap(),
+            "--key",
+            &format!("@{}", o.join("verifier.key").display()),
+        ],
+    );
+    let err = ledger_tests::output_text(&out);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("not by the key you gave"), "{err}");
+    assert!(!tmp.path().join("r2").join("log").exists());
+
+    // A backup interrupted mid-append: a restore reads what backup.json holds, and
+    // the next backup cuts the rest off.
+    let backup = tmp.path().join("backup");
+    ledger_ok(&d, &["backup", "--to", backup.to_str().unwrap()]);
+    let entries = backup.join("entries.jsonl");
+    let mut f = std::fs::OpenOptions::new()
+        .append(true)
+        .open(&entries)
+        .unwrap();
+    std::io::Write::write_all(&mut f, b"{\"event\":{\"half").unwrap();
+    drop(f);
+    restore_ok(&d, &backup, &tmp.path().join("r3"), None);
+    append_sent(&d, 51, 52);
+    let v = ledger_json(&d, &["--json", "backup", "--to", backup.to_str().unwrap()]);
+    assert_eq!(
+        (v["from_entries"].as_u64(), v["entries"].as_u64()),
+        (Some(51), Some(52)),
+        "{v}"
+    );
+    let v = ledger_ok(
+        &d,
+        &[
+            "verify",
+            "--bundle",
+            backup.to_str().unwrap(),
+            "--key",
+            &key,
+        ],
+    );
+    assert!(v.starts_with("OK: 52 entries"), "{v}");
+
+    // Another backup into the same place while one runs: refused, nothing touched.
+    let held = std::fs::File::open(&backup).unwrap();
+    held.lock().unwrap();
+    let before = std::fs::read(&entries).unwrap();
+    let out = ledger(&d, &["backup", "--to", backup.to_str().unwrap()]);
+    let err = ledger_tests::output_text(&out);
+    assert_ne!(out.status.code(), Some(0), "{err}");
+    assert!(err.contains("another `ledger backup`"), "{err}");
+    assert_eq!(std::fs::read(&entries).unwrap(), before);
+    drop(held);
+}

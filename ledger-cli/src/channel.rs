@@ -124,12 +124,7 @@ pub(crate) fn run(
     cmd: ChannelCommand,
     as_json: bool,
 ) -> Result<u8> {
-    if !dir.join("ledger.json").exists() && !dir.join(ledger_pg::engine::STORE_FILE).exists() {
-        return Err(anyhow!(InputError(format!(
-            "no ledger at {} (create one with `ledger init --origin NAME`)",
-            dir.display()
-        ))));
-    }
+    crate::serve::require_ledger(dir)?;
     let mut store = TokenStore::load(tokens_file)?;
     match cmd {
         ChannelCommand::Add {

@@ -51,12 +51,7 @@ pub(crate) fn token(
     cmd: TokenCommand,
     as_json: bool,
 ) -> Result<u8> {
-    if !dir.join("ledger.json").exists() && !dir.join(ledger_pg::engine::STORE_FILE).exists() {
-        return Err(anyhow!(InputError(format!(
-            "no ledger at {} (create one with `ledger init --origin NAME`)",
-            dir.display()
-        ))));
-    }
+    require_ledger(dir)?;
     let cfg = config(dir, config_file)?;
     let mut store = TokenStore::load(&cfg.tokens_file)?;
     match cmd {
@@ -119,6 +114,17 @@ pub(crate) fn token(
         TokenCommand::Revoke { token } => revoke(&mut store, &token, as_json)?,
     }
     Ok(0)
+}
+
+/// Refuses a directory that holds no ledger (either engine), saying how to make one.
+pub(crate) fn require_ledger(dir: &Path) -> Result<()> {
+    if !dir.join("ledger.json").exists() && !dir.join(ledger_pg::engine::STORE_FILE).exists() {
+        return Err(anyhow!(InputError(format!(
+            "no ledger at {} (create one with `ledger init --origin NAME`)",
+            dir.display()
+        ))));
+    }
+    Ok(())
 }
 
 /// A `TokenError` at the binary's edge: bad input is exit 2.

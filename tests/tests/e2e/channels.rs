@@ -119,6 +119,14 @@ fn fake_integrasjonspunkt(records: std::sync::Arc<std::sync::Mutex<Vec<Value>>>)
     ))
 }
 
+/// A fixture of ledger-server's real-shaped channel payloads, parsed.
+fn fixture(name: &str) -> Vec<Value> {
+    let path = ledger_tests::repo_root()
+        .join("ledger-server/tests/fixtures/cloudevents")
+        .join(name);
+    serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+}
+
 /// Serves `app` on 127.0.0.1 from a thread of its own; its base URL.
 fn serve_stand_in(app: axum::Router) -> String {
     let (tx, rx) = std::sync::mpsc::channel();
@@ -143,14 +151,7 @@ fn serve_stand_in(app: axum::Router) -> String {
 fn the_integrasjonspunkt_poller_posts_every_status_once_and_resumes() {
     let tmp = tempfile::tempdir().unwrap();
     let (d, mut child, base, hook) = served_with_hook(tmp.path(), "eformidling");
-    let fixture: Vec<Value> = serde_json::from_str(
-        &std::fs::read_to_string(
-            ledger_tests::repo_root()
-                .join("ledger-server/tests/fixtures/cloudevents/eformidling-statuses.json"),
-        )
-        .unwrap(),
-    )
-    .unwrap();
+    let fixture: Vec<Value> = fixture("eformidling-statuses.json");
     let records = std::sync::Arc::new(std::sync::Mutex::new(fixture[..7].to_vec()));
     let ip = fake_integrasjonspunkt(records.clone());
     let state = tmp.path().join("efm-position.json");
@@ -240,14 +241,7 @@ fn the_integrasjonspunkt_poller_posts_every_status_once_and_resumes() {
 fn the_altinn_poller_resumes_after_the_last_event_the_ledger_answered() {
     let tmp = tempfile::tempdir().unwrap();
     let (d, mut child, _base, hook) = served_with_hook(tmp.path(), "altinn");
-    let events: Vec<Value> = serde_json::from_str(
-        &std::fs::read_to_string(
-            ledger_tests::repo_root()
-                .join("ledger-server/tests/fixtures/cloudevents/altinn-correspondence-events.json"),
-        )
-        .unwrap(),
-    )
-    .unwrap();
+    let events: Vec<Value> = fixture("altinn-correspondence-events.json");
     let shown = std::sync::Arc::new(std::sync::Mutex::new(events[..5].to_vec()));
     let served = shown.clone();
     let altinn = serve_stand_in(axum::Router::new().route(

@@ -63,6 +63,14 @@ fn restore_ok(dir: &Path, from: &Path, into: &Path, key: Option<&Path>) -> Strin
     text
 }
 
+/// `ledger verify --bundle PATH --key KEY`, run from `dir`, which must pass.
+fn verify_bundle(dir: &Path, path: &Path, key: &str) -> String {
+    ledger_ok(
+        dir,
+        &["verify", "--bundle", path.to_str().unwrap(), "--key", key],
+    )
+}
+
 fn new_ledger(root: &Path) -> std::path::PathBuf {
     let d = root.join("data");
     ledger_ok(&d, &["init", "--origin", "ledger.example/ops"]);
@@ -143,16 +151,7 @@ fn a_backup_under_load_restores_every_acknowledged_entry_and_appends_go_on() {
 
     // An auditor can check the backup as it is, with the key they hold.
     let key = format!("@{}", d.join("verifier.key").display());
-    let v = ledger_ok(
-        &d,
-        &[
-            "verify",
-            "--bundle",
-            backup.to_str().unwrap(),
-            "--key",
-            &key,
-        ],
-    );
+    let v = verify_bundle(&d, &backup, &key);
     assert!(v.starts_with("OK: 400 entries"), "{v}");
 
     let restored = tmp.path().join("restored");
@@ -336,10 +335,7 @@ fn a_backup_to_a_tar_file_is_kept_up_to_date_and_restores() {
     );
     assert!(!tmp.path().join("ledger-backup.tar.partial").exists());
     let key = format!("@{}", d.join("verifier.key").display());
-    let v = ledger_ok(
-        &d,
-        &["verify", "--bundle", tar.to_str().unwrap(), "--key", &key],
-    );
+    let v = verify_bundle(&d, &tar, &key);
     assert!(v.starts_with("OK: 30 entries"), "{v}");
     let restored = tmp.path().join("restored");
     restore_ok(&d, &tar, &restored, None);
@@ -430,16 +426,7 @@ fn a_restore_stops_at_the_checkpoint_and_backups_survive_interruption_and_overla
         (Some(51), Some(52)),
         "{v}"
     );
-    let v = ledger_ok(
-        &d,
-        &[
-            "verify",
-            "--bundle",
-            backup.to_str().unwrap(),
-            "--key",
-            &key,
-        ],
-    );
+    let v = verify_bundle(&d, &backup, &key);
     assert!(v.starts_with("OK: 52 entries"), "{v}");
 
     // Another backup into the same place while one runs: refused, nothing touched.

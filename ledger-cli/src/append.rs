@@ -198,9 +198,9 @@ pub(crate) fn run(dir: &Path, file: &Path, event_format: Option<u8>, _json: bool
         }
     };
     let store = crate::open(dir)?;
-    let ledger_format = u8::try_from(store.info().format).unwrap_or(u8::MAX);
+    let ledger_format = store.info().event_format();
     let format = event_format.unwrap_or(ledger_format);
-    if u64::from(format) > store.info().format {
+    if format > ledger_format {
         return Err(InputError(format!(
             "--event-format {format}: this ledger holds format {} entries (`ledger upgrade` moves it \
              to format {})",

@@ -45,6 +45,12 @@ pub(crate) struct RestoreArgs {
     /// which whoever wrote the source chose.
     #[arg(long, value_name = "KEY|@FILE")]
     pub key: Option<String>,
+    /// Restore with a NEW signing key, because the old one is lost or must not be
+    /// used again: the new ledger's log ends with an entry announcing the new key
+    /// (FORMAT.md §17), and its verifier.key holds both keys. Give the new
+    /// verifier.key to your auditors, mirrors and witnesses (docs/operations.md).
+    #[arg(long, value_name = "REASON", value_parser = ["lost", "compromised", "scheduled"], conflicts_with = "signing_key")]
+    pub new_key: Option<String>,
 }
 
 pub(crate) fn backup(dir: &Path, a: &BackupArgs, as_json: bool) -> Result<u8> {
@@ -126,6 +132,7 @@ pub(crate) fn restore(a: &RestoreArgs, as_json: bool) -> Result<u8> {
         into: a.into.clone(),
         signing_key: a.signing_key.clone(),
         key: a.key.clone(),
+        new_key: a.new_key.clone(),
     };
     let source = Snapshot::open(&a.from).with_context(|| {
         format!(
@@ -136,7 +143,7 @@ pub(crate) fn restore(a: &RestoreArgs, as_json: bool) -> Result<u8> {
     match &a.key {
         Some(k) => {
             let pinned = crate::read_key(k)?;
-            if pinned.to_string() != source.verifier_key().to_string() {
+            if &pinned != source.verifier_key() {
                 return Err(anyhow!(InputError(format!(
                     "{} is signed by {}, not by the key you gave ({pinned}): refusing to restore it",
                     a.from.display(),
@@ -148,6 +155,9 @@ pub(crate) fn restore(a: &RestoreArgs, as_json: bool) -> Result<u8> {
             "warning: no --key given: the source was checked against the key it carries, which proves \
              it intact but not whose it is; pass the verifier key you hold"
         ),
+    }
+    if let Some(reason) = &a.new_key {
+        return restore_with_new_key(a, &source, reason, as_json);
     }
     let key_path = a
         .signing_key
@@ -164,12 +174,7 @@ pub(crate) fn restore(a: &RestoreArgs, as_json: bool) -> Result<u8> {
             anyhow!(e).context(format!("read {}", key_path.display()))
         }
     })?;
-    if a.into.exists() && std::fs::read_dir(&a.into).is_ok_and(|mut d| d.next().is_some()) {
-        return Err(anyhow!(InputError(format!(
-            "{} exists and is not empty: restore into a new directory",
-            a.into.display()
-        ))));
-    }
+    refuse_used_target(&a.into)?;
     let bar = output::progress_count("restoring");
     let mut progress = |at: u64, size: u64| {
         bar.0.set_length(size);
@@ -178,12 +183,7 @@ pub(crate) fn restore(a: &RestoreArgs, as_json: bool) -> Result<u8> {
     let report = ledger_pg::copy::restore(&source, &key, &a.into, &mut progress)
         .with_context(|| format!("restoring {} into {}", a.from.display(), a.into.display()))?;
     bar.0.finish_and_clear();
-    for f in CONFIG_FILES {
-        let p = a.from.join(f);
-        if p.is_file() {
-            std::fs::copy(&p, a.into.join(f)).with_context(|| format!("copy {}", p.display()))?;
-        }
-    }
+    copy_config(&a.from, &a.into)?;
     if as_json {
         output::json(&json!({
             "into": a.into, "entries": report.entries, "checkpoints": report.checkpoints,
@@ -210,11 +210,100 @@ pub(crate) fn restore(a: &RestoreArgs, as_json: bool) -> Result<u8> {
             report.beyond_checkpoint
         );
     }
+    warn_fork(report.entries);
+    Ok(0)
+}
+
+fn warn_fork(size: u64) {
     eprintln!(
-        "warning: before serving, make sure the ledger never published a checkpoint beyond size {} (ask your \
-         mirror or witnesses, or read the old checkpoints.log): new entries would then fork the log under the \
-         same key. Restore from a newer copy if there is one (docs/operations.md)",
-        report.entries
+        "warning: before serving, make sure the ledger never published a checkpoint beyond size {size} (ask your \
+         mirror or witnesses, or read the old checkpoints.log): new entries would then fork the log. Restore \
+         from a newer copy if there is one (docs/operations.md)"
     );
+}
+
+fn refuse_used_target(into: &Path) -> Result<()> {
+    if into.exists() && std::fs::read_dir(into).is_ok_and(|mut d| d.next().is_some()) {
+        return Err(anyhow!(InputError(format!(
+            "{} exists and is not empty: restore into a new directory",
+            into.display()
+        ))));
+    }
+    Ok(())
+}
+
+fn copy_config(from: &Path, into: &Path) -> Result<()> {
+    for f in CONFIG_FILES {
+        let p = from.join(f);
+        if p.is_file() {
+            std::fs::copy(&p, into.join(f)).with_context(|| format!("copy {}", p.display()))?;
+        }
+    }
+    Ok(())
+}
+
+/// `restore --new-key`: the lost-key runbook (docs/operations.md).
+fn restore_with_new_key(
+    a: &RestoreArgs,
+    source: &Snapshot,
+    reason: &str,
+    as_json: bool,
+) -> Result<u8> {
+    let reason: ledger_core::rotation::RotationReason =
+        reason.parse().map_err(|e: String| anyhow!(InputError(e)))?;
+    refuse_used_target(&a.into)?;
+    let bar = output::progress_count("restoring");
+    let mut progress = |at: u64, size: u64| {
+        bar.0.set_length(size);
+        bar.0.set_position(at);
+    };
+    let (report, history) =
+        ledger_pg::copy::restore_with_new_key(source, reason, &a.into, &mut progress)
+            .with_context(|| format!("restoring {} into {}", a.from.display(), a.into.display()))?;
+    bar.0.finish_and_clear();
+    copy_config(&a.from, &a.into)?;
+    let announced_at = report.entries;
+    if as_json {
+        output::json(&json!({
+            "into": a.into, "entries": report.entries + 1, "checkpoints": report.checkpoints + 1,
+            "facts_digest": report.facts_digest, "checked": true,
+            "not_restored_beyond_checkpoint": report.beyond_checkpoint,
+            "key_announced_at": announced_at, "reason": reason.name(),
+            "verifier_key": history.current().to_string(), "key_history": history.to_string(),
+        }))?;
+    } else {
+        println!(
+            "restored {} entries and {} signed checkpoints into {}; checked as a restore is",
+            report.entries,
+            report.checkpoints,
+            a.into.display()
+        );
+        println!(
+            "entry {announced_at} announces the new signing key ({}); the checkpoint of size {} is \
+             the first it signs",
+            reason.name(),
+            announced_at + 1
+        );
+        println!(
+            "the ledger's key history, now in {}:",
+            a.into.join("verifier.key").display()
+        );
+        for line in history.to_string().lines() {
+            println!("  {line}");
+        }
+        println!(
+            "give this verifier.key to every auditor, mirror and witness of the ledger, by a channel they \
+             trust (docs/operations.md, \"A lost signing key\"): until they hold it, they refuse every \
+             checkpoint from size {} on",
+            announced_at + 1
+        );
+    }
+    if report.beyond_checkpoint > 0 {
+        eprintln!(
+            "warning: {} entries after the source's newest checkpoint were not restored: no signature covers them",
+            report.beyond_checkpoint
+        );
+    }
+    warn_fork(report.entries);
     Ok(0)
 }

@@ -22,7 +22,7 @@ use std::process::ExitCode;
 use anyhow::{Context, Result};
 use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 use ledger_core::verify::{self, VerifyOptions};
-use ledger_core::{FileStore, HashAlg, InitOptions, Store, VerifierKey};
+use ledger_core::{FileStore, HashAlg, InitOptions, KeyHistory, Store};
 
 // Replays, reports and appends allocate per event and per message; mimalloc makes
 // them about a quarter faster than the system allocator (BENCHMARKS.md).
@@ -610,7 +610,9 @@ pub(crate) fn open_reader(dir: &std::path::Path) -> Result<Box<dyn Store>> {
     }
 }
 
-pub(crate) fn read_key(arg: &str) -> Result<VerifierKey> {
+/// A `--key` argument: a verifier key, or a key history (a `verifier.key` file's
+/// text, FORMAT.md §17), given as the text or as `@FILE`.
+pub(crate) fn read_key(arg: &str) -> Result<KeyHistory> {
     let text = match arg.strip_prefix('@') {
         Some(path) => {
             std::fs::read_to_string(path).with_context(|| format!("read key file {path}"))?

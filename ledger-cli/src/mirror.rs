@@ -18,7 +18,8 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, anyhow, bail};
 use clap::Args;
 use ledger_core::HashAlg;
-use ledger_core::checkpoint::{VerifierKey, split_notes};
+use ledger_core::KeyHistory;
+use ledger_core::checkpoint::split_notes;
 use ledger_core::merkle::Frontier;
 use ledger_core::tiles::{TilePath, WIDTH};
 use ledger_core::tlog_policy::Policy;
@@ -64,21 +65,11 @@ struct Kept {
     len: u64,
 }
 
-fn read_key(arg: &str) -> Result<VerifierKey> {
-    let text = match arg.strip_prefix('@') {
-        Some(p) => std::fs::read_to_string(p).with_context(|| format!("read {p}"))?,
-        None => arg.to_string(),
-    };
-    text.trim()
-        .parse()
-        .map_err(|e| anyhow!(InputError(format!("--key: {e}"))))
-}
-
 /// What the mirror holds: its newest checkpoint, and the tree's right edge
 /// recomputed from entries.jsonl (each entry's seq and prev checked, the root compared
 /// with that checkpoint's), so a damaged copy is found, not trusted. Entries past the
 /// checkpoint are an interrupted round's, never confirmed: they are cut off, and said.
-fn kept(dir: &Path, alg: HashAlg, key: &VerifierKey) -> Result<Kept> {
+fn kept(dir: &Path, alg: HashAlg, key: &KeyHistory) -> Result<Kept> {
     let note = std::fs::read_to_string(dir.join("checkpoint")).ok();
     let cp = note
         .as_deref()
@@ -169,7 +160,7 @@ pub(crate) fn run(args: &MirrorArgs, token: Option<&str>, as_json: bool) -> Resu
                 .into()
         )));
     }
-    let key = read_key(&args.key)?;
+    let key = crate::read_key(&args.key)?;
     let policy = args
         .policy
         .as_deref()
@@ -232,7 +223,7 @@ fn round(
     base: &str,
     args: &MirrorArgs,
     token: Option<&str>,
-    key: &VerifierKey,
+    key: &KeyHistory,
     policy: Option<&Policy>,
     have: &mut Option<Kept>,
 ) -> Result<(u64, u64)> {
@@ -240,7 +231,8 @@ fn round(
     let info: serde_json::Value = match args.hash {
         // A public mirror: the hash you named, the newest format this ledger reads.
         Some(alg) => json!({
-            "origin": key.name(), "hash": alg.name(), "format": ledger_core::event::FORMAT_LATEST
+            "origin": key.name(), "hash": alg.name(),
+            "format": if key.keys().count() > 1 { ledger_core::rotation::KEY_ENTRY_V } else { ledger_core::event::FORMAT_LATEST }
         }),
         None => serde_json::from_slice(&get(agent, &format!("{base}/v1/ledger"), token)?)?,
     };
@@ -320,7 +312,7 @@ fn fetch_and_check(
     base: &str,
     token: Option<&str>,
     alg: HashAlg,
-    key: &VerifierKey,
+    key: &KeyHistory,
     have: &Kept,
     cp: &ledger_core::checkpoint::Checkpoint,
     out: &mut std::fs::File,
@@ -490,7 +482,7 @@ fn commit(
     dir: &Path,
     info: &serde_json::Value,
     alg: HashAlg,
-    key: &VerifierKey,
+    key: &KeyHistory,
     old: Option<&str>,
     note: &str,
 ) -> Result<()> {

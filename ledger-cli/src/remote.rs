@@ -412,7 +412,13 @@ pub(crate) fn verify(r: &Remote, opts: &VerifyOptions, as_json: bool) -> Result<
     std::fs::write(dir.join("checkpoints.txt"), earlier.join("\n"))?;
     std::fs::write(
         dir.join("verifier.key"),
-        format!("{}\n", info["verifier_key"].as_str().unwrap_or_default()),
+        format!(
+            "{}\n",
+            info["key_history"]
+                .as_str()
+                .or(info["verifier_key"].as_str())
+                .unwrap_or_default()
+        ),
     )?;
     if opts.key.is_none() {
         eprintln!(

@@ -75,6 +75,15 @@ impl Checkpoint {
     }
 }
 
+/// The size a note's body names, read before any signature is checked (to choose
+/// the key that must have signed it, [`crate::rotation::KeyHistory`]).
+pub(crate) fn claimed_size(note: &str) -> Result<u64, CheckpointError> {
+    let split = note.rfind("\n\n").ok_or_else(|| {
+        CheckpointError::Malformed("no empty line between body and signatures".into())
+    })?;
+    Ok(Checkpoint::parse_body(&note[..split + 1])?.size)
+}
+
 /// Why a checkpoint or key was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
@@ -224,6 +233,11 @@ impl VerifierKey {
         &self.name
     }
 
+    /// The key id (the first four bytes of each signature blob it makes).
+    pub fn id(&self) -> [u8; 4] {
+        self.id
+    }
+
     /// Checks a signed note and returns the checkpoint it carries.
     pub fn verify(&self, note: &str) -> Result<Checkpoint, CheckpointError> {
         let split = note.rfind("\n\n").ok_or_else(|| {
@@ -360,7 +374,10 @@ pub const COSIGNED_FILE: &str = "checkpoint.cosigned";
 /// The newest cosigned checkpoint of the ledger in `dir`, if there is one and the
 /// log's own signature on it verifies under `key`: (size, the note with its
 /// cosignatures). Which cosignatures count is the reader's policy's business.
-pub fn read_cosigned(dir: &std::path::Path, key: &VerifierKey) -> Option<(u64, String)> {
+pub fn read_cosigned(
+    dir: &std::path::Path,
+    key: &crate::rotation::KeyHistory,
+) -> Option<(u64, String)> {
     let note = std::fs::read_to_string(dir.join(COSIGNED_FILE)).ok()?;
     let cp = key.verify(&note).ok()?;
     Some((cp.size, note))

@@ -14,6 +14,7 @@ use time::macros::format_description;
 
 use crate::event::{Event, EventError, FORMATS};
 use crate::hash::{Hash, from_hex};
+use crate::rotation::{KEY_ENTRY_V, KeyAnnouncement};
 
 /// Formats the ledger's clock for `recorded_at`: UTC, always six fractional digits,
 /// so the field has a fixed width of 27 characters.
@@ -83,7 +84,7 @@ pub fn write_entry(
     event: &[u8],
 ) {
     debug_assert!(is_recorded_at(recorded_at));
-    debug_assert!(FORMATS.contains(&v));
+    debug_assert!(FORMATS.contains(&v) || v == KEY_ENTRY_V);
     out.extend_from_slice(b"{\"event\":");
     out.extend_from_slice(event);
     out.extend_from_slice(b",\"prev\":\"");
@@ -111,8 +112,16 @@ pub struct ParsedEntry<'a> {
     pub recorded_at: &'a str,
     /// The event's canonical bytes as stored.
     pub event: &'a str,
-    /// The format whose rules the event obeys (1 or 2).
+    /// The format whose rules the event obeys (1 or 2), or 3: the `event` is a
+    /// key announcement ([`crate::rotation`]), not a message's event.
     pub v: u8,
+}
+
+impl ParsedEntry<'_> {
+    /// Whether this entry announces a new signing key rather than recording an event.
+    pub fn is_key_entry(&self) -> bool {
+        self.v == KEY_ENTRY_V
+    }
 }
 
 #[derive(Deserialize)]
@@ -134,7 +143,7 @@ pub enum EntryError {
     #[error("not an entry: {0}")]
     Malformed(String),
     /// A format version this code does not know.
-    #[error("entry format version {0} is not supported (this code reads versions 1 and 2)")]
+    #[error("entry format version {0} is not supported (this code reads versions 1 to 3)")]
     Version(u64),
     /// `prev` is not 64 hex digits.
     #[error("`prev` is not 64 lowercase hex digits")]
@@ -155,7 +164,7 @@ pub fn parse_entry(bytes: &[u8]) -> Result<ParsedEntry<'_>, EntryError> {
     let env: Envelope<'_> =
         serde_json::from_slice(bytes).map_err(|e| EntryError::Malformed(e.to_string()))?;
     let v = match u8::try_from(env.v) {
-        Ok(v) if FORMATS.contains(&v) => v,
+        Ok(v) if FORMATS.contains(&v) || v == KEY_ENTRY_V => v,
         _ => return Err(EntryError::Version(env.v)),
     };
     let prev = match from_hex(env.prev) {
@@ -186,6 +195,7 @@ pub fn parse_envelope(bytes: &[u8]) -> Result<ParsedEntry<'_>, EntryError> {
         let (rest, v) = match rest.strip_suffix(b"}")?.split_last_chunk::<6>()? {
             (rest, b",\"v\":1") => (rest, 1),
             (rest, b",\"v\":2") => (rest, 2),
+            (rest, b",\"v\":3") => (rest, KEY_ENTRY_V),
             _ => return None,
         };
         // seq: canonical digits at the end.
@@ -235,6 +245,11 @@ pub fn parse_envelope(bytes: &[u8]) -> Result<ParsedEntry<'_>, EntryError> {
 /// the event.
 pub fn check_entry(bytes: &[u8]) -> Result<(ParsedEntry<'_>, Event), EntryError> {
     let p = parse_entry(bytes)?;
+    if p.is_key_entry() {
+        return Err(EntryError::Malformed(
+            "a key announcement (version 3), not an event".into(),
+        ));
+    }
     let event = Event::from_json_as(p.event.as_bytes(), p.v).map_err(EntryError::Event)?;
     if event.canonical_bytes() != p.event.as_bytes() {
         return Err(EntryError::NotCanonical);
@@ -244,6 +259,27 @@ pub fn check_entry(bytes: &[u8]) -> Result<(ParsedEntry<'_>, Event), EntryError>
         return Err(EntryError::NotCanonical);
     }
     Ok((p, event))
+}
+
+/// [`check_entry`] for a key entry of the log named `origin`: the announcement is
+/// valid, canonical, and the envelope is the canonical form around it.
+pub fn check_key_entry<'a>(
+    bytes: &'a [u8],
+    origin: &str,
+) -> Result<(ParsedEntry<'a>, KeyAnnouncement), EntryError> {
+    let p = parse_entry(bytes)?;
+    if !p.is_key_entry() {
+        return Err(EntryError::Malformed(format!(
+            "version {}: an event, not a key announcement",
+            p.v
+        )));
+    }
+    let a = KeyAnnouncement::parse(p.event.as_bytes(), origin)
+        .map_err(|e| EntryError::Malformed(e.to_string()))?;
+    if entry_bytes(p.seq, &p.prev, p.recorded_at, p.v, p.event.as_bytes()) != bytes {
+        return Err(EntryError::NotCanonical);
+    }
+    Ok((p, a))
 }
 
 /// The keys a store files an entry under, computed from its stored event (not
@@ -359,13 +395,22 @@ mod tests {
             check_entry(spaced.as_bytes()).unwrap_err(),
             EntryError::NotCanonical
         );
+        let v4 = String::from_utf8(good.clone())
+            .unwrap()
+            .replace("\"v\":1}", "\"v\":4}");
+        assert_eq!(
+            check_entry(v4.as_bytes()).unwrap_err(),
+            EntryError::Version(4)
+        );
+        // Version 3 is a key entry: an event under it is neither an event nor a key.
         let v3 = String::from_utf8(good.clone())
             .unwrap()
             .replace("\"v\":1}", "\"v\":3}");
-        assert_eq!(
-            check_entry(v3.as_bytes()).unwrap_err(),
-            EntryError::Version(3)
-        );
+        assert!(matches!(
+            check_entry(v3.as_bytes()),
+            Err(EntryError::Malformed(_))
+        ));
+        assert!(check_key_entry(v3.as_bytes(), "o").is_err());
         // A format-1 event under `"v":2` is judged by format 2's rules: it names no
         // parties, so it is invalid.
         let v2 = String::from_utf8(good)
@@ -414,11 +459,24 @@ mod tests {
                 (full.seq, full.prev, full.recorded_at, full.event, full.v)
             );
         }
+        // A key entry: the fast parser and the full check agree on it too.
+        let key = crate::checkpoint::SigningKey::generate("t").unwrap();
+        let announcement = KeyAnnouncement {
+            key: key.verifier(),
+            reason: crate::rotation::RotationReason::Scheduled,
+        };
+        let bytes = entry_bytes(9, &prev, &at, KEY_ENTRY_V, &announcement.canonical_bytes());
+        let fast = parse_envelope(&bytes).unwrap();
+        let (full, a) = check_key_entry(&bytes, "t").unwrap();
+        assert!(fast.is_key_entry() && full.is_key_entry());
+        assert_eq!((fast.seq, fast.event), (full.seq, full.event));
+        assert_eq!(a, announcement);
+        assert!(check_key_entry(&bytes, "another").is_err());
         let good =
             String::from_utf8(entry_bytes(7, &prev, &at, 1, event.canonical_bytes())).unwrap();
         for bad in [
             good.replace(",\"seq\":7", ",\"seq\":07"),
-            good.replace(",\"v\":1}", ",\"v\":3}"),
+            good.replace(",\"v\":1}", ",\"v\":4}"),
             good.replace(",\"seq\":7", ", \"seq\":7"),
             good.replacen(&to_hex(&prev)[..2], "AB", 1),
             good.replace("00.000000Z", "00.00000Z"),

@@ -34,6 +34,7 @@ pub mod projection;
 pub mod questions;
 pub mod reconcile;
 pub mod report_table;
+pub mod rotation;
 pub mod segment;
 pub mod store;
 pub mod tiles;
@@ -45,6 +46,7 @@ pub mod witness;
 pub use checkpoint::{Checkpoint, SigningKey, VerifierKey};
 pub use event::{Event, EventError, EventType};
 pub use hash::{Hash, HashAlg};
+pub use rotation::KeyHistory;
 pub use store::{
     ConsistencyProof, FileStore, InclusionProof, InitOptions, LedgerInfo, OpenReport, Receipt,
     SignedCheckpoint, Store, StoreError,

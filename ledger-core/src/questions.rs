@@ -580,7 +580,8 @@ fn reported_late(
     store
         .scan(0, basis.facts.covered(), &mut |seq, bytes| {
             let t = match projection::entry_times(seq, bytes) {
-                Ok(t) => t,
+                Ok(Some(t)) => t,
+                Ok(None) => return Ok(()),
                 Err(e) => {
                     failure = Some(e);
                     return Err(StoreError::Corrupt(format!("entry {seq} cannot be read")));

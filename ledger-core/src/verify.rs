@@ -12,10 +12,11 @@ use std::io::{BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
 
 use crate::checkpoint::{Checkpoint, VerifierKey, split_notes};
-use crate::entry::{check_entry, parse_envelope};
+use crate::entry::{check_entry, check_key_entry, parse_envelope};
 use crate::hash::{Hash, HashAlg, to_hex};
 use crate::limits::ENTRY_BYTES_MAX;
 use crate::merkle::{self, Frontier, SubtreeSource};
+use crate::rotation::KeyHistory;
 use crate::segment::{self, FrameError, FrameReader};
 use crate::store::{LedgerInfo, read_info};
 
@@ -42,9 +43,10 @@ impl Progress for () {
 /// What to trust.
 #[derive(Clone, Debug, Default)]
 pub struct VerifyOptions {
-    /// The verifier key to check signatures with. Without it, the key stored beside
-    /// the log is used, which proves integrity but not authorship (a warning says so).
-    pub key: Option<VerifierKey>,
+    /// The verifier key (or key history, FORMAT.md §17) to check signatures with.
+    /// Without it, the keys stored beside the log are used, which proves integrity but
+    /// not authorship (a warning says so).
+    pub key: Option<KeyHistory>,
     /// An older checkpoint (signed note) the auditor holds: the log must extend it.
     pub trusted: Option<String>,
     /// Also check that no event id is recorded twice (the idempotency promise). This
@@ -173,6 +175,12 @@ struct Chain {
     privacy: bool,
     /// Entries the privacy scan reported, and those it only counted.
     privacy_found: u64,
+    /// The log's origin: the name every announced key must carry.
+    origin: String,
+    /// The keys checkpoints are checked with, once [`setup`] has chosen them.
+    keys: Option<KeyHistory>,
+    /// The key entries read: (seq, announced key).
+    announced: Vec<(u64, VerifierKey)>,
     report: VerifyReport,
 }
 
@@ -231,6 +239,27 @@ impl Chain {
         } else {
             parse_envelope(bytes).map(|p| (p, None))
         };
+        // A key announcement is checked whole, deep or not: it decides which key signs
+        // every checkpoint after it.
+        let parsed = match parsed {
+            Ok((p, _)) if p.is_key_entry() => match check_key_entry(bytes, &self.origin) {
+                Ok((p, a)) => {
+                    self.announced.push((seq, a.key));
+                    Ok((p, None))
+                }
+                Err(e) => Err(e),
+            },
+            Err(e) if bytes.ends_with(b",\"v\":3}") => {
+                // The deep check refuses a key entry as an event; say what it is.
+                check_key_entry(bytes, &self.origin)
+                    .map(|(p, a)| {
+                        self.announced.push((seq, a.key));
+                        (p, None)
+                    })
+                    .map_err(|_| e)
+            }
+            other => other,
+        };
         match parsed {
             Err(e) => self.fault(Some(seq), place(), format!("entry {seq}: {e}")),
             Ok((p, event)) => {
@@ -244,7 +273,9 @@ impl Chain {
                         ),
                     );
                 }
-                if let Some(ids) = &mut self.ids {
+                if let Some(ids) = &mut self.ids
+                    && !p.is_key_entry()
+                {
                     // Format 1 ids share one namespace; format 2 ids are scoped by
                     // the reporting organisation (FORMAT.md §3.9).
                     let id = match &event {
@@ -261,6 +292,7 @@ impl Chain {
                     ids.push((h, seq));
                 }
                 if self.privacy
+                    && !p.is_key_entry()
                     && let Ok(ev) = crate::Event::from_json_as(p.event.as_bytes(), p.v)
                     && let Err(e) = crate::admission::check_api(&ev)
                 {
@@ -343,7 +375,7 @@ impl Chain {
     }
 
     /// Checks a signed note and, if it verifies, remembers its root.
-    fn note(&mut self, key: &VerifierKey, note: &str, from: String) {
+    fn note(&mut self, key: &KeyHistory, note: &str, from: String) {
         match key.verify(note) {
             Ok(cp) => {
                 if cp.size == 0 && cp.root != self.alg.empty() {
@@ -390,6 +422,11 @@ impl Chain {
 
     fn finish(mut self, info: &LedgerInfo) -> VerifyReport {
         let size = self.frontier.size();
+        if let Some(keys) = self.keys.take()
+            && let Err(e) = keys.check_announcements(&self.announced, size)
+        {
+            self.fault(None, "verifier.key".into(), e.to_string());
+        }
         if self.privacy {
             let more = self.privacy_found.saturating_sub(PRIVACY_SHOWN);
             self.report.warnings.push(format!(
@@ -486,7 +523,7 @@ fn setup(
     stored_key: &str,
     opts: &VerifyOptions,
     chain: &mut Chain,
-) -> Result<(VerifierKey, Option<Checkpoint>), VerifyError> {
+) -> Result<(KeyHistory, Option<Checkpoint>), VerifyError> {
     let warnings = &mut chain.report.warnings;
     let key = match &opts.key {
         Some(k) => k.clone(),
@@ -497,7 +534,7 @@ fn setup(
                     .into(),
             );
             stored_key
-                .parse()
+                .parse::<KeyHistory>()
                 .map_err(|e| VerifyError::Setup(format!("verifier.key: {e}")))?
         }
     };
@@ -532,6 +569,7 @@ fn setup(
             }
         },
     };
+    chain.keys = Some(key.clone());
     Ok((key, trusted))
 }
 
@@ -551,6 +589,9 @@ fn new_chain(info: &LedgerInfo, opts: &VerifyOptions) -> Chain {
         deep: opts.deep,
         privacy: opts.privacy,
         privacy_found: 0,
+        origin: info.origin.clone(),
+        keys: None,
+        announced: Vec::new(),
         report: VerifyReport::default(),
     }
 }
@@ -791,11 +832,11 @@ pub fn verify_bundle(
     };
     let info: LedgerInfo = serde_json::from_str(&read("ledger.json")?)
         .map_err(|e| VerifyError::Setup(format!("ledger.json: {e}")))?;
-    if !(1..=u64::from(crate::event::FORMAT_LATEST)).contains(&info.format) {
+    if !(1..=u64::from(crate::rotation::KEY_ENTRY_V)).contains(&info.format) {
         return Err(VerifyError::Setup(format!(
             "ledger.json: format {} is not supported (this build reads formats 1 to {})",
             info.format,
-            crate::event::FORMAT_LATEST
+            crate::rotation::KEY_ENTRY_V
         )));
     }
     let stored_key = read("verifier.key").unwrap_or_default();

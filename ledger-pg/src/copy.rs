@@ -5,9 +5,10 @@ use std::path::Path;
 
 use ledger_core::merkle::Frontier;
 use ledger_core::projection::{self, facts_digest};
+use ledger_core::rotation::{KEY_ENTRY_V, KeyAnnouncement, KeyHistory, RotationReason};
 use ledger_core::store::Import;
 use ledger_core::store::{LedgerInfo, StoreError};
-use ledger_core::{Store, entry};
+use ledger_core::{Checkpoint, SigningKey, Store, entry};
 use tokio_postgres::Config;
 
 use crate::engine;
@@ -72,6 +73,14 @@ pub fn to_postgres(
 ) -> Result<CopyReport, StoreError> {
     let (source, _) = engine::open(from_dir)?;
     let info = source.info().clone();
+    if info.format >= u64::from(KEY_ENTRY_V) {
+        return Err(StoreError::OutOfRange(format!(
+            "{} had its signing key replaced (format {}, FORMAT.md §17); the PostgreSQL engine \
+             does not hold key announcements yet: keep it on the embedded engine",
+            from_dir.display(),
+            info.format
+        )));
+    }
     let size = source.size();
     let checkpoints = all_checkpoints(&source)?;
     let cfg: Config = url
@@ -187,7 +196,7 @@ pub fn to_postgres(
             .expect("serializable");
     json.push(b'\n');
     engine::write_new(&into.join(engine::STORE_FILE), &json, 0o600)?;
-    check(&source, into, size, &checkpoints)
+    check(&source, into, size, &checkpoints, 0)
 }
 
 /// Copies the ledger in `from_dir` (either engine) into a new embedded ledger in
@@ -199,7 +208,14 @@ pub fn to_embedded(
 ) -> Result<CopyReport, StoreError> {
     let (source, _) = engine::open(from_dir)?;
     let size = source.size();
-    copy_to_embedded(&source, size, into, &|to| key_files(from_dir, to), progress)
+    copy_to_embedded(
+        &source,
+        size,
+        into,
+        &|to| key_files(from_dir, to),
+        None,
+        progress,
+    )
 }
 
 /// `ledger restore`: a new embedded ledger in `into` holding the log `source` (a
@@ -216,12 +232,13 @@ pub fn restore(
     progress: &mut dyn FnMut(u64, u64),
 ) -> Result<CopyReport, StoreError> {
     let key = ledger_core::SigningKey::from_secret_string(signing_key.trim())?;
-    if key.verifier().to_string() != source.verifier_key().to_string() {
+    let history = source.verifier_key();
+    if &key.verifier() != history.current() {
         return Err(StoreError::Corrupt(format!(
-            "the signing key ({}) is not the key that signed this log's checkpoints ({}): \
-             restore with the ledger's own signing.key",
+            "the signing key ({}) is not the key that signs this log's newest checkpoints ({}): \
+             restore with the ledger's own signing.key, or with --new-key if it is lost",
             key.verifier(),
-            source.verifier_key()
+            history.current()
         )));
     }
     let write_keys = |to: &Path| -> Result<(), StoreError> {
@@ -230,15 +247,78 @@ pub fn restore(
             format!("{}\n", signing_key.trim()).as_bytes(),
         )?;
         private(&to.join("signing.key"))?;
-        write_synced(
-            &to.join("verifier.key"),
-            format!("{}\n", key.verifier()).as_bytes(),
-        )
+        write_synced(&to.join("verifier.key"), format!("{history}\n").as_bytes())
     };
     let signed = source.latest_checkpoint()?.size;
-    let mut report = copy_to_embedded(source, signed, into, &write_keys, progress)?;
+    let mut report = copy_to_embedded(source, signed, into, &write_keys, None, progress)?;
     report.beyond_checkpoint = source.size() - signed;
     Ok(report)
+}
+
+/// `ledger restore --new-key`: [`restore`] for a ledger whose signing key is lost or
+/// must no longer be used. The copy ends with one more entry, a key announcement
+/// (FORMAT.md §17) naming a new key, and one more checkpoint, of the size that
+/// includes it, signed by the new key; its `verifier.key` is the source's key history
+/// with the new key after it, and its `signing.key` the new key. Returns the report
+/// and the new key history.
+pub fn restore_with_new_key(
+    source: &dyn Store,
+    reason: RotationReason,
+    into: &Path,
+    progress: &mut dyn FnMut(u64, u64),
+) -> Result<(CopyReport, KeyHistory), StoreError> {
+    let info = source.info();
+    let key = SigningKey::generate(&info.origin)?;
+    let signed = source.latest_checkpoint()?.size;
+    let history = source
+        .verifier_key()
+        .then(key.verifier(), signed + 1)
+        .map_err(|e| StoreError::Corrupt(e.to_string()))?;
+    let (prev, last_recorded_at) = match signed {
+        0 => (info.hash.genesis(&info.origin), String::new()),
+        n => {
+            let bytes = source.entry(n - 1)?;
+            let p = entry::parse_envelope(&bytes)
+                .map_err(|e| StoreError::Corrupt(format!("entry {}: {e}", n - 1)))?;
+            (info.hash.leaf(&bytes), p.recorded_at.to_string())
+        }
+    };
+    // The ledger's clock never steps back along the log (FORMAT.md §5).
+    let recorded_at =
+        entry::format_recorded_at(time::OffsetDateTime::now_utc()).max(last_recorded_at);
+    let announcement = KeyAnnouncement {
+        key: key.verifier(),
+        reason,
+    };
+    let bytes = entry::entry_bytes(
+        signed,
+        &prev,
+        &recorded_at,
+        KEY_ENTRY_V,
+        &announcement.canonical_bytes(),
+    );
+    let write_keys = |to: &Path| -> Result<(), StoreError> {
+        write_synced(
+            &to.join("signing.key"),
+            format!("{}\n", key.to_secret_string()).as_bytes(),
+        )?;
+        private(&to.join("signing.key"))?;
+        write_synced(&to.join("verifier.key"), format!("{history}\n").as_bytes())
+    };
+    let rotation = Rotation {
+        entry: bytes,
+        key: &key,
+    };
+    let mut report =
+        copy_to_embedded(source, signed, into, &write_keys, Some(&rotation), progress)?;
+    report.beyond_checkpoint = source.size() - signed;
+    Ok((report, history))
+}
+
+/// The key entry a copy ends with, and the new key that signs the size including it.
+struct Rotation<'a> {
+    entry: Vec<u8>,
+    key: &'a SigningKey,
 }
 
 /// Writes `bytes` over `path` and syncs it: a key file must survive a power loss
@@ -261,9 +341,13 @@ fn copy_to_embedded(
     size: u64,
     into: &Path,
     keys: &dyn Fn(&Path) -> Result<(), StoreError>,
+    rotation: Option<&Rotation<'_>>,
     progress: &mut dyn FnMut(u64, u64),
 ) -> Result<CopyReport, StoreError> {
-    let info: LedgerInfo = source.info().clone();
+    let mut info: LedgerInfo = source.info().clone();
+    if rotation.is_some() {
+        info.format = info.format.max(u64::from(KEY_ENTRY_V));
+    }
     let checkpoints: Vec<(u64, String)> = all_checkpoints(source)?
         .into_iter()
         .filter(|(s, _)| *s <= size)
@@ -274,15 +358,36 @@ fn copy_to_embedded(
     for (_, note) in &checkpoints {
         import.checkpoint(note);
     }
+    let mut frontier = Frontier::new(info.hash);
     let mut at = 0u64;
     while at < size {
         let end = size.min(at + CHUNK);
-        source.scan(at, end, &mut |seq, b| import.entry(seq, b))?;
+        source.scan(at, end, &mut |seq, b| {
+            if rotation.is_some() {
+                frontier.push(info.hash.leaf(b), |_, _, _| {});
+            }
+            import.entry(seq, b)
+        })?;
         at = end;
         progress(at, size);
     }
+    if let Some(r) = rotation {
+        import.entry(size, &r.entry)?;
+        frontier.push(info.hash.leaf(&r.entry), |_, _, _| {});
+        import.checkpoint(&r.key.sign(&Checkpoint {
+            origin: info.origin.clone(),
+            size: size + 1,
+            root: frontier.root(),
+        }));
+    }
     import.finish()?;
-    check(source, into, size, &checkpoints)
+    check(
+        source,
+        into,
+        size,
+        &checkpoints,
+        u64::from(rotation.is_some()),
+    )
 }
 
 /// Opens the copy and compares: size, every signed checkpoint, the chain (every
@@ -292,6 +397,7 @@ fn check(
     into: &Path,
     size: u64,
     checkpoints: &[(u64, String)],
+    rotated: u64,
 ) -> Result<CopyReport, StoreError> {
     let (copy, _) = engine::open(into)?;
     let differs = |what: String| {
@@ -299,11 +405,14 @@ fn check(
             "the copy differs from the source: {what}"
         )))
     };
-    if copy.size() != size {
-        return differs(format!("{} entries, not {size}", copy.size()));
+    if copy.size() != size + rotated {
+        return differs(format!("{} entries, not {}", copy.size(), size + rotated));
     }
     let theirs = all_checkpoints(&copy)?;
-    if theirs.as_slice() != checkpoints {
+    // A rotated copy has one checkpoint more, by the new key (its open checked it).
+    if theirs.len() as u64 != checkpoints.len() as u64 + rotated
+        || theirs[..checkpoints.len()] != *checkpoints
+    {
         return differs("its signed checkpoints".into());
     }
     let alg = source.info().hash;

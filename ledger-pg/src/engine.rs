@@ -158,7 +158,7 @@ impl Store for Engine {
     fn info(&self) -> &LedgerInfo {
         self.store().info()
     }
-    fn verifier_key(&self) -> &VerifierKey {
+    fn verifier_key(&self) -> &ledger_core::KeyHistory {
         self.store().verifier_key()
     }
     fn append(&self, events: Vec<Event>) -> Result<Vec<Receipt>, StoreError> {

@@ -19,7 +19,7 @@ use ledger_core::store::append::{
     self, AppendCore, AppendRequest, GroupLimits, NextGroup, Recorded, RecordedIds, Requests,
 };
 use ledger_core::store::{EntryVisitor, LedgerInfo, SignedCheckpoint, StoreError};
-use ledger_core::{Checkpoint, Event, Hash, HashAlg, Receipt, SigningKey, Store, VerifierKey};
+use ledger_core::{Checkpoint, Event, Hash, HashAlg, KeyHistory, Receipt, SigningKey, Store};
 use tokio_postgres::binary_copy::BinaryCopyInWriter;
 use tokio_postgres::types::Type;
 use tokio_postgres::{Client, Config, NoTls};
@@ -71,7 +71,7 @@ fn parse_url(url: &str) -> Result<Config, StoreError> {
 
 struct Shared {
     info: LedgerInfo,
-    verifier: VerifierKey,
+    verifier: KeyHistory,
     rt: tokio::runtime::Runtime,
     /// Readers' connections (deadpool: a broken connection is replaced on checkout).
     readers: deadpool_postgres::Pool,
@@ -213,7 +213,7 @@ impl PgStore {
                     ledger_core::event::FORMAT_LATEST
                 )));
             }
-            let verifier: VerifierKey = vk
+            let verifier: KeyHistory = vk
                 .parse()
                 .map_err(|e| StoreError::Corrupt(format!("ledger_info.verifier_key: {e}")))?;
             Ok((
@@ -237,7 +237,7 @@ impl PgStore {
         .runtime(deadpool_postgres::Runtime::Tokio1)
         .build()
         .map_err(|e| StoreError::Database(format!("the connection pool: {e}")))?;
-        if key.name() != info.origin || key.verifier().to_string() != verifier.to_string() {
+        if key.name() != info.origin || &key.verifier() != verifier.current() {
             return Err(StoreError::Corrupt(format!(
                 "the signing key is {:?}'s, but the database's ledger is {:?} with another key",
                 key.name(),
@@ -302,7 +302,7 @@ impl Store for PgStore {
         &self.shared.info
     }
 
-    fn verifier_key(&self) -> &VerifierKey {
+    fn verifier_key(&self) -> &KeyHistory {
         &self.shared.verifier
     }
 

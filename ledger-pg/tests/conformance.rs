@@ -132,7 +132,7 @@ fn chain(store: &dyn Store) -> Vec<hash::Hash> {
 fn suite(h: &dyn Harness) -> String {
     let who = h.name();
     let store = h.open();
-    let key: VerifierKey = store.verifier_key().clone();
+    let key: VerifierKey = store.verifier_key().current().clone();
     assert_eq!(store.size(), 0, "{who}");
 
     // Appends: receipts in order, the hash is the entry's leaf.
@@ -388,7 +388,7 @@ fn witnessed(h: &dyn Harness) {
     let witness = Witness::open(
         CosignerKey::from_seed("witness.example", [7; 32]),
         vec![WitnessedLog {
-            key: store.verifier_key().clone(),
+            key: store.verifier_key().current().clone(),
             hash: store.info().hash,
         }],
         state.path(),

@@ -3,9 +3,10 @@
 
 verify_ledger.py (--store DIR | --bundle DIR_OR_TAR) [--key KEYSTRING | --key @FILE]
 Checks frame CRC-32Cs, canonical entries, gapless seqs, the prev chain, the RFC 6962 root at
-every checkpoint, and every checkpoint's Ed25519 signature and key id. Reads formats 1 and 2:
+every checkpoint, and every checkpoint's Ed25519 signature and key id. Reads formats 1 to 3:
 entries `"v":1` and `"v":2`, none above ledger.json's `format`; event ids unique per format
-(v1: `id`; v2: `reporter.org` and `id`). Prints
+(v1: `id`; v2: `reporter.org` and `id`); key entries `"v":3` against a key history (FORMAT.md 17,
+`--key @verifier.key`: each checkpoint checked with the key in force at its size). Prints
 `OK: N entries, root HEX, K checkpoints` (exit 0) or the first fault (exit 1).
 Needs only the standard library, `cryptography`, and `blake3` for BLAKE3 ledgers."""
 import argparse, atexit, base64, binascii, hashlib, json, re, shutil, struct, sys, tarfile, tempfile
@@ -17,7 +18,8 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 ENTRY_MAX, NOTE_MAX, INT_LIMIT = 66048, 65536, 2**53           # FORMAT.md 3.6, 10, 4
-FORMATS = (1, 2)                                                # FORMAT.md 1, 5, 9
+FORMATS = (1, 2, 3)                                             # FORMAT.md 1, 5, 9, 17
+KEY_ENTRY = 3                                                   # FORMAT.md 17
 TYPES = {"sent", "delivered", "handed_off", "received", "opened", "acknowledged",
          "expired", "deleted", "failed", "resent", "resolved", "notice"}
 HEX64 = re.compile(r"[0-9a-f]{64}\Z")
@@ -119,6 +121,32 @@ class Key:
             raise Fault(f"{where}: body is not `{self.name}`, a decimal size and a base64 32-byte root")
         return int(lines[1]), root
 
+class KeyHistory:
+    """verifier.key (FORMAT.md 17): the first key, then `key size` per rotation, oldest first."""
+    def __init__(self, text):
+        lines = text.strip().split("\n")
+        self.keys = [(0, Key(lines[0]))]
+        if " " in lines[0].strip():
+            raise Fault("key history: the first key has no size after it")
+        for i, line in enumerate(lines[1:], 2):
+            k, sep, size = line.strip().partition(" ")
+            if not sep or not re.fullmatch(r"[1-9][0-9]*", size):
+                raise Fault(f"key history line {i}: expected a key, a space and a size above 0")
+            key, size = Key(k), int(size)
+            if size <= self.keys[-1][0] or key.name != self.keys[0][1].name or key.id in {x.id for _, x in self.keys}:
+                raise Fault(f"key history line {i}: sizes must increase, names agree, key ids differ")
+            self.keys.append((size, key))
+        self.name = self.keys[0][1].name
+
+    def key_for(self, size):
+        return [k for start, k in self.keys if start <= size][-1]
+
+    def verify(self, note, where):
+        split = note.rfind("\n\n")
+        lines = note[:split + 1].split("\n")
+        size = int(lines[1]) if split >= 0 and len(lines) >= 2 and re.fullmatch(r"0|[1-9][0-9]*", lines[1]) else 0
+        return self.key_for(size).verify(note, where)
+
 def frames(data, magic, first, limit, last_file, name):
     """Yields (offset, payload) of a framed file (FORMAT.md 10); torn-tail rule of FORMAT.md 11."""
     seq = first if magic == b"LDGRSEG1" else None  # faults in segments name the entry's seq
@@ -143,6 +171,7 @@ def frames(data, magic, first, limit, last_file, name):
 class Chain:
     def __init__(self, H, origin, checkpoints, fmt):
         self.H, self.checkpoints, self.format = H, checkpoints, fmt   # checkpoints: size -> root
+        self.origin, self.announced = origin, []           # announced: [(seq, key id)], FORMAT.md 17
         self.prev, self.seq, self.last_time = H(b"\x02" + origin.encode()), 0, ""
         self.frontier = []                                 # [(leaves, hash)], largest first
         self.ids = set()                                   # ("1", id) and ("2", reporter.org, id): FORMAT.md 3.9
@@ -162,7 +191,7 @@ class Chain:
             if not isinstance(e, dict) or set(e) != {"event", "prev", "recorded_at", "seq", "v"}:
                 raise ValueError("not an object with exactly event, prev, recorded_at, seq, v")
             if type(e["v"]) is not int or e["v"] not in FORMATS:  # (True == 1 in Python)
-                raise ValueError(f"entry format version {e['v']!r} is not 1 or 2")
+                raise ValueError(f"entry format version {e['v']!r} is not 1, 2 or 3")
             if e["v"] > self.format:
                 raise ValueError(f"entry format version {e['v']} is above the ledger's format "
                                  f"{self.format} (ledger.json)")
@@ -171,7 +200,15 @@ class Chain:
         except (ValueError, UnicodeError) as err:
             raise Fault(f"{where}: {err}", seq) from None
         ev, t = e["event"], e["recorded_at"]
-        if not isinstance(ev, dict) or ev.get("type") not in TYPES or not all(
+        if e["v"] == KEY_ENTRY:
+            if not isinstance(ev, dict) or set(ev) != {"key", "reason", "type"} or ev["type"] != "key_rotated" \
+                    or ev["reason"] not in ("lost", "compromised", "scheduled") or not isinstance(ev["key"], str):
+                raise Fault(f"{where}: a v3 entry that is not a key announcement", seq)
+            key = Key(ev["key"])
+            if key.name != self.origin or key.id in {k for _, k in self.announced}:
+                raise Fault(f"{where}: the announced key is not named by the origin, or repeats a key", seq)
+            self.announced.append((seq, key.id))
+        elif not isinstance(ev, dict) or ev.get("type") not in TYPES or not all(
                 isinstance(ev.get(k), str) for k in ("id", "message")):
             raise Fault(f"{where}: event lacks a known type, an id or a message", seq)
         if type(e["seq"]) is not int or e["seq"] != seq:
@@ -185,7 +222,9 @@ class Chain:
             raise Fault(f"{where}: recorded_at {t!r} is not YYYY-MM-DDTHH:MM:SS.ffffffZ", seq) from None
         if t < self.last_time:
             raise Fault(f"{where}: recorded_at {t} is earlier than the previous entry's {self.last_time}", seq)
-        if e["v"] == 1:
+        if e["v"] == KEY_ENTRY:
+            key, of = None, ""
+        elif e["v"] == 1:
             key, of = ("1", ev["id"]), ""
         else:  # format 2: the message's parties on every event; ids scoped by reporter.org
             org = ev["reporter"].get("org") if isinstance(ev.get("reporter"), dict) else None
@@ -193,9 +232,10 @@ class Chain:
                 if not isinstance(value, str):
                     raise Fault(f"{where}: format-2 event lacks a string `{name}`", seq)
             key, of = ("2", org, ev["id"]), f" of reporter {org}"
-        if key in self.ids:
-            raise Fault(f"{where}: event id {ev['id']!r}{of} is recorded twice", seq)
-        self.ids.add(key)
+        if key is not None:
+            if key in self.ids:
+                raise Fault(f"{where}: event id {ev['id']!r}{of} is recorded twice", seq)
+            self.ids.add(key)
         self.last_time, self.prev, self.seq = t, self.H(b"\x00" + data), seq + 1
         self.frontier.append((1, self.prev))
         while len(self.frontier) > 1 and self.frontier[-1][0] == self.frontier[-2][0]:
@@ -223,12 +263,12 @@ def verify(args):
     info = json.loads((d / "ledger.json").read_text("utf-8"))
     if (not isinstance(info, dict) or set(info) != {"format", "origin", "hash"}
             or type(info["format"]) is not int or info["format"] not in FORMATS):
-        raise Fault(f"ledger.json: expected format 1 or 2 with exactly format, origin, hash; found {info!r}")
+        raise Fault(f"ledger.json: expected format 1, 2 or 3 with exactly format, origin, hash; found {info!r}")
     H = hash_function(info["hash"])
     if args.key:
-        key = Key(Path(args.key[1:]).read_text("utf-8") if args.key.startswith("@") else args.key)
+        key = KeyHistory(Path(args.key[1:]).read_text("utf-8") if args.key.startswith("@") else args.key)
     else:
-        key = Key((d / "verifier.key").read_text("utf-8"))
+        key = KeyHistory((d / "verifier.key").read_text("utf-8"))
         WARNINGS.append("no --key: checked with the verifier.key beside the log (integrity, not authorship)")
     if key.name != info["origin"]:
         raise Fault(f"the verifier key is for {key.name!r} but the ledger's origin is {info['origin']!r}")
@@ -266,6 +306,12 @@ def verify(args):
             raise Fault("entries.jsonl: the last line does not end with a newline", len(lines) - 1)
         for i, line in enumerate(lines[:-1]):
             chain.entry(line, f"entries.jsonl line {i + 1}")
+    # FORMAT.md 17: the key entries are exactly the history's rotations within the log.
+    expected = [(start - 1, k.id) for start, k in key.keys[1:] if start <= chain.seq]
+    if chain.announced != expected:
+        raise Fault(f"the log's key entries {[(s, i.hex()) for s, i in chain.announced]} are not the key "
+                    f"history's rotations {[(s, i.hex()) for s, i in expected]}: obtain the ledger's "
+                    "verifier.key from its operator by a channel you trust")
     latest = max(checkpoints)
     if latest > chain.seq:
         raise Fault(f"a signed checkpoint covers {latest} entries but only {chain.seq} are present", chain.seq)
@@ -278,7 +324,7 @@ def main():
     where = ap.add_mutually_exclusive_group(required=True)
     where.add_argument("--store", help="a store directory (ledger.json, log/, checkpoints.log)")
     where.add_argument("--bundle", help="an export bundle directory, or a .tar of one")
-    ap.add_argument("--key", help="the verifier key you trust: the key string, or @FILE")
+    ap.add_argument("--key", help="the verifier key (or key history) you trust: the key string, or @FILE")
     args = ap.parse_args()
     try:
         n, root, k = verify(args)

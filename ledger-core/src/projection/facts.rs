@@ -761,10 +761,18 @@ impl Facts {
     ) -> Result<(), ProjectionError> {
         let bad = |reason: String| ProjectionError::BadEntry { seq, reason };
         let parsed = entry::parse_envelope(bytes).map_err(|e| bad(e.to_string()))?;
+        if parsed.is_key_entry() {
+            return self.pass_over(seq);
+        }
         let view = EventView::parse(parsed.event, parsed.v).map_err(bad)?;
         if view.at <= happened_by {
             return self.apply_entry(seq, bytes);
         }
+        self.pass_over(seq)
+    }
+
+    /// Counts the entry at `seq` as covered without a fact from it.
+    fn pass_over(&mut self, seq: u64) -> Result<(), ProjectionError> {
         if seq != self.covered {
             return Err(ProjectionError::OutOfOrder {
                 expected: self.covered,
@@ -787,6 +795,10 @@ impl Facts {
         let parsed = entry::parse_envelope(bytes).map_err(|e| bad(e.to_string()))?;
         if parsed.seq != seq {
             return Err(bad(format!("entry says seq {}", parsed.seq)));
+        }
+        if parsed.is_key_entry() {
+            // A key announcement: no message's fact.
+            return self.pass_over(seq);
         }
         let recorded_at = Instant::parse(parsed.recorded_at)
             .ok_or_else(|| bad(format!("bad recorded_at {:?}", parsed.recorded_at)))?;

@@ -185,21 +185,25 @@ pub struct EntryTimes {
     pub system: String,
 }
 
-/// Reads [`EntryTimes`] from stored entry bytes.
-pub fn entry_times(seq: u64, bytes: &[u8]) -> Result<EntryTimes, ProjectionError> {
+/// Reads [`EntryTimes`] from stored entry bytes; `None` for a key announcement,
+/// which records no message's event.
+pub fn entry_times(seq: u64, bytes: &[u8]) -> Result<Option<EntryTimes>, ProjectionError> {
     let bad = |reason: String| ProjectionError::BadEntry { seq, reason };
     let parsed = entry::parse_envelope(bytes).map_err(|e| bad(e.to_string()))?;
+    if parsed.is_key_entry() {
+        return Ok(None);
+    }
     let recorded_at = Instant::parse(parsed.recorded_at)
         .ok_or_else(|| bad(format!("bad recorded_at {:?}", parsed.recorded_at)))?;
     let view = fields::EventView::parse(parsed.event, parsed.v).map_err(bad)?;
-    Ok(EntryTimes {
+    Ok(Some(EntryTimes {
         key: view.key.to_string(),
         kind: view.kind,
         at: view.at,
         recorded_at,
         org: view.f.reporter.org.to_string(),
         system: view.f.reporter.system.to_string(),
-    })
+    }))
 }
 
 /// The number of entries recorded at or before `t`: the prefix the ledger knew at

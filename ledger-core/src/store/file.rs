@@ -36,6 +36,7 @@ use crate::entry;
 use crate::event::Event;
 use crate::event::FORMAT_LATEST;
 use crate::hash::{Hash, HashAlg};
+use crate::rotation::KeyHistory;
 use crate::segment::{self};
 use crate::{limits, limits::ENTRY_BYTES_MAX};
 
@@ -171,7 +172,7 @@ impl Shared {
 /// The embedded store. See the module docs for its files.
 pub struct FileStore {
     shared: Arc<Shared>,
-    verifier: VerifierKey,
+    verifier: KeyHistory,
     // A read lock to send (senders do not contend); the write lock only to close.
     tx: RwLock<Option<mpsc::Sender<AppendRequest>>>,
     writer: Mutex<Option<JoinHandle<()>>>,
@@ -237,6 +238,29 @@ pub(crate) fn log_dir(dir: &Path) -> PathBuf {
     dir.join("log")
 }
 
+/// Reads `verifier.key`: the ledger's key history.
+pub fn read_key_history(dir: &Path) -> Result<KeyHistory, StoreError> {
+    let path = dir.join("verifier.key");
+    fs::read_to_string(&path)
+        .map_err(StoreError::io(format!("read {}", path.display())))?
+        .parse()
+        .map_err(|e| StoreError::Corrupt(format!("{}: {e}", path.display())))
+}
+
+/// Replaces `ledger.json` atomically (the store must be held, or not yet a ledger).
+pub(crate) fn replace_info(dir: &Path, info: &LedgerInfo) -> Result<(), StoreError> {
+    let mut json = serde_json::to_string_pretty(info).expect("serializable");
+    json.push('\n');
+    let tmp = dir.join("ledger.json.new");
+    let _ = fs::remove_file(&tmp);
+    write_file_synced(&tmp, json.as_bytes(), 0o644)?;
+    fs::rename(&tmp, dir.join("ledger.json")).map_err(StoreError::io(format!(
+        "replace {}",
+        dir.join("ledger.json").display()
+    )))?;
+    sync_dir(dir)
+}
+
 /// Reads `ledger.json`.
 pub fn read_info(dir: &Path) -> Result<LedgerInfo, StoreError> {
     let p = dir.join("ledger.json");
@@ -249,9 +273,11 @@ pub fn read_info(dir: &Path) -> Result<LedgerInfo, StoreError> {
     };
     let info: LedgerInfo = serde_json::from_str(&text)
         .map_err(|e| StoreError::Corrupt(format!("{}: {e}", p.display())))?;
-    if !(1..=u64::from(FORMAT_LATEST)).contains(&info.format) {
+    // Format 3 is format 2 with key announcements (FORMAT.md §17).
+    let latest = crate::rotation::KEY_ENTRY_V;
+    if !(1..=u64::from(latest)).contains(&info.format) {
         return Err(StoreError::Corrupt(format!(
-            "{}: format {} is not supported (this build reads formats 1 to {FORMAT_LATEST})",
+            "{}: format {} is not supported (this build reads formats 1 to {latest})",
             p.display(),
             info.format
         )));
@@ -272,20 +298,13 @@ impl FileStore {
         let (store, _report) = FileStore::open(dir)?;
         let old = store.shared.info.format;
         if old < to {
-            let info = LedgerInfo {
-                format: to,
-                ..store.shared.info.clone()
-            };
-            let mut json = serde_json::to_string_pretty(&info).expect("serializable");
-            json.push('\n');
-            let tmp = dir.join("ledger.json.new");
-            let _ = fs::remove_file(&tmp);
-            write_file_synced(&tmp, json.as_bytes(), 0o644)?;
-            fs::rename(&tmp, dir.join("ledger.json")).map_err(StoreError::io(format!(
-                "replace {}",
-                dir.join("ledger.json").display()
-            )))?;
-            sync_dir(dir)?;
+            replace_info(
+                dir,
+                &LedgerInfo {
+                    format: to,
+                    ..store.shared.info.clone()
+                },
+            )?;
         }
         drop(store);
         Ok(old)
@@ -386,13 +405,10 @@ impl FileStore {
                 info.origin
             )));
         }
-        let verifier = key.verifier();
+        let verifier = read_key_history(dir)?;
         // The two halves must agree, or checkpoints signed from now on would be by a
         // key no auditor holds (a damaged signing.key can still be a valid key).
-        let stored = fs::read_to_string(dir.join("verifier.key")).map_err(StoreError::io(
-            format!("read {}", dir.join("verifier.key").display()),
-        ))?;
-        if stored.trim() != verifier.to_string() {
+        if verifier.current() != &key.verifier() {
             return Err(StoreError::Corrupt(format!(
                 "signing.key and verifier.key in {} are not one key pair: one of them is damaged \
                  or was replaced; restore it from a backup (no checkpoint was signed)",
@@ -486,7 +502,7 @@ impl FileStore {
         };
 
         let (frontier, ck_len, latest_ck) =
-            shared.guard(|| catch_up(&shared, size, &key, &mut report))?;
+            shared.guard(|| catch_up(&shared, size, &verifier, &mut report))?;
         shared.size.store(size, Ordering::Release);
 
         let ck_path = dir.join("checkpoints.log");
@@ -719,7 +735,7 @@ impl Store for FileStore {
         &self.shared.info
     }
 
-    fn verifier_key(&self) -> &VerifierKey {
+    fn verifier_key(&self) -> &KeyHistory {
         &self.verifier
     }
 

@@ -8,7 +8,7 @@ use std::fs::File;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
-use super::file::{log_dir, sync_dir, write_whole};
+use super::file::{log_dir, read_info, replace_info, sync_dir, write_whole};
 use super::{FileStore, InitOptions, LedgerInfo, StoreError};
 use crate::entry;
 use crate::hash::Hash;
@@ -41,6 +41,10 @@ impl Import {
                 hash: info.hash,
             },
         )?;
+        // The source's format: a format-1 log stays format 1, a rotated one 3.
+        if read_info(dir)? != *info {
+            replace_info(dir, info)?;
+        }
         let path = log_dir(dir).join(segment::segment_name(0));
         let segment =
             File::create(&path).map_err(StoreError::io(format!("create {}", path.display())))?;

@@ -128,6 +128,12 @@ impl Recent {
                 }
             }
         }
+        self.index_position(seq, offset, segment_first);
+    }
+
+    /// Counts one entry and, at stride points, keeps its offset: all that is filed
+    /// for an entry without an event (a key announcement).
+    pub(crate) fn index_position(&mut self, seq: u64, offset: u64, segment_first: bool) {
         if segment_first || seq.is_multiple_of(OFFSET_STRIDE) {
             self.offsets.insert(seq, offset);
         }

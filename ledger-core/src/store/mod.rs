@@ -26,22 +26,34 @@ pub use import::Import;
 pub use io::{LogIo, OsIo};
 pub use snapshot::{Snapshot, SnapshotSource};
 
-use crate::checkpoint::{CheckpointError, VerifierKey};
+use crate::checkpoint::CheckpointError;
 use crate::event::Event;
 use crate::hash::{Hash, HashAlg};
 use crate::merkle::{self, SubtreeSource};
+use crate::rotation::KeyHistory;
 
 /// What identifies a ledger: its name, hash function and format (`ledger.json`).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct LedgerInfo {
-    /// The highest entry format the ledger may hold (1 or 2; FORMAT.md §9).
+    /// The highest entry format the ledger may hold (1, 2, or 3 once its key was replaced;
+    /// FORMAT.md §9, §17).
     pub format: u64,
     /// The log's origin: its name in checkpoints and the name of its key.
     pub origin: String,
     /// The hash function, fixed for the ledger's life.
     #[serde(with = "alg_name")]
     pub hash: HashAlg,
+}
+
+impl LedgerInfo {
+    /// The format of the events the ledger takes: its format, but 2 for a format-3
+    /// ledger (format 3 adds key announcements, not event rules).
+    pub fn event_format(&self) -> u8 {
+        u8::try_from(self.format)
+            .unwrap_or(u8::MAX)
+            .min(crate::event::FORMAT_LATEST)
+    }
 }
 
 mod alg_name {
@@ -328,8 +340,9 @@ pub trait Store: Send + Sync {
     /// The ledger's identity.
     fn info(&self) -> &LedgerInfo;
 
-    /// The key that checks this ledger's checkpoints.
-    fn verifier_key(&self) -> &VerifierKey;
+    /// The keys that check this ledger's checkpoints: its `verifier.key`, one key
+    /// unless the signing key was replaced (the newest signs new checkpoints).
+    fn verifier_key(&self) -> &KeyHistory;
 
     /// Appends events through the group-committing writer. Returns one receipt per
     /// event, in order, after the entries are durable. A request is all or nothing:

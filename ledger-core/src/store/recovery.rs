@@ -6,10 +6,10 @@ use super::StoreError;
 use super::file::{OpenReport, Shared, sync_dir, write_file_synced};
 use super::index::{self, Recent, Tables};
 use super::log::{IndexedSubtrees, scan_entries, segment_bounds};
-use crate::checkpoint::{SigningKey, VerifierKey};
 use crate::entry;
 use crate::hash::{Hash, HashAlg};
 use crate::merkle::Frontier;
+use crate::rotation::KeyHistory;
 use crate::segment::{self, FrameReader, HEADER_BYTES};
 use crate::{limits, limits::ENTRY_BYTES_MAX};
 use redb::{Database, ReadableTable};
@@ -114,7 +114,7 @@ pub(super) fn scan_tail(path: &Path, first_seq: u64, alg: HashAlg) -> Result<Tai
 pub(super) fn catch_up(
     shared: &Arc<Shared>,
     size: u64,
-    key: &SigningKey,
+    keys: &KeyHistory,
     report: &mut OpenReport,
 ) -> Result<(Frontier, u64, u64), StoreError> {
     let alg = shared.info.hash;
@@ -141,17 +141,22 @@ pub(super) fn catch_up(
             scan_entries(shared, covered, size, &mut |seq, offset, bytes| {
                 let ev = entry::parse_entry(bytes)
                     .map_err(|e| StoreError::Corrupt(format!("entry {seq}: {e}")))?;
-                let keys = entry::index_keys(ev.event, ev.v)
-                    .map_err(|e| StoreError::Corrupt(format!("entry {seq}: {e}")))?;
                 let first = segs.contains(&seq);
-                generation.index_entry(
-                    seq,
-                    &keys.id,
-                    &keys.message,
-                    keys.new_message.as_deref(),
-                    offset,
-                    first,
-                );
+                if ev.is_key_entry() {
+                    // Announces a key: no event id or message to file it under.
+                    generation.index_position(seq, offset, first);
+                } else {
+                    let keys = entry::index_keys(ev.event, ev.v)
+                        .map_err(|e| StoreError::Corrupt(format!("entry {seq}: {e}")))?;
+                    generation.index_entry(
+                        seq,
+                        &keys.id,
+                        &keys.message,
+                        keys.new_message.as_deref(),
+                        offset,
+                        first,
+                    );
+                }
                 frontier.push(alg.leaf(bytes), |l, i, h| generation.node(l, i, h));
                 if generation.entries >= limits::INDEX_FLUSH_ENTRIES {
                     std::mem::take(&mut generation).write_to(&mut t)?;
@@ -166,8 +171,7 @@ pub(super) fn catch_up(
         let ck_path = shared.dir.join("checkpoints.log");
         let ck_from = t.meta(index::CHECKPOINTS_OFFSET)?.max(HEADER_BYTES);
         let (ck_len, torn) = read_checkpoints(&ck_path, ck_from, &mut |note| {
-            let cp = key
-                .verifier()
+            let cp = keys
                 .verify(note)
                 .map_err(|e| StoreError::Corrupt(format!("checkpoints.log: {e}")))?;
             if cp.size > size {
@@ -287,7 +291,7 @@ pub(super) fn read_from(path: &Path, offset: u64) -> Result<Vec<u8>, StoreError>
 /// The largest size a validly signed checkpoint in `checkpoints.log` names: evidence,
 /// independent of the index, of how many entries were acknowledged. Sizes only grow
 /// along the file, so the last valid note is enough; damaged stretches are skipped.
-pub(super) fn signed_in_checkpoints_log(dir: &Path, key: &VerifierKey) -> Result<u64, StoreError> {
+pub(super) fn signed_in_checkpoints_log(dir: &Path, key: &KeyHistory) -> Result<u64, StoreError> {
     let bytes = read_from(&dir.join("checkpoints.log"), HEADER_BYTES)?;
     let mut at = 0;
     let mut best = 0;

@@ -17,6 +17,7 @@ use crate::event::{Event, bare_alias};
 use crate::hash::Hash;
 use crate::limits::ENTRY_BYTES_MAX;
 use crate::merkle::{self, Frontier};
+use crate::rotation::KeyHistory;
 use crate::segment::{self, FrameReader};
 
 /// Subtrees at this level and above are kept as the log is read; lower ones are
@@ -26,7 +27,9 @@ const KEPT_LEVEL: u32 = 7;
 /// A log held in memory, read-only. See the module documentation.
 pub struct Snapshot {
     info: LedgerInfo,
-    key: VerifierKey,
+    key: KeyHistory,
+    /// The key entries read: (seq, announced key).
+    announced: Vec<(u64, VerifierKey)>,
     /// Every entry's bytes, back to back; `offsets[seq]..offsets[seq + 1]`.
     bytes: Vec<u8>,
     offsets: Vec<usize>,
@@ -80,10 +83,10 @@ impl Snapshot {
     fn new(dir: &Path, source: &Path) -> Result<Snapshot, StoreError> {
         let info = super::file::read_info(dir)?;
         let key_path = dir.join("verifier.key");
-        let key: VerifierKey = std::fs::read_to_string(&key_path)
+        let key: KeyHistory = std::fs::read_to_string(&key_path)
             .map_err(StoreError::io(format!("read {}", key_path.display())))?
-            .trim()
-            .parse()?;
+            .parse()
+            .map_err(|e| corrupt(&key_path, format!("{e}")))?;
         Ok(Snapshot {
             info,
             key,
@@ -93,6 +96,7 @@ impl Snapshot {
             nodes: HashMap::new(),
             messages: HashMap::new(),
             ids: HashMap::new(),
+            announced: Vec::new(),
             checkpoints: Vec::new(),
             source: source.to_path_buf(),
         })
@@ -220,6 +224,13 @@ impl Snapshot {
                 format!("entry {seq}: its seq or prev hash does not continue the chain"),
             ));
         }
+        if parsed.is_key_entry() {
+            let (_, a) = entry::check_key_entry(bytes, &self.info.origin)
+                .map_err(|e| corrupt(&self.source, format!("entry {seq}: {e}")))?;
+            self.announced.push((seq, a.key));
+            self.keep(bytes);
+            return Ok(());
+        }
         let keys = entry::index_keys(parsed.event, parsed.v)
             .map_err(|e| corrupt(&self.source, format!("entry {seq}: {e}")))?;
         for k in std::iter::once(&keys.message).chain(keys.new_message.as_ref()) {
@@ -232,15 +243,21 @@ impl Snapshot {
             }
         }
         self.ids.entry(keys.id).or_insert(seq);
-        let leaf = alg.leaf(bytes);
+        self.keep(bytes);
+        Ok(())
+    }
+
+    fn keep(&mut self, bytes: &[u8]) {
+        self.leaves.push(self.info.hash.leaf(bytes));
         self.bytes.extend_from_slice(bytes);
         self.offsets.push(self.bytes.len());
-        self.leaves.push(leaf);
-        Ok(())
     }
 
     /// Rebuilds the kept subtrees and checks every checkpoint against the entries.
     fn finish(mut self, notes: Vec<String>) -> Result<Snapshot, StoreError> {
+        self.key
+            .check_announcements(&self.announced, self.leaves.len() as u64)
+            .map_err(|e| corrupt(&self.source, e.to_string()))?;
         let mut frontier = Frontier::new(self.info.hash);
         let mut roots = HashMap::new();
         let mut wanted: Vec<u64> = Vec::new();
@@ -314,7 +331,7 @@ impl Store for Snapshot {
         &self.info
     }
 
-    fn verifier_key(&self) -> &VerifierKey {
+    fn verifier_key(&self) -> &KeyHistory {
         &self.key
     }
 

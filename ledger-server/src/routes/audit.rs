@@ -23,7 +23,7 @@ const ENTRIES_MAX: u64 = 10_000;
 /// it is public by nature, so every scope may ask; a reader compares the key with the
 /// one it was given out of band: it is shown here, never to be trusted from here.
 #[utoipa::path(get, path = "/ledger", tag = "audit",
-    responses((status = 200, description = "{origin, hash, format, size, verifier_key, witness_policy (the tlog-policy text, or null)}", body = Object), (status = 401, description = "No or bad token", body = ErrorBody), (status = 403, description = "No scope at all", body = ErrorBody)),
+    responses((status = 200, description = "{origin, hash, format, size, verifier_key (the key signing new checkpoints), key_history (verifier.key: every key with the size it signs from, FORMAT.md §17), witness_policy (the tlog-policy text, or null)}", body = Object), (status = 401, description = "No or bad token", body = ErrorBody), (status = 403, description = "No scope at all", body = ErrorBody)),
     security(("bearer" = [])))]
 pub(crate) async fn get_ledger(
     State(s): State<AppState>,
@@ -42,7 +42,8 @@ pub(crate) async fn get_ledger(
         "hash": info.hash.name(),
         "format": info.format,
         "size": size,
-        "verifier_key": s.store.verifier_key().to_string(),
+        "verifier_key": s.store.verifier_key().current().to_string(),
+        "key_history": s.store.verifier_key().to_string(),
         "witness_policy": policy,
     })))
 }

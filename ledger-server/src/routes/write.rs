@@ -342,8 +342,7 @@ async fn attach_proofs(s: &AppState, receipts: &mut [Value]) -> bool {
 /// The event format the API accepts: the ledger's (`ledger.json`). A format-2 ledger
 /// takes format-2 events only, whose scoped identifiers no organisation can squat.
 fn event_format(s: &AppState) -> u8 {
-    u8::try_from(ledger_core::Store::info(s.store.as_ref()).format)
-        .unwrap_or(ledger_core::event::FORMAT_LATEST)
+    ledger_core::Store::info(s.store.as_ref()).event_format()
 }
 
 /// The longest an append waits for the projection to know the messages it is about.

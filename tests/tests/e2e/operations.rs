@@ -204,7 +204,7 @@ fn a_restore_refuses_a_damaged_backup_a_foreign_key_and_a_used_directory() {
     let out = restore(&d, &backup, &into, Some(&o.join("signing.key")));
     let err = String::from_utf8_lossy(&out.stderr);
     assert_ne!(out.status.code(), Some(0), "{err}");
-    assert!(err.contains("not the key that signed"), "{err}");
+    assert!(err.contains("not the key that signs"), "{err}");
     assert!(!into.join("log").exists(), "nothing restored: {err}");
 
     // A bundle holds no signing key: the restore says where to get one.
@@ -439,4 +439,165 @@ fn a_restore_stops_at_the_checkpoint_and_backups_survive_interruption_and_overla
     assert!(err.contains("another `ledger backup`"), "{err}");
     assert_eq!(std::fs::read(&entries).unwrap(), before);
     drop(held);
+}
+
+/// Runbook: a signing key lost with no copy anywhere. `restore --new-key` makes a new
+/// ledger whose log announces a new key (FORMAT.md §17); an auditor with the new key
+/// history verifies it whole, both here and with the independent Python verifier,
+/// appends go on under the new key, and one who holds only the old key, or a history
+/// naming another new key (someone else re-keying a copy of the log), is refused.
+#[test]
+fn a_lost_signing_key_with_no_copy_is_replaced_by_a_key_announced_in_the_log() {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = new_ledger(tmp.path());
+    append_sent(&d, 0, 30);
+    let old_key = std::fs::read_to_string(d.join("verifier.key")).unwrap();
+    let old_key = old_key.trim();
+    let held = tmp.path().join("held-checkpoint");
+    std::fs::write(&held, ledger_ok(&d, &["checkpoint"])).unwrap();
+    // Entries after the newest checkpoint: no signature covers them.
+    std::fs::remove_file(d.join("signing.key")).unwrap();
+
+    let new = tmp.path().join("rekeyed");
+    let r = ledger_json(
+        &d,
+        &[
+            "--json",
+            "restore",
+            "--from",
+            d.to_str().unwrap(),
+            "--into",
+            new.to_str().unwrap(),
+            "--new-key",
+            "lost",
+            "--key",
+            old_key,
+        ],
+    );
+    assert_eq!(r["key_announced_at"], 30, "{r}");
+    assert_eq!(r["entries"], 31, "{r}");
+    let history = std::fs::read_to_string(new.join("verifier.key")).unwrap();
+    let lines: Vec<&str> = history.lines().collect();
+    assert_eq!(lines.len(), 2, "{history}");
+    assert_eq!(lines[0], old_key, "the old key is kept first");
+    assert!(lines[1].ends_with(" 31"), "{history}");
+    assert_eq!(r["verifier_key"], lines[1].split(' ').next().unwrap());
+    let info: Value =
+        serde_json::from_str(&std::fs::read_to_string(new.join("ledger.json")).unwrap()).unwrap();
+    assert_eq!(info["format"], 3);
+
+    // The log itself says so, at entry 30.
+    let entries = tmp.path().join("entries");
+    ledger_ok(&new, &["export", "--out", entries.to_str().unwrap()]);
+    let last = std::fs::read_to_string(entries.join("entries.jsonl"))
+        .unwrap()
+        .lines()
+        .last()
+        .unwrap()
+        .to_string();
+    assert!(
+        last.contains(r#""reason":"lost","type":"key_rotated"},"prev":"#)
+            && last.ends_with(r#","seq":30,"v":3}"#),
+        "{last}"
+    );
+
+    // Verified whole with the history; the checkpoint the auditor held still counts.
+    let with_history = format!("@{}", new.join("verifier.key").display());
+    let v = ledger_ok(
+        &new,
+        &[
+            "verify",
+            "--deep",
+            "--unique-ids",
+            "--key",
+            &with_history,
+            "--trusted",
+            held.to_str().unwrap(),
+        ],
+    );
+    assert!(v.starts_with("OK: 31 entries"), "{v}");
+    verify_bundle(&new, &entries, &with_history);
+    // Appends go on, signed by the new key; questions answer as before.
+    append_sent(&new, 30, 35);
+    let v = ledger_ok(&new, &["verify", "--key", &with_history]);
+    assert!(v.starts_with("OK: 36 entries"), "{v}");
+    let h: Value = ledger_json(&new, &["--json", "history", "M7"]);
+    assert_eq!(h["entries"][0]["event"]["id"], "e7");
+    let h: Value = ledger_json(&new, &["--json", "history", "M33"]);
+    assert_eq!(h["entries"][0]["seq"], 34);
+
+    // Only the old key: every checkpoint from the announcement on is refused, and
+    // the announcement itself is named.
+    let out = ledger(&new, &["verify", "--key", old_key]);
+    assert_eq!(out.status.code(), Some(1));
+    let text = ledger_tests::output_text(&out);
+    assert!(
+        text.contains("entry 30 announces key") && text.contains("by a channel you trust"),
+        "{text}"
+    );
+
+    // Someone else re-keys a copy of the same log: an auditor holding the real
+    // history refuses it, though its chain and signatures are whole.
+    let forged = tmp.path().join("forged");
+    ledger_ok(
+        &d,
+        &[
+            "restore",
+            "--from",
+            d.to_str().unwrap(),
+            "--into",
+            forged.to_str().unwrap(),
+            "--new-key",
+            "compromised",
+        ],
+    );
+    let out = ledger(&forged, &["verify", "--key", &with_history]);
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{}",
+        ledger_tests::output_text(&out)
+    );
+    assert!(
+        ledger_tests::output_text(&out).contains("does not name there"),
+        "{}",
+        ledger_tests::output_text(&out)
+    );
+
+    // A rotated ledger is backed up and restored with its key like any other.
+    let backup = tmp.path().join("backup");
+    ledger_ok(&new, &["backup", "--to", backup.to_str().unwrap()]);
+    let again = tmp.path().join("again");
+    restore_ok(&new, &backup, &again, None);
+    assert_eq!(
+        std::fs::read_to_string(again.join("verifier.key")).unwrap(),
+        history
+    );
+    let v = ledger_ok(&again, &["verify", "--key", &with_history]);
+    assert!(v.starts_with("OK: 36 entries"), "{v}");
+
+    // The independent verifier, written from FORMAT.md alone, agrees.
+    if ledger_tests::python_ready() {
+        let script = ledger_tests::repo_root().join("tests/spec/verify_ledger.py");
+        let py = |dir: &Path, key: &str| {
+            std::process::Command::new("python3")
+                .args([
+                    script.to_str().unwrap(),
+                    "--store",
+                    dir.to_str().unwrap(),
+                    "--key",
+                    key,
+                ])
+                .output()
+                .unwrap()
+        };
+        let out = py(&new, &with_history);
+        assert!(
+            out.status.success() && String::from_utf8_lossy(&out.stdout).contains("OK: 36 entries"),
+            "{}",
+            ledger_tests::output_text(&out)
+        );
+        assert_eq!(py(&new, old_key).status.code(), Some(1));
+        assert_eq!(py(&forged, &with_history).status.code(), Some(1));
+    }
 }

@@ -12,8 +12,14 @@ use serde_json::json;
 use crate::{InputError, output};
 
 /// Files beside the log that a backup carries and a restore puts back.
-const CONFIG_FILES: [&str; 2] = [POLICY_FILE, ledger_core::directory::FILE_NAME];
+const CONFIG_FILES: [&str; 3] = [
+    POLICY_FILE,
+    ledger_core::directory::FILE_NAME,
+    WITNESS_POLICY,
+];
 const POLICY_FILE: &str = "policy.toml";
+/// The witnesses `ledger serve` submits to; its `log` line names the signing key.
+const WITNESS_POLICY: &str = "witness.policy";
 
 #[derive(Args, Debug)]
 pub(crate) struct BackupArgs {
@@ -68,7 +74,11 @@ pub(crate) fn backup(dir: &Path, a: &BackupArgs, as_json: bool) -> Result<u8> {
         })?)
     };
     let names = Some(dir.join(ledger_core::directory::FILE_NAME)).filter(|p| p.exists());
-    let policy = Some(dir.join(POLICY_FILE)).filter(|p| p.exists());
+    let policy: Vec<PathBuf> = [POLICY_FILE, WITNESS_POLICY]
+        .iter()
+        .map(|f| dir.join(f))
+        .filter(|p| p.exists())
+        .collect();
     let bar = output::progress_count("backing up");
     let summary = backup::backup(
         store,
@@ -262,6 +272,25 @@ fn restore_with_new_key(
             .with_context(|| format!("restoring {} into {}", a.from.display(), a.into.display()))?;
     bar.0.finish_and_clear();
     copy_config(&a.from, &a.into)?;
+    // The witness policy names the log's key: from now on, the new one.
+    let wp = a.into.join(WITNESS_POLICY);
+    let mut policy_rewritten = false;
+    if let Ok(text) = std::fs::read_to_string(&wp) {
+        let old = source.verifier_key().current().to_string();
+        let new = history.current().to_string();
+        let rewritten: Vec<String> = text
+            .lines()
+            .map(|l| match l.strip_prefix("log ") {
+                Some(rest) if rest.split_whitespace().next() == Some(old.as_str()) => {
+                    policy_rewritten = true;
+                    format!("log {}", rest.replacen(&old, &new, 1))
+                }
+                _ => l.to_string(),
+            })
+            .collect();
+        std::fs::write(&wp, rewritten.join("\n") + "\n")
+            .with_context(|| format!("write {}", wp.display()))?;
+    }
     let announced_at = report.entries;
     if as_json {
         output::json(&json!({
@@ -270,6 +299,7 @@ fn restore_with_new_key(
             "not_restored_beyond_checkpoint": report.beyond_checkpoint,
             "key_announced_at": announced_at, "reason": reason.name(),
             "verifier_key": history.current().to_string(), "key_history": history.to_string(),
+            "witness_policy_rewritten": policy_rewritten,
         }))?;
     } else {
         println!(
@@ -297,6 +327,12 @@ fn restore_with_new_key(
              checkpoint from size {} on",
             announced_at + 1
         );
+        if policy_rewritten {
+            println!(
+                "witness.policy now names the new key on its log line; each witness takes the new key with \
+                 `ledger witness add-log --key @verifier.key` (this file), and keeps what it cosigned"
+            );
+        }
     }
     if report.beyond_checkpoint > 0 {
         eprintln!(

@@ -172,7 +172,9 @@ pub(crate) enum WitnessCommand {
     /// Witness one more log: its verifier key (the log's verifier.key, or @FILE) and
     /// its tree's hash function.
     AddLog {
-        /// The log's verifier key, or @FILE.
+        /// The log's verifier key, or @FILE: its verifier.key. Given again after the log
+        /// rotated its key (its verifier.key then holds the key history), the witness
+        /// takes the new key and keeps what it cosigned.
         #[arg(long)]
         key: String,
         /// The log's tree hash: sha256 (RFC 6962 exactly: C2SP logs, ledgers made
@@ -211,7 +213,7 @@ pub(crate) fn witness(dir: &Path, command: WitnessCommand, as_json: bool) -> Res
                 .map(|k| {
                     let text = log_key_text(k)?;
                     text.trim()
-                        .parse::<ledger_core::VerifierKey>()
+                        .parse::<ledger_core::KeyHistory>()
                         .map_err(|e| anyhow!(InputError(format!("--log {k}: {e}"))))?;
                     Ok(text)
                 })
@@ -219,7 +221,7 @@ pub(crate) fn witness(dir: &Path, command: WitnessCommand, as_json: bool) -> Res
             let vkey = w::init(dir, &name).map_err(input)?;
             let origins = keys
                 .iter()
-                .map(|k| w::add_log(dir, k, hash).map_err(input))
+                .map(|k| w::add_log(dir, k, hash).map(|a| a.origin).map_err(input))
                 .collect::<Result<Vec<_>>>()?;
             if as_json {
                 crate::output::json(&json!({
@@ -245,9 +247,20 @@ pub(crate) fn witness(dir: &Path, command: WitnessCommand, as_json: bool) -> Res
         WitnessCommand::AddLog { key, hash } => {
             let key = log_key_text(&key)?;
             let hash = parse_hash(&hash)?;
-            let origin = w::add_log(dir, &key, hash).map_err(input)?;
+            let added = w::add_log(dir, &key, hash).map_err(input)?;
+            let origin = &added.origin;
             if as_json {
-                crate::output::json(&json!({"origin": origin, "hash": hash.name()}))?;
+                crate::output::json(&json!({
+                    "origin": origin, "hash": hash.name(),
+                    "rotated_from": added.rotated_from.as_ref().map(|(k, _)| k),
+                    "new_key_from_size": added.rotated_from.as_ref().map(|(_, f)| f),
+                }))?;
+            } else if let Some((old, from)) = &added.rotated_from {
+                println!(
+                    "{origin:?} rotated its key: checkpoints from size {from} on are checked with the new \
+                     key (the old one was {old}); what this witness cosigned is kept, so the new key's \
+                     first checkpoint is cosigned only if it extends it. Restart `ledger witness serve`"
+                );
             } else {
                 println!(
                     "witnessing {origin:?} ({}); restart `ledger witness serve`",

@@ -25,6 +25,7 @@ use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use ledger_core::HashAlg;
+use ledger_core::KeyHistory;
 use ledger_core::checkpoint::VerifierKey;
 use ledger_core::cosignature::CosignerKey;
 use ledger_core::witness::{AddError, REQUEST_BYTES_MAX, Witness, WitnessedLog};
@@ -145,30 +146,86 @@ pub fn init(dir: &Path, name: &str) -> Result<String, WitnessSetupError> {
     Ok(vkey)
 }
 
-/// `ledger witness add-log`: witness one more log.
-pub fn add_log(dir: &Path, key: &str, hash: HashAlg) -> Result<String, WitnessSetupError> {
+/// `ledger witness add-log`: witness one more log, whose key is `key` (a verifier key,
+/// or the log's key history: then its newest key). A log already witnessed takes a
+/// new key only from a key history that names the key the witness holds before it
+/// (the log's key rotation, FORMAT.md §17); its cosigned state is kept, so the new
+/// key's checkpoints are cosigned only if they extend what was cosigned under the old.
+pub fn add_log(dir: &Path, key: &str, hash: HashAlg) -> Result<AddedLog, WitnessSetupError> {
     let path = dir.join(CONFIG_FILE);
-    let parsed: VerifierKey = key
+    let history: KeyHistory = key
         .trim()
         .parse()
         .map_err(|e| file_err(&path, format!("log key {key:?}: {e}")))?;
+    let current = history.current();
     let mut config = WitnessConfig::load(dir)?;
-    if config
+    let known = config
         .logs
-        .iter()
-        .any(|l| l.key.split('+').next() == Some(parsed.name()))
-    {
-        return Err(file_err(
-            &path,
-            format!("already witnesses a log of origin {:?}", parsed.name()),
-        ));
-    }
-    config.logs.push(LogEntry {
-        key: parsed.to_string(),
-        hash: hash.name().to_string(),
-    });
+        .iter_mut()
+        .find(|l| l.key.split('+').next() == Some(current.name()));
+    let added = match known {
+        None => {
+            config.logs.push(LogEntry {
+                key: current.to_string(),
+                hash: hash.name().to_string(),
+            });
+            AddedLog {
+                origin: current.name().to_string(),
+                rotated_from: None,
+            }
+        }
+        Some(l) if l.key == current.to_string() => {
+            return Err(file_err(
+                &path,
+                format!("already witnesses {:?} with this key", current.name()),
+            ));
+        }
+        Some(l) => {
+            let mut keys = history.keys();
+            let rotation = keys
+                .by_ref()
+                .find(|(_, k)| k.to_string() == l.key)
+                .and_then(|_| keys.last())
+                .map(|(from, _)| from);
+            let Some(from) = rotation else {
+                return Err(file_err(
+                    &path,
+                    format!(
+                        "already witnesses a log of origin {:?} with another key; a log's key \
+                         changes only by a rotation its key history records (give its verifier.key, \
+                         which names the key this witness holds before the new one)",
+                        current.name()
+                    ),
+                ));
+            };
+            if l.hash != hash.name() {
+                return Err(file_err(
+                    &path,
+                    format!(
+                        "{:?} is witnessed as a {} log: a rotation keeps the hash",
+                        current.name(),
+                        l.hash
+                    ),
+                ));
+            }
+            let old = std::mem::replace(&mut l.key, current.to_string());
+            AddedLog {
+                origin: current.name().to_string(),
+                rotated_from: Some((old, from)),
+            }
+        }
+    };
     config.save(dir)?;
-    Ok(parsed.name().to_string())
+    Ok(added)
+}
+
+/// What `add_log` did.
+#[derive(Debug)]
+pub struct AddedLog {
+    /// The log's origin.
+    pub origin: String,
+    /// For a rotation: the key replaced, and the size the new key signs from.
+    pub rotated_from: Option<(String, u64)>,
 }
 
 /// Opens the witness of a directory.

@@ -455,7 +455,11 @@ fn a_lost_signing_key_with_no_copy_is_replaced_by_a_key_announced_in_the_log() {
     let old_key = old_key.trim();
     let held = tmp.path().join("held-checkpoint");
     std::fs::write(&held, ledger_ok(&d, &["checkpoint"])).unwrap();
-    // Entries after the newest checkpoint: no signature covers them.
+    std::fs::write(
+        d.join("witness.policy"),
+        format!("log {old_key}\nquorum none\n"),
+    )
+    .unwrap();
     std::fs::remove_file(d.join("signing.key")).unwrap();
 
     let new = tmp.path().join("rekeyed");
@@ -481,7 +485,14 @@ fn a_lost_signing_key_with_no_copy_is_replaced_by_a_key_announced_in_the_log() {
     assert_eq!(lines.len(), 2, "{history}");
     assert_eq!(lines[0], old_key, "the old key is kept first");
     assert!(lines[1].ends_with(" 31"), "{history}");
-    assert_eq!(r["verifier_key"], lines[1].split(' ').next().unwrap());
+    let new_key = lines[1].split(' ').next().unwrap();
+    assert_eq!(r["verifier_key"], new_key);
+    // The witness policy's log line names the new key now.
+    assert_eq!(r["witness_policy_rewritten"], true);
+    assert_eq!(
+        std::fs::read_to_string(new.join("witness.policy")).unwrap(),
+        format!("log {new_key}\nquorum none\n")
+    );
     let info: Value =
         serde_json::from_str(&std::fs::read_to_string(new.join("ledger.json")).unwrap()).unwrap();
     assert_eq!(info["format"], 3);
@@ -572,6 +583,10 @@ fn a_lost_signing_key_with_no_copy_is_replaced_by_a_key_announced_in_the_log() {
     assert_eq!(
         std::fs::read_to_string(again.join("verifier.key")).unwrap(),
         history
+    );
+    assert!(
+        again.join("witness.policy").exists(),
+        "the backup carries it"
     );
     let v = ledger_ok(&again, &["verify", "--key", &with_history]);
     assert!(v.starts_with("OK: 36 entries"), "{v}");

@@ -1303,3 +1303,136 @@ fn verify_receipt_finds_the_trees_hash() {
     let v: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert!(v["error"].as_str().unwrap().contains("not included"), "{v}");
 }
+
+/// A witnessed log whose key was lost and replaced (FORMAT.md §17): the witness takes
+/// the new key only from the log's key history, keeps what it cosigned, and cosigns
+/// the new key's checkpoint only with a consistency proof from there; a copy re-keyed
+/// by someone else can neither hand the witness its key nor be cosigned.
+#[test]
+fn a_witness_follows_a_key_rotation_and_nothing_else() {
+    let tmp = tempfile::tempdir().unwrap();
+    let ledger = tmp.path().join("ledger");
+    ledger_ok(&ledger, &["init", "--origin", "ledger.example/rotating"]);
+    let wdir = tmp.path().join("witness");
+    let init = ledger_json(
+        &wdir,
+        &[
+            "--json",
+            "witness",
+            "init",
+            "--name",
+            "witness.tilsyn.example",
+        ],
+    );
+    let vkey: CosignerVerifier = init["verifier_key"].as_str().unwrap().parse().unwrap();
+    let old_key = format!("@{}", ledger.join("verifier.key").display());
+    ledger_ok(
+        &wdir,
+        &["witness", "add-log", "--key", &old_key, "--hash", "blake3"],
+    );
+    append(&ledger, 0, 5);
+    let (s1, cp1) = checkpoint(&ledger);
+    let (mut child, base) = start_witness(&wdir);
+    assert_eq!(post(&base, &format!("old 0\n\n{cp1}")).status, 200);
+
+    // The key is lost; the ledger goes on under a new one, announced in its log.
+    std::fs::remove_file(ledger.join("signing.key")).unwrap();
+    let rekeyed = tmp.path().join("rekeyed");
+    let restore = |into: &Path, reason: &str| {
+        ledger_ok(
+            &ledger,
+            &[
+                "restore",
+                "--from",
+                ledger.to_str().unwrap(),
+                "--into",
+                into.to_str().unwrap(),
+                "--new-key",
+                reason,
+            ],
+        )
+    };
+    restore(&rekeyed, "lost");
+    append(&rekeyed, 5, 3);
+    let (s2, cp2) = checkpoint(&rekeyed);
+    assert_eq!(s2, s1 + 4, "the key entry and three events");
+    let proof = proof_lines(&rekeyed, s1, s2);
+    // Until the witness is given the new key, it refuses the new key's checkpoints.
+    assert_eq!(cosign(&base, s1, &proof, &cp2).status, 403);
+
+    // The witness takes the new key from the log's key history, which names the key
+    // it holds before the new one.
+    let history = format!("@{}", rekeyed.join("verifier.key").display());
+    let r = ledger_json(
+        &wdir,
+        &[
+            "--json", "witness", "add-log", "--key", &history, "--hash", "blake3",
+        ],
+    );
+    assert_eq!(
+        r["rotated_from"].as_str().unwrap(),
+        std::fs::read_to_string(ledger.join("verifier.key"))
+            .unwrap()
+            .trim()
+    );
+    assert_eq!(r["new_key_from_size"], s1 + 1);
+    // Someone else re-keys a copy of the log. Its history names the old key too (so a
+    // witness's operator takes a history only from the log's operator, by a channel
+    // they trust), but not the key the witness holds now: refused.
+    let forged = tmp.path().join("forged");
+    restore(&forged, "compromised");
+    append(&forged, 50, 3);
+    let forged_history = format!("@{}", forged.join("verifier.key").display());
+    let out = ledger_tests::ledger(
+        &wdir,
+        &[
+            "witness",
+            "add-log",
+            "--key",
+            &forged_history,
+            "--hash",
+            "blake3",
+        ],
+    );
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "{}",
+        ledger_tests::output_text(&out)
+    );
+    assert!(ledger_tests::output_text(&out).contains("rotation its key history records"));
+    // A fresh log of the same origin is no rotation either.
+    let stranger = tmp.path().join("stranger");
+    ledger_ok(&stranger, &["init", "--origin", "ledger.example/rotating"]);
+    let out = ledger_tests::ledger(
+        &wdir,
+        &[
+            "witness",
+            "add-log",
+            "--key",
+            &format!("@{}", stranger.join("verifier.key").display()),
+            "--hash",
+            "blake3",
+        ],
+    );
+    assert_eq!(out.status.code(), Some(2));
+
+    let _ = child.kill();
+    let _ = child.wait();
+    let (mut child, base) = start_witness(&wdir);
+    // What it cosigned under the old key is kept: it asks for a proof from s1.
+    let r = post(&base, &format!("old 0\n\n{cp2}"));
+    assert_eq!((r.status, r.body), (409, format!("{s1}\n")));
+    let r = cosign(&base, s1, &proof, &cp2);
+    assert_eq!(r.status, 200, "{}", r.body);
+    vkey.verify_line(&Note::parse(&cp2).unwrap().text, &r.body)
+        .unwrap();
+    // The forged copy's checkpoint is signed by a key the witness does not hold.
+    let (s3, cp3) = checkpoint(&forged);
+    assert_eq!(
+        cosign(&base, s2, &proof_lines(&forged, s2.min(s3), s3), &cp3).status,
+        403
+    );
+    let _ = child.kill();
+    let _ = child.wait();
+}

@@ -7,7 +7,9 @@ every file in schemas/samples/invalid-code-only must be *accepted* (those are th
 only the code can check, see the README there). Format 2: the same for
 schemas/samples/v2/{valid,invalid,invalid-code-only} against
 schemas/v2/event.schema.json. Each valid sample, wrapped in an entry envelope of its
-format ("v":1 or "v":2), must also pass that format's entry schema. The $refs between
+format ("v":1 or "v":2), must also pass that format's entry schema. Format 3's key
+entry (schemas/v3/entry.schema.json) is checked against the key of FORMAT.md 14 and
+its near misses. The $refs between
 the schema files resolve through a `referencing` registry built from the files
 themselves, so nothing is fetched. `format` is asserted (date-time, with the installed
 rfc3339-validator).
@@ -96,11 +98,40 @@ def check_format(registry, v, problems):
     return valid, invalid, code_only
 
 
+# The published test key of FORMAT.md 14.
+TEST_KEY = "ledger.example/demo+7b8488d1+AQOhB7/zzhC+HXDdGOdLwJln5NYwm6UNXx3chmQSVTG4"
+
+
+def check_key_entry(registry, problems):
+    """A key entry (FORMAT.md 17) passes schemas/v3/entry.schema.json; its near misses,
+    and an event under "v":3, do not."""
+    entry = validator(registry, "v3/entry.schema.json")
+    good = {"event": {"key": TEST_KEY, "reason": "lost", "type": "key_rotated"},
+            "prev": "00" * 32, "recorded_at": "2023-05-08T07:30:00.000000Z", "seq": 9, "v": 3}
+    if not entry.is_valid(good):
+        problems.append("v3/entry.schema.json rejects a key entry")
+    misses = [
+        dict(good, v=2),
+        dict(good, event=dict(good["event"], reason="bored")),
+        dict(good, event=dict(good["event"], type="sent")),
+        dict(good, event=dict(good["event"], note="x")),
+        dict(good, event=dict(good["event"], key=TEST_KEY.replace("+7b8488d1+", "+7B8488D1+"))),
+        dict(good, event=dict(good["event"], key=TEST_KEY[:-1])),
+        dict(good, event={"id": "e", "type": "delivered", "message": "M", "at": "2023-05-08T00:00:00Z",
+                          "reporter": {"org": "974760673", "system": "s"}}),
+    ]
+    for i, bad in enumerate(misses):
+        if entry.is_valid(bad):
+            problems.append(f"v3/entry.schema.json accepts near miss {i}")
+    return 1, len(misses)
+
+
 def main():
     registry = load_registry()
     problems = []
     valid, invalid, code_only = check_format(registry, 1, problems)
     valid2, invalid2, code_only2 = check_format(registry, 2, problems)
+    valid3, invalid3 = check_key_entry(registry, problems)
 
     if problems:
         for p in problems:
@@ -110,7 +141,8 @@ def main():
     print(f"schemas: {valid} valid accepted, {invalid} invalid rejected, "
           f"{code_only} code-only accepted (rejected only by ledger-core); "
           f"format 2: {valid2} valid accepted, {invalid2} invalid rejected, "
-          f"{code_only2} code-only accepted")
+          f"{code_only2} code-only accepted; "
+          f"format 3 key entries: {valid3} valid accepted, {invalid3} invalid rejected")
     return 0
 
 

@@ -477,7 +477,7 @@ fn in_order<T: Send>(
 }
 
 /// Makes a checked round the mirror's: its new checkpoint, the one before kept in
-/// checkpoints.txt, and on the first round the bundle's description and your key.
+/// checkpoints.txt, and the bundle's description and your key when they change.
 fn commit(
     dir: &Path,
     info: &serde_json::Value,
@@ -486,14 +486,19 @@ fn commit(
     old: Option<&str>,
     note: &str,
 ) -> Result<()> {
-    if old.is_none() {
-        std::fs::write(
-            dir.join("ledger.json"),
-            serde_json::to_string_pretty(&json!({
-                "format": info["format"], "origin": key.name(), "hash": alg.name()
-            }))? + "\n",
-        )?;
-        std::fs::write(dir.join("verifier.key"), format!("{key}\n"))?;
+    // The description and your key, on the first round and whenever they change (a
+    // key rotation: a longer key history, and format 3).
+    let described = serde_json::to_string_pretty(&json!({
+        "format": info["format"], "origin": key.name(), "hash": alg.name()
+    }))? + "\n";
+    for (file, text) in [
+        ("ledger.json", described),
+        ("verifier.key", format!("{key}\n")),
+    ] {
+        let path = dir.join(file);
+        if std::fs::read_to_string(&path).ok().as_deref() != Some(text.as_str()) {
+            std::fs::write(&path, text).with_context(|| format!("write {}", path.display()))?;
+        }
     }
     if let Some(old) = old.filter(|o| *o != note) {
         let path = dir.join("checkpoints.txt");

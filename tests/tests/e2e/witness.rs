@@ -1436,3 +1436,69 @@ fn a_witness_follows_a_key_rotation_and_nothing_else() {
     let _ = child.kill();
     let _ = child.wait();
 }
+
+/// A mirror across a key rotation: with the key it held, it stops and says why; given
+/// the ledger's new key history it takes the key entry and what follows, and the copy
+/// verifies under that history.
+#[test]
+fn a_mirror_follows_a_key_rotation_once_given_the_history() {
+    let tmp = tempfile::tempdir().unwrap();
+    let ledger = tmp.path().join("ledger");
+    ledger_ok(&ledger, &["init", "--origin", "ledger.example/mirror-rot"]);
+    append(&ledger, 0, 5);
+    let token = |dir: &Path| ledger_tests::token(dir, "889640782", "ledger:audit");
+    let old_key = format!("@{}", ledger.join("verifier.key").display());
+    let m = tmp.path().join("mirror");
+    let mirror = |base: &str, tok: &str, key: &str| {
+        ledger_tests::ledger(
+            tmp.path(),
+            &[
+                "--json",
+                "--token",
+                tok,
+                "mirror",
+                "--from",
+                base,
+                "--into",
+                m.to_str().unwrap(),
+                "--key",
+                key,
+            ],
+        )
+    };
+    let t = token(&ledger);
+    let (mut server, base) = ledger_tests::serve(&ledger);
+    let out = mirror(&base, &t, &old_key);
+    assert!(out.status.success(), "{}", ledger_tests::output_text(&out));
+    ledger_tests::stop(&mut server);
+
+    std::fs::remove_file(ledger.join("signing.key")).unwrap();
+    let rekeyed = tmp.path().join("rekeyed");
+    ledger_ok(
+        &ledger,
+        &[
+            "restore",
+            "--from",
+            ledger.to_str().unwrap(),
+            "--into",
+            rekeyed.to_str().unwrap(),
+            "--new-key",
+            "lost",
+        ],
+    );
+    append(&rekeyed, 5, 3);
+    let t = token(&rekeyed);
+    let (mut server, base) = ledger_tests::serve(&rekeyed);
+    let out = mirror(&base, &t, &old_key);
+    assert_ne!(out.status.code(), Some(0));
+    let err = ledger_tests::output_text(&out);
+    assert!(err.contains("does not verify with your key"), "{err}");
+    let history = format!("@{}", rekeyed.join("verifier.key").display());
+    let out = mirror(&base, &t, &history);
+    assert!(out.status.success(), "{}", ledger_tests::output_text(&out));
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!((v["from"].as_u64(), v["to"].as_u64()), (Some(5), Some(9)));
+    let ok = ledger_ok(&m, &["verify", "--key", &history]);
+    assert!(ok.starts_with("OK: 9 entries"), "{ok}");
+    ledger_tests::stop(&mut server);
+}

@@ -1,8 +1,9 @@
 //! Alerts an operator receives (`[alerts]` in `ledger.toml`): a message's verdict
 //! turning `at_risk`, `lost` or `stuck_in_handoff`, a witness alarm, and the store
 //! stopping after a failed write or `fdatasync`. Each is POSTed as JSON to the
-//! configured webhook, in order, retried with a doubling wait until delivered or
-//! `max_attempts` is spent (then logged and counted).
+//! configured webhook and/or sent as an e-mail over SMTP, in order, each way retried
+//! with a doubling wait until delivered or `max_attempts` is spent (then logged and
+//! counted).
 //!
 //! An alert never carries personal data: a message is named by its id and its two
 //! organisation numbers, with its verdict, reason and a link to its page in the
@@ -18,7 +19,11 @@ use ledger_core::projection::{Instant, Verdict};
 use serde::Serialize;
 use serde_json::json;
 
-use crate::config::AlertsConfig;
+use lettre::message::header::ContentType;
+use lettre::message::{Mailbox, Message};
+use lettre::{SmtpTransport, Transport as _};
+
+use crate::config::{AlertsConfig, EmailConfig};
 use crate::metrics::Metrics;
 use crate::projector::{Projector, VerdictChange};
 
@@ -126,7 +131,7 @@ impl Alerter {
         if let Err(mpsc::TrySendError::Full(a) | mpsc::TrySendError::Disconnected(a)) =
             self.tx.try_send(a)
         {
-            self.metrics.alert("dropped");
+            self.metrics.alert("queue", "dropped");
             eprintln!(
                 "ledger serve: alert not queued ({} waiting already): {}",
                 QUEUE, a.summary
@@ -135,41 +140,115 @@ impl Alerter {
     }
 }
 
+/// Checks an e-mail configuration as far as can be done without sending: the SMTP
+/// address and every mailbox parse. The error never repeats the address (it may hold
+/// a password).
+pub(crate) fn check_email(e: &EmailConfig) -> Result<(), String> {
+    if !(e.smtp_url.starts_with("smtp://") || e.smtp_url.starts_with("smtps://")) {
+        return Err("alerts.smtp_url: an smtp:// or smtps:// address".into());
+    }
+    SmtpTransport::from_url(&e.smtp_url)
+        .map_err(|err| format!("alerts.smtp_url is not a usable SMTP address: {err}"))?;
+    e.from
+        .parse::<Mailbox>()
+        .map_err(|err| format!("alerts.email_from {:?}: {err}", e.from))?;
+    if e.to.is_empty() {
+        return Err("alerts.email_to: at least one address".into());
+    }
+    for to in &e.to {
+        to.parse::<Mailbox>()
+            .map_err(|err| format!("alerts.email_to {to:?}: {err}"))?;
+    }
+    Ok(())
+}
+
+/// The e-mail of an alert: its summary as the subject, its fields as text, the same
+/// fields as JSON for a machine (nothing more than the webhook gets).
+fn email(e: &EmailConfig, alert: &Alert) -> Result<Message, String> {
+    let mut b = Message::builder()
+        .from(e.from.parse().map_err(|err| format!("{err}"))?)
+        .subject(format!("[ledger] {}", alert.summary));
+    for to in &e.to {
+        b = b.to(to.parse().map_err(|err| format!("{err}"))?);
+    }
+    let mut text = format!("{}\n\n", alert.summary);
+    if let Some(link) = &alert.link {
+        text.push_str(&format!("Open it: {link}\n\n"));
+    }
+    text.push_str(&format!(
+        "kind: {}\nnoticed at: {}\n\n{}\n",
+        alert.kind,
+        alert.noticed_at,
+        serde_json::to_string_pretty(alert).expect("alerts serialize")
+    ));
+    b.header(ContentType::TEXT_PLAIN)
+        .body(text)
+        .map_err(|err| format!("{err}"))
+}
+
 fn deliver_all(config: &AlertsConfig, rx: &mpsc::Receiver<Alert>, metrics: &Metrics) {
     let agent: ureq::Agent = ureq::Agent::config_builder()
         .http_status_as_error(false)
         .timeout_global(Some(Duration::from_secs(10)))
         .build()
         .into();
+    let smtp = config.email.as_ref().and_then(|e| {
+        SmtpTransport::from_url(&e.smtp_url)
+            .map(|b| b.timeout(Some(Duration::from_secs(20))).build())
+            .ok()
+    });
     for alert in rx {
-        let body = serde_json::to_string(&alert).expect("alerts serialize");
-        let mut wait = config.retry_initial;
-        let mut delivered = false;
-        for attempt in 1..=config.max_attempts {
-            let status = agent
-                .post(&config.webhook_url)
-                .header("Content-Type", "application/json")
-                .send(&body)
-                .map(|r| r.status().as_u16());
-            if let Ok(200..=299) = status {
-                delivered = true;
-                break;
-            }
-            if attempt < config.max_attempts {
-                std::thread::sleep(wait);
-                wait = (wait * 2).min(RETRY_MAX);
-            }
+        if let Some(url) = &config.webhook_url {
+            let body = serde_json::to_string(&alert).expect("alerts serialize");
+            retried(config, metrics, "webhook", &alert, || {
+                let status = agent
+                    .post(url)
+                    .header("Content-Type", "application/json")
+                    .send(&body)
+                    .map(|r| r.status().as_u16());
+                matches!(status, Ok(200..=299))
+            });
         }
-        if delivered {
-            metrics.alert("delivered");
-        } else {
-            metrics.alert("given_up");
-            eprintln!(
-                "ledger serve: alert not delivered after {} attempts: {}",
-                config.max_attempts, alert.summary
-            );
+        if let (Some(e), Some(smtp)) = (&config.email, &smtp) {
+            match email(e, &alert) {
+                Ok(m) => retried(config, metrics, "email", &alert, || smtp.send(&m).is_ok()),
+                Err(err) => {
+                    metrics.alert("email", "given_up");
+                    eprintln!(
+                        "ledger serve: alert e-mail not made ({err}): {}",
+                        alert.summary
+                    );
+                }
+            }
         }
     }
+}
+
+/// Tries `attempt` until it says delivered or `max_attempts` are spent, waiting
+/// twice as long after each failure; counts and logs the outcome.
+fn retried(
+    config: &AlertsConfig,
+    metrics: &Metrics,
+    via: &str,
+    alert: &Alert,
+    mut attempt: impl FnMut() -> bool,
+) {
+    let mut wait = config.retry_initial;
+    for n in 1..=config.max_attempts {
+        if attempt() {
+            metrics.alert(via, "delivered");
+            return;
+        }
+        if n < config.max_attempts {
+            std::thread::sleep(wait);
+            wait = (wait * 2).min(RETRY_MAX);
+        }
+    }
+    metrics.alert(via, "given_up");
+    eprintln!(
+        "ledger serve: alert not delivered by {via} after {} attempts: {}",
+        config.max_attempts, alert.summary
+    );
 }
 
 /// What the follower has already alerted, so each thing is said once.

@@ -100,11 +100,15 @@ pub struct ServerConfig {
 
 /// `[alerts]`: an operator's alerts (a verdict turning at_risk, lost or
 /// stuck_in_handoff; a witness alarm; the store stopping after a failed write or
-/// fsync), posted as JSON to a webhook, retried until delivered or given up.
+/// fsync), posted as JSON to a webhook and/or sent by e-mail, retried until
+/// delivered or given up.
 #[derive(Clone, Debug)]
 pub struct AlertsConfig {
     /// `alerts.webhook_url`: where each alert is POSTed.
-    pub webhook_url: String,
+    pub webhook_url: Option<String>,
+    /// `alerts.smtp_url`, `alerts.email_from`, `alerts.email_to`: each alert as an
+    /// e-mail.
+    pub email: Option<EmailConfig>,
     /// `alerts.console_url`: this server's public address, for each alert's link to
     /// the message's page in the console.
     pub console_url: Option<String>,
@@ -116,6 +120,29 @@ pub struct AlertsConfig {
     /// `alerts.silent_reporter_after_seconds`: a reporting system (organisation and
     /// system) that has reported before but not for this long is an alert.
     pub silent_reporter_after: Option<Duration>,
+}
+
+/// Alerts by e-mail.
+#[derive(Clone)]
+pub struct EmailConfig {
+    /// `smtps://user:password@host:465` (TLS), `smtp://host:587?tls=required`
+    /// (STARTTLS), or `smtp://host:25` (a relay on this machine or network, in clear).
+    /// Holds the password: never printed.
+    pub smtp_url: String,
+    /// The sender, `Name <address>` or an address.
+    pub from: String,
+    /// Every recipient.
+    pub to: Vec<String>,
+}
+
+impl std::fmt::Debug for EmailConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EmailConfig")
+            .field("smtp_url", &"(not shown: it may hold a password)")
+            .field("from", &self.from)
+            .field("to", &self.to)
+            .finish()
+    }
 }
 
 /// TLS material.
@@ -162,7 +189,10 @@ struct RawConfig {
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawAlerts {
-    webhook_url: String,
+    webhook_url: Option<String>,
+    smtp_url: Option<String>,
+    email_from: Option<String>,
+    email_to: Option<Vec<String>>,
     console_url: Option<String>,
     max_attempts: Option<usize>,
     retry_initial_ms: Option<u64>,
@@ -406,7 +436,7 @@ impl ServerConfig {
                 None => None,
                 Some(a) => {
                     for (key, url) in [
-                        ("alerts.webhook_url", Some(&a.webhook_url)),
+                        ("alerts.webhook_url", a.webhook_url.as_ref()),
                         ("alerts.console_url", a.console_url.as_ref()),
                     ] {
                         if let Some(u) = url
@@ -415,8 +445,29 @@ impl ServerConfig {
                             return Err(invalid(format!("{key} {u:?}: an http(s):// address")));
                         }
                     }
+                    let email = match (a.smtp_url, a.email_from, a.email_to) {
+                        (None, None, None) => None,
+                        (Some(smtp_url), Some(from), Some(to)) => {
+                            let email = EmailConfig { smtp_url, from, to };
+                            crate::alerts::check_email(&email).map_err(invalid)?;
+                            Some(email)
+                        }
+                        _ => {
+                            return Err(invalid(
+                                "alerts: e-mail needs all three of smtp_url, email_from and email_to"
+                                    .into(),
+                            ));
+                        }
+                    };
+                    if a.webhook_url.is_none() && email.is_none() {
+                        return Err(invalid(
+                            "[alerts] needs webhook_url, or smtp_url with email_from and email_to, or both"
+                                .into(),
+                        ));
+                    }
                     Some(AlertsConfig {
                         webhook_url: a.webhook_url,
+                        email,
                         console_url: a.console_url.map(|u| u.trim_end_matches('/').to_string()),
                         max_attempts: positive("alerts.max_attempts", a.max_attempts, 10)? as u32,
                         retry_initial: Duration::from_millis(a.retry_initial_ms.unwrap_or(1000)),

@@ -120,7 +120,7 @@ impl Default for Metrics {
         );
         registry.register(
             "alerts",
-            "Operator alerts, by outcome: delivered, given_up (after alerts.max_attempts), dropped (queue full)",
+            "Operator alerts, by way (webhook, email; queue for dropped) and outcome: delivered, given_up (after alerts.max_attempts), dropped (queue full)",
             alerts.clone(),
         );
         registry.register(
@@ -198,9 +198,12 @@ impl Metrics {
     }
 
     /// An alert was delivered, given up or dropped.
-    pub fn alert(&self, outcome: &str) {
+    pub fn alert(&self, via: &str, outcome: &str) {
         self.alerts
-            .get_or_create(&vec![("outcome".into(), outcome.into())])
+            .get_or_create(&vec![
+                ("via".into(), via.into()),
+                ("outcome".into(), outcome.into()),
+            ])
             .inc();
     }
 

@@ -67,7 +67,7 @@ fn a_lost_message_is_alerted_retried_until_received_and_names_no_person() {
     let m = get(&s, "/metrics", &w);
     assert!(
         m.text
-            .contains("ledger_alerts_total{outcome=\"delivered\"} 1"),
+            .contains("ledger_alerts_total{via=\"webhook\",outcome=\"delivered\"} 1"),
         "{}",
         m.text
     );
@@ -126,4 +126,113 @@ fn alerts_need_an_http_address() {
         .unwrap_err()
         .to_string();
     assert!(e.contains("alerts.webhook_url"), "{e}");
+}
+
+/// Alerts by e-mail (SMTP): the same alert, retried after the mail server's 451, to
+/// every recipient, with the link and nothing personal.
+#[test]
+fn an_alert_is_mailed_retried_and_names_no_person() {
+    let smtp = smtp_receiver(1);
+    let s = TestServer::start(&format!(
+        "[alerts]\nsmtp_url = \"{}\"\nemail_from = \"Ledger <ledger@bergen.example>\"\n\
+         email_to = [\"drift@bergen.example\", \"vakt@bergen.example\"]\n\
+         console_url = \"https://ledger.example\"\nretry_initial_ms = 50\nmax_attempts = 5\n",
+        smtp.url
+    ));
+    let w = s.token(POLICE, &[Scope::Write, Scope::Admin]);
+    let mut lost = sent("e1", "MAILED-1");
+    lost["refs"] = json!({"altinn_correspondence": "corr-secret-7731"});
+    let expired = json!({
+        "id": "e2", "type": "expired", "message": "MAILED-1", "at": "2023-06-01T10:00:00Z",
+        "reporter": {"org": POLICE, "system": "altinn-adapter"}, "from": POLICE, "to": KOMMUNE
+    });
+    for ev in [&lost, &expired] {
+        assert_eq!(post_event(&s, &w, ev).status, 200);
+    }
+    let mut mails = Vec::new();
+    for _ in 0..200 {
+        mails = smtp.mails.lock().unwrap().clone();
+        if !mails.is_empty() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(mails.len(), 1, "{mails:?}");
+    assert_eq!(
+        smtp.refused.load(std::sync::atomic::Ordering::SeqCst),
+        1,
+        "the first try was refused and tried again"
+    );
+    let (rcpt, data) = &mails[0];
+    assert_eq!(rcpt, &["drift@bergen.example", "vakt@bergen.example"]);
+    // The body is quoted-printable: undo its soft line breaks.
+    let data = &data.replace("=\r\n", "");
+    let unfolded = data.replace("\r\n ", " ");
+    assert!(
+        unfolded.contains("Subject: [ledger] ") && unfolded.contains("MAILED-1 is lost"),
+        "{data}"
+    );
+    assert!(
+        data.contains(&format!(
+            "https://ledger.example/console/#/message/{POLICE}%2F{KOMMUNE}%2FMAILED-1"
+        )),
+        "{data}"
+    );
+    for never in ["corr-secret", "sha256:", "altinn-adapter"] {
+        assert!(!data.contains(never), "the mail holds {never:?}: {data}");
+    }
+    let m = get(&s, "/metrics", &w);
+    assert!(
+        m.text
+            .contains("ledger_alerts_total{via=\"email\",outcome=\"delivered\"} 1"),
+        "{}",
+        m.text
+    );
+}
+
+#[test]
+fn alert_settings_are_checked_and_never_show_the_smtp_password() {
+    for (toml, says) in [
+        (
+            "[alerts]\nconsole_url = \"https://l.example\"\n",
+            "needs webhook_url",
+        ),
+        (
+            "[alerts]\nsmtp_url = \"smtp://127.0.0.1:25\"\nemail_to = [\"a@b.example\"]\n",
+            "all three",
+        ),
+        (
+            "[alerts]\nsmtp_url = \"imap://u:hunter2@mail.example\"\nemail_from = \"l@b.example\"\nemail_to = [\"a@b.example\"]\n",
+            "smtp:// or smtps://",
+        ),
+        (
+            "[alerts]\nsmtp_url = \"smtps://u:hunter2@mail.example:notaport\"\nemail_from = \"l@b.example\"\nemail_to = [\"a@b.example\"]\n",
+            "alerts.smtp_url",
+        ),
+        (
+            "[alerts]\nsmtp_url = \"smtp://127.0.0.1:25\"\nemail_from = \"not an address\"\nemail_to = [\"a@b.example\"]\n",
+            "alerts.email_from",
+        ),
+        (
+            "[alerts]\nsmtp_url = \"smtp://127.0.0.1:25\"\nemail_from = \"l@b.example\"\nemail_to = []\n",
+            "alerts.email_to",
+        ),
+    ] {
+        let d = tempfile::tempdir().unwrap();
+        std::fs::write(d.path().join("ledger.toml"), toml).unwrap();
+        let e = ledger_server::ServerConfig::load(d.path(), None)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains(says), "{toml}: {e}");
+        assert!(!e.contains("hunter2"), "{toml}: {e}");
+    }
+    // A good one loads, and its debug form hides the address.
+    let d = tempfile::tempdir().unwrap();
+    std::fs::write(
+        d.path().join("ledger.toml"),
+        "[alerts]\nsmtp_url = \"smtps://u:hunter2@mail.example:465\"\nemail_from = \"l@b.example\"\nemail_to = [\"a@b.example\"]\n",
+    )
+    .unwrap();
+    let c = ledger_server::ServerConfig::load(d.path(), None).unwrap();
+    assert!(!format!("{c:?}").contains("hunter2"));
 }

@@ -267,3 +267,90 @@ pub fn entries(s: &TestServer, token: &str) -> Vec<serde_json::Value> {
         .map(|l| serde_json::from_str(l).unwrap())
         .collect()
 }
+
+/// A stand-in mail server on loopback speaking just enough SMTP (RFC 5321) for one
+/// client: each message's envelope recipients and data are kept; the first
+/// `fail_first` messages are answered 451 (try again later) after their data.
+/// A message's envelope recipients, and its data as sent.
+pub type Mail = (Vec<String>, String);
+
+#[allow(dead_code)] // not every test binary receives alerts
+pub struct SmtpReceiver {
+    pub url: String,
+    /// (RCPT TO addresses, the message as sent) of every message accepted.
+    pub mails: std::sync::Arc<std::sync::Mutex<Vec<Mail>>>,
+    /// Messages refused with 451.
+    pub refused: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+}
+
+#[allow(dead_code)] // not every test binary receives alerts
+pub fn smtp_receiver(fail_first: usize) -> SmtpReceiver {
+    use std::io::{BufRead, BufReader, Write};
+    use std::sync::atomic::Ordering;
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let mails = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let refused = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let (kept, count) = (mails.clone(), refused.clone());
+    std::thread::spawn(move || {
+        for conn in listener.incoming() {
+            let Ok(mut out) = conn else { return };
+            let mut input = BufReader::new(out.try_clone().unwrap());
+            let mut say = |s: &str| out.write_all(s.as_bytes()).is_ok();
+            say("220 receiver.test ESMTP\r\n");
+            let mut rcpt = Vec::new();
+            let mut line = String::new();
+            loop {
+                line.clear();
+                if input.read_line(&mut line).unwrap_or(0) == 0 {
+                    break;
+                }
+                let verb = line.get(..4).unwrap_or("").to_ascii_uppercase();
+                let ok = match verb.as_str() {
+                    "EHLO" | "HELO" => say("250 receiver.test\r\n"),
+                    "MAIL" => {
+                        rcpt.clear();
+                        say("250 OK\r\n")
+                    }
+                    "RCPT" => {
+                        let a = line.trim_end();
+                        let a = a[a.find('<').unwrap_or(0)..].trim_matches(['<', '>']);
+                        rcpt.push(a.to_string());
+                        say("250 OK\r\n")
+                    }
+                    "DATA" => {
+                        say("354 go on\r\n");
+                        let mut data = String::new();
+                        loop {
+                            line.clear();
+                            if input.read_line(&mut line).unwrap_or(0) == 0 || line == ".\r\n" {
+                                break;
+                            }
+                            data.push_str(&line);
+                        }
+                        if count.load(Ordering::SeqCst) < fail_first {
+                            count.fetch_add(1, Ordering::SeqCst);
+                            say("451 try again later\r\n")
+                        } else {
+                            kept.lock().unwrap().push((rcpt.clone(), data));
+                            say("250 queued\r\n")
+                        }
+                    }
+                    "QUIT" => {
+                        say("221 bye\r\n");
+                        break;
+                    }
+                    _ => say("250 OK\r\n"),
+                };
+                if !ok {
+                    break;
+                }
+            }
+        }
+    });
+    SmtpReceiver {
+        url: format!("smtp://{addr}"),
+        mails,
+        refused,
+    }
+}

@@ -95,14 +95,26 @@ fn a_channel_address_made_by_the_cli_is_answered_by_the_server_until_revoked() {
 }
 
 /// A stand-in integrasjonspunkt: `GET /api/statuses?page&size&sort=id,asc` over a
-/// list that grows, as Spring pages it (`content`, `last`).
-fn fake_integrasjonspunkt(records: std::sync::Arc<std::sync::Mutex<Vec<Value>>>) -> String {
+/// list that grows, as Spring pages it (`content`, `last`); the next `down` requests
+/// are answered 503.
+fn fake_integrasjonspunkt(
+    records: std::sync::Arc<std::sync::Mutex<Vec<Value>>>,
+    down: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+) -> String {
+    use axum::response::IntoResponse as _;
     serve_stand_in(axum::Router::new().route(
         "/api/statuses",
         axum::routing::get(
             move |q: axum::extract::Query<std::collections::HashMap<String, String>>| {
-                let records = records.clone();
+                let (records, down) = (records.clone(), down.clone());
                 async move {
+                    use std::sync::atomic::Ordering;
+                    if down
+                        .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+                        .is_ok()
+                    {
+                        return axum::http::StatusCode::SERVICE_UNAVAILABLE.into_response();
+                    }
                     let page: usize = q.get("page").unwrap().parse().unwrap();
                     let size: usize = q.get("size").unwrap().parse().unwrap();
                     assert_eq!(q.get("sort").map(String::as_str), Some("id,asc"));
@@ -113,6 +125,7 @@ fn fake_integrasjonspunkt(records: std::sync::Arc<std::sync::Mutex<Vec<Value>>>)
                     axum::Json(serde_json::json!({
                         "content": content, "last": last, "number": page, "size": size
                     }))
+                    .into_response()
                 }
             },
         ),
@@ -153,7 +166,8 @@ fn the_integrasjonspunkt_poller_posts_every_status_once_and_resumes() {
     let (d, mut child, base, hook) = served_with_hook(tmp.path(), "eformidling");
     let fixture: Vec<Value> = fixture("eformidling-statuses.json");
     let records = std::sync::Arc::new(std::sync::Mutex::new(fixture[..7].to_vec()));
-    let ip = fake_integrasjonspunkt(records.clone());
+    let down = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let ip = fake_integrasjonspunkt(records.clone(), down.clone());
     let state = tmp.path().join("efm-position.json");
     let poll = |expect: u64| {
         let v = ledger_json(
@@ -230,7 +244,43 @@ fn the_integrasjonspunkt_poller_posts_every_status_once_and_resumes() {
     assert_ne!(out.status.code(), Some(0), "{err}");
     assert!(err.contains("HTTP 401"), "{err}");
     assert_eq!(std::fs::read_to_string(&state).unwrap(), before);
-    poll(1);
+    // Following, with the hook's address in a file (kept out of `ps`): the
+    // integrasjonspunkt is away for the first round, which is said and tried again,
+    // and the status is posted on the next.
+    down.store(1, std::sync::atomic::Ordering::SeqCst);
+    let hook_file = tmp.path().join("hook.url");
+    std::fs::write(&hook_file, format!("{hook}\n")).unwrap();
+    let mut follower = std::process::Command::new(ledger_tests::ledger_bin())
+        .args([
+            "--dir",
+            d.to_str().unwrap(),
+            "--json",
+            "channel",
+            "poll",
+            "eformidling",
+        ])
+        .args(["--from", &ip, "--to", &format!("@{}", hook_file.display())])
+        .args(["--state", state.to_str().unwrap(), "--page-size", "3"])
+        .args(["--follow", "--interval", "1"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Its first round's report (the one after the failed round).
+    let v: Value = serde_json::Deserializer::from_reader(follower.stdout.take().unwrap())
+        .into_iter::<Value>()
+        .next()
+        .expect("a round reported")
+        .unwrap();
+    stop(&mut follower);
+    assert_eq!(v["posted"], 1, "{v}");
+    let mut err = String::new();
+    std::io::Read::read_to_string(&mut follower.stderr.take().unwrap(), &mut err).unwrap();
+    assert!(
+        err.contains("HTTP 503") && err.contains("trying again"),
+        "{err}"
+    );
+    poll(0);
     stop(&mut child);
 }
 

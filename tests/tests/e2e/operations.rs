@@ -334,6 +334,10 @@ fn a_backup_to_a_tar_file_is_kept_up_to_date_and_restores() {
         "{second}"
     );
     assert!(!tmp.path().join("ledger-backup.tar.partial").exists());
+    // It holds the signing key: its owner alone may read it.
+    use std::os::unix::fs::PermissionsExt as _;
+    let mode = std::fs::metadata(&tar).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600, "{mode:o}");
     let key = format!("@{}", d.join("verifier.key").display());
     let v = verify_bundle(&d, &tar, &key);
     assert!(v.starts_with("OK: 30 entries"), "{v}");

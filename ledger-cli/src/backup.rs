@@ -57,6 +57,12 @@ pub(crate) struct RestoreArgs {
     /// verifier.key to your auditors, mirrors and witnesses (docs/operations.md).
     #[arg(long, value_name = "REASON", value_parser = ["lost", "compromised", "scheduled"], conflicts_with = "signing_key")]
     pub new_key: Option<String>,
+    /// The damaged ledger's directory: after the source's entries, take the entries
+    /// it still holds that continue them, up to its newest checkpoint signed over
+    /// them, so that only what no copy holds is lost (docs/operations.md, "a damaged
+    /// segment"). Read only, never changed.
+    #[arg(long, value_name = "DIR")]
+    pub tail_from: Option<PathBuf>,
 }
 
 pub(crate) fn backup(dir: &Path, a: &BackupArgs, as_json: bool) -> Result<u8> {
@@ -143,6 +149,7 @@ pub(crate) fn restore(a: &RestoreArgs, as_json: bool) -> Result<u8> {
         signing_key: a.signing_key.clone(),
         key: a.key.clone(),
         new_key: a.new_key.clone(),
+        tail_from: a.tail_from.clone(),
     };
     let source = Snapshot::open(&a.from).with_context(|| {
         format!(
@@ -166,6 +173,44 @@ pub(crate) fn restore(a: &RestoreArgs, as_json: bool) -> Result<u8> {
              it intact but not whose it is; pass the verifier key you hold"
         ),
     }
+    let tailed;
+    let source = match &a.tail_from {
+        None => source,
+        Some(damaged) => {
+            refuse_used_target(&a.into)?;
+            let from = source.latest_checkpoint()?.size;
+            tailed =
+                ledger_core::store::with_tail(&source, damaged, &a.into).with_context(|| {
+                    format!(
+                        "taking the entries after {from} from {} (the source, {}, ends there)",
+                        damaged.display(),
+                        a.from.display()
+                    )
+                })?;
+            for place in &tailed.skipped {
+                eprintln!("note: {place} is damaged: skipped to the next whole record");
+            }
+            eprintln!(
+                "took {} entries after the source's {from} from {}{}",
+                tailed.taken,
+                damaged.display(),
+                tailed
+                    .stopped
+                    .as_ref()
+                    .map(|s| format!("; then stopped: {s}"))
+                    .unwrap_or_default()
+            );
+            if tailed.notes_left_out > 0 {
+                eprintln!(
+                    "warning: {} checkpoints of {} were left out: they do not verify with the source's keys \
+                     or sign entries that could not be taken",
+                    tailed.notes_left_out,
+                    damaged.display()
+                );
+            }
+            tailed.snapshot
+        }
+    };
     if let Some(reason) = &a.new_key {
         return restore_with_new_key(a, &source, reason, as_json);
     }

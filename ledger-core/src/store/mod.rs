@@ -13,6 +13,7 @@ mod index;
 pub mod io;
 mod log;
 mod recovery;
+mod salvage;
 mod snapshot;
 mod writer;
 
@@ -24,6 +25,7 @@ pub use file::{FileStore, InitOptions, OpenReport, read_info, reindex};
 pub(crate) use file::{write_private, write_whole};
 pub use import::Import;
 pub use io::{LogIo, OsIo};
+pub use salvage::{Salvaged, Tailed, salvage, with_tail};
 pub use snapshot::{Snapshot, SnapshotSource};
 
 use crate::checkpoint::CheckpointError;

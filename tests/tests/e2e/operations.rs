@@ -272,6 +272,118 @@ fn a_damaged_segment_is_repaired_by_a_restore_from_the_backup() {
     append_sent(&restored, 100, 101);
 }
 
+/// Flips one byte of the event `id` in the ledger's segments.
+fn damage_event(d: &Path, id: &str) {
+    let needle = format!("\"id\":\"{id}\"");
+    for e in std::fs::read_dir(d.join("log")).unwrap() {
+        let p = e.unwrap().path();
+        let mut bytes = std::fs::read(&p).unwrap();
+        if let Some(at) = bytes
+            .windows(needle.len())
+            .position(|w| w == needle.as_bytes())
+        {
+            bytes[at + 7] ^= 0x01;
+            std::fs::write(&p, bytes).unwrap();
+            return;
+        }
+    }
+    panic!("no event {id}");
+}
+
+/// Runbook: a damaged segment, and a backup older than the log. The restore takes
+/// the backup, then what the damaged directory still holds after it, up to its newest
+/// checkpoint over them: only what no copy holds is lost, and it says so.
+#[test]
+fn entries_after_the_backup_are_taken_from_the_damaged_directory() {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = new_ledger(tmp.path());
+    append_sent(&d, 0, 100);
+    let backup = tmp.path().join("backup");
+    ledger_ok(&d, &["backup", "--to", backup.to_str().unwrap()]);
+    append_sent(&d, 100, 150);
+    append_sent(&d, 150, 200);
+    let key = format!("@{}", d.join("verifier.key").display());
+    let restore_tail = |into: &Path| {
+        let out = ledger(
+            &d,
+            &[
+                "--json",
+                "restore",
+                "--from",
+                backup.to_str().unwrap(),
+                "--tail-from",
+                d.to_str().unwrap(),
+                "--into",
+                into.to_str().unwrap(),
+                "--key",
+                &key,
+            ],
+        );
+        let text = ledger_tests::output_text(&out);
+        assert!(out.status.success(), "{text}");
+        let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+        (v, String::from_utf8_lossy(&out.stderr).into_owned())
+    };
+
+    // Entry 50 is damaged; the backup holds it, the directory everything after.
+    damage_event(&d, "e50");
+    assert_ne!(ledger(&d, &["verify"]).status.code(), Some(0));
+    let before = std::fs::read(d.join("checkpoints.log")).unwrap();
+    let r1 = tmp.path().join("r1");
+    let (v, err) = restore_tail(&r1);
+    assert_eq!(v["entries"], 200, "{v}\n{err}");
+    assert!(
+        err.contains("took 100 entries after the source's 100"),
+        "{err}"
+    );
+    assert!(err.contains("is damaged: skipped"), "{err}");
+    let ok = ledger_ok(&r1, &["verify", "--key", &key]);
+    assert!(ok.starts_with("OK: 200 entries"), "{ok}");
+    let h: Value = ledger_json(&r1, &["--json", "history", "M170"]);
+    assert_eq!(h["entries"][0]["event"]["id"], "e170");
+    append_sent(&r1, 200, 201);
+    assert_eq!(
+        std::fs::read(d.join("checkpoints.log")).unwrap(),
+        before,
+        "the damaged directory is only read"
+    );
+
+    // Entry 170 too: no copy holds it. The restore goes to the newest checkpoint
+    // before it (150) and says what was lost.
+    damage_event(&d, "e170");
+    let r2 = tmp.path().join("r2");
+    let (v, err) = restore_tail(&r2);
+    assert_eq!(v["entries"], 150, "{v}\n{err}");
+    assert_eq!(v["not_restored_beyond_checkpoint"], 20, "{v}");
+    assert!(err.contains("entry 170 cannot be read"), "{err}");
+    let ok = ledger_ok(&r2, &["verify", "--key", &key]);
+    assert!(ok.starts_with("OK: 150 entries"), "{ok}");
+
+    // Another ledger's directory continues nothing: the backup alone is restored.
+    let other = tmp.path().join("other");
+    ledger_ok(&other, &["init", "--origin", "ledger.example/ops"]);
+    append_sent(&other, 0, 120);
+    let r3 = tmp.path().join("r3");
+    let out = ledger(
+        &d,
+        &[
+            "--json",
+            "restore",
+            "--from",
+            backup.to_str().unwrap(),
+            "--tail-from",
+            other.to_str().unwrap(),
+            "--into",
+            r3.to_str().unwrap(),
+        ],
+    );
+    let text = ledger_tests::output_text(&out);
+    assert!(out.status.success(), "{text}");
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["entries"], 100, "{v}");
+    assert!(text.contains("does not continue the chain"), "{text}");
+}
+
 /// Runbook: a lost index is rebuilt from the log; a lost signing key comes back from
 /// the backup (which holds it), and nothing is signed with any other.
 #[test]

@@ -6,7 +6,7 @@ use std::path::Path;
 use ledger_core::merkle::Frontier;
 use ledger_core::projection::{self, facts_digest};
 use ledger_core::rotation::{KEY_ENTRY_V, KeyAnnouncement, KeyHistory, RotationReason};
-use ledger_core::store::Import;
+use ledger_core::store::{Import, all_checkpoints};
 use ledger_core::store::{LedgerInfo, StoreError};
 use ledger_core::{Checkpoint, SigningKey, Store, entry};
 use tokio_postgres::Config;
@@ -30,22 +30,6 @@ pub struct CopyReport {
 
 /// Entries per chunk read from the source.
 const CHUNK: u64 = 10_000;
-
-fn all_checkpoints(store: &dyn Store) -> Result<Vec<(u64, String)>, StoreError> {
-    let mut out = Vec::new();
-    let mut from = 0;
-    loop {
-        let page = store.checkpoints(from, 1000)?;
-        let Some(last) = page.last() else { break };
-        from = last.size + 1;
-        let full = page.len() == 1000;
-        out.extend(page.into_iter().map(|c| (c.size, c.note)));
-        if !full {
-            break;
-        }
-    }
-    Ok(out)
-}
 
 fn key_files(from_dir: &Path, to_dir: &Path) -> Result<(), StoreError> {
     for f in ["signing.key", "verifier.key"] {

@@ -34,6 +34,23 @@ use crate::hash::{Hash, HashAlg};
 use crate::merkle::{self, SubtreeSource};
 use crate::rotation::KeyHistory;
 
+/// Every signed checkpoint of `store`, (size, note) in ascending size.
+pub fn all_checkpoints(store: &dyn Store) -> Result<Vec<(u64, String)>, StoreError> {
+    let mut out = Vec::new();
+    let mut from = 0;
+    loop {
+        let page = store.checkpoints(from, 1000)?;
+        let Some(last) = page.last() else { break };
+        from = last.size + 1;
+        let full = page.len() == 1000;
+        out.extend(page.into_iter().map(|c| (c.size, c.note)));
+        if !full {
+            break;
+        }
+    }
+    Ok(out)
+}
+
 /// What identifies a ledger: its name, hash function and format (`ledger.json`).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]

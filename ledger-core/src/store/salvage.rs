@@ -159,22 +159,10 @@ pub fn with_tail(
     };
     let got = salvage(damaged, base, prev, alg)?;
     let taken = got.entries.len() as u64;
-    let mut notes: std::collections::BTreeMap<u64, String> = std::collections::BTreeMap::new();
-    let mut from = 0;
-    loop {
-        let page = source.checkpoints(from, 1000)?;
-        let Some(last) = page.last() else { break };
-        from = last.size + 1;
-        let full = page.len() == 1000;
-        notes.extend(
-            page.into_iter()
-                .filter(|c| c.size <= base)
-                .map(|c| (c.size, c.note)),
-        );
-        if !full {
-            break;
-        }
-    }
+    let mut notes: std::collections::BTreeMap<u64, String> = super::all_checkpoints(source)?
+        .into_iter()
+        .filter(|(size, _)| *size <= base)
+        .collect();
     let mut left_out = 0;
     for note in got.notes {
         match keys.verify(&note) {

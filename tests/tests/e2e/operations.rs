@@ -303,7 +303,8 @@ fn entries_after_the_backup_are_taken_from_the_damaged_directory() {
     append_sent(&d, 100, 150);
     append_sent(&d, 150, 200);
     let key = format!("@{}", d.join("verifier.key").display());
-    let restore_tail = |into: &Path| {
+    // `restore --from backup --tail-from TAIL --into INTO`: its JSON and its stderr.
+    let restore_tail = |tail: &Path, into: &Path| {
         let out = ledger(
             &d,
             &[
@@ -312,7 +313,7 @@ fn entries_after_the_backup_are_taken_from_the_damaged_directory() {
                 "--from",
                 backup.to_str().unwrap(),
                 "--tail-from",
-                d.to_str().unwrap(),
+                tail.to_str().unwrap(),
                 "--into",
                 into.to_str().unwrap(),
                 "--key",
@@ -330,7 +331,7 @@ fn entries_after_the_backup_are_taken_from_the_damaged_directory() {
     assert_ne!(ledger(&d, &["verify"]).status.code(), Some(0));
     let before = std::fs::read(d.join("checkpoints.log")).unwrap();
     let r1 = tmp.path().join("r1");
-    let (v, err) = restore_tail(&r1);
+    let (v, err) = restore_tail(&d, &r1);
     assert_eq!(v["entries"], 200, "{v}\n{err}");
     assert!(
         err.contains("took 100 entries after the source's 100"),
@@ -352,7 +353,7 @@ fn entries_after_the_backup_are_taken_from_the_damaged_directory() {
     // before it (150) and says what was lost.
     damage_event(&d, "e170");
     let r2 = tmp.path().join("r2");
-    let (v, err) = restore_tail(&r2);
+    let (v, err) = restore_tail(&d, &r2);
     assert_eq!(v["entries"], 150, "{v}\n{err}");
     assert_eq!(v["not_restored_beyond_checkpoint"], 20, "{v}");
     assert!(err.contains("entry 170 cannot be read"), "{err}");
@@ -364,22 +365,7 @@ fn entries_after_the_backup_are_taken_from_the_damaged_directory() {
     ledger_ok(&other, &["init", "--origin", "ledger.example/ops"]);
     append_sent(&other, 0, 120);
     let r3 = tmp.path().join("r3");
-    let out = ledger(
-        &d,
-        &[
-            "--json",
-            "restore",
-            "--from",
-            backup.to_str().unwrap(),
-            "--tail-from",
-            other.to_str().unwrap(),
-            "--into",
-            r3.to_str().unwrap(),
-        ],
-    );
-    let text = ledger_tests::output_text(&out);
-    assert!(out.status.success(), "{text}");
-    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let (v, text) = restore_tail(&other, &r3);
     assert_eq!(v["entries"], 100, "{v}");
     assert!(text.contains("does not continue the chain"), "{text}");
 }

@@ -289,7 +289,7 @@ impl FromStr for KeyHistory {
             let from: u64 = from
                 .parse()
                 .ok()
-                .filter(|_| !from.starts_with('0'))
+                .filter(|_| from.bytes().all(|b| b.is_ascii_digit()) && !from.starts_with('0'))
                 .ok_or_else(|| {
                     bad(format!(
                         "line {}: {from:?} is not a size (a decimal number above 0)",
@@ -392,6 +392,8 @@ mod tests {
             format!("{va}\n{vb}"),
             format!("{va}\n{vb} 0"),
             format!("{va}\n{vb} 05"),
+            format!("{va}\n{vb} +5"),
+            format!("{va}\n{vb}  5"),
             format!("{va}\n{vb} 5\n{} 5", c.verifier()),
             format!("{va}\n{va} 5"),
             format!("{va}\n{} 5", SigningKey::generate("p").unwrap().verifier()),

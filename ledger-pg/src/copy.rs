@@ -225,14 +225,7 @@ pub fn restore(
             history.current()
         )));
     }
-    let write_keys = |to: &Path| -> Result<(), StoreError> {
-        write_synced(
-            &to.join("signing.key"),
-            format!("{}\n", signing_key.trim()).as_bytes(),
-        )?;
-        private(&to.join("signing.key"))?;
-        write_synced(&to.join("verifier.key"), format!("{history}\n").as_bytes())
-    };
+    let write_keys = |to: &Path| write_key_files(to, signing_key.trim(), history);
     let signed = source.latest_checkpoint()?.size;
     let mut report = copy_to_embedded(source, signed, into, &write_keys, None, progress)?;
     report.beyond_checkpoint = source.size() - signed;
@@ -281,14 +274,7 @@ pub fn restore_with_new_key(
         KEY_ENTRY_V,
         &announcement.canonical_bytes(),
     );
-    let write_keys = |to: &Path| -> Result<(), StoreError> {
-        write_synced(
-            &to.join("signing.key"),
-            format!("{}\n", key.to_secret_string()).as_bytes(),
-        )?;
-        private(&to.join("signing.key"))?;
-        write_synced(&to.join("verifier.key"), format!("{history}\n").as_bytes())
-    };
+    let write_keys = |to: &Path| write_key_files(to, &key.to_secret_string(), &history);
     let rotation = Rotation {
         entry: bytes,
         key: &key,
@@ -303,6 +289,14 @@ pub fn restore_with_new_key(
 struct Rotation<'a> {
     entry: Vec<u8>,
     key: &'a SigningKey,
+}
+
+/// A restored ledger's key files: `signing.key` (the secret string, owner-only) and
+/// `verifier.key` (the key history), each synced.
+fn write_key_files(to: &Path, secret: &str, history: &KeyHistory) -> Result<(), StoreError> {
+    write_synced(&to.join("signing.key"), format!("{secret}\n").as_bytes())?;
+    private(&to.join("signing.key"))?;
+    write_synced(&to.join("verifier.key"), format!("{history}\n").as_bytes())
 }
 
 /// Writes `bytes` over `path` and syncs it: a key file must survive a power loss

@@ -110,6 +110,18 @@ def check_key_entry(registry, problems):
             "prev": "00" * 32, "recorded_at": "2023-05-08T07:30:00.000000Z", "seq": 9, "v": 3}
     if not entry.is_valid(good):
         problems.append("v3/entry.schema.json rejects a key entry")
+    # Any Ed25519 key: the second base64 character carries the key's first four bits.
+    import base64, hashlib
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+    from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+    for _ in range(64):
+        pub = Ed25519PrivateKey.generate().public_key().public_bytes(Encoding.Raw, PublicFormat.Raw)
+        kid = hashlib.sha256(b"o\x0a\x01" + pub).digest()[:4].hex()
+        raw = base64.b64encode(b"\x01" + pub).decode()
+        key = f"o+{kid}+{raw}"
+        if not entry.is_valid(dict(good, event=dict(good["event"], key=key))):
+            problems.append(f"v3/entry.schema.json rejects the key {key}")
+            break
     misses = [
         dict(good, v=2),
         dict(good, event=dict(good["event"], reason="bored")),

@@ -88,7 +88,7 @@ class Key:
         raw = base64.b64decode(parts[-1], validate=True)
         if len(parts) != 3 or len(raw) != 33 or raw[0] != 0x01:
             raise Fault("verifier key: expected name+keyid+base64(0x01 ‖ 32-byte Ed25519 key)")
-        self.name, hexid = parts[0], parts[1]
+        self.name, hexid, self.text = parts[0], parts[1], text.strip()
         self.id = hashlib.sha256(self.name.encode() + b"\x0a\x01" + raw[1:]).digest()[:4]
         if self.id.hex() != hexid:
             raise Fault(f"verifier key: key id {hexid} does not match name and key ({self.id.hex()})")
@@ -125,9 +125,9 @@ class KeyHistory:
     """verifier.key (FORMAT.md 17): the first key, then `key size` per rotation, oldest first."""
     def __init__(self, text):
         lines = text.strip().split("\n")
-        self.keys = [(0, Key(lines[0]))]
         if " " in lines[0].strip():
             raise Fault("key history: the first key has no size after it")
+        self.keys = [(0, Key(lines[0]))]
         for i, line in enumerate(lines[1:], 2):
             k, sep, size = line.strip().partition(" ")
             if not sep or not re.fullmatch(r"[1-9][0-9]*", size):
@@ -205,9 +205,9 @@ class Chain:
                     or ev["reason"] not in ("lost", "compromised", "scheduled") or not isinstance(ev["key"], str):
                 raise Fault(f"{where}: a v3 entry that is not a key announcement", seq)
             key = Key(ev["key"])
-            if key.name != self.origin or key.id in {k for _, k in self.announced}:
+            if key.name != self.origin or key.id in {k.id for _, k in self.announced}:
                 raise Fault(f"{where}: the announced key is not named by the origin, or repeats a key", seq)
-            self.announced.append((seq, key.id))
+            self.announced.append((seq, key))
         elif not isinstance(ev, dict) or ev.get("type") not in TYPES or not all(
                 isinstance(ev.get(k), str) for k in ("id", "message")):
             raise Fault(f"{where}: event lacks a known type, an id or a message", seq)
@@ -307,11 +307,11 @@ def verify(args):
         for i, line in enumerate(lines[:-1]):
             chain.entry(line, f"entries.jsonl line {i + 1}")
     # FORMAT.md 17: the key entries are exactly the history's rotations within the log.
-    expected = [(start - 1, k.id) for start, k in key.keys[1:] if start <= chain.seq]
-    if chain.announced != expected:
-        raise Fault(f"the log's key entries {[(s, i.hex()) for s, i in chain.announced]} are not the key "
-                    f"history's rotations {[(s, i.hex()) for s, i in expected]}: obtain the ledger's "
-                    "verifier.key from its operator by a channel you trust")
+    expected = [(start - 1, k.text) for start, k in key.keys[1:] if start <= chain.seq]
+    announced = [(s, k.text) for s, k in chain.announced]
+    if announced != expected:
+        raise Fault(f"the log's key entries {announced} are not the key history's rotations "
+                    f"{expected}: obtain the ledger's verifier.key from its operator by a channel you trust")
     latest = max(checkpoints)
     if latest > chain.seq:
         raise Fault(f"a signed checkpoint covers {latest} entries but only {chain.seq} are present", chain.seq)

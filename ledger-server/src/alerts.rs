@@ -107,35 +107,128 @@ fn now() -> String {
     Instant::now().to_string()
 }
 
-/// The sending end: alerts go to the delivery thread, never waiting on the webhook.
+/// The sending end: alerts go to one delivery thread per way (webhook, e-mail),
+/// each with its own queue, so a way that is down never holds up the other.
 #[derive(Clone)]
 pub(crate) struct Alerter {
-    tx: mpsc::SyncSender<Alert>,
+    ways: Vec<(&'static str, mpsc::SyncSender<Alert>)>,
     metrics: Arc<Metrics>,
 }
 
 impl Alerter {
-    /// Starts the delivery thread.
+    /// Starts the delivery threads.
     pub(crate) fn start(config: AlertsConfig, metrics: Arc<Metrics>) -> Alerter {
-        let (tx, rx) = mpsc::sync_channel::<Alert>(QUEUE);
-        let m = metrics.clone();
-        std::thread::Builder::new()
-            .name("ledger-alerts".into())
-            .spawn(move || deliver_all(&config, &rx, &m))
-            .expect("spawn the alert thread");
-        Alerter { tx, metrics }
+        let mut ways = Vec::new();
+        let mut spawn = |via: &'static str, deliver: Box<dyn FnMut(&Alert) -> Attempt + Send>| {
+            let (tx, rx) = mpsc::sync_channel::<Alert>(QUEUE);
+            let (config, m) = (config.clone(), metrics.clone());
+            let mut deliver = deliver;
+            std::thread::Builder::new()
+                .name(format!("ledger-alerts-{via}"))
+                .spawn(move || {
+                    for alert in rx {
+                        retried(&config, &m, via, &alert, || deliver(&alert));
+                    }
+                })
+                .expect("spawn an alert thread");
+            ways.push((via, tx));
+        };
+        if let Some(url) = config.webhook_url.clone() {
+            spawn("webhook", Box::new(webhook(url)));
+        }
+        if let Some(e) = config.email.clone()
+            && let Ok(smtp) = SmtpTransport::from_url(&e.smtp_url)
+        {
+            let smtp = smtp.timeout(Some(Duration::from_secs(20))).build();
+            spawn("email", Box::new(mail(e, smtp)));
+        }
+        Alerter { ways, metrics }
     }
 
-    /// Queues an alert; counted and logged when the queue is full.
+    /// Queues an alert for every way; counted and logged when a queue is full.
     pub(crate) fn send(&self, a: Alert) {
-        if let Err(mpsc::TrySendError::Full(a) | mpsc::TrySendError::Disconnected(a)) =
-            self.tx.try_send(a)
-        {
-            self.metrics.alert("queue", "dropped");
-            eprintln!(
-                "ledger serve: alert not queued ({} waiting already): {}",
-                QUEUE, a.summary
-            );
+        for (via, tx) in &self.ways {
+            if let Err(mpsc::TrySendError::Full(a) | mpsc::TrySendError::Disconnected(a)) =
+                tx.try_send(a.clone())
+            {
+                self.metrics.alert(via, "dropped");
+                eprintln!(
+                    "ledger serve: alert not queued for {via} ({QUEUE} waiting already): {}",
+                    a.summary
+                );
+            }
+        }
+    }
+}
+
+/// What one attempt at delivering came to.
+pub(crate) enum Attempt {
+    /// Delivered (to every recipient).
+    Delivered,
+    /// Not yet: try again after the wait.
+    Again,
+    /// Refused for good (a permanent SMTP error): why.
+    Refused(String),
+}
+
+/// The webhook way: a POST of the alert's JSON, delivered on a 2xx.
+fn webhook(url: String) -> impl FnMut(&Alert) -> Attempt + Send {
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .timeout_global(Some(Duration::from_secs(10)))
+        .build()
+        .into();
+    move |alert| {
+        let body = serde_json::to_string(alert).expect("alerts serialize");
+        let status = agent
+            .post(&url)
+            .header("Content-Type", "application/json")
+            .send(&body)
+            .map(|r| r.status().as_u16());
+        match status {
+            Ok(200..=299) => Attempt::Delivered,
+            _ => Attempt::Again,
+        }
+    }
+}
+
+/// The e-mail way: one message, sent to each recipient on its own (so one refused
+/// address never keeps it from the others); a recipient the server took, or refused
+/// for good (5xx), is not sent it again when the others are retried.
+fn mail(e: EmailConfig, smtp: SmtpTransport) -> impl FnMut(&Alert) -> Attempt + Send {
+    // The alert being delivered and the recipients it has yet to reach.
+    let mut pending: Option<(Alert, Vec<lettre::Address>)> = None;
+    let mut refused: Vec<String> = Vec::new();
+    move |alert| {
+        let m = match email(&e, alert) {
+            Ok(m) => m,
+            Err(err) => return Attempt::Refused(format!("the mail could not be made: {err}")),
+        };
+        if pending.as_ref().is_none_or(|(a, _)| a != alert) {
+            pending = Some((alert.clone(), m.envelope().to().to_vec()));
+            refused.clear();
+        }
+        let (_, to) = pending.as_mut().expect("set above");
+        let raw = m.formatted();
+        let from = m.envelope().from().cloned();
+        to.retain(|addr| {
+            let Ok(envelope) = lettre::address::Envelope::new(from.clone(), vec![addr.clone()])
+            else {
+                return false;
+            };
+            match smtp.send_raw(&envelope, &raw) {
+                Ok(_) => false,
+                Err(err) if err.is_permanent() => {
+                    refused.push(format!("{addr}: {err}"));
+                    false
+                }
+                Err(_) => true,
+            }
+        });
+        match (to.is_empty(), refused.is_empty()) {
+            (false, _) => Attempt::Again,
+            (true, true) => Attempt::Delivered,
+            (true, false) => Attempt::Refused(refused.join("; ")),
         }
     }
 }
@@ -144,8 +237,21 @@ impl Alerter {
 /// address and every mailbox parse. The error never repeats the address (it may hold
 /// a password).
 pub(crate) fn check_email(e: &EmailConfig) -> Result<(), String> {
-    if !(e.smtp_url.starts_with("smtp://") || e.smtp_url.starts_with("smtps://")) {
+    let implicit_tls = e.smtp_url.starts_with("smtps://");
+    if !(implicit_tls || e.smtp_url.starts_with("smtp://")) {
         return Err("alerts.smtp_url: an smtp:// or smtps:// address".into());
+    }
+    // A password goes only where nobody on the way can read it: over TLS from the
+    // start, or STARTTLS that must succeed (`tls=opportunistic` can be stripped).
+    let rest = e.smtp_url.split_once("://").map(|(_, r)| r).unwrap_or("");
+    let authority = rest.split(['/', '?']).next().unwrap_or("");
+    let has_credentials = authority.contains('@');
+    if has_credentials && !implicit_tls && !e.smtp_url.contains("tls=required") {
+        return Err(
+            "alerts.smtp_url holds a user and password but no TLS: use smtps://… or add \
+             ?tls=required (STARTTLS), so that the password never crosses the network in clear"
+                .into(),
+        );
     }
     SmtpTransport::from_url(&e.smtp_url)
         .map_err(|err| format!("alerts.smtp_url is not a usable SMTP address: {err}"))?;
@@ -186,62 +292,35 @@ fn email(e: &EmailConfig, alert: &Alert) -> Result<Message, String> {
         .map_err(|err| format!("{err}"))
 }
 
-fn deliver_all(config: &AlertsConfig, rx: &mpsc::Receiver<Alert>, metrics: &Metrics) {
-    let agent: ureq::Agent = ureq::Agent::config_builder()
-        .http_status_as_error(false)
-        .timeout_global(Some(Duration::from_secs(10)))
-        .build()
-        .into();
-    let smtp = config.email.as_ref().and_then(|e| {
-        SmtpTransport::from_url(&e.smtp_url)
-            .map(|b| b.timeout(Some(Duration::from_secs(20))).build())
-            .ok()
-    });
-    for alert in rx {
-        if let Some(url) = &config.webhook_url {
-            let body = serde_json::to_string(&alert).expect("alerts serialize");
-            retried(config, metrics, "webhook", &alert, || {
-                let status = agent
-                    .post(url)
-                    .header("Content-Type", "application/json")
-                    .send(&body)
-                    .map(|r| r.status().as_u16());
-                matches!(status, Ok(200..=299))
-            });
-        }
-        if let (Some(e), Some(smtp)) = (&config.email, &smtp) {
-            match email(e, &alert) {
-                Ok(m) => retried(config, metrics, "email", &alert, || smtp.send(&m).is_ok()),
-                Err(err) => {
-                    metrics.alert("email", "given_up");
-                    eprintln!(
-                        "ledger serve: alert e-mail not made ({err}): {}",
-                        alert.summary
-                    );
-                }
-            }
-        }
-    }
-}
-
-/// Tries `attempt` until it says delivered or `max_attempts` are spent, waiting
-/// twice as long after each failure; counts and logs the outcome.
+/// Tries `attempt` until it delivers, is refused for good, or `max_attempts` are
+/// spent, waiting twice as long after each failure; counts and logs the outcome.
 fn retried(
     config: &AlertsConfig,
     metrics: &Metrics,
     via: &str,
     alert: &Alert,
-    mut attempt: impl FnMut() -> bool,
+    mut attempt: impl FnMut() -> Attempt,
 ) {
     let mut wait = config.retry_initial;
     for n in 1..=config.max_attempts {
-        if attempt() {
-            metrics.alert(via, "delivered");
-            return;
-        }
-        if n < config.max_attempts {
-            std::thread::sleep(wait);
-            wait = (wait * 2).min(RETRY_MAX);
+        match attempt() {
+            Attempt::Delivered => {
+                metrics.alert(via, "delivered");
+                return;
+            }
+            Attempt::Refused(why) => {
+                metrics.alert(via, "given_up");
+                eprintln!(
+                    "ledger serve: alert refused by {via} ({why}): {}",
+                    alert.summary
+                );
+                return;
+            }
+            Attempt::Again if n < config.max_attempts => {
+                std::thread::sleep(wait);
+                wait = (wait * 2).min(RETRY_MAX);
+            }
+            Attempt::Again => {}
         }
     }
     metrics.alert(via, "given_up");

@@ -344,9 +344,17 @@ impl ServerConfig {
         };
         let raw: RawConfig = match raw {
             None => RawConfig::default(),
-            Some(text) => toml::from_str(&text).map_err(|e| ConfigError::Invalid {
-                path: shown.clone(),
-                reason: e.to_string().trim().replace('\n', " "),
+            // The message and the line only: toml's own text quotes the line, which may
+            // hold a secret (an SMTP password, a webhook's token).
+            Some(text) => toml::from_str(&text).map_err(|e: toml::de::Error| {
+                let line = e
+                    .span()
+                    .map(|sp| format!("line {}: ", text[..sp.start].matches('\n').count() + 1))
+                    .unwrap_or_default();
+                ConfigError::Invalid {
+                    path: shown.clone(),
+                    reason: format!("{line}{}", e.message().trim().replace('\n', " ")),
+                }
             })?,
         };
         let invalid = |reason: String| ConfigError::Invalid {

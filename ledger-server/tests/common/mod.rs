@@ -270,7 +270,8 @@ pub fn entries(s: &TestServer, token: &str) -> Vec<serde_json::Value> {
 
 /// A stand-in mail server on loopback speaking just enough SMTP (RFC 5321) for one
 /// client: each message's envelope recipients and data are kept; the first
-/// `fail_first` messages are answered 451 (try again later) after their data.
+/// `fail_first` messages are answered 451 (try again later) after their data, and a
+/// recipient `nobody@…` is refused for good (550), each time it is named.
 /// A message's envelope recipients, and its data as sent.
 pub type Mail = (Vec<String>, String);
 
@@ -281,6 +282,8 @@ pub struct SmtpReceiver {
     pub mails: std::sync::Arc<std::sync::Mutex<Vec<Mail>>>,
     /// Messages refused with 451.
     pub refused: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    /// Times a `nobody@` recipient was named (and refused with 550).
+    pub nobody: std::sync::Arc<std::sync::atomic::AtomicUsize>,
 }
 
 #[allow(dead_code)] // not every test binary receives alerts
@@ -291,7 +294,8 @@ pub fn smtp_receiver(fail_first: usize) -> SmtpReceiver {
     let addr = listener.local_addr().unwrap();
     let mails = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
     let refused = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
-    let (kept, count) = (mails.clone(), refused.clone());
+    let nobody_count = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let (kept, count, nobody) = (mails.clone(), refused.clone(), nobody_count.clone());
     std::thread::spawn(move || {
         for conn in listener.incoming() {
             let Ok(mut out) = conn else { return };
@@ -315,8 +319,13 @@ pub fn smtp_receiver(fail_first: usize) -> SmtpReceiver {
                     "RCPT" => {
                         let a = line.trim_end();
                         let a = a[a.find('<').unwrap_or(0)..].trim_matches(['<', '>']);
-                        rcpt.push(a.to_string());
-                        say("250 OK\r\n")
+                        if a.starts_with("nobody@") {
+                            nobody.fetch_add(1, Ordering::SeqCst);
+                            say("550 no such user here\r\n")
+                        } else {
+                            rcpt.push(a.to_string());
+                            say("250 OK\r\n")
+                        }
                     }
                     "DATA" => {
                         say("354 go on\r\n");
@@ -352,5 +361,6 @@ pub fn smtp_receiver(fail_first: usize) -> SmtpReceiver {
         url: format!("smtp://{addr}"),
         mails,
         refused,
+        nobody: nobody_count,
     }
 }

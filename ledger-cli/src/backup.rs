@@ -323,17 +323,26 @@ fn restore_with_new_key(
     if let Ok(text) = std::fs::read_to_string(&wp) {
         let old = source.verifier_key().current().to_string();
         let new = history.current().to_string();
+        // Tokens as the policy parser reads them: `log <key> [url]`.
         let rewritten: Vec<String> = text
             .lines()
-            .map(|l| match l.strip_prefix("log ") {
-                Some(rest) if rest.split_whitespace().next() == Some(old.as_str()) => {
+            .map(|l| {
+                let t: Vec<&str> = l.split_whitespace().collect();
+                if t.first() == Some(&"log") && t.get(1) == Some(&old.as_str()) {
                     policy_rewritten = true;
-                    format!("log {}", rest.replacen(&old, &new, 1))
+                    std::iter::once("log")
+                        .chain(std::iter::once(new.as_str()))
+                        .chain(t[2..].iter().copied())
+                        .collect::<Vec<_>>()
+                        .join(" ")
+                } else {
+                    l.to_string()
                 }
-                _ => l.to_string(),
             })
             .collect();
-        std::fs::write(&wp, rewritten.join("\n") + "\n")
+        let tmp = a.into.join(format!("{WITNESS_POLICY}.new"));
+        std::fs::write(&tmp, rewritten.join("\n") + "\n")
+            .and_then(|()| std::fs::rename(&tmp, &wp))
             .with_context(|| format!("write {}", wp.display()))?;
     }
     let announced_at = report.entries;
@@ -383,6 +392,13 @@ fn restore_with_new_key(
         eprintln!(
             "warning: {} entries after the source's newest checkpoint were not restored: no signature covers them",
             report.beyond_checkpoint
+        );
+    }
+    if source.info().format < 2 {
+        eprintln!(
+            "warning: this ledger took format-1 events; a ledger whose key was replaced is format 3, \
+             which takes format-2 events (schemas/FORMAT.md §17, §3.9): its reporters must send \
+             `from` and `to` on every event from now on"
         );
     }
     warn_fork(report.entries);

@@ -154,6 +154,12 @@ pub(crate) struct VerifyReceiptArgs {
     /// The entry's bytes from a file, instead of the copy the receipt carries.
     #[arg(long)]
     pub entry: Option<PathBuf>,
+    /// The log's key history (its verifier.key, or the text), for a log whose key was
+    /// replaced: the checkpoint must also be signed by the key in force at its size
+    /// (FORMAT.md §17), so a retired key counts only for the sizes it signed. List
+    /// both keys' `log` lines in the policy to keep older receipts verifying.
+    #[arg(long, value_name = "KEY|@FILE")]
+    pub key: Option<String>,
 }
 
 pub(crate) fn verify_receipt(args: &VerifyReceiptArgs, as_json: bool) -> Result<u8> {
@@ -196,6 +202,21 @@ pub(crate) fn verify_receipt(args: &VerifyReceiptArgs, as_json: bool) -> Result<
         },
         other => other,
     });
+    // A key history narrows the policy's log keys to the one in force at the size.
+    let result = match (result, &args.key) {
+        (Ok(v), Some(k)) => {
+            let history = crate::read_key(k)?;
+            match history.verify(&proof.checkpoint) {
+                Ok(_) => Ok(v),
+                Err(e) => Err(ProofFileError::Malformed(format!(
+                    "the checkpoint of size {} is not signed by the key your key history puts in \
+                     force at that size: {e}",
+                    v.checkpoint.size
+                ))),
+            }
+        }
+        (r, _) => r,
+    };
     let event = entry
         .as_deref()
         .or(proof.entry.as_deref())

@@ -169,11 +169,22 @@ pub async fn serve(
                 eprintln!("ledger serve: {}", error::redact(&line));
             }
             let store = Arc::new(store);
-            let witness_policy =
-                witnessing::Witnessing::policy(&dir).map_err(|reason| ServeError::File {
-                    path: dir.join(witnessing::POLICY_FILE).display().to_string(),
-                    reason,
-                })?;
+            let policy_error = |reason: String| ServeError::File {
+                path: dir.join(witnessing::POLICY_FILE).display().to_string(),
+                reason,
+            };
+            let witness_policy = witnessing::Witnessing::policy(&dir).map_err(policy_error)?;
+            // Its log line must name the key that signs now (after a key rotation, the
+            // new one), or no checkpoint would ever meet it.
+            let current = ledger_core::Store::verifier_key(store.as_ref()).current();
+            if let Some(p) = &witness_policy
+                && !p.logs().any(|k| k == current)
+            {
+                return Err(policy_error(format!(
+                    "no `log` line names this ledger's signing key {current}: after a key rotation, \
+                     the log line takes the new key (docs/operations.md, \"A lost signing key\")"
+                )));
+            }
             let witnessing = witness_policy.map(|p| {
                 witnessing::Witnessing::start(
                     store.clone(),

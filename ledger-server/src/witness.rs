@@ -97,7 +97,17 @@ impl WitnessConfig {
              # its tree's hash (sha256 or blake3). `ledger witness add-log` appends here.\n{}",
             toml::to_string(self).expect("serializable")
         );
-        std::fs::write(&path, text).map_err(|e| file_err(&path, e))
+        // Whole or not at all: an empty witness.toml would witness nothing, and let the
+        // next add-log take any key for a log it witnessed.
+        let tmp = dir.join(format!("{CONFIG_FILE}.new"));
+        let written = std::fs::File::create(&tmp).and_then(|mut f| {
+            std::io::Write::write_all(&mut f, text.as_bytes())?;
+            f.sync_all()
+        });
+        written
+            .and_then(|()| std::fs::rename(&tmp, &path))
+            .and_then(|()| std::fs::File::open(dir)?.sync_all())
+            .map_err(|e| file_err(&path, e))
     }
 
     fn logs(&self, path: &Path) -> Result<Vec<WitnessedLog>, WitnessSetupError> {

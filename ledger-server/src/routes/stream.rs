@@ -386,8 +386,9 @@ fn receipts(
                 "seq": seq,
                 "hash": ledger_core::hash::to_hex(&alg.leaf(&bytes)),
                 "recorded_at": parsed.recorded_at,
-                "id": ev["id"],
-                "type": ev["type"],
+                // A key entry (FORMAT.md §17) has type `key_rotated`, no id, no message.
+                "id": ev["id"].as_str().unwrap_or_default(),
+                "type": ev["type"].as_str().unwrap_or_default(),
                 "message": message,
             }),
         ));

@@ -557,11 +557,31 @@ fn a_lost_signing_key_with_no_copy_is_replaced_by_a_key_announced_in_the_log() {
     let old_key = old_key.trim();
     let held = tmp.path().join("held-checkpoint");
     std::fs::write(&held, ledger_ok(&d, &["checkpoint"])).unwrap();
+    // A policy as its parser takes it: a tab between `log` and the key.
     std::fs::write(
         d.join("witness.policy"),
-        format!("log {old_key}\nquorum none\n"),
+        format!("log\t{old_key}\nquorum none\n"),
     )
     .unwrap();
+    // A sender's receipt from before; and a thief's copy, old key and all.
+    let receipt = |dir: &Path, event: &str| {
+        let f = tmp.path().join(format!("{event}.tlog-proof"));
+        ledger_ok(
+            dir,
+            &[
+                "receipt",
+                event,
+                "--org",
+                POLICE,
+                "--out",
+                f.to_str().unwrap(),
+            ],
+        );
+        f
+    };
+    let before = receipt(&d, "e7");
+    let thief = tmp.path().join("thief");
+    ledger_tests::copy_dir(&d, &thief);
     std::fs::remove_file(d.join("signing.key")).unwrap();
 
     let new = tmp.path().join("rekeyed");
@@ -594,6 +614,45 @@ fn a_lost_signing_key_with_no_copy_is_replaced_by_a_key_announced_in_the_log() {
     assert_eq!(
         std::fs::read_to_string(new.join("witness.policy")).unwrap(),
         format!("log {new_key}\nquorum none\n")
+    );
+    // A policy still naming the old key would never be met: `ledger serve` says so
+    // and does not start.
+    let stale = tmp.path().join("stale");
+    ledger_tests::copy_dir(&new, &stale);
+    std::fs::write(
+        stale.join("witness.policy"),
+        format!("log {old_key}\nquorum none\n"),
+    )
+    .unwrap();
+    let mut serving = std::process::Command::new(ledger_tests::ledger_bin())
+        .args([
+            "--dir",
+            stale.to_str().unwrap(),
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+        ])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut status = None;
+    for _ in 0..100 {
+        status = serving.try_wait().unwrap();
+        if status.is_some() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    if status.is_none() {
+        stop(&mut serving);
+        panic!("ledger serve started with a policy naming the old key");
+    }
+    let mut err = String::new();
+    std::io::Read::read_to_string(&mut serving.stderr.take().unwrap(), &mut err).unwrap();
+    assert!(
+        err.contains("no `log` line names this ledger's signing key"),
+        "{err}"
     );
     let info: Value =
         serde_json::from_str(&std::fs::read_to_string(new.join("ledger.json")).unwrap()).unwrap();
@@ -638,6 +697,39 @@ fn a_lost_signing_key_with_no_copy_is_replaced_by_a_key_announced_in_the_log() {
     assert_eq!(h["entries"][0]["event"]["id"], "e7");
     let h: Value = ledger_json(&new, &["--json", "history", "M33"]);
     assert_eq!(h["entries"][0]["seq"], 34);
+
+    // Receipts: a policy naming both keys keeps the old receipts verifying; with the
+    // key history, the old key counts only for the sizes before the rotation, so a
+    // thief holding it cannot sign receipts for later sizes.
+    let after = receipt(&new, "e33");
+    append_sent(&thief, 30, 40);
+    let stolen = receipt(&thief, "e35");
+    let policy = tmp.path().join("both.policy");
+    std::fs::write(
+        &policy,
+        format!("log {old_key}\nlog {new_key}\nquorum none\n"),
+    )
+    .unwrap();
+    let verify_receipt = |f: &Path, history: bool| {
+        let mut args = vec![
+            "verify-receipt",
+            f.to_str().unwrap(),
+            "--policy",
+            policy.to_str().unwrap(),
+        ];
+        if history {
+            args.extend(["--key", with_history.as_str()]);
+        }
+        ledger(tmp.path(), &args).status.code()
+    };
+    assert_eq!(verify_receipt(&before, true), Some(0));
+    assert_eq!(verify_receipt(&after, true), Some(0));
+    assert_eq!(
+        verify_receipt(&stolen, false),
+        Some(0),
+        "a tlog-policy knows no sizes"
+    );
+    assert_eq!(verify_receipt(&stolen, true), Some(1));
 
     // Only the old key: every checkpoint from the announcement on is refused, and
     // the announcement itself is named.

@@ -38,6 +38,9 @@ pub const REQUEST_BYTES_MAX: usize = 16 * 1024;
 pub struct WitnessedLog {
     /// The log's key; its name is the origin.
     pub key: VerifierKey,
+    /// The first checkpoint size `key` signs: 0, or, after the log replaced its key
+    /// (FORMAT.md §17), the size its key history gives the new key.
+    pub key_from: u64,
     /// The hash function of its Merkle tree.
     pub hash: HashAlg,
 }
@@ -301,6 +304,12 @@ impl Witness {
             .key
             .verify(&req.checkpoint)
             .map_err(|e| AddError::NotSigned(e.to_string()))?;
+        if cp.size < log.key_from {
+            return Err(AddError::NotSigned(format!(
+                "the log's key signs from size {}; size {} was its key's before",
+                log.key_from, cp.size
+            )));
+        }
         if req.old > cp.size {
             return Err(AddError::BadRequest(format!(
                 "old size {} is larger than the checkpoint's {}",
@@ -427,6 +436,7 @@ mod tests {
             CosignerKey::from_seed("witness.example/w1", [5; 32]),
             vec![WitnessedLog {
                 key: log.verifier(),
+                key_from: 0,
                 hash: alg,
             }],
             dir,
@@ -557,6 +567,7 @@ mod tests {
                 CosignerKey::from_seed("witness.example/w1", [5; 32]),
                 vec![WitnessedLog {
                     key: log.verifier(),
+                    key_from: 0,
                     hash: HashAlg::Sha256
                 }],
                 tmp.path()

@@ -389,6 +389,7 @@ fn witnessed(h: &dyn Harness) {
         CosignerKey::from_seed("witness.example", [7; 32]),
         vec![WitnessedLog {
             key: store.verifier_key().current().clone(),
+            key_from: 0,
             hash: store.info().hash,
         }],
         state.path(),

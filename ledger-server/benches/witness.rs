@@ -68,6 +68,7 @@ fn main() {
         keys.iter()
             .map(|k| WitnessedLog {
                 key: k.verifier(),
+                key_from: 0,
                 hash: alg,
             })
             .collect(),

@@ -70,6 +70,14 @@ pub struct LogEntry {
     pub key: String,
     /// Its tree's hash: `sha256` (RFC 6962 exactly) or `blake3`.
     pub hash: String,
+    /// After the log replaced its key: the first size the key signs (its key
+    /// history's); earlier sizes were the old key's.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub key_from: u64,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 /// `witness.toml`.
@@ -122,7 +130,11 @@ impl WitnessConfig {
                     .hash
                     .parse()
                     .map_err(|e| file_err(path, format!("log {}: {e}", key.name())))?;
-                Ok(WitnessedLog { key, hash })
+                Ok(WitnessedLog {
+                    key,
+                    key_from: l.key_from,
+                    hash,
+                })
             })
             .collect()
     }
@@ -178,6 +190,7 @@ pub fn add_log(dir: &Path, key: &str, hash: HashAlg) -> Result<AddedLog, Witness
             config.logs.push(LogEntry {
                 key: current.to_string(),
                 hash: hash.name().to_string(),
+                key_from: history.keys().last().map(|(from, _)| from).unwrap_or(0),
             });
             AddedLog {
                 origin: current.name().to_string(),
@@ -219,6 +232,7 @@ pub fn add_log(dir: &Path, key: &str, hash: HashAlg) -> Result<AddedLog, Witness
                 ));
             }
             let old = std::mem::replace(&mut l.key, current.to_string());
+            l.key_from = from;
             AddedLog {
                 origin: current.name().to_string(),
                 rotated_from: Some((old, from)),

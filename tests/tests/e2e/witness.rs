@@ -1423,6 +1423,20 @@ fn a_witness_follows_a_key_rotation_and_nothing_else() {
     // What it cosigned under the old key is kept: it asks for a proof from s1.
     let r = post(&base, &format!("old 0\n\n{cp2}"));
     assert_eq!((r.status, r.body), (409, format!("{s1}\n")));
+    // The new key signing a size before its start (one the old key signed) is not
+    // the log's checkpoint.
+    let old_vkey: ledger_core::VerifierKey = std::fs::read_to_string(ledger.join("verifier.key"))
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    let new_signer = ledger_core::SigningKey::from_secret_string(
+        &std::fs::read_to_string(rekeyed.join("signing.key")).unwrap(),
+    )
+    .unwrap();
+    let backdated = new_signer.sign(&old_vkey.verify(&cp1).unwrap());
+    let r = post(&base, &format!("old {s1}\n\n{backdated}"));
+    assert_eq!(r.status, 403, "{}", r.body);
     let r = cosign(&base, s1, &proof, &cp2);
     assert_eq!(r.status, 200, "{}", r.body);
     vkey.verify_line(&Note::parse(&cp2).unwrap().text, &r.body)

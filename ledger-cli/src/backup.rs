@@ -235,10 +235,12 @@ pub(crate) fn restore(a: &RestoreArgs, as_json: bool) -> Result<u8> {
         bar.0.set_length(size);
         bar.0.set_position(at);
     };
-    let report = ledger_pg::copy::restore(&source, &key, &a.into, &mut progress)
+    let staged = Staged::beside(&a.into)?;
+    let report = ledger_pg::copy::restore(&source, &key, &staged.dir, &mut progress)
         .with_context(|| format!("restoring {} into {}", a.from.display(), a.into.display()))?;
     bar.0.finish_and_clear();
-    copy_config(&a.from, &a.into)?;
+    copy_config(&a.from, &staged.dir)?;
+    staged.into_place(&a.into)?;
     if as_json {
         output::json(&json!({
             "into": a.into, "entries": report.entries, "checkpoints": report.checkpoints,
@@ -312,13 +314,14 @@ fn restore_with_new_key(
         bar.0.set_length(size);
         bar.0.set_position(at);
     };
+    let staged = Staged::beside(&a.into)?;
     let (report, history) =
-        ledger_pg::copy::restore_with_new_key(source, reason, &a.into, &mut progress)
+        ledger_pg::copy::restore_with_new_key(source, reason, &staged.dir, &mut progress)
             .with_context(|| format!("restoring {} into {}", a.from.display(), a.into.display()))?;
     bar.0.finish_and_clear();
-    copy_config(&a.from, &a.into)?;
+    copy_config(&a.from, &staged.dir)?;
     // The witness policy names the log's key: from now on, the new one.
-    let wp = a.into.join(WITNESS_POLICY);
+    let wp = staged.dir.join(WITNESS_POLICY);
     let mut policy_rewritten = false;
     if let Ok(text) = std::fs::read_to_string(&wp) {
         let old = source.verifier_key().current().to_string();
@@ -340,11 +343,10 @@ fn restore_with_new_key(
                 }
             })
             .collect();
-        let tmp = a.into.join(format!("{WITNESS_POLICY}.new"));
-        std::fs::write(&tmp, rewritten.join("\n") + "\n")
-            .and_then(|()| std::fs::rename(&tmp, &wp))
+        std::fs::write(&wp, rewritten.join("\n") + "\n")
             .with_context(|| format!("write {}", wp.display()))?;
     }
+    staged.into_place(&a.into)?;
     let announced_at = report.entries;
     if as_json {
         output::json(&json!({
@@ -403,4 +405,43 @@ fn restore_with_new_key(
     }
     warn_fork(report.entries);
     Ok(0)
+}
+
+/// A restore made beside its target and moved into place whole, so that a restore
+/// that fails or is interrupted leaves no ledger there (a rotated one would hold a
+/// key nobody was shown).
+struct Staged {
+    _parent: tempfile::TempDir,
+    dir: PathBuf,
+}
+
+impl Staged {
+    fn beside(into: &Path) -> Result<Staged> {
+        let parent = into
+            .parent()
+            .filter(|p| !p.as_os_str().is_empty())
+            .unwrap_or(Path::new("."));
+        std::fs::create_dir_all(parent).with_context(|| format!("create {}", parent.display()))?;
+        let tmp = tempfile::Builder::new()
+            .prefix(".restore-")
+            .tempdir_in(parent)
+            .with_context(|| format!("stage a restore in {}", parent.display()))?;
+        let dir = tmp.path().join("ledger");
+        Ok(Staged { _parent: tmp, dir })
+    }
+
+    fn into_place(self, into: &Path) -> Result<()> {
+        if into.exists() {
+            // Empty, as refuse_used_target found it.
+            std::fs::remove_dir(into).with_context(|| format!("replace {}", into.display()))?;
+        }
+        std::fs::rename(&self.dir, into)
+            .with_context(|| format!("move the restored ledger to {}", into.display()))?;
+        if let Some(p) = into.parent().filter(|p| !p.as_os_str().is_empty()) {
+            std::fs::File::open(p)
+                .and_then(|d| d.sync_all())
+                .with_context(|| format!("sync {}", p.display()))?;
+        }
+        Ok(())
+    }
 }

@@ -206,6 +206,14 @@ fn a_restore_refuses_a_damaged_backup_a_foreign_key_and_a_used_directory() {
     assert_ne!(out.status.code(), Some(0), "{err}");
     assert!(err.contains("not the key that signs"), "{err}");
     assert!(!into.join("log").exists(), "nothing restored: {err}");
+    assert!(
+        std::fs::read_dir(tmp.path()).unwrap().all(|e| !e
+            .unwrap()
+            .file_name()
+            .to_string_lossy()
+            .starts_with(".restore-")),
+        "the staged restore is gone"
+    );
 
     // A bundle holds no signing key: the restore says where to get one.
     let bundle = tmp.path().join("bundle");

@@ -76,7 +76,8 @@ fn kept(dir: &Path, alg: HashAlg, key: &KeyHistory) -> Result<Kept> {
         .map(|n| {
             key.verify(n).map_err(|e| {
                 anyhow!(
-                    "DAMAGED: {} does not verify with your key: {e}",
+                    "DAMAGED: {} does not verify with your key: {e} (if the log replaced its \
+                     key, give its key history: --key @<its verifier.key>)",
                     dir.join("checkpoint").display()
                 )
             })
@@ -347,6 +348,21 @@ fn fetch_and_check(
                 let p = ledger_core::entry::parse_envelope(entry).map_err(|err| {
                     anyhow!("INCONSISTENT: entry {seq} from the log is malformed: {err}")
                 })?;
+                // A key entry must announce the key your history says signs next.
+                if p.is_key_entry() {
+                    let announced = ledger_core::entry::check_key_entry(entry, key.name())
+                        .map(|(_, a)| a.key)
+                        .map_err(|err| {
+                            anyhow!("INCONSISTENT: entry {seq} from the log is malformed: {err}")
+                        })?;
+                    if key.announced_at(seq) != Some(&announced) {
+                        bail!(
+                            "INCONSISTENT: entry {seq} announces the signing key {announced}, which \
+                             the key history you gave does not name there: obtain the ledger's \
+                             verifier.key from its operator by a channel you trust. Nothing was written."
+                        );
+                    }
+                }
                 parsed.push(Parsed {
                     at: at + 2..at + 2 + n,
                     seq: p.seq,

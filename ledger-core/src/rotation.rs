@@ -166,6 +166,15 @@ impl KeyHistory {
         &self.keys[i.max(1) - 1].1
     }
 
+    /// The key a key entry at `seq` must announce: the one that signs from `seq + 1`.
+    pub fn announced_at(&self, seq: u64) -> Option<&VerifierKey> {
+        self.keys
+            .iter()
+            .skip(1)
+            .find(|(from, _)| *from == seq + 1)
+            .map(|(_, k)| k)
+    }
+
     /// This history with `key` signing from `from` on: refused unless `from` is past
     /// every earlier key's start and `key` is new to the history and named alike.
     pub fn then(&self, key: VerifierKey, from: u64) -> Result<KeyHistory, RotationError> {

@@ -1507,6 +1507,15 @@ fn a_mirror_follows_a_key_rotation_once_given_the_history() {
     assert_ne!(out.status.code(), Some(0));
     let err = ledger_tests::output_text(&out);
     assert!(err.contains("does not verify with your key"), "{err}");
+    // A history that puts the new key at another size than the log's key entry:
+    // the entry is refused, and nothing written.
+    let text = std::fs::read_to_string(rekeyed.join("verifier.key")).unwrap();
+    let wrong = tmp.path().join("wrong.key");
+    std::fs::write(&wrong, text.replace(" 6\n", " 7\n")).unwrap();
+    let out = mirror(&base, &t, &format!("@{}", wrong.display()));
+    assert_ne!(out.status.code(), Some(0));
+    let err = ledger_tests::output_text(&out);
+    assert!(err.contains("entry 5 announces the signing key"), "{err}");
     let history = format!("@{}", rekeyed.join("verifier.key").display());
     let out = mirror(&base, &t, &history);
     assert!(out.status.success(), "{}", ledger_tests::output_text(&out));

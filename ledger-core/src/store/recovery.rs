@@ -143,7 +143,18 @@ pub(super) fn catch_up(
                     .map_err(|e| StoreError::Corrupt(format!("entry {seq}: {e}")))?;
                 let first = segs.contains(&seq);
                 if ev.is_key_entry() {
-                    // Announces a key: no event id or message to file it under.
+                    // Announces a key, which verifier.key must hold from the next size.
+                    let (_, a) = entry::check_key_entry(bytes, &shared.info.origin)
+                        .map_err(|e| StoreError::Corrupt(format!("entry {seq}: {e}")))?;
+                    if keys.announced_at(seq) != Some(&a.key) {
+                        return Err(StoreError::Corrupt(format!(
+                            "entry {seq} announces the signing key {}, which verifier.key does not \
+                             name from size {}: restore verifier.key from a backup",
+                            a.key,
+                            seq + 1
+                        )));
+                    }
+                    // No event id or message to file it under.
                     generation.index_position(seq, offset, first);
                 } else {
                     let keys = entry::index_keys(ev.event, ev.v)

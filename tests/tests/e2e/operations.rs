@@ -739,6 +739,26 @@ fn a_lost_signing_key_with_no_copy_is_replaced_by_a_key_announced_in_the_log() {
     );
     assert_eq!(verify_receipt(&stolen, true), Some(1));
 
+    // A verifier.key that disagrees with the log's key entry: the store refuses to
+    // open (here with its index gone, so that it reads the log again).
+    let tampered = tmp.path().join("tampered");
+    ledger_tests::copy_dir(&new, &tampered);
+    std::fs::remove_file(tampered.join("index.redb")).unwrap();
+    std::fs::write(
+        tampered.join("verifier.key"),
+        history.replace(" 31\n", " 32\n"),
+    )
+    .unwrap();
+    let one = tmp.path().join("one.jsonl");
+    std::fs::write(&one, sent_json("t1", "MT1") + "\n").unwrap();
+    let out = ledger(&tampered, &["append", one.to_str().unwrap()]);
+    assert_ne!(out.status.code(), Some(0));
+    let text = ledger_tests::output_text(&out);
+    assert!(
+        text.contains("entry 30 announces the signing key"),
+        "{text}"
+    );
+
     // Only the old key: every checkpoint from the announcement on is refused, and
     // the announcement itself is named.
     let out = ledger(&new, &["verify", "--key", old_key]);

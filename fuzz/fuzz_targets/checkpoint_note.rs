@@ -1,5 +1,5 @@
 //! Signed checkpoints (C2SP signed notes): `VerifierKey::verify`, the key-string
-//! parsers and `split_notes`.
+//! and key-history parsers and `split_notes`.
 //!
 //! Properties, beyond "never panics":
 //! - a note signed by a fixed key for a fuzzer-chosen size and root verifies to that
@@ -9,7 +9,9 @@
 //!   canonical body of the checkpoint returned;
 //! - a verifier key string that parses prints back as given (trimmed) and parses
 //!   again to an equal key; a private key string that parses prints back as given,
-//!   and its notes verify with its own verifier key;
+//!   and its notes verify with its own verifier key; a key history that parses
+//!   prints back to an equal history, and what it verifies the key in force at the
+//!   note's size verifies alike;
 //! - `split_notes` loses nothing but the empty lines between notes, and splits two
 //!   signed notes joined by an empty line back into the two.
 #![no_main]
@@ -106,6 +108,19 @@ fuzz_target!(|input: Input<'_>| {
         );
         assert_eq!(k.to_string().parse::<VerifierKey>().as_ref(), Ok(&k));
         let _ = k.verify(&note);
+    }
+    // Key histories (verifier.key after a rotation, FORMAT.md §17): what parses
+    // prints back as it reads, and checks a note with the key in force at its size.
+    if let Ok(h) = text.parse::<ledger_core::KeyHistory>() {
+        let printed = h.to_string();
+        assert_eq!(
+            printed.parse::<ledger_core::KeyHistory>().as_ref(),
+            Ok(&h),
+            "a key history does not print back: {printed:?}"
+        );
+        if let Ok(c) = h.verify(&note) {
+            assert_eq!(h.key_for(c.size).verify(&note), Ok(c));
+        }
     }
     if let Ok(s) = SigningKey::from_secret_string(text) {
         assert_eq!(

@@ -28,7 +28,7 @@ pub(crate) struct BackupArgs {
     #[arg(long, value_name = "DIR|FILE.tar")]
     pub to: PathBuf,
     /// Leave the private signing key out (keep it elsewhere: a restore then needs
-    /// --signing-key).
+    /// --signing-key, or --new-key).
     #[arg(long)]
     pub without_signing_key: bool,
 }
@@ -36,18 +36,20 @@ pub(crate) struct BackupArgs {
 #[derive(Args, Debug)]
 pub(crate) struct RestoreArgs {
     /// What to restore from: a backup directory, an export bundle (directory or
-    /// .tar), or a mirror (`ledger mirror --into`).
+    /// .tar), a mirror (`ledger mirror --into`), or a ledger's directory (read
+    /// without its lock).
     #[arg(long, value_name = "PATH")]
     pub from: PathBuf,
     /// The new ledger's directory (must not exist, or be empty).
     #[arg(long, value_name = "DIR")]
     pub into: PathBuf,
     /// The ledger's signing key (signing.key), when the source does not hold it: a
-    /// bundle and a mirror never do, nor a backup made --without-signing-key.
+    /// bundle and a mirror never do, nor a backup made --without-signing-key (not
+    /// with --new-key).
     #[arg(long, value_name = "FILE")]
     pub signing_key: Option<PathBuf>,
-    /// The verifier key you hold (the key string, or @FILE): the source must be signed
-    /// by it. Without it, the source is checked against the key it carries itself,
+    /// The verifier key, or after a key rotation the key history (verifier.key), you
+    /// hold (the text, or @FILE): it must be the source's own. Without it, the source is checked against the key it carries itself,
     /// which whoever wrote the source chose.
     #[arg(long, value_name = "KEY|@FILE")]
     pub key: Option<String>,

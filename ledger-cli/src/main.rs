@@ -135,7 +135,8 @@ enum Command {
     Receipt(receipts::ReceiptArgs),
     /// Check a receipt with no network and no ledger: the log's signature and the
     /// witness quorum of a tlog-policy you trust, and the entry's inclusion. Exit 0
-    /// when it holds, 1 when it does not.
+    /// when it holds, 1 when it does not. With --key, the log's key history: the
+    /// checkpoint must be signed by the key in force at its size.
     VerifyReceipt(receipts::VerifyReceiptArgs),
     /// Follow a log through its tiles into a checked, read-only local copy (a
     /// monitor's, or the operator's off-site replica) that answers every question
@@ -162,7 +163,8 @@ enum Command {
         /// Verify an export bundle (directory or .tar) instead of the store.
         #[arg(long)]
         bundle: Option<PathBuf>,
-        /// The verifier key you trust: the key string, or @FILE. Required with
+        /// The verifier key you trust, or the key history (a verifier.key after a key
+        /// rotation, FORMAT.md §17): the text, or @FILE. Required with
         /// --bundle and --server: a bundle's (or a server's) own key proves nothing,
         /// since whoever made the bundle chose it.
         #[arg(long)]
@@ -376,10 +378,12 @@ enum Command {
     ///
     /// Example: ledger backup --to /backup/ledger
     Backup(backup::BackupArgs),
-    /// A new ledger from a backup, an export bundle or a mirror, checked entry by
-    /// entry and checkpoint by checkpoint; it then appends and signs with its key.
+    /// A new ledger from a backup, an export bundle, a mirror or a ledger's directory,
+    /// checked entry by entry and checkpoint by checkpoint; it then appends and signs
+    /// with its key, or with --new-key with a new key announced in the log.
     ///
     /// Example: ledger restore --from /backup/ledger --into ledger-data.restored
+    /// Example: ledger restore --from ledger-data --into ledger-data.rekeyed --new-key lost
     Restore(backup::RestoreArgs),
     /// Print the server's OpenAPI description (YAML), generated from the code; it is
     /// what schemas/openapi.yaml holds.
@@ -390,7 +394,8 @@ enum Command {
     ///
     /// Two commands run one:
     ///   ledger --dir w witness init --name witness.tilsyn.example
-    ///   ledger --dir w witness add-log --key @bergen/verifier.key && ledger --dir w witness serve
+    ///   ledger --dir w witness add-log --key @bergen/verifier.key --hash blake3 && ledger --dir w witness serve
+    /// After a log rotates its key, add-log again with its new verifier.key.
     Witness {
         #[command(subcommand)]
         command: serve::WitnessCommand,

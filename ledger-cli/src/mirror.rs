@@ -36,7 +36,8 @@ pub(crate) struct MirrorArgs {
     /// The mirror's directory (created on the first run).
     #[arg(long)]
     pub into: PathBuf,
-    /// The log's verifier key you trust (the key string, or @FILE).
+    /// The log's verifier key, or key history (its verifier.key after a key
+    /// rotation), that you trust: the text, or @FILE.
     #[arg(long)]
     pub key: String,
     /// A tlog-policy: each checkpoint must also meet its witness quorum.

@@ -120,7 +120,7 @@ impl Default for Metrics {
         );
         registry.register(
             "alerts",
-            "Operator alerts, by way (webhook, email; queue for dropped) and outcome: delivered, given_up (after alerts.max_attempts), dropped (queue full)",
+            "Operator alerts, by way (webhook, email) and outcome: delivered, given_up (after alerts.max_attempts, or refused for good), dropped (that way's queue full)",
             alerts.clone(),
         );
         registry.register(

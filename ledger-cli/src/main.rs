@@ -383,6 +383,7 @@ enum Command {
     /// with its key, or with --new-key with a new key announced in the log.
     ///
     /// Example: ledger restore --from /backup/ledger --into ledger-data.restored
+    ///
     /// Example: ledger restore --from ledger-data --into ledger-data.rekeyed --new-key lost
     Restore(backup::RestoreArgs),
     /// Print the server's OpenAPI description (YAML), generated from the code; it is
@@ -393,8 +394,11 @@ enum Command {
     /// cosigned, so no log can show two histories. --dir is the witness's directory.
     ///
     /// Two commands run one:
-    ///   ledger --dir w witness init --name witness.tilsyn.example
-    ///   ledger --dir w witness add-log --key @bergen/verifier.key --hash blake3 && ledger --dir w witness serve
+    ///
+    /// ledger --dir w witness init --name witness.tilsyn.example
+    ///
+    /// ledger --dir w witness add-log --key @bergen/verifier.key --hash blake3 && ledger --dir w witness serve
+    ///
     /// After a log rotates its key, add-log again with its new verifier.key.
     Witness {
         #[command(subcommand)]

@@ -57,14 +57,6 @@ pub fn to_postgres(
 ) -> Result<CopyReport, StoreError> {
     let (source, _) = engine::open(from_dir)?;
     let info = source.info().clone();
-    if info.format >= u64::from(KEY_ENTRY_V) {
-        return Err(StoreError::OutOfRange(format!(
-            "{} had its signing key replaced (format {}, FORMAT.md §17); the PostgreSQL engine \
-             does not hold key announcements yet: keep it on the embedded engine",
-            from_dir.display(),
-            info.format
-        )));
-    }
     let size = source.size();
     let checkpoints = all_checkpoints(&source)?;
     let cfg: Config = url
@@ -111,8 +103,20 @@ pub fn to_postgres(
                 if p.prev != prev {
                     bad = Some(seq);
                 }
-                let keys = entry::index_keys(p.event, p.v)
-                    .map_err(|e| StoreError::Corrupt(format!("entry {seq}: {e}")))?;
+                let keys = if p.is_key_entry() {
+                    // A key announcement: no event id (the column wants one that no
+                    // event can have) and no message to index.
+                    entry::check_key_entry(b, &info.origin)
+                        .map_err(|e| StoreError::Corrupt(format!("entry {seq}: {e}")))?;
+                    entry::IndexKeys {
+                        id: crate::store::key_entry_id(seq),
+                        message: String::new(),
+                        new_message: None,
+                    }
+                } else {
+                    entry::index_keys(p.event, p.v)
+                        .map_err(|e| StoreError::Corrupt(format!("entry {seq}: {e}")))?
+                };
                 let leaf = alg.leaf(b);
                 frontier.push(leaf, |level, index, h| {
                     if level >= 8 {
@@ -126,7 +130,10 @@ pub fn to_postgres(
                 leaves.push(leaf.to_vec());
                 prevs.push(prev.to_vec());
                 bytes.push(b.to_vec());
-                for m in std::iter::once(keys.message).chain(keys.new_message) {
+                let messages = std::iter::once(keys.message)
+                    .chain(keys.new_message)
+                    .filter(|m| !m.is_empty());
+                for m in messages {
                     // A resend's two messages differ in id, so their aliases do.
                     if let Some(a) = ledger_core::event::bare_alias(&m) {
                         idx_m.push(a);

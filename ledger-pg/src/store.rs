@@ -99,6 +99,12 @@ impl Shared {
     }
 }
 
+/// The `entries.event_id` of a key entry (FORMAT.md §17), which has none: unique,
+/// and no event's id key can be it (none starts with U+001F).
+pub(crate) fn key_entry_id(seq: u64) -> String {
+    format!("\u{1f}key\u{1f}{seq}")
+}
+
 /// The ledger's log in PostgreSQL.
 pub struct PgStore {
     shared: Arc<Shared>,
@@ -207,10 +213,11 @@ impl PgStore {
             let hash: HashAlg = hash
                 .parse()
                 .map_err(|e| StoreError::Corrupt(format!("ledger_info.hash: {e}")))?;
-            if !(1..=i32::from(ledger_core::event::FORMAT_LATEST)).contains(&format) {
+            // Format 3: format 2 with key announcements (FORMAT.md §17).
+            let latest = i32::from(ledger_core::rotation::KEY_ENTRY_V);
+            if !(1..=latest).contains(&format) {
                 return Err(StoreError::Corrupt(format!(
-                    "ledger_info.format {format} is not supported (this build reads formats 1 to {})",
-                    ledger_core::event::FORMAT_LATEST
+                    "ledger_info.format {format} is not supported (this build reads formats 1 to {latest})"
                 )));
             }
             let verifier: KeyHistory = vk

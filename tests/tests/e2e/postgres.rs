@@ -598,3 +598,75 @@ fn migrate_copies_to_postgres_and_back_byte_for_byte() {
     assert!(!again.status.success());
     assert!(String::from_utf8_lossy(&again.stderr).contains("already holds a ledger"));
 }
+
+/// A ledger whose key was replaced (FORMAT.md §17) moves to PostgreSQL and back: the
+/// key entry and the new key's checkpoints come along, it verifies under the key
+/// history there, and appends go on, signed by the new key.
+#[test]
+fn a_rotated_ledger_moves_to_postgres_and_back() {
+    let Some((url, _db)) = database() else { return };
+    let tmp = tempfile::tempdir().unwrap();
+    let src = tmp.path().join("embedded");
+    ledger_ok(&src, &["init", "--origin", "ledger.example/rotated-pg"]);
+    let sample = repo_root().join("samples/incident-2023.jsonl");
+    ledger_ok(&src, &["append", sample.to_str().unwrap()]);
+    std::fs::remove_file(src.join("signing.key")).unwrap();
+    let rekeyed = tmp.path().join("rekeyed");
+    ledger_ok(
+        tmp.path(),
+        &[
+            "restore",
+            "--from",
+            src.to_str().unwrap(),
+            "--into",
+            rekeyed.to_str().unwrap(),
+            "--new-key",
+            "lost",
+        ],
+    );
+    let history = format!("@{}", rekeyed.join("verifier.key").display());
+    let pg = tmp.path().join("pg");
+    let out = ledger_ok(
+        tmp.path(),
+        &[
+            "migrate",
+            "--from",
+            rekeyed.to_str().unwrap(),
+            "--to",
+            &url,
+            "--into",
+            pg.to_str().unwrap(),
+        ],
+    );
+    assert!(out.contains("copied 201 entries"), "{out}");
+    let v = ledger_ok(&pg, &["verify", "--key", &history]);
+    assert!(v.starts_with("OK: 201 entries"), "{v}");
+    let more = tmp.path().join("more.jsonl");
+    std::fs::write(
+        &more,
+        ledger_tests::event_line("after-rotation", "M-ROT") + "\n",
+    )
+    .unwrap();
+    ledger_ok(&pg, &["append", more.to_str().unwrap()]);
+    let v = ledger_ok(&pg, &["verify", "--key", &history]);
+    assert!(v.starts_with("OK: 202 entries"), "{v}");
+    let h = ledger_ok(&pg, &["--json", "history", "M-ROT"]);
+    assert!(h.contains("after-rotation"), "{h}");
+    let back = tmp.path().join("back");
+    ledger_ok(
+        tmp.path(),
+        &[
+            "migrate",
+            "--from",
+            pg.to_str().unwrap(),
+            "--to",
+            back.to_str().unwrap(),
+        ],
+    );
+    let v = ledger_ok(&back, &["verify", "--key", &history]);
+    assert!(v.starts_with("OK: 202 entries"), "{v}");
+    assert_eq!(
+        ledger_ok(&back, &["checkpoint"]),
+        ledger_ok(&pg, &["checkpoint"])
+    );
+}

@@ -4,7 +4,11 @@
 only: signed-note, tlog-checkpoint, tlog-cosignature (cosignature/v1, Ed25519),
 tlog-proof, tlog-policy, and the RFC 6962/9162 inclusion proof.
 
-    verify_receipt.py RECEIPT --policy POLICY [--hash sha256|blake3]
+    verify_receipt.py RECEIPT --policy POLICY [--hash sha256|blake3] [--key HISTORY|@FILE]
+
+With --key, the log's key history (its verifier.key after a key rotation,
+schemas/FORMAT.md section 17): the checkpoint must also be signed by the key in force
+at its size, so a retired key counts only for the sizes it signed.
 
 Exit 0 when the receipt holds, 1 when it does not (saying why), 2 on bad usage.
 Needs only the standard library, `cryptography`, and `blake3` for BLAKE3 ledgers."""
@@ -118,6 +122,31 @@ def check_checkpoint(note, policy):
     return origin, int(size), b64(root), sorted(ok)
 
 
+def check_key_in_force(note, history_text):
+    """FORMAT.md 17: the key in force at a size is the last line of the key history
+    whose first size (0 for the first line) is at most that size; it must have signed."""
+    lines = [l.strip() for l in history_text.strip().split("\n")]
+    if " " in lines[0]:
+        raise Fault("key history: the first key has no size after it")
+    keys = [(0, parse_vkey(lines[0], 0x01))]
+    for line in lines[1:]:
+        k, _, start = line.partition(" ")
+        if not start.isdigit() or start.startswith("0") or int(start) <= keys[-1][0]:
+            raise Fault(f"key history: bad line {line!r}")
+        keys.append((int(start), parse_vkey(k, 0x01)))
+    text, sigs = parse_note(note)
+    size = int(text.split("\n")[1])
+    name, kid, key = [k for start, k in keys if start <= size][-1]
+    for sname, skid, sig in sigs:
+        if (sname, skid) == (name, kid):
+            try:
+                key.verify(sig, text.encode())
+                return
+            except InvalidSignature:
+                break
+    raise Fault(f"the checkpoint of size {size} is not signed by the key in force at that size ({kid.hex()})")
+
+
 def verify_inclusion(H, leaf, index, size, path, root):
     """RFC 9162 section 2.1.3.2."""
     if index >= size:
@@ -145,6 +174,7 @@ def main():
     ap.add_argument("receipt")
     ap.add_argument("--policy", required=True)
     ap.add_argument("--hash", default="sha256", choices=["sha256", "blake3"])
+    ap.add_argument("--key", help="the log's key history: the text, or @FILE")
     a = ap.parse_args()
     if a.hash == "blake3":
         import blake3
@@ -169,6 +199,9 @@ def main():
         if entry is None:
             raise Fault("the receipt carries no entry")
         origin, size, root, cosigned = check_checkpoint(note, parse_policy(open(a.policy).read()))
+        if a.key:
+            history = open(a.key[1:]).read() if a.key.startswith("@") else a.key
+            check_key_in_force(note, history)
         verify_inclusion(H, H(b"\x00" + entry), index, size, path, root)
     except Fault as f:
         print(f"FAILED: {f}")

@@ -738,6 +738,23 @@ fn a_lost_signing_key_with_no_copy_is_replaced_by_a_key_announced_in_the_log() {
         "a tlog-policy knows no sizes"
     );
     assert_eq!(verify_receipt(&stolen, true), Some(1));
+    // The independent receipt checker, from the specs alone, agrees.
+    if ledger_tests::python_ready() {
+        let py = |f: &Path| {
+            std::process::Command::new("python3")
+                .arg(ledger_tests::repo_root().join("tests/spec/verify_receipt.py"))
+                .arg(f)
+                .args(["--policy", policy.to_str().unwrap(), "--hash", "blake3"])
+                .args(["--key", with_history.as_str()])
+                .output()
+                .unwrap()
+                .status
+                .code()
+        };
+        assert_eq!(py(&before), Some(0));
+        assert_eq!(py(&after), Some(0));
+        assert_eq!(py(&stolen), Some(1));
+    }
 
     // A verifier.key that disagrees with the log's key entry: the store refuses to
     // open (here with its index gone, so that it reads the log again).

@@ -1523,5 +1523,14 @@ fn a_mirror_follows_a_key_rotation_once_given_the_history() {
     assert_eq!((v["from"].as_u64(), v["to"].as_u64()), (Some(5), Some(9)));
     let ok = ledger_ok(&m, &["verify", "--key", &history]);
     assert!(ok.starts_with("OK: 9 entries"), "{ok}");
+    // `verify --server` takes the server's key history (GET /v1/ledger's key_history)
+    // and checks it against yours.
+    let ok = ledger_ok(
+        tmp.path(),
+        &[
+            "--server", &base, "--token", &t, "verify", "--key", &history,
+        ],
+    );
+    assert!(ok.starts_with("OK: 9 entries"), "{ok}");
     ledger_tests::stop(&mut server);
 }

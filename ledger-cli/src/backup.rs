@@ -231,13 +231,8 @@ pub(crate) fn restore(a: &RestoreArgs, as_json: bool) -> Result<u8> {
             anyhow!(e).context(format!("read {}", key_path.display()))
         }
     })?;
-    refuse_used_target(&a.into)?;
-    let bar = output::progress_count("restoring");
-    let mut progress = |at: u64, size: u64| {
-        bar.0.set_length(size);
-        bar.0.set_position(at);
-    };
-    let staged = Staged::beside(&a.into)?;
+    let (bar, staged) = start_restore(&a.into)?;
+    let mut progress = |at: u64, size: u64| bar.advance_to(at, size);
     let report = ledger_pg::copy::restore(&source, &key, &staged.dir, &mut progress)
         .with_context(|| format!("restoring {} into {}", a.from.display(), a.into.display()))?;
     bar.0.finish_and_clear();
@@ -281,6 +276,12 @@ fn warn_fork(size: u64) {
     );
 }
 
+/// A restore's start: its target checked free, its progress bar, its staging place.
+fn start_restore(into: &Path) -> Result<(output::Bar, Staged)> {
+    refuse_used_target(into)?;
+    Ok((output::progress_count("restoring"), Staged::beside(into)?))
+}
+
 fn refuse_used_target(into: &Path) -> Result<()> {
     if into.exists() && std::fs::read_dir(into).is_ok_and(|mut d| d.next().is_some()) {
         return Err(anyhow!(InputError(format!(
@@ -310,13 +311,8 @@ fn restore_with_new_key(
 ) -> Result<u8> {
     let reason: ledger_core::rotation::RotationReason =
         reason.parse().map_err(|e: String| anyhow!(InputError(e)))?;
-    refuse_used_target(&a.into)?;
-    let bar = output::progress_count("restoring");
-    let mut progress = |at: u64, size: u64| {
-        bar.0.set_length(size);
-        bar.0.set_position(at);
-    };
-    let staged = Staged::beside(&a.into)?;
+    let (bar, staged) = start_restore(&a.into)?;
+    let mut progress = |at: u64, size: u64| bar.advance_to(at, size);
     let (report, history) =
         ledger_pg::copy::restore_with_new_key(source, reason, &staged.dir, &mut progress)
             .with_context(|| format!("restoring {} into {}", a.from.display(), a.into.display()))?;

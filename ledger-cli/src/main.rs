@@ -885,10 +885,7 @@ fn run(cli: Cli) -> Result<u8> {
         }
         Command::Migrate { from, to, into } => {
             let bar = output::progress_count("copying");
-            let mut progress = |at: u64, size: u64| {
-                bar.0.set_length(size);
-                bar.0.set_position(at);
-            };
+            let mut progress = |at: u64, size: u64| bar.advance_to(at, size);
             let report = if to.starts_with("postgres://") || to.starts_with("postgresql://") {
                 let into = into.ok_or_else(|| {
                     InputError("--to postgres://… needs --into DIR: the new ledger's directory".into())

@@ -20,6 +20,14 @@ pub(crate) fn json(v: &impl serde::Serialize) -> Result<()> {
 /// A progress bar on stderr; indicatif draws nothing when stderr is not a terminal.
 pub(crate) struct Bar(pub ProgressBar);
 
+impl Bar {
+    /// At `at` of `of` (a copy reporting where it is).
+    pub(crate) fn advance_to(&self, at: u64, of: u64) {
+        self.0.set_length(of);
+        self.0.set_position(at);
+    }
+}
+
 impl Progress for Bar {
     fn total(&self, n: u64) {
         self.0.set_length(n);

@@ -27,7 +27,7 @@ export async function audit({ me }) {
     allowed
       ? el('p', {},
         el('a', { href: '/v1/bundle', download: '', class: 'button', 'data-testid': 'bundle' }, t('audit.bundle')), ' ',
-        el('button', { type: 'button', class: 'secondary', onclick: () => download('verifier.key', 'text/plain', `${keys}\n`) }, t('audit.key')))
+        el('button', { type: 'button', class: 'secondary', 'data-testid': 'key-download', onclick: () => download('verifier.key', 'text/plain', `${keys}\n`) }, t('audit.key')))
       : el('p', { class: 'muted' }, t('audit.needs_scope')),
     el('h2', {}, t('audit.check')),
     el('pre', {}, `ledger verify --bundle ${file} --key @verifier.key`),

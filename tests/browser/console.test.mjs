@@ -75,13 +75,13 @@ after(async () => {
   if (tmp) fs.rmSync(tmp, { recursive: true, force: true });
 });
 
-async function loggedIn(tok) {
+async function loggedIn(tok, at = base) {
   const context = await browser.newContext({ acceptDownloads: true });
   const page = await context.newPage();
   const errors = [];
   page.on('pageerror', (e) => errors.push(e.message));
   page.on('console', (m) => m.type() === 'error' && errors.push(m.text()));
-  await page.goto(`${base}/`);
+  await page.goto(`${at}/`);
   await page.fill('#token', tok);
   await page.click('#login button[type=submit]');
   await page.waitForSelector('#nav:not([hidden])');
@@ -320,6 +320,46 @@ test('an auditor downloads the bundle, and it verifies offline with the key', as
   assert.match(out, /^OK: \d+ entries/);
   assert.deepEqual(errors, []);
   await context.close();
+});
+
+test('after a key rotation, the audit page gives the whole key history, and the bundle verifies with it', async () => {
+  // A copy of the demo ledger under a new key (FORMAT.md §17), served on its own.
+  const rot = path.join(tmp, 'rotated');
+  execFileSync(LEDGER, ['restore', '--from', dir, '--into', rot, '--new-key', 'scheduled'], { stdio: 'ignore' });
+  const auditor = JSON.parse(execFileSync(LEDGER, ['--dir', rot, '--json', 'token', 'create', '--org', REGULATOR,
+    '--scope', 'ledger:audit'], { encoding: 'utf8' })).token;
+  const served = spawn(LEDGER, ['--dir', rot, 'serve', '--listen', '127.0.0.1:0'], { stdio: ['ignore', 'pipe', 'inherit'] });
+  try {
+    const at = await new Promise((resolve, reject) => {
+      let out = '';
+      served.stdout.on('data', (d) => {
+        out += d;
+        const m = /listening on (\S+)/.exec(out);
+        if (m) resolve(m[1]);
+      });
+      served.on('exit', (code) => reject(new Error(`ledger serve exited ${code}`)));
+    });
+    const { context, page, errors } = await loggedIn(auditor, at);
+    await page.goto(`${at}/console/#/audit`);
+    await page.waitForSelector('[data-testid=bundle]');
+    const history = fs.readFileSync(path.join(rot, 'verifier.key'), 'utf8').trim();
+    assert.equal(history.split('\n').length, 2);
+    assert.equal((await page.textContent('[data-testid=key]')).trim(), history);
+    const [keyFile] = await Promise.all([page.waitForEvent('download'), page.click('[data-testid=key-download]')]);
+    const key = path.join(tmp, 'rotated-verifier.key');
+    await keyFile.saveAs(key);
+    assert.equal(fs.readFileSync(key, 'utf8').trim(), history);
+    const [bundle] = await Promise.all([page.waitForEvent('download'), page.click('[data-testid=bundle]')]);
+    const tar = path.join(tmp, 'rotated-bundle.tar');
+    await bundle.saveAs(tar);
+    const out = execFileSync(LEDGER, ['verify', '--bundle', tar, '--key', `@${key}`], { encoding: 'utf8' });
+    assert.match(out, /^OK: \d+ entries/);
+    assert.deepEqual(errors, []);
+    await context.close();
+  } finally {
+    served.kill('SIGTERM');
+    await new Promise((r) => (served.exitCode === null ? served.on('exit', r) : r()));
+  }
 });
 
 test("reconcile: the demo's two lists give the CLI's classes, and another organisation learns nothing", async () => {

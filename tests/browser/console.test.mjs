@@ -2,7 +2,8 @@
 // the overview against the CLI, the district question of the answers issue against
 // the CLI's JSON, a message's timeline, Verify (and a tampered proof failing it),
 // the CSV export against the CLI's, another organisation seeing none of it, the
-// CSRF rule, and an accessibility check (axe-core) of every page. Screenshots of
+// CSRF rule, the audit page of a ledger whose key was replaced, and an
+// accessibility check (axe-core) of every page. Screenshots of
 // each page go to tests/browser/artifacts/.
 //
 // Needs: the ledger binary (LEDGER_BIN, default target/debug/ledger) and Chromium

@@ -91,16 +91,16 @@ pub(crate) fn verdict_alert(c: &VerdictChange, console_url: Option<&str>) -> Ale
     }
 }
 
-/// Percent-encodes everything but unreserved characters (the console decodes it).
+/// Percent-encodes everything but RFC 3986's unreserved characters (the console
+/// decodes it).
 fn url_component(s: &str) -> String {
-    s.bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
-                (b as char).to_string()
-            }
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
+    use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
+    const UNRESERVED: &AsciiSet = &NON_ALPHANUMERIC
+        .remove(b'-')
+        .remove(b'_')
+        .remove(b'.')
+        .remove(b'~');
+    utf8_percent_encode(s, UNRESERVED).to_string()
 }
 
 fn now() -> String {

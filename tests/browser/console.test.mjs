@@ -46,22 +46,28 @@ function token(org, scopes) {
   return ledgerJson('token', 'create', '--org', org, '--scope', scopes).token;
 }
 
+/** `ledger serve` on `at`, on a free port: the process and its base URL once it listens. */
+async function serve(at) {
+  const proc = spawn(LEDGER, ['--dir', at, 'serve', '--listen', '127.0.0.1:0'], { stdio: ['ignore', 'pipe', 'inherit'] });
+  const url = await new Promise((resolve, reject) => {
+    let out = '';
+    proc.stdout.on('data', (d) => {
+      out += d;
+      const m = /listening on (\S+)/.exec(out);
+      if (m) resolve(m[1]);
+    });
+    proc.on('exit', (code) => reject(new Error(`ledger serve exited ${code}`)));
+  });
+  return { proc, url };
+}
+
 before(async () => {
   fs.mkdirSync(ART, { recursive: true });
   tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'ledger-console-'));
   dir = path.join(tmp, 'demo');
   execFileSync(LEDGER, ['demo', '--dir', dir, '--messages', '3000'], { stdio: 'ignore' });
   tokens.regulator = token(REGULATOR, 'ledger:regulator,ledger:read');
-  server = spawn(LEDGER, ['--dir', dir, 'serve', '--listen', '127.0.0.1:0'], { stdio: ['ignore', 'pipe', 'inherit'] });
-  base = await new Promise((resolve, reject) => {
-    let out = '';
-    server.stdout.on('data', (d) => {
-      out += d;
-      const m = /listening on (\S+)/.exec(out);
-      if (m) resolve(m[1]);
-    });
-    server.on('exit', (code) => reject(new Error(`ledger serve exited ${code}`)));
-  });
+  ({ proc: server, url: base } = await serve(dir));
   browser = await chromium.launch({
     executablePath: CHROMIUM,
     args: ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking',
@@ -329,17 +335,8 @@ test('after a key rotation, the audit page gives the whole key history, and the 
   execFileSync(LEDGER, ['restore', '--from', dir, '--into', rot, '--new-key', 'scheduled'], { stdio: 'ignore' });
   const auditor = JSON.parse(execFileSync(LEDGER, ['--dir', rot, '--json', 'token', 'create', '--org', REGULATOR,
     '--scope', 'ledger:audit'], { encoding: 'utf8' })).token;
-  const served = spawn(LEDGER, ['--dir', rot, 'serve', '--listen', '127.0.0.1:0'], { stdio: ['ignore', 'pipe', 'inherit'] });
+  const { proc: served, url: at } = await serve(rot);
   try {
-    const at = await new Promise((resolve, reject) => {
-      let out = '';
-      served.stdout.on('data', (d) => {
-        out += d;
-        const m = /listening on (\S+)/.exec(out);
-        if (m) resolve(m[1]);
-      });
-      served.on('exit', (code) => reject(new Error(`ledger serve exited ${code}`)));
-    });
     const { context, page, errors } = await loggedIn(auditor, at);
     await page.goto(`${at}/console/#/audit`);
     await page.waitForSelector('[data-testid=bundle]');

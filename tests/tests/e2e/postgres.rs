@@ -504,6 +504,40 @@ fn a_database_restart_is_answered_503_and_loses_nothing_acknowledged() {
     assert!(ledger_ok(&dir, &["verify"]).starts_with("OK"));
 }
 
+/// `ledger migrate --from FROM --to TO [--into INTO]`, run in `cwd`.
+fn migrate(
+    cwd: &std::path::Path,
+    from: &std::path::Path,
+    to: &str,
+    into: Option<&std::path::Path>,
+) -> std::process::Output {
+    let mut args = vec!["migrate", "--from", from.to_str().unwrap(), "--to", to];
+    if let Some(i) = into {
+        args.extend(["--into", i.to_str().unwrap()]);
+    }
+    ledger(cwd, &args)
+}
+
+/// [`migrate`], which must succeed: what it printed.
+fn migrate_ok(
+    cwd: &std::path::Path,
+    from: &std::path::Path,
+    to: &str,
+    into: Option<&std::path::Path>,
+) -> String {
+    let out = migrate(cwd, from, to, into);
+    let text = ledger_tests::output_text(&out);
+    assert!(out.status.success(), "migrate failed:\n{text}");
+    text
+}
+
+/// Appends one event (`id`, about `message`) to the ledger in `dir`.
+fn append_event(dir: &std::path::Path, id: &str, message: &str) {
+    let file = dir.with_extension(format!("{id}.jsonl"));
+    std::fs::write(&file, ledger_tests::event_line(id, message) + "\n").unwrap();
+    ledger_ok(dir, &["append", file.to_str().unwrap()]);
+}
+
 #[test]
 fn migrate_copies_to_postgres_and_back_byte_for_byte() {
     let Some((url, _db)) = database() else { return };
@@ -513,18 +547,7 @@ fn migrate_copies_to_postgres_and_back_byte_for_byte() {
     let sample = repo_root().join("samples/incident-2023.jsonl");
     ledger_ok(&src, &["append", sample.to_str().unwrap()]);
     let pg = tmp.path().join("pg");
-    let out = ledger_ok(
-        tmp.path(),
-        &[
-            "migrate",
-            "--from",
-            src.to_str().unwrap(),
-            "--to",
-            &url,
-            "--into",
-            pg.to_str().unwrap(),
-        ],
-    );
+    let out = migrate_ok(tmp.path(), &src, &url, Some(&pg));
     assert!(out.contains("copied 200 entries"), "{out}");
     // The copy is the same ledger: same checkpoint, same key, verifies, same reports.
     assert_eq!(
@@ -557,25 +580,10 @@ fn migrate_copies_to_postgres_and_back_byte_for_byte() {
     };
     assert_eq!(lost(&pg), lost(&src));
     // It keeps working: appends continue the chain on PostgreSQL.
-    let more = tmp.path().join("more.jsonl");
-    std::fs::write(
-        &more,
-        ledger_tests::event_line("after-migrate", "M-AFTER") + "\n",
-    )
-    .unwrap();
-    ledger_ok(&pg, &["append", more.to_str().unwrap()]);
+    append_event(&pg, "after-migrate", "M-AFTER");
     // And back to a new embedded directory.
     let back = tmp.path().join("back");
-    let out = ledger_ok(
-        tmp.path(),
-        &[
-            "migrate",
-            "--from",
-            pg.to_str().unwrap(),
-            "--to",
-            back.to_str().unwrap(),
-        ],
-    );
+    let out = migrate_ok(tmp.path(), &pg, back.to_str().unwrap(), None);
     assert!(out.contains("copied 201 entries"), "{out}");
     assert!(ledger_ok(&back, &["verify"]).starts_with("OK: 201 entries"));
     assert_eq!(
@@ -583,18 +591,7 @@ fn migrate_copies_to_postgres_and_back_byte_for_byte() {
         ledger_ok(&pg, &["checkpoint"])
     );
     // A target database that already holds a ledger is refused.
-    let again = ledger(
-        tmp.path(),
-        &[
-            "migrate",
-            "--from",
-            src.to_str().unwrap(),
-            "--to",
-            &url,
-            "--into",
-            tmp.path().join("x").to_str().unwrap(),
-        ],
-    );
+    let again = migrate(tmp.path(), &src, &url, Some(&tmp.path().join("x")));
     assert!(!again.status.success());
     assert!(String::from_utf8_lossy(&again.stderr).contains("already holds a ledger"));
 }
@@ -626,43 +623,17 @@ fn a_rotated_ledger_moves_to_postgres_and_back() {
     );
     let history = format!("@{}", rekeyed.join("verifier.key").display());
     let pg = tmp.path().join("pg");
-    let out = ledger_ok(
-        tmp.path(),
-        &[
-            "migrate",
-            "--from",
-            rekeyed.to_str().unwrap(),
-            "--to",
-            &url,
-            "--into",
-            pg.to_str().unwrap(),
-        ],
-    );
+    let out = migrate_ok(tmp.path(), &rekeyed, &url, Some(&pg));
     assert!(out.contains("copied 201 entries"), "{out}");
     let v = ledger_ok(&pg, &["verify", "--key", &history]);
     assert!(v.starts_with("OK: 201 entries"), "{v}");
-    let more = tmp.path().join("more.jsonl");
-    std::fs::write(
-        &more,
-        ledger_tests::event_line("after-rotation", "M-ROT") + "\n",
-    )
-    .unwrap();
-    ledger_ok(&pg, &["append", more.to_str().unwrap()]);
+    append_event(&pg, "after-rotation", "M-ROT");
     let v = ledger_ok(&pg, &["verify", "--key", &history]);
     assert!(v.starts_with("OK: 202 entries"), "{v}");
     let h = ledger_ok(&pg, &["--json", "history", "M-ROT"]);
     assert!(h.contains("after-rotation"), "{h}");
     let back = tmp.path().join("back");
-    ledger_ok(
-        tmp.path(),
-        &[
-            "migrate",
-            "--from",
-            pg.to_str().unwrap(),
-            "--to",
-            back.to_str().unwrap(),
-        ],
-    );
+    migrate_ok(tmp.path(), &pg, back.to_str().unwrap(), None);
     let v = ledger_ok(&back, &["verify", "--key", &history]);
     assert!(v.starts_with("OK: 202 entries"), "{v}");
     assert_eq!(

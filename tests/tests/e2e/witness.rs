@@ -34,6 +34,27 @@ fn start_witness(dir: &Path) -> (Child, String) {
     (child, base)
 }
 
+/// `ledger witness init --name witness.tilsyn.example` in `wdir`, then `witness
+/// add-log` of the ledger in `ledger` (its tree hash `hash`): the witness's key.
+fn witness_of(wdir: &Path, ledger: &Path, hash: &str) -> CosignerVerifier {
+    let init = ledger_json(
+        wdir,
+        &[
+            "--json",
+            "witness",
+            "init",
+            "--name",
+            "witness.tilsyn.example",
+        ],
+    );
+    let key_file = format!("@{}", ledger.join("verifier.key").display());
+    ledger_ok(
+        wdir,
+        &["witness", "add-log", "--key", &key_file, "--hash", hash],
+    );
+    init["verifier_key"].as_str().unwrap().parse().unwrap()
+}
+
 struct Reply {
     status: u16,
     content_type: String,
@@ -125,22 +146,7 @@ fn a_witness_cosigns_consistent_checkpoints_and_answers_every_status() {
         );
         let wdir = tmp.path().join("witness");
         // Two commands (and adding the log) run a witness.
-        let init = ledger_json(
-            &wdir,
-            &[
-                "--json",
-                "witness",
-                "init",
-                "--name",
-                "witness.tilsyn.example",
-            ],
-        );
-        let vkey: CosignerVerifier = init["verifier_key"].as_str().unwrap().parse().unwrap();
-        let key_file = format!("@{}", ledger.join("verifier.key").display());
-        ledger_ok(
-            &wdir,
-            &["witness", "add-log", "--key", &key_file, "--hash", hash],
-        );
+        let vkey = witness_of(&wdir, &ledger, hash);
         let again = ledger_tests::ledger(&wdir, &["witness", "init", "--name", "w2.example"]);
         assert_eq!(
             again.status.code(),
@@ -717,22 +723,14 @@ fn a_postgres_ledger_is_cosigned_too() {
     );
     append(&ledger, 0, 4);
     let wdir = tmp.path().join("witness");
-    let v = ledger_json(
-        &wdir,
-        &["--json", "witness", "init", "--name", "witness.pg.example"],
-    );
-    let key_file = format!("@{}", ledger.join("verifier.key").display());
-    ledger_ok(
-        &wdir,
-        &["witness", "add-log", "--key", &key_file, "--hash", "sha256"],
-    );
+    let wkey = witness_of(&wdir, &ledger, "sha256");
     let (mut witness, wbase) = start_witness(&wdir);
     let policy = format!(
         "log {}\nwitness w {} {wbase}\nquorum w\n",
         std::fs::read_to_string(ledger.join("verifier.key"))
             .unwrap()
             .trim(),
-        v["verifier_key"].as_str().unwrap()
+        wkey
     );
     std::fs::write(ledger.join("witness.policy"), &policy).unwrap();
     let policy_file = tmp.path().join("reader.policy");
@@ -1314,22 +1312,7 @@ fn a_witness_follows_a_key_rotation_and_nothing_else() {
     let ledger = tmp.path().join("ledger");
     ledger_ok(&ledger, &["init", "--origin", "ledger.example/rotating"]);
     let wdir = tmp.path().join("witness");
-    let init = ledger_json(
-        &wdir,
-        &[
-            "--json",
-            "witness",
-            "init",
-            "--name",
-            "witness.tilsyn.example",
-        ],
-    );
-    let vkey: CosignerVerifier = init["verifier_key"].as_str().unwrap().parse().unwrap();
-    let old_key = format!("@{}", ledger.join("verifier.key").display());
-    ledger_ok(
-        &wdir,
-        &["witness", "add-log", "--key", &old_key, "--hash", "blake3"],
-    );
+    let vkey = witness_of(&wdir, &ledger, "blake3");
     append(&ledger, 0, 5);
     let (s1, cp1) = checkpoint(&ledger);
     let (mut child, base) = start_witness(&wdir);

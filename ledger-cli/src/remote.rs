@@ -107,17 +107,7 @@ impl Remote {
     }
 }
 
-/// Percent-encodes a path segment or query value: everything but RFC 3986's
-/// unreserved characters.
-pub(crate) fn enc(s: &str) -> String {
-    use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
-    const UNRESERVED: &AsciiSet = &NON_ALPHANUMERIC
-        .remove(b'-')
-        .remove(b'_')
-        .remove(b'.')
-        .remove(b'~');
-    utf8_percent_encode(s, UNRESERVED).to_string()
-}
+pub(crate) use ledger_core::questions::url_component as enc;
 
 fn query(pairs: &[(&str, Option<String>)]) -> String {
     let q: Vec<String> = pairs

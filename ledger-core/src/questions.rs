@@ -1074,6 +1074,18 @@ pub fn message_path(key: &str) -> String {
     }
 }
 
+/// `s` as one URL path segment or query value (a message path in a link, say):
+/// everything but RFC 3986's unreserved characters percent-encoded.
+pub fn url_component(s: &str) -> String {
+    use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
+    const UNRESERVED: &AsciiSet = &NON_ALPHANUMERIC
+        .remove(b'-')
+        .remove(b'_')
+        .remove(b'.')
+        .remove(b'~');
+    utf8_percent_encode(s, UNRESERVED).to_string()
+}
+
 /// The answer of `ledger reconcile --json` and `POST /v1/reconcile`.
 #[derive(Clone, Debug, Serialize)]
 pub struct ReconcileAnswer {
@@ -1216,5 +1228,16 @@ impl crate::reconcile::LedgerView for ReconcileView<'_, '_> {
             origin_at: e.origin_at.map(|t| crate::report_table::short(Some(t))),
             verdict: e.verdict.name().to_string(),
         })
+    }
+}
+
+#[cfg(test)]
+mod url_tests {
+    #[test]
+    fn a_message_path_is_one_url_component() {
+        assert_eq!(
+            super::url_component("974760673/964338531/POL 1æ~-_."),
+            "974760673%2F964338531%2FPOL%201%C3%A6~-_."
+        );
     }
 }

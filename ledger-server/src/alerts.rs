@@ -86,21 +86,14 @@ pub(crate) fn verdict_alert(c: &VerdictChange, console_url: Option<&str>) -> Ale
             "was": c.from.map(|f| f.name()),
             "reason": c.reason,
         })),
-        link: console_url.map(|u| format!("{u}/console/#/message/{}", url_component(&path))),
+        link: console_url.map(|u| {
+            format!(
+                "{u}/console/#/message/{}",
+                ledger_core::questions::url_component(&path)
+            )
+        }),
         reporter: None,
     }
-}
-
-/// Percent-encodes everything but RFC 3986's unreserved characters (the console
-/// decodes it).
-fn url_component(s: &str) -> String {
-    use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
-    const UNRESERVED: &AsciiSet = &NON_ALPHANUMERIC
-        .remove(b'-')
-        .remove(b'_')
-        .remove(b'.')
-        .remove(b'~');
-    utf8_percent_encode(s, UNRESERVED).to_string()
 }
 
 fn now() -> String {

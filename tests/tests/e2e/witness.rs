@@ -853,6 +853,25 @@ fn the_tiles_rebuild_the_signed_root_for_a_monitor() {
     ledger_tests::stop(&mut server);
 }
 
+/// `ledger --json --token TOKEN mirror --from FROM --into INTO --key KEY`, run in `cwd`.
+fn mirror_run(cwd: &Path, from: &str, into: &Path, token: &str, key: &str) -> std::process::Output {
+    ledger_tests::ledger(
+        cwd,
+        &[
+            "--json",
+            "--token",
+            token,
+            "mirror",
+            "--from",
+            from,
+            "--into",
+            into.to_str().unwrap(),
+            "--key",
+            key,
+        ],
+    )
+}
+
 /// `ledger mirror` keeps a checked copy through the tiles, answers questions from
 /// it, and stops with a clear message on a rollback or a rewritten history (a fork
 /// of the log under the same key).
@@ -871,23 +890,7 @@ fn a_mirror_follows_the_log_and_stops_at_a_fork() {
     let (t_log, t_fork) = (token(&ledger), token(&fork));
     let (mut server, base) = ledger_tests::serve(&ledger);
     let (mut forked, fork_base) = ledger_tests::serve(&fork);
-    let mirror = |from: &str, into: &Path, tok: &str| {
-        ledger_tests::ledger(
-            tmp.path(),
-            &[
-                "--json",
-                "--token",
-                tok,
-                "mirror",
-                "--from",
-                from,
-                "--into",
-                into.to_str().unwrap(),
-                "--key",
-                &key,
-            ],
-        )
-    };
+    let mirror = |from: &str, into: &Path, tok: &str| mirror_run(tmp.path(), from, into, tok, &key);
 
     let m = tmp.path().join("mirror");
     let out = mirror(&base, &m, &t_log);
@@ -1446,23 +1449,7 @@ fn a_mirror_follows_a_key_rotation_once_given_the_history() {
     let token = |dir: &Path| ledger_tests::token(dir, "889640782", "ledger:audit");
     let old_key = format!("@{}", ledger.join("verifier.key").display());
     let m = tmp.path().join("mirror");
-    let mirror = |base: &str, tok: &str, key: &str| {
-        ledger_tests::ledger(
-            tmp.path(),
-            &[
-                "--json",
-                "--token",
-                tok,
-                "mirror",
-                "--from",
-                base,
-                "--into",
-                m.to_str().unwrap(),
-                "--key",
-                key,
-            ],
-        )
-    };
+    let mirror = |base: &str, tok: &str, key: &str| mirror_run(tmp.path(), base, &m, tok, key);
     let t = token(&ledger);
     let (mut server, base) = ledger_tests::serve(&ledger);
     let out = mirror(&base, &t, &old_key);
